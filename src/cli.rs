@@ -1,0 +1,208 @@
+//! The command line (SPEC §9). With no subcommand the binary opens the console.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::dr;
+use crate::topology::{SiteRole, Topology};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "drconsole",
+    version,
+    about = "A console for moving VM disks between datastores without breaking disaster recovery.",
+    long_about = "A console for moving VM disks between datastores without breaking disaster recovery.\n\n\
+                  With no subcommand it opens the console window on the built-in demo topology \
+                  (or --topology FILE)."
+)]
+pub struct Cli {
+    /// Open the console on this topology file instead of the built-in demo.
+    #[arg(long, value_name = "FILE", global = false)]
+    pub topology: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a topology file and print a summary.
+    Check(CheckArgs),
+    /// Print the replication tags of every datastore.
+    Tags(TagsArgs),
+    /// Rate the DR impact of moving a VM's disk to another datastore.
+    Impact(ImpactArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The topology file.
+    pub topology: PathBuf,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// The topology file.
+    pub topology: PathBuf,
+    /// Print JSON: [{"datastore","replicated","consistency_group","protection_group","tags"}].
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImpactArgs {
+    /// The topology file.
+    pub topology: PathBuf,
+    /// Source datastore.
+    #[arg(long, value_name = "DS", conflicts_with = "vm", required_unless_present = "vm")]
+    pub from: Option<String>,
+    /// The VM to move (its current datastore is the source).
+    #[arg(long, value_name = "VM")]
+    pub vm: Option<String>,
+    /// Destination datastore.
+    #[arg(long, value_name = "DS")]
+    pub to: String,
+    /// Print JSON: {"from","to","allowed","rating","fault","explanation"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A failure the CLI reports on stderr with exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(pub String);
+
+/// Runs a subcommand, writing to `out`. Errors carry the one-line message for stderr.
+pub fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
+    match command {
+        Command::Check(a) => check(a, out),
+        Command::Tags(a) => tags(a, out),
+        Command::Impact(a) => impact(a, out),
+    }
+}
+
+fn load(path: &Path) -> Result<Topology, CliError> {
+    Topology::load(path).map_err(|e| CliError(e.to_string()))
+}
+
+fn emit(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
+    writeln!(out, "{text}").map_err(|e| CliError(format!("cannot write output: {e}")))
+}
+
+fn emit_json<T: Serialize>(out: &mut dyn Write, value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError(e.to_string()))?;
+    emit(out, &text)
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    file: String,
+    name: String,
+    sites: usize,
+    hosts: usize,
+    arrays: usize,
+    luns: usize,
+    datastores: usize,
+    replicated_datastores: usize,
+    consistency_groups: usize,
+    protection_groups: usize,
+    vms: usize,
+}
+
+fn check(a: &CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let t = load(&a.topology)?;
+    let tags = dr::discover_tags(&t);
+    let protected: Vec<_> = tags
+        .iter()
+        .filter(|tg| {
+            t.datastore(&tg.datastore)
+                .is_some_and(|d| t.site_role(&d.site) == Some(SiteRole::Protected))
+        })
+        .collect();
+    let cgs: std::collections::BTreeSet<_> = protected
+        .iter()
+        .filter_map(|tg| tg.consistency_group.as_deref())
+        .collect();
+    let s = Summary {
+        file: a.topology.display().to_string(),
+        name: t.name.clone(),
+        sites: t.sites.len(),
+        hosts: t.hosts.len(),
+        arrays: t.arrays.len(),
+        luns: t.arrays.iter().map(|x| x.luns.len()).sum(),
+        datastores: t.datastores.len(),
+        replicated_datastores: protected.iter().filter(|tg| tg.replicated).count(),
+        consistency_groups: cgs.len(),
+        protection_groups: t.protection_groups.len(),
+        vms: t.vms.len(),
+    };
+    if a.json {
+        return emit_json(out, &s);
+    }
+    emit(
+        out,
+        &format!(
+            "{}: OK: \"{}\": {} sites, {} hosts, {} arrays ({} LUNs), {} datastores \
+             ({} replicated, {} consistency groups), {} protection groups, {} VMs",
+            s.file,
+            s.name,
+            s.sites,
+            s.hosts,
+            s.arrays,
+            s.luns,
+            s.datastores,
+            s.replicated_datastores,
+            s.consistency_groups,
+            s.protection_groups,
+            s.vms
+        ),
+    )
+}
+
+fn tags(a: &TagsArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let t = load(&a.topology)?;
+    let tags = dr::discover_tags(&t);
+    if a.json {
+        return emit_json(out, &tags);
+    }
+    let width = tags.iter().map(|x| x.datastore.len()).max().unwrap_or(0);
+    for tg in &tags {
+        emit(
+            out,
+            &format!("{:width$}  {}", tg.datastore, tg.tags.join(" ")),
+        )?;
+    }
+    Ok(())
+}
+
+fn impact(a: &ImpactArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let t = load(&a.topology)?;
+    let file = a.topology.display();
+    let result = match (&a.vm, &a.from) {
+        (Some(vm), _) => dr::impact_for_vm(&t, vm, &a.to),
+        (None, Some(from)) => dr::impact(&t, from, &a.to),
+        (None, None) => return Err(CliError("give --from DS or --vm VM".to_string())),
+    };
+    let i = result.map_err(|e| CliError(format!("{file}: {e}")))?;
+    if a.json {
+        return emit_json(out, &i);
+    }
+    let verdict = if i.allowed {
+        "allowed".to_string()
+    } else {
+        format!(
+            "needs an override: rating {}, fault {}",
+            i.rating,
+            i.fault.map(|f| f.as_str()).unwrap_or("none")
+        )
+    };
+    emit(
+        out,
+        &format!("{} -> {}: {verdict}\n{}", i.from, i.to, i.explanation),
+    )
+}

@@ -1,0 +1,384 @@
+//! The details panel: what the selected object is, and for a VM where it can go.
+
+use egui::{RichText, Ui};
+use egui_extras::{Column, TableBuilder};
+
+use super::style::{self, ChipKind, glyph};
+use super::{Document, Selection};
+use crate::dr;
+use crate::topology::{SiteRole, Topology};
+
+pub fn show(ui: &mut Ui, doc: &Document, selection: &mut Option<Selection>) {
+    let t = &doc.topology;
+    let Some(sel) = selection.clone() else {
+        overview(ui, doc);
+        return;
+    };
+    egui::ScrollArea::vertical()
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            let found = match &sel {
+                Selection::Site(id) => site(ui, t, id, selection),
+                Selection::Host(id) => host(ui, t, id, selection),
+                Selection::Vm(id) => vm(ui, doc, id, selection),
+                Selection::Array(id) => array(ui, t, id, selection),
+                Selection::Lun(id) => lun(ui, t, id, selection),
+                Selection::Datastore(id) => datastore(ui, doc, id, selection),
+                Selection::ProtectionGroup(id) => protection_group(ui, t, id, selection),
+            };
+            if !found {
+                // The topology was replaced and the object is gone.
+                *selection = None;
+            }
+        });
+}
+
+fn heading(ui: &mut Ui, glyph: &str, kind: &str, id: &str) {
+    ui.horizontal(|ui| {
+        ui.heading(format!("{glyph} {id}"));
+        ui.label(RichText::new(kind).weak());
+    });
+    ui.add_space(4.0);
+}
+
+/// A two-column grid of facts.
+fn facts(ui: &mut Ui, id: &str, rows: &[(&str, String)]) {
+    egui::Grid::new(("facts", id))
+        .num_columns(2)
+        .spacing([16.0, 4.0])
+        .show(ui, |ui| {
+            for (k, v) in rows {
+                ui.label(RichText::new(*k).weak());
+                ui.label(v);
+                ui.end_row();
+            }
+        });
+}
+
+/// A link-like button that selects another object.
+fn goto(ui: &mut Ui, text: String, target: Selection, selection: &mut Option<Selection>) {
+    if ui.link(text).clicked() {
+        *selection = Some(target);
+    }
+}
+
+fn section(ui: &mut Ui, title: &str) {
+    ui.add_space(10.0);
+    ui.strong(title);
+    ui.separator();
+}
+
+fn tag_chips(ui: &mut Ui, tags: &dr::DatastoreTags) {
+    ui.horizontal_wrapped(|ui| {
+        for tag in &tags.tags {
+            style::chip(ui, tag, ChipKind::of_tag(tag));
+        }
+    });
+}
+
+fn overview(ui: &mut Ui, doc: &Document) {
+    let t = &doc.topology;
+    ui.heading(&t.name);
+    ui.label(RichText::new(doc.source.to_string()).weak());
+    ui.add_space(8.0);
+    let protected: Vec<_> = doc
+        .tags
+        .iter()
+        .filter(|tg| {
+            t.datastore(&tg.datastore)
+                .is_some_and(|d| t.is_protected_datastore(d))
+        })
+        .collect();
+    facts(
+        ui,
+        "overview",
+        &[
+            ("Sites", t.sites.len().to_string()),
+            ("Hosts", t.hosts.len().to_string()),
+            ("Arrays", t.arrays.len().to_string()),
+            (
+                "Protected datastores",
+                format!(
+                    "{} ({} replicated)",
+                    protected.len(),
+                    protected.iter().filter(|x| x.replicated).count()
+                ),
+            ),
+            ("Protection groups", t.protection_groups.len().to_string()),
+            ("VMs", t.vms.len().to_string()),
+        ],
+    );
+    ui.add_space(12.0);
+    ui.label("Select a VM in the inventory to see where it can move and what each move does to disaster recovery.");
+    ui.label(RichText::new("Open another topology with File → Open… (Ctrl+O) or drop a .ron file on the window.").weak());
+}
+
+fn site(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) -> bool {
+    let Some(s) = t.site(id) else { return false };
+    heading(ui, glyph::SITE, "site", &s.id);
+    let role = match s.role {
+        SiteRole::Protected => "protected (production)",
+        SiteRole::Recovery => "recovery (replicas)",
+    };
+    facts(
+        ui,
+        id,
+        &[("Name", s.name.clone()), ("Role", role.to_string())],
+    );
+    section(ui, "Hosts");
+    for h in t.hosts.iter().filter(|h| h.site == s.id) {
+        goto(ui, format!("{} {}", glyph::HOST, h.id), Selection::Host(h.id.clone()), selection);
+    }
+    section(ui, "Datastores");
+    for d in t.datastores.iter().filter(|d| d.site == s.id) {
+        goto(
+            ui,
+            format!("{} {}", glyph::DATASTORE, d.id),
+            Selection::Datastore(d.id.clone()),
+            selection,
+        );
+    }
+    true
+}
+
+fn host(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) -> bool {
+    let Some(h) = t.host(id) else { return false };
+    heading(ui, glyph::HOST, "host", &h.id);
+    let vms: Vec<_> = t.vms.iter().filter(|v| v.host == h.id).collect();
+    let cpus: u32 = vms.iter().map(|v| v.vcpus).sum();
+    let mem: u32 = vms.iter().map(|v| v.memory_gib).sum();
+    facts(
+        ui,
+        id,
+        &[
+            ("Site", h.site.clone()),
+            ("CPUs", format!("{} ({} vCPUs allocated)", h.cpus, cpus)),
+            ("Memory", format!("{} GiB ({} GiB allocated)", h.memory_gib, mem)),
+        ],
+    );
+    section(ui, "VMs");
+    if vms.is_empty() {
+        ui.weak("No VMs run on this host.");
+    }
+    for v in vms {
+        goto(ui, format!("{} {}", glyph::VM, v.id), Selection::Vm(v.id.clone()), selection);
+    }
+    true
+}
+
+fn array(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) -> bool {
+    let Some(a) = t.arrays.iter().find(|a| a.id == id) else {
+        return false;
+    };
+    heading(ui, glyph::ARRAY, "array", &a.id);
+    facts(ui, id, &[("Site", a.site.clone()), ("LUNs", a.luns.len().to_string())]);
+    section(ui, "LUNs");
+    for l in &a.luns {
+        ui.horizontal(|ui| {
+            goto(ui, format!("{} {}", glyph::LUN, l.id), Selection::Lun(l.id.clone()), selection);
+            ui.label(RichText::new(lun_summary(l)).weak());
+        });
+    }
+    true
+}
+
+fn lun_summary(l: &crate::topology::Lun) -> String {
+    match &l.replication {
+        None => format!("{} GiB, not replicated", l.capacity_gib),
+        Some(r) => format!(
+            "{} GiB, replicated to {} every {} min{}",
+            l.capacity_gib,
+            r.target,
+            r.rpo_minutes,
+            r.consistency_group
+                .as_deref()
+                .map(|c| format!(", CG {c}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+fn lun(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) -> bool {
+    let Some((a, l)) = t.lun(id) else { return false };
+    heading(ui, glyph::LUN, "LUN", &l.id);
+    facts(
+        ui,
+        id,
+        &[("Array", format!("{} (site {})", a.id, a.site)), ("Replication", lun_summary(l))],
+    );
+    if let Some(d) = t.datastores.iter().find(|d| d.luns.contains(&l.id)) {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("Backs").weak());
+            goto(
+                ui,
+                format!("{} {}", glyph::DATASTORE, d.id),
+                Selection::Datastore(d.id.clone()),
+                selection,
+            );
+        });
+    } else {
+        ui.weak("No datastore uses this LUN.");
+    }
+    true
+}
+
+fn datastore(ui: &mut Ui, doc: &Document, id: &str, selection: &mut Option<Selection>) -> bool {
+    let t = &doc.topology;
+    let Some(d) = t.datastore(id) else { return false };
+    heading(ui, glyph::DATASTORE, "datastore", &d.id);
+    if let Some(tags) = doc.tags_of(id) {
+        tag_chips(ui, tags);
+        ui.add_space(4.0);
+    }
+    let mut rows = vec![
+        ("Site", d.site.clone()),
+        ("LUNs", d.luns.join(", ")),
+        ("Copy throughput", format!("{} MiB/s", d.throughput_mib_s)),
+    ];
+    if let Some(rpo) = t.datastore_rpo_minutes(d) {
+        rows.push(("RPO", format!("{rpo} min")));
+    }
+    facts(ui, id, &rows);
+    if let Some(r) = t.replica_of(d) {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("Replica").weak());
+            goto(
+                ui,
+                format!("{} {}", glyph::DATASTORE, r.id),
+                Selection::Datastore(r.id.clone()),
+                selection,
+            );
+        });
+    }
+    if let Some(p) = t
+        .datastores
+        .iter()
+        .find(|p| t.replica_of(p).is_some_and(|r| r.id == d.id))
+    {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("Replica of").weak());
+            goto(
+                ui,
+                format!("{} {}", glyph::DATASTORE, p.id),
+                Selection::Datastore(p.id.clone()),
+                selection,
+            );
+        });
+    }
+    section(ui, "VMs");
+    let vms: Vec<_> = t.vms.iter().filter(|v| v.datastore == d.id).collect();
+    if vms.is_empty() {
+        ui.weak("No VM disks live here.");
+    }
+    for v in vms {
+        goto(ui, format!("{} {}", glyph::VM, v.id), Selection::Vm(v.id.clone()), selection);
+    }
+    true
+}
+
+fn protection_group(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) -> bool {
+    let Some(p) = t.protection_group(id) else {
+        return false;
+    };
+    heading(ui, glyph::PROTECTION_GROUP, "protection group", &p.id);
+    facts(ui, id, &[("Name", p.name.clone())]);
+    section(ui, "Datastores");
+    for d in &p.datastores {
+        goto(
+            ui,
+            format!("{} {}", glyph::DATASTORE, d),
+            Selection::Datastore(d.clone()),
+            selection,
+        );
+    }
+    section(ui, "VMs recovered with this group");
+    for v in t.vms.iter().filter(|v| p.datastores.contains(&v.datastore)) {
+        goto(ui, format!("{} {}", glyph::VM, v.id), Selection::Vm(v.id.clone()), selection);
+    }
+    true
+}
+
+fn vm(ui: &mut Ui, doc: &Document, id: &str, selection: &mut Option<Selection>) -> bool {
+    let t = &doc.topology;
+    let Some(v) = t.vm(id) else { return false };
+    heading(ui, glyph::VM, "virtual machine", &v.id);
+    let workload = v
+        .workload
+        .as_ref()
+        .map(|w| format!("{} write IOPS, {} read IOPS", w.write_iops, w.read_iops))
+        .unwrap_or_else(|| "idle".to_string());
+    facts(
+        ui,
+        id,
+        &[
+            ("UUID", v.uuid.clone()),
+            ("Disk", format!("{} MiB", v.disk_mib)),
+            ("vCPUs / memory", format!("{} / {} GiB", v.vcpus, v.memory_gib)),
+            ("Recovery priority", v.priority.to_string()),
+            ("Workload", workload),
+        ],
+    );
+    ui.horizontal(|ui| {
+        ui.label(RichText::new("Runs on").weak());
+        goto(ui, format!("{} {}", glyph::HOST, v.host), Selection::Host(v.host.clone()), selection);
+        ui.label(RichText::new("stored on").weak());
+        goto(
+            ui,
+            format!("{} {}", glyph::DATASTORE, v.datastore),
+            Selection::Datastore(v.datastore.clone()),
+            selection,
+        );
+    });
+    if let Some(tags) = doc.tags_of(&v.datastore) {
+        tag_chips(ui, tags);
+    }
+    section(ui, "Where can it go?");
+    let dests = dr::destinations_for_vm(t, &v.id).unwrap_or_default();
+    if dests.is_empty() {
+        ui.weak("There is no other protected-site datastore to move to.");
+        return true;
+    }
+    ui.label(
+        RichText::new("Every other protected datastore, safest first. Hover a row for what the move could lose.")
+            .weak(),
+    );
+    let row_h = ui.text_style_height(&egui::TextStyle::Body) + 6.0;
+    TableBuilder::new(ui)
+        .id_salt(("destinations", &v.id))
+        .striped(true)
+        .sense(egui::Sense::hover())
+        .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
+        .column(Column::auto().at_least(140.0))
+        .column(Column::auto().at_least(130.0))
+        .column(Column::remainder().at_least(200.0))
+        .header(row_h, |mut h| {
+            h.col(|ui| {
+                ui.strong("Destination");
+            });
+            h.col(|ui| {
+                ui.strong("Rating");
+            });
+            h.col(|ui| {
+                ui.strong("Fault");
+            });
+        })
+        .body(|body| {
+            body.rows(row_h, dests.len(), |mut row| {
+                let i = &dests[row.index()];
+                row.col(|ui| {
+                    ui.label(format!("{} {}", glyph::DATASTORE, i.to));
+                });
+                row.col(|ui| {
+                    ui.label(style::rating_text(ui, i.rating));
+                });
+                row.col(|ui| {
+                    ui.label(i.fault.map(|f| f.as_str()).unwrap_or("allowed"));
+                });
+                row.response().on_hover_ui(|ui| {
+                    ui.set_max_width(420.0);
+                    ui.label(&i.explanation);
+                });
+            });
+        });
+    true
+}

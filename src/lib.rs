@@ -1,0 +1,10 @@
+//! drconsole: a disaster-recovery-aware storage migration console.
+//!
+//! The library holds everything but the window: the topology model, DR tags and impact
+//! ratings, and the command line. The GUI lives in [`gui`].
+
+pub mod cli;
+pub mod dr;
+pub mod fsutil;
+pub mod gui;
+pub mod topology;

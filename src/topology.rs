@@ -1,0 +1,777 @@
+//! The topology model (SPEC §1): serde types, RON load and save, and validation with
+//! errors that name the file, the object and the rule.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The longest id the contract allows.
+pub const MAX_ID_LEN: usize = 64;
+
+/// The built-in demo topology, compiled in.
+pub const DEFAULT_TOPOLOGY_RON: &str = include_str!("../sample_topologies/two_site_demo.ron");
+/// The name shown for the built-in topology where a file name would stand.
+pub const DEFAULT_TOPOLOGY_SOURCE: &str = "<built-in two_site_demo.ron>";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub name: String,
+    pub sites: Vec<Site>,
+    #[serde(default)]
+    pub links: Vec<Link>,
+    #[serde(default)]
+    pub hosts: Vec<Host>,
+    #[serde(default)]
+    pub arrays: Vec<Array>,
+    #[serde(default)]
+    pub datastores: Vec<Datastore>,
+    #[serde(default)]
+    pub protection_groups: Vec<ProtectionGroup>,
+    #[serde(default)]
+    pub vms: Vec<Vm>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SiteRole {
+    Protected,
+    Recovery,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub id: String,
+    pub name: String,
+    pub role: SiteRole,
+}
+
+fn default_mbps() -> f64 {
+    1000.0
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub from: String,
+    pub to: String,
+    /// Replication bandwidth in megabits per second (simulated).
+    #[serde(default = "default_mbps")]
+    pub mbps: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub id: String,
+    pub site: String,
+    pub cpus: u32,
+    pub memory_gib: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Array {
+    pub id: String,
+    pub site: String,
+    #[serde(default)]
+    pub luns: Vec<Lun>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lun {
+    pub id: String,
+    pub capacity_gib: u64,
+    #[serde(default)]
+    pub replication: Option<LunReplication>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LunReplication {
+    pub target: String,
+    pub rpo_minutes: u32,
+    #[serde(default)]
+    pub consistency_group: Option<String>,
+}
+
+fn default_throughput() -> f64 {
+    400.0
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Datastore {
+    pub id: String,
+    pub site: String,
+    pub luns: Vec<String>,
+    /// Simulated copy throughput of this datastore in MiB/s.
+    #[serde(default = "default_throughput")]
+    pub throughput_mib_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectionGroup {
+    pub id: String,
+    pub name: String,
+    pub datastores: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vm {
+    pub id: String,
+    pub uuid: String,
+    pub host: String,
+    pub datastore: String,
+    pub disk_mib: u64,
+    pub vcpus: u32,
+    pub memory_gib: u32,
+    pub priority: u8,
+    #[serde(default)]
+    pub workload: Option<Workload>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    pub write_iops: u32,
+    pub read_iops: u32,
+}
+
+/// One broken rule: the object it concerns and the rule, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub object: String,
+    pub rule: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.object, self.rule)
+    }
+}
+
+/// Why a topology could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: cannot write: {source}")]
+    Write {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: syntax error: {message}")]
+    Syntax {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {first}{}", more_suffix(.rest.len()))]
+    Invalid {
+        file: String,
+        first: Violation,
+        rest: Vec<Violation>,
+    },
+}
+
+fn more_suffix(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => " (and 1 more problem)".to_string(),
+        n => format!(" (and {n} more problems)"),
+    }
+}
+
+impl TopologyError {
+    /// Every violation of a semantic error (empty for the other kinds).
+    pub fn violations(&self) -> Vec<&Violation> {
+        match self {
+            TopologyError::Invalid { first, rest, .. } => {
+                std::iter::once(first).chain(rest.iter()).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Checks an id against the contract: `[a-z0-9][a-z0-9._-]*`, at most 64 characters.
+pub fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("id is empty".to_string());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Some(format!(
+            "id is {} characters long; at most {MAX_ID_LEN} are allowed",
+            id.len()
+        ));
+    }
+    let mut chars = id.chars();
+    let first = chars.next().unwrap_or('-');
+    let ok_first = first.is_ascii_lowercase() || first.is_ascii_digit();
+    let ok_rest = id
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if !ok_first || !ok_rest {
+        return Some(format!(
+            "id {id:?} does not match [a-z0-9][a-z0-9._-]* (lower-case letters, digits, '.', '_' and '-', starting with a letter or digit)"
+        ));
+    }
+    None
+}
+
+impl Topology {
+    /// Parses RON text; `file` names the source in errors. Validates.
+    pub fn from_ron_str(text: &str, file: &str) -> Result<Topology, TopologyError> {
+        let topo: Topology = ron::Options::default()
+            .from_str(text)
+            .map_err(|e| TopologyError::Syntax {
+                file: file.to_string(),
+                line: e.span.start.line,
+                column: e.span.start.col,
+                message: e.code.to_string(),
+            })?;
+        topo.validate().map_err(|mut v| {
+            let first = v.remove(0);
+            TopologyError::Invalid {
+                file: file.to_string(),
+                first,
+                rest: v,
+            }
+        })?;
+        Ok(topo)
+    }
+
+    /// Reads, parses and validates a topology file.
+    pub fn load(path: &Path) -> Result<Topology, TopologyError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Topology::from_ron_str(&text, &file)
+    }
+
+    /// The compiled-in demo topology.
+    pub fn builtin_default() -> Topology {
+        Topology::from_ron_str(DEFAULT_TOPOLOGY_RON, DEFAULT_TOPOLOGY_SOURCE)
+            .expect("the built-in topology is checked by the test suite")
+    }
+
+    /// Pretty RON in the contract's shape (struct names included).
+    pub fn to_ron_string(&self) -> String {
+        let config = ron::ser::PrettyConfig::new()
+            .struct_names(true)
+            .indentor("    ".to_string());
+        // Serializing plain structs, strings and numbers cannot fail.
+        ron::ser::to_string_pretty(self, config).expect("topology serializes") + "\n"
+    }
+
+    /// Writes the topology atomically: a temp file beside it, fsync, rename, fsync the directory.
+    pub fn save(&self, path: &Path) -> Result<(), TopologyError> {
+        crate::fsutil::write_atomic(path, self.to_ron_string().as_bytes()).map_err(|source| {
+            TopologyError::Write {
+                file: path.display().to_string(),
+                source,
+            }
+        })
+    }
+
+    pub fn site(&self, id: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| s.id == id)
+    }
+    pub fn host(&self, id: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.id == id)
+    }
+    pub fn datastore(&self, id: &str) -> Option<&Datastore> {
+        self.datastores.iter().find(|d| d.id == id)
+    }
+    pub fn vm(&self, id: &str) -> Option<&Vm> {
+        self.vms.iter().find(|v| v.id == id)
+    }
+    pub fn protection_group(&self, id: &str) -> Option<&ProtectionGroup> {
+        self.protection_groups.iter().find(|p| p.id == id)
+    }
+    /// A LUN and the array it is on.
+    pub fn lun(&self, id: &str) -> Option<(&Array, &Lun)> {
+        self.arrays
+            .iter()
+            .flat_map(|a| a.luns.iter().map(move |l| (a, l)))
+            .find(|(_, l)| l.id == id)
+    }
+    pub fn site_role(&self, site: &str) -> Option<SiteRole> {
+        self.site(site).map(|s| s.role)
+    }
+    /// Is this datastore at a protected site?
+    pub fn is_protected_datastore(&self, ds: &Datastore) -> bool {
+        self.site_role(&ds.site) == Some(SiteRole::Protected)
+    }
+    /// The LUNs backing a datastore (those that resolve).
+    pub fn datastore_luns<'a>(&'a self, ds: &'a Datastore) -> impl Iterator<Item = &'a Lun> + 'a {
+        ds.luns.iter().filter_map(|id| self.lun(id).map(|(_, l)| l))
+    }
+    /// The RPO of a datastore whose LUNs are all replicated (validation makes them agree).
+    pub fn datastore_rpo_minutes(&self, ds: &Datastore) -> Option<u32> {
+        let mut rpo = None;
+        for lun in self.datastore_luns(ds) {
+            rpo = Some(lun.replication.as_ref()?.rpo_minutes);
+        }
+        rpo
+    }
+    /// The recovery-site datastore whose LUNs are exactly the replication targets of `ds`'s
+    /// LUNs, if `ds` is replicated and there is exactly one such datastore.
+    pub fn replica_of(&self, ds: &Datastore) -> Option<&Datastore> {
+        match self.replica_candidates(ds)[..] {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+    /// Every recovery-site datastore whose LUNs are exactly the replication targets of
+    /// `ds`'s LUNs (empty if `ds` is not replicated). Valid topologies have exactly one.
+    fn replica_candidates(&self, ds: &Datastore) -> Vec<&Datastore> {
+        let Some(targets) = self.replication_targets(ds) else {
+            return Vec::new();
+        };
+        self.datastores
+            .iter()
+            .filter(|r| self.site_role(&r.site) == Some(SiteRole::Recovery))
+            .filter(|r| r.luns.iter().cloned().collect::<BTreeSet<_>>() == targets)
+            .collect()
+    }
+    /// Is `ds` the replica datastore of some protected datastore?
+    pub fn is_replica_datastore(&self, ds: &Datastore) -> bool {
+        self.datastores
+            .iter()
+            .filter(|p| self.is_protected_datastore(p))
+            .any(|p| self.replica_of(p).is_some_and(|r| r.id == ds.id))
+    }
+    /// The replication targets of every LUN of `ds`, or None if some LUN is not replicated.
+    fn replication_targets(&self, ds: &Datastore) -> Option<BTreeSet<String>> {
+        if ds.luns.is_empty() {
+            return None;
+        }
+        ds.luns
+            .iter()
+            .map(|id| {
+                let (_, lun) = self.lun(id)?;
+                Some(lun.replication.as_ref()?.target.clone())
+            })
+            .collect()
+    }
+
+    /// Checks every rule of SPEC §1; returns all violations found, in a stable order.
+    pub fn validate(&self) -> Result<(), Vec<Violation>> {
+        let mut v = Validator::default();
+        v.check(self);
+        if v.out.is_empty() { Ok(()) } else { Err(v.out) }
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    out: Vec<Violation>,
+}
+
+impl Validator {
+    fn err(&mut self, object: impl Into<String>, rule: impl Into<String>) {
+        self.out.push(Violation {
+            object: object.into(),
+            rule: rule.into(),
+        });
+    }
+
+    fn ids<'a>(&mut self, kind: &str, ids: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
+        let mut seen = BTreeSet::new();
+        for id in ids {
+            if let Some(p) = id_problem(id) {
+                self.err(format!("{kind} {id:?}"), p);
+            }
+            if !seen.insert(id) {
+                self.err(
+                    format!("{kind} {id:?}"),
+                    format!("{kind} ids must be unique; {id:?} is used twice"),
+                );
+            }
+        }
+        seen
+    }
+
+    fn check(&mut self, t: &Topology) {
+        if t.name.trim().is_empty() {
+            self.err("topology", "the topology needs a non-empty name");
+        }
+        let sites = self.ids("site", t.sites.iter().map(|s| s.id.as_str()));
+        self.ids("host", t.hosts.iter().map(|h| h.id.as_str()));
+        self.ids("array", t.arrays.iter().map(|a| a.id.as_str()));
+        let luns = self.ids(
+            "LUN",
+            t.arrays
+                .iter()
+                .flat_map(|a| a.luns.iter().map(|l| l.id.as_str())),
+        );
+        let datastores = self.ids("datastore", t.datastores.iter().map(|d| d.id.as_str()));
+        self.ids(
+            "protection group",
+            t.protection_groups.iter().map(|p| p.id.as_str()),
+        );
+        self.ids("VM", t.vms.iter().map(|v| v.id.as_str()));
+        if t.sites.is_empty() {
+            self.err("topology", "a topology needs at least one site");
+        }
+
+        let role = |site: &str| t.site_role(site);
+        self.check_links(t, &sites);
+        for h in &t.hosts {
+            let obj = format!("host {:?}", h.id);
+            if !sites.contains(h.site.as_str()) {
+                self.err(&obj, format!("site {:?} does not exist", h.site));
+            }
+            if h.cpus == 0 || h.memory_gib == 0 {
+                self.err(&obj, "a host needs at least 1 cpu and 1 GiB of memory");
+            }
+        }
+        self.check_arrays(t, &sites, &luns);
+        self.check_datastores(t, &sites, &luns);
+        self.check_consistency_groups(t);
+        self.check_protection_groups(t, &datastores);
+        for vm in &t.vms {
+            let obj = format!("VM {:?}", vm.id);
+            if uuid::Uuid::parse_str(&vm.uuid).is_err() || vm.uuid.len() != 36 {
+                self.err(
+                    &obj,
+                    format!(
+                        "uuid {:?} is not a standard UUID (8-4-4-4-12 hex digits)",
+                        vm.uuid
+                    ),
+                );
+            }
+            match t.host(&vm.host) {
+                None => self.err(&obj, format!("host {:?} does not exist", vm.host)),
+                Some(h) if role(&h.site) != Some(SiteRole::Protected) => self.err(
+                    &obj,
+                    format!(
+                        "VMs live on protected-site hosts; host {:?} is at site {:?}, which is not protected",
+                        h.id, h.site
+                    ),
+                ),
+                _ => {}
+            }
+            match t.datastore(&vm.datastore) {
+                None => self.err(&obj, format!("datastore {:?} does not exist", vm.datastore)),
+                Some(d) => {
+                    if role(&d.site) != Some(SiteRole::Protected) {
+                        self.err(
+                            &obj,
+                            format!(
+                                "VMs live on protected-site datastores; datastore {:?} is at site {:?}, which is not protected",
+                                d.id, d.site
+                            ),
+                        );
+                    } else if let Some(h) = t.host(&vm.host)
+                        && h.site != d.site
+                    {
+                        self.err(
+                            &obj,
+                            format!(
+                                "host {:?} (site {:?}) and datastore {:?} (site {:?}) must be at the same site",
+                                h.id, h.site, d.id, d.site
+                            ),
+                        );
+                    }
+                }
+            }
+            if !(1..=5).contains(&vm.priority) {
+                self.err(
+                    &obj,
+                    format!("priority must be 1..=5, not {}", vm.priority),
+                );
+            }
+            if vm.disk_mib < 1 {
+                self.err(&obj, "disk_mib must be at least 1");
+            }
+            if vm.vcpus == 0 || vm.memory_gib == 0 {
+                self.err(&obj, "a VM needs at least 1 vcpu and 1 GiB of memory");
+            }
+        }
+        let mut uuids = BTreeMap::new();
+        for vm in &t.vms {
+            if let Some(other) = uuids.insert(vm.uuid.to_ascii_lowercase(), &vm.id) {
+                self.err(
+                    format!("VM {:?}", vm.id),
+                    format!("uuid {} is also the uuid of VM {other:?}; uuids must be unique", vm.uuid),
+                );
+            }
+        }
+    }
+
+    fn check_links(&mut self, t: &Topology, sites: &BTreeSet<&str>) {
+        for l in &t.links {
+            let obj = format!("link {:?} -> {:?}", l.from, l.to);
+            for end in [&l.from, &l.to] {
+                if !sites.contains(end.as_str()) {
+                    self.err(&obj, format!("site {end:?} does not exist"));
+                }
+            }
+            if l.from == l.to {
+                self.err(&obj, "a link joins two different sites");
+            }
+            if !(l.mbps.is_finite() && l.mbps > 0.0) {
+                self.err(&obj, format!("mbps must be a positive number, not {}", l.mbps));
+            }
+        }
+    }
+
+    fn check_arrays(&mut self, t: &Topology, sites: &BTreeSet<&str>, luns: &BTreeSet<&str>) {
+        let mut targeted: BTreeMap<&str, &str> = BTreeMap::new();
+        for a in &t.arrays {
+            if !sites.contains(a.site.as_str()) {
+                self.err(
+                    format!("array {:?}", a.id),
+                    format!("site {:?} does not exist", a.site),
+                );
+            }
+            for l in &a.luns {
+                let obj = format!("LUN {:?} on array {:?}", l.id, a.id);
+                if l.capacity_gib == 0 {
+                    self.err(&obj, "capacity_gib must be at least 1");
+                }
+                let Some(r) = &l.replication else { continue };
+                if r.rpo_minutes == 0 {
+                    self.err(&obj, "rpo_minutes must be at least 1");
+                }
+                if let Some(cg) = &r.consistency_group
+                    && let Some(p) = id_problem(cg)
+                {
+                    self.err(&obj, format!("consistency group: {p}"));
+                }
+                if !luns.contains(r.target.as_str()) {
+                    self.err(
+                        &obj,
+                        format!("replication target LUN {:?} does not exist", r.target),
+                    );
+                    continue;
+                }
+                if r.target == l.id {
+                    self.err(&obj, "a LUN cannot replicate to itself");
+                    continue;
+                }
+                let (tarr, _) = t.lun(&r.target).expect("target resolved above");
+                if t.site_role(&tarr.site) != Some(SiteRole::Recovery) {
+                    self.err(
+                        &obj,
+                        format!(
+                            "replication target LUN {:?} is on array {:?} at site {:?}; a target must be at a recovery site",
+                            r.target, tarr.id, tarr.site
+                        ),
+                    );
+                }
+                if let Some(prev) = targeted.insert(&r.target, &l.id) {
+                    self.err(
+                        &obj,
+                        format!(
+                            "replication target LUN {:?} is already the target of LUN {prev:?}; a LUN is targeted once",
+                            r.target
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_datastores(&mut self, t: &Topology, sites: &BTreeSet<&str>, luns: &BTreeSet<&str>) {
+        let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+        for d in &t.datastores {
+            let obj = format!("datastore {:?}", d.id);
+            if !sites.contains(d.site.as_str()) {
+                self.err(&obj, format!("site {:?} does not exist", d.site));
+            }
+            if d.luns.is_empty() {
+                self.err(&obj, "a datastore is backed by at least one LUN");
+            }
+            if !(d.throughput_mib_s.is_finite() && d.throughput_mib_s > 0.0) {
+                self.err(
+                    &obj,
+                    format!(
+                        "throughput_mib_s must be a positive number, not {}",
+                        d.throughput_mib_s
+                    ),
+                );
+            }
+            let mut rpos = BTreeSet::new();
+            for lun_id in &d.luns {
+                if !luns.contains(lun_id.as_str()) {
+                    self.err(&obj, format!("LUN {lun_id:?} does not exist"));
+                    continue;
+                }
+                if let Some(prev) = owner.insert(lun_id, &d.id) {
+                    self.err(
+                        &obj,
+                        format!(
+                            "LUN {lun_id:?} already backs datastore {prev:?}; a LUN belongs to one datastore at most"
+                        ),
+                    );
+                }
+                let (arr, lun) = t.lun(lun_id).expect("resolved above");
+                if arr.site != d.site {
+                    self.err(
+                        &obj,
+                        format!(
+                            "LUN {lun_id:?} is on array {:?} at site {:?}; a datastore's LUNs must be on arrays of its own site {:?}",
+                            arr.id, arr.site, d.site
+                        ),
+                    );
+                }
+                if let Some(r) = &lun.replication {
+                    rpos.insert(r.rpo_minutes);
+                }
+            }
+            if rpos.len() > 1 {
+                self.err(
+                    &obj,
+                    format!(
+                        "all replicated LUNs of one datastore must have the same rpo_minutes; found {}",
+                        join(rpos.iter())
+                    ),
+                );
+            }
+            if let Some(targets) = t.replication_targets(d)
+                && t.is_protected_datastore(d)
+            {
+                let n = t.replica_candidates(d).len();
+                if n != 1 {
+                    let what = if n == 0 { "none exists" } else { "several exist" };
+                    self.err(
+                        &obj,
+                        format!(
+                            "a replicated datastore needs exactly one replica datastore at a recovery site whose LUNs are exactly its targets ({}); {what}",
+                            join(targets.iter())
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_consistency_groups(&mut self, t: &Topology) {
+        let mut cg_rpo: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
+        for lun in t.arrays.iter().flat_map(|a| a.luns.iter()) {
+            if let Some(r) = &lun.replication
+                && let Some(cg) = &r.consistency_group
+            {
+                cg_rpo.entry(cg).or_default().insert(r.rpo_minutes);
+            }
+        }
+        for (cg, rpos) in cg_rpo {
+            if rpos.len() > 1 {
+                self.err(
+                    format!("consistency group {cg:?}"),
+                    format!(
+                        "all LUNs of one consistency group must have the same rpo_minutes; found {}",
+                        join(rpos.iter())
+                    ),
+                );
+            }
+        }
+    }
+
+    fn check_protection_groups(&mut self, t: &Topology, datastores: &BTreeSet<&str>) {
+        let mut member_of: BTreeMap<&str, &str> = BTreeMap::new();
+        for pg in &t.protection_groups {
+            let obj = format!("protection group {:?}", pg.id);
+            for ds_id in &pg.datastores {
+                if !datastores.contains(ds_id.as_str()) {
+                    self.err(&obj, format!("datastore {ds_id:?} does not exist"));
+                    continue;
+                }
+                if let Some(prev) = member_of.insert(ds_id, &pg.id) {
+                    self.err(
+                        &obj,
+                        format!(
+                            "datastore {ds_id:?} is already in protection group {prev:?}; a datastore is in one protection group at most"
+                        ),
+                    );
+                }
+                let ds = t.datastore(ds_id).expect("resolved above");
+                if !t.is_protected_datastore(ds) {
+                    self.err(
+                        &obj,
+                        format!(
+                            "datastore {ds_id:?} is at site {:?}; a protection group lists only protected-site datastores",
+                            ds.site
+                        ),
+                    );
+                } else if t.replication_targets(ds).is_none() {
+                    self.err(
+                        &obj,
+                        format!(
+                            "datastore {ds_id:?} is not replicated; a protection group lists only replicated datastores"
+                        ),
+                    );
+                }
+            }
+        }
+        // A CG's datastores are all in the same PG or all in none.
+        let mut cg_members: BTreeMap<String, Vec<&Datastore>> = BTreeMap::new();
+        for d in &t.datastores {
+            if let Some(cg) = crate::dr::datastore_cg(t, d) {
+                cg_members.entry(cg).or_default().push(d);
+            }
+        }
+        for (cg, members) in cg_members {
+            let pgs: BTreeSet<Option<&str>> = members
+                .iter()
+                .map(|d| member_of.get(d.id.as_str()).copied())
+                .collect();
+            if pgs.len() > 1 {
+                let detail = members
+                    .iter()
+                    .map(|d| match member_of.get(d.id.as_str()) {
+                        Some(pg) => format!("{} in {pg}", d.id),
+                        None => format!("{} in none", d.id),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.err(
+                    format!("consistency group {cg:?}"),
+                    format!(
+                        "a consistency group's datastores must all be in the same protection group or all in none; found {detail}"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn join<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    items.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Where a topology came from, for titles and error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopologySource {
+    BuiltIn,
+    File(PathBuf),
+}
+
+impl fmt::Display for TopologySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopologySource::BuiltIn => f.write_str(DEFAULT_TOPOLOGY_SOURCE),
+            TopologySource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
