@@ -59,7 +59,12 @@ pub struct ImpactArgs {
     /// The topology file.
     pub topology: PathBuf,
     /// Source datastore.
-    #[arg(long, value_name = "DS", conflicts_with = "vm", required_unless_present = "vm")]
+    #[arg(
+        long,
+        value_name = "DS",
+        conflicts_with = "vm",
+        required_unless_present = "vm"
+    )]
     pub from: Option<String>,
     /// The VM to move (its current datastore is the source).
     #[arg(long, value_name = "VM")]

@@ -150,7 +150,9 @@ pub fn rate(s: &DatastoreTags, d: &DatastoreTags) -> (Rating, Option<Fault>) {
     use Fault::*;
     match (s.replicated, d.replicated) {
         (false, false) => (Rating::None, None),
-        (true, true) if s.consistency_group.is_some() && s.consistency_group == d.consistency_group => {
+        (true, true)
+            if s.consistency_group.is_some() && s.consistency_group == d.consistency_group =>
+        {
             (Rating::None, None)
         }
         (false, true) => match d.protection_group {
@@ -189,9 +191,13 @@ pub enum ImpactError {
     NoSuchDatastore(String),
     #[error("VM {0:?} does not exist")]
     NoSuchVm(String),
-    #[error("datastore {0:?} is at recovery site {1:?}; a migration moves between protected-site datastores")]
+    #[error(
+        "datastore {0:?} is at recovery site {1:?}; a migration moves between protected-site datastores"
+    )]
     NotProtected(String, String),
-    #[error("datastore {0:?} is the replica datastore of {1:?}; it cannot be a migration destination")]
+    #[error(
+        "datastore {0:?} is the replica datastore of {1:?}; it cannot be a migration destination"
+    )]
     ReplicaDestination(String, String),
     #[error("source and destination are the same datastore {0:?}")]
     SameDatastore(String),

@@ -234,14 +234,15 @@ pub fn id_problem(id: &str) -> Option<String> {
 impl Topology {
     /// Parses RON text; `file` names the source in errors. Validates.
     pub fn from_ron_str(text: &str, file: &str) -> Result<Topology, TopologyError> {
-        let topo: Topology = ron::Options::default()
-            .from_str(text)
-            .map_err(|e| TopologyError::Syntax {
-                file: file.to_string(),
-                line: e.span.start.line,
-                column: e.span.start.col,
-                message: e.code.to_string(),
-            })?;
+        let topo: Topology =
+            ron::Options::default()
+                .from_str(text)
+                .map_err(|e| TopologyError::Syntax {
+                    file: file.to_string(),
+                    line: e.span.start.line,
+                    column: e.span.start.col,
+                    message: e.code.to_string(),
+                })?;
         topo.validate().map_err(|mut v| {
             let first = v.remove(0);
             TopologyError::Invalid {
@@ -492,10 +493,7 @@ impl Validator {
                 }
             }
             if !(1..=5).contains(&vm.priority) {
-                self.err(
-                    &obj,
-                    format!("priority must be 1..=5, not {}", vm.priority),
-                );
+                self.err(&obj, format!("priority must be 1..=5, not {}", vm.priority));
             }
             if vm.disk_mib < 1 {
                 self.err(&obj, "disk_mib must be at least 1");
@@ -509,7 +507,10 @@ impl Validator {
             if let Some(other) = uuids.insert(vm.uuid.to_ascii_lowercase(), &vm.id) {
                 self.err(
                     format!("VM {:?}", vm.id),
-                    format!("uuid {} is also the uuid of VM {other:?}; uuids must be unique", vm.uuid),
+                    format!(
+                        "uuid {} is also the uuid of VM {other:?}; uuids must be unique",
+                        vm.uuid
+                    ),
                 );
             }
         }
@@ -527,7 +528,10 @@ impl Validator {
                 self.err(&obj, "a link joins two different sites");
             }
             if !(l.mbps.is_finite() && l.mbps > 0.0) {
-                self.err(&obj, format!("mbps must be a positive number, not {}", l.mbps));
+                self.err(
+                    &obj,
+                    format!("mbps must be a positive number, not {}", l.mbps),
+                );
             }
         }
     }
@@ -650,7 +654,11 @@ impl Validator {
             {
                 let n = t.replica_candidates(d).len();
                 if n != 1 {
-                    let what = if n == 0 { "none exists" } else { "several exist" };
+                    let what = if n == 0 {
+                        "none exists"
+                    } else {
+                        "several exist"
+                    };
                     self.err(
                         &obj,
                         format!(

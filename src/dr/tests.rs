@@ -34,17 +34,33 @@ fn allowed_within_one_consistency_group() {
     let t = tour();
     check(&t, "vm-gold", "ds-pg1-a2", Rating::None, None);
     let i = impact(&t, "ds-pg1-a", "ds-pg1-a2").unwrap();
-    assert!(i.explanation.contains("same consistency group"), "{}", i.explanation);
+    assert!(
+        i.explanation.contains("same consistency group"),
+        "{}",
+        i.explanation
+    );
 }
 
 #[test]
 fn row_not_replicated_to_replicated_outside_pg() {
-    check(&tour(), "vm-plain", "ds-rep", Rating::Mild, Some(Fault::ReplicationOverhead));
+    check(
+        &tour(),
+        "vm-plain",
+        "ds-rep",
+        Rating::Mild,
+        Some(Fault::ReplicationOverhead),
+    );
 }
 
 #[test]
 fn row_not_replicated_to_replicated_in_pg() {
-    check(&tour(), "vm-plain", "ds-pg1-a", Rating::Mild, Some(Fault::ProtectionOverhead));
+    check(
+        &tour(),
+        "vm-plain",
+        "ds-pg1-a",
+        Rating::Mild,
+        Some(Fault::ProtectionOverhead),
+    );
 }
 
 #[test]
@@ -60,7 +76,13 @@ fn row_replicated_to_not_replicated_outside_pg() {
 
 #[test]
 fn row_replicated_to_not_replicated_in_pg() {
-    check(&tour(), "vm-gold", "ds-plain", Rating::Severe, Some(Fault::LossOfProtection));
+    check(
+        &tour(),
+        "vm-gold",
+        "ds-plain",
+        Rating::Severe,
+        Some(Fault::LossOfProtection),
+    );
 }
 
 #[test]
@@ -110,7 +132,13 @@ fn row_only_destination_in_pg() {
 #[test]
 fn row_neither_in_pg() {
     // ds-rep has no CG, ds-rep-2 is in cg-x: "other CG or none".
-    check(&tour(), "vm-rep", "ds-rep-2", Rating::Mild, Some(Fault::ReplicationNoProtection));
+    check(
+        &tour(),
+        "vm-rep",
+        "ds-rep-2",
+        Rating::Mild,
+        Some(Fault::ReplicationNoProtection),
+    );
 }
 
 #[test]
@@ -163,7 +191,13 @@ fn explanation_names_the_real_rpos() {
 fn tags_in_contract_order() {
     let t = tour();
     let tags = discover_tags(&t);
-    let by = |id: &str| tags.iter().find(|x| x.datastore == id).unwrap().tags.clone();
+    let by = |id: &str| {
+        tags.iter()
+            .find(|x| x.datastore == id)
+            .unwrap()
+            .tags
+            .clone()
+    };
     assert_eq!(by("ds-plain"), vec!["replication:status=not-replicated"]);
     assert_eq!(by("ds-rep"), vec!["replication:status=replicated"]);
     assert_eq!(
@@ -197,7 +231,9 @@ fn two_lun_topology(a: &str, b: &str) -> Topology {
 fn all_or_nothing_for_multi_lun_datastores() {
     let rep = |target: &str, cg: Option<&str>| {
         let cg = cg.map_or("None".to_string(), |c| format!("Some({c:?})"));
-        format!(", replication: Some(LunReplication(target: {target:?}, rpo_minutes: 5, consistency_group: {cg}))")
+        format!(
+            ", replication: Some(LunReplication(target: {target:?}, rpo_minutes: 5, consistency_group: {cg}))"
+        )
     };
     // One LUN replicated, the other not: the datastore is not replicated.
     let t = two_lun_topology(&rep("l1r", Some("cg")), "");

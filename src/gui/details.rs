@@ -110,7 +110,12 @@ fn overview(ui: &mut Ui, doc: &Document) {
     );
     ui.add_space(12.0);
     ui.label("Select a VM in the inventory to see where it can move and what each move does to disaster recovery.");
-    ui.label(RichText::new("Open another topology with File → Open… (Ctrl+O) or drop a .ron file on the window.").weak());
+    ui.label(
+        RichText::new(
+            "Open another topology with File ▶ Open… (Ctrl+O) or drop a .ron file on the window.",
+        )
+        .weak(),
+    );
 }
 
 fn site(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) -> bool {
@@ -127,7 +132,12 @@ fn site(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) 
     );
     section(ui, "Hosts");
     for h in t.hosts.iter().filter(|h| h.site == s.id) {
-        goto(ui, format!("{} {}", glyph::HOST, h.id), Selection::Host(h.id.clone()), selection);
+        goto(
+            ui,
+            format!("{} {}", glyph::HOST, h.id),
+            Selection::Host(h.id.clone()),
+            selection,
+        );
     }
     section(ui, "Datastores");
     for d in t.datastores.iter().filter(|d| d.site == s.id) {
@@ -153,7 +163,10 @@ fn host(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) 
         &[
             ("Site", h.site.clone()),
             ("CPUs", format!("{} ({} vCPUs allocated)", h.cpus, cpus)),
-            ("Memory", format!("{} GiB ({} GiB allocated)", h.memory_gib, mem)),
+            (
+                "Memory",
+                format!("{} GiB ({} GiB allocated)", h.memory_gib, mem),
+            ),
         ],
     );
     section(ui, "VMs");
@@ -161,7 +174,12 @@ fn host(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) 
         ui.weak("No VMs run on this host.");
     }
     for v in vms {
-        goto(ui, format!("{} {}", glyph::VM, v.id), Selection::Vm(v.id.clone()), selection);
+        goto(
+            ui,
+            format!("{} {}", glyph::VM, v.id),
+            Selection::Vm(v.id.clone()),
+            selection,
+        );
     }
     true
 }
@@ -171,11 +189,20 @@ fn array(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>)
         return false;
     };
     heading(ui, glyph::ARRAY, "array", &a.id);
-    facts(ui, id, &[("Site", a.site.clone()), ("LUNs", a.luns.len().to_string())]);
+    facts(
+        ui,
+        id,
+        &[("Site", a.site.clone()), ("LUNs", a.luns.len().to_string())],
+    );
     section(ui, "LUNs");
     for l in &a.luns {
         ui.horizontal(|ui| {
-            goto(ui, format!("{} {}", glyph::LUN, l.id), Selection::Lun(l.id.clone()), selection);
+            goto(
+                ui,
+                format!("{} {}", glyph::LUN, l.id),
+                Selection::Lun(l.id.clone()),
+                selection,
+            );
             ui.label(RichText::new(lun_summary(l)).weak());
         });
     }
@@ -199,12 +226,17 @@ fn lun_summary(l: &crate::topology::Lun) -> String {
 }
 
 fn lun(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) -> bool {
-    let Some((a, l)) = t.lun(id) else { return false };
+    let Some((a, l)) = t.lun(id) else {
+        return false;
+    };
     heading(ui, glyph::LUN, "LUN", &l.id);
     facts(
         ui,
         id,
-        &[("Array", format!("{} (site {})", a.id, a.site)), ("Replication", lun_summary(l))],
+        &[
+            ("Array", format!("{} (site {})", a.id, a.site)),
+            ("Replication", lun_summary(l)),
+        ],
     );
     if let Some(d) = t.datastores.iter().find(|d| d.luns.contains(&l.id)) {
         ui.horizontal(|ui| {
@@ -224,7 +256,9 @@ fn lun(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) -
 
 fn datastore(ui: &mut Ui, doc: &Document, id: &str, selection: &mut Option<Selection>) -> bool {
     let t = &doc.topology;
-    let Some(d) = t.datastore(id) else { return false };
+    let Some(d) = t.datastore(id) else {
+        return false;
+    };
     heading(ui, glyph::DATASTORE, "datastore", &d.id);
     if let Some(tags) = doc.tags_of(id) {
         tag_chips(ui, tags);
@@ -271,12 +305,22 @@ fn datastore(ui: &mut Ui, doc: &Document, id: &str, selection: &mut Option<Selec
         ui.weak("No VM disks live here.");
     }
     for v in vms {
-        goto(ui, format!("{} {}", glyph::VM, v.id), Selection::Vm(v.id.clone()), selection);
+        goto(
+            ui,
+            format!("{} {}", glyph::VM, v.id),
+            Selection::Vm(v.id.clone()),
+            selection,
+        );
     }
     true
 }
 
-fn protection_group(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) -> bool {
+fn protection_group(
+    ui: &mut Ui,
+    t: &Topology,
+    id: &str,
+    selection: &mut Option<Selection>,
+) -> bool {
     let Some(p) = t.protection_group(id) else {
         return false;
     };
@@ -293,7 +337,12 @@ fn protection_group(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<
     }
     section(ui, "VMs recovered with this group");
     for v in t.vms.iter().filter(|v| p.datastores.contains(&v.datastore)) {
-        goto(ui, format!("{} {}", glyph::VM, v.id), Selection::Vm(v.id.clone()), selection);
+        goto(
+            ui,
+            format!("{} {}", glyph::VM, v.id),
+            Selection::Vm(v.id.clone()),
+            selection,
+        );
     }
     true
 }
@@ -313,14 +362,22 @@ fn vm(ui: &mut Ui, doc: &Document, id: &str, selection: &mut Option<Selection>) 
         &[
             ("UUID", v.uuid.clone()),
             ("Disk", format!("{} MiB", v.disk_mib)),
-            ("vCPUs / memory", format!("{} / {} GiB", v.vcpus, v.memory_gib)),
+            (
+                "vCPUs / memory",
+                format!("{} / {} GiB", v.vcpus, v.memory_gib),
+            ),
             ("Recovery priority", v.priority.to_string()),
             ("Workload", workload),
         ],
     );
     ui.horizontal(|ui| {
         ui.label(RichText::new("Runs on").weak());
-        goto(ui, format!("{} {}", glyph::HOST, v.host), Selection::Host(v.host.clone()), selection);
+        goto(
+            ui,
+            format!("{} {}", glyph::HOST, v.host),
+            Selection::Host(v.host.clone()),
+            selection,
+        );
         ui.label(RichText::new("stored on").weak());
         goto(
             ui,

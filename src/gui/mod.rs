@@ -188,7 +188,12 @@ impl DrApp {
     pub fn save_to(&mut self, path: PathBuf) {
         let topology = self.doc.topology.clone();
         self.spawn_io(move || {
-            IoResult::Saved(topology.save(&path).map(|()| path).map_err(|e| e.to_string()))
+            IoResult::Saved(
+                topology
+                    .save(&path)
+                    .map(|()| path)
+                    .map_err(|e| e.to_string()),
+            )
         });
     }
 
@@ -232,7 +237,8 @@ impl DrApp {
                 self.selection = None;
             }
             IoResult::Opened(Err(e)) => {
-                self.log.error(format!("{e}; the current topology stays open"));
+                self.log
+                    .error(format!("{e}; the current topology stays open"));
             }
             IoResult::Saved(Ok(path)) => {
                 self.log.info(format!("Saved to {}", path.display()));
@@ -309,8 +315,11 @@ impl DrApp {
             });
             ui.separator();
             ui.label(
-                egui::RichText::new(format!("{}  ·  {}", self.doc.topology.name, self.doc.source))
-                    .weak(),
+                egui::RichText::new(format!(
+                    "{}  ·  {}",
+                    self.doc.topology.name, self.doc.source
+                ))
+                .weak(),
             );
             if self.io_busy() {
                 ui.spinner();

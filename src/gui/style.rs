@@ -101,9 +101,9 @@ pub fn chip(ui: &mut Ui, text: &str, kind: ChipKind) -> egui::Response {
 pub mod glyph {
     pub const SITE: &str = "🏢";
     pub const HOST: &str = "🖥";
-    pub const VM: &str = "🗔";
+    pub const VM: &str = "💻";
     pub const ARRAY: &str = "🗄";
-    pub const LUN: &str = "💾";
+    pub const LUN: &str = "🖴";
     pub const DATASTORE: &str = "🗀";
     pub const PROTECTION_GROUP: &str = "🛡";
 }

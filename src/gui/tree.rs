@@ -139,7 +139,12 @@ fn sections(t: &Topology) -> Vec<(&'static str, Vec<Node>)> {
 }
 
 /// Draws the filter box and the tree; clicking a node selects it.
-pub fn inventory(ui: &mut Ui, doc: &Document, filter_text: &mut String, selection: &mut Option<Selection>) {
+pub fn inventory(
+    ui: &mut Ui,
+    doc: &Document,
+    filter_text: &mut String,
+    selection: &mut Option<Selection>,
+) {
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         let label = ui.label("Filter");
@@ -174,13 +179,11 @@ pub fn inventory(ui: &mut Ui, doc: &Document, filter_text: &mut String, selectio
                 if filtering {
                     state.set_open(true);
                 }
-                state
-                    .show_header(ui, |ui| ui.strong(header))
-                    .body(|ui| {
-                        for n in &nodes {
-                            node_ui(ui, n, open_by_default, filtering, selection, title);
-                        }
-                    });
+                state.show_header(ui, |ui| ui.strong(header)).body(|ui| {
+                    for n in &nodes {
+                        node_ui(ui, n, open_by_default, filtering, selection, title);
+                    }
+                });
             }
             if shown == 0 {
                 ui.weak(format!("Nothing matches \"{}\".", filter_text.trim()));
@@ -201,7 +204,10 @@ fn node_ui(
 ) {
     let selected = selection.as_ref() == Some(&n.select);
     if n.children.is_empty() {
-        if ui.selectable_label(selected, RichText::new(&n.label)).clicked() {
+        if ui
+            .selectable_label(selected, RichText::new(&n.label))
+            .clicked()
+        {
             *selection = Some(n.select.clone());
         }
         return;
@@ -213,7 +219,10 @@ fn node_ui(
     }
     state
         .show_header(ui, |ui| {
-            if ui.selectable_label(selected, RichText::new(&n.label)).clicked() {
+            if ui
+                .selectable_label(selected, RichText::new(&n.label))
+                .clicked()
+            {
                 *selection = Some(n.select.clone());
             }
         })

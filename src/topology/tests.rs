@@ -51,7 +51,8 @@ fn violations(from: &str, to: &str) -> Vec<Violation> {
 fn assert_rule(from: &str, to: &str, object: &str, rule: &str) {
     let v = violations(from, to);
     assert!(
-        v.iter().any(|v| v.object == object && v.rule.contains(rule)),
+        v.iter()
+            .any(|v| v.object == object && v.rule.contains(rule)),
         "expected {object}: …{rule}… in {v:#?}"
     );
 }
@@ -62,14 +63,21 @@ fn spec_example_is_valid_and_defaults_apply() {
     assert_eq!(t.datastore("ds-local").unwrap().throughput_mib_s, 400.0);
     assert_eq!(t.lun("lun-9").unwrap().1.replication, None);
     let no_mbps = BASE.replace("mbps: 1000", "");
-    let no_mbps = no_mbps.replace("Link(from: \"pa\", to: \"ny\", )", "Link(from: \"pa\", to: \"ny\")");
+    let no_mbps = no_mbps.replace(
+        "Link(from: \"pa\", to: \"ny\", )",
+        "Link(from: \"pa\", to: \"ny\")",
+    );
     assert_eq!(load(&no_mbps).unwrap().links[0].mbps, 1000.0);
 }
 
 #[test]
 fn fractional_and_integer_rates_are_accepted() {
-    let t = load(&BASE.replace("mbps: 1000", "mbps: 0.5").replace("throughput_mib_s: 400", "throughput_mib_s: 12.25"))
-        .unwrap();
+    let t = load(
+        &BASE
+            .replace("mbps: 1000", "mbps: 0.5")
+            .replace("throughput_mib_s: 400", "throughput_mib_s: 12.25"),
+    )
+    .unwrap();
     assert_eq!(t.links[0].mbps, 0.5);
     assert_eq!(t.datastore("ds-gold-1").unwrap().throughput_mib_s, 12.25);
 }
@@ -79,15 +87,25 @@ fn save_then_load_gives_the_same_topology() {
     for (name, text) in [
         ("spec", BASE),
         ("two_site_demo", DEFAULT_TOPOLOGY_RON),
-        ("patent_hazard", include_str!("../../sample_topologies/patent_hazard.ron")),
-        ("impact_tour", include_str!("../../sample_topologies/impact_tour.ron")),
+        (
+            "patent_hazard",
+            include_str!("../../sample_topologies/patent_hazard.ron"),
+        ),
+        (
+            "impact_tour",
+            include_str!("../../sample_topologies/impact_tour.ron"),
+        ),
     ] {
         let t = load(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("saved.ron");
         t.save(&p).unwrap();
         assert_eq!(Topology::load(&p).unwrap(), t, "{name}");
-        assert!(std::fs::read_to_string(&p).unwrap().starts_with("Topology("));
+        assert!(
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .starts_with("Topology(")
+        );
     }
 }
 
@@ -95,7 +113,9 @@ fn save_then_load_gives_the_same_topology() {
 fn syntax_error_names_file_line_and_column() {
     let text = BASE.replace("role: Protected),", "role: Protected)");
     match load(&text) {
-        Err(TopologyError::Syntax { file, line, column, .. }) => {
+        Err(TopologyError::Syntax {
+            file, line, column, ..
+        }) => {
             assert_eq!(file, "t.ron");
             assert_eq!(line, 5, "the error is on the line after the missing comma");
             assert!(column >= 1);
@@ -108,8 +128,11 @@ fn syntax_error_names_file_line_and_column() {
 
 #[test]
 fn unknown_field_is_an_error() {
-    let e = load(&BASE.replace("cpus: 32, memory_gib: 256),\n        Host(id: \"esx-ny-1\"", "cpus: 32, gpus: 2, memory_gib: 256),\n        Host(id: \"esx-ny-1\""))
-        .unwrap_err();
+    let e = load(&BASE.replace(
+        "cpus: 32, memory_gib: 256),\n        Host(id: \"esx-ny-1\"",
+        "cpus: 32, gpus: 2, memory_gib: 256),\n        Host(id: \"esx-ny-1\"",
+    ))
+    .unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, TopologyError::Syntax { line: 9, .. }), "{msg}");
     assert!(msg.contains("gpus"), "{msg}");
@@ -123,63 +146,178 @@ fn missing_required_field_is_an_error() {
 
 #[test]
 fn ids_follow_the_pattern() {
-    assert_rule("\"web-01\", uuid", "\"Web-01\", uuid", "VM \"Web-01\"", "does not match");
-    assert_rule("\"web-01\", uuid", "\"../etc\", uuid", "VM \"../etc\"", "does not match");
-    assert_rule("\"web-01\", uuid", "\"a/b\", uuid", "VM \"a/b\"", "does not match");
-    assert_rule("\"web-01\", uuid", "\".hidden\", uuid", "VM \".hidden\"", "does not match");
+    assert_rule(
+        "\"web-01\", uuid",
+        "\"Web-01\", uuid",
+        "VM \"Web-01\"",
+        "does not match",
+    );
+    assert_rule(
+        "\"web-01\", uuid",
+        "\"../etc\", uuid",
+        "VM \"../etc\"",
+        "does not match",
+    );
+    assert_rule(
+        "\"web-01\", uuid",
+        "\"a/b\", uuid",
+        "VM \"a/b\"",
+        "does not match",
+    );
+    assert_rule(
+        "\"web-01\", uuid",
+        "\".hidden\", uuid",
+        "VM \".hidden\"",
+        "does not match",
+    );
     assert_rule("\"web-01\", uuid", "\"\", uuid", "VM \"\"", "empty");
     let long = "a".repeat(65);
-    assert_rule("\"web-01\", uuid", &format!("{long:?}, uuid"), &format!("VM {long:?}"), "65 characters");
+    assert_rule(
+        "\"web-01\", uuid",
+        &format!("{long:?}, uuid"),
+        &format!("VM {long:?}"),
+        "65 characters",
+    );
     // 64 characters is still fine.
     let ok = BASE.replace("\"web-01\", uuid", &format!("{:?}, uuid", "a".repeat(64)));
     load(&ok).unwrap();
-    assert_rule("Some(\"cg-1\")", "Some(\"CG 1\")", "LUN \"lun-1\" on array \"array-pa\"", "consistency group");
+    assert_rule(
+        "Some(\"cg-1\")",
+        "Some(\"CG 1\")",
+        "LUN \"lun-1\" on array \"array-pa\"",
+        "consistency group",
+    );
 }
 
 #[test]
 fn ids_are_unique_per_kind() {
-    assert_rule("Host(id: \"esx-ny-1\"", "Host(id: \"esx-pa-1\"", "host \"esx-pa-1\"", "unique");
-    assert_rule("Lun(id: \"lun-9\"", "Lun(id: \"lun-1\"", "LUN \"lun-1\"", "unique");
+    assert_rule(
+        "Host(id: \"esx-ny-1\"",
+        "Host(id: \"esx-pa-1\"",
+        "host \"esx-pa-1\"",
+        "unique",
+    );
+    assert_rule(
+        "Lun(id: \"lun-9\"",
+        "Lun(id: \"lun-1\"",
+        "LUN \"lun-1\"",
+        "unique",
+    );
     // The same id in two kinds is fine.
     load(&BASE.replace("Host(id: \"esx-ny-1\"", "Host(id: \"ny\"")).unwrap();
 }
 
 #[test]
 fn references_resolve() {
-    assert_rule("Link(from: \"pa\"", "Link(from: \"la\"", "link \"la\" -> \"ny\"", "site \"la\" does not exist");
-    assert_rule("Host(id: \"esx-pa-1\", site: \"pa\"", "Host(id: \"esx-pa-1\", site: \"sf\"", "host \"esx-pa-1\"", "site \"sf\" does not exist");
-    assert_rule("Array(id: \"array-pa\", site: \"pa\"", "Array(id: \"array-pa\", site: \"zz\"", "array \"array-pa\"", "site \"zz\" does not exist");
-    assert_rule("luns: [\"lun-9\"]", "luns: [\"lun-0\"]", "datastore \"ds-local\"", "LUN \"lun-0\" does not exist");
-    assert_rule("datastores: [\"ds-gold-1\"]", "datastores: [\"ds-x\"]", "protection group \"pg-a\"", "datastore \"ds-x\" does not exist");
-    assert_rule("host: \"esx-pa-1\"", "host: \"esx-zz\"", "VM \"web-01\"", "host \"esx-zz\" does not exist");
-    assert_rule("datastore: \"ds-gold-1\", disk", "datastore: \"ds-zz\", disk", "VM \"web-01\"", "datastore \"ds-zz\" does not exist");
-    assert_rule("target: \"lun-1r\"", "target: \"lun-7r\"", "LUN \"lun-1\" on array \"array-pa\"", "target LUN \"lun-7r\" does not exist");
-    assert_rule("Datastore(id: \"ds-local\",  site: \"pa\"", "Datastore(id: \"ds-local\",  site: \"qq\"", "datastore \"ds-local\"", "site \"qq\" does not exist");
+    assert_rule(
+        "Link(from: \"pa\"",
+        "Link(from: \"la\"",
+        "link \"la\" -> \"ny\"",
+        "site \"la\" does not exist",
+    );
+    assert_rule(
+        "Host(id: \"esx-pa-1\", site: \"pa\"",
+        "Host(id: \"esx-pa-1\", site: \"sf\"",
+        "host \"esx-pa-1\"",
+        "site \"sf\" does not exist",
+    );
+    assert_rule(
+        "Array(id: \"array-pa\", site: \"pa\"",
+        "Array(id: \"array-pa\", site: \"zz\"",
+        "array \"array-pa\"",
+        "site \"zz\" does not exist",
+    );
+    assert_rule(
+        "luns: [\"lun-9\"]",
+        "luns: [\"lun-0\"]",
+        "datastore \"ds-local\"",
+        "LUN \"lun-0\" does not exist",
+    );
+    assert_rule(
+        "datastores: [\"ds-gold-1\"]",
+        "datastores: [\"ds-x\"]",
+        "protection group \"pg-a\"",
+        "datastore \"ds-x\" does not exist",
+    );
+    assert_rule(
+        "host: \"esx-pa-1\"",
+        "host: \"esx-zz\"",
+        "VM \"web-01\"",
+        "host \"esx-zz\" does not exist",
+    );
+    assert_rule(
+        "datastore: \"ds-gold-1\", disk",
+        "datastore: \"ds-zz\", disk",
+        "VM \"web-01\"",
+        "datastore \"ds-zz\" does not exist",
+    );
+    assert_rule(
+        "target: \"lun-1r\"",
+        "target: \"lun-7r\"",
+        "LUN \"lun-1\" on array \"array-pa\"",
+        "target LUN \"lun-7r\" does not exist",
+    );
+    assert_rule(
+        "Datastore(id: \"ds-local\",  site: \"pa\"",
+        "Datastore(id: \"ds-local\",  site: \"qq\"",
+        "datastore \"ds-local\"",
+        "site \"qq\" does not exist",
+    );
 }
 
 #[test]
 fn a_lun_belongs_to_one_datastore_at_most() {
-    assert_rule("luns: [\"lun-9\"]", "luns: [\"lun-1\"]", "datastore \"ds-local\"", "already backs datastore \"ds-gold-1\"");
+    assert_rule(
+        "luns: [\"lun-9\"]",
+        "luns: [\"lun-1\"]",
+        "datastore \"ds-local\"",
+        "already backs datastore \"ds-gold-1\"",
+    );
 }
 
 #[test]
 fn a_datastores_luns_are_at_its_site() {
-    assert_rule("Datastore(id: \"ds-local\",  site: \"pa\", luns: [\"lun-9\"])", "Datastore(id: \"ds-local\",  site: \"pa\", luns: [\"lun-9\"]), Datastore(id: \"ds-x\", site: \"ny\", luns: [\"lun-9x\"])", "datastore \"ds-x\"", "LUN \"lun-9x\" does not exist");
-    let text = BASE.replace("Lun(id: \"lun-1r\", capacity_gib: 512) ]", "Lun(id: \"lun-1r\", capacity_gib: 512), Lun(id: \"lun-ny\", capacity_gib: 1) ]")
+    assert_rule(
+        "Datastore(id: \"ds-local\",  site: \"pa\", luns: [\"lun-9\"])",
+        "Datastore(id: \"ds-local\",  site: \"pa\", luns: [\"lun-9\"]), Datastore(id: \"ds-x\", site: \"ny\", luns: [\"lun-9x\"])",
+        "datastore \"ds-x\"",
+        "LUN \"lun-9x\" does not exist",
+    );
+    let text = BASE
+        .replace(
+            "Lun(id: \"lun-1r\", capacity_gib: 512) ]",
+            "Lun(id: \"lun-1r\", capacity_gib: 512), Lun(id: \"lun-ny\", capacity_gib: 1) ]",
+        )
         .replace("luns: [\"lun-9\"]", "luns: [\"lun-9\", \"lun-ny\"]");
     let e = load(&text).unwrap_err();
-    assert!(e.violations().iter().any(|v| v.object == "datastore \"ds-local\"" && v.rule.contains("arrays of its own site")), "{e}");
+    assert!(
+        e.violations()
+            .iter()
+            .any(|v| v.object == "datastore \"ds-local\""
+                && v.rule.contains("arrays of its own site")),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_datastore_needs_a_lun() {
-    assert_rule("luns: [\"lun-9\"]", "luns: []", "datastore \"ds-local\"", "at least one LUN");
+    assert_rule(
+        "luns: [\"lun-9\"]",
+        "luns: []",
+        "datastore \"ds-local\"",
+        "at least one LUN",
+    );
 }
 
 #[test]
 fn replication_target_is_at_a_recovery_site_and_targeted_once() {
     // lun-9 (protected site) as a target.
-    assert_rule("target: \"lun-1r\"", "target: \"lun-9\"", "LUN \"lun-1\" on array \"array-pa\"", "must be at a recovery site");
+    assert_rule(
+        "target: \"lun-1r\"",
+        "target: \"lun-9\"",
+        "LUN \"lun-1\" on array \"array-pa\"",
+        "must be at a recovery site",
+    );
     // Two LUNs targeting lun-1r.
     assert_rule(
         "Lun(id: \"lun-9\", capacity_gib: 256)",
@@ -200,7 +338,10 @@ fn cg_luns_share_one_rpo() {
         .replace("Datastore(id: \"ds-gold-1-r\"", "Datastore(id: \"ds-local-r\", site: \"ny\", luns: [\"lun-9r\"]),\n Datastore(id: \"ds-gold-1-r\"");
     let e = load(&text).unwrap_err();
     assert!(
-        e.violations().iter().any(|v| v.object == "consistency group \"cg-1\"" && v.rule.contains("same rpo_minutes; found 15, 30")),
+        e.violations()
+            .iter()
+            .any(|v| v.object == "consistency group \"cg-1\""
+                && v.rule.contains("same rpo_minutes; found 15, 30")),
         "{e}"
     );
 }
@@ -217,7 +358,10 @@ fn a_datastores_replicated_luns_share_one_rpo() {
         .replace("luns: [\"lun-1\"], throughput_mib_s: 400", "luns: [\"lun-x\"], throughput_mib_s: 400");
     let e = load(&text).unwrap_err();
     assert!(
-        e.violations().iter().any(|v| v.object == "datastore \"ds-two\"" && v.rule.contains("same rpo_minutes; found 15, 30")),
+        e.violations()
+            .iter()
+            .any(|v| v.object == "datastore \"ds-two\""
+                && v.rule.contains("same rpo_minutes; found 15, 30")),
         "{e}"
     );
 }
@@ -236,13 +380,27 @@ fn a_replicated_datastore_has_exactly_one_replica() {
         "Datastore(id: \"ds-gold-1-r\", site: \"ny\", luns: [\"lun-1r\"]),",
         "Datastore(id: \"ds-gold-1-r\", site: \"ny\", luns: [\"lun-1r\"]), Datastore(id: \"ds-twin\", site: \"ny\", luns: [\"lun-1r\"]),",
     );
-    assert!(v.iter().any(|v| v.object == "datastore \"ds-gold-1\"" && v.rule.contains("several exist")), "{v:#?}");
+    assert!(
+        v.iter()
+            .any(|v| v.object == "datastore \"ds-gold-1\"" && v.rule.contains("several exist")),
+        "{v:#?}"
+    );
 }
 
 #[test]
 fn protection_groups_list_only_replicated_protected_datastores() {
-    assert_rule("datastores: [\"ds-gold-1\"]", "datastores: [\"ds-gold-1\", \"ds-local\"]", "protection group \"pg-a\"", "not replicated");
-    assert_rule("datastores: [\"ds-gold-1\"]", "datastores: [\"ds-gold-1\", \"ds-gold-1-r\"]", "protection group \"pg-a\"", "only protected-site datastores");
+    assert_rule(
+        "datastores: [\"ds-gold-1\"]",
+        "datastores: [\"ds-gold-1\", \"ds-local\"]",
+        "protection group \"pg-a\"",
+        "not replicated",
+    );
+    assert_rule(
+        "datastores: [\"ds-gold-1\"]",
+        "datastores: [\"ds-gold-1\", \"ds-gold-1-r\"]",
+        "protection group \"pg-a\"",
+        "only protected-site datastores",
+    );
     assert_rule(
         "ProtectionGroup(id: \"pg-a\", name: \"Tier 1\", datastores: [\"ds-gold-1\"])",
         "ProtectionGroup(id: \"pg-a\", name: \"Tier 1\", datastores: [\"ds-gold-1\"]), ProtectionGroup(id: \"pg-b\", name: \"B\", datastores: [\"ds-gold-1\"])",
@@ -262,26 +420,62 @@ fn a_cg_is_in_one_pg_or_none() {
         .replace("Datastore(id: \"ds-gold-1-r\"", "Datastore(id: \"ds-2\", site: \"pa\", luns: [\"lun-2\"]), Datastore(id: \"ds-2-r\", site: \"ny\", luns: [\"lun-2r\"]),\n Datastore(id: \"ds-gold-1-r\"");
     let e = load(&text).unwrap_err();
     assert!(
-        e.violations().iter().any(|v| v.object == "consistency group \"cg-1\""
-            && v.rule.contains("ds-gold-1 in pg-a, ds-2 in none")),
+        e.violations()
+            .iter()
+            .any(|v| v.object == "consistency group \"cg-1\""
+                && v.rule.contains("ds-gold-1 in pg-a, ds-2 in none")),
         "{e}"
     );
     // Adding ds-2 to the same PG makes it valid.
-    load(&text.replace("datastores: [\"ds-gold-1\"]", "datastores: [\"ds-gold-1\", \"ds-2\"]")).unwrap();
+    load(&text.replace(
+        "datastores: [\"ds-gold-1\"]",
+        "datastores: [\"ds-gold-1\", \"ds-2\"]",
+    ))
+    .unwrap();
 }
 
 #[test]
 fn vms_live_at_the_protected_site() {
-    assert_rule("host: \"esx-pa-1\"", "host: \"esx-ny-1\"", "VM \"web-01\"", "protected-site hosts");
-    assert_rule("datastore: \"ds-gold-1\", disk", "datastore: \"ds-gold-1-r\", disk", "VM \"web-01\"", "protected-site datastores");
+    assert_rule(
+        "host: \"esx-pa-1\"",
+        "host: \"esx-ny-1\"",
+        "VM \"web-01\"",
+        "protected-site hosts",
+    );
+    assert_rule(
+        "datastore: \"ds-gold-1\", disk",
+        "datastore: \"ds-gold-1-r\", disk",
+        "VM \"web-01\"",
+        "protected-site datastores",
+    );
 }
 
 #[test]
 fn vm_priority_disk_and_uuid() {
-    assert_rule("priority: 3", "priority: 0", "VM \"web-01\"", "priority must be 1..=5, not 0");
-    assert_rule("priority: 3", "priority: 6", "VM \"web-01\"", "priority must be 1..=5, not 6");
-    assert_rule("disk_mib: 64", "disk_mib: 0", "VM \"web-01\"", "disk_mib must be at least 1");
-    assert_rule("8f0c6f4e-3c1a-4f7e-9a51-0d2f6b7c9e11", "not-a-uuid", "VM \"web-01\"", "not a standard UUID");
+    assert_rule(
+        "priority: 3",
+        "priority: 0",
+        "VM \"web-01\"",
+        "priority must be 1..=5, not 0",
+    );
+    assert_rule(
+        "priority: 3",
+        "priority: 6",
+        "VM \"web-01\"",
+        "priority must be 1..=5, not 6",
+    );
+    assert_rule(
+        "disk_mib: 64",
+        "disk_mib: 0",
+        "VM \"web-01\"",
+        "disk_mib must be at least 1",
+    );
+    assert_rule(
+        "8f0c6f4e-3c1a-4f7e-9a51-0d2f6b7c9e11",
+        "not-a-uuid",
+        "VM \"web-01\"",
+        "not a standard UUID",
+    );
     assert_rule(
         "    ],\n)",
         "        Vm(id: \"web-02\", uuid: \"8F0C6F4E-3C1A-4F7E-9A51-0D2F6B7C9E11\", host: \"esx-pa-1\", datastore: \"ds-local\", disk_mib: 1, vcpus: 1, memory_gib: 1, priority: 1),\n    ],\n)",
@@ -293,13 +487,24 @@ fn vm_priority_disk_and_uuid() {
 #[test]
 fn error_message_names_file_object_and_rule() {
     let e = load(&BASE.replace("priority: 3", "priority: 9")).unwrap_err();
-    assert_eq!(e.to_string(), "t.ron: VM \"web-01\": priority must be 1..=5, not 9");
-    let e = load(&BASE.replace("priority: 3", "priority: 9").replace("disk_mib: 64", "disk_mib: 0")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.ron: VM \"web-01\": priority must be 1..=5, not 9"
+    );
+    let e = load(
+        &BASE
+            .replace("priority: 3", "priority: 9")
+            .replace("disk_mib: 64", "disk_mib: 0"),
+    )
+    .unwrap_err();
     assert!(e.to_string().ends_with("(and 1 more problem)"), "{e}");
 }
 
 #[test]
 fn missing_file_names_the_file() {
     let e = Topology::load(Path::new("/nonexistent/x.ron")).unwrap_err();
-    assert!(e.to_string().starts_with("/nonexistent/x.ron: cannot read"), "{e}");
+    assert!(
+        e.to_string().starts_with("/nonexistent/x.ron: cannot read"),
+        "{e}"
+    );
 }

@@ -1,0 +1,303 @@
+//! Runs the built binary on good and bad files and checks exit codes, stdout and stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_topologies")
+}
+
+fn sample(name: &str) -> String {
+    samples().join(name).display().to_string()
+}
+
+fn drconsole(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drconsole"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+/// Asserts exit code 2 with a one-line message on stderr containing every `part`.
+fn fails_with(o: &Output, parts: &[&str]) {
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stdout: {} stderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+    let err = stderr(o);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    for p in parts {
+        assert!(err.contains(p), "{p:?} not in {err:?}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(o.stdout.is_empty(), "nothing on stdout: {}", stdout(o));
+}
+
+#[test]
+fn every_sample_passes_check() {
+    for name in ["two_site_demo.ron", "patent_hazard.ron", "impact_tour.ron"] {
+        let o = drconsole(&["check", &sample(name)]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        assert!(stdout(&o).contains(": OK:"), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn check_json_summarizes_the_demo() {
+    let v = json(&drconsole(&[
+        "check",
+        &sample("two_site_demo.ron"),
+        "--json",
+    ]));
+    assert_eq!(v["name"], "Two-site demo");
+    assert_eq!(v["sites"], 2);
+    assert!(v["hosts"].as_u64().unwrap() >= 4);
+    assert_eq!(v["arrays"], 2);
+    assert!(v["vms"].as_u64().unwrap() >= 8);
+    assert_eq!(v["protection_groups"], 2);
+    assert_eq!(v["consistency_groups"], 3);
+}
+
+#[test]
+fn the_demo_has_what_the_issue_asks_for() {
+    let tags = json(&drconsole(&[
+        "tags",
+        &sample("two_site_demo.ron"),
+        "--json",
+    ]));
+    let tags = tags.as_array().unwrap();
+    let protected: Vec<&Value> = tags
+        .iter()
+        .filter(|t| !t["datastore"].as_str().unwrap().ends_with("-r"))
+        .collect();
+    assert!(protected.len() >= 5);
+    assert!(
+        protected.iter().any(|t| t["replicated"] == false),
+        "a non-replicated datastore"
+    );
+    assert!(
+        protected
+            .iter()
+            .any(|t| t["replicated"] == true && t["protection_group"].is_null()),
+        "a replicated datastore in no PG"
+    );
+    let cgs_in = |pg: &str| {
+        let mut cgs: Vec<&str> = protected
+            .iter()
+            .filter(|t| t["protection_group"] == pg)
+            .filter_map(|t| t["consistency_group"].as_str())
+            .collect();
+        cgs.sort();
+        cgs.dedup();
+        cgs.len()
+    };
+    assert_eq!(cgs_in("pg-tier1"), 2, "two CGs in one PG");
+    assert_eq!(cgs_in("pg-tier2"), 1, "a CG in a second PG");
+}
+
+#[test]
+fn tags_json_has_the_contract_shape() {
+    let v = json(&drconsole(&[
+        "tags",
+        &sample("patent_hazard.ron"),
+        "--json",
+    ]));
+    let first = &v[0];
+    let keys: Vec<&String> = first.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "consistency_group",
+            "datastore",
+            "protection_group",
+            "replicated",
+            "tags"
+        ]
+    );
+    assert_eq!(first["datastore"], "ds-1");
+    assert_eq!(first["replicated"], true);
+    assert_eq!(first["consistency_group"], "cg-1");
+    assert_eq!(first["protection_group"], "pg-a");
+    assert_eq!(
+        first["tags"],
+        serde_json::json!([
+            "replication:status=replicated",
+            "replication:cg=cg-1",
+            "replication:pg=pg-a"
+        ])
+    );
+    let replica = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["datastore"] == "ds-1-r")
+        .unwrap();
+    assert!(replica["consistency_group"].is_null() && replica["protection_group"].is_null());
+    assert_eq!(
+        replica["tags"],
+        serde_json::json!(["replication:status=not-replicated"])
+    );
+}
+
+#[test]
+fn impact_by_datastores_and_by_vm() {
+    let hazard = sample("patent_hazard.ron");
+    let v = json(&drconsole(&[
+        "impact", &hazard, "--from", "ds-1", "--to", "ds-2", "--json",
+    ]));
+    assert_eq!(v["from"], "ds-1");
+    assert_eq!(v["to"], "ds-2");
+    assert_eq!(v["allowed"], false);
+    assert_eq!(v["rating"], "heightened-mild");
+    assert_eq!(v["fault"], "replication-within-group");
+    assert!(v["explanation"].as_str().unwrap().contains("20 minutes"));
+    let by_vm = json(&drconsole(&[
+        "impact", &hazard, "--vm", "vm1", "--to", "ds-2", "--json",
+    ]));
+    assert_eq!(by_vm, v);
+
+    let tour = sample("impact_tour.ron");
+    let ok = json(&drconsole(&[
+        "impact",
+        &tour,
+        "--vm",
+        "vm-gold",
+        "--to",
+        "ds-pg1-a2",
+        "--json",
+    ]));
+    assert_eq!(ok["allowed"], true);
+    assert_eq!(ok["rating"], "none");
+    assert!(ok["fault"].is_null());
+    let sev = json(&drconsole(&[
+        "impact", &tour, "--vm", "vm-gold", "--to", "ds-rep", "--json",
+    ]));
+    assert_eq!(sev["rating"], "heightened-severe");
+    assert_eq!(sev["fault"], "replication-loss-of-protection");
+}
+
+#[test]
+fn impact_text_output() {
+    let o = drconsole(&[
+        "impact",
+        &sample("impact_tour.ron"),
+        "--vm",
+        "vm-gold",
+        "--to",
+        "ds-plain",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(
+            "ds-pg1-a -> ds-plain: needs an override: rating severe, fault loss-of-protection"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_destinations_exit_2() {
+    let tour = sample("impact_tour.ron");
+    fails_with(
+        &drconsole(&[
+            "impact",
+            &tour,
+            "--from",
+            "ds-pg1-a",
+            "--to",
+            "ds-pg1-a-r",
+            "--json",
+        ]),
+        &["impact_tour.ron", "ds-pg1-a-r", "replica datastore"],
+    );
+    fails_with(
+        &drconsole(&["impact", &tour, "--from", "ds-plain", "--to", "ds-plain"]),
+        &["same datastore", "ds-plain"],
+    );
+    fails_with(
+        &drconsole(&["impact", &tour, "--from", "ds-nope", "--to", "ds-plain"]),
+        &["datastore \"ds-nope\" does not exist"],
+    );
+    fails_with(
+        &drconsole(&["impact", &tour, "--vm", "ghost", "--to", "ds-plain"]),
+        &["VM \"ghost\" does not exist"],
+    );
+}
+
+#[test]
+fn broken_files_exit_2_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let syntax = dir.path().join("syntax.ron");
+    std::fs::write(
+        &syntax,
+        "Topology(\n  name: \"x\",\n  sites: [ Site(id: \"a\" name: \"A\", role: Protected) ],\n)",
+    )
+    .unwrap();
+    let s = syntax.display().to_string();
+    fails_with(&drconsole(&["check", &s]), &[&format!("{s}:3:")]);
+    fails_with(&drconsole(&["tags", &s, "--json"]), &["syntax error"]);
+
+    let semantic = dir.path().join("semantic.ron");
+    let text = std::fs::read_to_string(samples().join("patent_hazard.ron"))
+        .unwrap()
+        .replace("priority: 1,", "priority: 7,");
+    std::fs::write(&semantic, text).unwrap();
+    let s = semantic.display().to_string();
+    fails_with(
+        &drconsole(&["check", &s]),
+        &[&s, "VM \"vm1\"", "priority must be 1..=5, not 7"],
+    );
+    fails_with(
+        &drconsole(&["impact", &s, "--vm", "vm1", "--to", "ds-2"]),
+        &["priority must be 1..=5"],
+    );
+
+    fails_with(
+        &drconsole(&["check", "/no/such/file.ron"]),
+        &["/no/such/file.ron", "cannot read"],
+    );
+
+    let binary = dir.path().join("binary.ron");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x41]).unwrap();
+    let o = drconsole(&["check", &binary.display().to_string()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = drconsole(&["impact", &sample("impact_tour.ron"), "--to", "ds-plain"]);
+    assert_eq!(o.status.code(), Some(2), "neither --from nor --vm");
+    let o = drconsole(&[
+        "impact",
+        &sample("impact_tour.ron"),
+        "--from",
+        "ds-plain",
+        "--vm",
+        "vm-rep",
+        "--to",
+        "ds-rep",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "both --from and --vm");
+    let o = drconsole(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -1,0 +1,175 @@
+//! Drives the console headless with egui_kittest: the real app, real files.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use drconsole::gui::{DrApp, Selection, Startup};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+fn harness(startup: Startup) -> Harness<'static, DrApp> {
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup))
+}
+
+fn default_app() -> Harness<'static, DrApp> {
+    harness(Startup::from_path(None))
+}
+
+/// Steps the app until its background I/O has reported (or fails after 10 s).
+fn wait_for_io(h: &mut Harness<'static, DrApp>) {
+    let start = Instant::now();
+    while h.state().io_busy() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "background I/O did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+    h.run_steps(3);
+}
+
+fn sample(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sample_topologies")
+        .join(name)
+}
+
+#[test]
+fn tree_shows_the_default_topologys_sites() {
+    let mut h = default_app();
+    h.run_steps(2);
+    h.get_by_label_contains("pa — Palo Alto (protected)");
+    h.get_by_label_contains("ny — New York (recovery)");
+    h.get_by_label_contains("esx-pa-1");
+    assert_eq!(h.state().title(), "drconsole — Two-site demo");
+}
+
+#[test]
+fn clicking_a_vm_shows_its_ratings_table() {
+    let mut h = default_app();
+    h.run_steps(2);
+    assert!(h.query_by_label("Where can it go?").is_none());
+    h.get_all_by_label_contains("web-01")
+        .next()
+        .unwrap()
+        .click();
+    h.run_steps(2);
+    assert_eq!(h.state().selection, Some(Selection::Vm("web-01".into())));
+    h.get_by_label("Where can it go?");
+    // web-01 is on ds-gold-1 (cg-gold-a, Tier 1): ds-gold-2 is the same CG, ds-local loses protection.
+    h.get_by_label("loss-of-protection");
+    h.get_by_label("replication-loss-of-protection");
+    h.get_by_label("heightened-severe");
+    assert!(h.query_all_by_label("allowed").count() >= 1);
+}
+
+#[test]
+fn opening_a_broken_file_shows_the_error_and_keeps_the_topology() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.ron");
+    let text = std::fs::read_to_string(sample("patent_hazard.ron"))
+        .unwrap()
+        .replace("target: \"lun-2r\"", "target: \"lun-1r\"");
+    std::fs::write(&broken, text).unwrap();
+
+    let mut h = default_app();
+    h.run_steps(2);
+    h.get_all_by_label_contains("web-01")
+        .next()
+        .unwrap()
+        .click();
+    h.run_steps(1);
+    h.state_mut().open_path(broken.clone());
+    wait_for_io(&mut h);
+
+    let app = h.state();
+    assert_eq!(
+        app.doc.topology.name, "Two-site demo",
+        "the old topology stays"
+    );
+    assert_eq!(
+        app.selection,
+        Some(Selection::Vm("web-01".into())),
+        "and so does the selection"
+    );
+    let last = app.log.entries.last().unwrap();
+    assert_eq!(last.level, drconsole::gui::Level::Error);
+    assert!(last.message.contains("broken.ron"), "{}", last.message);
+    assert!(last.message.contains("targeted once"), "{}", last.message);
+    assert!(
+        app.log
+            .visible_toasts()
+            .iter()
+            .any(|t| t.contains("targeted once"))
+    );
+    // The toast and the log entry are both on screen.
+    assert!(h.query_all_by_label_contains("targeted once").count() >= 2);
+    h.get_by_label_contains("pa — Palo Alto");
+}
+
+#[test]
+fn opening_a_good_file_replaces_the_topology_and_title() {
+    let mut h = default_app();
+    h.run_steps(1);
+    h.state_mut().open_path(sample("patent_hazard.ron"));
+    wait_for_io(&mut h);
+    assert_eq!(
+        h.state().title(),
+        "drconsole — Patent hazard: cross-CG move in one PG"
+    );
+    assert!(
+        h.query_all_by_label_contains("vm1").count() >= 2,
+        "under its host and its datastore"
+    );
+    assert!(h.query_by_label_contains("Palo Alto").is_none());
+}
+
+#[test]
+fn filter_narrows_the_tree() {
+    let mut h = default_app();
+    h.run_steps(1);
+    h.get_by_label("Filter").focus();
+    h.get_by_label("Filter").type_text("db-01");
+    h.run_steps(3);
+    assert!(
+        h.query_all_by_label_contains("db-01").count() >= 2,
+        "under its host and its datastore"
+    );
+    assert!(h.query_by_label_contains("scratch-01").is_none());
+    assert!(
+        h.query_by_label_contains("lun-local").is_none(),
+        "arrays without a match are hidden"
+    );
+}
+
+#[test]
+fn save_as_then_open_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("saved.ron");
+    let mut h = default_app();
+    h.run_steps(1);
+    h.state_mut().save_to(out.clone());
+    wait_for_io(&mut h);
+    let saved = drconsole::topology::Topology::load(&out).unwrap();
+    assert_eq!(saved, h.state().doc.topology);
+    h.state_mut().open_path(out.clone());
+    wait_for_io(&mut h);
+    assert!(
+        matches!(&h.state().doc.source, drconsole::topology::TopologySource::File(p) if p == &out)
+    );
+}
+
+#[test]
+fn a_bad_startup_file_opens_the_demo_with_the_error() {
+    let mut h = harness(Startup::from_path(Some(Path::new("/no/such/topology.ron"))));
+    h.run_steps(2);
+    assert_eq!(h.state().doc.topology.name, "Two-site demo");
+    assert!(
+        h.query_all_by_label_contains("/no/such/topology.ron: cannot read")
+            .count()
+            >= 1
+    );
+}
