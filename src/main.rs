@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         None => {
             let startup = Startup::from_path(args.topology.as_deref());
             if let Some(e) = &startup.error {
-                eprintln!("drconsole: error: {e}; opening the built-in demo instead");
+                eprintln!("drconsole: error: {e}");
             }
             match gui::run(startup) {
                 Ok(()) => ExitCode::SUCCESS,

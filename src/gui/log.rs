@@ -110,7 +110,9 @@ impl EventLog {
     pub fn ui(&self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             ui.strong("Event log");
-            ui.label(RichText::new(format!("{} entries", self.entries.len())).weak());
+            let n = self.entries.len();
+            let noun = if n == 1 { "entry" } else { "entries" };
+            ui.label(RichText::new(format!("{n} {noun}")).weak());
         });
         ui.separator();
         if self.entries.is_empty() {

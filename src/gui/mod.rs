@@ -88,7 +88,7 @@ impl Startup {
                     error: None,
                 },
                 Err(e) => Startup {
-                    error: Some(e.to_string()),
+                    error: Some(format!("{e}; opened the built-in demo instead")),
                     ..Startup::from_path(None)
                 },
             },
