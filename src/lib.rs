@@ -4,7 +4,10 @@
 //! ratings, and the command line. The GUI lives in [`gui`].
 
 pub mod cli;
+pub mod disk;
 pub mod dr;
+pub mod engine;
 pub mod fsutil;
 pub mod gui;
 pub mod topology;
+pub mod workspace;

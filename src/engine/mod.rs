@@ -1,0 +1,1636 @@
+//! The engine: simulated guests writing stamped blocks into real images, and live storage
+//! migrations copying them (SPEC §4–§5). It knows nothing of egui or threads: `apply` a
+//! command, `advance` the simulated clock; whoever drives it decides the pacing.
+//!
+//! Time is simulated, in microseconds. Every guest I/O and every copy run is an event in
+//! one queue, processed in time order with deterministic tie-breaks, so a seed reproduces
+//! a run byte for byte. The bytes are real: every write is a 4 KiB `pwrite` plus a journal
+//! line, every copy run a large read and write.
+
+pub mod copy;
+mod migration;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::disk::{
+    self, BLOCK_SIZE, Block, BlockContent, BlockRead, Horizon, ImageFile, JournalEntry,
+    JournalWriter, RawUuid, VmDisk, VmVerify,
+};
+use crate::dr::{self, Rating};
+use crate::topology::{SiteRole, Topology};
+use crate::workspace::{MigrationMarks, Workspace, WorkspaceError};
+use copy::{CopyCore, CopyMode, Direction, WriteRoute};
+pub use migration::Phase;
+use migration::{Migration, MigrationRecord, RoutedReader};
+
+/// Simulated time in microseconds since the workspace was created.
+pub type SimTime = u64;
+pub const SECOND: SimTime = 1_000_000;
+pub const MINUTE: SimTime = 60 * SECOND;
+
+/// Simulated minutes (as scenarios write them) to `SimTime`.
+pub fn from_minutes(m: f64) -> SimTime {
+    (m.max(0.0) * MINUTE as f64).round() as SimTime
+}
+
+/// `SimTime` as minutes.
+pub fn to_minutes(t: SimTime) -> f64 {
+    t as f64 / MINUTE as f64
+}
+
+/// "mm:ss.s" for logs.
+pub fn format_time(t: SimTime) -> String {
+    let secs = t as f64 / SECOND as f64;
+    let m = (secs / 60.0).floor();
+    format!("{:02}:{:04.1}", m as u64, secs - m * 60.0)
+}
+
+/// Tunables of the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineOptions {
+    pub seed: u64,
+    /// The copy's data block (default 64 KiB); runs are whole data blocks.
+    pub data_block_bytes: u64,
+    /// The least a copy run coalesces (default 1 MiB).
+    pub run_bytes: u64,
+    /// Mirrored writes allowed in flight before new ones wait (default 16).
+    pub mirror_max_pending: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            seed: 1,
+            data_block_bytes: 64 * 1024,
+            run_bytes: 1024 * 1024,
+            mirror_max_pending: 16,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// Blocks per copy run: at least `run_bytes`, a whole number of data blocks.
+    fn run_blocks(&self) -> u64 {
+        let db = (self.data_block_bytes / BLOCK_SIZE as u64).max(1);
+        let want = (self.run_bytes / BLOCK_SIZE as u64).max(1);
+        want.div_ceil(db) * db
+    }
+}
+
+/// What an operator (or a scenario) asks of the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    StartWorkloads,
+    StopWorkloads,
+    Migrate {
+        vm: String,
+        to: String,
+        mode: CopyMode,
+        /// The operator's "Are you sure?" for a rating above `none`.
+        confirm: bool,
+    },
+    CancelMigration {
+        vm: String,
+    },
+}
+
+/// How a command ended when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done(String),
+    /// Not carried out by rule (a migration needing an override without one).
+    Refused(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error(transparent)]
+    Disk(#[from] disk::DiskError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("VM {0:?} does not exist")]
+    NoSuchVm(String),
+    #[error("VM {vm:?} cannot move to {to:?}: {reason}")]
+    Impact {
+        vm: String,
+        to: String,
+        reason: dr::ImpactError,
+    },
+    #[error("VM {0:?} is already migrating; cancel it or wait for it to finish")]
+    AlreadyMigrating(String),
+    #[error("VM {0:?} is not migrating")]
+    NotMigrating(String),
+    #[error(
+        "no space on datastore {datastore:?}: VM {vm:?} needs {need_mib} MiB, {free_mib} MiB are free"
+    )]
+    NoSpace {
+        datastore: String,
+        vm: String,
+        need_mib: u64,
+        free_mib: u64,
+    },
+    #[error("VM {vm:?}: image {path} holds {found} blocks, the topology says {expected}")]
+    ImageSize {
+        vm: String,
+        path: String,
+        found: u64,
+        expected: u64,
+    },
+    #[error("{file}: {message}")]
+    State { file: String, message: String },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
+    let what = what.into();
+    move |source| EngineError::Io { what, source }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LogLevel {
+    Info,
+    Warning,
+    Error,
+}
+
+/// One line of the engine's event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub at: SimTime,
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// A migration as the console shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MigrationView {
+    pub id: String,
+    pub vm: String,
+    pub from: String,
+    pub to: String,
+    pub mode: CopyMode,
+    pub phase: Phase,
+    pub rolling_back: bool,
+    pub blocks: u64,
+    pub copied_blocks: u64,
+    /// Blocks the copier still has to copy (forward, or back when cancelling).
+    pub blocks_left: u64,
+    pub mirror_pending: usize,
+    pub bytes_copied: u64,
+    pub started_at: SimTime,
+    /// Simulated copy rate of the two datastores, MiB/s.
+    pub mib_per_s: f64,
+    /// Simulated seconds to go at that rate.
+    pub eta_s: f64,
+}
+
+/// A VM as the console shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmView {
+    pub id: String,
+    pub datastore: String,
+    pub instance: String,
+    pub running: bool,
+    pub writes: u64,
+    pub reads: u64,
+    /// Reads that did not return the last write (must stay 0).
+    pub read_errors: u64,
+    pub migrations_done: u64,
+    pub migration: Option<MigrationView>,
+}
+
+/// Everything a view needs to draw, cheap to clone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub now: SimTime,
+    pub workloads_on: bool,
+    pub vms: Vec<VmView>,
+    /// Recent guest write latencies: (time, vm index, latency in µs).
+    #[serde(skip)]
+    pub latencies: Vec<(SimTime, usize, u64)>,
+}
+
+/// Persisted in `state/engine.ron`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct EngineState {
+    now: SimTime,
+    workloads_on: bool,
+    next_migration: u64,
+    options: EngineOptions,
+}
+
+/// Where each VM lives, per the recovery manager (`state/locations.ron`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Locations {
+    pub vms: BTreeMap<String, Location>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub datastore: String,
+    pub instance: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpKind {
+    Write,
+    Read,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct GuestOp {
+    kind: OpKind,
+    block: u64,
+    issued: SimTime,
+}
+
+/// Event kinds, in the order they run at equal times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    RunDone,
+    MirrorLand,
+    GuestWrite,
+    GuestRead,
+}
+
+/// A queued event: (time, kind, vm index, generation).
+type Queued = Reverse<(SimTime, Ev, usize, u64)>;
+
+struct VmRt {
+    id: String,
+    uuid: RawUuid,
+    site: String,
+    datastore: String,
+    instance: String,
+    dir: PathBuf,
+    image: ImageFile,
+    blocks: u64,
+    write_iops: u32,
+    read_iops: u32,
+    rng: u64,
+    /// Bumped to drop queued guest events (workloads stopped).
+    guest_gen: u64,
+    /// Bumped to drop queued run events (a run abandoned by a cancel).
+    run_gen: u64,
+    /// The oracle: the seq last written to each block (0 = never).
+    last_seq: Vec<u64>,
+    waiting: VecDeque<GuestOp>,
+    migration: Option<Box<Migration>>,
+    writes: u64,
+    reads: u64,
+    read_errors: u64,
+    migrations_done: u64,
+}
+
+struct SiteIo {
+    journal: JournalWriter,
+    next_seq: u64,
+}
+
+pub struct Engine {
+    ws: Workspace,
+    opts: EngineOptions,
+    now: SimTime,
+    workloads_on: bool,
+    next_migration: u64,
+    vms: Vec<VmRt>,
+    sites: BTreeMap<String, SiteIo>,
+    queue: BinaryHeap<Queued>,
+    log: Vec<LogLine>,
+    latencies: VecDeque<(SimTime, usize, u64)>,
+}
+
+/// How many recent write latencies the snapshot carries.
+const LATENCY_SAMPLES: usize = 2048;
+/// Read mismatches logged per VM before going quiet.
+const READ_ERRORS_LOGGED: u64 = 3;
+
+/// splitmix64: the guests' seeded random numbers.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn seed_for(seed: u64, uuid: &RawUuid) -> u64 {
+    let mut s = seed;
+    for chunk in uuid.chunks(8) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        s ^= u64::from_le_bytes(b);
+        splitmix(&mut s);
+    }
+    s
+}
+
+fn ron_pretty<T: Serialize>(v: &T) -> String {
+    let cfg = ron::ser::PrettyConfig::new().struct_names(true);
+    // Plain data always serializes.
+    ron::ser::to_string_pretty(v, cfg).expect("state serializes") + "\n"
+}
+
+fn read_ron<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EngineError> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path.display().to_string()))?;
+    ron::from_str(&text).map_err(|e| EngineError::State {
+        file: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn write_ron<T: Serialize>(path: &Path, v: &T) -> Result<(), EngineError> {
+    crate::fsutil::write_atomic(path, ron_pretty(v).as_bytes())
+        .map_err(io_err(path.display().to_string()))
+}
+
+/// Simulated bytes per microsecond for a rate in MiB/s.
+fn bytes_per_us(mib_s: f64) -> f64 {
+    mib_s * 1024.0 * 1024.0 / SECOND as f64
+}
+
+/// Simulated time to move `bytes` at `mib_s` (at least 1 µs).
+fn duration_for(bytes: u64, mib_s: f64) -> SimTime {
+    ((bytes as f64 / bytes_per_us(mib_s)).ceil() as SimTime).max(1)
+}
+
+impl Engine {
+    /// Materializes `topology` into a new workspace at `root` and starts an engine on it.
+    pub fn create(
+        root: &Path,
+        topology: &Topology,
+        opts: EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        let ws = Workspace::create(root, topology)?;
+        let state = EngineState {
+            now: 0,
+            workloads_on: false,
+            next_migration: 1,
+            options: opts,
+        };
+        write_ron(&ws.state_dir().join("engine.ron"), &state)?;
+        let locations = Locations {
+            vms: topology
+                .vms
+                .iter()
+                .map(|v| {
+                    (
+                        v.id.clone(),
+                        Location {
+                            datastore: v.datastore.clone(),
+                            instance: v.id.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        write_ron(&ws.state_dir().join("locations.ron"), &locations)?;
+        // Nothing has run yet: there is no write in flight to look for.
+        std::fs::write(Engine::clean_marker(&ws), b"clean\n")
+            .map_err(io_err("writing the clean-shutdown marker"))?;
+        Engine::start(ws)
+    }
+
+    /// Opens an existing workspace, performing crash recovery: a cut-short journal line is
+    /// dropped, a write that was in flight is journaled, and interrupted migrations resume
+    /// or roll back.
+    pub fn open(root: &Path) -> Result<Engine, EngineError> {
+        Engine::start(Workspace::open(root)?)
+    }
+
+    /// Opens `root` if it holds a workspace, else materializes `topology` there.
+    pub fn open_or_create(
+        root: &Path,
+        topology: &Topology,
+        opts: EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        if root.join("topology.ron").exists() {
+            Engine::open(root)
+        } else {
+            Engine::create(root, topology, opts)
+        }
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.ws.state_dir().join("engine.ron")
+    }
+
+    fn migrations_dir(ws: &Workspace) -> PathBuf {
+        ws.state_dir().join("migrations")
+    }
+
+    fn clean_marker(ws: &Workspace) -> PathBuf {
+        ws.state_dir().join("clean-shutdown")
+    }
+
+    fn start(ws: Workspace) -> Result<Engine, EngineError> {
+        let state: EngineState = read_ron(&ws.state_dir().join("engine.ron"))?;
+        let locations: Locations = read_ron(&ws.state_dir().join("locations.ron"))?;
+        let topo = ws.topology().clone();
+        let was_clean = Engine::clean_marker(&ws).exists();
+        if was_clean {
+            std::fs::remove_file(Engine::clean_marker(&ws))
+                .map_err(io_err("removing the clean-shutdown marker"))?;
+        }
+
+        // Journals: drop a cut-short last line, learn each site's last seq and each VM's
+        // last write to every block (the guests' oracle).
+        let mut journals = BTreeMap::new();
+        for site in topo.sites.iter().filter(|s| s.role == SiteRole::Protected) {
+            let path = ws.journal_path(&site.id);
+            repair_journal_tail(&path)?;
+            journals.insert(site.id.clone(), disk::read_journal(&path)?);
+        }
+
+        let mut vms = Vec::new();
+        for vm in &topo.vms {
+            let ds = topo
+                .datastore(&vm.datastore)
+                .ok_or_else(|| EngineError::NoSuchVm(vm.id.clone()))?;
+            let instance = locations
+                .vms
+                .get(&vm.id)
+                .filter(|l| l.datastore == vm.datastore)
+                .map(|l| l.instance.clone())
+                .unwrap_or_else(|| vm.id.clone());
+            let dir = ws.datastore_dir(&ds.id)?.join(&instance);
+            let uuid = disk::raw_uuid(&vm.uuid).ok_or_else(|| EngineError::State {
+                file: "topology.ron".into(),
+                message: format!("VM {:?}: bad uuid", vm.id),
+            })?;
+            let image = ImageFile::open(&dir.join("disk0.img"))?;
+            let blocks = vm.disk_mib * 1024 * 1024 / BLOCK_SIZE as u64;
+            if image.block_count() != blocks {
+                return Err(EngineError::ImageSize {
+                    vm: vm.id.clone(),
+                    path: image.path().display().to_string(),
+                    found: image.block_count(),
+                    expected: blocks,
+                });
+            }
+            let mut last_seq = vec![0; blocks as usize];
+            if let Some(j) = journals.get(&ds.site) {
+                for e in j.entries.iter().filter(|e| e.uuid == uuid) {
+                    if let Some(s) = last_seq.get_mut(e.block as usize) {
+                        *s = e.seq;
+                    }
+                }
+            }
+            let w = vm.workload.clone();
+            vms.push(VmRt {
+                id: vm.id.clone(),
+                uuid,
+                site: ds.site.clone(),
+                datastore: ds.id.clone(),
+                instance,
+                dir,
+                image,
+                blocks,
+                write_iops: w.as_ref().map_or(0, |w| w.write_iops),
+                read_iops: w.as_ref().map_or(0, |w| w.read_iops),
+                rng: seed_for(state.options.seed, &uuid),
+                guest_gen: 0,
+                run_gen: 0,
+                last_seq,
+                waiting: VecDeque::new(),
+                migration: None,
+                writes: 0,
+                reads: 0,
+                read_errors: 0,
+                migrations_done: 0,
+            });
+        }
+
+        let mut sites = BTreeMap::new();
+        for (site, j) in &journals {
+            sites.insert(
+                site.clone(),
+                SiteIo {
+                    journal: JournalWriter::open(&ws.journal_path(site))?,
+                    next_seq: j.last_seq + 1,
+                },
+            );
+        }
+
+        let mut engine = Engine {
+            ws,
+            opts: state.options.clone(),
+            now: state.now,
+            workloads_on: false,
+            next_migration: state.next_migration,
+            vms,
+            sites,
+            queue: BinaryHeap::new(),
+            log: Vec::new(),
+            latencies: VecDeque::new(),
+        };
+        engine.recover_migrations()?;
+        if !was_clean {
+            engine.journal_in_flight_writes()?;
+        }
+        if state.workloads_on {
+            engine.start_workloads();
+        }
+        Ok(engine)
+    }
+
+    /// After a crash, the write in flight may be on disk but not in the journal: find a
+    /// block stamped with the next seq and journal it, so the journal describes the disks.
+    fn journal_in_flight_writes(&mut self) -> Result<(), EngineError> {
+        for i in 0..self.vms.len() {
+            let site = self.vms[i].site.clone();
+            let Some(next) = self.sites.get(&site).map(|s| s.next_seq) else {
+                continue;
+            };
+            let vm = &self.vms[i];
+            let mut images: Vec<&ImageFile> = vec![&vm.image];
+            if let Some(m) = &vm.migration {
+                images = vec![&m.src, &m.dst];
+            }
+            let mut found = None;
+            for img in images {
+                if let Some(b) = find_stamp(img, &vm.uuid, next)? {
+                    found = Some(b);
+                    break;
+                }
+            }
+            if let Some(block) = found {
+                let uuid = self.vms[i].uuid;
+                let io = self.sites.get_mut(&site).expect("site checked above");
+                io.journal
+                    .append(&JournalEntry {
+                        seq: next,
+                        uuid,
+                        block,
+                    })
+                    .map_err(io_err("appending to the journal"))?;
+                io.next_seq += 1;
+                self.vms[i].last_seq[block as usize] = next;
+                let id = self.vms[i].id.clone();
+                self.info(format!(
+                    "Recovery: the write in flight at the crash (seq {next}, VM {id}, block {block}) reached the disk; journaled it"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn recover_migrations(&mut self) -> Result<(), EngineError> {
+        let dir = Engine::migrations_dir(&self.ws);
+        let mut records = Vec::new();
+        if dir.exists() {
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(io_err(dir.display().to_string()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "ron"))
+                .collect();
+            paths.sort();
+            for p in paths {
+                records.push(read_ron::<MigrationRecord>(&p)?);
+            }
+        }
+        for rec in records {
+            let Some(i) = self.vm_index(&rec.vm) else {
+                continue;
+            };
+            let src_dir = self.ws.datastore_dir(&rec.from)?.join(&rec.source_instance);
+            let dst_dir = self.ws.datastore_dir(&rec.to)?.join(&rec.target_instance);
+            match rec.phase {
+                Phase::Preparing => {
+                    // Half made: undo it. The source was never written elsewhere.
+                    if dst_dir.exists() {
+                        self.ws.remove_instance(&dst_dir)?;
+                    }
+                    self.set_marks(&src_dir, None)?;
+                    self.remove_record(&rec.id)?;
+                    self.info(format!(
+                        "Recovery: migration {} of {} had not started copying; undone",
+                        rec.id, rec.vm
+                    ));
+                }
+                Phase::Completing => {
+                    let mut m = self.load_migration(rec.clone(), src_dir, dst_dir)?;
+                    m.core.cursor = m.core.blocks;
+                    self.vms[i].migration = Some(Box::new(m));
+                    self.complete_migration(i)?;
+                    self.info(format!(
+                        "Recovery: migration {} of {} had finished copying; completed it",
+                        rec.id, rec.vm
+                    ));
+                }
+                Phase::Copying | Phase::Cancelling => {
+                    let mut m = self.load_migration(rec.clone(), src_dir, dst_dir)?;
+                    if rec.phase == Phase::Cancelling {
+                        m.core.start_rollback();
+                    } else if rec.mode == CopyMode::Mirror {
+                        // Mirrored writes in flight at the crash may be missing on the
+                        // destination: copy again from the start (the source is complete).
+                        m.core.cursor = 0;
+                    }
+                    let what = if rec.phase == Phase::Cancelling {
+                        "resumes its roll-back"
+                    } else {
+                        "resumes copying"
+                    };
+                    self.info(format!(
+                        "Recovery: migration {} of {} {what} at block {} of {}",
+                        rec.id, rec.vm, m.core.cursor, m.core.blocks
+                    ));
+                    self.vms[i].migration = Some(Box::new(m));
+                    let now = self.now;
+                    self.start_next_run(i, now)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load_migration(
+        &self,
+        rec: MigrationRecord,
+        src_dir: PathBuf,
+        dst_dir: PathBuf,
+    ) -> Result<Migration, EngineError> {
+        let bitmap_path = Engine::migrations_dir(&self.ws).join(format!("{}.bitmap", rec.id));
+        let mut core = CopyCore::new(rec.mode, rec.blocks, self.opts.run_blocks());
+        core.cursor = rec.cursor.min(rec.blocks);
+        core.bits = Migration::load_bitmap(&bitmap_path, rec.blocks)
+            .map_err(io_err(bitmap_path.display().to_string()))?;
+        Migration::new(rec, core, src_dir, dst_dir, &bitmap_path)
+            .map_err(io_err("reopening a migration's images"))
+    }
+
+    /// Writes engine state and a clean-shutdown marker. Dropping without this is a crash.
+    pub fn close(mut self) -> Result<(), EngineError> {
+        self.persist_state()?;
+        for i in 0..self.vms.len() {
+            if let Some(m) = &mut self.vms[i].migration {
+                m.mark_cursor_persisted();
+                let rec = m.rec.clone();
+                self.write_record(&rec)?;
+            }
+        }
+        std::fs::write(Engine::clean_marker(&self.ws), b"clean\n")
+            .map_err(io_err("writing the clean-shutdown marker"))
+    }
+
+    fn persist_state(&self) -> Result<(), EngineError> {
+        write_ron(
+            &self.state_path(),
+            &EngineState {
+                now: self.now,
+                workloads_on: self.workloads_on,
+                next_migration: self.next_migration,
+                options: self.opts.clone(),
+            },
+        )
+    }
+
+    pub fn now(&self) -> SimTime {
+        self.now
+    }
+
+    pub fn workspace(&self) -> &Workspace {
+        &self.ws
+    }
+
+    pub fn topology(&self) -> &Topology {
+        self.ws.topology()
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Takes the log lines produced since the last call.
+    pub fn take_log(&mut self) -> Vec<LogLine> {
+        std::mem::take(&mut self.log)
+    }
+
+    fn push_log(&mut self, level: LogLevel, message: String) {
+        self.log.push(LogLine {
+            at: self.now,
+            level,
+            message,
+        });
+    }
+
+    fn info(&mut self, message: String) {
+        self.push_log(LogLevel::Info, message);
+    }
+
+    fn vm_index(&self, id: &str) -> Option<usize> {
+        self.vms.iter().position(|v| v.id == id)
+    }
+
+    /// Carries out a command at the current simulated time.
+    pub fn apply(&mut self, cmd: Command) -> Result<Outcome, EngineError> {
+        let out = match cmd {
+            Command::StartWorkloads => {
+                self.start_workloads();
+                Outcome::Done("guests started".into())
+            }
+            Command::StopWorkloads => {
+                self.stop_workloads();
+                Outcome::Done("guests stopped".into())
+            }
+            Command::Migrate {
+                vm,
+                to,
+                mode,
+                confirm,
+            } => self.migrate(&vm, &to, mode, confirm)?,
+            Command::CancelMigration { vm } => self.cancel(&vm)?,
+        };
+        self.persist_state()?;
+        Ok(out)
+    }
+
+    fn start_workloads(&mut self) {
+        if self.workloads_on {
+            return;
+        }
+        self.workloads_on = true;
+        let now = self.now;
+        for i in 0..self.vms.len() {
+            let vm = &mut self.vms[i];
+            vm.guest_gen += 1;
+            let gen_ = vm.guest_gen;
+            // A random phase so guests do not all fire at once.
+            for (iops, ev) in [
+                (vm.write_iops, Ev::GuestWrite),
+                (vm.read_iops, Ev::GuestRead),
+            ] {
+                if iops > 0 {
+                    let interval = SECOND / u64::from(iops);
+                    let phase = splitmix(&mut vm.rng) % interval.max(1);
+                    self.queue.push(Reverse((now + phase, ev, i, gen_)));
+                }
+            }
+        }
+        self.info("Guests started".into());
+    }
+
+    fn stop_workloads(&mut self) {
+        if !self.workloads_on {
+            return;
+        }
+        self.workloads_on = false;
+        for vm in &mut self.vms {
+            vm.guest_gen += 1;
+        }
+        self.info("Guests stopped".into());
+    }
+
+    /// Rates a move the way the wizard does.
+    pub fn impact(&self, vm: &str, to: &str) -> Result<dr::Impact, EngineError> {
+        dr::impact_for_vm(self.topology(), vm, to).map_err(|reason| EngineError::Impact {
+            vm: vm.into(),
+            to: to.into(),
+            reason,
+        })
+    }
+
+    /// Free space on a datastore in MiB: its LUNs' capacity less every disk on it,
+    /// migration targets included.
+    pub fn free_mib(&self, datastore: &str) -> u64 {
+        let t = self.topology();
+        let Some(ds) = t.datastore(datastore) else {
+            return 0;
+        };
+        let capacity: u64 = t.datastore_luns(ds).map(|l| l.capacity_gib * 1024).sum();
+        let used: u64 = t
+            .vms
+            .iter()
+            .filter(|v| v.datastore == datastore)
+            .map(|v| v.disk_mib)
+            .chain(self.vms.iter().filter_map(|v| {
+                v.migration
+                    .as_ref()
+                    .filter(|m| m.rec.to == datastore)
+                    .map(|_| v.blocks * BLOCK_SIZE as u64 / (1024 * 1024))
+            }))
+            .sum();
+        capacity.saturating_sub(used)
+    }
+
+    fn migrate(
+        &mut self,
+        vm: &str,
+        to: &str,
+        mode: CopyMode,
+        confirm: bool,
+    ) -> Result<Outcome, EngineError> {
+        let i = self
+            .vm_index(vm)
+            .ok_or_else(|| EngineError::NoSuchVm(vm.into()))?;
+        if self.vms[i].migration.is_some() {
+            return Err(EngineError::AlreadyMigrating(vm.into()));
+        }
+        // (1) Rate the impact; refuse unless `none` or overridden.
+        let impact = self.impact(vm, to)?;
+        let fault = impact.fault.map(|f| f.as_str()).unwrap_or("none");
+        if impact.rating > Rating::None {
+            if !confirm {
+                let msg = format!(
+                    "Migration of {vm} to {to} refused: rated {} ({fault}) and not confirmed",
+                    impact.rating
+                );
+                self.push_log(LogLevel::Warning, msg.clone());
+                return Ok(Outcome::Refused(msg));
+            }
+            self.push_log(
+                LogLevel::Warning,
+                format!(
+                    "Override: {vm} to {to} confirmed by the operator despite rating {} ({fault})",
+                    impact.rating
+                ),
+            );
+        }
+        let need = self.vms[i].blocks * BLOCK_SIZE as u64 / (1024 * 1024);
+        let free = self.free_mib(to);
+        if need > free {
+            return Err(EngineError::NoSpace {
+                datastore: to.into(),
+                vm: vm.into(),
+                need_mib: need,
+                free_mib: free,
+            });
+        }
+        // The source must be whole before anything changes.
+        let src_dir = self.vms[i].dir.clone();
+        let src_img = src_dir.join("disk0.img");
+        let src_check = ImageFile::open_read_only(&src_img)?;
+        if src_check.block_count() != self.vms[i].blocks {
+            return Err(EngineError::ImageSize {
+                vm: vm.into(),
+                path: src_img.display().to_string(),
+                found: src_check.block_count(),
+                expected: self.vms[i].blocks,
+            });
+        }
+        let mut src_config = Workspace::read_config(&src_dir)?;
+
+        let id = format!("m-{:04}", self.next_migration);
+        self.next_migration += 1;
+        let target_instance = self.ws.free_instance_name(to, vm)?;
+        let rec = MigrationRecord {
+            id: id.clone(),
+            vm: vm.into(),
+            from: self.vms[i].datastore.clone(),
+            to: to.into(),
+            source_instance: self.vms[i].instance.clone(),
+            target_instance: target_instance.clone(),
+            mode,
+            phase: Phase::Preparing,
+            cursor: 0,
+            blocks: self.vms[i].blocks,
+            started_at: self.now,
+            rating: impact.rating.as_str().into(),
+        };
+        std::fs::create_dir_all(Engine::migrations_dir(&self.ws))
+            .map_err(io_err("creating state/migrations"))?;
+        self.write_record(&rec)?;
+
+        let undo = |eng: &mut Engine, e: EngineError| -> EngineError {
+            // Best effort: the record says Preparing, so a crash here is undone on reopen too.
+            let dst = eng.ws.datastore_dir(to).map(|d| d.join(&target_instance));
+            if let Ok(dst) = dst
+                && dst.exists()
+            {
+                let _ = eng.ws.remove_instance(&dst);
+            }
+            let _ = eng.set_marks(&src_dir, None);
+            let _ = eng.remove_record(&id);
+            e
+        };
+        // (2) Create the target with marks target, not completed.
+        let mut target_config = src_config.clone();
+        target_config.migration = Some(MigrationMarks {
+            id: id.clone(),
+            source: false,
+            target: true,
+            completed: false,
+        });
+        if let Err(e) = self
+            .ws
+            .create_instance(to, &target_instance, &target_config, need.max(1))
+        {
+            return Err(undo(self, e.into()));
+        }
+        // (3) Mark the source.
+        src_config.migration = Some(MigrationMarks {
+            id: id.clone(),
+            source: true,
+            target: false,
+            completed: false,
+        });
+        if let Err(e) = Workspace::write_config(&src_dir, &src_config) {
+            return Err(undo(self, e.into()));
+        }
+        let dst_dir = match self.ws.datastore_dir(to) {
+            Ok(d) => d.join(&target_instance),
+            Err(e) => return Err(undo(self, e.into())),
+        };
+        let mut rec = rec;
+        rec.phase = Phase::Copying;
+        if let Err(e) = self.write_record(&rec) {
+            return Err(undo(self, e));
+        }
+        let m = match self.load_migration(rec, src_dir.clone(), dst_dir) {
+            Ok(m) => m,
+            Err(e) => return Err(undo(self, e)),
+        };
+        self.vms[i].migration = Some(Box::new(m));
+        let now = self.now;
+        self.start_next_run(i, now)?;
+        let msg = format!(
+            "Migration {id} of {vm} from {} to {to} started ({} mode, rating {})",
+            self.vms[i].datastore,
+            mode.as_str(),
+            impact.rating
+        );
+        self.info(msg.clone());
+        Ok(Outcome::Done(msg))
+    }
+
+    fn cancel(&mut self, vm: &str) -> Result<Outcome, EngineError> {
+        let i = self
+            .vm_index(vm)
+            .ok_or_else(|| EngineError::NoSuchVm(vm.into()))?;
+        let Some(m) = self.vms[i].migration.as_mut() else {
+            return Err(EngineError::NotMigrating(vm.into()));
+        };
+        if m.core.direction == Direction::Back {
+            return Ok(Outcome::Done(format!("{vm}: already cancelling")));
+        }
+        let id = m.rec.id.clone();
+        // Abandon the run in flight: nothing of it has landed.
+        self.vms[i].run_gen += 1;
+        let m = self.vms[i].migration.as_mut().expect("checked above");
+        m.run_ends_at = None;
+        if m.mode() == CopyMode::Mirror {
+            // The source is complete: drop the target.
+            self.finish_cancel(i)?;
+            let msg = format!("Migration {id} of {vm} cancelled; the source was complete");
+            self.info(msg.clone());
+            return Ok(Outcome::Done(msg));
+        }
+        m.core.start_rollback();
+        m.rec.phase = Phase::Cancelling;
+        let rec = m.rec.clone();
+        self.write_record(&rec)?;
+        let now = self.now;
+        self.release_waiting(i, now)?;
+        self.start_next_run(i, now)?;
+        let msg = format!(
+            "Migration {id} of {vm} cancelling: copying the blocks written on the destination back to the source"
+        );
+        self.info(msg.clone());
+        Ok(Outcome::Done(msg))
+    }
+
+    fn write_record(&self, rec: &MigrationRecord) -> Result<(), EngineError> {
+        write_ron(
+            &Engine::migrations_dir(&self.ws).join(format!("{}.ron", rec.id)),
+            rec,
+        )
+    }
+
+    fn remove_record(&self, id: &str) -> Result<(), EngineError> {
+        let dir = Engine::migrations_dir(&self.ws);
+        for ext in ["ron", "bitmap"] {
+            let p = dir.join(format!("{id}.{ext}"));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(p.display().to_string())(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn set_marks(&self, dir: &Path, marks: Option<MigrationMarks>) -> Result<(), EngineError> {
+        if !dir.join("vm.ron").exists() {
+            return Ok(());
+        }
+        let mut c = Workspace::read_config(dir)?;
+        if c.migration != marks {
+            c.migration = marks;
+            Workspace::write_config(dir, &c)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the next copy run of VM `i`'s migration, or finishes the migration.
+    fn start_next_run(&mut self, i: usize, t: SimTime) -> Result<(), EngineError> {
+        let rate = self.copy_rate(i);
+        let run_gen = self.vms[i].run_gen;
+        let Some(m) = self.vms[i].migration.as_mut() else {
+            return Ok(());
+        };
+        if let Some(run) = m.core.begin_run() {
+            let bytes: u64 = m
+                .core
+                .pieces(&run)
+                .iter()
+                .map(|p| (p.end - p.start) * BLOCK_SIZE as u64)
+                .sum();
+            let ends = t.max(m.dst_busy_until) + duration_for(bytes, rate);
+            m.dst_busy_until = ends;
+            m.run_ends_at = Some(ends);
+            self.queue.push(Reverse((ends, Ev::RunDone, i, run_gen)));
+            return Ok(());
+        }
+        match m.core.direction {
+            Direction::Forward if m.mirror_pending.is_empty() => self.complete_migration(i),
+            // Wait for the mirrored writes to land.
+            Direction::Forward => Ok(()),
+            Direction::Back => {
+                let id = m.rec.id.clone();
+                self.finish_cancel(i)?;
+                let vm = self.vms[i].id.clone();
+                self.info(format!(
+                    "Migration {id} of {vm} cancelled: the source is current again"
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    /// The simulated copy rate of VM `i`'s migration: the slower datastore's throughput.
+    fn copy_rate(&self, i: usize) -> f64 {
+        let t = self.topology();
+        let tp = |id: &str| t.datastore(id).map_or(400.0, |d| d.throughput_mib_s);
+        match &self.vms[i].migration {
+            Some(m) => tp(&m.rec.from).min(tp(&m.rec.to)),
+            None => tp(&self.vms[i].datastore),
+        }
+    }
+
+    fn on_run_done(&mut self, i: usize, t: SimTime) -> Result<(), EngineError> {
+        let Some(m) = self.vms[i].migration.as_mut() else {
+            return Ok(());
+        };
+        let Some(run) = m.core.in_flight.clone() else {
+            return Ok(());
+        };
+        m.run_ends_at = None;
+        let pieces = m.core.pieces(&run);
+        if let Err(e) = m.copy_pieces(&pieces) {
+            return self.copy_failed(i, e);
+        }
+        m.core.finish_run(run);
+        match m.core.direction {
+            Direction::Back => m
+                .persist_bitmap()
+                .map_err(io_err("writing the migration bitmap"))?,
+            Direction::Forward => {
+                if m.cursor_needs_persist() {
+                    m.mark_cursor_persisted();
+                    let rec = m.rec.clone();
+                    self.write_record(&rec)?;
+                }
+            }
+        }
+        self.release_waiting(i, t)?;
+        self.start_next_run(i, t)
+    }
+
+    /// A copy I/O failed: stop and leave the VM on a complete source.
+    fn copy_failed(&mut self, i: usize, e: std::io::Error) -> Result<(), EngineError> {
+        let vm = self.vms[i].id.clone();
+        let m = self.vms[i].migration.as_mut().expect("caller checked");
+        let id = m.rec.id.clone();
+        m.core.in_flight = None;
+        if m.mode() == CopyMode::Mirror || m.core.direction == Direction::Back {
+            self.finish_cancel(i)?;
+            self.push_log(
+                LogLevel::Error,
+                format!("Migration {id} of {vm} aborted by an I/O error ({e}); the VM stays on its source"),
+            );
+            return Ok(());
+        }
+        self.push_log(
+            LogLevel::Error,
+            format!("Migration {id} of {vm}: I/O error ({e}); rolling back to the source"),
+        );
+        let m = self.vms[i].migration.as_mut().expect("caller checked");
+        m.core.start_rollback();
+        m.rec.phase = Phase::Cancelling;
+        let rec = m.rec.clone();
+        self.write_record(&rec)?;
+        let now = self.now;
+        self.start_next_run(i, now)
+    }
+
+    /// (5)–(7): mark completed, switch the VM to the target, delete the source.
+    fn complete_migration(&mut self, i: usize) -> Result<(), EngineError> {
+        let m = self.vms[i].migration.as_mut().expect("caller checked");
+        m.rec.phase = Phase::Completing;
+        m.rec.cursor = m.core.blocks;
+        let rec = m.rec.clone();
+        m.dst.sync().map_err(io_err("syncing the target image"))?;
+        self.write_record(&rec)?;
+        let src_dir = self.vms[i].migration.as_ref().expect("set").src_dir.clone();
+        let dst_dir = self.vms[i].migration.as_ref().expect("set").dst_dir.clone();
+        let done = |source, target| MigrationMarks {
+            id: rec.id.clone(),
+            source,
+            target,
+            completed: true,
+        };
+        self.set_marks(&dst_dir, Some(done(false, true)))?;
+        self.set_marks(&src_dir, Some(done(true, false)))?;
+        // (6) Switch: the topology in use and the recovery manager's location metadata.
+        let mut topo = self.topology().clone();
+        if let Some(v) = topo.vms.iter_mut().find(|v| v.id == rec.vm) {
+            v.datastore = rec.to.clone();
+        }
+        self.ws.save_topology(&topo)?;
+        let loc_path = self.ws.state_dir().join("locations.ron");
+        let mut locations: Locations = read_ron(&loc_path).unwrap_or_default();
+        locations.vms.insert(
+            rec.vm.clone(),
+            Location {
+                datastore: rec.to.clone(),
+                instance: rec.target_instance.clone(),
+            },
+        );
+        write_ron(&loc_path, &locations)?;
+        let m = self.vms[i].migration.take().expect("set");
+        let vm = &mut self.vms[i];
+        vm.datastore = rec.to.clone();
+        vm.instance = rec.target_instance.clone();
+        vm.dir = dst_dir;
+        vm.image = m.dst;
+        vm.migrations_done += 1;
+        drop(m.src);
+        // (7) Delete the source.
+        if src_dir.exists() {
+            self.ws.remove_instance(&src_dir)?;
+        }
+        self.remove_record(&rec.id)?;
+        let secs = (self.now.saturating_sub(rec.started_at)) as f64 / SECOND as f64;
+        self.info(format!(
+            "Migration {} of {} to {} completed in {secs:.1} s ({} mode); source deleted",
+            rec.id,
+            rec.vm,
+            rec.to,
+            rec.mode.as_str()
+        ));
+        self.persist_state()?;
+        let now = self.now;
+        self.release_waiting(i, now)
+    }
+
+    /// Ends a cancel: delete the target, clear the source's marks.
+    fn finish_cancel(&mut self, i: usize) -> Result<(), EngineError> {
+        let m = self.vms[i].migration.take().expect("caller checked");
+        let id = m.rec.id.clone();
+        let (src_dir, dst_dir) = (m.src_dir.clone(), m.dst_dir.clone());
+        drop(m);
+        self.set_marks(&src_dir, None)?;
+        if dst_dir.exists() {
+            self.ws.remove_instance(&dst_dir)?;
+        }
+        self.remove_record(&id)?;
+        let now = self.now;
+        self.release_waiting(i, now)
+    }
+
+    /// Re-runs guest I/O that waited for a copy run or the mirror queue.
+    fn release_waiting(&mut self, i: usize, t: SimTime) -> Result<(), EngineError> {
+        let ops: Vec<GuestOp> = self.vms[i].waiting.drain(..).collect();
+        for op in ops {
+            self.guest_op(i, op, t)?;
+        }
+        Ok(())
+    }
+
+    fn on_mirror_land(&mut self, i: usize, t: SimTime) -> Result<(), EngineError> {
+        let vm = &mut self.vms[i];
+        let uuid = vm.uuid;
+        let Some(m) = vm.migration.as_mut() else {
+            return Ok(());
+        };
+        let mut buf: Block = [0; BLOCK_SIZE];
+        while let Some(&(at, block, seq)) = m.mirror_pending.front() {
+            if at > t {
+                break;
+            }
+            m.mirror_pending.pop_front();
+            disk::stamp_block(&uuid, block, seq, &mut buf);
+            m.dst
+                .write_block(block, &buf)
+                .map_err(io_err(m.dst.path().display().to_string()))?;
+        }
+        self.release_waiting(i, t)?;
+        let m = self.vms[i].migration.as_ref();
+        if m.is_some_and(|m| m.core.done() && m.mirror_pending.is_empty()) {
+            self.complete_migration(i)?;
+        }
+        Ok(())
+    }
+
+    fn next_block(&mut self, i: usize) -> u64 {
+        let vm = &mut self.vms[i];
+        splitmix(&mut vm.rng) % vm.blocks.max(1)
+    }
+
+    /// One guest I/O at time `t` (`op.issued` <= `t`).
+    fn guest_op(&mut self, i: usize, op: GuestOp, t: SimTime) -> Result<(), EngineError> {
+        match op.kind {
+            OpKind::Write => self.guest_write(i, op, t),
+            OpKind::Read => self.guest_read(i, op, t),
+        }
+    }
+
+    fn guest_write(&mut self, i: usize, op: GuestOp, t: SimTime) -> Result<(), EngineError> {
+        let cap = self.opts.mirror_max_pending;
+        let svc = duration_for(BLOCK_SIZE as u64, self.copy_rate(i));
+        let vm = &mut self.vms[i];
+        let block = op.block;
+        enum Target {
+            Image,
+            Src,
+            Dst,
+            SrcMirror,
+        }
+        let target = match vm.migration.as_mut() {
+            None => Target::Image,
+            Some(m) => {
+                let was_set = m.core.bits.get(block);
+                let back = m.core.direction == Direction::Back;
+                // A mirrored write waits while too many are pending, and once the copy is
+                // done every write waits for the switch-over (the mirror drains, then the
+                // VM moves; without this a guest faster than the target never converges).
+                let in_flight = m
+                    .core
+                    .in_flight
+                    .as_ref()
+                    .is_some_and(|r| r.contains(&block));
+                let route = if m.mode() == CopyMode::Mirror
+                    && !in_flight
+                    && ((block < m.core.cursor && m.mirror_pending.len() >= cap) || m.core.done())
+                {
+                    vm.waiting.push_back(op);
+                    return Ok(());
+                } else {
+                    m.core.route_write(block)
+                };
+                // Bits change before the data they describe (write-ahead).
+                if m.core.bits.get(block) != was_set || (back && was_set) {
+                    m.persist_bit(block)
+                        .map_err(io_err("writing the migration bitmap"))?;
+                }
+                match route {
+                    WriteRoute::Wait => {
+                        vm.waiting.push_back(op);
+                        return Ok(());
+                    }
+                    WriteRoute::Source => Target::Src,
+                    WriteRoute::Destination => Target::Dst,
+                    WriteRoute::SourceAndMirror => Target::SrcMirror,
+                }
+            }
+        };
+        let io = self
+            .sites
+            .get_mut(&vm.site)
+            .ok_or_else(|| EngineError::State {
+                file: "journal".into(),
+                message: format!("site {:?} has no journal", vm.site),
+            })?;
+        let seq = io.next_seq;
+        let mut buf: Block = [0; BLOCK_SIZE];
+        disk::stamp_block(&vm.uuid, block, seq, &mut buf);
+        let img = match (&target, vm.migration.as_ref()) {
+            (Target::Image, _) | (_, None) => &vm.image,
+            (Target::Dst, Some(m)) => &m.dst,
+            (_, Some(m)) => &m.src,
+        };
+        img.write_block(block, &buf)
+            .map_err(io_err(img.path().display().to_string()))?;
+        io.journal
+            .append(&JournalEntry {
+                seq,
+                uuid: vm.uuid,
+                block,
+            })
+            .map_err(io_err("appending to the journal"))?;
+        io.next_seq += 1;
+        vm.last_seq[block as usize] = seq;
+        vm.writes += 1;
+        if let (Target::SrcMirror, Some(m)) = (&target, vm.migration.as_mut()) {
+            let lands = t.max(m.dst_busy_until) + svc;
+            m.dst_busy_until = lands;
+            m.mirror_pending.push_back((lands, block, seq));
+            self.queue.push(Reverse((lands, Ev::MirrorLand, i, 0)));
+        }
+        // Acknowledged when its first copy lands.
+        let latency = t - op.issued + svc;
+        if self.latencies.len() == LATENCY_SAMPLES {
+            self.latencies.pop_front();
+        }
+        self.latencies.push_back((t, i, latency));
+        Ok(())
+    }
+
+    fn guest_read(&mut self, i: usize, op: GuestOp, _t: SimTime) -> Result<(), EngineError> {
+        let vm = &mut self.vms[i];
+        let block = op.block;
+        let mut buf: Block = [0; BLOCK_SIZE];
+        match vm.migration.as_ref() {
+            Some(m) => {
+                if m.core.route_read(block) == copy::ReadRoute::Wait {
+                    vm.waiting.push_back(op);
+                    return Ok(());
+                }
+                m.read_routed(block, &mut buf)
+                    .map_err(io_err("guest read"))?;
+            }
+            None => vm
+                .image
+                .read_block_at(block, &mut buf)
+                .map_err(io_err(vm.image.path().display().to_string()))?,
+        }
+        vm.reads += 1;
+        let want = vm.last_seq[block as usize];
+        let ok = match disk::inspect(&buf) {
+            BlockContent::Zero => want == 0,
+            BlockContent::Stamped(s) => s.seq == want && s.uuid == vm.uuid && s.block == block,
+            BlockContent::Torn => false,
+        };
+        if !ok {
+            vm.read_errors += 1;
+            if vm.read_errors <= READ_ERRORS_LOGGED {
+                let msg = format!(
+                    "VM {}: read of block {block} did not return its last write (seq {want})",
+                    vm.id
+                );
+                self.push_log(LogLevel::Error, msg);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every event due up to and including `until`, then sets the clock to `until`.
+    pub fn advance(&mut self, until: SimTime) -> Result<(), EngineError> {
+        while let Some(&Reverse((t, ev, i, gen_))) = self.queue.peek() {
+            if t > until {
+                break;
+            }
+            self.queue.pop();
+            self.now = self.now.max(t);
+            match ev {
+                Ev::RunDone => {
+                    if gen_ == self.vms[i].run_gen
+                        && self.vms[i]
+                            .migration
+                            .as_ref()
+                            .is_some_and(|m| m.run_ends_at == Some(t))
+                    {
+                        self.on_run_done(i, t)?;
+                    }
+                }
+                Ev::MirrorLand => self.on_mirror_land(i, t)?,
+                Ev::GuestWrite | Ev::GuestRead => {
+                    if !self.workloads_on || gen_ != self.vms[i].guest_gen {
+                        continue;
+                    }
+                    let vm = &self.vms[i];
+                    let iops = if ev == Ev::GuestWrite {
+                        vm.write_iops
+                    } else {
+                        vm.read_iops
+                    };
+                    let interval = (SECOND / u64::from(iops.max(1))).max(1);
+                    self.queue.push(Reverse((t + interval, ev, i, gen_)));
+                    let block = self.next_block(i);
+                    let kind = if ev == Ev::GuestWrite {
+                        OpKind::Write
+                    } else {
+                        OpKind::Read
+                    };
+                    self.guest_op(
+                        i,
+                        GuestOp {
+                            kind,
+                            block,
+                            issued: t,
+                        },
+                        t,
+                    )?;
+                }
+            }
+        }
+        self.now = self.now.max(until);
+        Ok(())
+    }
+
+    /// The time of the next queued event, if any.
+    pub fn next_event_time(&self) -> Option<SimTime> {
+        self.queue.peek().map(|Reverse((t, ..))| *t)
+    }
+
+    /// Runs until VM `vm`'s migration has ended, or `limit` is reached.
+    pub fn run_until_migrated(&mut self, vm: &str, limit: SimTime) -> Result<bool, EngineError> {
+        let i = self
+            .vm_index(vm)
+            .ok_or_else(|| EngineError::NoSuchVm(vm.into()))?;
+        while self.vms[i].migration.is_some() {
+            let Some(t) = self.next_event_time() else {
+                break;
+            };
+            if t > limit {
+                break;
+            }
+            self.advance(t)?;
+        }
+        Ok(self.vms[i].migration.is_none())
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            now: self.now,
+            workloads_on: self.workloads_on,
+            vms: self
+                .vms
+                .iter()
+                .enumerate()
+                .map(|(i, v)| self.vm_view(i, v))
+                .collect(),
+            latencies: self.latencies.iter().copied().collect(),
+        }
+    }
+
+    fn vm_view(&self, i: usize, v: &VmRt) -> VmView {
+        VmView {
+            id: v.id.clone(),
+            datastore: v.datastore.clone(),
+            instance: v.instance.clone(),
+            running: self.workloads_on,
+            writes: v.writes,
+            reads: v.reads,
+            read_errors: v.read_errors,
+            migrations_done: v.migrations_done,
+            migration: v.migration.as_ref().map(|m| {
+                let rate = self.copy_rate(i);
+                let left = m.core.blocks_left();
+                MigrationView {
+                    id: m.rec.id.clone(),
+                    vm: v.id.clone(),
+                    from: m.rec.from.clone(),
+                    to: m.rec.to.clone(),
+                    mode: m.rec.mode,
+                    phase: m.rec.phase,
+                    rolling_back: m.core.direction == Direction::Back,
+                    blocks: m.core.blocks,
+                    copied_blocks: m.core.cursor,
+                    blocks_left: left,
+                    mirror_pending: m.mirror_pending.len(),
+                    bytes_copied: m.bytes_copied,
+                    started_at: m.rec.started_at,
+                    mib_per_s: rate,
+                    eta_s: (left * BLOCK_SIZE as u64) as f64 / (rate * 1024.0 * 1024.0),
+                }
+            }),
+        }
+    }
+
+    /// Verifies VM `vm` as its guest sees it (through the copy's read path while it
+    /// migrates) against the journal, with S = the last journaled write (SPEC §4.3).
+    pub fn verify_vm(&self, vm: &str) -> Result<VmVerify, EngineError> {
+        let i = self
+            .vm_index(vm)
+            .ok_or_else(|| EngineError::NoSuchVm(vm.into()))?;
+        let v = &self.vms[i];
+        let journal = disk::read_journal(&self.ws.journal_path(&v.site))?;
+        let mut plain;
+        let mut routed;
+        let reader: &mut dyn BlockRead = match v.migration.as_deref() {
+            Some(m) => {
+                routed = RoutedReader { migration: m };
+                &mut routed
+            }
+            None => {
+                plain = ImageFile::open_read_only(v.image.path())?;
+                &mut plain
+            }
+        };
+        let mut disks = [VmDisk {
+            name: v.id.clone(),
+            uuid: v.uuid,
+            reader,
+        }];
+        let report = disk::verify_set(&mut disks, &journal, Horizon::LastJournaled)
+            .map_err(io_err(format!("verifying {vm}")))?;
+        Ok(report
+            .vms
+            .into_iter()
+            .next()
+            .expect("one disk in, one report out"))
+    }
+
+    /// The VMs in topology order.
+    pub fn vm_ids(&self) -> Vec<String> {
+        self.vms.iter().map(|v| v.id.clone()).collect()
+    }
+
+    /// Every instance of `vm` found on the protected site's datastores.
+    pub fn instances_of(&self, vm: &str) -> Result<Vec<crate::workspace::Instance>, EngineError> {
+        let t = self.topology();
+        let uuid = t.vm(vm).map(|v| v.uuid.clone()).unwrap_or_default();
+        let mut out = Vec::new();
+        for ds in t.datastores.iter().filter(|d| t.is_protected_datastore(d)) {
+            for inst in self.ws.list_instances(&ds.id)? {
+                if inst.config.uuid == uuid {
+                    out.push(inst);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where VM `vm` lives now, if it exists.
+    pub fn location(&self, vm: &str) -> Option<(String, String)> {
+        self.vm_index(vm)
+            .map(|i| (self.vms[i].datastore.clone(), self.vms[i].instance.clone()))
+    }
+
+    /// Is VM `vm` migrating now?
+    pub fn is_migrating(&self, vm: &str) -> bool {
+        self.vm_index(vm)
+            .is_some_and(|i| self.vms[i].migration.is_some())
+    }
+
+    /// Completed migrations of VM `vm` since the engine started.
+    pub fn migrations_done(&self, vm: &str) -> u64 {
+        self.vm_index(vm).map_or(0, |i| self.vms[i].migrations_done)
+    }
+}
+
+/// The first block of `img` stamped for `uuid` with `seq` at its own index, if any. Reads
+/// in 1 MiB chunks and checks the cheap fields before the CRC.
+fn find_stamp(img: &ImageFile, uuid: &RawUuid, seq: u64) -> Result<Option<u64>, EngineError> {
+    const CHUNK_BLOCKS: u64 = 256;
+    let mut buf = vec![0u8; CHUNK_BLOCKS as usize * BLOCK_SIZE];
+    let mut first = 0;
+    while first < img.block_count() {
+        let n = CHUNK_BLOCKS.min(img.block_count() - first);
+        let bytes = &mut buf[..n as usize * BLOCK_SIZE];
+        img.read_at(first * BLOCK_SIZE as u64, bytes)
+            .map_err(io_err(img.path().display().to_string()))?;
+        for (k, chunk) in bytes.chunks_exact(BLOCK_SIZE).enumerate() {
+            let b = first + k as u64;
+            if &chunk[0..8] == disk::MAGIC
+                && chunk[8..24] == uuid[..]
+                && chunk[24..32] == b.to_le_bytes()
+                && chunk[32..40] == seq.to_le_bytes()
+            {
+                let block: &Block = chunk.try_into().expect("chunks_exact gives whole blocks");
+                if matches!(disk::inspect(block), BlockContent::Stamped(_)) {
+                    return Ok(Some(b));
+                }
+            }
+        }
+        first += n;
+    }
+    Ok(None)
+}
+
+/// Drops a journal's cut-short last line (no trailing newline) so appends start clean.
+fn repair_journal_tail(path: &Path) -> Result<(), EngineError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(path, b"").map_err(io_err(path.display().to_string()))?;
+            return Ok(());
+        }
+        Err(e) => return Err(io_err(path.display().to_string())(e)),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path.display().to_string()))?;
+    f.set_len(keep as u64)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(path.display().to_string()))
+}
+
+#[cfg(test)]
+mod tests;

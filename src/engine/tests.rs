@@ -1,0 +1,332 @@
+//! Migrations on real files in temp dirs, checked with the stamp verifier.
+
+use super::*;
+
+/// ds-a and ds-b are not replicated (moves between them rate `none`); ds-slow is a slow
+/// non-replicated target; ds-tiny is full; ds-rep is replicated in a PG.
+fn topology(write_iops: u32, disk_mib: u64) -> Topology {
+    let workload = if write_iops == 0 {
+        "None".to_string()
+    } else {
+        format!("Some(Workload(write_iops: {write_iops}, read_iops: {write_iops}))")
+    };
+    let text = format!(
+        r#"Topology(
+    name: "engine test",
+    sites: [Site(id: "pa", name: "P", role: Protected), Site(id: "ny", name: "R", role: Recovery)],
+    hosts: [Host(id: "h", site: "pa", cpus: 8, memory_gib: 64)],
+    arrays: [
+        Array(id: "ap", site: "pa", luns: [
+            Lun(id: "la", capacity_gib: 10), Lun(id: "lb", capacity_gib: 10),
+            Lun(id: "ls", capacity_gib: 10), Lun(id: "lt", capacity_gib: 1),
+            Lun(id: "lr", capacity_gib: 10, replication: Some(LunReplication(target: "lr-r", rpo_minutes: 15))),
+        ]),
+        Array(id: "ar", site: "ny", luns: [Lun(id: "lr-r", capacity_gib: 10)]),
+    ],
+    datastores: [
+        Datastore(id: "ds-a", site: "pa", luns: ["la"], throughput_mib_s: 4),
+        Datastore(id: "ds-b", site: "pa", luns: ["lb"], throughput_mib_s: 4),
+        Datastore(id: "ds-slow", site: "pa", luns: ["ls"], throughput_mib_s: 0.25),
+        Datastore(id: "ds-tiny", site: "pa", luns: ["lt"]),
+        Datastore(id: "ds-rep", site: "pa", luns: ["lr"]),
+        Datastore(id: "ds-rep-r", site: "ny", luns: ["lr-r"]),
+    ],
+    protection_groups: [ProtectionGroup(id: "pg", name: "PG", datastores: ["ds-rep"])],
+    vms: [
+        Vm(id: "vm1", uuid: "11111111-2222-4333-8444-555555555555", host: "h", datastore: "ds-a",
+           disk_mib: {disk_mib}, vcpus: 1, memory_gib: 1, priority: 1, workload: {workload}),
+        Vm(id: "big", uuid: "11111111-2222-4333-8444-666666666666", host: "h", datastore: "ds-tiny",
+           disk_mib: 1024, vcpus: 1, memory_gib: 1, priority: 2),
+    ],
+)"#
+    );
+    Topology::from_ron_str(&text, "engine-test.ron").unwrap()
+}
+
+fn engine(dir: &Path, write_iops: u32, disk_mib: u64, opts: EngineOptions) -> Engine {
+    Engine::create(&dir.join("ws"), &topology(write_iops, disk_mib), opts).unwrap()
+}
+
+fn migrate(e: &mut Engine, to: &str, mode: CopyMode) -> Outcome {
+    e.apply(Command::Migrate {
+        vm: "vm1".into(),
+        to: to.into(),
+        mode,
+        confirm: true,
+    })
+    .unwrap()
+}
+
+fn assert_clean(e: &Engine) {
+    let v = e.verify_vm("vm1").unwrap();
+    assert!(v.consistent, "{v:#?}");
+    assert_eq!(v.writes_lost, 0);
+    let snap = e.snapshot();
+    let vm = snap.vms.iter().find(|v| v.id == "vm1").unwrap();
+    assert_eq!(
+        vm.read_errors, 0,
+        "every guest read returned its last write"
+    );
+}
+
+/// Exactly one instance that is not an in-progress target.
+fn complete_instances(e: &Engine) -> Vec<crate::workspace::Instance> {
+    e.instances_of("vm1")
+        .unwrap()
+        .into_iter()
+        .filter(|i| {
+            !i.config
+                .migration
+                .as_ref()
+                .is_some_and(|m| m.target && !m.completed)
+        })
+        .collect()
+}
+
+#[test]
+fn every_mode_idle_and_busy_ends_on_the_target() {
+    for mode in CopyMode::ALL {
+        for iops in [0, 2000] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut e = engine(dir.path(), iops, 8, EngineOptions::default());
+            e.apply(Command::StartWorkloads).unwrap();
+            e.advance(SECOND).unwrap();
+            assert!(matches!(migrate(&mut e, "ds-b", mode), Outcome::Done(_)));
+            assert!(e.is_migrating("vm1"));
+            // 8 MiB at 4 MiB/s: about two simulated seconds.
+            e.advance(e.now() + SECOND).unwrap();
+            assert!(e.is_migrating("vm1"), "{mode:?} still copying after 1 s");
+            assert_clean(&e);
+            assert!(e.run_until_migrated("vm1", e.now() + 60 * SECOND).unwrap());
+            e.advance(e.now() + SECOND).unwrap();
+            assert_eq!(e.location("vm1").unwrap(), ("ds-b".into(), "vm1".into()));
+            let ws = e.workspace().root().to_path_buf();
+            assert!(
+                !ws.join("sites/pa/datastores/ds-a/vm1").exists(),
+                "source deleted"
+            );
+            let inst = e.instances_of("vm1").unwrap();
+            assert_eq!(inst.len(), 1, "{mode:?}");
+            assert_eq!(inst[0].datastore, "ds-b");
+            let marks = inst[0].config.migration.clone().unwrap();
+            assert!(marks.target && marks.completed && !marks.source);
+            assert_eq!(e.topology().vm("vm1").unwrap().datastore, "ds-b");
+            assert_eq!(
+                Topology::load(&ws.join("topology.ron"))
+                    .unwrap()
+                    .vm("vm1")
+                    .unwrap()
+                    .datastore,
+                "ds-b"
+            );
+            assert_clean(&e);
+            if iops > 0 {
+                assert!(e.snapshot().vms[0].writes > 4000, "the guest kept writing");
+            }
+        }
+    }
+}
+
+#[test]
+fn cancel_in_every_mode_leaves_a_consistent_source() {
+    for mode in CopyMode::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = engine(dir.path(), 2000, 8, EngineOptions::default());
+        e.apply(Command::StartWorkloads).unwrap();
+        migrate(&mut e, "ds-b", mode);
+        e.advance(e.now() + SECOND).unwrap();
+        let v = e.snapshot().vms[0].migration.clone().unwrap();
+        assert!(v.copied_blocks > 0 && v.copied_blocks < v.blocks, "{v:?}");
+        e.apply(Command::CancelMigration { vm: "vm1".into() })
+            .unwrap();
+        assert!(e.run_until_migrated("vm1", e.now() + 60 * SECOND).unwrap());
+        e.advance(e.now() + SECOND).unwrap();
+        assert_eq!(e.location("vm1").unwrap().0, "ds-a", "{mode:?}");
+        let inst = e.instances_of("vm1").unwrap();
+        assert_eq!(inst.len(), 1, "{mode:?}: target deleted");
+        assert_eq!(inst[0].datastore, "ds-a");
+        assert_eq!(inst[0].config.migration, None, "marks cleared");
+        assert_clean(&e);
+    }
+}
+
+#[test]
+fn data_block_that_does_not_divide_the_disk() {
+    // 768 KiB data blocks against a 1 MiB disk: runs of 1.5 MiB, the last run partial.
+    let opts = EngineOptions {
+        data_block_bytes: 768 * 1024,
+        ..EngineOptions::default()
+    };
+    assert_eq!(opts.run_blocks(), 384);
+    for mode in CopyMode::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = engine(dir.path(), 2000, 1, opts.clone());
+        e.apply(Command::StartWorkloads).unwrap();
+        migrate(&mut e, "ds-b", mode);
+        assert!(e.run_until_migrated("vm1", 60 * SECOND).unwrap());
+        e.advance(e.now() + SECOND).unwrap();
+        assert_eq!(e.location("vm1").unwrap().0, "ds-b");
+        assert_clean(&e);
+    }
+}
+
+#[test]
+fn slow_target_caps_pending_mirror_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path(), 3000, 2, EngineOptions::default());
+    e.apply(Command::StartWorkloads).unwrap();
+    migrate(&mut e, "ds-slow", CopyMode::Mirror);
+    let mut max_pending = 0;
+    while e.is_migrating("vm1") {
+        let t = e.now() + SECOND / 10;
+        e.advance(t).unwrap();
+        if let Some(m) = e.snapshot().vms[0].migration.clone() {
+            max_pending = max_pending.max(m.mirror_pending);
+        }
+        assert!(e.now() < 120 * SECOND, "the slow copy finishes");
+    }
+    assert_eq!(max_pending, 16, "the queue fills to its cap and no further");
+    e.advance(e.now() + SECOND).unwrap();
+    assert_eq!(e.location("vm1").unwrap().0, "ds-slow");
+    assert_clean(&e);
+    // Writes waited for the mirror queue: latencies grew well past the device time.
+    let worst = e.snapshot().latencies.iter().map(|l| l.2).max().unwrap();
+    assert!(worst > 10_000, "worst write latency {worst} µs");
+}
+
+#[test]
+fn full_destination_is_refused_with_the_source_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path(), 200, 8, EngineOptions::default());
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(SECOND).unwrap();
+    let err = e
+        .apply(Command::Migrate {
+            vm: "vm1".into(),
+            to: "ds-tiny".into(),
+            mode: CopyMode::Mirror,
+            confirm: true,
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no space on datastore \"ds-tiny\""),
+        "{err}"
+    );
+    assert!(!e.is_migrating("vm1"));
+    assert_eq!(e.instances_of("vm1").unwrap().len(), 1);
+    assert!(
+        !e.workspace()
+            .root()
+            .join("sites/pa/datastores/ds-tiny/vm1")
+            .exists()
+    );
+    assert_clean(&e);
+}
+
+#[test]
+fn a_rated_move_needs_confirmation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path(), 0, 1, EngineOptions::default());
+    let out = e
+        .apply(Command::Migrate {
+            vm: "vm1".into(),
+            to: "ds-rep".into(),
+            mode: CopyMode::Mirror,
+            confirm: false,
+        })
+        .unwrap();
+    assert!(
+        matches!(out, Outcome::Refused(ref m) if m.contains("mild")),
+        "{out:?}"
+    );
+    assert!(!e.is_migrating("vm1"));
+    let log = e.take_log();
+    assert!(log.iter().any(|l| l.message.contains("refused")));
+    migrate(&mut e, "ds-rep", CopyMode::Mirror);
+    let log = e.take_log();
+    assert!(
+        log.iter()
+            .any(|l| l.message.contains("Override") && l.message.contains("protection-overhead")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn truncated_or_missing_source_image_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path(), 0, 2, EngineOptions::default());
+    let img = e
+        .workspace()
+        .root()
+        .join("sites/pa/datastores/ds-a/vm1/disk0.img");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(1000)
+        .unwrap();
+    let err = e
+        .apply(Command::Migrate {
+            vm: "vm1".into(),
+            to: "ds-b".into(),
+            mode: CopyMode::Redirect,
+            confirm: true,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("truncated image"), "{err}");
+    std::fs::remove_file(&img).unwrap();
+    let err = e
+        .apply(Command::Migrate {
+            vm: "vm1".into(),
+            to: "ds-b".into(),
+            mode: CopyMode::Redirect,
+            confirm: true,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("disk0.img"), "{err}");
+    assert!(
+        !e.workspace()
+            .root()
+            .join("sites/pa/datastores/ds-b/vm1")
+            .exists()
+    );
+}
+
+#[test]
+fn crash_mid_copy_resumes_on_reopen() {
+    for mode in CopyMode::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = engine(dir.path(), 2000, 8, EngineOptions::default());
+        e.apply(Command::StartWorkloads).unwrap();
+        migrate(&mut e, "ds-b", mode);
+        e.advance(e.now() + SECOND).unwrap();
+        drop(e); // a crash: no close
+        let mut e = Engine::open(&dir.path().join("ws")).unwrap();
+        assert!(e.is_migrating("vm1"), "{mode:?}");
+        assert_eq!(complete_instances(&e).len(), 1);
+        assert_clean(&e);
+        assert!(e.run_until_migrated("vm1", e.now() + 60 * SECOND).unwrap());
+        e.advance(e.now() + SECOND).unwrap();
+        assert_eq!(e.location("vm1").unwrap().0, "ds-b");
+        assert_clean(&e);
+        e.close().unwrap();
+        let e = Engine::open(&dir.path().join("ws")).unwrap();
+        assert_clean(&e);
+    }
+}
+
+#[test]
+fn same_seed_same_journal() {
+    let run = || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = engine(dir.path(), 500, 2, EngineOptions::default());
+        e.apply(Command::StartWorkloads).unwrap();
+        migrate(&mut e, "ds-b", CopyMode::Split);
+        e.advance(3 * SECOND).unwrap();
+        std::fs::read(dir.path().join("ws/journal/pa.log")).unwrap()
+    };
+    let a = run();
+    assert!(a.len() > 1000);
+    assert_eq!(a, run());
+}
