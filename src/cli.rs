@@ -20,8 +20,12 @@ use crate::topology::{SiteRole, Topology};
 )]
 pub struct Cli {
     /// Open the console on this topology file instead of the built-in demo.
-    #[arg(long, value_name = "FILE", global = false)]
+    #[arg(long, value_name = "FILE")]
     pub topology: Option<PathBuf>,
+    /// The workspace directory the console runs in (default: one per topology under the
+    /// user's data directory). Reopening a workspace continues where it was.
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
