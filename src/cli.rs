@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::dr;
+use crate::engine::Engine;
+use crate::scenario;
 use crate::topology::{SiteRole, Topology};
 
 #[derive(Debug, Parser)]
@@ -38,6 +40,33 @@ pub enum Command {
     Tags(TagsArgs),
     /// Rate the DR impact of moving a VM's disk to another datastore.
     Impact(ImpactArgs),
+    /// Open a workspace (recovering from a crash as opening does) and check every VM's
+    /// disk against the journal; exit 1 if any fails.
+    Verify(VerifyArgs),
+    /// Run a scenario headless in a new workspace and print its report; exit 1 if an
+    /// Expect step failed.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The workspace directory.
+    pub workspace: PathBuf,
+    /// Print JSON: {"ok", "vms": [...]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// An empty or new directory to run in.
+    #[arg(long, value_name = "DIR")]
+    pub workspace: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -86,12 +115,15 @@ pub struct ImpactArgs {
 #[error("{0}")]
 pub struct CliError(pub String);
 
-/// Runs a subcommand, writing to `out`. Errors carry the one-line message for stderr.
-pub fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
+/// Runs a subcommand, writing to `out`; returns the exit code (0, or 1 when a check it
+/// made failed). Errors carry the one-line message for stderr (exit code 2).
+pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, CliError> {
     match command {
-        Command::Check(a) => check(a, out),
-        Command::Tags(a) => tags(a, out),
-        Command::Impact(a) => impact(a, out),
+        Command::Check(a) => check(a, out).map(|()| 0),
+        Command::Tags(a) => tags(a, out).map(|()| 0),
+        Command::Impact(a) => impact(a, out).map(|()| 0),
+        Command::Verify(a) => verify(a, out),
+        Command::Run(a) => run_scenario(a, out),
     }
 }
 
@@ -214,4 +246,89 @@ fn impact(a: &ImpactArgs, out: &mut dyn Write) -> Result<(), CliError> {
         out,
         &format!("{} -> {}: {verdict}\n{}", i.from, i.to, i.explanation),
     )
+}
+
+#[derive(Debug, Serialize)]
+struct VerifyEntry {
+    vm: String,
+    datastore: String,
+    instance: String,
+    migrating: bool,
+    #[serde(flatten)]
+    result: crate::disk::VmVerify,
+}
+
+#[derive(Debug, Serialize)]
+struct VerifyReport {
+    ok: bool,
+    vms: Vec<VerifyEntry>,
+}
+
+fn verify(a: &VerifyArgs, out: &mut dyn Write) -> Result<u8, CliError> {
+    let fail = |e: &dyn std::fmt::Display| CliError(e.to_string());
+    let engine = Engine::open(&a.workspace).map_err(|e| fail(&e))?;
+    let mut vms = Vec::new();
+    for vm in engine.vm_ids() {
+        let result = engine.verify_vm(&vm).map_err(|e| fail(&e))?;
+        let (datastore, instance) = engine.location(&vm).unwrap_or_default();
+        vms.push(VerifyEntry {
+            migrating: engine.is_migrating(&vm),
+            vm,
+            datastore,
+            instance,
+            result,
+        });
+    }
+    engine.close().map_err(|e| fail(&e))?;
+    let report = VerifyReport {
+        ok: vms.iter().all(|v| v.result.consistent),
+        vms,
+    };
+    if a.json {
+        emit_json(out, &report)?;
+    } else {
+        for v in &report.vms {
+            let r = &v.result;
+            let verdict = if r.consistent {
+                "consistent"
+            } else {
+                "INCONSISTENT"
+            };
+            emit(
+                out,
+                &format!(
+                    "{:12} {:14} {verdict}: {} of {} blocks written, {} torn, {} mismatched{}",
+                    v.vm,
+                    v.datastore,
+                    r.written_blocks,
+                    r.blocks,
+                    r.torn_blocks,
+                    r.mismatched_blocks,
+                    if v.migrating { " (migrating)" } else { "" }
+                ),
+            )?;
+        }
+    }
+    Ok(if report.ok { 0 } else { 1 })
+}
+
+fn run_scenario(a: &RunArgs, out: &mut dyn Write) -> Result<u8, CliError> {
+    let report =
+        scenario::run_file(&a.scenario, &a.workspace).map_err(|e| CliError(e.to_string()))?;
+    if a.json {
+        emit_json(out, &report)?;
+    } else {
+        emit(out, &format!("{} (seed {})", report.scenario, report.seed))?;
+        for s in &report.steps {
+            emit(
+                out,
+                &format!(
+                    "  [{:>7.2} min] {:?}: {} - {}",
+                    s.at, s.outcome, s.action, s.detail
+                ),
+            )?;
+        }
+        emit(out, if report.passed { "passed" } else { "FAILED" })?;
+    }
+    Ok(if report.passed { 0 } else { 1 })
 }

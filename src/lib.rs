@@ -9,5 +9,6 @@ pub mod dr;
 pub mod engine;
 pub mod fsutil;
 pub mod gui;
+pub mod scenario;
 pub mod topology;
 pub mod workspace;

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Some(command) => {
             let stdout = std::io::stdout();
             match cli::run(&command, &mut stdout.lock()) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("drconsole: error: {e}");
                     ExitCode::from(2)

@@ -618,10 +618,7 @@ impl Engine {
                     ));
                 }
                 Phase::Completing => {
-                    let mut m = self.load_migration(rec.clone(), src_dir, dst_dir)?;
-                    m.core.cursor = m.core.blocks;
-                    self.vms[i].migration = Some(Box::new(m));
-                    self.complete_migration(i)?;
+                    self.finish_completion(i, &rec, &src_dir, &dst_dir)?;
                     self.info(format!(
                         "Recovery: migration {} of {} had finished copying; completed it",
                         rec.id, rec.vm
@@ -629,6 +626,13 @@ impl Engine {
                 }
                 Phase::Copying | Phase::Cancelling => {
                     let mut m = self.load_migration(rec.clone(), src_dir, dst_dir)?;
+                    let cleared = reconcile_bits(&mut m)?;
+                    if cleared > 0 {
+                        self.info(format!(
+                            "Recovery: {cleared} block(s) of {} were marked newer on the destination but the write had not landed; the source copy stands",
+                            rec.vm
+                        ));
+                    }
                     if rec.phase == Phase::Cancelling {
                         m.core.start_rollback();
                     } else if rec.mode == CopyMode::Mirror {
@@ -1138,25 +1142,34 @@ impl Engine {
         let m = self.vms[i].migration.as_mut().expect("caller checked");
         m.rec.phase = Phase::Completing;
         m.rec.cursor = m.core.blocks;
-        let rec = m.rec.clone();
         m.dst.sync().map_err(io_err("syncing the target image"))?;
+        let rec = m.rec.clone();
         self.write_record(&rec)?;
-        let src_dir = self.vms[i].migration.as_ref().expect("set").src_dir.clone();
-        let dst_dir = self.vms[i].migration.as_ref().expect("set").dst_dir.clone();
+        let m = self.vms[i].migration.take().expect("set");
+        let (src_dir, dst_dir) = (m.src_dir.clone(), m.dst_dir.clone());
+        drop(m);
+        self.finish_completion(i, &rec, &src_dir, &dst_dir)
+    }
+
+    /// The rest of a completion, from the `Completing` record on. Idempotent, so recovery
+    /// runs it again after a crash at any point (the source may already be gone).
+    fn finish_completion(
+        &mut self,
+        i: usize,
+        rec: &MigrationRecord,
+        src_dir: &Path,
+        dst_dir: &Path,
+    ) -> Result<(), EngineError> {
         let done = |source, target| MigrationMarks {
             id: rec.id.clone(),
             source,
             target,
             completed: true,
         };
-        self.set_marks(&dst_dir, Some(done(false, true)))?;
-        self.set_marks(&src_dir, Some(done(true, false)))?;
-        // (6) Switch: the topology in use and the recovery manager's location metadata.
-        let mut topo = self.topology().clone();
-        if let Some(v) = topo.vms.iter_mut().find(|v| v.id == rec.vm) {
-            v.datastore = rec.to.clone();
-        }
-        self.ws.save_topology(&topo)?;
+        self.set_marks(dst_dir, Some(done(false, true)))?;
+        self.set_marks(src_dir, Some(done(true, false)))?;
+        // (6) Switch: the recovery manager's location metadata first, then the topology
+        // in use (a crash between them reopens on the source, which still exists).
         let loc_path = self.ws.state_dir().join("locations.ron");
         let mut locations: Locations = read_ron(&loc_path).unwrap_or_default();
         locations.vms.insert(
@@ -1167,17 +1180,21 @@ impl Engine {
             },
         );
         write_ron(&loc_path, &locations)?;
-        let m = self.vms[i].migration.take().expect("set");
+        let mut topo = self.topology().clone();
+        if let Some(v) = topo.vms.iter_mut().find(|v| v.id == rec.vm) {
+            v.datastore = rec.to.clone();
+        }
+        self.ws.save_topology(&topo)?;
+        let image = ImageFile::open(&dst_dir.join("disk0.img"))?;
         let vm = &mut self.vms[i];
         vm.datastore = rec.to.clone();
         vm.instance = rec.target_instance.clone();
-        vm.dir = dst_dir;
-        vm.image = m.dst;
+        vm.dir = dst_dir.to_path_buf();
+        vm.image = image;
         vm.migrations_done += 1;
-        drop(m.src);
         // (7) Delete the source.
         if src_dir.exists() {
-            self.ws.remove_instance(&src_dir)?;
+            self.ws.remove_instance(src_dir)?;
         }
         self.remove_record(&rec.id)?;
         let secs = (self.now.saturating_sub(rec.started_at)) as f64 / SECOND as f64;
@@ -1266,6 +1283,7 @@ impl Engine {
             Dst,
             SrcMirror,
         }
+        let mut clear_after = false;
         let target = match vm.migration.as_mut() {
             None => Target::Image,
             Some(m) => {
@@ -1288,11 +1306,15 @@ impl Engine {
                 } else {
                     m.core.route_write(block)
                 };
-                // Bits change before the data they describe (write-ahead).
-                if m.core.bits.get(block) != was_set || (back && was_set) {
+                // A newly set bit is persisted before the data lands on the destination; a
+                // bit cleared by a roll-back write after the data lands on the source.
+                // Recovery compares stamps where a crash fell in between.
+                let now_set = m.core.bits.get(block);
+                if now_set && !was_set {
                     m.persist_bit(block)
                         .map_err(io_err("writing the migration bitmap"))?;
                 }
+                clear_after = back && was_set && !now_set;
                 match route {
                     WriteRoute::Wait => {
                         vm.waiting.push_back(op);
@@ -1321,6 +1343,10 @@ impl Engine {
         };
         img.write_block(block, &buf)
             .map_err(io_err(img.path().display().to_string()))?;
+        if clear_after && let Some(m) = vm.migration.as_ref() {
+            m.persist_bit(block)
+                .map_err(io_err("writing the migration bitmap"))?;
+        }
         io.journal
             .append(&JournalEntry {
                 seq,
@@ -1578,6 +1604,35 @@ impl Engine {
     pub fn migrations_done(&self, vm: &str) -> u64 {
         self.vm_index(vm).map_or(0, |i| self.vms[i].migrations_done)
     }
+}
+
+/// After a crash, a set bit may describe a write that never landed on the destination
+/// (the bit is persisted first), and a roll-back write may have landed on the source before
+/// its bit was cleared. For every set bit, keep the copy with the newer stamp: clear the bit
+/// where the source is newer. Returns how many bits were cleared.
+fn reconcile_bits(m: &mut Migration) -> Result<u64, EngineError> {
+    let seq = |img: &ImageFile, b: u64| -> Result<u64, EngineError> {
+        let mut buf: Block = [0; BLOCK_SIZE];
+        img.read_block_at(b, &mut buf)
+            .map_err(io_err(img.path().display().to_string()))?;
+        Ok(match disk::inspect(&buf) {
+            BlockContent::Stamped(s) => s.seq,
+            BlockContent::Zero | BlockContent::Torn => 0,
+        })
+    };
+    let set: Vec<u64> = m.core.bits.ones().collect();
+    let mut cleared = 0;
+    for b in set {
+        if seq(&m.src, b)? > seq(&m.dst, b)? {
+            m.core.bits.clear(b);
+            cleared += 1;
+        }
+    }
+    if cleared > 0 {
+        m.persist_bitmap()
+            .map_err(io_err("writing the migration bitmap"))?;
+    }
+    Ok(cleared)
 }
 
 /// The first block of `img` stamped for `uuid` with `seq` at its own index, if any. Reads

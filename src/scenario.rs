@@ -1,0 +1,446 @@
+//! Scenario files (SPEC §10) and the headless runner: a scripted timeline played against
+//! the engine in simulated time, deterministic for a seed, with expectations checked at
+//! their moment.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dr::Rating;
+use crate::engine::copy::CopyMode;
+use crate::engine::{
+    Command, Engine, EngineError, EngineOptions, LogLevel, Outcome, from_minutes, to_minutes,
+};
+use crate::topology::{Topology, TopologyError};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    /// The topology file, relative to the scenario file.
+    pub topology: String,
+    pub seed: u64,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Simulated minutes from the start.
+    pub at: f64,
+    pub action: Action,
+    #[serde(default)]
+    pub caption: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub enum Action {
+    StartWorkloads,
+    StopWorkloads,
+    Migrate {
+        vm: String,
+        to: String,
+        mode: CopyMode,
+        confirm: bool,
+    },
+    CancelMigration {
+        vm: String,
+    },
+    Expect(Expectation),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub enum Expectation {
+    /// Its live instance is on this datastore now.
+    Located {
+        vm: String,
+        datastore: String,
+    },
+    /// Its live instance passes the SPEC §4.3 check.
+    Consistent {
+        vm: String,
+    },
+    WritesLost {
+        vm: String,
+        max: u64,
+    },
+    /// Moving it to `to` would be rated `rating` (a SPEC §3 rating string).
+    Rating {
+        vm: String,
+        to: String,
+        rating: String,
+    },
+    /// Its migration has completed (none is running and at least one finished).
+    MigrationDone {
+        vm: String,
+    },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::StartWorkloads => f.write_str("StartWorkloads"),
+            Action::StopWorkloads => f.write_str("StopWorkloads"),
+            Action::Migrate {
+                vm,
+                to,
+                mode,
+                confirm,
+            } => write!(
+                f,
+                "Migrate(vm: {vm:?}, to: {to:?}, mode: {mode:?}, confirm: {confirm})"
+            ),
+            Action::CancelMigration { vm } => write!(f, "CancelMigration(vm: {vm:?})"),
+            Action::Expect(e) => write!(f, "Expect({e})"),
+        }
+    }
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expectation::Located { vm, datastore } => {
+                write!(f, "Located(vm: {vm:?}, datastore: {datastore:?})")
+            }
+            Expectation::Consistent { vm } => write!(f, "Consistent(vm: {vm:?})"),
+            Expectation::WritesLost { vm, max } => write!(f, "WritesLost(vm: {vm:?}, max: {max})"),
+            Expectation::Rating { vm, to, rating } => {
+                write!(f, "Rating(vm: {vm:?}, to: {to:?}, rating: {rating:?})")
+            }
+            Expectation::MigrationDone { vm } => write!(f, "MigrationDone(vm: {vm:?})"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: syntax error: {message}")]
+    Syntax {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: step {step}: {rule}")]
+    Step {
+        file: String,
+        step: usize,
+        rule: String,
+    },
+    #[error("{file}: topology: {source}")]
+    Topology {
+        file: String,
+        #[source]
+        source: TopologyError,
+    },
+    #[error("{dir}: {rule}")]
+    Workspace { dir: String, rule: String },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl Scenario {
+    pub fn from_ron_str(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+        let s: Scenario =
+            ron::Options::default()
+                .from_str(text)
+                .map_err(|e| ScenarioError::Syntax {
+                    file: file.into(),
+                    line: e.span.start.line,
+                    column: e.span.start.col,
+                    message: e.code.to_string(),
+                })?;
+        let mut prev = 0.0;
+        for (i, step) in s.steps.iter().enumerate() {
+            let rule = if !step.at.is_finite() || step.at < 0.0 {
+                Some(format!(
+                    "at must be a number of minutes >= 0, not {}",
+                    step.at
+                ))
+            } else if step.at < prev {
+                Some(format!(
+                    "steps run in time order; at {} comes after at {prev}",
+                    step.at
+                ))
+            } else if let Action::Expect(Expectation::Rating { rating, .. }) = &step.action {
+                Rating::parse(rating).is_none().then(|| {
+                    format!(
+                        "rating {rating:?} is not one of none, mild, heightened-mild, severe, heightened-severe"
+                    )
+                })
+            } else {
+                None
+            };
+            if let Some(rule) = rule {
+                return Err(ScenarioError::Step {
+                    file: file.into(),
+                    step: i + 1,
+                    rule,
+                });
+            }
+            prev = step.at;
+        }
+        Ok(s)
+    }
+
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Scenario::from_ron_str(&text, &file)
+    }
+
+    /// The topology file, resolved against the scenario's directory.
+    pub fn topology_path(&self, scenario_path: &Path) -> PathBuf {
+        scenario_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&self.topology)
+    }
+}
+
+/// How one step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepOutcome {
+    Ok,
+    Refused,
+    Error,
+    Pass,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReport {
+    pub step: usize,
+    pub at: f64,
+    pub action: String,
+    pub caption: Option<String>,
+    pub outcome: StepOutcome,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogReport {
+    pub at: f64,
+    pub level: LogLevel,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    pub scenario: String,
+    pub seed: u64,
+    pub passed: bool,
+    pub steps: Vec<StepReport>,
+    pub log: Vec<LogReport>,
+}
+
+/// Plays a scenario step by step against an engine; the GUI's demo player and the
+/// headless runner share it.
+pub struct Runner {
+    pub scenario: Scenario,
+    pub engine: Engine,
+    next: usize,
+    pub report: RunReport,
+}
+
+impl Runner {
+    /// Materializes the scenario's topology into `workspace` (which must be empty or
+    /// missing: a run always starts from the same state) and prepares the run.
+    pub fn new(
+        scenario_path: &Path,
+        scenario: Scenario,
+        workspace: &Path,
+    ) -> Result<Runner, ScenarioError> {
+        let topo_path = scenario.topology_path(scenario_path);
+        let topology = Topology::load(&topo_path).map_err(|source| ScenarioError::Topology {
+            file: scenario_path.display().to_string(),
+            source,
+        })?;
+        if let Ok(mut entries) = std::fs::read_dir(workspace)
+            && entries.next().is_some()
+        {
+            return Err(ScenarioError::Workspace {
+                dir: workspace.display().to_string(),
+                rule: "a scenario runs in an empty or new directory, so every run starts alike"
+                    .into(),
+            });
+        }
+        let engine = Engine::create(
+            workspace,
+            &topology,
+            EngineOptions {
+                seed: scenario.seed,
+                ..EngineOptions::default()
+            },
+        )?;
+        let report = RunReport {
+            scenario: scenario.name.clone(),
+            seed: scenario.seed,
+            passed: true,
+            steps: Vec::new(),
+            log: Vec::new(),
+        };
+        Ok(Runner {
+            scenario,
+            engine,
+            next: 0,
+            report,
+        })
+    }
+
+    /// Is every step done?
+    pub fn finished(&self) -> bool {
+        self.next >= self.scenario.steps.len()
+    }
+
+    /// The next step's time, if any.
+    pub fn next_at(&self) -> Option<f64> {
+        self.scenario.steps.get(self.next).map(|s| s.at)
+    }
+
+    /// Advances to the next step's time and runs it.
+    pub fn step(&mut self) -> Result<&StepReport, ScenarioError> {
+        let step = self.scenario.steps[self.next].clone();
+        self.next += 1;
+        self.engine.advance(from_minutes(step.at))?;
+        let (outcome, detail) = self.run_action(&step.action)?;
+        if outcome == StepOutcome::Fail {
+            self.report.passed = false;
+        }
+        self.drain_log();
+        self.report.steps.push(StepReport {
+            step: self.next,
+            at: step.at,
+            action: step.action.to_string(),
+            caption: step.caption.clone(),
+            outcome,
+            detail,
+        });
+        Ok(self.report.steps.last().expect("just pushed"))
+    }
+
+    fn drain_log(&mut self) {
+        for l in self.engine.take_log() {
+            self.report.log.push(LogReport {
+                at: (to_minutes(l.at) * 1e6).round() / 1e6,
+                level: l.level,
+                message: l.message,
+            });
+        }
+    }
+
+    fn run_action(&mut self, action: &Action) -> Result<(StepOutcome, String), ScenarioError> {
+        let cmd = match action {
+            Action::StartWorkloads => Command::StartWorkloads,
+            Action::StopWorkloads => Command::StopWorkloads,
+            Action::Migrate {
+                vm,
+                to,
+                mode,
+                confirm,
+            } => Command::Migrate {
+                vm: vm.clone(),
+                to: to.clone(),
+                mode: *mode,
+                confirm: *confirm,
+            },
+            Action::CancelMigration { vm } => Command::CancelMigration { vm: vm.clone() },
+            Action::Expect(e) => return self.expect(e),
+        };
+        Ok(match self.engine.apply(cmd) {
+            Ok(Outcome::Done(m)) => (StepOutcome::Ok, m),
+            Ok(Outcome::Refused(m)) => (StepOutcome::Refused, m),
+            // A command the engine rejects is reported, and the run goes on.
+            Err(e) => (StepOutcome::Error, e.to_string()),
+        })
+    }
+
+    fn expect(&mut self, e: &Expectation) -> Result<(StepOutcome, String), ScenarioError> {
+        let verdict = |ok: bool, detail: String| {
+            (
+                if ok {
+                    StepOutcome::Pass
+                } else {
+                    StepOutcome::Fail
+                },
+                detail,
+            )
+        };
+        let eng = &self.engine;
+        Ok(match e {
+            Expectation::Located { vm, datastore } => match eng.location(vm) {
+                Some((ds, inst)) => verdict(
+                    &ds == datastore,
+                    format!("{vm} lives on {ds} (instance {inst})"),
+                ),
+                None => verdict(false, format!("VM {vm:?} does not exist")),
+            },
+            Expectation::Consistent { vm } => match eng.verify_vm(vm) {
+                Ok(v) => verdict(
+                    v.consistent,
+                    format!(
+                        "{} blocks written, {} torn, {} mismatched",
+                        v.written_blocks, v.torn_blocks, v.mismatched_blocks
+                    ),
+                ),
+                Err(err) => verdict(false, err.to_string()),
+            },
+            Expectation::WritesLost { vm, max } => match eng.verify_vm(vm) {
+                Ok(v) => verdict(
+                    v.writes_lost <= *max,
+                    format!("{} writes lost (at most {max} expected)", v.writes_lost),
+                ),
+                Err(err) => verdict(false, err.to_string()),
+            },
+            Expectation::Rating { vm, to, rating } => match eng.impact(vm, to) {
+                Ok(i) => verdict(
+                    i.rating.as_str() == rating,
+                    format!(
+                        "rated {} ({})",
+                        i.rating,
+                        i.fault.map(|f| f.as_str()).unwrap_or("allowed")
+                    ),
+                ),
+                Err(err) => verdict(false, err.to_string()),
+            },
+            Expectation::MigrationDone { vm } => {
+                let running = eng.is_migrating(vm);
+                let done = eng.migrations_done(vm);
+                let detail = if running {
+                    format!("{vm} is still migrating")
+                } else {
+                    format!("{done} migration(s) of {vm} completed")
+                };
+                verdict(!running && done > 0, detail)
+            }
+        })
+    }
+
+    /// Runs every remaining step, then closes the engine cleanly.
+    pub fn run_to_end(mut self) -> Result<RunReport, ScenarioError> {
+        while !self.finished() {
+            self.step()?;
+        }
+        self.drain_log();
+        let report = self.report.clone();
+        self.engine.close()?;
+        Ok(report)
+    }
+}
+
+/// Loads and runs a scenario headless into `workspace`.
+pub fn run_file(path: &Path, workspace: &Path) -> Result<RunReport, ScenarioError> {
+    let scenario = Scenario::load(path)?;
+    Runner::new(path, scenario, workspace)?.run_to_end()
+}

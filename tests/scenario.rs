@@ -1,0 +1,176 @@
+//! The headless scenario runner and `verify`, through the built binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn drconsole(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drconsole"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn run_json(scenario: &Path, ws: &Path) -> (Option<i32>, Vec<u8>) {
+    let o = drconsole(&[
+        "run",
+        &scenario.display().to_string(),
+        "--workspace",
+        &ws.display().to_string(),
+        "--json",
+    ]);
+    assert!(
+        o.stderr.is_empty() || o.status.code() == Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code(), o.stdout)
+}
+
+#[test]
+fn sample_scenario_passes_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = repo("sample_scenarios/live_migration.ron");
+    let (code, a) = run_json(&scenario, &dir.path().join("one"));
+    assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&a));
+    let (code, b) = run_json(&scenario, &dir.path().join("two"));
+    assert_eq!(code, Some(0));
+    assert_eq!(a, b, "same scenario and seed, same report byte for byte");
+    assert_eq!(
+        std::fs::read(dir.path().join("one/journal/pa.log")).unwrap(),
+        std::fs::read(dir.path().join("two/journal/pa.log")).unwrap(),
+        "and the same journal"
+    );
+    let v: Value = serde_json::from_slice(&a).unwrap();
+    assert_eq!(v["passed"], true);
+    let steps = v["steps"].as_array().unwrap();
+    let outcome = |i: usize| steps[i]["outcome"].as_str().unwrap().to_string();
+    assert_eq!(outcome(4), "refused", "a severe move without confirmation");
+    assert!(steps.iter().filter(|s| s["outcome"] == "pass").count() >= 10);
+    let log = v["log"].as_array().unwrap();
+    assert!(log.iter().any(|l| {
+        l["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Override: build-01")
+    }));
+
+    // verify agrees with the run, and the cancelled target is gone.
+    let o = drconsole(&[
+        "verify",
+        &dir.path().join("one").display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["ok"], true);
+    assert_eq!(rep["vms"].as_array().unwrap().len(), 10);
+    assert!(
+        !dir.path()
+            .join("one/sites/pa/datastores/ds-bronze-1/erp-db")
+            .exists()
+    );
+    assert!(
+        !dir.path()
+            .join("one/sites/pa/datastores/ds-gold-1/web-01")
+            .exists()
+    );
+}
+
+#[test]
+fn a_failed_expect_exits_1_and_different_seeds_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo("sample_scenarios/live_migration.ron"))
+        .unwrap()
+        .replace(
+            "../sample_topologies/",
+            &format!("{}/", repo("sample_topologies").display()),
+        )
+        .replace(
+            "Located(vm: \"db-01\", datastore: \"ds-gold-3\")",
+            "Located(vm: \"db-01\", datastore: \"ds-local\")",
+        )
+        .replace("seed: 42", "seed: 7");
+    let s = dir.path().join("s.ron");
+    std::fs::write(&s, text).unwrap();
+    let (code, out) = run_json(&s, &dir.path().join("ws"));
+    assert_eq!(code, Some(1));
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["passed"], false);
+    assert!(
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["outcome"] == "fail")
+    );
+    let j7 = std::fs::read(dir.path().join("ws/journal/pa.log")).unwrap();
+    let (_, _) = run_json(
+        &repo("sample_scenarios/live_migration.ron"),
+        &dir.path().join("ws42"),
+    );
+    let j42 = std::fs::read(dir.path().join("ws42/journal/pa.log")).unwrap();
+    assert_ne!(j7, j42, "the seed drives the guests");
+}
+
+#[test]
+fn bad_scenarios_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.ron");
+    std::fs::write(&bad, "Scenario(name: \"x\", topology: \"t.ron\", seed: 1, steps: [ Step(at: 1.0, action: Fly) ])").unwrap();
+    let o = drconsole(&[
+        "run",
+        &bad.display().to_string(),
+        "--workspace",
+        &dir.path().join("w").display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.ron:1:") && err.contains("Fly"), "{err}");
+
+    let order = dir.path().join("order.ron");
+    std::fs::write(
+        &order,
+        format!(
+            "Scenario(name: \"x\", topology: \"{}\", seed: 1, steps: [ Step(at: 2.0, action: StartWorkloads), Step(at: 1.0, action: StopWorkloads) ])",
+            repo("sample_topologies/patent_hazard.ron").display()
+        ),
+    )
+    .unwrap();
+    let o = drconsole(&[
+        "run",
+        &order.display().to_string(),
+        "--workspace",
+        &dir.path().join("w").display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("step 2: steps run in time order"));
+
+    // A directory that already holds something is refused: every run starts alike.
+    let used = dir.path().join("used");
+    std::fs::create_dir_all(&used).unwrap();
+    std::fs::write(used.join("x"), "x").unwrap();
+    let o = drconsole(&[
+        "run",
+        &repo("sample_scenarios/live_migration.ron")
+            .display()
+            .to_string(),
+        "--workspace",
+        &used.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("empty or new directory"));
+
+    let o = drconsole(&["verify", &dir.path().join("nothing").display().to_string()]);
+    assert_eq!(o.status.code(), Some(2));
+}
