@@ -4,6 +4,28 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
+/// A RON file that does not parse: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: syntax error: {message}")]
+pub struct SyntaxError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Parses RON text; `file` names the source in the error.
+pub fn parse_ron<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, SyntaxError> {
+    ron::Options::default()
+        .from_str(text)
+        .map_err(|e| SyntaxError {
+            file: file.to_string(),
+            line: e.span.start.line,
+            column: e.span.start.col,
+            message: e.code.to_string(),
+        })
+}
+
 /// Replaces `path` atomically: write a temp file beside it, fsync it, rename it over
 /// `path`, then fsync the directory. A crash at any point leaves the old or the new file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

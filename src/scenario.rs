@@ -121,13 +121,8 @@ pub enum ScenarioError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{file}:{line}:{column}: syntax error: {message}")]
-    Syntax {
-        file: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    #[error(transparent)]
+    Syntax(#[from] crate::fsutil::SyntaxError),
     #[error("{file}: step {step}: {rule}")]
     Step {
         file: String,
@@ -148,15 +143,7 @@ pub enum ScenarioError {
 
 impl Scenario {
     pub fn from_ron_str(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
-        let s: Scenario =
-            ron::Options::default()
-                .from_str(text)
-                .map_err(|e| ScenarioError::Syntax {
-                    file: file.into(),
-                    line: e.span.start.line,
-                    column: e.span.start.col,
-                    message: e.code.to_string(),
-                })?;
+        let s: Scenario = crate::fsutil::parse_ron(text, file)?;
         let mut prev = 0.0;
         for (i, step) in s.steps.iter().enumerate() {
             let rule = if !step.at.is_finite() || step.at < 0.0 {

@@ -171,13 +171,8 @@ pub enum TopologyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{file}:{line}:{column}: syntax error: {message}")]
-    Syntax {
-        file: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    #[error(transparent)]
+    Syntax(#[from] crate::fsutil::SyntaxError),
     #[error("{file}: {first}{}", more_suffix(.rest.len()))]
     Invalid {
         file: String,
@@ -234,15 +229,7 @@ pub fn id_problem(id: &str) -> Option<String> {
 impl Topology {
     /// Parses RON text; `file` names the source in errors. Validates.
     pub fn from_ron_str(text: &str, file: &str) -> Result<Topology, TopologyError> {
-        let topo: Topology =
-            ron::Options::default()
-                .from_str(text)
-                .map_err(|e| TopologyError::Syntax {
-                    file: file.to_string(),
-                    line: e.span.start.line,
-                    column: e.span.start.col,
-                    message: e.code.to_string(),
-                })?;
+        let topo: Topology = crate::fsutil::parse_ron(text, file)?;
         topo.validate().map_err(|mut v| {
             let first = v.remove(0);
             TopologyError::Invalid {

@@ -50,13 +50,8 @@ pub enum WorkspaceError {
     NotAWorkspace { root: String },
     #[error(transparent)]
     Topology(#[from] TopologyError),
-    #[error("{file}:{line}:{column}: syntax error: {message}")]
-    Config {
-        file: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    #[error(transparent)]
+    Config(#[from] crate::fsutil::SyntaxError),
     #[error("{file}: {message}")]
     InvalidConfig { file: String, message: String },
     #[error("datastore {datastore:?} is not in the workspace's topology")]
@@ -130,15 +125,7 @@ impl VmConfig {
     /// Parses `vm.ron` text; `file` names the source in errors. Checks the uuid and the
     /// disk file names.
     pub fn from_ron_str(text: &str, file: &str) -> Result<VmConfig, WorkspaceError> {
-        let config: VmConfig =
-            ron::Options::default()
-                .from_str(text)
-                .map_err(|e| WorkspaceError::Config {
-                    file: file.to_string(),
-                    line: e.span.start.line,
-                    column: e.span.start.col,
-                    message: e.code.to_string(),
-                })?;
+        let config: VmConfig = crate::fsutil::parse_ron(text, file)?;
         config.check(file)?;
         Ok(config)
     }
@@ -819,7 +806,7 @@ mod tests {
         fs::write(&path, "VmConfig(\n  uuid: 17,\n").unwrap();
         let err = Workspace::read_config(tmp.path()).unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, WorkspaceError::Config { .. }), "{msg}");
+        assert!(matches!(err, WorkspaceError::Config(_)), "{msg}");
         assert!(msg.starts_with(&format!("{}:2:", path.display())), "{msg}");
 
         let err = Workspace::read_config(&tmp.path().join("missing")).unwrap_err();
