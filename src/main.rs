@@ -20,7 +20,8 @@ fn main() -> ExitCode {
             }
         }
         None => {
-            let startup = Startup::from_path(args.topology.as_deref());
+            let startup =
+                Startup::from_path(args.topology.as_deref()).with_workspace(args.workspace);
             if let Some(e) = &startup.error {
                 eprintln!("drconsole: error: {e}");
             }

@@ -1,4 +1,5 @@
-//! Drives the console headless with egui_kittest: the real app, real files.
+//! Drives the console headless with egui_kittest: the real app, real files. These tests
+//! browse and edit topologies without a workspace; tests/gui_migration.rs runs one.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
 fn harness(startup: Startup) -> Harness<'static, DrApp> {
+    let startup = startup.browse_only();
     Harness::builder()
         .with_size([1280.0, 800.0])
         .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup))

@@ -3,12 +3,19 @@
 use egui::{RichText, Ui};
 use egui_extras::{Column, TableBuilder};
 
+use super::live::Live;
 use super::style::{self, ChipKind, glyph};
-use super::{Document, Selection};
+use super::{Action, Document, Selection};
 use crate::dr;
 use crate::topology::{SiteRole, Topology};
 
-pub fn show(ui: &mut Ui, doc: &Document, selection: &mut Option<Selection>) {
+pub fn show(
+    ui: &mut Ui,
+    doc: &Document,
+    live: &Live,
+    selection: &mut Option<Selection>,
+    actions: &mut Vec<Action>,
+) {
     let t = &doc.topology;
     let Some(sel) = selection.clone() else {
         overview(ui, doc);
@@ -20,7 +27,7 @@ pub fn show(ui: &mut Ui, doc: &Document, selection: &mut Option<Selection>) {
             let found = match &sel {
                 Selection::Site(id) => site(ui, t, id, selection),
                 Selection::Host(id) => host(ui, t, id, selection),
-                Selection::Vm(id) => vm(ui, doc, id, selection),
+                Selection::Vm(id) => vm(ui, doc, live, id, selection, actions),
                 Selection::Array(id) => array(ui, t, id, selection),
                 Selection::Lun(id) => lun(ui, t, id, selection),
                 Selection::Datastore(id) => datastore(ui, doc, id, selection),
@@ -109,7 +116,7 @@ fn overview(ui: &mut Ui, doc: &Document) {
         ],
     );
     ui.add_space(12.0);
-    ui.label("Select a VM in the inventory to see where it can move and what each move does to disaster recovery.");
+    ui.label("Select a VM in the inventory to see where it can move and what each move does to disaster recovery. Double-click it, or press Migrate…, to move it.");
     ui.label(
         RichText::new(
             "Open another topology with File ▶ Open… (Ctrl+O) or drop a .ron file on the window.",
@@ -347,7 +354,14 @@ fn protection_group(
     true
 }
 
-fn vm(ui: &mut Ui, doc: &Document, id: &str, selection: &mut Option<Selection>) -> bool {
+fn vm(
+    ui: &mut Ui,
+    doc: &Document,
+    live: &Live,
+    id: &str,
+    selection: &mut Option<Selection>,
+    actions: &mut Vec<Action>,
+) -> bool {
     let t = &doc.topology;
     let Some(v) = t.vm(id) else { return false };
     heading(ui, glyph::VM, "virtual machine", &v.id);
@@ -389,6 +403,29 @@ fn vm(ui: &mut Ui, doc: &Document, id: &str, selection: &mut Option<Selection>) 
     if let Some(tags) = doc.tags_of(&v.datastore) {
         tag_chips(ui, tags);
     }
+    ui.add_space(6.0);
+    ui.horizontal(|ui| {
+        let migrating = live.migration_of(&v.id);
+        let b = ui
+            .add_enabled(migrating.is_none(), egui::Button::new("Migrate…"))
+            .on_hover_text("Move this VM's disk to another datastore: pick a destination by its DR rating, review, start")
+            .on_disabled_hover_text("A migration of this VM is in flight; see the Migrations panel");
+        if b.clicked() {
+            actions.push(Action::OpenWizard(Some(v.id.clone())));
+        }
+        if let Some(m) = migrating {
+            ui.label(
+                RichText::new(format!(
+                    "Migrating to {} {} ({}, {})",
+                    glyph::DATASTORE,
+                    m.to,
+                    m.mode.as_str(),
+                    m.phase.as_str()
+                ))
+                .weak(),
+            );
+        }
+    });
     section(ui, "Where can it go?");
     let dests = dr::destinations_for_vm(t, &v.id).unwrap_or_default();
     if dests.is_empty() {

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use egui::{Color32, RichText};
 
+use crate::engine::{self, SimTime};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Info,
@@ -22,7 +24,7 @@ impl Level {
             (Level::Error, false) => Color32::from_rgb(190, 30, 30),
         }
     }
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Level::Info => "info",
             Level::Warning => "warning",
@@ -35,6 +37,8 @@ impl Level {
 pub struct LogEntry {
     /// Wall-clock time of day, UTC, `HH:MM:SS`.
     pub time: String,
+    /// Simulated time, for what the engine reported.
+    pub sim: Option<SimTime>,
     pub level: Level,
     pub message: String,
 }
@@ -50,6 +54,9 @@ pub struct EventLog {
     pub entries: Vec<LogEntry>,
     toasts: Vec<Toast>,
 }
+
+/// Characters of the simulated-time column ("sim mm:ss.s" and a space), so rows line up.
+const SIM_COLUMN: usize = 12;
 
 /// How long a toast stays unless closed.
 const TOAST_INFO: Duration = Duration::from_secs(4);
@@ -71,29 +78,51 @@ fn time_of_day() -> String {
 
 impl EventLog {
     pub fn push(&mut self, level: Level, message: impl Into<String>, toast: bool) {
+        self.push_at(level, message, None, toast);
+    }
+
+    /// An entry stamped with the simulated time it happened at.
+    pub fn push_at(
+        &mut self,
+        level: Level,
+        message: impl Into<String>,
+        sim: Option<SimTime>,
+        toast: bool,
+    ) {
         let message = message.into();
         if toast {
-            let life = if level == Level::Error {
-                TOAST_ERROR
-            } else {
-                TOAST_INFO
-            };
-            self.toasts.push(Toast {
-                level,
-                message: message.clone(),
-                until: Instant::now() + life,
-            });
+            self.toast(level, message.clone());
         }
         self.entries.push(LogEntry {
             time: time_of_day(),
+            sim,
             level,
             message,
+        });
+    }
+
+    /// A toast for something the log already holds.
+    pub fn toast(&mut self, level: Level, message: impl Into<String>) {
+        let life = if level == Level::Error {
+            TOAST_ERROR
+        } else {
+            TOAST_INFO
+        };
+        self.toasts.push(Toast {
+            level,
+            message: message.into(),
+            until: Instant::now() + life,
         });
     }
 
     /// Logged only.
     pub fn info(&mut self, message: impl Into<String>) {
         self.push(Level::Info, message, false);
+    }
+
+    /// Logged and shown as a toast.
+    pub fn warning(&mut self, message: impl Into<String>) {
+        self.push(Level::Warning, message, true);
     }
 
     /// Logged and shown as a toast.
@@ -128,6 +157,16 @@ impl EventLog {
                 for e in &self.entries[rows] {
                     ui.horizontal(|ui| {
                         ui.monospace(&e.time);
+                        let sim = e
+                            .sim
+                            .map(|t| format!("sim {}", engine::format_time(t)))
+                            .unwrap_or_default();
+                        ui.label(
+                            RichText::new(format!("{sim:<SIM_COLUMN$}"))
+                                .monospace()
+                                .weak(),
+                        )
+                        .on_hover_text("Simulated time");
                         ui.label(
                             RichText::new(e.level.as_str())
                                 .color(e.level.color(dark))

@@ -1,12 +1,20 @@
 //! The console window (eframe). The UI never touches files: opening and saving run on
-//! background threads and report back over a channel, drained each frame in `logic`.
+//! background threads, the engine runs on its worker thread ([`worker`]), and both report
+//! back over channels drained each frame in `logic`.
 
+mod clock;
 mod details;
+mod graphs;
+mod live;
 mod log;
 pub mod style;
+mod tasks;
 mod tree;
+pub mod wizard;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use egui::{Key, KeyboardShortcut, Modifiers};
@@ -14,7 +22,9 @@ use egui::{Key, KeyboardShortcut, Modifiers};
 use crate::dr::{self, DatastoreTags};
 use crate::topology::{Topology, TopologySource};
 
+pub use live::{Live, Status, Task, TaskState};
 pub use log::{EventLog, Level, LogEntry};
+use worker::{Report, Request, Worker};
 
 /// What the inventory tree and the details panel can select.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -64,12 +74,25 @@ const SAVE: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::S)
 const SAVE_AS: KeyboardShortcut =
     KeyboardShortcut::new(Modifiers::COMMAND.plus(Modifiers::SHIFT), Key::S);
 
-/// How the console starts: a topology, where it came from, and an error to show if the
-/// requested file could not be used.
+/// Which workspace the console runs the topology in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkspaceChoice {
+    /// The topology's default workspace (one per topology name, under the user's data
+    /// directory); opening another topology switches to its own.
+    Default,
+    /// This directory (`--workspace DIR`).
+    Dir(PathBuf),
+    /// None: browse and rate only, nothing runs.
+    None,
+}
+
+/// How the console starts: a topology, where it came from, an error to show if the
+/// requested file could not be used, and the workspace to run it in.
 pub struct Startup {
     pub topology: Topology,
     pub source: TopologySource,
     pub error: Option<String>,
+    pub workspace: WorkspaceChoice,
 }
 
 impl Startup {
@@ -80,12 +103,14 @@ impl Startup {
                 topology: Topology::builtin_default(),
                 source: TopologySource::BuiltIn,
                 error: None,
+                workspace: WorkspaceChoice::Default,
             },
             Some(p) => match Topology::load(p) {
                 Ok(t) => Startup {
                     topology: t,
                     source: TopologySource::File(p.to_path_buf()),
                     error: None,
+                    workspace: WorkspaceChoice::Default,
                 },
                 Err(e) => Startup {
                     error: Some(format!("{e}; opened the built-in demo instead")),
@@ -94,7 +119,32 @@ impl Startup {
             },
         }
     }
+
+    /// Runs in `dir` if given (`--workspace DIR`), else in the topology's default workspace.
+    pub fn with_workspace(self, dir: Option<PathBuf>) -> Startup {
+        Startup {
+            workspace: dir.map_or(WorkspaceChoice::Default, WorkspaceChoice::Dir),
+            ..self
+        }
+    }
+
+    /// Opens no workspace: the topology can be browsed and rated, nothing runs.
+    pub fn browse_only(self) -> Startup {
+        Startup {
+            workspace: WorkspaceChoice::None,
+            ..self
+        }
+    }
 }
+
+/// What a view asks for; applied after drawing.
+pub(crate) enum Action {
+    OpenWizard(Option<String>),
+    Request(Request),
+}
+
+/// How long `logic` spends taking in the worker's reports per frame.
+const DRAIN_BUDGET: Duration = Duration::from_millis(8);
 
 pub struct DrApp {
     ctx: egui::Context,
@@ -108,12 +158,23 @@ pub struct DrApp {
     io_pending: usize,
     title_shown: String,
     show_log: bool,
+    show_migrations: bool,
+    worker: Worker,
+    /// Bumped for every workspace opened; reports of older ones are dropped.
+    epoch: u64,
+    workspace: WorkspaceChoice,
+    /// The engine as last reported.
+    pub live: Live,
+    pub wizard: wizard::Wizard,
+    /// The workspace just opened; its first update brings its topology.
+    first_update: bool,
 }
 
 impl DrApp {
     pub fn new(ctx: egui::Context, startup: Startup) -> DrApp {
         let (io_tx, io_rx) = crossbeam_channel::unbounded();
         let mut app = DrApp {
+            worker: Worker::spawn(ctx.clone()),
             ctx,
             doc: Document::new(startup.topology, startup.source),
             selection: None,
@@ -124,6 +185,12 @@ impl DrApp {
             io_pending: 0,
             title_shown: String::new(),
             show_log: true,
+            show_migrations: true,
+            epoch: 0,
+            workspace: startup.workspace,
+            live: Live::new(Status::Off),
+            wizard: wizard::Wizard::default(),
+            first_update: false,
         };
         app.log.info(format!(
             "Opened \"{}\" from {}",
@@ -132,7 +199,103 @@ impl DrApp {
         if let Some(e) = startup.error {
             app.log.error(e);
         }
+        app.open_workspace();
         app
+    }
+
+    /// Asks the worker to run the current topology in the chosen workspace (closing the
+    /// one open before).
+    fn open_workspace(&mut self) {
+        let root = match &self.workspace {
+            WorkspaceChoice::None => return,
+            WorkspaceChoice::Dir(d) => d.clone(),
+            WorkspaceChoice::Default => {
+                crate::workspace::default_workspace_dir(&self.doc.topology.name)
+            }
+        };
+        self.epoch += 1;
+        self.live = Live::new(Status::Opening(root.clone()));
+        self.first_update = false;
+        self.worker.send(Request::Open {
+            epoch: self.epoch,
+            root,
+            topology: self.doc.topology.clone(),
+        });
+    }
+
+    /// Is a workspace open and its engine reporting?
+    pub fn engine_ready(&self) -> bool {
+        self.live.is_open()
+    }
+
+    /// Sets the simulated clock's speed (simulated seconds per wall second).
+    pub fn set_speed(&mut self, speed: f64) {
+        self.apply(Action::Request(Request::SetSpeed(speed)));
+    }
+
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::OpenWizard(vm) => self.wizard.open_for(vm),
+            Action::Request(Request::Engine(c)) if !self.live.is_open() => {
+                self.log.warning(format!(
+                    "{}: no workspace is open, so nothing runs",
+                    live::describe(&c)
+                ));
+            }
+            Action::Request(r) => self.worker.send(r),
+        }
+    }
+
+    fn handle_report(&mut self, report: Report) {
+        match report {
+            Report::Opened {
+                epoch,
+                root,
+                created,
+            } if epoch == self.epoch => {
+                let verb = if created { "Created" } else { "Opened" };
+                self.log
+                    .info(format!("{verb} workspace {}", root.display()));
+                self.live.status = Status::Open(root);
+                self.first_update = true;
+            }
+            Report::OpenFailed { epoch, root, error } if epoch == self.epoch => {
+                self.log.error(format!(
+                    "{error}. The topology can be browsed and rated, but nothing runs."
+                ));
+                self.live.status = Status::Failed { root, error };
+            }
+            Report::Update { epoch, update } if epoch == self.epoch => {
+                self.live.apply(&update, &self.doc.topology, &mut self.log);
+                if let Some(t) = update.topology
+                    && t != self.doc.topology
+                {
+                    if self.first_update {
+                        self.log.info(format!(
+                            "The workspace keeps its own copy of \"{}\" (VMs stay where they were moved); that copy is shown",
+                            t.name
+                        ));
+                    }
+                    self.doc = Document::new(t, self.doc.source.clone());
+                }
+                self.first_update = false;
+            }
+            Report::Closed {
+                root,
+                error: Some(e),
+                ..
+            } => self
+                .log
+                .error(format!("Closing workspace {}: {e}", root.display())),
+            Report::NotApplied { command, reason } => self
+                .log
+                .warning(format!("{}: {reason}", live::describe(&command))),
+            // Closed cleanly, or from a workspace the console has left.
+            Report::Opened { .. }
+            | Report::OpenFailed { .. }
+            | Report::Update { .. }
+            | Report::Closed { .. } => {}
+        }
     }
 
     /// The window title for the current topology.
@@ -235,6 +398,11 @@ impl DrApp {
                 ));
                 self.doc = Document::new(topology, TopologySource::File(path));
                 self.selection = None;
+                self.wizard = wizard::Wizard::default();
+                if self.workspace != WorkspaceChoice::None {
+                    self.workspace = WorkspaceChoice::Default;
+                    self.open_workspace();
+                }
             }
             IoResult::Opened(Err(e)) => {
                 self.log
@@ -309,8 +477,22 @@ impl DrApp {
                     ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
                 }
             });
+            ui.menu_button("Migrate", |ui| {
+                if ui
+                    .button("Migrate a VM…")
+                    .on_hover_text("Choose a VM and a destination, review the DR impact, start")
+                    .clicked()
+                {
+                    let vm = match &self.selection {
+                        Some(Selection::Vm(id)) => Some(id.clone()),
+                        _ => None,
+                    };
+                    self.wizard.open_for(vm);
+                }
+            });
             ui.menu_button("View", |ui| {
                 ui.checkbox(&mut self.show_log, "Event log");
+                ui.checkbox(&mut self.show_migrations, "Migrations and graphs");
                 egui::widgets::global_theme_preference_buttons(ui);
             });
             ui.separator();
@@ -339,6 +521,17 @@ impl eframe::App for DrApp {
         while let Ok(r) = self.io_rx.try_recv() {
             self.handle_io(r);
         }
+        let start = Instant::now();
+        while start.elapsed() < DRAIN_BUDGET {
+            let Some(r) = self.worker.try_recv() else {
+                break;
+            };
+            self.handle_report(r);
+        }
+        if start.elapsed() >= DRAIN_BUDGET {
+            // More is waiting: take it in next frame.
+            ctx.request_repaint();
+        }
         self.handle_input(ctx);
         let title = self.title();
         if title != self.title_shown {
@@ -348,22 +541,60 @@ impl eframe::App for DrApp {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let mut actions = Vec::new();
         egui::Panel::top("menu_bar").show(ui, |ui| self.menu_bar(ui));
+        egui::Panel::top("clock").show(ui, |ui| {
+            ui.add_space(2.0);
+            clock::toolbar(ui, &self.live, &mut actions);
+            ui.add_space(2.0);
+        });
         egui::Panel::bottom("event_log")
             .resizable(true)
             .default_size(140.0)
             .show_collapsible(ui, &mut self.show_log, |ui| self.log.ui(ui));
         egui::Panel::left("inventory")
             .resizable(true)
-            .default_size(300.0)
+            .default_size(280.0)
             .show(ui, |ui| {
-                tree::inventory(ui, &self.doc, &mut self.filter, &mut self.selection)
+                if let Some(vm) =
+                    tree::inventory(ui, &self.doc, &mut self.filter, &mut self.selection)
+                {
+                    actions.push(Action::OpenWizard(Some(vm)));
+                }
+            });
+        let live = &mut self.live;
+        egui::Panel::right("migrations")
+            .resizable(true)
+            .default_size(440.0)
+            .min_size(320.0)
+            .show_collapsible(ui, &mut self.show_migrations, |ui| {
+                migrations_panel(ui, live, &mut actions)
             });
         egui::CentralPanel::default_margins().show(ui, |ui| {
-            details::show(ui, &self.doc, &mut self.selection);
+            details::show(ui, &self.doc, &self.live, &mut self.selection, &mut actions);
         });
+        if let Some(c) = self.wizard.show(ui.ctx(), &self.doc, &self.live) {
+            actions.push(Action::Request(Request::Engine(c)));
+        }
+        for a in actions {
+            self.apply(a);
+        }
         self.log.toasts(ui);
     }
+}
+
+/// The right-hand panel: the task list on top, the two graphs sharing what is left.
+fn migrations_panel(ui: &mut egui::Ui, live: &mut Live, actions: &mut Vec<Action>) {
+    ui.add_space(4.0);
+    let total = ui.available_height();
+    tasks::show(ui, live, (total * 0.45).max(120.0), actions);
+    ui.add_space(8.0);
+    // Two graphs, each with a heading line, in the height left.
+    let heading = ui.text_style_height(&egui::TextStyle::Body) + 10.0;
+    let h = ((ui.available_height() - 2.0 * heading) / 2.0).max(90.0);
+    graphs::progress(ui, live, h);
+    ui.add_space(6.0);
+    graphs::latency(ui, live, h);
 }
 
 /// Opens the console window.

@@ -138,13 +138,14 @@ fn sections(t: &Topology) -> Vec<(&'static str, Vec<Node>)> {
     ]
 }
 
-/// Draws the filter box and the tree; clicking a node selects it.
+/// Draws the filter box and the tree; clicking a node selects it. Returns the VM that was
+/// double-clicked, if any (the console opens the migration wizard for it).
 pub fn inventory(
     ui: &mut Ui,
     doc: &Document,
     filter_text: &mut String,
     selection: &mut Option<Selection>,
-) {
+) -> Option<String> {
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         let label = ui.label("Filter");
@@ -160,6 +161,7 @@ pub fn inventory(
     let filtering = !needle.is_empty();
     // Small inventories start unfolded; large ones stay folded so closed nodes cost nothing.
     let open_by_default = doc.topology.vms.len() <= OPEN_BY_DEFAULT_MAX_VMS;
+    let mut double_clicked = None;
     egui::ScrollArea::vertical()
         .auto_shrink([false, false])
         .show(ui, |ui| {
@@ -181,7 +183,15 @@ pub fn inventory(
                 }
                 state.show_header(ui, |ui| ui.strong(header)).body(|ui| {
                     for n in &nodes {
-                        node_ui(ui, n, open_by_default, filtering, selection, title);
+                        node_ui(
+                            ui,
+                            n,
+                            open_by_default,
+                            filtering,
+                            selection,
+                            title,
+                            &mut double_clicked,
+                        );
                     }
                 });
             }
@@ -189,6 +199,7 @@ pub fn inventory(
                 ui.weak(format!("Nothing matches \"{}\".", filter_text.trim()));
             }
         });
+    double_clicked
 }
 
 /// Inventories with at most this many VMs start with every node open.
@@ -201,14 +212,18 @@ fn node_ui(
     filtering: bool,
     selection: &mut Option<Selection>,
     path: &str,
+    double_clicked: &mut Option<String>,
 ) {
     let selected = selection.as_ref() == Some(&n.select);
     if n.children.is_empty() {
-        if ui
-            .selectable_label(selected, RichText::new(&n.label))
-            .clicked()
-        {
+        let r = ui.selectable_label(selected, RichText::new(&n.label));
+        if r.clicked() {
             *selection = Some(n.select.clone());
+        }
+        if let Selection::Vm(id) = &n.select
+            && r.double_clicked()
+        {
+            *double_clicked = Some(id.clone());
         }
         return;
     }
@@ -228,7 +243,15 @@ fn node_ui(
         })
         .body(|ui| {
             for c in &n.children {
-                node_ui(ui, c, open_by_default, filtering, selection, path);
+                node_ui(
+                    ui,
+                    c,
+                    open_by_default,
+                    filtering,
+                    selection,
+                    path,
+                    double_clicked,
+                );
             }
         });
 }

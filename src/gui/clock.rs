@@ -1,0 +1,127 @@
+//! The simulation toolbar: workloads on/off, pause/resume, speed, the simulated time, a
+//! warning when the engine cannot keep up, and where the workspace is.
+
+use egui::{RichText, Ui};
+
+use super::Action;
+use super::live::{Live, Status, mm_ss};
+use super::worker::{Request, SPEEDS};
+use crate::engine::Command;
+
+/// "600×", "37×", "0.4×".
+pub fn speed_label(speed: f64) -> String {
+    if speed >= 10.0 || speed.fract() == 0.0 {
+        format!("{speed:.0}×")
+    } else {
+        format!("{speed:.1}×")
+    }
+}
+
+pub fn toolbar(ui: &mut Ui, live: &Live, actions: &mut Vec<Action>) {
+    ui.horizontal(|ui| {
+        let open = live.is_open();
+        let clock = live.clock;
+        let workloads_on = live.snapshot.as_ref().is_some_and(|s| s.workloads_on);
+        let (text, command, hint) = if workloads_on {
+            (
+                "⏹ Stop workloads",
+                Command::StopWorkloads,
+                "Stop the simulated guests' reads and writes",
+            )
+        } else {
+            (
+                "▶ Start workloads",
+                Command::StartWorkloads,
+                "Start every VM's simulated guest: stamped writes into its disk and reads that check them",
+            )
+        };
+        if ui
+            .add_enabled(open, egui::Button::new(text))
+            .on_hover_text(hint)
+            .clicked()
+        {
+            actions.push(Action::Request(Request::Engine(command)));
+        }
+        ui.separator();
+        let (text, request) = if clock.paused {
+            ("▶ Resume", Request::Resume)
+        } else {
+            ("⏸ Pause", Request::Pause)
+        };
+        if ui
+            .add_enabled(open, egui::Button::new(text))
+            .on_hover_text("Pause or resume the simulated clock (guests and copies)")
+            .clicked()
+        {
+            actions.push(Action::Request(request));
+        }
+        ui.add_enabled_ui(open, |ui| {
+            for s in SPEEDS {
+                if ui
+                    .selectable_label(clock.speed == s, speed_label(s))
+                    .on_hover_text(format!(
+                        "Run the simulated clock at {} wall-clock speed",
+                        speed_label(s)
+                    ))
+                    .clicked()
+                {
+                    actions.push(Action::Request(Request::SetSpeed(s)));
+                }
+            }
+        });
+        ui.separator();
+        let now = live.snapshot.as_ref().map(|s| s.now);
+        ui.label(
+            RichText::new(format!("⏱ {}", now.map(mm_ss).unwrap_or_else(|| "--:--".into())))
+                .monospace()
+                .strong(),
+        )
+        .on_hover_text("Simulated time (minutes:seconds)");
+        if open && clock.paused {
+            ui.label(RichText::new("paused").weak());
+        } else if open && clock.behind {
+            ui.label(
+                RichText::new(format!("behind: running at {}", speed_label(clock.achieved)))
+                    .color(ui.visuals().warn_fg_color),
+            )
+            .on_hover_text(format!(
+                "The engine needs more wall time than {} allows: the simulated clock runs slower than asked.",
+                speed_label(clock.speed)
+            ));
+        }
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            workspace_status(ui, &live.status);
+        });
+    });
+}
+
+fn workspace_status(ui: &mut Ui, status: &Status) {
+    match status {
+        Status::Off => {
+            ui.label(RichText::new("No workspace: browsing only").weak());
+        }
+        Status::Opening(root) => {
+            ui.label(RichText::new(format!("Opening {}…", root.display())).weak());
+            ui.spinner();
+        }
+        Status::Open(root) => {
+            ui.add(
+                egui::Label::new(RichText::new(format!("🗁 {}", root.display())).weak()).truncate(),
+            )
+            .on_hover_text(format!("Workspace: {}", root.display()));
+        }
+        Status::Failed { root, error } => {
+            ui.add(
+                egui::Label::new(
+                    RichText::new(format!(
+                        "⚠ No workspace ({}): browsing only",
+                        root.display()
+                    ))
+                    .color(ui.visuals().warn_fg_color),
+                )
+                .truncate(),
+            )
+            .on_hover_text(error.as_str());
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The graphs: copy progress per migration and guest write latency per VM, both over
+//! simulated time, drawn from the bounded history in [`Live`].
+
+use std::ops::RangeInclusive;
+
+use egui::{RichText, Ui};
+use egui_plot::{GridMark, Legend, Line, Plot};
+
+use super::live::Live;
+
+/// Simulated seconds on an axis: "mm:ss", or "mm:ss.s" when zoomed in below a minute.
+fn time_axis(mark: GridMark, range: &RangeInclusive<f64>) -> String {
+    let s = mark.value.max(0.0);
+    let m = (s / 60.0).floor();
+    if range.end() - range.start() < 60.0 {
+        format!("{:02}:{:04.1}", m as u64, s - m * 60.0)
+    } else {
+        format!("{:02}:{:02}", m as u64, (s - m * 60.0).floor() as u64)
+    }
+}
+
+/// A fixed-height box with a hint, where a graph goes once it has data.
+fn empty(ui: &mut Ui, height: f32, hint: &str) {
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.set_height(height - 12.0);
+        let line = ui.text_style_height(&egui::TextStyle::Body);
+        ui.add_space(((height - 12.0 - 2.0 * line) / 2.0).max(0.0));
+        ui.vertical_centered(|ui| {
+            ui.label(RichText::new(hint).weak());
+        });
+    });
+}
+
+pub fn progress(ui: &mut Ui, live: &Live, height: f32) {
+    ui.strong("Copy progress");
+    if live.tasks.iter().all(|t| t.progress.is_empty()) {
+        empty(
+            ui,
+            height,
+            "Each migration's progress is drawn here while it runs.",
+        );
+        return;
+    }
+    Plot::new("copy-progress")
+        .height(height)
+        .legend(Legend::default())
+        .include_y(0.0)
+        .include_y(100.0)
+        .x_axis_formatter(time_axis)
+        .y_axis_label("%")
+        .allow_scroll(false)
+        .show(ui, |plot| {
+            for t in &live.tasks {
+                if !t.progress.is_empty() {
+                    plot.line(Line::new(format!("{} {}", t.vm, t.id), &t.progress[..]));
+                }
+            }
+        });
+}
+
+/// The worst write latency over all VMs, and one line per VM that has a migration in the
+/// task list (a line per VM for a whole inventory would bury the plot under its legend).
+pub fn latency(ui: &mut Ui, live: &Live, height: f32) {
+    ui.horizontal(|ui| {
+        ui.strong("Guest write latency");
+        ui.label(RichText::new("worst per update, µs").weak());
+    });
+    if live.latency_all.is_empty() {
+        let hint = if live.snapshot.as_ref().is_some_and(|s| s.workloads_on) {
+            "Waiting for the first guest writes…"
+        } else {
+            "Start the workloads to see how long guest writes take."
+        };
+        empty(ui, height, hint);
+        return;
+    }
+    let mut migrating: Vec<&str> = live.tasks.iter().map(|t| t.vm.as_str()).collect();
+    migrating.sort_unstable();
+    migrating.dedup();
+    Plot::new("write-latency")
+        .height(height)
+        .legend(Legend::default())
+        .include_y(0.0)
+        .x_axis_formatter(time_axis)
+        .y_axis_label("µs")
+        .allow_scroll(false)
+        .show(ui, |plot| {
+            plot.line(Line::new("all VMs", &live.latency_all[..]).color(ALL_VMS));
+            for vm in migrating {
+                if let Some(points) = live.latency.get(vm) {
+                    plot.line(Line::new(vm, &points[..]));
+                }
+            }
+        });
+}
+
+/// The "all VMs" latency line: a neutral grey, so the migrating VMs stand out.
+const ALL_VMS: egui::Color32 = egui::Color32::from_gray(140);

@@ -1,0 +1,348 @@
+//! What the console knows of the running engine, built from the worker's updates: the
+//! latest snapshot and clock, free space, every migration as a task, and the bounded
+//! history the graphs draw. Nothing here does I/O.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use egui_plot::PlotPoint;
+
+use super::log::{EventLog, Level};
+use super::worker::{Clock, CommandResult, Update};
+use crate::dr::{self, Rating};
+use crate::engine::copy::CopyMode;
+use crate::engine::{Command, LogLevel, MigrationView, Outcome, Phase, SECOND, SimTime, Snapshot};
+use crate::topology::Topology;
+
+/// Where the console's workspace stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    /// Started without a workspace: the topology can be browsed, nothing runs.
+    Off,
+    Opening(PathBuf),
+    Open(PathBuf),
+    /// The workspace could not be opened; the topology can still be browsed.
+    Failed {
+        root: PathBuf,
+        error: String,
+    },
+}
+
+/// How a migration task ended, or that it has not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Running,
+    Completed,
+    Cancelled,
+    Failed,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Running => "running",
+            TaskState::Completed => "completed",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Failed => "failed",
+        }
+    }
+}
+
+/// One storage migration as the task list shows it.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub vm: String,
+    pub from: String,
+    pub to: String,
+    pub mode: CopyMode,
+    /// The DR rating of the move, as rated when it was first seen.
+    pub rating: Option<Rating>,
+    /// The engine's view, as last seen.
+    pub view: MigrationView,
+    pub state: TaskState,
+    /// The last log line about this migration (its result once it ended).
+    pub message: Option<String>,
+    message_level: Option<LogLevel>,
+    /// Copy progress in percent over simulated seconds.
+    pub progress: Vec<PlotPoint>,
+}
+
+impl Task {
+    /// Percent copied (forward), 100 once completed.
+    pub fn percent(&self) -> f64 {
+        if self.state == TaskState::Completed || self.view.phase == Phase::Completing {
+            return 100.0;
+        }
+        if self.view.blocks == 0 {
+            return 0.0;
+        }
+        100.0 * self.view.copied_blocks as f64 / self.view.blocks as f64
+    }
+
+    pub fn finished(&self) -> bool {
+        self.state != TaskState::Running
+    }
+}
+
+/// Points kept per latency line and per progress line; older ones are dropped.
+const LATENCY_POINTS: usize = 4000;
+const PROGRESS_POINTS: usize = 2000;
+/// Finished tasks kept in the list (running ones are always kept).
+const FINISHED_TASKS: usize = 30;
+
+/// The engine as the UI knows it.
+pub struct Live {
+    pub status: Status,
+    pub snapshot: Option<Snapshot>,
+    pub clock: Clock,
+    /// Free MiB per protected datastore.
+    pub free_mib: BTreeMap<String, u64>,
+    /// Every migration seen since the workspace opened, oldest first.
+    pub tasks: Vec<Task>,
+    /// Worst guest write latency per update, per VM: (simulated seconds, µs).
+    pub latency: BTreeMap<String, Vec<PlotPoint>>,
+    /// Worst guest write latency per update over every VM.
+    pub latency_all: Vec<PlotPoint>,
+}
+
+impl Live {
+    pub fn new(status: Status) -> Live {
+        Live {
+            status,
+            snapshot: None,
+            clock: Clock::default(),
+            free_mib: BTreeMap::new(),
+            tasks: Vec::new(),
+            latency: BTreeMap::new(),
+            latency_all: Vec::new(),
+        }
+    }
+
+    /// Is an engine running that commands can go to?
+    pub fn is_open(&self) -> bool {
+        matches!(self.status, Status::Open(_)) && self.snapshot.is_some()
+    }
+
+    /// The migration of `vm` in flight, if any.
+    pub fn migration_of(&self, vm: &str) -> Option<&MigrationView> {
+        self.snapshot
+            .as_ref()?
+            .vms
+            .iter()
+            .find(|v| v.id == vm)?
+            .migration
+            .as_ref()
+    }
+
+    pub fn running_tasks(&self) -> usize {
+        self.tasks.iter().filter(|t| !t.finished()).count()
+    }
+
+    /// Forgets the finished tasks and their history.
+    pub fn clear_finished(&mut self) {
+        self.tasks.retain(|t| !t.finished());
+    }
+
+    /// Takes in an update: tasks, history, and the engine's log lines into `log`.
+    /// `topology` is the one shown before this update (to rate new migrations).
+    pub fn apply(&mut self, u: &Update, topology: &Topology, log: &mut EventLog) {
+        let snap = &u.snapshot;
+        let now_s = seconds(snap.now);
+        for v in &snap.vms {
+            let Some(m) = &v.migration else { continue };
+            let i = match self.tasks.iter().position(|t| t.id == m.id) {
+                Some(i) => i,
+                None => {
+                    self.tasks.push(Task {
+                        id: m.id.clone(),
+                        vm: m.vm.clone(),
+                        from: m.from.clone(),
+                        to: m.to.clone(),
+                        mode: m.mode,
+                        rating: dr::impact(topology, &m.from, &m.to).ok().map(|i| i.rating),
+                        view: m.clone(),
+                        state: TaskState::Running,
+                        message: None,
+                        message_level: None,
+                        progress: Vec::new(),
+                    });
+                    self.tasks.len() - 1
+                }
+            };
+            let t = &mut self.tasks[i];
+            t.view = m.clone();
+            let p = t.percent();
+            push_bounded(&mut t.progress, PlotPoint::new(now_s, p), PROGRESS_POINTS);
+        }
+
+        for line in &u.log {
+            let level = match line.level {
+                LogLevel::Info => Level::Info,
+                LogLevel::Warning => Level::Warning,
+                LogLevel::Error => Level::Error,
+            };
+            log.push_at(level, &line.message, Some(line.at), level == Level::Error);
+            // The engine names a migration first in every line about it: "Migration m-0007 …".
+            let id = line
+                .message
+                .strip_prefix("Migration ")
+                .and_then(|rest| rest.split(' ').next());
+            if let Some(t) = id.and_then(|id| self.tasks.iter_mut().find(|t| t.id == id)) {
+                t.message = Some(line.message.clone());
+                t.message_level = Some(line.level);
+            }
+        }
+
+        for t in self.tasks.iter_mut().filter(|t| !t.finished()) {
+            if snap
+                .vms
+                .iter()
+                .any(|v| v.migration.as_ref().is_some_and(|m| m.id == t.id))
+            {
+                continue;
+            }
+            let now_on = snap
+                .vms
+                .iter()
+                .find(|v| v.id == t.vm)
+                .map(|v| v.datastore.as_str());
+            t.state = if now_on == Some(t.to.as_str()) {
+                TaskState::Completed
+            } else if t.message_level == Some(LogLevel::Error) {
+                TaskState::Failed
+            } else {
+                TaskState::Cancelled
+            };
+            if t.state == TaskState::Completed {
+                push_bounded(
+                    &mut t.progress,
+                    PlotPoint::new(now_s, 100.0),
+                    PROGRESS_POINTS,
+                );
+            }
+        }
+        let finished = self.tasks.iter().filter(|t| t.finished()).count();
+        // Drop the oldest finished tasks beyond the limit.
+        let mut excess = finished.saturating_sub(FINISHED_TASKS);
+        self.tasks.retain(|t| {
+            let gone = excess > 0 && t.finished();
+            excess -= usize::from(gone);
+            !gone
+        });
+
+        let mut worst: BTreeMap<usize, (SimTime, u64)> = BTreeMap::new();
+        for &(t, i, lat) in &snap.latencies {
+            let w = worst.entry(i).or_insert((t, lat));
+            *w = (w.0.max(t), w.1.max(lat));
+        }
+        if let Some(&(_, lat)) = worst.values().max_by_key(|w| w.1) {
+            let p = PlotPoint::new(now_s, lat as f64);
+            push_bounded(&mut self.latency_all, p, LATENCY_POINTS);
+        }
+        for (i, (t, lat)) in worst {
+            if let Some(v) = snap.vms.get(i) {
+                let line = self.latency.entry(v.id.clone()).or_default();
+                push_bounded(line, PlotPoint::new(seconds(t), lat as f64), LATENCY_POINTS);
+            }
+        }
+
+        for r in &u.results {
+            report_result(r, log);
+        }
+        if let Some(f) = &u.fault {
+            log.push_at(Level::Error, f, Some(snap.now), true);
+        }
+        if let Some(free) = &u.free_mib {
+            self.free_mib = free.clone();
+        }
+        self.clock = u.clock;
+        self.snapshot = Some(u.snapshot.clone());
+    }
+}
+
+/// Errors become a toast and a log entry. A refusal is already in the engine's log; it
+/// gets a toast so the operator sees it now. Successes are in the engine's log.
+fn report_result(r: &CommandResult, log: &mut EventLog) {
+    match &r.result {
+        Ok(Outcome::Done(_)) => {}
+        Ok(Outcome::Refused(msg)) => log.toast(Level::Warning, msg),
+        Err(e) => log.error(format!("{}: {e}", describe(&r.command))),
+    }
+}
+
+/// A command in a few words, for error messages.
+pub fn describe(c: &Command) -> String {
+    match c {
+        Command::StartWorkloads => "Start workloads".into(),
+        Command::StopWorkloads => "Stop workloads".into(),
+        Command::Migrate { vm, to, mode, .. } => {
+            format!("Migrate {vm} to {to} ({})", mode.as_str())
+        }
+        Command::CancelMigration { vm } => format!("Cancel the migration of {vm}"),
+    }
+}
+
+/// Appends `p`, dropping the oldest quarter when `cap` is exceeded (amortized O(1)).
+fn push_bounded(v: &mut Vec<PlotPoint>, p: PlotPoint, cap: usize) {
+    if v.len() >= cap {
+        v.drain(..cap / 4);
+    }
+    v.push(p);
+}
+
+pub fn seconds(t: SimTime) -> f64 {
+    t as f64 / SECOND as f64
+}
+
+/// Simulated time as "mm:ss" (minutes grow past 59).
+pub fn mm_ss(t: SimTime) -> String {
+    let s = t / SECOND;
+    format!("{:02}:{:02}", s / 60, s % 60)
+}
+
+/// A count with thousands separators: "241,920".
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A duration in simulated seconds, short: "0.3 s", "42 s", "3 min 20 s".
+pub fn short_duration(secs: f64) -> String {
+    if !secs.is_finite() {
+        return "—".into();
+    }
+    if secs < 10.0 {
+        format!("{secs:.1} s")
+    } else if secs < 60.0 {
+        format!("{secs:.0} s")
+    } else {
+        let s = secs.round() as u64;
+        format!("{} min {} s", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_durations_read_well() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(241_920), "241,920");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(short_duration(0.3), "0.3 s");
+        assert_eq!(short_duration(42.4), "42 s");
+        assert_eq!(short_duration(200.0), "3 min 20 s");
+        assert_eq!(mm_ss(61 * SECOND + 500_000), "01:01");
+    }
+}

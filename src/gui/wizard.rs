@@ -1,0 +1,418 @@
+//! The migration wizard: choose a VM, then a destination by its DR rating, then review
+//! what the move could lose, pick the copy mode, confirm, and start.
+
+use egui::{RichText, Ui};
+
+use super::Document;
+use super::live::{Live, short_duration};
+use super::style::{self, glyph};
+use crate::dr::{self, Impact, Rating};
+use crate::engine::Command;
+use crate::engine::copy::CopyMode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Vm,
+    Destination,
+    Review,
+}
+
+impl Step {
+    const ALL: [(Step, &'static str); 3] = [
+        (Step::Vm, "1  VM"),
+        (Step::Destination, "2  Destination"),
+        (Step::Review, "3  Review"),
+    ];
+}
+
+pub struct Wizard {
+    pub open: bool,
+    step: Step,
+    vm: Option<String>,
+    to: Option<String>,
+    pub mode: CopyMode,
+    /// The operator's "Are you sure?" for a move rated above `none`.
+    pub confirmed: bool,
+}
+
+impl Default for Wizard {
+    fn default() -> Self {
+        Wizard {
+            open: false,
+            step: Step::Vm,
+            vm: None,
+            to: None,
+            mode: CopyMode::Mirror,
+            confirmed: false,
+        }
+    }
+}
+
+/// The window's title (also its accessible name).
+pub const TITLE: &str = "Migrate a VM";
+/// The start button's text.
+pub const START: &str = "Start migration";
+
+impl Wizard {
+    /// Opens at the destination step for `vm`, or at the first step.
+    pub fn open_for(&mut self, vm: Option<String>) {
+        *self = Wizard {
+            open: true,
+            step: if vm.is_some() {
+                Step::Destination
+            } else {
+                Step::Vm
+            },
+            vm,
+            ..Wizard::default()
+        };
+    }
+
+    pub fn step(&self) -> Step {
+        self.step
+    }
+
+    /// Draws the window; returns the command to send when Start was pressed.
+    pub fn show(&mut self, ctx: &egui::Context, doc: &Document, live: &Live) -> Option<Command> {
+        if !self.open {
+            return None;
+        }
+        self.revalidate(doc);
+        let mut open = true;
+        let mut command = None;
+        let center = ctx.content_rect().center();
+        egui::Window::new(TITLE)
+            .open(&mut open)
+            .collapsible(false)
+            .resizable(false)
+            .default_width(540.0)
+            .pivot(egui::Align2::CENTER_CENTER)
+            .default_pos(center)
+            .show(ctx, |ui| {
+                ui.set_width(540.0);
+                self.steps_header(ui);
+                ui.separator();
+                match self.step {
+                    Step::Vm => self.choose_vm(ui, doc, live),
+                    Step::Destination => self.choose_destination(ui, doc, live),
+                    Step::Review => command = self.review(ui, doc, live),
+                }
+            });
+        if !open || command.is_some() {
+            self.open = false;
+        }
+        command
+    }
+
+    /// Steps back when the topology changed under the wizard (a VM moved or vanished).
+    fn revalidate(&mut self, doc: &Document) {
+        let t = &doc.topology;
+        let Some(vm) = self.vm.as_deref() else {
+            self.step = Step::Vm;
+            return;
+        };
+        if t.vm(vm).is_none() {
+            self.vm = None;
+            self.to = None;
+            self.step = Step::Vm;
+            return;
+        }
+        if self.step == Step::Review {
+            let ok = self.to.as_deref().is_some_and(|to| {
+                dr::destinations_for_vm(t, vm)
+                    .map(|d| d.iter().any(|i| i.to == to))
+                    .unwrap_or(false)
+            });
+            if !ok {
+                self.to = None;
+                self.confirmed = false;
+                self.step = Step::Destination;
+            }
+        }
+    }
+
+    fn steps_header(&self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            for (i, (step, text)) in Step::ALL.iter().enumerate() {
+                if i > 0 {
+                    ui.label(RichText::new("›").weak());
+                }
+                if *step == self.step {
+                    ui.label(RichText::new(*text).strong());
+                } else {
+                    ui.label(RichText::new(*text).weak());
+                }
+            }
+        });
+    }
+
+    fn choose_vm(&mut self, ui: &mut Ui, doc: &Document, live: &Live) {
+        let t = &doc.topology;
+        ui.label("Which VM's disk should move?");
+        ui.add_space(4.0);
+        if t.vms.is_empty() {
+            ui.weak("This topology has no VMs.");
+            return;
+        }
+        let row_h = ui.spacing().interact_size.y;
+        egui::ScrollArea::vertical()
+            .max_height(320.0)
+            .auto_shrink([false, true])
+            .show_rows(ui, row_h, t.vms.len(), |ui, rows| {
+                egui::Grid::new("wizard-vms")
+                    .num_columns(3)
+                    .spacing([12.0, ui.spacing().item_spacing.y])
+                    .show(ui, |ui| {
+                        for v in &t.vms[rows] {
+                            let migrating = live.migration_of(&v.id);
+                            let pick = ui.add_enabled(
+                                migrating.is_none(),
+                                egui::Button::selectable(false, format!("{} {}", glyph::VM, v.id)),
+                            );
+                            if pick.clicked() {
+                                self.vm = Some(v.id.clone());
+                                self.to = None;
+                                self.confirmed = false;
+                                self.step = Step::Destination;
+                            }
+                            ui.label(
+                                RichText::new(format!("on {} {}", glyph::DATASTORE, v.datastore))
+                                    .weak(),
+                            );
+                            match migrating {
+                                Some(m) => ui.label(
+                                    RichText::new(format!("already migrating to {}", m.to)).weak(),
+                                ),
+                                None => ui.label(""),
+                            };
+                            ui.end_row();
+                        }
+                    });
+            });
+    }
+
+    fn choose_destination(&mut self, ui: &mut Ui, doc: &Document, live: &Live) {
+        let t = &doc.topology;
+        let Some(vm) = self.vm.clone() else { return };
+        let Some(v) = t.vm(&vm) else { return };
+        ui.label(
+            RichText::new(format!("Where should {} {} go?", glyph::VM, vm))
+                .heading()
+                .size(17.0),
+        );
+        ui.label(
+            RichText::new(format!(
+                "It is on {} {}. Every other protected datastore, safest first: pick one to review.",
+                glyph::DATASTORE,
+                v.datastore
+            ))
+            .weak(),
+        );
+        ui.add_space(6.0);
+        let dests = dr::destinations_for_vm(t, &vm).unwrap_or_default();
+        if dests.is_empty() {
+            ui.weak("There is no other protected-site datastore to move to.");
+        } else {
+            egui::Grid::new("wizard-destinations")
+                .num_columns(4)
+                .striped(true)
+                .spacing([14.0, 6.0])
+                .show(ui, |ui| {
+                    ui.strong("Destination");
+                    ui.strong("Rating");
+                    ui.strong("Fault");
+                    ui.strong("Free");
+                    ui.end_row();
+                    for i in &dests {
+                        let pick = ui
+                            .selectable_label(false, format!("{} {}", glyph::DATASTORE, i.to))
+                            .on_hover_ui(|ui| {
+                                ui.set_max_width(420.0);
+                                ui.label(&i.explanation);
+                            });
+                        if pick.clicked() {
+                            self.to = Some(i.to.clone());
+                            self.confirmed = false;
+                            self.step = Step::Review;
+                        }
+                        ui.label(style::rating_text(ui, i.rating));
+                        ui.label(i.fault.map(|f| f.as_str()).unwrap_or("allowed"));
+                        ui.label(
+                            live.free_mib
+                                .get(&i.to)
+                                .map(|&f| size(f))
+                                .unwrap_or_else(|| "—".into()),
+                        );
+                        ui.end_row();
+                    }
+                });
+        }
+        ui.add_space(8.0);
+        ui.horizontal(|ui| {
+            if ui.button("◀ Back").clicked() {
+                self.step = Step::Vm;
+            }
+            if live.free_mib.is_empty() {
+                ui.label(RichText::new("Free space shows once the workspace is open.").weak());
+            }
+        });
+    }
+
+    fn review(&mut self, ui: &mut Ui, doc: &Document, live: &Live) -> Option<Command> {
+        let t = &doc.topology;
+        let (Some(vm), Some(to)) = (self.vm.clone(), self.to.clone()) else {
+            return None;
+        };
+        let impact: Impact = dr::destinations_for_vm(t, &vm)
+            .ok()?
+            .into_iter()
+            .find(|i| i.to == to)?;
+        let v = t.vm(&vm)?;
+        let dark = ui.visuals().dark_mode;
+        let color = style::rating_color(impact.rating, dark);
+
+        ui.label(
+            RichText::new(format!(
+                "Move {} {vm} from {} {} to {} {to}",
+                glyph::VM,
+                glyph::DATASTORE,
+                impact.from,
+                glyph::DATASTORE
+            ))
+            .heading()
+            .size(17.0),
+        );
+        ui.add_space(4.0);
+        egui::Grid::new("wizard-review")
+            .num_columns(2)
+            .spacing([16.0, 4.0])
+            .show(ui, |ui| {
+                ui.label(RichText::new("Rating").weak());
+                ui.label(style::rating_text(ui, impact.rating));
+                ui.end_row();
+                ui.label(RichText::new("Fault").weak());
+                ui.label(
+                    impact
+                        .fault
+                        .map(|f| f.as_str())
+                        .unwrap_or("none: the move is allowed"),
+                );
+                ui.end_row();
+            });
+        ui.add_space(4.0);
+        egui::Frame::group(ui.style())
+            .stroke(egui::Stroke::new(1.0, color))
+            .show(ui, |ui| {
+                ui.set_width(ui.available_width());
+                ui.label(&impact.explanation);
+            });
+
+        ui.add_space(8.0);
+        ui.strong("Copy mode");
+        ui.horizontal(|ui| {
+            for m in CopyMode::ALL {
+                ui.radio_value(&mut self.mode, m, m.as_str());
+            }
+        });
+        ui.label(RichText::new(self.mode.disaster_note()).weak());
+
+        ui.add_space(8.0);
+        ui.strong("Space and time");
+        let need = v.disk_mib;
+        let free = live.free_mib.get(&to).copied();
+        let fits = free.is_some_and(|f| f >= need);
+        match free {
+            Some(f) if fits => ui.label(format!(
+                "{to} has {} free; {vm} needs {}.",
+                size(f),
+                size(need)
+            )),
+            Some(f) => ui.label(
+                RichText::new(format!(
+                    "{to} has only {} free; {vm} needs {}.",
+                    size(f),
+                    size(need)
+                ))
+                .color(ui.visuals().error_fg_color),
+            ),
+            None => ui.label(RichText::new("Free space is unknown: no workspace is open.").weak()),
+        };
+        let rate = |id: &str| t.datastore(id).map_or(400.0, |d| d.throughput_mib_s);
+        let mib_s = rate(&impact.from).min(rate(&to));
+        ui.label(
+            RichText::new(format!(
+                "Copies at {mib_s:.0} MiB/s (the slower datastore): about {} of simulated time, plus what the guest writes meanwhile.",
+                short_duration(need as f64 / mib_s)
+            ))
+            .weak(),
+        );
+
+        let needs_override = impact.rating > Rating::None;
+        if needs_override {
+            ui.add_space(8.0);
+            egui::Frame::group(ui.style())
+                .stroke(egui::Stroke::new(1.5, color))
+                .show(ui, |ui| {
+                    ui.set_width(ui.available_width());
+                    ui.checkbox(
+                        &mut self.confirmed,
+                        format!(
+                            "Are you sure? Move {vm} anyway and accept the {} risk ({}). The override is recorded in the event log.",
+                            impact.rating,
+                            impact.fault.map(|f| f.as_str()).unwrap_or("none")
+                        ),
+                    );
+                });
+        }
+
+        let blocker = if !live.is_open() {
+            Some("No workspace is open: nothing can move.".to_string())
+        } else if let Some(m) = live.migration_of(&vm) {
+            Some(format!("{vm} is already migrating to {}.", m.to))
+        } else if !fits {
+            Some(format!("{to} does not have room for {vm}."))
+        } else if needs_override && !self.confirmed {
+            Some(format!(
+                "Tick \"Are you sure?\" to start a move rated {}.",
+                impact.rating
+            ))
+        } else {
+            None
+        };
+
+        ui.add_space(10.0);
+        let mut command = None;
+        ui.horizontal(|ui| {
+            if ui.button("◀ Back").clicked() {
+                self.step = Step::Destination;
+                self.confirmed = false;
+            }
+            let start = ui
+                .add_enabled(
+                    blocker.is_none(),
+                    egui::Button::new(RichText::new(START).strong()),
+                )
+                .on_disabled_hover_text(blocker.clone().unwrap_or_default());
+            if let Some(why) = &blocker {
+                ui.label(RichText::new(why.as_str()).color(ui.visuals().warn_fg_color));
+            } else if start.clicked() {
+                command = Some(Command::Migrate {
+                    vm: vm.clone(),
+                    to: to.clone(),
+                    mode: self.mode,
+                    confirm: needs_override && self.confirmed,
+                });
+            }
+        });
+        command
+    }
+}
+
+/// MiB as "64 MiB" or "255.9 GiB".
+pub fn size(mib: u64) -> String {
+    if mib >= 10 * 1024 {
+        format!("{:.1} GiB", mib as f64 / 1024.0)
+    } else {
+        format!("{mib} MiB")
+    }
+}

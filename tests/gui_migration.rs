@@ -1,0 +1,288 @@
+//! The console running a real workspace (a temp dir passed as `--workspace`): the migration
+//! wizard, the task list and the clock, driven through the UI with egui_kittest.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use drconsole::cli::Cli;
+use drconsole::engine::copy::CopyMode;
+use drconsole::engine::{Engine, EngineOptions};
+use drconsole::gui::{DrApp, Startup, Status, TaskState};
+use drconsole::topology::Topology;
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+
+/// The console as `drconsole --workspace DIR` starts it.
+fn app_in(dir: &Path) -> Harness<'static, DrApp> {
+    let cli = Cli::try_parse_from(["drconsole", "--workspace", dir.to_str().unwrap()]).unwrap();
+    let startup = Startup::from_path(cli.topology.as_deref()).with_workspace(cli.workspace);
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup))
+}
+
+/// Steps the app, sleeping a little between frames, until `done` holds (fails after `limit`).
+fn step_until(
+    h: &mut Harness<'static, DrApp>,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&DrApp) -> bool,
+) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+    h.run_steps(2);
+}
+
+/// Steps for `d` of wall time, letting the worker run.
+fn step_for(h: &mut Harness<'static, DrApp>, d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+}
+
+fn datastore_of(app: &DrApp, vm: &str) -> String {
+    app.doc.topology.vm(vm).unwrap().datastore.clone()
+}
+
+/// Opens the app on a fresh workspace, selects web-01 and walks the wizard to the review
+/// of its move to ds-local (rated severe: loss-of-protection).
+fn review_web01_to_local(dir: &Path) -> Harness<'static, DrApp> {
+    let mut h = app_in(dir);
+    step_until(
+        &mut h,
+        "the workspace to open",
+        Duration::from_secs(30),
+        |a| a.engine_ready(),
+    );
+    assert!(
+        dir.join("topology.ron").exists(),
+        "materialized in the temp dir"
+    );
+    h.get_all_by_label("💻 web-01").next().unwrap().click();
+    h.run_steps(2);
+    h.get_by_label("Migrate…").click();
+    // A window's first frame is an invisible sizing pass.
+    h.run_steps(4);
+    let window = h.get_by_label(drconsole::gui::wizard::TITLE);
+    window
+        .get_by_role_and_label(Role::Button, "🗀 ds-local")
+        .click();
+    h.run_steps(2);
+    assert_eq!(
+        h.state().wizard.step(),
+        drconsole::gui::wizard::Step::Review
+    );
+    h.get_by_label_contains("Move 💻 web-01 from 🗀 ds-gold-1 to 🗀 ds-local");
+    assert!(h.query_all_by_label("severe").count() >= 1);
+    assert!(h.query_all_by_label("loss-of-protection").count() >= 1);
+    assert_eq!(h.state().wizard.mode, CopyMode::Mirror, "mirror by default");
+    h.get_by_label_contains(CopyMode::Mirror.disaster_note());
+    h
+}
+
+#[test]
+fn a_severe_move_cannot_start_without_are_you_sure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = review_web01_to_local(dir.path());
+    h.check_accessibility();
+
+    let start = h.get_by_label(drconsole::gui::wizard::START);
+    assert!(start.accesskit_node().is_disabled(), "Start is disabled");
+    h.get_by_label_contains("Tick \"Are you sure?\" to start a move rated severe");
+    start.click();
+    // Choosing another mode shows its note; it changes nothing about the override.
+    h.get_by_role_and_label(Role::RadioButton, "split").click();
+    h.run_steps(2);
+    h.get_by_label_contains(CopyMode::Split.disaster_note());
+    assert!(
+        h.get_by_label(drconsole::gui::wizard::START)
+            .accesskit_node()
+            .is_disabled()
+    );
+    h.get_by_label(drconsole::gui::wizard::START).click();
+    step_for(&mut h, Duration::from_millis(300));
+
+    let app = h.state();
+    assert!(app.wizard.open, "the wizard stays open");
+    assert!(app.live.tasks.is_empty(), "no migration started");
+    assert!(app.live.migration_of("web-01").is_none());
+    assert_eq!(datastore_of(app, "web-01"), "ds-gold-1");
+    assert!(
+        !app.log
+            .entries
+            .iter()
+            .any(|e| e.message.contains("Override"))
+    );
+    assert!(
+        !dir.path()
+            .join("sites/pa/datastores/ds-local/web-01")
+            .exists(),
+        "no target instance on disk"
+    );
+}
+
+#[test]
+fn a_confirmed_severe_move_runs_in_the_task_list_and_moves_the_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = review_web01_to_local(dir.path());
+
+    // Pause the clock so the task can be seen running before it finishes.
+    h.get_by_label("⏸ Pause").click();
+    step_until(&mut h, "the clock to pause", Duration::from_secs(10), |a| {
+        a.live.clock.paused
+    });
+    // Paused, the simulated clock stands still.
+    let paused_at = h.state().live.snapshot.as_ref().unwrap().now;
+    step_for(&mut h, Duration::from_millis(200));
+    assert_eq!(h.state().live.snapshot.as_ref().unwrap().now, paused_at);
+    h.get_by_label("▶ Resume");
+
+    let sure = h.get_by_role(Role::CheckBox);
+    assert!(
+        sure.accesskit_node()
+            .label()
+            .unwrap()
+            .starts_with("Are you sure?")
+    );
+    sure.click();
+    h.run_steps(2);
+    assert!(h.state().wizard.confirmed);
+    let start = h.get_by_label(drconsole::gui::wizard::START);
+    assert!(
+        !start.accesskit_node().is_disabled(),
+        "ticked: Start is enabled"
+    );
+    start.click();
+    h.run_steps(2);
+    assert!(!h.state().wizard.open, "Start closes the wizard");
+    step_until(&mut h, "the task to appear", Duration::from_secs(10), |a| {
+        !a.live.tasks.is_empty()
+    });
+
+    let task = &h.state().live.tasks[0];
+    assert_eq!(task.vm, "web-01");
+    assert_eq!(
+        (task.from.as_str(), task.to.as_str()),
+        ("ds-gold-1", "ds-local")
+    );
+    assert_eq!(task.mode, CopyMode::Mirror);
+    assert_eq!(task.state, TaskState::Running);
+    h.get_by_label("ds-gold-1 ➡ ds-local");
+    h.get_by_label("0%  ·  copying");
+    h.get_by_label_contains("Migrating to 🗀 ds-local (mirror, copying)");
+    h.get_by_label_contains("MiB/s  ·  ETA");
+    h.get_by_label("Cancel the migration of web-01");
+    assert!(
+        dir.path()
+            .join("sites/pa/datastores/ds-local/web-01/vm.ron")
+            .exists(),
+        "the target instance is on disk"
+    );
+    h.check_accessibility();
+
+    // Full speed ahead.
+    h.get_by_label("600×").click();
+    h.get_by_label("▶ Resume").click();
+    step_until(
+        &mut h,
+        "web-01 to land on ds-local",
+        Duration::from_secs(60),
+        |a| datastore_of(a, "web-01") == "ds-local",
+    );
+    step_until(&mut h, "the task to finish", Duration::from_secs(10), |a| {
+        a.live.tasks[0].finished()
+    });
+
+    let app = h.state();
+    assert_eq!(app.live.clock.speed, 600.0);
+    let task = &app.live.tasks[0];
+    assert_eq!(task.state, TaskState::Completed);
+    assert!(
+        task.message
+            .as_deref()
+            .is_some_and(|m| m.contains("completed")),
+        "{:?}",
+        task.message
+    );
+    assert!(
+        app.log
+            .entries
+            .iter()
+            .any(|e| e.message.starts_with("Override: web-01 to ds-local") && e.sim.is_some()),
+        "the override is in the event log with its simulated time"
+    );
+    h.get_by_label("✔ completed");
+    assert!(h.query_by_label("Cancel the migration of web-01").is_none());
+    h.get_by_label_contains("Override: web-01 to ds-local");
+
+    // The inventory follows the engine: web-01 is now under ds-local.
+    h.get_by_label("Filter").focus();
+    h.get_by_label("Filter").type_text("ds-local");
+    h.run_steps(3);
+    let tree_nodes = |h: &Harness<'static, DrApp>, label| {
+        h.query_all_by_role_and_label(Role::Button, label).count()
+    };
+    assert_eq!(tree_nodes(&h, "💻 web-01"), 1, "only under ds-local");
+    assert_eq!(tree_nodes(&h, "💻 scratch-01"), 1);
+    assert_eq!(tree_nodes(&h, "💻 web-02"), 0, "still on ds-gold-1");
+    // And so do the files.
+    let ds = dir.path().join("sites/pa/datastores");
+    assert!(ds.join("ds-local/web-01/disk0.img").exists());
+    assert!(
+        !ds.join("ds-gold-1/web-01").exists(),
+        "the source was deleted"
+    );
+}
+
+#[test]
+fn a_locked_workspace_leaves_the_console_browsable() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = Engine::open_or_create(
+        dir.path(),
+        &Topology::builtin_default(),
+        EngineOptions::default(),
+    )
+    .unwrap();
+    let mut h = app_in(dir.path());
+    step_until(&mut h, "the open to fail", Duration::from_secs(30), |a| {
+        matches!(a.live.status, Status::Failed { .. })
+    });
+    let app = h.state();
+    assert!(!app.engine_ready());
+    assert!(
+        app.log
+            .visible_toasts()
+            .iter()
+            .any(|t| t.contains("in use by another drconsole process")),
+        "{:?}",
+        app.log.visible_toasts()
+    );
+    h.get_by_label_contains("): browsing only");
+
+    // Browsing and rating still work; starting does not.
+    h.get_all_by_label("💻 web-01").next().unwrap().click();
+    h.run_steps(2);
+    h.get_by_label("Where can it go?");
+    h.get_by_label("Migrate…").click();
+    h.run_steps(4);
+    h.get_by_label(drconsole::gui::wizard::TITLE)
+        .get_by_role_and_label(Role::Button, "🗀 ds-gold-2")
+        .click();
+    h.run_steps(2);
+    assert!(
+        h.get_by_label(drconsole::gui::wizard::START)
+            .accesskit_node()
+            .is_disabled()
+    );
+    h.get_by_label_contains("No workspace is open: nothing can move.");
+    drop(h);
+    holder.close().unwrap();
+}
