@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::dr;
 use crate::engine::Engine;
+use crate::engine::copy::CopyMode;
 use crate::scenario;
 use crate::topology::{SiteRole, Topology};
 
@@ -46,6 +47,40 @@ pub enum Command {
     /// Run a scenario headless in a new workspace and print its report; exit 1 if an
     /// Expect step failed.
     Run(RunArgs),
+    /// Benchmarks, with a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Live-copy a fresh image between two directories while a real guest thread writes,
+    /// and `cp` the same image as the baseline.
+    Copy(BenchCopyCli),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCopyCli {
+    /// Image size in MiB.
+    #[arg(long, value_name = "N")]
+    pub size_mib: u64,
+    /// Copy mode: redirect, split or mirror.
+    #[arg(long, default_value = "mirror", value_parser = parse_mode)]
+    pub mode: CopyMode,
+    /// Guest 4 KiB writes per second during the copy (0 = idle).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub write_iops: u32,
+    /// Where to put the images (default: the system temp directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print JSON: {"mib_per_s", "guest_write_p50_us", "guest_write_p99_us", "cp_mib_per_s", ...}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_mode(s: &str) -> Result<CopyMode, String> {
+    CopyMode::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a copy mode: use redirect, split or mirror"))
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +159,7 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, CliError> {
         Command::Impact(a) => impact(a, out).map(|()| 0),
         Command::Verify(a) => verify(a, out),
         Command::Run(a) => run_scenario(a, out),
+        Command::Bench(BenchCommand::Copy(a)) => bench_copy(a, out).map(|()| 0),
     }
 }
 
@@ -331,4 +367,35 @@ fn run_scenario(a: &RunArgs, out: &mut dyn Write) -> Result<u8, CliError> {
         emit(out, if report.passed { "passed" } else { "FAILED" })?;
     }
     Ok(if report.passed { 0 } else { 1 })
+}
+
+fn bench_copy(a: &BenchCopyCli, out: &mut dyn Write) -> Result<(), CliError> {
+    if a.size_mib == 0 {
+        return Err(CliError("--size-mib must be at least 1".into()));
+    }
+    let report = crate::bench::bench_copy(&crate::bench::BenchCopyArgs {
+        size_mib: a.size_mib,
+        mode: a.mode,
+        write_iops: a.write_iops,
+        dir: a.dir.clone(),
+    })
+    .map_err(|e| CliError(e.to_string()))?;
+    if a.json {
+        return emit_json(out, &report);
+    }
+    emit(
+        out,
+        &format!(
+            "{} MiB, {} mode, {} write IOPS: {:.0} MiB/s ({:.2}x cp at {:.0} MiB/s); guest write p50 {:.0} us, p99 {:.0} us; consistent: {}",
+            report.size_mib,
+            report.mode,
+            report.write_iops,
+            report.mib_per_s,
+            report.ratio,
+            report.cp_mib_per_s,
+            report.guest_write_p50_us,
+            report.guest_write_p99_us,
+            report.consistent
+        ),
+    )
 }

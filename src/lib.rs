@@ -3,6 +3,7 @@
 //! The library holds everything but the window: the topology model, DR tags and impact
 //! ratings, and the command line. The GUI lives in [`gui`].
 
+pub mod bench;
 pub mod cli;
 pub mod disk;
 pub mod dr;

@@ -301,3 +301,39 @@ fn usage_errors_exit_2() {
     let o = drconsole(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn bench_copy_reports_against_cp() {
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["mirror", "redirect", "split"] {
+        let v = json(&drconsole(&[
+            "bench",
+            "copy",
+            "--size-mib",
+            "4",
+            "--mode",
+            mode,
+            "--write-iops",
+            "500",
+            "--dir",
+            &dir.path().display().to_string(),
+            "--json",
+        ]));
+        for key in [
+            "mib_per_s",
+            "guest_write_p50_us",
+            "guest_write_p99_us",
+            "cp_mib_per_s",
+        ] {
+            assert!(
+                v[key].as_f64().is_some_and(|x| x >= 0.0),
+                "{mode}: {key} in {v}"
+            );
+        }
+        assert!(v["mib_per_s"].as_f64().unwrap() > 0.0);
+        assert_eq!(v["consistent"], true);
+    }
+    let o = drconsole(&["bench", "copy", "--size-mib", "4", "--mode", "sideways"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not a copy mode"), "{}", stderr(&o));
+}
