@@ -75,6 +75,9 @@ pub struct Migration {
     pub bytes_copied: u64,
     /// Cursor value last written to the record.
     persisted_cursor: u64,
+    /// Test fault point: copy I/O fails as a dead disk's would.
+    #[cfg(test)]
+    pub fail_copy_io: bool,
 }
 
 /// Persist the cursor after this many blocks of progress (64 MiB): a lower cursor after a
@@ -112,6 +115,8 @@ impl Migration {
             run_ends_at: None,
             bytes_copied: 0,
             persisted_cursor,
+            #[cfg(test)]
+            fail_copy_io: false,
         })
     }
 
@@ -148,6 +153,10 @@ impl Migration {
 
     /// Copies `pieces` (block ranges) from one image to the other in runs of large I/Os.
     pub fn copy_pieces(&mut self, pieces: &[std::ops::Range<u64>]) -> std::io::Result<u64> {
+        #[cfg(test)]
+        if self.fail_copy_io {
+            return Err(std::io::Error::other("injected I/O error"));
+        }
         let (from, to) = match self.core.direction {
             Direction::Forward => (&self.src, &self.dst),
             Direction::Back => (&self.dst, &self.src),

@@ -359,3 +359,35 @@ fn crash_between_bit_and_data_keeps_the_newer_copy() {
         );
     }
 }
+
+#[test]
+fn io_error_mid_copy_aborts_onto_the_source() {
+    // Mirror with a busy guest (the source is always complete), and redirect with an idle
+    // guest (nothing was written on the destination only).
+    for (mode, iops) in [(CopyMode::Mirror, 2000), (CopyMode::Redirect, 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = engine(dir.path(), iops, 8, EngineOptions::default());
+        e.apply(Command::StartWorkloads).unwrap();
+        migrate(&mut e, "ds-b", mode);
+        e.advance(e.now() + SECOND).unwrap();
+        e.take_log();
+        // The destination disk fails: every further copy I/O errors.
+        let dst = e
+            .workspace()
+            .root()
+            .join("sites/pa/datastores/ds-b/vm1/disk0.img");
+        e.vms[0].migration.as_mut().unwrap().fail_copy_io = true;
+        assert!(e.run_until_migrated("vm1", e.now() + 60 * SECOND).unwrap());
+        e.advance(e.now() + SECOND).unwrap();
+        let log = e.take_log();
+        assert!(
+            log.iter()
+                .any(|l| l.level == LogLevel::Error && l.message.contains("I/O error")),
+            "{mode:?}: {log:?}"
+        );
+        assert_eq!(e.location("vm1").unwrap().0, "ds-a", "{mode:?}");
+        assert_eq!(complete_instances(&e).len(), 1);
+        assert!(!dst.exists(), "the failed target is removed");
+        assert_clean(&e);
+    }
+}
