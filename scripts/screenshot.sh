@@ -3,7 +3,7 @@
 #   scripts/screenshot.sh OUT.png [xdotool commands, run after the window is up] [-- drconsole args]
 # Needs: apt-get install -y xvfb xauth mesa-vulkan-drivers libgl1-mesa-dri libxkbcommon-x11-0 imagemagick xdotool
 # Example (select web-01, hover its third destination):
-#   scripts/screenshot.sh assets/console.png 'xdotool mousemove 107 143 click 1; sleep 1; xdotool mousemove 500 365'
+#   scripts/screenshot.sh assets/console.png 'xdotool mousemove 107 174 click 1; sleep 1; xdotool mousemove 350 424' -- --workspace /tmp/shot-ws
 set -euo pipefail
 out=$1
 actions=${2:-}
