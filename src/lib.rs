@@ -10,6 +10,7 @@ pub mod dr;
 pub mod engine;
 pub mod fsutil;
 pub mod gui;
+pub mod recovery;
 pub mod scenario;
 pub mod topology;
 pub mod workspace;
