@@ -47,9 +47,25 @@ pub enum Command {
     /// Run a scenario headless in a new workspace and print its report; exit 1 if an
     /// Expect step failed.
     Run(RunArgs),
+    /// Elect, for every VM, the instance a failover would recover from the recovery-site
+    /// datastores (SPEC §7), and print the decisions.
+    Recover(RecoverArgs),
     /// Benchmarks, with a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The workspace directory (topology.ron and the recovery-site datastores suffice).
+    pub workspace: PathBuf,
+    /// Only decide and print; change nothing. Required: recovery itself runs as a
+    /// failover from the console or a scenario.
+    #[arg(long, required = true)]
+    pub dry_run: bool,
+    /// Print JSON: one entry per uuid, sorted by uuid.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +175,7 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, CliError> {
         Command::Impact(a) => impact(a, out).map(|()| 0),
         Command::Verify(a) => verify(a, out),
         Command::Run(a) => run_scenario(a, out),
+        Command::Recover(a) => recover(a, out).map(|()| 0),
         Command::Bench(BenchCommand::Copy(a)) => bench_copy(a, out).map(|()| 0),
     }
 }
@@ -398,4 +415,28 @@ fn bench_copy(a: &BenchCopyCli, out: &mut dyn Write) -> Result<(), CliError> {
             report.consistent
         ),
     )
+}
+
+fn recover(a: &RecoverArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let ws =
+        crate::workspace::Workspace::open(&a.workspace).map_err(|e| CliError(e.to_string()))?;
+    let elections = crate::recovery::scan_and_elect(&ws).map_err(|e| CliError(e.to_string()))?;
+    if a.json {
+        return emit_json(out, &elections);
+    }
+    for e in &elections {
+        let who = e.vm.as_deref().unwrap_or("(not in the topology)");
+        let what = match (&e.recover_from, e.error) {
+            (Some(p), _) => format!("recover from {p}"),
+            (None, Some(err)) => format!("error {}", err.as_str()),
+            (None, None) => "error".to_string(),
+        };
+        let delete = if e.delete.is_empty() {
+            String::new()
+        } else {
+            format!("; would delete {}", e.delete.join(", "))
+        };
+        emit(out, &format!("{} {who}: {what}{delete}", e.uuid))?;
+    }
+    Ok(())
 }

@@ -2,7 +2,12 @@
 //! replica datastores is the one to recover, even when a storage migration and replication
 //! raced. Pure logic over the instances found; scanning and recovering are the engine's.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use crate::topology::SiteRole;
+use crate::workspace::{Workspace, WorkspaceError};
 
 /// One instance of a VM found on a replica datastore, with its migration marks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,6 +118,46 @@ pub fn elect(uuid: &str, vm: Option<&str>, instances: Vec<Candidate>) -> Electio
         error,
         delete,
     }
+}
+
+/// Scans every recovery-site datastore of the workspace for instances (`*/vm.ron`), groups
+/// them by uuid and elects, for every VM of the topology and every other uuid found, sorted
+/// by uuid. Reads only `topology.ron` and the recovery-site datastore directories, so it
+/// works on what a real disaster leaves; changes nothing.
+pub fn scan_and_elect(ws: &Workspace) -> Result<Vec<Election>, WorkspaceError> {
+    let t = ws.topology();
+    let mut found: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+    for ds in t
+        .datastores
+        .iter()
+        .filter(|d| t.site_role(&d.site) == Some(SiteRole::Recovery))
+    {
+        for inst in ws.list_instances(&ds.id)? {
+            let marks = inst.config.migration.as_ref();
+            found
+                .entry(inst.config.uuid.to_ascii_lowercase())
+                .or_default()
+                .push(Candidate {
+                    datastore: ds.id.clone(),
+                    path: format!("sites/{}/datastores/{}/{}", ds.site, ds.id, inst.name),
+                    source: marks.is_some_and(|m| m.source),
+                    target: marks.is_some_and(|m| m.target),
+                    completed: marks.is_some_and(|m| m.completed),
+                });
+        }
+    }
+    let mut vm_of: BTreeMap<String, &str> = BTreeMap::new();
+    for vm in &t.vms {
+        vm_of.insert(vm.uuid.to_ascii_lowercase(), &vm.id);
+        found.entry(vm.uuid.to_ascii_lowercase()).or_default();
+    }
+    Ok(found
+        .into_iter()
+        .map(|(uuid, instances)| {
+            let vm = vm_of.get(&uuid).copied();
+            elect(&uuid, vm, instances)
+        })
+        .collect())
 }
 
 #[cfg(test)]
