@@ -33,11 +33,7 @@ pub fn datastore_cg(t: &Topology, ds: &Datastore) -> Option<String> {
 
 /// Discovers one datastore's tags from its LUNs' replication properties ("all or nothing").
 pub fn tags_of(t: &Topology, ds: &Datastore) -> DatastoreTags {
-    let replicated = !ds.luns.is_empty()
-        && ds
-            .luns
-            .iter()
-            .all(|id| t.lun(id).is_some_and(|(_, l)| l.replication.is_some()));
+    let replicated = t.is_replicated(ds);
     let consistency_group = datastore_cg(t, ds);
     let protection_group = t
         .protection_groups
@@ -211,12 +207,7 @@ pub fn impact(t: &Topology, from: &str, to: &str) -> Result<Impact, ImpactError>
     let d = t
         .datastore(to)
         .ok_or_else(|| ImpactError::NoSuchDatastore(to.to_string()))?;
-    if let Some(p) = t
-        .datastores
-        .iter()
-        .filter(|p| t.is_protected_datastore(p))
-        .find(|p| t.replica_of(p).is_some_and(|r| r.id == d.id))
-    {
+    if let Some(p) = t.replica_source(d) {
         return Err(ImpactError::ReplicaDestination(d.id.clone(), p.id.clone()));
     }
     for ds in [s, d] {

@@ -337,12 +337,16 @@ impl Topology {
             .filter(|r| r.luns.iter().cloned().collect::<BTreeSet<_>>() == targets)
             .collect()
     }
-    /// Is `ds` the replica datastore of some protected datastore?
-    pub fn is_replica_datastore(&self, ds: &Datastore) -> bool {
+    /// The protected datastore whose replica datastore `ds` is, if any.
+    pub fn replica_source(&self, ds: &Datastore) -> Option<&Datastore> {
         self.datastores
             .iter()
             .filter(|p| self.is_protected_datastore(p))
-            .any(|p| self.replica_of(p).is_some_and(|r| r.id == ds.id))
+            .find(|p| self.replica_of(p).is_some_and(|r| r.id == ds.id))
+    }
+    /// Is every LUN of `ds` replicated (SPEC §2, "all or nothing")?
+    pub fn is_replicated(&self, ds: &Datastore) -> bool {
+        self.replication_targets(ds).is_some()
     }
     /// The replication targets of every LUN of `ds`, or None if some LUN is not replicated.
     fn replication_targets(&self, ds: &Datastore) -> Option<BTreeSet<String>> {
@@ -706,7 +710,7 @@ impl Validator {
                             ds.site
                         ),
                     );
-                } else if t.replication_targets(ds).is_none() {
+                } else if !t.is_replicated(ds) {
                     self.err(
                         &obj,
                         format!(

@@ -291,11 +291,7 @@ fn datastore(ui: &mut Ui, doc: &Document, id: &str, selection: &mut Option<Selec
             );
         });
     }
-    if let Some(p) = t
-        .datastores
-        .iter()
-        .find(|p| t.replica_of(p).is_some_and(|r| r.id == d.id))
-    {
+    if let Some(p) = t.replica_source(d) {
         ui.horizontal(|ui| {
             ui.label(RichText::new("Replica of").weak());
             goto(
