@@ -10,6 +10,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Size of one disk block in bytes.
 pub const BLOCK_SIZE: usize = 4096;
@@ -212,6 +214,8 @@ pub struct ImageFile {
     file: File,
     path: PathBuf,
     blocks: u64,
+    /// Marked by every successful write (replication's dirty tracking).
+    tracker: Option<Arc<DirtyTracker>>,
 }
 
 impl ImageFile {
@@ -242,6 +246,7 @@ impl ImageFile {
             file,
             path: path.to_path_buf(),
             blocks: len / BLOCK_SIZE as u64,
+            tracker: None,
         })
     }
 
@@ -280,6 +285,7 @@ impl ImageFile {
             file,
             path: path.to_path_buf(),
             blocks,
+            tracker: None,
         })
     }
 
@@ -323,10 +329,25 @@ impl ImageFile {
         Ok(index * BLOCK_SIZE as u64) // index < blocks, so no overflow
     }
 
-    /// Writes block `index`.
+    /// Attaches a dirty tracker (or detaches it with `None`): from now on every successful
+    /// write marks the blocks it touched.
+    pub fn set_tracker(&mut self, t: Option<Arc<DirtyTracker>>) {
+        self.tracker = t;
+    }
+
+    /// The attached dirty tracker, if any.
+    pub fn tracker(&self) -> Option<&Arc<DirtyTracker>> {
+        self.tracker.as_ref()
+    }
+
+    /// Writes block `index` (and marks it in the tracker once it is written).
     pub fn write_block(&self, index: u64, buf: &Block) -> io::Result<()> {
         let off = self.block_offset(index)?;
-        self.file.write_all_at(buf, off)
+        self.file.write_all_at(buf, off)?;
+        if let Some(t) = &self.tracker {
+            t.mark(index);
+        }
+        Ok(())
     }
 
     /// Reads block `index`.
@@ -341,10 +362,19 @@ impl ImageFile {
         self.file.read_exact_at(buf, offset)
     }
 
-    /// Writes `buf` at byte `offset` (which must lie inside the image: it never grows).
+    /// Writes `buf` at byte `offset` (which must lie inside the image: it never grows), and
+    /// then marks in the tracker every block the bytes overlap.
     pub fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         self.check_range(offset, buf.len())?;
-        self.file.write_all_at(buf, offset)
+        self.file.write_all_at(buf, offset)?;
+        if let Some(t) = &self.tracker
+            && !buf.is_empty()
+        {
+            let first = offset / BLOCK_SIZE as u64;
+            let last = (offset + buf.len() as u64 - 1) / BLOCK_SIZE as u64; // checked above
+            t.mark_range(first, last - first + 1);
+        }
+        Ok(())
     }
 
     /// Flushes written data to stable storage.
@@ -360,6 +390,99 @@ impl BlockRead for ImageFile {
 
     fn read_block(&mut self, index: u64, buf: &mut Block) -> io::Result<()> {
         self.read_block_at(index, buf)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Dirty tracking
+// ---------------------------------------------------------------------------------------
+
+/// Array-style change tracking of one image: one bit per 4 KiB block, set by every write
+/// through an [`ImageFile`] it is attached to. Lock-free (AtomicU64 words): writers mark with
+/// `fetch_or`, and [`DirtyTracker::take`] swaps each word with zero, so a write that lands
+/// while a cycle takes its blocks is either taken now or left for the next cycle, never lost.
+pub struct DirtyTracker {
+    blocks: u64,
+    words: Box<[AtomicU64]>,
+}
+
+impl std::fmt::Debug for DirtyTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirtyTracker")
+            .field("blocks", &self.blocks)
+            .field("dirty", &self.count())
+            .finish()
+    }
+}
+
+impl DirtyTracker {
+    /// A tracker of `blocks` blocks, all clean.
+    pub fn new(blocks: u64) -> DirtyTracker {
+        let words = usize::try_from(blocks.div_ceil(64)).expect("a bitmap that fits in memory");
+        DirtyTracker {
+            blocks,
+            words: (0..words).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Number of blocks tracked.
+    pub fn blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    /// Marks one block dirty; a block out of range is ignored.
+    pub fn mark(&self, block: u64) {
+        if block < self.blocks {
+            self.words[(block / 64) as usize].fetch_or(1 << (block % 64), Ordering::AcqRel);
+        }
+    }
+
+    /// Marks `count` blocks from `first` dirty; the part out of range is ignored.
+    pub fn mark_range(&self, first: u64, count: u64) {
+        let end = first.saturating_add(count).min(self.blocks);
+        let mut b = first;
+        while b < end {
+            let bit = b % 64;
+            let n = (64 - bit).min(end - b);
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << bit
+            };
+            self.words[(b / 64) as usize].fetch_or(mask, Ordering::AcqRel);
+            b += n;
+        }
+    }
+
+    /// Marks every listed block dirty (merges back the blocks of an abandoned cycle).
+    pub fn mark_all(&self, blocks: &[u64]) {
+        for &b in blocks {
+            self.mark(b);
+        }
+    }
+
+    /// Number of dirty blocks.
+    pub fn count(&self) -> u64 {
+        self.words
+            .iter()
+            .map(|w| u64::from(w.load(Ordering::Acquire).count_ones()))
+            .sum()
+    }
+
+    /// The dirty blocks, ascending, and clears them (one atomic swap per word).
+    pub fn take(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (i, w) in self.words.iter().enumerate() {
+            if w.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let mut bits = w.swap(0, Ordering::AcqRel);
+            while bits != 0 {
+                out.push(i as u64 * 64 + u64::from(bits.trailing_zeros()));
+                bits &= bits - 1;
+            }
+        }
+        out
     }
 }
 
@@ -1091,6 +1214,96 @@ mod tests {
         let err = ImageFile::open_read_only(&dir.path().join("none.img")).expect_err("missing");
         assert!(matches!(err, DiskError::Io { .. }), "{err}");
         assert!(err.to_string().contains("none.img"), "{err}");
+    }
+
+    // ---- dirty tracking ----
+
+    #[test]
+    fn tracker_marks_counts_and_take_clears_ascending() {
+        let t = DirtyTracker::new(200);
+        assert_eq!(t.blocks(), 200);
+        assert_eq!(t.count(), 0);
+        assert!(t.take().is_empty());
+        for b in [130, 5, 63, 64, 5, 199, 200, u64::MAX] {
+            t.mark(b);
+        }
+        assert_eq!(t.count(), 5);
+        assert_eq!(t.take(), vec![5, 63, 64, 130, 199]);
+        assert_eq!(t.count(), 0);
+        assert!(t.take().is_empty());
+
+        t.mark_range(60, 70);
+        assert_eq!(t.take(), (60..130).collect::<Vec<_>>());
+        t.mark_range(0, 64);
+        t.mark_range(190, 1000);
+        t.mark_range(u64::MAX - 1, 5);
+        t.mark_range(3, 0);
+        let mut expected: Vec<u64> = (0..64).collect();
+        expected.extend(190..200);
+        assert_eq!(t.count(), 74);
+        assert_eq!(t.take(), expected);
+
+        t.mark(7);
+        t.mark_all(&[150, 2, 7, 500]);
+        assert_eq!(t.take(), vec![2, 7, 150]);
+        let dbg = format!("{t:?}");
+        assert!(
+            dbg.contains("blocks: 200") && dbg.contains("dirty: 0"),
+            "{dbg}"
+        );
+    }
+
+    #[test]
+    fn tracker_concurrent_marks_are_never_lost() {
+        let t = Arc::new(DirtyTracker::new(4096));
+        let mut taken = Vec::new();
+        std::thread::scope(|s| {
+            for id in 0..2u64 {
+                let t = &t;
+                s.spawn(move || {
+                    for b in (id..4096).step_by(2) {
+                        t.mark(b);
+                    }
+                });
+            }
+            for _ in 0..50 {
+                taken.extend(t.take());
+            }
+        });
+        taken.extend(t.take());
+        taken.sort_unstable();
+        assert_eq!(taken, (0..4096).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn image_writes_mark_the_tracker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut img = ImageFile::create(&dir.path().join("d.img"), 32).expect("create");
+        assert!(img.tracker().is_none());
+        let buf = [1u8; BLOCK_SIZE];
+        img.write_block(1, &buf).expect("untracked write");
+        let t = Arc::new(DirtyTracker::new(32));
+        img.set_tracker(Some(Arc::clone(&t)));
+        assert!(Arc::ptr_eq(img.tracker().expect("tracker"), &t));
+        img.write_block(3, &buf).expect("write");
+        // Bytes 4096*10 - 1 ..= 4096*12: blocks 9, 10, 11 and 12.
+        img.write_at(10 * 4096 - 1, &vec![2u8; 2 * 4096 + 2])
+            .expect("write_at");
+        // Exactly one block.
+        img.write_at(20 * 4096, &buf).expect("write_at");
+        img.write_at(25 * 4096, &[]).expect("empty write");
+        // Failed writes mark nothing.
+        assert!(img.write_block(32, &buf).is_err());
+        assert!(img.write_at(31 * 4096 + 1, &buf).is_err());
+        assert_eq!(t.take(), vec![3, 9, 10, 11, 12, 20]);
+        // Reads do not mark.
+        let mut back = [0u8; BLOCK_SIZE];
+        img.read_block_at(3, &mut back).expect("read");
+        assert_eq!(t.count(), 0);
+        img.set_tracker(None);
+        img.write_block(4, &buf).expect("write");
+        assert_eq!(t.count(), 0);
+        assert!(format!("{img:?}").contains("tracker: None"));
     }
 
     // ---- journal ----
