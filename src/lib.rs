@@ -11,6 +11,7 @@ pub mod engine;
 pub mod fsutil;
 pub mod gui;
 pub mod recovery;
+pub mod replica;
 pub mod scenario;
 pub mod topology;
 pub mod workspace;

@@ -1,0 +1,923 @@
+//! The replication data path (SPEC §6): delta files of changed blocks, written at a cut and
+//! applied to the replica images at publish.
+//!
+//! At a cycle's cut the engine takes the changed blocks of each source image from its
+//! [`DirtyTracker`](crate::disk::DirtyTracker) and [`write_delta`] copies them into a staging
+//! *delta file* at the recovery site; at publish [`apply_delta`] writes each delta into its
+//! replica image. A delta is fully validated before the image is touched, so a damaged or
+//! half-written delta never reaches a replica; applying a delta twice gives the same image,
+//! so a crash in mid-apply is rolled forward by applying it again. The initial full copy
+//! ships the [`nonzero_blocks`] of an image into a replica created sparse; after a crash that
+//! lost the tracking, [`differing_blocks`] against the last published replica rebuilds it.
+//!
+//! # Delta file format (version 1)
+//!
+//! Little-endian throughout:
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 8 | magic, ASCII `DRCDELTA` |
+//! | 4 | u32 format version, 1 |
+//! | 8 | u64 block count of the image the delta belongs to |
+//! | 8 | u64 number of runs |
+//! | per run: 8 | u64 first block of the run |
+//! | per run: 8 | u64 number of blocks in the run (at least 1) |
+//! | per run: 4096 × count | the run's blocks |
+//! | 4 | CRC-32 (IEEE, as zlib's `crc32`) of every byte before it |
+//!
+//! Runs are ascending and do not overlap, and lie inside the image. Writers put at most
+//! [`RUN_MAX_BLOCKS`] blocks in one run (one read of at most 256 KiB each); readers accept
+//! longer runs. The overhead is 32 bytes per delta and 16 bytes per run: a 1 % random
+//! change of a 1 GiB image (about 2621 mostly isolated blocks) ships about 1.004× the
+//! changed bytes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
+
+use crate::disk::{BLOCK_SIZE, DiskError, ImageFile};
+
+/// The first 8 bytes of every delta file.
+pub const DELTA_MAGIC: &[u8; 8] = b"DRCDELTA";
+/// The delta format version this module writes and reads.
+pub const DELTA_VERSION: u32 = 1;
+/// Largest single read or write (see `bench::IO_BYTES` for why not larger).
+const IO_BYTES: usize = 256 << 10;
+/// Most blocks [`write_delta`] puts in one run: one positional read each.
+pub const RUN_MAX_BLOCKS: u64 = (IO_BYTES / BLOCK_SIZE) as u64;
+/// Magic, version, block count, run count.
+const HEADER_BYTES: u64 = 8 + 4 + 8 + 8;
+/// First block and block count.
+const RUN_HEADER_BYTES: u64 = 16;
+const CRC_BYTES: u64 = 4;
+/// Bytes gathered before each write of the delta file.
+const OUT_BYTES: usize = 1 << 20;
+
+/// Why a delta could not be written or applied, or images not compared. Every variant names
+/// the file and the rule broken or the OS error.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("{path}: {op}: {source}")]
+    Io {
+        path: String,
+        /// What was being done ("reading the source image", ...).
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// Opening or creating an image failed (the message names the image).
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    /// The block list given to [`write_delta`] breaks a rule.
+    #[error("{path}: cannot write a delta of these blocks: {rule}")]
+    BlockList { path: String, rule: String },
+    #[error(
+        "cannot compare {a} ({a_blocks} blocks) with {b} ({b_blocks} blocks): the images differ in size"
+    )]
+    SizeMismatch {
+        a: String,
+        a_blocks: u64,
+        b: String,
+        b_blocks: u64,
+    },
+    /// The delta file is not a valid delta for this image; nothing was written.
+    #[error("{path}: not a valid delta: {rule}")]
+    BadDelta { path: String, rule: String },
+    #[error("{path}: the replica image has {found} blocks but the delta is for {expected} blocks")]
+    ImageSize {
+        path: String,
+        found: u64,
+        expected: u64,
+    },
+}
+
+/// What a delta holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeltaStats {
+    /// Blocks in the delta.
+    pub blocks: u64,
+    /// The delta file's size: the bytes shipped.
+    pub bytes: u64,
+}
+
+fn io_err<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(io::Error) -> ReplicaError + 'p {
+    move |source| ReplicaError::Io {
+        path: path.display().to_string(),
+        op,
+        source,
+    }
+}
+
+fn bad(path: &Path, rule: String) -> ReplicaError {
+    ReplicaError::BadDelta {
+        path: path.display().to_string(),
+        rule,
+    }
+}
+
+/// Fsyncs the directory holding `path`, so that a file just created there survives a crash.
+fn sync_parent(path: &Path) -> Result<(), ReplicaError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir, "syncing the directory"))
+}
+
+/// Splits an ascending, duplicate-free block list into runs of adjacent blocks of at most
+/// [`RUN_MAX_BLOCKS`]; an error names the first block that breaks the rules.
+fn runs_of(src: &ImageFile, blocks: &[u64]) -> Result<Vec<(u64, u64)>, ReplicaError> {
+    let fail = |rule: String| ReplicaError::BlockList {
+        path: src.path().display().to_string(),
+        rule,
+    };
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut prev: Option<u64> = None;
+    for (i, &b) in blocks.iter().enumerate() {
+        if b >= src.block_count() {
+            return Err(fail(format!(
+                "block {b} (entry {i}) is outside the image ({} blocks)",
+                src.block_count()
+            )));
+        }
+        if let Some(p) = prev
+            && b <= p
+        {
+            return Err(fail(format!(
+                "block {b} (entry {i}) follows block {p}: blocks must be ascending and distinct"
+            )));
+        }
+        prev = Some(b);
+        match runs.last_mut() {
+            Some((first, count)) if *first + *count == b && *count < RUN_MAX_BLOCKS => *count += 1,
+            _ => runs.push((b, 1)),
+        }
+    }
+    Ok(runs)
+}
+
+/// The delta file being written: bytes gathered in a buffer, CRC'd as they are written.
+struct DeltaOut<'p> {
+    file: File,
+    path: &'p Path,
+    buf: Vec<u8>,
+    crc: crc32fast::Hasher,
+    written: u64,
+}
+
+impl DeltaOut<'_> {
+    fn flush(&mut self) -> Result<(), ReplicaError> {
+        self.crc.update(&self.buf);
+        self.file
+            .write_all(&self.buf)
+            .map_err(io_err(self.path, "writing the delta"))?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Appends a run: its header, then its blocks read straight from `src` into the buffer.
+    fn put_run(&mut self, src: &ImageFile, first: u64, count: u64) -> Result<(), ReplicaError> {
+        self.put(&first.to_le_bytes());
+        self.put(&count.to_le_bytes());
+        let at = self.buf.len();
+        self.buf.resize(at + count as usize * BLOCK_SIZE, 0);
+        src.read_at(first * BLOCK_SIZE as u64, &mut self.buf[at..])
+            .map_err(io_err(src.path(), "reading the source image"))?;
+        if self.buf.len() >= OUT_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the CRC and fsyncs the file and its directory; returns the file's size.
+    fn finish(mut self) -> Result<u64, ReplicaError> {
+        self.flush()?;
+        let crc = self.crc.clone().finalize();
+        self.file
+            .write_all(&crc.to_le_bytes())
+            .map_err(io_err(self.path, "writing the delta"))?;
+        self.file
+            .sync_data()
+            .map_err(io_err(self.path, "syncing the delta"))?;
+        sync_parent(self.path)?;
+        Ok(self.written + CRC_BYTES)
+    }
+}
+
+/// Writes the listed blocks (ascending, deduplicated; error otherwise) of `src` to a new
+/// delta file at `path` (replacing any file there), fsynced with its directory. Adjacent
+/// blocks are coalesced into runs, and each run is read with one positional read of at most
+/// 256 KiB. On error the partial delta is removed.
+pub fn write_delta(
+    src: &ImageFile,
+    blocks: &[u64],
+    path: &Path,
+) -> Result<DeltaStats, ReplicaError> {
+    let runs = runs_of(src, blocks)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io_err(path, "creating the delta"))?;
+    let mut out = DeltaOut {
+        file,
+        path,
+        buf: Vec::with_capacity(OUT_BYTES + IO_BYTES + RUN_HEADER_BYTES as usize),
+        crc: crc32fast::Hasher::new(),
+        written: 0,
+    };
+    let result = (|| {
+        out.put(DELTA_MAGIC);
+        out.put(&DELTA_VERSION.to_le_bytes());
+        out.put(&src.block_count().to_le_bytes());
+        out.put(&(runs.len() as u64).to_le_bytes());
+        for &(first, count) in &runs {
+            out.put_run(src, first, count)?;
+        }
+        out.finish()
+    })();
+    match result {
+        Ok(bytes) => Ok(DeltaStats {
+            blocks: blocks.len() as u64,
+            bytes,
+        }),
+        Err(e) => {
+            // Best effort: a partial delta is invalid anyway (its CRC is missing).
+            let _ = std::fs::remove_file(path);
+            Err(e)
+        }
+    }
+}
+
+/// Reads a delta from start to end, checking every rule, and hands each run's blocks to
+/// `on_data` in pieces of at most [`IO_BYTES`] as (first block of the piece, bytes). The CRC
+/// is checked at the end, so a caller that must not act on a bad delta walks it twice.
+fn walk_delta(
+    path: &Path,
+    blocks: u64,
+    mut on_data: impl FnMut(u64, &[u8]) -> Result<(), ReplicaError>,
+) -> Result<DeltaStats, ReplicaError> {
+    let file = File::open(path).map_err(io_err(path, "opening the delta"))?;
+    let len = file
+        .metadata()
+        .map_err(io_err(path, "reading the delta's size"))?
+        .len();
+    let mut r = DeltaIn {
+        reader: BufReader::with_capacity(IO_BYTES, file),
+        path,
+        crc: crc32fast::Hasher::new(),
+        pos: 0,
+    };
+    if len < DELTA_MAGIC.len() as u64 {
+        return Err(bad(path, format!("{len} bytes is too short for a delta")));
+    }
+    let mut magic = [0u8; 8];
+    r.read(&mut magic)?;
+    if &magic != DELTA_MAGIC {
+        return Err(bad(
+            path,
+            format!(
+                "magic {:?} is not \"DRCDELTA\"",
+                String::from_utf8_lossy(&magic)
+            ),
+        ));
+    }
+    if len < HEADER_BYTES + CRC_BYTES {
+        return Err(bad(
+            path,
+            format!(
+                "truncated: {len} bytes is shorter than a header and CRC ({} bytes)",
+                HEADER_BYTES + CRC_BYTES
+            ),
+        ));
+    }
+    let version = r.u32()?;
+    if version != DELTA_VERSION {
+        return Err(bad(
+            path,
+            format!("version {version} is not supported (only {DELTA_VERSION})"),
+        ));
+    }
+    let image_blocks = r.u64()?;
+    if image_blocks != blocks {
+        return Err(bad(
+            path,
+            format!(
+                "it is for an image of {image_blocks} blocks, but the replica has {blocks} blocks"
+            ),
+        ));
+    }
+    let runs = r.u64()?;
+    let body_end = len - CRC_BYTES;
+    let mut next_free = 0u64; // the lowest block the next run may start at
+    let mut total = 0u64;
+    let mut piece = vec![0u8; IO_BYTES];
+    for i in 0..runs {
+        if r.pos + RUN_HEADER_BYTES > body_end {
+            return Err(bad(
+                path,
+                format!("truncated: {len} bytes ends inside the header of run {i} of {runs}"),
+            ));
+        }
+        let first = r.u64()?;
+        let count = r.u64()?;
+        let end = first.checked_add(count).filter(|&e| e <= blocks);
+        let Some(end) = end.filter(|_| count > 0) else {
+            return Err(bad(
+                path,
+                format!(
+                    "run {i} ({count} blocks from block {first}) is empty or outside the image ({blocks} blocks)"
+                ),
+            ));
+        };
+        if first < next_free {
+            return Err(bad(
+                path,
+                format!(
+                    "run {i} starts at block {first}, before the end of the previous run (block {next_free}): runs must be ascending and not overlap"
+                ),
+            ));
+        }
+        // count <= blocks, and the image's byte size fits in a u64.
+        let data = count * BLOCK_SIZE as u64;
+        if data > body_end - r.pos {
+            return Err(bad(
+                path,
+                format!("truncated: {len} bytes ends inside the blocks of run {i} of {runs}"),
+            ));
+        }
+        let mut at = first;
+        while at < end {
+            let n = (end - at).min(RUN_MAX_BLOCKS);
+            let bytes = &mut piece[..n as usize * BLOCK_SIZE];
+            r.read(bytes)?;
+            on_data(at, bytes)?;
+            at += n;
+        }
+        next_free = end;
+        total += count;
+    }
+    if r.pos != body_end {
+        return Err(bad(
+            path,
+            format!(
+                "{} bytes of garbage between the last run and the CRC",
+                body_end - r.pos
+            ),
+        ));
+    }
+    let computed = r.crc.clone().finalize();
+    let mut stored = [0u8; 4];
+    r.reader
+        .read_exact(&mut stored)
+        .map_err(io_err(path, "reading the delta"))?;
+    let stored = u32::from_le_bytes(stored);
+    if stored != computed {
+        return Err(bad(
+            path,
+            format!("CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"),
+        ));
+    }
+    Ok(DeltaStats {
+        blocks: total,
+        bytes: len,
+    })
+}
+
+/// The delta being read: every byte read goes into the CRC.
+struct DeltaIn<'p> {
+    reader: BufReader<File>,
+    path: &'p Path,
+    crc: crc32fast::Hasher,
+    pos: u64,
+}
+
+impl DeltaIn<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<(), ReplicaError> {
+        self.reader.read_exact(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                bad(
+                    self.path,
+                    format!("the file shrank while being read (at byte {})", self.pos),
+                )
+            } else {
+                io_err(self.path, "reading the delta")(e)
+            }
+        })?;
+        self.crc.update(buf);
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+
+    fn u32(&mut self) -> Result<u32, ReplicaError> {
+        let mut b = [0u8; 4];
+        self.read(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn u64(&mut self) -> Result<u64, ReplicaError> {
+        let mut b = [0u8; 8];
+        self.read(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
+/// Reads and fully validates the delta at `delta` (magic, version, header, runs in range and
+/// ascending, CRC) before touching the image, then writes its runs into the image at
+/// `image_path`, creating it sparse with `blocks` blocks if it is missing (an error if it
+/// exists with another size), and fsyncs it. Idempotent: a crash in mid-apply is rolled
+/// forward by applying the same delta again.
+pub fn apply_delta(
+    delta: &Path,
+    image_path: &Path,
+    blocks: u64,
+) -> Result<DeltaStats, ReplicaError> {
+    walk_delta(delta, blocks, |_, _| Ok(()))?;
+    let (image, created) = match ImageFile::open(image_path) {
+        Ok(img) => (img, false),
+        Err(DiskError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            (ImageFile::create(image_path, blocks)?, true)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if image.block_count() != blocks {
+        return Err(ReplicaError::ImageSize {
+            path: image_path.display().to_string(),
+            found: image.block_count(),
+            expected: blocks,
+        });
+    }
+    if created {
+        sync_parent(image_path)?;
+    }
+    let stats = walk_delta(delta, blocks, |first, data| {
+        image
+            .write_at(first * BLOCK_SIZE as u64, data)
+            .map_err(io_err(image_path, "writing the replica image"))
+    })?;
+    image
+        .sync()
+        .map_err(io_err(image_path, "syncing the replica image"))?;
+    Ok(stats)
+}
+
+fn is_zero(block: &[u8]) -> bool {
+    // A written block nearly always differs from zero in its first bytes; a zero block is
+    // ORed whole, which vectorizes.
+    block[..16].iter().all(|&b| b == 0) && block.iter().fold(0u8, |acc, &b| acc | b) == 0
+}
+
+/// Reads `img` front to back in reads of up to [`IO_BYTES`], handing each chunk to `f` with
+/// its first block.
+fn for_each_chunk(
+    img: &ImageFile,
+    op: &'static str,
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), ReplicaError>,
+) -> Result<(), ReplicaError> {
+    let mut buf = vec![0u8; IO_BYTES];
+    let blocks = img.block_count();
+    let mut first = 0;
+    while first < blocks {
+        let n = (blocks - first).min(RUN_MAX_BLOCKS);
+        let chunk = &mut buf[..n as usize * BLOCK_SIZE];
+        img.read_at(first * BLOCK_SIZE as u64, chunk)
+            .map_err(io_err(img.path(), op))?;
+        f(first, chunk)?;
+        first += n;
+    }
+    Ok(())
+}
+
+/// Every block of `img` that is not all zeros, ascending: what the initial full copy ships
+/// (the replica image is created sparse). Read in chunks of 256 KiB.
+pub fn nonzero_blocks(img: &ImageFile) -> Result<Vec<u64>, ReplicaError> {
+    let mut out = Vec::new();
+    for_each_chunk(img, "reading the image", |first, chunk| {
+        for (b, block) in (first..).zip(chunk.chunks_exact(BLOCK_SIZE)) {
+            if !is_zero(block) {
+                out.push(b);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The blocks whose content differs between `a` and `b`, ascending; the images must have
+/// the same block count. Used after a crash to rebuild the tracking against the last
+/// published replica. Read in chunks of 256 KiB.
+pub fn differing_blocks(a: &ImageFile, b: &ImageFile) -> Result<Vec<u64>, ReplicaError> {
+    if a.block_count() != b.block_count() {
+        return Err(ReplicaError::SizeMismatch {
+            a: a.path().display().to_string(),
+            a_blocks: a.block_count(),
+            b: b.path().display().to_string(),
+            b_blocks: b.block_count(),
+        });
+    }
+    let mut out = Vec::new();
+    let mut other = vec![0u8; IO_BYTES];
+    for_each_chunk(a, "reading the image", |first, chunk| {
+        let theirs = &mut other[..chunk.len()];
+        b.read_at(first * BLOCK_SIZE as u64, theirs)
+            .map_err(io_err(b.path(), "reading the image"))?;
+        let pairs = chunk
+            .chunks_exact(BLOCK_SIZE)
+            .zip(theirs.chunks_exact(BLOCK_SIZE));
+        for (blk, (x, y)) in (first..).zip(pairs) {
+            if x != y {
+                out.push(blk);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::{DirtyTracker, RawUuid, stamp_block};
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    const U: RawUuid = [7; 16];
+
+    fn stamp(img: &ImageFile, block: u64, seq: u64) {
+        let mut buf = [0u8; BLOCK_SIZE];
+        stamp_block(&U, block, seq, &mut buf);
+        img.write_block(block, &buf).expect("write");
+    }
+
+    /// A temp dir with `src.img` of `blocks` blocks, the listed blocks stamped with seq 1.
+    fn source(
+        blocks: u64,
+        written: impl IntoIterator<Item = u64>,
+    ) -> (tempfile::TempDir, ImageFile) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = ImageFile::create(&dir.path().join("src.img"), blocks).expect("create");
+        for b in written {
+            stamp(&img, b, 1);
+        }
+        (dir, img)
+    }
+
+    fn same_files(a: &Path, b: &Path) -> bool {
+        fs::read(a).expect("read") == fs::read(b).expect("read")
+    }
+
+    /// A delta built by hand, with a correct CRC unless the caller breaks it.
+    fn craft(version: u32, blocks: u64, runs: &[(u64, u64)], garbage: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(DELTA_MAGIC);
+        v.extend_from_slice(&version.to_le_bytes());
+        v.extend_from_slice(&blocks.to_le_bytes());
+        v.extend_from_slice(&(runs.len() as u64).to_le_bytes());
+        for &(first, count) in runs {
+            v.extend_from_slice(&first.to_le_bytes());
+            v.extend_from_slice(&count.to_le_bytes());
+            v.resize(v.len() + count as usize * BLOCK_SIZE, 0xAB);
+        }
+        v.extend_from_slice(garbage);
+        let crc = crc32fast::hash(&v);
+        v.extend_from_slice(&crc.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn tracked_cycles_round_trip_byte_identical() {
+        let blocks = 300;
+        let (dir, mut src) = source(blocks, (0..blocks).step_by(3));
+        let replica = dir.path().join("replica.img");
+        fs::copy(src.path(), &replica).expect("copy");
+        let tracker = Arc::new(DirtyTracker::new(blocks));
+        src.set_tracker(Some(Arc::clone(&tracker)));
+
+        // A long run (split at 64 blocks), isolated blocks, and the first and last block.
+        let changed: Vec<u64> = (10..150).chain([152, 154, 155, 0, 299]).collect();
+        for &b in changed.iter().rev() {
+            stamp(&src, b, 2);
+        }
+        let taken = tracker.take();
+        let mut expected = changed.clone();
+        expected.sort_unstable();
+        assert_eq!(taken, expected, "ascending, each once");
+        assert_eq!(tracker.count(), 0, "take clears");
+        assert!(!same_files(src.path(), &replica));
+
+        let delta = dir.path().join("cycle1.delta");
+        let stats = write_delta(&src, &taken, &delta).expect("write_delta");
+        // Runs: [0], [10..74), [74..138), [138..150), [152], [154, 155], [299].
+        let runs = 7;
+        assert_eq!(stats.blocks, taken.len() as u64);
+        assert_eq!(
+            stats.bytes,
+            HEADER_BYTES + runs * RUN_HEADER_BYTES + taken.len() as u64 * 4096 + CRC_BYTES
+        );
+        assert_eq!(fs::metadata(&delta).expect("meta").len(), stats.bytes);
+        let applied = apply_delta(&delta, &replica, blocks).expect("apply");
+        assert_eq!(applied, stats);
+        assert!(same_files(src.path(), &replica));
+
+        // Applying again changes nothing (roll-forward after a crash in mid-apply).
+        apply_delta(&delta, &replica, blocks).expect("apply again");
+        assert!(same_files(src.path(), &replica));
+
+        // A second cycle ships only what changed since the first.
+        src.write_at(200 * 4096 + 10, &[9u8; 5000])
+            .expect("write_at");
+        let taken = tracker.take();
+        assert_eq!(taken, vec![200, 201]);
+        let stats = write_delta(&src, &taken, &delta).expect("write_delta 2");
+        assert_eq!(
+            stats.bytes,
+            HEADER_BYTES + RUN_HEADER_BYTES + 2 * 4096 + CRC_BYTES
+        );
+        apply_delta(&delta, &replica, blocks).expect("apply 2");
+        assert!(same_files(src.path(), &replica));
+
+        // An empty cycle is a valid, header-only delta.
+        let stats = write_delta(&src, &[], &delta).expect("empty");
+        assert_eq!(
+            stats,
+            DeltaStats {
+                blocks: 0,
+                bytes: HEADER_BYTES + CRC_BYTES
+            }
+        );
+        apply_delta(&delta, &replica, blocks).expect("apply empty");
+        assert!(same_files(src.path(), &replica));
+    }
+
+    #[test]
+    fn half_applied_delta_is_rolled_forward() {
+        let (dir, src) = source(128, 0..128);
+        let replica = dir.path().join("replica.img");
+        fs::copy(src.path(), &replica).expect("copy");
+        let changed: Vec<u64> = (0..128).step_by(5).collect();
+        for &b in &changed {
+            stamp(&src, b, 3);
+        }
+        let delta = dir.path().join("d.delta");
+        write_delta(&src, &changed, &delta).expect("write");
+        // The crash: only the first few blocks landed.
+        let partial = ImageFile::open(&replica).expect("open");
+        let mut buf = [0u8; BLOCK_SIZE];
+        for &b in &changed[..4] {
+            src.read_block_at(b, &mut buf).expect("read");
+            partial.write_block(b, &buf).expect("write");
+        }
+        drop(partial);
+        apply_delta(&delta, &replica, 128).expect("roll forward");
+        assert!(same_files(src.path(), &replica));
+    }
+
+    #[test]
+    fn initial_full_copy_creates_a_sparse_replica() {
+        let blocks = 1024;
+        let written: Vec<u64> = [3, 4, 5, 100, 1023].into();
+        let (dir, src) = source(blocks, written.iter().copied());
+        assert_eq!(nonzero_blocks(&src).expect("scan"), written);
+        let delta = dir.path().join("full.delta");
+        let stats = write_delta(&src, &written, &delta).expect("write");
+        assert_eq!(stats.blocks, 5);
+        let replica = dir.path().join("sub").join("replica.img");
+        fs::create_dir(replica.parent().expect("parent")).expect("mkdir");
+        apply_delta(&delta, &replica, blocks).expect("apply");
+        assert!(same_files(src.path(), &replica));
+        let meta = fs::metadata(&replica).expect("meta");
+        assert_eq!(meta.len(), blocks * 4096);
+        assert!(
+            meta.blocks() * 512 <= 64 * 4096,
+            "replica not sparse: {} bytes allocated",
+            meta.blocks() * 512
+        );
+    }
+
+    #[test]
+    fn nonzero_and_differing_blocks_are_exact() {
+        // Over several read chunks, with a partial last chunk.
+        let blocks = 3 * RUN_MAX_BLOCKS + 7;
+        let (dir, a) = source(blocks, []);
+        assert!(nonzero_blocks(&a).expect("scan").is_empty());
+        // One non-zero byte anywhere in a block makes it non-zero.
+        a.write_at(70 * 4096 + 4095, &[1]).expect("write");
+        a.write_at(129 * 4096 + 2000, &[1]).expect("write");
+        stamp(&a, blocks - 1, 1);
+        assert_eq!(nonzero_blocks(&a).expect("scan"), vec![70, 129, blocks - 1]);
+
+        let b_path = dir.path().join("b.img");
+        fs::copy(a.path(), &b_path).expect("copy");
+        let b = ImageFile::open(&b_path).expect("open");
+        assert!(differing_blocks(&a, &b).expect("diff").is_empty());
+        b.write_at(0, &[5]).expect("write");
+        b.write_at(64 * 4096 - 1, &[5, 5]).expect("write"); // blocks 63 and 64
+        a.write_at(150 * 4096 + 17, &[9]).expect("write");
+        stamp(&b, blocks - 1, 2);
+        assert_eq!(
+            differing_blocks(&a, &b).expect("diff"),
+            vec![0, 63, 64, 150, blocks - 1]
+        );
+        assert_eq!(
+            differing_blocks(&b, &a).expect("diff"),
+            vec![0, 63, 64, 150, blocks - 1]
+        );
+
+        let c = ImageFile::create(&dir.path().join("c.img"), blocks + 1).expect("create");
+        let err = differing_blocks(&a, &c).expect_err("sizes");
+        let msg = err.to_string();
+        assert!(matches!(err, ReplicaError::SizeMismatch { .. }), "{msg}");
+        assert!(msg.contains("src.img") && msg.contains("c.img"), "{msg}");
+        assert!(msg.contains(&format!("{blocks} blocks")), "{msg}");
+    }
+
+    #[test]
+    fn bad_block_lists_are_refused_and_leave_no_delta() {
+        let (dir, src) = source(16, 0..16);
+        let delta = dir.path().join("d.delta");
+        for (list, rule) in [
+            (vec![1, 3, 2], "block 2 (entry 2) follows block 3"),
+            (vec![1, 3, 3], "block 3 (entry 2) follows block 3"),
+            (
+                vec![4, 16],
+                "block 16 (entry 1) is outside the image (16 blocks)",
+            ),
+        ] {
+            let err = write_delta(&src, &list, &delta).expect_err("bad list");
+            let msg = err.to_string();
+            assert!(matches!(err, ReplicaError::BlockList { .. }), "{msg}");
+            assert!(msg.contains("src.img") && msg.contains(rule), "{msg}");
+            assert!(!delta.exists());
+        }
+        let err = write_delta(&src, &[1], &dir.path().join("no/such/dir.delta"))
+            .expect_err("missing dir");
+        assert!(matches!(err, ReplicaError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("creating the delta"), "{err}");
+    }
+
+    /// Every broken delta is refused with a message naming the delta and the rule, and
+    /// neither an existing replica nor a missing one is touched.
+    #[test]
+    fn bad_deltas_are_refused_before_touching_the_image() {
+        let blocks = 64;
+        let (dir, src) = source(blocks, 0..blocks);
+        let good_path = dir.path().join("good.delta");
+        write_delta(&src, &[1, 2, 3, 40], &good_path).expect("write");
+        let good = fs::read(&good_path).expect("read");
+        let replica = dir.path().join("replica.img");
+        ImageFile::create(&replica, blocks).expect("create");
+        stamp(&ImageFile::open(&replica).expect("open"), 1, 9);
+        let before = fs::read(&replica).expect("read");
+        let missing = dir.path().join("missing.img");
+
+        let mut flipped = good.clone();
+        flipped[HEADER_BYTES as usize + 16 + 100] ^= 1;
+        let mut bad_crc = good.clone();
+        *bad_crc.last_mut().expect("byte") ^= 0x80;
+        let mut bad_magic = good.clone();
+        bad_magic[..8].copy_from_slice(b"DRCDELTX");
+        let len = good.len();
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("data flipped", flipped, "CRC mismatch"),
+            ("crc flipped", bad_crc, "CRC mismatch"),
+            ("magic", bad_magic, "magic \"DRCDELTX\" is not \"DRCDELTA\""),
+            ("empty", Vec::new(), "0 bytes is too short"),
+            ("cut in magic", good[..5].to_vec(), "5 bytes is too short"),
+            ("cut in header", good[..20].to_vec(), "truncated: 20 bytes"),
+            (
+                "cut in run header",
+                good[..40].to_vec(),
+                "inside the header of run 0 of 2",
+            ),
+            (
+                "cut in run data",
+                good[..len - 4 - 100].to_vec(),
+                "inside the blocks of run 1 of 2",
+            ),
+            (
+                "crc missing",
+                good[..len - 4].to_vec(),
+                "inside the blocks of run 1 of 2",
+            ),
+            (
+                "version",
+                craft(2, blocks, &[(1, 1)], &[]),
+                "version 2 is not supported",
+            ),
+            (
+                "wrong block count",
+                craft(1, blocks + 1, &[(1, 1)], &[]),
+                "for an image of 65 blocks, but the replica has 64 blocks",
+            ),
+            (
+                "run out of range",
+                craft(1, blocks, &[(1, 1), (63, 2)], &[]),
+                "run 1 (2 blocks from block 63) is empty or outside the image (64 blocks)",
+            ),
+            (
+                "run past u64",
+                craft(1, blocks, &[(u64::MAX, 1)], &[]),
+                "is empty or outside the image",
+            ),
+            (
+                "empty run",
+                craft(1, blocks, &[(5, 0)], &[]),
+                "run 0 (0 blocks from block 5) is empty",
+            ),
+            (
+                "descending runs",
+                craft(1, blocks, &[(10, 1), (4, 1)], &[]),
+                "run 1 starts at block 4, before the end of the previous run (block 11)",
+            ),
+            (
+                "overlapping runs",
+                craft(1, blocks, &[(10, 3), (12, 1)], &[]),
+                "run 1 starts at block 12, before the end of the previous run (block 13)",
+            ),
+            (
+                "trailing garbage",
+                craft(1, blocks, &[(1, 1)], &[0; 3]),
+                "3 bytes of garbage",
+            ),
+        ];
+        let path = dir.path().join("bad.delta");
+        for (name, bytes, rule) in cases {
+            fs::write(&path, &bytes).expect("write");
+            for target in [&replica, &missing] {
+                let err = apply_delta(&path, target, blocks).expect_err(name);
+                let msg = err.to_string();
+                assert!(
+                    matches!(err, ReplicaError::BadDelta { .. }),
+                    "{name}: {msg}"
+                );
+                assert!(
+                    msg.starts_with(&format!("{}: not a valid delta: ", path.display())),
+                    "{name}: {msg}"
+                );
+                assert!(msg.contains(rule), "{name}: {msg}");
+            }
+            assert_eq!(fs::read(&replica).expect("read"), before, "{name}");
+            assert!(!missing.exists(), "{name}");
+        }
+        // The crafted deltas are well-formed when nothing is broken.
+        fs::write(&path, craft(1, blocks, &[(10, 3), (13, 1)], &[])).expect("write");
+        assert_eq!(
+            apply_delta(&path, &missing, blocks).expect("apply").blocks,
+            4
+        );
+        let err = apply_delta(&dir.path().join("none.delta"), &replica, blocks).expect_err("none");
+        assert!(matches!(err, ReplicaError::Io { .. }), "{err}");
+        assert!(
+            err.to_string().contains("none.delta: opening the delta"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn replica_of_another_size_is_refused_untouched() {
+        let (dir, src) = source(32, 0..32);
+        let delta = dir.path().join("d.delta");
+        write_delta(&src, &[0, 1], &delta).expect("write");
+        let replica: PathBuf = dir.path().join("replica.img");
+        ImageFile::create(&replica, 16).expect("create");
+        let err = apply_delta(&delta, &replica, 16).expect_err("delta for 32 blocks");
+        assert!(matches!(err, ReplicaError::BadDelta { .. }), "{err}");
+        let err = apply_delta(&delta, &replica, 32).expect_err("image of 16 blocks");
+        let msg = err.to_string();
+        assert!(
+            matches!(
+                err,
+                ReplicaError::ImageSize {
+                    found: 16,
+                    expected: 32,
+                    ..
+                }
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(
+                "replica.img: the replica image has 16 blocks but the delta is for 32 blocks"
+            ),
+            "{msg}"
+        );
+        assert_eq!(fs::read(&replica).expect("read"), vec![0u8; 16 * 4096]);
+        fs::write(&replica, vec![0u8; 4096 * 32 + 1]).expect("write");
+        let err = apply_delta(&delta, &replica, 32).expect_err("ragged image");
+        assert!(
+            matches!(err, ReplicaError::Disk(DiskError::Truncated { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains("replica.img"), "{err}");
+    }
+}
