@@ -32,6 +32,12 @@
 //! Fairness with `cp` (see [`bench_copy`] for details): both copies read the same source from
 //! a warm page cache, neither is fsynced, and each output is deleted before the next timed
 //! phase; `cp` runs before and after the live copy and the faster of the two counts.
+//!
+//! The replication benchmark, `drconsole bench replicate --size-mib N --changed-pct P --json`
+//! ([`bench_replicate`]), times one incremental replication cycle of an image with P % of its
+//! blocks changed, exactly as the engine runs it per image (take the dirty blocks, write the
+//! delta into staging, apply it to the replica; see [`crate::replica`]), against
+//! `rsync --inplace --no-whole-file` of the same change.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -40,14 +46,16 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Barrier, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Barrier, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::disk::{
-    self, BLOCK_SIZE, Block, DiskError, Horizon, ImageFile, Journal, JournalEntry, RawUuid, VmDisk,
+    self, BLOCK_SIZE, Block, DirtyTracker, DiskError, Horizon, ImageFile, Journal, JournalEntry,
+    RawUuid, VmDisk,
 };
 use crate::engine::copy::{CopyCore, CopyMode, WriteRoute};
+use crate::replica::{self, ReplicaError};
 
 /// Mirrored writes allowed in flight before new ones wait (SPEC §5 default).
 pub const MIRROR_MAX_PENDING: usize = 16;
@@ -153,6 +161,30 @@ pub enum BenchError {
     },
     #[error("bench copy: the {0} thread panicked")]
     Panicked(&'static str),
+    #[error("bench replicate: {0}")]
+    Replicate(String),
+    #[error("{step}: {source}")]
+    Replica {
+        step: &'static str,
+        #[source]
+        source: ReplicaError,
+    },
+    #[error("running `rsync --inplace --no-whole-file {from} {to}`: {message}")]
+    Rsync {
+        from: String,
+        to: String,
+        message: String,
+    },
+    #[error(
+        "{what}: {image} differs from the source {source_image} in {count} blocks (first: block {first})"
+    )]
+    WrongCopy {
+        what: &'static str,
+        image: String,
+        source_image: String,
+        count: usize,
+        first: u64,
+    },
 }
 
 fn io_err<'p>(step: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> BenchError + 'p {
@@ -358,29 +390,43 @@ fn make_source(path: &Path, blocks: u64, uuid: &RawUuid) -> Result<ImageFile, Be
 
 /// Runs `cp from to` and returns its wall time in seconds; deletes `to` afterwards (untimed).
 fn run_cp(from: &Path, to: &Path) -> Result<f64, BenchError> {
-    let fail = |message: String| BenchError::Cp {
-        from: from.display().to_string(),
-        to: to.display().to_string(),
-        message,
-    };
+    let seconds =
+        time_command(Command::new("cp").arg(from).arg(to)).map_err(|message| BenchError::Cp {
+            from: from.display().to_string(),
+            to: to.display().to_string(),
+            message,
+        })?;
+    fs::remove_file(to).map_err(io_err("removing the cp copy", to))?;
+    Ok(seconds)
+}
+
+/// Runs a baseline command to its end and returns its wall time in seconds, process start
+/// included; a failure to start it or an unsuccessful exit is the message (with its stderr).
+fn time_command(cmd: &mut Command) -> Result<f64, String> {
     let start = Instant::now();
-    let out = Command::new("cp")
-        .arg(from)
-        .arg(to)
+    let out = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                format!(
+                    "{:?} is not installed (not found on PATH): {e}",
+                    cmd.get_program()
+                )
+            } else {
+                e.to_string()
+            }
+        })?;
     let seconds = start.elapsed().as_secs_f64();
     if !out.status.success() {
-        return Err(fail(format!(
+        return Err(format!(
             "{}: {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        ));
     }
-    fs::remove_file(to).map_err(io_err("removing the cp copy", to))?;
     Ok(seconds)
 }
 
@@ -800,6 +846,237 @@ fn guest(live: &Live<'_>, iops: u32, blocks: u64) -> GuestLog {
 }
 
 // ---------------------------------------------------------------------------------------
+// The replication benchmark
+// ---------------------------------------------------------------------------------------
+
+/// Seed of the replication benchmark's choice of changed blocks.
+const REPLICATE_SEED: u64 = 0x5EED_0000_0000_0002;
+
+/// What to benchmark: `bench replicate`.
+#[derive(Debug, Clone)]
+pub struct BenchReplicateArgs {
+    /// Image size in MiB (at least 1).
+    pub size_mib: u64,
+    /// Percentage of the 4 KiB blocks changed since the last cycle: more than 0, at most 100.
+    pub changed_pct: f64,
+    /// Where to put the images (in a fresh subdirectory, removed afterwards); default the
+    /// system temporary directory.
+    pub dir: Option<PathBuf>,
+}
+
+/// The replication benchmark's figures (the first three are the contract of
+/// `bench replicate --json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReplicateReport {
+    /// Wall time of one incremental cycle: take the dirty blocks, write the delta into
+    /// staging (fsynced), apply it to the replica (fsynced).
+    pub seconds: f64,
+    /// Size of the delta file.
+    pub bytes_shipped: u64,
+    /// Wall time of `rsync --inplace --no-whole-file` of the same change, process included.
+    pub rsync_seconds: f64,
+    pub changed_blocks: u64,
+    /// `changed_blocks` × 4096.
+    pub changed_bytes: u64,
+    /// `bytes_shipped / changed_bytes`.
+    pub shipped_ratio: f64,
+    /// `rsync_seconds / seconds`.
+    pub speedup: f64,
+    pub size_mib: u64,
+    pub changed_pct: f64,
+    /// The parts of `seconds`.
+    pub take_seconds: f64,
+    pub write_delta_seconds: f64,
+    pub apply_seconds: f64,
+    /// Both the replica and the rsync copy were byte-identical to the source afterwards.
+    pub identical: bool,
+}
+
+/// Runs the replication benchmark.
+///
+/// Steps, in a fresh subdirectory of `args.dir` (removed afterwards, also on error), all
+/// untimed but the two marked:
+/// 1. `src/disk0.img`: every block stamped (seq 1), fsynced, as for `bench copy`.
+/// 2. `dst/replica.img` (the last published replica) and `dst/rsync.img` (rsync's target):
+///    byte copies of it, fsynced; the rsync copy's mtime is set in the past so that rsync's
+///    quick check cannot skip it.
+/// 3. `changed_pct` % of the blocks (at least one), distinct and chosen by a seeded
+///    splitmix64, are stamped anew (seq 2) through the source [`ImageFile`] with a
+///    [`DirtyTracker`] attached, then the source is fsynced.
+/// 4. Fair warm-up: the source is compared with each copy in full, which reads all three
+///    files into the page cache (and checks that exactly the changed blocks differ).
+/// 5. Timed: one incremental cycle as the engine runs it per image: `tracker.take()`,
+///    [`replica::write_delta`] into `dst/staging/`, [`replica::apply_delta`] onto the
+///    replica. Both files are fsynced, as the engine must; rsync's output is not.
+/// 6. Timed: `rsync --inplace --no-whole-file src/disk0.img dst/rsync.img`, wall clock,
+///    process start included.
+/// 7. The replica and the rsync copy must both be byte-identical to the source: a wrong
+///    copy is an error.
+pub fn bench_replicate(args: &BenchReplicateArgs) -> Result<BenchReplicateReport, BenchError> {
+    run_replicate(args, false)
+}
+
+fn run_replicate(
+    args: &BenchReplicateArgs,
+    corrupt_replica: bool,
+) -> Result<BenchReplicateReport, BenchError> {
+    let bytes = args
+        .size_mib
+        .checked_mul(1 << 20)
+        .filter(|&b| b > 0 && b <= i64::MAX as u64)
+        .ok_or_else(|| {
+            BenchError::Replicate(format!(
+                "--size-mib must be at least 1 and fit in a file (got {})",
+                args.size_mib
+            ))
+        })?;
+    let pct = args.changed_pct;
+    if !(pct > 0.0 && pct <= 100.0) {
+        return Err(BenchError::Replicate(format!(
+            "--changed-pct must be more than 0 and at most 100 (got {pct})"
+        )));
+    }
+    let blocks = bytes / BLOCK_SIZE as u64;
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = WorkDir::create(&parent)?;
+    let src_path = work.src.join("disk0.img");
+    let replica_path = work.dst.join("replica.img");
+    let rsync_path = work.dst.join("rsync.img");
+    let staging = work.dst.join("staging");
+    let delta_path = staging.join("disk0.delta");
+    fs::create_dir(&staging).map_err(io_err("creating the staging directory", &staging))?;
+
+    let mut src = make_source(&src_path, blocks, &BENCH_UUID)?;
+    copy_synced(&src_path, &replica_path)?;
+    copy_synced(&src_path, &rsync_path)?;
+    fs::File::options()
+        .write(true)
+        .open(&rsync_path)
+        .and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_secs(1)))
+        .map_err(io_err("setting the rsync copy's mtime", &rsync_path))?;
+
+    let count = ((blocks as f64 * pct / 100.0).round() as u64).clamp(1, blocks);
+    let mut changed = distinct_blocks(blocks, count, REPLICATE_SEED);
+    let tracker = Arc::new(DirtyTracker::new(blocks));
+    src.set_tracker(Some(Arc::clone(&tracker)));
+    let mut buf: Block = [0; BLOCK_SIZE];
+    for &b in &changed {
+        disk::stamp_block(&BENCH_UUID, b, FILL_SEQ + 1, &mut buf);
+        src.write_block(b, &buf)
+            .map_err(io_err("changing the source image", &src_path))?;
+    }
+    src.sync()
+        .map_err(io_err("syncing the source image", &src_path))?;
+    changed.sort_unstable();
+    for (what, path) in [
+        ("the replica", &replica_path),
+        ("the rsync copy", &rsync_path),
+    ] {
+        let differ = compare_to_source(&src, path)?;
+        if differ != changed {
+            return Err(BenchError::Replicate(format!(
+                "setting up {what}: {} blocks differ from the source instead of the {} changed",
+                differ.len(),
+                changed.len()
+            )));
+        }
+    }
+
+    let replica_err = |step| move |source| BenchError::Replica { step, source };
+    let start = Instant::now();
+    let dirty = tracker.take();
+    let took = start.elapsed();
+    let shipped = replica::write_delta(&src, &dirty, &delta_path)
+        .map_err(replica_err("writing the delta"))?;
+    let written = start.elapsed();
+    replica::apply_delta(&delta_path, &replica_path, blocks)
+        .map_err(replica_err("applying the delta"))?;
+    let seconds = start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+
+    let rsync_seconds = time_command(
+        Command::new("rsync")
+            .args(["--inplace", "--no-whole-file"])
+            .arg(&src_path)
+            .arg(&rsync_path),
+    )
+    .map_err(|message| BenchError::Rsync {
+        from: src_path.display().to_string(),
+        to: rsync_path.display().to_string(),
+        message,
+    })?
+    .max(f64::MIN_POSITIVE);
+
+    if corrupt_replica {
+        ImageFile::open(&replica_path)
+            .map_err(disk_err("corrupting the replica"))?
+            .write_block(blocks / 2, &[0u8; BLOCK_SIZE])
+            .map_err(io_err("corrupting the replica", &replica_path))?;
+    }
+    for (what, path) in [("replication cycle", &replica_path), ("rsync", &rsync_path)] {
+        let differ = compare_to_source(&src, path)?;
+        if let Some(&first) = differ.first() {
+            return Err(BenchError::WrongCopy {
+                what,
+                image: path.display().to_string(),
+                source_image: src_path.display().to_string(),
+                count: differ.len(),
+                first,
+            });
+        }
+    }
+    drop(src);
+    drop(work);
+
+    let changed_bytes = count * BLOCK_SIZE as u64;
+    Ok(BenchReplicateReport {
+        seconds,
+        bytes_shipped: shipped.bytes,
+        rsync_seconds,
+        changed_blocks: count,
+        changed_bytes,
+        shipped_ratio: shipped.bytes as f64 / changed_bytes as f64,
+        speedup: rsync_seconds / seconds,
+        size_mib: args.size_mib,
+        changed_pct: pct,
+        take_seconds: took.as_secs_f64(),
+        write_delta_seconds: (written - took).as_secs_f64(),
+        apply_seconds: seconds - written.as_secs_f64(),
+        identical: true,
+    })
+}
+
+/// Copies an image byte for byte and fsyncs the copy, so its writeback does not land in a
+/// timed phase.
+fn copy_synced(from: &Path, to: &Path) -> Result<(), BenchError> {
+    fs::copy(from, to).map_err(io_err("copying the source image", to))?;
+    fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("syncing the copy", to))
+}
+
+/// The blocks of the image at `path` that differ from `src` (reading both in full).
+fn compare_to_source(src: &ImageFile, path: &Path) -> Result<Vec<u64>, BenchError> {
+    let copy = ImageFile::open_read_only(path).map_err(disk_err("opening a copy"))?;
+    replica::differing_blocks(src, &copy).map_err(|source| BenchError::Replica {
+        step: "comparing a copy with the source",
+        source,
+    })
+}
+
+/// `count` distinct blocks of `0..blocks` in a seeded random order: a partial
+/// Fisher-Yates shuffle driven by splitmix64.
+fn distinct_blocks(blocks: u64, count: u64, seed: u64) -> Vec<u64> {
+    let mut all: Vec<u64> = (0..blocks).collect();
+    let mut rng = seed;
+    for i in 0..count.min(blocks) {
+        let j = i + splitmix(&mut rng) % (blocks - i);
+        all.swap(i as usize, j as usize);
+    }
+    all.truncate(count.min(blocks) as usize);
+    all
+}
+
+// ---------------------------------------------------------------------------------------
 // Verification
 // ---------------------------------------------------------------------------------------
 
@@ -992,6 +1269,174 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("nope"), "{msg}");
+    }
+
+    fn replicate_args(dir: &Path, size_mib: u64, changed_pct: f64) -> BenchReplicateArgs {
+        BenchReplicateArgs {
+            size_mib,
+            changed_pct,
+            dir: Some(dir.to_path_buf()),
+        }
+    }
+
+    /// Needs rsync (CI installs it).
+    #[test]
+    fn replicate_ships_about_the_changed_bytes_and_both_copies_match() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = bench_replicate(&replicate_args(dir.path(), 8, 5.0)).expect("bench");
+        // 5 % of 2048 blocks.
+        assert_eq!(r.changed_blocks, 102);
+        assert_eq!(r.changed_bytes, 102 * 4096);
+        assert!(r.bytes_shipped > r.changed_bytes, "{r:?}");
+        assert!(r.bytes_shipped * 10 <= r.changed_bytes * 11, "{r:?}");
+        assert!((r.shipped_ratio - r.bytes_shipped as f64 / r.changed_bytes as f64).abs() < 1e-12);
+        assert!(r.identical);
+        assert!(r.seconds > 0.0 && r.rsync_seconds > 0.0, "{r:?}");
+        assert!(r.take_seconds + r.write_delta_seconds + r.apply_seconds <= r.seconds * 1.0001);
+        assert_eq!(fs::read_dir(dir.path()).expect("read_dir").count(), 0);
+
+        let json = serde_json::to_string(&r).expect("json");
+        let keys = ["\"seconds\":", "\"bytes_shipped\":", "\"rsync_seconds\":"];
+        let at: Vec<usize> = keys
+            .iter()
+            .map(|k| json.find(k).unwrap_or_else(|| panic!("{k} in {json}")))
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{json}");
+        assert!(json.starts_with("{\"seconds\":"), "{json}");
+        for k in [
+            "changed_blocks",
+            "changed_bytes",
+            "shipped_ratio",
+            "speedup",
+            "size_mib",
+        ] {
+            assert!(json.contains(&format!("\"{k}\":")), "{k} in {json}");
+        }
+
+        // Every block changed: one long run per 64 blocks, still exact.
+        let r = bench_replicate(&replicate_args(dir.path(), 1, 100.0)).expect("all");
+        assert_eq!(r.changed_blocks, 256);
+        assert_eq!(r.bytes_shipped, 28 + 4 * 16 + 256 * 4096 + 4);
+    }
+
+    #[test]
+    fn replicate_wrong_replica_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = run_replicate(&replicate_args(dir.path(), 1, 1.0), true).expect_err("corrupt");
+        let msg = err.to_string();
+        assert!(matches!(err, BenchError::WrongCopy { .. }), "{msg}");
+        assert!(
+            msg.starts_with("replication cycle: ") && msg.contains("dst/replica.img"),
+            "{msg}"
+        );
+        assert!(msg.contains("in 1 blocks (first: block 128)"), "{msg}");
+        assert_eq!(fs::read_dir(dir.path()).expect("read_dir").count(), 0);
+    }
+
+    #[test]
+    fn replicate_bad_arguments_are_clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (size, pct, part) in [
+            (0, 1.0, "--size-mib must be at least 1"),
+            (u64::MAX, 1.0, "--size-mib must be at least 1"),
+            (
+                1,
+                0.0,
+                "--changed-pct must be more than 0 and at most 100 (got 0)",
+            ),
+            (1, -3.0, "--changed-pct must be more than 0"),
+            (1, 100.5, "(got 100.5)"),
+            (1, f64::NAN, "(got NaN)"),
+        ] {
+            let err = bench_replicate(&replicate_args(dir.path(), size, pct)).expect_err(part);
+            let msg = err.to_string();
+            assert!(matches!(err, BenchError::Replicate(_)), "{msg}");
+            assert!(
+                msg.starts_with("bench replicate: ") && msg.contains(part),
+                "{msg}"
+            );
+        }
+        assert_eq!(fs::read_dir(dir.path()).expect("read_dir").count(), 0);
+    }
+
+    /// The command line: `drconsole bench replicate ... --json` prints the report, a bad
+    /// argument is an error for exit code 2.
+    #[test]
+    fn replicate_command_line() {
+        use crate::cli::{self, BenchCommand, Cli, Command};
+        use clap::Parser;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display().to_string();
+        let parse = |pct: &str| {
+            let argv = [
+                "drconsole",
+                "bench",
+                "replicate",
+                "--size-mib",
+                "2",
+                "--changed-pct",
+                pct,
+                "--dir",
+                &d,
+                "--json",
+            ];
+            Cli::try_parse_from(argv)
+                .expect("parses")
+                .command
+                .expect("command")
+        };
+        let command = parse("2.5");
+        assert!(
+            matches!(&command, Command::Bench(BenchCommand::Replicate(a)) if a.json && a.changed_pct == 2.5)
+        );
+        let mut out = Vec::new();
+        assert_eq!(cli::run(&command, &mut out).expect("runs"), 0);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["changed_blocks"], 13);
+        assert_eq!(v["size_mib"], 2);
+        assert_eq!(v["identical"], true);
+        assert!(v["seconds"].as_f64().is_some_and(|s| s > 0.0), "{v}");
+
+        let err = cli::run(&parse("0"), &mut Vec::new()).expect_err("zero");
+        assert!(
+            err.0.contains("--changed-pct must be more than 0"),
+            "{}",
+            err.0
+        );
+        assert!(
+            Cli::try_parse_from(["drconsole", "bench", "replicate", "--size-mib", "1"]).is_err()
+        );
+    }
+
+    #[test]
+    fn distinct_blocks_are_distinct_seeded_and_in_range() {
+        let a = distinct_blocks(1000, 300, 7);
+        assert_eq!(a, distinct_blocks(1000, 300, 7));
+        assert_ne!(a, distinct_blocks(1000, 300, 8));
+        let mut s = a.clone();
+        s.sort_unstable();
+        s.dedup();
+        assert_eq!(s.len(), 300);
+        assert!(s.iter().all(|&b| b < 1000));
+        let mut all = distinct_blocks(50, 50, 1);
+        all.sort_unstable();
+        assert_eq!(all, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn missing_baseline_program_is_named() {
+        let msg =
+            time_command(&mut Command::new("drconsole-no-such-program")).expect_err("missing");
+        assert!(
+            msg.contains("\"drconsole-no-such-program\" is not installed"),
+            "{msg}"
+        );
+        let msg = time_command(Command::new("sh").args(["-c", "echo oops >&2; exit 3"]))
+            .expect_err("fails");
+        assert!(
+            msg.contains("exit status: 3") && msg.contains("oops"),
+            "{msg}"
+        );
     }
 
     #[test]
