@@ -126,12 +126,25 @@ pub fn elect(uuid: &str, vm: Option<&str>, instances: Vec<Candidate>) -> Electio
 /// works on what a real disaster leaves; changes nothing.
 pub fn scan_and_elect(ws: &Workspace) -> Result<Vec<Election>, WorkspaceError> {
     let t = ws.topology();
-    let mut found: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
-    for ds in t
+    let all: Vec<String> = t
         .datastores
         .iter()
         .filter(|d| t.site_role(&d.site) == Some(SiteRole::Recovery))
-    {
+        .map(|d| d.id.clone())
+        .collect();
+    scan_and_elect_in(ws, &all, |_| true)
+}
+
+/// The election over the replica datastores `datastores` only (a failover's scope), for
+/// every topology VM `want` accepts and every other uuid found there, sorted by uuid.
+pub fn scan_and_elect_in(
+    ws: &Workspace,
+    datastores: &[String],
+    want: impl Fn(&crate::topology::Vm) -> bool,
+) -> Result<Vec<Election>, WorkspaceError> {
+    let t = ws.topology();
+    let mut found: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+    for ds in t.datastores.iter().filter(|d| datastores.contains(&d.id)) {
         for inst in ws.list_instances(&ds.id)? {
             let marks = inst.config.migration.as_ref();
             found
@@ -149,7 +162,9 @@ pub fn scan_and_elect(ws: &Workspace) -> Result<Vec<Election>, WorkspaceError> {
     let mut vm_of: BTreeMap<String, &str> = BTreeMap::new();
     for vm in &t.vms {
         vm_of.insert(vm.uuid.to_ascii_lowercase(), &vm.id);
-        found.entry(vm.uuid.to_ascii_lowercase()).or_default();
+        if want(vm) {
+            found.entry(vm.uuid.to_ascii_lowercase()).or_default();
+        }
     }
     Ok(found
         .into_iter()
@@ -158,6 +173,47 @@ pub fn scan_and_elect(ws: &Workspace) -> Result<Vec<Election>, WorkspaceError> {
             elect(&uuid, vm, instances)
         })
         .collect())
+}
+
+/// Why the election decided as it did, in a sentence for the operator.
+pub fn explain(e: &Election) -> String {
+    let marks = |c: &Candidate| match (c.source, c.target, c.completed) {
+        (true, _, true) => "source of a completed migration",
+        (true, _, false) => "source of a migration in progress",
+        (_, true, true) => "completed migration target",
+        (_, true, false) => "migration target still copying",
+        _ => "no migration marks",
+    };
+    let n = e.instances.len();
+    match (e.error, &e.recover_from) {
+        (Some(ElectionError::NoInstance), _) if n == 0 => {
+            "no instance of this VM on the replicas in scope: it cannot be recovered".into()
+        }
+        (Some(ElectionError::NoInstance), _) => {
+            "only in-progress migration targets were found (partial copies): nothing to recover".into()
+        }
+        (Some(ElectionError::Ambiguous), _) if n > 2 => {
+            format!("{n} instances found: more than two is ambiguous, nothing is recovered")
+        }
+        (Some(ElectionError::Ambiguous), _) => {
+            "two instances and neither is a completed target: ambiguous, nothing is recovered".into()
+        }
+        (Some(ElectionError::Incomplete), _) => {
+            "the only instance is a migration target whose copy had not finished: its disk is partial".into()
+        }
+        (None, Some(path)) => {
+            let winner = e.instances.iter().find(|c| &c.path == path);
+            let what = winner.map_or("instance", marks);
+            if n == 1 {
+                format!("the only instance ({what}) wins")
+            } else if winner.is_some_and(|c| c.completed_target()) {
+                format!("the {what} wins over the other copy")
+            } else {
+                format!("the {what} wins; the partial target is dropped")
+            }
+        }
+        (None, None) => String::new(),
+    }
 }
 
 #[cfg(test)]

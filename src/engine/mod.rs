@@ -8,24 +8,33 @@
 //! line, every copy run a large read and write.
 
 pub mod copy;
+mod failover;
 mod migration;
+mod replication;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::disk::{
-    self, BLOCK_SIZE, Block, BlockContent, BlockRead, Horizon, ImageFile, JournalEntry,
-    JournalWriter, RawUuid, VmDisk, VmVerify,
+    self, BLOCK_SIZE, Block, BlockContent, BlockRead, DirtyTracker, Horizon, ImageFile, Journal,
+    JournalEntry, JournalWriter, RawUuid, VmDisk, VmVerify,
 };
 use crate::dr::{self, Rating};
-use crate::topology::{SiteRole, Topology};
+use crate::topology::Topology;
 use crate::workspace::{MigrationMarks, Workspace, WorkspaceError};
 use copy::{CopyCore, CopyMode, Direction, WriteRoute};
+pub use failover::{FailoverKind, FailoverPlan, FailoverReport, FailoverState, PlanVm, VmResult};
+use failover::{PendingFailover, RecoveredVm};
 pub use migration::Phase;
 use migration::{Migration, MigrationRecord, RoutedReader};
+use replication::{GroupRt, GroupSaved};
+pub use replication::{
+    GroupSpec, GroupState, GroupView, Pair, PublishedPoint, groups_of, human_bytes,
+};
 
 /// Simulated time in microseconds since the workspace was created.
 pub type SimTime = u64;
@@ -59,6 +68,13 @@ pub struct EngineOptions {
     pub run_bytes: u64,
     /// Mirrored writes allowed in flight before new ones wait (default 16).
     pub mirror_max_pending: usize,
+    /// How often the recovery manager's location metadata is replicated (default 5 min).
+    #[serde(default = "default_metadata_minutes")]
+    pub metadata_interval_minutes: f64,
+}
+
+fn default_metadata_minutes() -> f64 {
+    5.0
 }
 
 impl Default for EngineOptions {
@@ -68,6 +84,7 @@ impl Default for EngineOptions {
             data_block_bytes: 64 * 1024,
             run_bytes: 1024 * 1024,
             mirror_max_pending: 16,
+            metadata_interval_minutes: default_metadata_minutes(),
         }
     }
 }
@@ -78,6 +95,10 @@ impl EngineOptions {
         let db = (self.data_block_bytes / BLOCK_SIZE as u64).max(1);
         let want = (self.run_bytes / BLOCK_SIZE as u64).max(1);
         want.div_ceil(db) * db
+    }
+
+    fn metadata_interval(&self) -> SimTime {
+        from_minutes(self.metadata_interval_minutes).max(SECOND)
     }
 }
 
@@ -96,6 +117,28 @@ pub enum Command {
     CancelMigration {
         vm: String,
     },
+    /// A replication cycle of the datastore's group, at once.
+    ReplicateNow {
+        datastore: String,
+    },
+    PauseReplication {
+        datastore: String,
+    },
+    ResumeReplication {
+        datastore: String,
+    },
+    LinkDown,
+    LinkUp,
+    /// Everything at the site stops at once.
+    Disaster {
+        site: String,
+    },
+    Failover {
+        protection_groups: Vec<String>,
+        kind: FailoverKind,
+    },
+    /// Removes a test failover's isolated copies.
+    CleanupTestFailover,
 }
 
 /// How a command ended when it did not fail.
@@ -112,6 +155,8 @@ pub enum EngineError {
     Workspace(#[from] WorkspaceError),
     #[error(transparent)]
     Disk(#[from] disk::DiskError),
+    #[error(transparent)]
+    Replica(#[from] crate::replica::ReplicaError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -148,6 +193,16 @@ pub enum EngineError {
     },
     #[error("{file}: {message}")]
     State { file: String, message: String },
+    #[error("datastore {0:?} does not exist")]
+    NoSuchDatastore(String),
+    #[error("datastore {0:?} is not replicated (no replication group)")]
+    NotReplicated(String),
+    #[error("replication: {0}")]
+    Replication(String),
+    #[error("failover: {0}")]
+    Failover(String),
+    #[error("VM {vm:?} is down: its site {site:?} was lost or it was stopped for a failover")]
+    VmDown { vm: String, site: String },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
@@ -200,6 +255,12 @@ pub struct VmView {
     pub datastore: String,
     pub instance: String,
     pub running: bool,
+    pub site: String,
+    pub host: String,
+    /// Stopped by a disaster or a failover.
+    pub down: bool,
+    /// Running at the recovery site after a failover.
+    pub recovered: bool,
     pub writes: u64,
     pub reads: u64,
     /// Reads that did not return the last write (must stay 0).
@@ -217,6 +278,12 @@ pub struct Snapshot {
     /// Recent guest write latencies: (time, vm index, latency in µs).
     #[serde(skip)]
     pub latencies: Vec<(SimTime, usize, u64)>,
+    pub groups: Vec<GroupView>,
+    pub link_up: bool,
+    pub sites_down: Vec<String>,
+    /// The latest failover, if any.
+    pub failover: Option<FailoverReport>,
+    pub test_failover_up: bool,
 }
 
 /// Persisted in `state/engine.ron`.
@@ -226,6 +293,28 @@ struct EngineState {
     workloads_on: bool,
     next_migration: u64,
     options: EngineOptions,
+    #[serde(default)]
+    groups: BTreeMap<String, GroupSaved>,
+    #[serde(default = "yes")]
+    link_up: bool,
+    /// Lost sites and when.
+    #[serde(default)]
+    sites_down: BTreeMap<String, SimTime>,
+    #[serde(default)]
+    recovered: BTreeMap<String, RecoveredVm>,
+    /// VMs stopped (by a planned failover in progress).
+    #[serde(default)]
+    stopped: Vec<String>,
+    #[serde(default)]
+    failovers: Vec<FailoverReport>,
+    #[serde(default)]
+    pending_failover: Option<PendingFailover>,
+    #[serde(default)]
+    test_dir: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where each VM lives, per the recovery manager (`state/locations.ron`).
@@ -258,6 +347,9 @@ struct GuestOp {
 enum Ev {
     RunDone,
     MirrorLand,
+    Publish,
+    Cut,
+    Metadata,
     GuestWrite,
     GuestRead,
 }
@@ -277,6 +369,11 @@ struct VmRt {
     write_iops: u32,
     read_iops: u32,
     rng: u64,
+    host: String,
+    /// Stopped: its site was lost, or a failover stopped it.
+    down: bool,
+    /// Where a failover brought it up.
+    recovered: Option<RecoveredVm>,
     /// Bumped to drop queued guest events (workloads stopped).
     guest_gen: u64,
     /// Bumped to drop queued run events (a run abandoned by a cancel).
@@ -293,7 +390,6 @@ struct VmRt {
 
 struct SiteIo {
     journal: JournalWriter,
-    next_seq: u64,
 }
 
 pub struct Engine {
@@ -304,9 +400,21 @@ pub struct Engine {
     next_migration: u64,
     vms: Vec<VmRt>,
     sites: BTreeMap<String, SiteIo>,
+    /// The next guest write's seq: one sequence for all sites, so a VM's history stays
+    /// ordered across a failover.
+    next_seq: u64,
     queue: BinaryHeap<Queued>,
     log: Vec<LogLine>,
     latencies: VecDeque<(SimTime, usize, u64)>,
+    groups: Vec<GroupRt>,
+    /// Change tracking of every image on a replicated datastore, by path.
+    trackers: HashMap<PathBuf, Arc<DirtyTracker>>,
+    link_up: bool,
+    sites_down: BTreeMap<String, SimTime>,
+    failovers: Vec<FailoverReport>,
+    pending_failover: Option<PendingFailover>,
+    test_dir: Option<PathBuf>,
+    metadata_gen: u64,
 }
 
 /// How many recent write latencies the snapshot carries.
@@ -376,6 +484,24 @@ impl Engine {
             workloads_on: false,
             next_migration: 1,
             options: opts,
+            groups: replication::groups_of(topology)
+                .into_iter()
+                .map(|g| {
+                    let saved = GroupSaved {
+                        // The first cycle (the initial full copy) cuts at time 0.
+                        next_cut: Some(0),
+                        ..GroupSaved::default()
+                    };
+                    (g.key, saved)
+                })
+                .collect(),
+            link_up: true,
+            sites_down: BTreeMap::new(),
+            recovered: BTreeMap::new(),
+            stopped: Vec::new(),
+            failovers: Vec::new(),
+            pending_failover: None,
+            test_dir: None,
         };
         write_ron(&ws.state_dir().join("engine.ron"), &state)?;
         let locations = Locations {
@@ -444,25 +570,41 @@ impl Engine {
 
         // Journals: drop a cut-short last line, learn each site's last seq and each VM's
         // last write to every block (the guests' oracle).
+        // Every site has a journal: a recovery site's fills after a failover.
         let mut journals = BTreeMap::new();
-        for site in topo.sites.iter().filter(|s| s.role == SiteRole::Protected) {
+        for site in &topo.sites {
             let path = ws.journal_path(&site.id);
             repair_journal_tail(&path)?;
             journals.insert(site.id.clone(), disk::read_journal(&path)?);
         }
+        let next_seq = journals.values().map(|j| j.last_seq).max().unwrap_or(0) + 1;
 
         let mut vms = Vec::new();
         for vm in &topo.vms {
             let ds = topo
                 .datastore(&vm.datastore)
                 .ok_or_else(|| EngineError::NoSuchVm(vm.id.clone()))?;
-            let instance = locations
-                .vms
-                .get(&vm.id)
-                .filter(|l| l.datastore == vm.datastore)
-                .map(|l| l.instance.clone())
-                .unwrap_or_else(|| vm.id.clone());
-            let dir = ws.datastore_dir(&ds.id)?.join(&instance);
+            let recovered = state.recovered.get(&vm.id).cloned();
+            let (site, datastore, instance, host) = match &recovered {
+                Some(r) => (
+                    r.site.clone(),
+                    r.datastore.clone(),
+                    r.instance.clone(),
+                    r.host.clone(),
+                ),
+                None => (
+                    ds.site.clone(),
+                    ds.id.clone(),
+                    locations
+                        .vms
+                        .get(&vm.id)
+                        .filter(|l| l.datastore == vm.datastore)
+                        .map(|l| l.instance.clone())
+                        .unwrap_or_else(|| vm.id.clone()),
+                    vm.host.clone(),
+                ),
+            };
+            let dir = ws.datastore_dir(&datastore)?.join(&instance);
             let uuid = disk::raw_uuid(&vm.uuid).ok_or_else(|| EngineError::State {
                 file: "topology.ron".into(),
                 message: format!("VM {:?}: bad uuid", vm.id),
@@ -478,20 +620,23 @@ impl Engine {
                 });
             }
             let mut last_seq = vec![0; blocks as usize];
-            if let Some(j) = journals.get(&ds.site) {
-                for e in j.entries.iter().filter(|e| e.uuid == uuid) {
-                    if let Some(s) = last_seq.get_mut(e.block as usize) {
-                        *s = e.seq;
-                    }
+            for e in history(&journals, &site, recovered.as_ref(), &uuid).entries {
+                if let Some(s) = last_seq.get_mut(e.block as usize) {
+                    *s = e.seq;
                 }
             }
             let w = vm.workload.clone();
+            let down = recovered.is_none()
+                && (state.sites_down.contains_key(&site) || state.stopped.contains(&vm.id));
             vms.push(VmRt {
                 id: vm.id.clone(),
                 uuid,
-                site: ds.site.clone(),
-                datastore: ds.id.clone(),
+                site,
+                datastore,
                 instance,
+                host,
+                down,
+                recovered,
                 dir,
                 image,
                 blocks,
@@ -511,12 +656,11 @@ impl Engine {
         }
 
         let mut sites = BTreeMap::new();
-        for (site, j) in &journals {
+        for site in journals.keys() {
             sites.insert(
                 site.clone(),
                 SiteIo {
                     journal: JournalWriter::open(&ws.journal_path(site))?,
-                    next_seq: j.last_seq + 1,
                 },
             );
         }
@@ -529,14 +673,27 @@ impl Engine {
             next_migration: state.next_migration,
             vms,
             sites,
+            next_seq,
             queue: BinaryHeap::new(),
             log: Vec::new(),
             latencies: VecDeque::new(),
+            groups: Vec::new(),
+            trackers: HashMap::new(),
+            link_up: state.link_up,
+            sites_down: state.sites_down.clone(),
+            failovers: state.failovers.clone(),
+            pending_failover: state.pending_failover.clone(),
+            test_dir: state.test_dir.clone(),
+            metadata_gen: 0,
         };
         engine.recover_migrations()?;
         if !was_clean {
             engine.journal_in_flight_writes()?;
         }
+        engine.start_replication(&state.groups)?;
+        engine.attach_trackers()?;
+        let first = engine.now + engine.opts.metadata_interval();
+        engine.queue.push(Reverse((first, Ev::Metadata, 0, 0)));
         if state.workloads_on {
             engine.start_workloads();
         }
@@ -548,9 +705,10 @@ impl Engine {
     fn journal_in_flight_writes(&mut self) -> Result<(), EngineError> {
         for i in 0..self.vms.len() {
             let site = self.vms[i].site.clone();
-            let Some(next) = self.sites.get(&site).map(|s| s.next_seq) else {
+            let next = self.next_seq;
+            if !self.sites.contains_key(&site) {
                 continue;
-            };
+            }
             let vm = &self.vms[i];
             let mut images: Vec<&ImageFile> = vec![&vm.image];
             if let Some(m) = &vm.migration {
@@ -573,7 +731,7 @@ impl Engine {
                         block,
                     })
                     .map_err(io_err("appending to the journal"))?;
-                io.next_seq += 1;
+                self.next_seq += 1;
                 self.vms[i].last_seq[block as usize] = next;
                 let id = self.vms[i].id.clone();
                 self.info(format!(
@@ -602,6 +760,10 @@ impl Engine {
             let Some(i) = self.vm_index(&rec.vm) else {
                 continue;
             };
+            if self.vms[i].down || self.vms[i].recovered.is_some() {
+                // Its site is lost: the migration stays frozen where the disaster left it.
+                continue;
+            }
             let src_dir = self.ws.datastore_dir(&rec.from)?.join(&rec.source_instance);
             let dst_dir = self.ws.datastore_dir(&rec.to)?.join(&rec.target_instance);
             match rec.phase {
@@ -695,6 +857,27 @@ impl Engine {
                 workloads_on: self.workloads_on,
                 next_migration: self.next_migration,
                 options: self.opts.clone(),
+                groups: self
+                    .groups
+                    .iter()
+                    .map(|g| (g.spec.key.clone(), g.saved.clone()))
+                    .collect(),
+                link_up: self.link_up,
+                sites_down: self.sites_down.clone(),
+                recovered: self
+                    .vms
+                    .iter()
+                    .filter_map(|v| v.recovered.clone().map(|r| (v.id.clone(), r)))
+                    .collect(),
+                stopped: self
+                    .vms
+                    .iter()
+                    .filter(|v| v.down && v.recovered.is_none())
+                    .map(|v| v.id.clone())
+                    .collect(),
+                failovers: self.failovers.clone(),
+                pending_failover: self.pending_failover.clone(),
+                test_dir: self.test_dir.clone(),
             },
         )
     }
@@ -754,6 +937,21 @@ impl Engine {
                 confirm,
             } => self.migrate(&vm, &to, mode, confirm)?,
             Command::CancelMigration { vm } => self.cancel(&vm)?,
+            Command::ReplicateNow { datastore } => self.replicate_now(&datastore)?,
+            Command::PauseReplication { datastore } => {
+                Outcome::Done(self.pause_replication(&datastore, true)?)
+            }
+            Command::ResumeReplication { datastore } => {
+                Outcome::Done(self.pause_replication(&datastore, false)?)
+            }
+            Command::LinkDown => Outcome::Done(self.set_link(false)?),
+            Command::LinkUp => Outcome::Done(self.set_link(true)?),
+            Command::Disaster { site } => self.disaster(&site)?,
+            Command::Failover {
+                protection_groups,
+                kind,
+            } => self.failover(protection_groups, kind)?,
+            Command::CleanupTestFailover => self.cleanup_test()?,
         };
         self.persist_state()?;
         Ok(out)
@@ -764,24 +962,32 @@ impl Engine {
             return;
         }
         self.workloads_on = true;
-        let now = self.now;
         for i in 0..self.vms.len() {
-            let vm = &mut self.vms[i];
-            vm.guest_gen += 1;
-            let gen_ = vm.guest_gen;
-            // A random phase so guests do not all fire at once.
-            for (iops, ev) in [
-                (vm.write_iops, Ev::GuestWrite),
-                (vm.read_iops, Ev::GuestRead),
-            ] {
-                if iops > 0 {
-                    let interval = SECOND / u64::from(iops);
-                    let phase = splitmix(&mut vm.rng) % interval.max(1);
-                    self.queue.push(Reverse((now + phase, ev, i, gen_)));
-                }
-            }
+            self.start_guest(i);
         }
         self.info("Guests started".into());
+    }
+
+    /// Starts VM `i`'s guest I/O if workloads are on and the VM is up.
+    fn start_guest(&mut self, i: usize) {
+        if !self.workloads_on || self.vms[i].down {
+            return;
+        }
+        let now = self.now;
+        let vm = &mut self.vms[i];
+        vm.guest_gen += 1;
+        let gen_ = vm.guest_gen;
+        // A random phase so guests do not all fire at once.
+        for (iops, ev) in [
+            (vm.write_iops, Ev::GuestWrite),
+            (vm.read_iops, Ev::GuestRead),
+        ] {
+            if iops > 0 {
+                let interval = SECOND / u64::from(iops);
+                let phase = splitmix(&mut vm.rng) % interval.max(1);
+                self.queue.push(Reverse((now + phase, ev, i, gen_)));
+            }
+        }
     }
 
     fn stop_workloads(&mut self) {
@@ -837,6 +1043,7 @@ impl Engine {
         let i = self
             .vm_index(vm)
             .ok_or_else(|| EngineError::NoSuchVm(vm.into()))?;
+        self.check_up(i)?;
         if self.vms[i].migration.is_some() {
             return Err(EngineError::AlreadyMigrating(vm.into()));
         }
@@ -955,6 +1162,7 @@ impl Engine {
             Err(e) => return Err(undo(self, e)),
         };
         self.vms[i].migration = Some(Box::new(m));
+        self.attach_trackers()?;
         let now = self.now;
         self.start_next_run(i, now)?;
         let msg = format!(
@@ -971,6 +1179,7 @@ impl Engine {
         let i = self
             .vm_index(vm)
             .ok_or_else(|| EngineError::NoSuchVm(vm.into()))?;
+        self.check_up(i)?;
         let Some(m) = self.vms[i].migration.as_mut() else {
             return Err(EngineError::NotMigrating(vm.into()));
         };
@@ -1001,6 +1210,17 @@ impl Engine {
         );
         self.info(msg.clone());
         Ok(Outcome::Done(msg))
+    }
+
+    /// Commands on a VM need it running.
+    fn check_up(&self, i: usize) -> Result<(), EngineError> {
+        if self.vms[i].down {
+            return Err(EngineError::VmDown {
+                vm: self.vms[i].id.clone(),
+                site: self.vms[i].site.clone(),
+            });
+        }
+        Ok(())
     }
 
     fn write_record(&self, rec: &MigrationRecord) -> Result<(), EngineError> {
@@ -1185,7 +1405,9 @@ impl Engine {
             v.datastore = rec.to.clone();
         }
         self.ws.save_topology(&topo)?;
-        let image = ImageFile::open(&dst_dir.join("disk0.img"))?;
+        let mut image = ImageFile::open(&dst_dir.join("disk0.img"))?;
+        let tracker = self.tracker_for(&rec.to, image.path())?;
+        image.set_tracker(tracker);
         let vm = &mut self.vms[i];
         vm.datastore = rec.to.clone();
         vm.instance = rec.target_instance.clone();
@@ -1333,7 +1555,7 @@ impl Engine {
                 file: "journal".into(),
                 message: format!("site {:?} has no journal", vm.site),
             })?;
-        let seq = io.next_seq;
+        let seq = self.next_seq;
         let mut buf: Block = [0; BLOCK_SIZE];
         disk::stamp_block(&vm.uuid, block, seq, &mut buf);
         let img = match (&target, vm.migration.as_ref()) {
@@ -1354,7 +1576,7 @@ impl Engine {
                 block,
             })
             .map_err(io_err("appending to the journal"))?;
-        io.next_seq += 1;
+        self.next_seq += 1;
         vm.last_seq[block as usize] = seq;
         vm.writes += 1;
         if let (Target::SrcMirror, Some(m)) = (&target, vm.migration.as_mut()) {
@@ -1430,8 +1652,11 @@ impl Engine {
                     }
                 }
                 Ev::MirrorLand => self.on_mirror_land(i, t)?,
+                Ev::Publish => self.on_publish(i, gen_)?,
+                Ev::Cut => self.on_cut(i, gen_)?,
+                Ev::Metadata => self.on_metadata(gen_)?,
                 Ev::GuestWrite | Ev::GuestRead => {
-                    if !self.workloads_on || gen_ != self.vms[i].guest_gen {
+                    if !self.workloads_on || gen_ != self.vms[i].guest_gen || self.vms[i].down {
                         continue;
                     }
                     let vm = &self.vms[i];
@@ -1461,6 +1686,7 @@ impl Engine {
             }
         }
         self.now = self.now.max(until);
+        self.check_rpo_alarms();
         Ok(())
     }
 
@@ -1497,6 +1723,11 @@ impl Engine {
                 .map(|(i, v)| self.vm_view(i, v))
                 .collect(),
             latencies: self.latencies.iter().copied().collect(),
+            groups: self.group_views(),
+            link_up: self.link_up,
+            sites_down: self.sites_down.keys().cloned().collect(),
+            failover: self.failovers.last().cloned(),
+            test_failover_up: self.test_dir.is_some(),
         }
     }
 
@@ -1505,7 +1736,11 @@ impl Engine {
             id: v.id.clone(),
             datastore: v.datastore.clone(),
             instance: v.instance.clone(),
-            running: self.workloads_on,
+            running: self.workloads_on && !v.down,
+            site: v.site.clone(),
+            host: v.host.clone(),
+            down: v.down,
+            recovered: v.recovered.is_some(),
             writes: v.writes,
             reads: v.reads,
             read_errors: v.read_errors,
@@ -1541,7 +1776,17 @@ impl Engine {
             .vm_index(vm)
             .ok_or_else(|| EngineError::NoSuchVm(vm.into()))?;
         let v = &self.vms[i];
-        let journal = disk::read_journal(&self.ws.journal_path(&v.site))?;
+        let mut journals = BTreeMap::new();
+        for site in [Some(&v.site), v.recovered.as_ref().map(|r| &r.from_site)]
+            .into_iter()
+            .flatten()
+        {
+            journals.insert(
+                site.clone(),
+                disk::read_journal(&self.ws.journal_path(site))?,
+            );
+        }
+        let journal = history(&journals, &v.site, v.recovered.as_ref(), &v.uuid);
         let mut plain;
         let mut routed;
         let reader: &mut dyn BlockRead = match v.migration.as_deref() {
@@ -1603,6 +1848,48 @@ impl Engine {
     /// Completed migrations of VM `vm` since the engine started.
     pub fn migrations_done(&self, vm: &str) -> u64 {
         self.vm_index(vm).map_or(0, |i| self.vms[i].migrations_done)
+    }
+}
+
+/// VM `uuid`'s write history: its entries in its site's journal, after (for a recovered VM)
+/// those of its old site up to the recovered images' horizon. Entries of other VMs are left
+/// out; the result's `last_seq` is the site's.
+fn history(
+    journals: &BTreeMap<String, Journal>,
+    site: &str,
+    recovered: Option<&RecoveredVm>,
+    uuid: &RawUuid,
+) -> Journal {
+    let mut out = Journal::default();
+    if let Some(r) = recovered
+        && let Some(j) = journals.get(&r.from_site)
+    {
+        out.entries.extend(
+            j.entries
+                .iter()
+                .filter(|e| &e.uuid == uuid && e.seq <= r.horizon)
+                .cloned(),
+        );
+    }
+    if let Some(j) = journals.get(site) {
+        out.entries
+            .extend(j.entries.iter().filter(|e| &e.uuid == uuid).cloned());
+        out.last_seq = j.last_seq;
+    }
+    if let Some(last) = out.entries.last() {
+        out.last_seq = out.last_seq.max(last.seq);
+    }
+    out
+}
+
+impl Engine {
+    /// Opens the journal of `site` for writing if it is not open yet.
+    fn ensure_site_journal(&mut self, site: &str) -> Result<(), EngineError> {
+        if !self.sites.contains_key(site) {
+            let journal = JournalWriter::open(&self.ws.journal_path(site))?;
+            self.sites.insert(site.to_string(), SiteIo { journal });
+        }
+        Ok(())
     }
 }
 
@@ -1689,3 +1976,6 @@ fn repair_journal_tail(path: &Path) -> Result<(), EngineError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod replication_tests;

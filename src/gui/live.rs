@@ -280,6 +280,21 @@ pub fn describe(c: &Command) -> String {
             format!("Migrate {vm} to {to} ({})", mode.as_str())
         }
         Command::CancelMigration { vm } => format!("Cancel the migration of {vm}"),
+        Command::ReplicateNow { datastore } => format!("Replicate {datastore} now"),
+        Command::PauseReplication { datastore } => format!("Pause replication of {datastore}"),
+        Command::ResumeReplication { datastore } => format!("Resume replication of {datastore}"),
+        Command::LinkDown => "Link down".into(),
+        Command::LinkUp => "Link up".into(),
+        Command::Disaster { site } => format!("Disaster at {site}"),
+        Command::Failover {
+            protection_groups,
+            kind,
+        } => format!(
+            "{} failover of {}",
+            kind.as_str(),
+            protection_groups.join(", ")
+        ),
+        Command::CleanupTestFailover => "Clean up the test failover".into(),
     }
 }
 

@@ -1,0 +1,836 @@
+//! The recovery manager (SPEC §7): disasters, capacity reservation, test, planned and
+//! unplanned failover by protection group, the election, power-on in priority order and
+//! verification of every recovered VM.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Engine, EngineError, LogLevel, MINUTE, Outcome, SimTime, format_time, io_err, read_ron,
+};
+use crate::disk::{self, BLOCK_SIZE, Block, BlockContent, Horizon, ImageFile, Journal, VmDisk};
+use crate::recovery::{self, Election};
+use crate::topology::SiteRole;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailoverKind {
+    Test,
+    Planned,
+    Unplanned,
+}
+
+impl FailoverKind {
+    pub const ALL: [FailoverKind; 3] = [
+        FailoverKind::Test,
+        FailoverKind::Planned,
+        FailoverKind::Unplanned,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverKind::Test => "test",
+            FailoverKind::Planned => "planned",
+            FailoverKind::Unplanned => "unplanned",
+        }
+    }
+}
+
+/// One VM (or unknown uuid) of a failover plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanVm {
+    pub election: Election,
+    /// Why that instance wins, or what the error means.
+    pub reason: String,
+    pub priority: Option<u8>,
+    /// The recovery-site host reserved for it.
+    pub host: Option<String>,
+    /// Where the replicated recovery-manager metadata says it lives (may disagree).
+    pub metadata_location: Option<String>,
+    /// Cut time of the recovery point it would come from.
+    pub point_cut_at: Option<SimTime>,
+}
+
+/// "Scan replicas": what a failover of these PGs would do, changing nothing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailoverPlan {
+    pub protection_groups: Vec<String>,
+    pub kind: FailoverKind,
+    pub vms: Vec<PlanVm>,
+    /// VMs for which no recovery host has room, in priority order.
+    pub unplaced: Vec<String>,
+    /// Reasons this kind of failover cannot run now.
+    pub problems: Vec<String>,
+}
+
+/// The outcome for one VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmResult {
+    pub vm: Option<String>,
+    pub uuid: String,
+    pub recovered: bool,
+    pub datastore: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    /// `no-instance`, `ambiguous`, `incomplete`, `not-in-topology`, or an I/O error.
+    pub error: Option<String>,
+    pub reason: String,
+    pub consistent: Option<bool>,
+    pub writes_lost: Option<u64>,
+    pub achieved_rpo_minutes: Option<f64>,
+    pub deleted: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailoverState {
+    /// Planned: guests stopped, the final cycle is replicating.
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailoverReport {
+    pub id: u64,
+    pub kind: FailoverKind,
+    pub protection_groups: Vec<String>,
+    pub started_at: SimTime,
+    pub finished_at: Option<SimTime>,
+    pub state: FailoverState,
+    pub message: String,
+    pub results: Vec<VmResult>,
+    /// Test failover: the isolated copies, relative to the workspace (until cleaned up).
+    pub test_dir: Option<String>,
+}
+
+/// A recovered VM's new home, persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct RecoveredVm {
+    pub site: String,
+    pub datastore: String,
+    pub instance: String,
+    pub host: String,
+    pub from_site: String,
+    /// S of the recovered images: the last write of the old site in the VM's history.
+    pub horizon: u64,
+    pub at: SimTime,
+}
+
+/// A planned failover waiting for its final cycles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct PendingFailover {
+    pub id: u64,
+    pub protection_groups: Vec<String>,
+    pub stop_at: SimTime,
+    pub groups: Vec<String>,
+    pub vms: Vec<String>,
+}
+
+impl Engine {
+    /// The protected datastores of these PGs, and their replicas.
+    fn pg_scope(&self, pgs: &[String]) -> Result<(BTreeSet<String>, Vec<String>), EngineError> {
+        let t = self.topology();
+        if pgs.is_empty() {
+            return Err(EngineError::Failover(
+                "choose at least one protection group".into(),
+            ));
+        }
+        let mut protected = BTreeSet::new();
+        let mut replicas = Vec::new();
+        for id in pgs {
+            let pg = t
+                .protection_group(id)
+                .ok_or_else(|| EngineError::Failover(format!("no protection group {id:?}")))?;
+            for ds in &pg.datastores {
+                protected.insert(ds.clone());
+                if let Some(r) = t.datastore(ds).and_then(|d| t.replica_of(d)) {
+                    replicas.push(r.id.clone());
+                }
+            }
+        }
+        Ok((protected, replicas))
+    }
+
+    /// VMs a failover of these datastores moves: not yet recovered, living there now.
+    fn vms_in_scope(&self, protected: &BTreeSet<String>) -> Vec<usize> {
+        (0..self.vms.len())
+            .filter(|&i| {
+                self.vms[i].recovered.is_none() && protected.contains(&self.vms[i].datastore)
+            })
+            .collect()
+    }
+
+    /// Places `vms` (priority order) on recovery-site hosts with room: (vm → host), unplaced.
+    fn reserve(&self, vms: &[usize]) -> (BTreeMap<String, String>, Vec<String>) {
+        let t = self.topology();
+        let mut free: Vec<(String, i64, i64)> = t
+            .hosts
+            .iter()
+            .filter(|h| t.site_role(&h.site) == Some(SiteRole::Recovery))
+            .map(|h| {
+                let used = self
+                    .vms
+                    .iter()
+                    .filter(|v| v.host == h.id && v.recovered.is_some());
+                let (c, m) = used.fold((0i64, 0i64), |(c, m), v| {
+                    let spec = t.vm(&v.id);
+                    (
+                        c + spec.map_or(0, |s| i64::from(s.vcpus)),
+                        m + spec.map_or(0, |s| s.memory_gib as i64),
+                    )
+                });
+                (h.id.clone(), i64::from(h.cpus) - c, h.memory_gib as i64 - m)
+            })
+            .collect();
+        let mut order: Vec<usize> = vms.to_vec();
+        order.sort_by_key(|&i| {
+            let p = t.vm(&self.vms[i].id).map_or(5, |v| v.priority);
+            (p, self.vms[i].id.clone())
+        });
+        let mut placed = BTreeMap::new();
+        let mut unplaced = Vec::new();
+        for i in order {
+            let Some(spec) = t.vm(&self.vms[i].id) else {
+                continue;
+            };
+            let (c, m) = (i64::from(spec.vcpus), spec.memory_gib as i64);
+            match free.iter_mut().find(|h| h.1 >= c && h.2 >= m) {
+                Some(h) => {
+                    h.1 -= c;
+                    h.2 -= m;
+                    placed.insert(spec.id.clone(), h.0.clone());
+                }
+                None => unplaced.push(spec.id.clone()),
+            }
+        }
+        (placed, unplaced)
+    }
+
+    /// "Scan replicas": the election over the PGs' replica datastores, the capacity check,
+    /// and what stands in the way of this kind of failover. Changes nothing.
+    pub fn scan_failover(
+        &self,
+        pgs: &[String],
+        kind: FailoverKind,
+    ) -> Result<FailoverPlan, EngineError> {
+        let (protected, replicas) = self.pg_scope(pgs)?;
+        let in_scope = self.vms_in_scope(&protected);
+        let wanted: BTreeSet<&str> = in_scope.iter().map(|&i| self.vms[i].id.as_str()).collect();
+        let elections =
+            recovery::scan_and_elect_in(&self.ws, &replicas, |v| wanted.contains(v.id.as_str()))?;
+        let (placed, unplaced) = self.reserve(&in_scope);
+        let t = self.topology();
+        let metadata = self.replicated_metadata();
+        let mut vms: Vec<PlanVm> = elections
+            .into_iter()
+            // A VM recovered earlier is no longer the replicas' to give.
+            .filter(|e| {
+                e.vm.as_deref()
+                    .and_then(|id| self.vm_index(id))
+                    .is_none_or(|i| self.vms[i].recovered.is_none())
+            })
+            .map(|e| {
+                let point = e
+                    .recover_from
+                    .as_ref()
+                    .and_then(|_| {
+                        e.instances
+                            .iter()
+                            .find(|c| Some(&c.path) == e.recover_from.as_ref())
+                    })
+                    .and_then(|c| self.published_point(&c.datastore))
+                    .map(|p| p.cut_at);
+                PlanVm {
+                    reason: recovery::explain(&e),
+                    priority: e.vm.as_deref().and_then(|id| t.vm(id)).map(|v| v.priority),
+                    host: e.vm.as_ref().and_then(|id| placed.get(id).cloned()),
+                    metadata_location: e.vm.as_ref().and_then(|id| metadata.get(id).cloned()),
+                    point_cut_at: point,
+                    election: e,
+                }
+            })
+            .collect();
+        vms.sort_by_key(|p| {
+            (
+                p.priority.unwrap_or(u8::MAX),
+                p.election.vm.clone(),
+                p.election.uuid.clone(),
+            )
+        });
+        let mut problems = Vec::new();
+        let sites: BTreeSet<String> = protected
+            .iter()
+            .filter_map(|d| t.datastore(d).map(|d| d.site.clone()))
+            .collect();
+        if let Some(p) = &self.pending_failover {
+            problems.push(format!("planned failover #{} is still running", p.id));
+        }
+        if kind == FailoverKind::Test && self.test_dir.is_some() {
+            problems.push("a test failover is still up: clean it up first".into());
+        }
+        if kind == FailoverKind::Planned {
+            for s in &sites {
+                if self.sites_down.contains_key(s) {
+                    problems.push(format!(
+                        "site {s} is down: a planned failover needs the protected site; run an unplanned one"
+                    ));
+                }
+            }
+            if !self.link_up {
+                problems.push("the link is down: the final replication cycle cannot run".into());
+            }
+            for &i in &in_scope {
+                if let Some(m) = &self.vms[i].migration {
+                    problems.push(format!(
+                        "VM {} is migrating ({}); cancel it or let it finish first",
+                        self.vms[i].id, m.rec.id
+                    ));
+                }
+            }
+            for g in self.groups.iter().filter(|g| {
+                g.spec
+                    .pairs
+                    .iter()
+                    .any(|p| protected.contains(&p.datastore))
+            }) {
+                if g.saved.failed_over {
+                    problems.push(format!("group {} has already failed over", g.spec.id));
+                }
+            }
+        }
+        Ok(FailoverPlan {
+            protection_groups: pgs.to_vec(),
+            kind,
+            vms,
+            unplaced,
+            problems,
+        })
+    }
+
+    /// The recovery-site copy of the location metadata: vm → datastore.
+    fn replicated_metadata(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let t = self.topology();
+        for s in t.sites.iter().filter(|s| s.role == SiteRole::Recovery) {
+            let p = self
+                .ws
+                .root()
+                .join("sites")
+                .join(&s.id)
+                .join("recovery-manager")
+                .join("locations.ron");
+            if let Ok(l) = read_ron::<super::Locations>(&p) {
+                out.extend(l.vms.into_iter().map(|(k, v)| (k, v.datastore)));
+            }
+        }
+        out
+    }
+
+    /// Starts a failover; unplanned and test failovers finish at once, a planned one after
+    /// its final replication cycles.
+    pub(super) fn failover(
+        &mut self,
+        pgs: Vec<String>,
+        kind: FailoverKind,
+    ) -> Result<Outcome, EngineError> {
+        let plan = self.scan_failover(&pgs, kind)?;
+        if !plan.problems.is_empty() {
+            return Err(EngineError::Failover(plan.problems.join("; ")));
+        }
+        if !plan.unplaced.is_empty() {
+            return Err(EngineError::Failover(format!(
+                "not enough capacity at the recovery site for {}; nothing was changed",
+                plan.unplaced.join(", ")
+            )));
+        }
+        let id = self.failovers.last().map_or(1, |f| f.id + 1);
+        let report = FailoverReport {
+            id,
+            kind,
+            protection_groups: pgs.clone(),
+            started_at: self.now,
+            finished_at: None,
+            state: FailoverState::Running,
+            message: String::new(),
+            results: Vec::new(),
+            test_dir: None,
+        };
+        self.failovers.push(report);
+        let (protected, _) = self.pg_scope(&pgs)?;
+        let in_scope = self.vms_in_scope(&protected);
+        let label = pgs.join(", ");
+        match kind {
+            FailoverKind::Planned => {
+                for &i in &in_scope {
+                    self.power_off(i);
+                }
+                let mut groups = Vec::new();
+                for g in 0..self.groups.len() {
+                    if self.groups[g]
+                        .spec
+                        .pairs
+                        .iter()
+                        .any(|p| protected.contains(&p.datastore))
+                    {
+                        groups.push(self.groups[g].spec.key.clone());
+                        if self.groups[g].transfer.is_some() {
+                            self.groups[g].saved.now_requested = true;
+                        } else {
+                            self.cut_now(g)?;
+                        }
+                    }
+                }
+                self.pending_failover = Some(PendingFailover {
+                    id,
+                    protection_groups: pgs.clone(),
+                    stop_at: self.now,
+                    groups,
+                    vms: in_scope.iter().map(|&i| self.vms[i].id.clone()).collect(),
+                });
+                let msg = format!(
+                    "Planned failover #{id} of {label}: {} VM(s) stopped; the final replication cycle is running",
+                    in_scope.len()
+                );
+                self.info(msg.clone());
+                self.set_failover_message(id, &msg);
+                // Nothing to ship (no group) finishes at once.
+                self.after_publish_check()?;
+                Ok(Outcome::Done(msg))
+            }
+            FailoverKind::Unplanned | FailoverKind::Test => {
+                if kind == FailoverKind::Unplanned {
+                    // The protected copies must stop writing, whatever state they are in.
+                    for &i in &in_scope {
+                        self.power_off(i);
+                    }
+                }
+                let reference = self.now;
+                self.run_recovery(id, &pgs, kind, reference)?;
+                let r = self.failovers.last().expect("pushed above");
+                Ok(Outcome::Done(r.message.clone()))
+            }
+        }
+    }
+
+    fn set_failover_message(&mut self, id: u64, msg: &str) {
+        if let Some(r) = self.failovers.iter_mut().find(|r| r.id == id) {
+            r.message = msg.to_string();
+        }
+    }
+
+    /// Stops a VM's guest and any migration of it (frozen where it is).
+    pub(super) fn power_off(&mut self, i: usize) {
+        let vm = &mut self.vms[i];
+        vm.down = true;
+        vm.guest_gen += 1;
+        vm.run_gen += 1;
+        vm.waiting.clear();
+        if let Some(m) = vm.migration.as_mut() {
+            m.run_ends_at = None;
+            m.core.in_flight = None;
+            m.mirror_pending.clear();
+        }
+    }
+
+    /// Called after every publish: a planned failover whose final cycles are all published
+    /// recovers now.
+    pub(super) fn after_publish(&mut self, _g: usize) -> Result<(), EngineError> {
+        self.after_publish_check()
+    }
+
+    fn after_publish_check(&mut self) -> Result<(), EngineError> {
+        let Some(p) = self.pending_failover.clone() else {
+            return Ok(());
+        };
+        let ready = p.groups.iter().all(|key| {
+            self.groups
+                .iter()
+                .find(|g| &g.spec.key == key)
+                .and_then(|g| g.published.as_ref())
+                .is_some_and(|pt| pt.cut_at >= p.stop_at)
+        });
+        if !ready {
+            return Ok(());
+        }
+        self.pending_failover = None;
+        self.run_recovery(p.id, &p.protection_groups, FailoverKind::Planned, p.stop_at)
+    }
+
+    /// A planned failover stops on any error: the protected VMs restart where they were.
+    pub(super) fn fail_pending_failover(&mut self, why: &str) -> Result<(), EngineError> {
+        let Some(p) = self.pending_failover.take() else {
+            return Ok(());
+        };
+        let mut restarted = 0;
+        for id in &p.vms {
+            if let Some(i) = self.vm_index(id)
+                && !self.sites_down.contains_key(&self.vms[i].site)
+            {
+                self.vms[i].down = false;
+                self.start_guest(i);
+                restarted += 1;
+            }
+        }
+        let msg = format!(
+            "Planned failover #{} stopped: {why}; nothing was recovered, {restarted} VM(s) restarted at the protected site",
+            p.id
+        );
+        if let Some(r) = self.failovers.iter_mut().find(|r| r.id == p.id) {
+            r.state = FailoverState::Failed;
+            r.finished_at = Some(self.now);
+            r.message = msg.clone();
+        }
+        self.push_log(LogLevel::Error, msg);
+        self.persist_state()
+    }
+
+    /// Elects, deletes the losers, verifies, registers and powers on (or, for a test,
+    /// copies into an isolated area and verifies there). `reference` is when the
+    /// protected copies stopped (for the achieved RPO).
+    fn run_recovery(
+        &mut self,
+        id: u64,
+        pgs: &[String],
+        kind: FailoverKind,
+        reference: SimTime,
+    ) -> Result<(), EngineError> {
+        let plan = self.scan_failover(pgs, kind)?;
+        let t = self.topology().clone();
+        let test_dir = (kind == FailoverKind::Test).then(|| {
+            let site = t
+                .sites
+                .iter()
+                .find(|s| s.role == SiteRole::Recovery)
+                .map_or("recovery".to_string(), |s| s.id.clone());
+            PathBuf::from("sites")
+                .join(site)
+                .join("test-failover")
+                .join(format!("f-{id:04}"))
+        });
+        let mut journals: BTreeMap<String, Journal> = BTreeMap::new();
+        let mut results = Vec::new();
+        let mut powered = 0;
+        for pv in &plan.vms {
+            let e = &pv.election;
+            let mut res = VmResult {
+                vm: e.vm.clone(),
+                uuid: e.uuid.clone(),
+                recovered: false,
+                datastore: None,
+                path: e.recover_from.clone(),
+                host: pv.host.clone(),
+                error: e.error.map(|x| x.as_str().to_string()),
+                reason: pv.reason.clone(),
+                consistent: None,
+                writes_lost: None,
+                achieved_rpo_minutes: None,
+                deleted: Vec::new(),
+            };
+            let (Some(path), Some(vm_id)) = (&e.recover_from, &e.vm) else {
+                if e.recover_from.is_some() {
+                    res.error = Some("not-in-topology".into());
+                    res.reason =
+                        "an instance of a uuid the topology does not know: left on the replica"
+                            .into();
+                }
+                self.push_log(
+                    LogLevel::Error,
+                    format!(
+                        "Failover #{id}: {} not recovered: {} ({})",
+                        e.vm.as_deref().unwrap_or(&e.uuid),
+                        res.error.as_deref().unwrap_or("error"),
+                        res.reason
+                    ),
+                );
+                results.push(res);
+                continue;
+            };
+            let cand = e
+                .instances
+                .iter()
+                .find(|c| &c.path == path)
+                .expect("winner listed");
+            res.datastore = Some(cand.datastore.clone());
+            let i = self.vm_index(vm_id).expect("topology VM");
+            let from_site = self.vms[i].site.clone();
+            let src_dir = self.ws.root().join(path);
+            let dir = match &test_dir {
+                Some(td) => {
+                    let dst = self.ws.root().join(td).join(vm_id);
+                    copy_instance(&src_dir, &dst)?;
+                    dst
+                }
+                None => {
+                    for d in &e.delete {
+                        self.ws.remove_instance(&self.ws.root().join(d))?;
+                        res.deleted.push(d.clone());
+                    }
+                    src_dir
+                }
+            };
+            if !journals.contains_key(&from_site) {
+                let j = disk::read_journal(&self.ws.journal_path(&from_site))?;
+                journals.insert(from_site.clone(), j);
+            }
+            let uuid = self.vms[i].uuid;
+            let img = ImageFile::open_read_only(&dir.join(crate::workspace::FIRST_DISK))?;
+            let mut reader = img;
+            let mut disks = [VmDisk {
+                name: vm_id.clone(),
+                uuid,
+                reader: &mut reader,
+            }];
+            let check = disk::verify_set(&mut disks, &journals[&from_site], Horizon::FromImages)
+                .map_err(io_err(format!("verifying the recovered {vm_id}")))?;
+            let v = check.vms.into_iter().next().expect("one disk");
+            res.consistent = Some(v.consistent);
+            res.writes_lost = Some(v.writes_lost);
+            res.achieved_rpo_minutes = self
+                .published_point(&cand.datastore)
+                .map(|p| reference.saturating_sub(p.cut_at) as f64 / MINUTE as f64);
+            res.recovered = true;
+            if kind != FailoverKind::Test {
+                let host = pv.host.clone().unwrap_or_default();
+                self.power_on_recovered(
+                    i,
+                    &cand.datastore,
+                    &dir,
+                    &host,
+                    v.last_seq_found.max(check.horizon_seq),
+                )?;
+                powered += 1;
+            }
+            self.info(format!(
+                "Failover #{id}: {vm_id} {} from {} ({}; {} write(s) lost{})",
+                if kind == FailoverKind::Test {
+                    "test-recovered"
+                } else {
+                    "recovered and powered on"
+                },
+                cand.datastore,
+                if v.consistent {
+                    "consistent"
+                } else {
+                    "NOT consistent"
+                },
+                v.writes_lost,
+                res.achieved_rpo_minutes
+                    .map(|m| format!(", achieved RPO {m:.1} min"))
+                    .unwrap_or_default()
+            ));
+            results.push(res);
+        }
+        if kind != FailoverKind::Test {
+            let (protected, _) = self.pg_scope(pgs)?;
+            for g in 0..self.groups.len() {
+                if self.groups[g]
+                    .spec
+                    .pairs
+                    .iter()
+                    .any(|p| protected.contains(&p.datastore))
+                {
+                    self.abandon_transfer(g, "failed over")?;
+                    self.groups[g].saved.failed_over = true;
+                    self.groups[g].saved.next_cut = None;
+                }
+            }
+        }
+        let lost = results.iter().filter(|r| !r.recovered).count();
+        let msg = format!(
+            "{} failover #{id} of {}: {} recovered{}, {lost} not recovered",
+            capitalized(kind.as_str()),
+            pgs.join(", "),
+            results.len() - lost,
+            if kind == FailoverKind::Test {
+                " into an isolated copy".to_string()
+            } else {
+                format!(" ({powered} powered on)")
+            },
+        );
+        let level = if lost > 0 {
+            LogLevel::Warning
+        } else {
+            LogLevel::Info
+        };
+        self.push_log(level, msg.clone());
+        if let Some(r) = self.failovers.iter_mut().find(|r| r.id == id) {
+            r.state = FailoverState::Done;
+            r.finished_at = Some(self.now);
+            r.message = msg;
+            r.results = results;
+            r.test_dir = test_dir.as_ref().map(|d| d.display().to_string());
+        }
+        if let Some(td) = test_dir {
+            self.test_dir = Some(td);
+        }
+        self.persist_state()
+    }
+
+    /// Registers VM `i` on its recovery-site instance and starts its guest there.
+    fn power_on_recovered(
+        &mut self,
+        i: usize,
+        datastore: &str,
+        dir: &Path,
+        host: &str,
+        horizon: u64,
+    ) -> Result<(), EngineError> {
+        let site = self
+            .topology()
+            .datastore(datastore)
+            .map(|d| d.site.clone())
+            .unwrap_or_default();
+        if let Some(m) = self.vms[i].migration.take() {
+            // The protected site's migration is moot now.
+            self.remove_record(&m.rec.id)?;
+        }
+        self.power_off(i);
+        let image = ImageFile::open(&dir.join(crate::workspace::FIRST_DISK))?;
+        let last_seq = stamps_of(&image, &self.vms[i].uuid)?;
+        let instance = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.ensure_site_journal(&site)?;
+        let from_site = self.vms[i].site.clone();
+        let vm = &mut self.vms[i];
+        vm.site = site.clone();
+        vm.datastore = datastore.to_string();
+        vm.instance = instance.clone();
+        vm.dir = dir.to_path_buf();
+        vm.image = image;
+        vm.host = host.to_string();
+        vm.last_seq = last_seq;
+        vm.down = false;
+        vm.recovered = Some(RecoveredVm {
+            site,
+            datastore: datastore.to_string(),
+            instance,
+            host: host.to_string(),
+            from_site,
+            horizon,
+            at: self.now,
+        });
+        self.start_guest(i);
+        Ok(())
+    }
+
+    /// Removes a test failover's isolated copies.
+    pub(super) fn cleanup_test(&mut self) -> Result<Outcome, EngineError> {
+        let Some(dir) = self.test_dir.take() else {
+            return Err(EngineError::Failover(
+                "there is no test failover to clean up".into(),
+            ));
+        };
+        let abs = self.ws.root().join(&dir);
+        match std::fs::remove_dir_all(&abs) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(abs.display().to_string())(e)),
+        }
+        if let Some(r) = self
+            .failovers
+            .iter_mut()
+            .rev()
+            .find(|r| r.test_dir.is_some())
+        {
+            r.test_dir = None;
+        }
+        let msg = format!("Test failover cleaned up ({} removed)", dir.display());
+        self.info(msg.clone());
+        self.persist_state()?;
+        Ok(Outcome::Done(msg))
+    }
+
+    /// `Disaster(site)`: everything at the site stops at once.
+    pub(super) fn disaster(&mut self, site: &str) -> Result<Outcome, EngineError> {
+        if self.topology().site(site).is_none() {
+            return Err(EngineError::Failover(format!("no site {site:?}")));
+        }
+        if self.sites_down.contains_key(site) {
+            return Ok(Outcome::Done(format!("site {site} is already down")));
+        }
+        self.sites_down.insert(site.to_string(), self.now);
+        let mut stopped = 0;
+        let mut frozen = 0;
+        for i in 0..self.vms.len() {
+            if self.vms[i].site == site && !self.vms[i].down {
+                stopped += 1;
+                frozen += usize::from(self.vms[i].migration.is_some());
+                self.power_off(i);
+            }
+        }
+        let mut abandoned = 0;
+        for g in 0..self.groups.len() {
+            let s = &self.groups[g].spec;
+            if (s.source_site == site || s.target_site == site) && self.groups[g].transfer.is_some()
+            {
+                abandoned += 1;
+                self.abandon_transfer(g, "site lost")?;
+            }
+            self.groups[g].saved.next_cut = self.groups[g].saved.next_cut.filter(|_| {
+                self.groups[g].spec.source_site != site && self.groups[g].spec.target_site != site
+            });
+        }
+        self.fail_pending_failover(&format!("site {site} was lost"))?;
+        let msg = format!(
+            "DISASTER: site {site} lost at {}: {stopped} VM(s) stopped, {frozen} migration(s) frozen, {abandoned} transfer(s) abandoned",
+            format_time(self.now)
+        );
+        self.push_log(LogLevel::Error, msg.clone());
+        Ok(Outcome::Done(msg))
+    }
+
+    /// The failovers run so far, oldest first.
+    pub fn failovers(&self) -> &[FailoverReport] {
+        &self.failovers
+    }
+
+    /// The result for `vm` in the latest failover that considered it.
+    pub fn failover_result(&self, vm: &str) -> Option<&VmResult> {
+        self.failovers
+            .iter()
+            .rev()
+            .filter(|f| f.state == FailoverState::Done)
+            .flat_map(|f| f.results.iter())
+            .find(|r| r.vm.as_deref() == Some(vm))
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// The seq stamped in each block of `img` for `uuid` (0 where none): the guest's view.
+pub(super) fn stamps_of(img: &ImageFile, uuid: &disk::RawUuid) -> Result<Vec<u64>, EngineError> {
+    let mut out = vec![0; img.block_count() as usize];
+    let mut buf: Block = [0; BLOCK_SIZE];
+    for (b, slot) in out.iter_mut().enumerate() {
+        img.read_block_at(b as u64, &mut buf)
+            .map_err(io_err(img.path().display().to_string()))?;
+        if let BlockContent::Stamped(s) = disk::inspect(&buf)
+            && &s.uuid == uuid
+            && s.block == b as u64
+        {
+            *slot = s.seq;
+        }
+    }
+    Ok(out)
+}
+
+/// Copies an instance directory's regular files (sparse images stay sparse where the
+/// filesystem's copy allows).
+fn copy_instance(from: &Path, to: &Path) -> Result<(), EngineError> {
+    std::fs::create_dir_all(to).map_err(io_err(to.display().to_string()))?;
+    for entry in std::fs::read_dir(from).map_err(io_err(from.display().to_string()))? {
+        let entry = entry.map_err(io_err(from.display().to_string()))?;
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
+                .map_err(io_err(entry.path().display().to_string()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,462 @@
+//! Replication and failover on real files, checked with the stamp verifier.
+
+use super::*;
+use crate::recovery;
+
+/// cg-1 = {ds-1, ds-2} (RPO `rpo` min) in pg-a; ds-3 standalone (RPO 2 min) in pg-b; ds-l
+/// not replicated. Three VMs in the CG, one on ds-3.
+fn topology(mbps: f64, rpo: u32, iops: u32) -> Topology {
+    let text = format!(
+        r#"Topology(
+    name: "replication test",
+    sites: [Site(id: "pa", name: "P", role: Protected), Site(id: "ny", name: "R", role: Recovery)],
+    links: [Link(from: "pa", to: "ny", mbps: {mbps})],
+    hosts: [Host(id: "h", site: "pa", cpus: 64, memory_gib: 512),
+            Host(id: "r1", site: "ny", cpus: 4, memory_gib: 16),
+            Host(id: "r2", site: "ny", cpus: 8, memory_gib: 64)],
+    arrays: [
+        Array(id: "ap", site: "pa", luns: [
+            Lun(id: "l1", capacity_gib: 10, replication: Some(LunReplication(target: "l1r", rpo_minutes: {rpo}, consistency_group: Some("cg-1")))),
+            Lun(id: "l2", capacity_gib: 10, replication: Some(LunReplication(target: "l2r", rpo_minutes: {rpo}, consistency_group: Some("cg-1")))),
+            Lun(id: "l3", capacity_gib: 10, replication: Some(LunReplication(target: "l3r", rpo_minutes: 2))),
+            Lun(id: "ll", capacity_gib: 10),
+        ]),
+        Array(id: "ar", site: "ny", luns: [Lun(id: "l1r", capacity_gib: 10), Lun(id: "l2r", capacity_gib: 10), Lun(id: "l3r", capacity_gib: 10)]),
+    ],
+    datastores: [
+        Datastore(id: "ds-1", site: "pa", luns: ["l1"], throughput_mib_s: 2),
+        Datastore(id: "ds-2", site: "pa", luns: ["l2"], throughput_mib_s: 2),
+        Datastore(id: "ds-3", site: "pa", luns: ["l3"], throughput_mib_s: 2),
+        Datastore(id: "ds-l", site: "pa", luns: ["ll"]),
+        Datastore(id: "ds-1r", site: "ny", luns: ["l1r"]),
+        Datastore(id: "ds-2r", site: "ny", luns: ["l2r"]),
+        Datastore(id: "ds-3r", site: "ny", luns: ["l3r"]),
+    ],
+    protection_groups: [
+        ProtectionGroup(id: "pg-a", name: "A", datastores: ["ds-1", "ds-2"]),
+        ProtectionGroup(id: "pg-b", name: "B", datastores: ["ds-3"]),
+    ],
+    vms: [
+        Vm(id: "a1", uuid: "aaaaaaaa-0000-4000-8000-000000000001", host: "h", datastore: "ds-1",
+           disk_mib: 2, vcpus: 2, memory_gib: 8, priority: 2, workload: Some(Workload(write_iops: {iops}, read_iops: 20))),
+        Vm(id: "a2", uuid: "aaaaaaaa-0000-4000-8000-000000000002", host: "h", datastore: "ds-1",
+           disk_mib: 1, vcpus: 2, memory_gib: 8, priority: 1, workload: Some(Workload(write_iops: {iops}, read_iops: 20))),
+        Vm(id: "b1", uuid: "aaaaaaaa-0000-4000-8000-000000000003", host: "h", datastore: "ds-2",
+           disk_mib: 2, vcpus: 2, memory_gib: 8, priority: 3, workload: Some(Workload(write_iops: {iops}, read_iops: 20))),
+        Vm(id: "c1", uuid: "aaaaaaaa-0000-4000-8000-000000000004", host: "h", datastore: "ds-3",
+           disk_mib: 1, vcpus: 2, memory_gib: 8, priority: 1, workload: Some(Workload(write_iops: {iops}, read_iops: 20))),
+    ],
+)"#
+    );
+    Topology::from_ron_str(&text, "replication-test.ron").unwrap()
+}
+
+fn opts(seed: u64) -> EngineOptions {
+    EngineOptions {
+        seed,
+        ..EngineOptions::default()
+    }
+}
+
+/// Runs one event at a time until `until`; calls `f` after every event that published a
+/// recovery point (with the group's index).
+fn run_watching(e: &mut Engine, until: SimTime, mut f: impl FnMut(&mut Engine, usize)) {
+    let cycles = |e: &Engine| -> Vec<Option<u64>> {
+        e.groups
+            .iter()
+            .map(|g| g.published.as_ref().map(|p| p.cycle))
+            .collect()
+    };
+    let mut before = cycles(e);
+    while let Some(t) = e.next_event_time() {
+        if t > until {
+            break;
+        }
+        e.advance(t).unwrap();
+        let after = cycles(e);
+        for g in 0..after.len() {
+            if after[g] != before[g] {
+                f(e, g);
+            }
+        }
+        before = after;
+    }
+    e.advance(until).unwrap();
+}
+
+/// Checks that the replicas of group `g` hold exactly the state at its last cut: every VM
+/// of the group, elected on the replicas, verified against the journal cut at `cut_seq`
+/// (nothing newer, nothing missing, nothing torn).
+fn assert_point_is_the_cut(e: &Engine, g: usize) {
+    let grp = &e.groups[g];
+    let point = grp.published.clone().unwrap();
+    let replicas: Vec<String> = grp.spec.pairs.iter().map(|p| p.replica.clone()).collect();
+    let elections = recovery::scan_and_elect_in(&e.ws, &replicas, |_| false).unwrap();
+    let journal = disk::read_journal(&e.ws.journal_path("pa")).unwrap();
+    let cut = Journal {
+        entries: journal
+            .entries
+            .iter()
+            .filter(|x| x.seq <= point.cut_seq)
+            .cloned()
+            .collect(),
+        last_seq: point.cut_seq,
+    };
+    let mut images = Vec::new();
+    for el in &elections {
+        let path = el
+            .recover_from
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has no winner on the replicas: {el:#?}", el.uuid));
+        let img = ImageFile::open_read_only(&e.ws.root().join(path).join("disk0.img")).unwrap();
+        images.push((
+            el.vm.clone().unwrap(),
+            disk::raw_uuid(&el.uuid).unwrap(),
+            img,
+        ));
+    }
+    let mut disks: Vec<VmDisk> = images
+        .iter_mut()
+        .map(|(name, uuid, img)| VmDisk {
+            name: name.clone(),
+            uuid: *uuid,
+            reader: img,
+        })
+        .collect();
+    let report = disk::verify_set(&mut disks, &cut, Horizon::LastJournaled).unwrap();
+    assert!(
+        report.consistent,
+        "group {} cycle {} (cut at seq {}) is not the cut state: {report:#?}",
+        grp.spec.id, point.cycle, point.cut_seq
+    );
+    // And, as a recovered set, write-order consistent with S from its own images.
+    let mut disks: Vec<VmDisk> = images
+        .iter_mut()
+        .map(|(name, uuid, img)| VmDisk {
+            name: name.clone(),
+            uuid: *uuid,
+            reader: img,
+        })
+        .collect();
+    let report = disk::verify_set(&mut disks, &journal, Horizon::FromImages).unwrap();
+    assert!(report.consistent, "{report:#?}");
+}
+
+#[test]
+fn every_published_point_of_a_cg_is_its_cut_across_seeds() {
+    for seed in 1..=6u64 {
+        let dir = tempfile::tempdir().unwrap();
+        // 20 Mbit/s: a cycle of a few hundred KiB takes a good fraction of a second, so
+        // guests write during every transfer.
+        let mut e =
+            Engine::create(&dir.path().join("ws"), &topology(20.0, 1, 400), opts(seed)).unwrap();
+        e.apply(Command::StartWorkloads).unwrap();
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut checked = 0;
+        let mut t = 0;
+        for _ in 0..12 {
+            t += SECOND * (5 + splitmix(&mut rng) % 40);
+            run_watching(&mut e, t, |e, g| {
+                assert_point_is_the_cut(e, g);
+                checked += 1;
+            });
+            // Random operator actions between checks.
+            match splitmix(&mut rng) % 6 {
+                0 => {
+                    e.apply(Command::ReplicateNow {
+                        datastore: "ds-2".into(),
+                    })
+                    .unwrap();
+                }
+                1 => {
+                    e.apply(Command::LinkDown).unwrap();
+                }
+                2 => {
+                    e.apply(Command::LinkUp).unwrap();
+                }
+                3 if !e.is_migrating("a2") => {
+                    let to = if e.location("a2").unwrap().0 == "ds-1" {
+                        "ds-2"
+                    } else {
+                        "ds-1"
+                    };
+                    e.apply(Command::Migrate {
+                        vm: "a2".into(),
+                        to: to.into(),
+                        mode: CopyMode::Mirror,
+                        confirm: false,
+                    })
+                    .unwrap();
+                }
+                _ => {}
+            }
+        }
+        e.apply(Command::LinkUp).unwrap();
+        run_watching(&mut e, t + 3 * MINUTE, |e, g| {
+            assert_point_is_the_cut(e, g);
+            checked += 1;
+        });
+        assert!(checked >= 6, "seed {seed}: only {checked} points published");
+        for vm in ["a1", "a2", "b1", "c1"] {
+            assert!(e.verify_vm(vm).unwrap().consistent);
+        }
+    }
+}
+
+/// Distinct blocks of `uuid` written with seq in (after, upto].
+fn distinct_blocks(e: &Engine, uuid: &str, after: u64, upto: u64) -> u64 {
+    let j = disk::read_journal(&e.ws.journal_path("pa")).unwrap();
+    let u = disk::raw_uuid(uuid).unwrap();
+    let set: std::collections::BTreeSet<u64> = j
+        .entries
+        .iter()
+        .filter(|x| x.uuid == u && x.seq > after && x.seq <= upto)
+        .map(|x| x.block)
+        .collect();
+    set.len() as u64
+}
+
+#[test]
+fn link_down_then_up_ships_only_the_changed_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = topology(1000.0, 5, 50);
+    t.vms.retain(|v| v.id == "c1");
+    t.vms[0].disk_mib = 64;
+    t.vms[0].workload = Some(crate::topology::Workload {
+        write_iops: 5,
+        read_iops: 5,
+    });
+    let mut e = Engine::create(&dir.path().join("ws"), &t, opts(3)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(MINUTE).unwrap();
+    let g = e.group_of("ds-3").unwrap();
+    let first = e.groups[g].published.clone().unwrap();
+    assert_eq!(first.cut_at, 0, "the first cycle cuts at time 0");
+    e.apply(Command::LinkDown).unwrap();
+    e.advance(10 * MINUTE).unwrap();
+    let during = e.groups[g].published.clone().unwrap();
+    assert_eq!(
+        during.cycle, first.cycle,
+        "nothing publishes while the link is down"
+    );
+    let shipped_before = e.groups[g].saved.bytes_shipped;
+    e.apply(Command::LinkUp).unwrap();
+    e.advance(e.now).unwrap();
+    let cut = e.groups[g].transfer.as_ref().unwrap().manifest.clone();
+    e.advance(e.now + MINUTE).unwrap();
+    let after = e.groups[g].published.clone().unwrap();
+    assert_eq!(after.cycle, cut.cycle);
+    let changed = distinct_blocks(
+        &e,
+        "aaaaaaaa-0000-4000-8000-000000000004",
+        during.cut_seq,
+        cut.cut_seq,
+    );
+    let shipped = e.groups[g].saved.bytes_shipped - shipped_before;
+    let changed_bytes = changed * BLOCK_SIZE as u64;
+    assert!(
+        changed > 100,
+        "the guest wrote while the link was down ({changed} blocks)"
+    );
+    assert!(
+        shipped >= changed_bytes && shipped as f64 <= changed_bytes as f64 * 1.1,
+        "shipped {shipped} bytes for {changed_bytes} changed bytes"
+    );
+    assert!(shipped < 64 * 1024 * 1024 / 4, "far less than the image");
+    assert_point_is_the_cut(&e, g);
+}
+
+#[test]
+fn a_crash_during_a_transfer_leaves_the_previous_point_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    // 1 Mbit/s: the cycle takes seconds.
+    let mut e = Engine::create(&ws, &topology(1.0, 5, 200), opts(5)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(2 * MINUTE).unwrap();
+    let g = e.group_of("ds-1").unwrap();
+    let before = e.groups[g].published.clone().unwrap();
+    let replica = ws.join("sites/ny/datastores/ds-1r/a1/disk0.img");
+    let bytes_before = std::fs::read(&replica).unwrap();
+    e.apply(Command::ReplicateNow {
+        datastore: "ds-1".into(),
+    })
+    .unwrap();
+    let ends = e.groups[g].transfer.as_ref().unwrap().ends_at;
+    e.advance(ends - 1).unwrap();
+    assert!(e.groups[g].transfer.is_some(), "mid-transfer");
+    // Crash: no close.
+    drop(e);
+    assert_eq!(std::fs::read(&replica).unwrap(), bytes_before);
+    let mut e = Engine::open(&ws).unwrap();
+    let log: Vec<String> = e.take_log().into_iter().map(|l| l.message).collect();
+    assert!(
+        log.iter().any(|l| l.contains("staging was discarded")),
+        "{log:#?}"
+    );
+    assert_eq!(e.groups[g].published.as_ref().unwrap(), &before);
+    assert_eq!(std::fs::read(&replica).unwrap(), bytes_before);
+    assert!(!ws.join("sites/ny/replication/cg.cg-1.staging").exists());
+    // The next cycle ships what changed since the published point (tracking rebuilt by
+    // comparing with the replicas) and is the cut.
+    e.apply(Command::ReplicateNow {
+        datastore: "ds-1".into(),
+    })
+    .unwrap();
+    e.advance(e.now + 5 * MINUTE).unwrap();
+    assert!(e.groups[g].published.as_ref().unwrap().cycle > before.cycle);
+    let g2 = e.group_of("ds-2").unwrap();
+    assert_eq!(g, g2);
+    e.apply(Command::StopWorkloads).unwrap();
+    e.apply(Command::ReplicateNow {
+        datastore: "ds-1".into(),
+    })
+    .unwrap();
+    e.advance(e.now + 5 * MINUTE).unwrap();
+    assert_point_is_the_cut(&e, g);
+}
+
+#[test]
+fn planned_failover_loses_no_write_and_the_vms_run_at_the_recovery_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &topology(100.0, 5, 300), opts(9)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(3 * MINUTE).unwrap();
+    let out = e
+        .apply(Command::Failover {
+            protection_groups: vec!["pg-a".into()],
+            kind: FailoverKind::Planned,
+        })
+        .unwrap();
+    assert!(matches!(out, Outcome::Done(_)));
+    assert_eq!(e.failovers().last().unwrap().state, FailoverState::Running);
+    e.advance(e.now + MINUTE).unwrap();
+    let report = e.failovers().last().unwrap().clone();
+    assert_eq!(report.state, FailoverState::Done, "{report:#?}");
+    assert_eq!(report.results.len(), 3);
+    for r in &report.results {
+        assert!(r.recovered, "{r:#?}");
+        assert_eq!(r.consistent, Some(true), "{r:#?}");
+        assert_eq!(
+            r.writes_lost,
+            Some(0),
+            "planned failover loses nothing: {r:#?}"
+        );
+        assert_eq!(r.achieved_rpo_minutes, Some(0.0));
+    }
+    // Priority order and capacity: a2 (priority 1) placed first on r1 (4 vCPUs).
+    assert_eq!(report.results[0].vm.as_deref(), Some("a2"));
+    assert_eq!(report.results[0].host.as_deref(), Some("r1"));
+    // They now run at ny and keep writing there; c1 (pg-b) still runs at pa.
+    let writes_before = e
+        .snapshot()
+        .vms
+        .iter()
+        .find(|v| v.id == "a1")
+        .unwrap()
+        .writes;
+    e.advance(e.now + MINUTE).unwrap();
+    let snap = e.snapshot();
+    let a1 = snap.vms.iter().find(|v| v.id == "a1").unwrap();
+    assert_eq!(a1.site, "ny");
+    assert!(a1.recovered && a1.writes > writes_before && a1.read_errors == 0);
+    for vm in ["a1", "a2", "b1", "c1"] {
+        let v = e.verify_vm(vm).unwrap();
+        assert!(v.consistent && v.writes_lost == 0, "{vm}: {v:#?}");
+    }
+    let cg = snap.groups.iter().find(|g| g.id == "cg-1").unwrap();
+    assert_eq!(cg.state, GroupState::FailedOver);
+    // Survives a reopen.
+    let root = e.workspace().root().to_path_buf();
+    e.close().unwrap();
+    let mut e = Engine::open(&root).unwrap();
+    e.advance(e.now + MINUTE).unwrap();
+    let v = e.verify_vm("a1").unwrap();
+    assert!(v.consistent, "{v:#?}");
+    assert_eq!(e.location("a1").unwrap().0, "ds-1r");
+}
+
+#[test]
+fn unplanned_failover_after_a_disaster_recovers_consistent_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &topology(100.0, 1, 300), opts(11)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(150 * SECOND).unwrap();
+    e.apply(Command::Disaster { site: "pa".into() }).unwrap();
+    let writes = e.snapshot().vms.iter().map(|v| v.writes).sum::<u64>();
+    e.advance(e.now + MINUTE).unwrap();
+    assert_eq!(
+        writes,
+        e.snapshot().vms.iter().map(|v| v.writes).sum::<u64>(),
+        "pa stopped"
+    );
+    let plan = e
+        .scan_failover(&["pg-a".into(), "pg-b".into()], FailoverKind::Unplanned)
+        .unwrap();
+    assert!(
+        plan.problems.is_empty() && plan.unplaced.is_empty(),
+        "{plan:#?}"
+    );
+    e.apply(Command::Failover {
+        protection_groups: vec!["pg-a".into(), "pg-b".into()],
+        kind: FailoverKind::Unplanned,
+    })
+    .unwrap();
+    let report = e.failovers().last().unwrap().clone();
+    assert_eq!(report.state, FailoverState::Done);
+    assert_eq!(report.results.len(), 4);
+    for r in &report.results {
+        assert!(r.recovered && r.consistent == Some(true), "{r:#?}");
+        let rpo = r.achieved_rpo_minutes.unwrap();
+        assert!(rpo > 0.0 && rpo <= 2.0, "{r:#?}");
+    }
+    assert!(report.results.iter().any(|r| r.writes_lost.unwrap() > 0));
+}
+
+#[test]
+fn capacity_shortfall_stops_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = topology(100.0, 1, 10);
+    for h in t.hosts.iter_mut().filter(|h| h.site == "ny") {
+        h.cpus = 2;
+    }
+    let mut e = Engine::create(&dir.path().join("ws"), &t, opts(1)).unwrap();
+    e.advance(MINUTE).unwrap();
+    let err = e
+        .apply(Command::Failover {
+            protection_groups: vec!["pg-a".into()],
+            kind: FailoverKind::Unplanned,
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not enough capacity") && err.contains("b1"),
+        "{err}"
+    );
+    assert!(e.failovers().is_empty());
+    assert!(!e.snapshot().vms.iter().any(|v| v.down));
+}
+
+#[test]
+fn test_failover_copies_verifies_and_cleans_up_while_replication_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &topology(100.0, 1, 100), opts(2)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(90 * SECOND).unwrap();
+    e.apply(Command::Failover {
+        protection_groups: vec!["pg-b".into()],
+        kind: FailoverKind::Test,
+    })
+    .unwrap();
+    let r = e.failovers().last().unwrap().clone();
+    let test_dir = e.workspace().root().join(r.test_dir.clone().unwrap());
+    assert!(test_dir.join("c1/disk0.img").exists());
+    assert!(r.results[0].recovered && r.results[0].consistent == Some(true));
+    let snap = e.snapshot();
+    assert!(!snap.vms.iter().any(|v| v.down || v.recovered));
+    let cycles = snap.groups.iter().map(|g| g.cycles).sum::<u64>();
+    e.advance(e.now + 3 * MINUTE).unwrap();
+    assert!(e.snapshot().groups.iter().map(|g| g.cycles).sum::<u64>() > cycles);
+    e.apply(Command::CleanupTestFailover).unwrap();
+    assert!(!test_dir.exists());
+}
