@@ -208,6 +208,20 @@ pub trait BlockRead {
     fn read_block(&mut self, index: u64, buf: &mut Block) -> io::Result<()>;
 }
 
+/// Turns readahead off for an image: guests do random 4 KiB I/O, and bulk readers (copy
+/// runs, replication scans, the verifier) ask for large ranges explicitly. Readahead on a
+/// sparse image fills the page cache with large folios, and every later 4 KiB guest write
+/// into such a folio costs the filesystem a walk over all of it: measured on ext4 (Linux
+/// 6.18), 63% of a scenario's time went to `ext4_block_write_begin` before this.
+/// Advisory: failure changes nothing but speed.
+fn no_readahead(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor; posix_fadvise reads no memory of ours.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM);
+    }
+}
+
 /// A raw disk image file, read and written with positional I/O.
 #[derive(Debug)]
 pub struct ImageFile {
@@ -235,6 +249,7 @@ impl ImageFile {
             .write(write)
             .open(path)
             .map_err(|e| io_error(path, e))?;
+        no_readahead(&file);
         let len = file.metadata().map_err(|e| io_error(path, e))?.len();
         if len % BLOCK_SIZE as u64 != 0 {
             return Err(DiskError::Truncated {
@@ -275,6 +290,7 @@ impl ImageFile {
                     io_error(path, e)
                 }
             })?;
+        no_readahead(&file);
         if let Err(e) = file.set_len(len) {
             drop(file);
             // Best effort: do not leave a half-made image behind.

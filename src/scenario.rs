@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::dr::Rating;
 use crate::engine::copy::CopyMode;
 use crate::engine::{
-    Command, Engine, EngineError, EngineOptions, LogLevel, Outcome, from_minutes, to_minutes,
+    Command, Engine, EngineError, EngineOptions, FailoverKind, LogLevel, Outcome, from_minutes,
+    to_minutes,
 };
 use crate::topology::{Topology, TopologyError};
 
@@ -47,6 +48,25 @@ pub enum Action {
     CancelMigration {
         vm: String,
     },
+    /// These three act on the datastore's whole replication group.
+    ReplicateNow {
+        datastore: String,
+    },
+    PauseReplication {
+        datastore: String,
+    },
+    ResumeReplication {
+        datastore: String,
+    },
+    LinkDown,
+    LinkUp,
+    Disaster {
+        site: String,
+    },
+    Failover {
+        protection_groups: Vec<String>,
+        kind: FailoverKind,
+    },
     Expect(Expectation),
 }
 
@@ -75,6 +95,16 @@ pub enum Expectation {
     MigrationDone {
         vm: String,
     },
+    /// The latest failover that considered it brought it up from an instance on this
+    /// (replica) datastore.
+    Recovered {
+        vm: String,
+        datastore: String,
+    },
+    /// The latest failover that considered it could not recover it.
+    Lost {
+        vm: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -92,6 +122,25 @@ impl fmt::Display for Action {
                 "Migrate(vm: {vm:?}, to: {to:?}, mode: {mode:?}, confirm: {confirm})"
             ),
             Action::CancelMigration { vm } => write!(f, "CancelMigration(vm: {vm:?})"),
+            Action::ReplicateNow { datastore } => {
+                write!(f, "ReplicateNow(datastore: {datastore:?})")
+            }
+            Action::PauseReplication { datastore } => {
+                write!(f, "PauseReplication(datastore: {datastore:?})")
+            }
+            Action::ResumeReplication { datastore } => {
+                write!(f, "ResumeReplication(datastore: {datastore:?})")
+            }
+            Action::LinkDown => f.write_str("LinkDown"),
+            Action::LinkUp => f.write_str("LinkUp"),
+            Action::Disaster { site } => write!(f, "Disaster(site: {site:?})"),
+            Action::Failover {
+                protection_groups,
+                kind,
+            } => write!(
+                f,
+                "Failover(protection_groups: {protection_groups:?}, kind: {kind:?})"
+            ),
             Action::Expect(e) => write!(f, "Expect({e})"),
         }
     }
@@ -109,6 +158,10 @@ impl fmt::Display for Expectation {
                 write!(f, "Rating(vm: {vm:?}, to: {to:?}, rating: {rating:?})")
             }
             Expectation::MigrationDone { vm } => write!(f, "MigrationDone(vm: {vm:?})"),
+            Expectation::Recovered { vm, datastore } => {
+                write!(f, "Recovered(vm: {vm:?}, datastore: {datastore:?})")
+            }
+            Expectation::Lost { vm } => write!(f, "Lost(vm: {vm:?})"),
         }
     }
 }
@@ -343,6 +396,25 @@ impl Runner {
                 confirm: *confirm,
             },
             Action::CancelMigration { vm } => Command::CancelMigration { vm: vm.clone() },
+            Action::ReplicateNow { datastore } => Command::ReplicateNow {
+                datastore: datastore.clone(),
+            },
+            Action::PauseReplication { datastore } => Command::PauseReplication {
+                datastore: datastore.clone(),
+            },
+            Action::ResumeReplication { datastore } => Command::ResumeReplication {
+                datastore: datastore.clone(),
+            },
+            Action::LinkDown => Command::LinkDown,
+            Action::LinkUp => Command::LinkUp,
+            Action::Disaster { site } => Command::Disaster { site: site.clone() },
+            Action::Failover {
+                protection_groups,
+                kind,
+            } => Command::Failover {
+                protection_groups: protection_groups.clone(),
+                kind: *kind,
+            },
             Action::Expect(e) => return self.expect(e),
         };
         Ok(match self.engine.apply(cmd) {
@@ -411,6 +483,18 @@ impl Runner {
                 };
                 verdict(!running && done > 0, detail)
             }
+            Expectation::Recovered { vm, datastore } => match eng.failover_result(vm) {
+                Some(r) if r.recovered => verdict(
+                    r.datastore.as_deref() == Some(datastore.as_str()),
+                    recovered_detail(vm, r),
+                ),
+                Some(r) => verdict(false, recovered_detail(vm, r)),
+                None => verdict(false, format!("no failover has considered {vm}")),
+            },
+            Expectation::Lost { vm } => match eng.failover_result(vm) {
+                Some(r) => verdict(!r.recovered, recovered_detail(vm, r)),
+                None => verdict(false, format!("no failover has considered {vm}")),
+            },
         })
     }
 
@@ -423,6 +507,31 @@ impl Runner {
         let report = self.report.clone();
         self.engine.close()?;
         Ok(report)
+    }
+}
+
+/// One VM's failover result in words.
+fn recovered_detail(vm: &str, r: &crate::engine::VmResult) -> String {
+    if r.recovered {
+        format!(
+            "{vm} recovered from {} ({}, {} write(s) lost{})",
+            r.datastore.as_deref().unwrap_or("?"),
+            if r.consistent == Some(true) {
+                "consistent"
+            } else {
+                "NOT consistent"
+            },
+            r.writes_lost.unwrap_or(0),
+            r.achieved_rpo_minutes
+                .map(|m| format!(", achieved RPO {m:.1} min"))
+                .unwrap_or_default()
+        )
+    } else {
+        format!(
+            "{vm} not recovered: {} ({})",
+            r.error.as_deref().unwrap_or("error"),
+            r.reason
+        )
     }
 }
 

@@ -114,6 +114,9 @@ pub(super) struct RecoveredVm {
     /// S of the recovered images: the last write of the old site in the VM's history.
     pub horizon: u64,
     pub at: SimTime,
+    /// Writes of the old site the recovered images did not hold.
+    #[serde(default)]
+    pub writes_lost: u64,
 }
 
 /// A planned failover waiting for its final cycles.
@@ -596,7 +599,8 @@ impl Engine {
                     &cand.datastore,
                     &dir,
                     &host,
-                    v.last_seq_found.max(check.horizon_seq),
+                    check.horizon_seq,
+                    v.writes_lost,
                 )?;
                 powered += 1;
             }
@@ -674,6 +678,7 @@ impl Engine {
         dir: &Path,
         host: &str,
         horizon: u64,
+        writes_lost: u64,
     ) -> Result<(), EngineError> {
         let site = self
             .topology()
@@ -710,6 +715,7 @@ impl Engine {
             from_site,
             horizon,
             at: self.now,
+            writes_lost,
         });
         self.start_guest(i);
         Ok(())

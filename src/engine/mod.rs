@@ -1806,11 +1806,15 @@ impl Engine {
         }];
         let report = disk::verify_set(&mut disks, &journal, Horizon::LastJournaled)
             .map_err(io_err(format!("verifying {vm}")))?;
-        Ok(report
+        let mut out = report
             .vms
             .into_iter()
             .next()
-            .expect("one disk in, one report out"))
+            .expect("one disk in, one report out");
+        // A recovered VM's history stops at its recovered images; what the failover lost
+        // stays lost.
+        out.writes_lost += v.recovered.as_ref().map_or(0, |r| r.writes_lost);
+        Ok(out)
     }
 
     /// The VMs in topology order.
