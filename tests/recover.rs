@@ -125,3 +125,123 @@ fn dry_run_elects_from_replica_datastores_only() {
         "only the dry run exists on the command line"
     );
 }
+
+#[test]
+fn dry_run_reports_incomplete_and_ambiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_topologies/patent_hazard.ron"),
+        ws.join("topology.ron"),
+    )
+    .unwrap();
+    let vm1 = "0b6e2c1a-7d3f-4a58-9c21-5e8f0a1b2c01";
+    let vm2 = "1c7f3d2b-8e40-4b69-8d32-6f9a1b2c3d02";
+    // vm1: only its partial target reached the recovery site.
+    vm_ron(
+        &ws.join("sites/ny/datastores/ds-2-r/vm1"),
+        vm1,
+        "vm1",
+        &marks(false, true, false),
+    );
+    // vm2: two unmarked copies, neither a completed target.
+    vm_ron(&ws.join("sites/ny/datastores/ds-1-r/vm2"), vm2, "vm2", "None");
+    vm_ron(&ws.join("sites/ny/datastores/ds-2-r/vm2"), vm2, "vm2", "None");
+    let before = tree(ws);
+    let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
+        .args(["recover", &ws.display().to_string(), "--dry-run", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let by = |u: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["uuid"] == u)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by(vm1)["error"], "incomplete");
+    assert_eq!(by(vm1)["decision"], "error");
+    assert_eq!(by(vm2)["error"], "ambiguous");
+    assert_eq!(by(vm2)["delete"], serde_json::json!([]));
+    assert_eq!(tree(ws), before);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
+}
+
+/// A real run up to a disaster in mid-copy, then only what the recovery site keeps
+/// (topology.ron and its datastore directories) is copied elsewhere: the dry run there
+/// elects the source and names the partial target for deletion.
+#[test]
+fn dry_run_on_what_a_real_disaster_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_topologies/patent_timelines.ron");
+    let scenario = dir.path().join("mid_copy.ron");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"Scenario(name: "mid-copy", topology: {topo:?}, seed: 5, steps: [
+    Step(at: 0.0, action: StartWorkloads),
+    Step(at: 1.0, action: Migrate(vm: "vm1", to: "ds-2", mode: Mirror, confirm: true)),
+    Step(at: 3.0, action: ReplicateNow(datastore: "ds-2")),
+    Step(at: 3.0, action: ReplicateNow(datastore: "ds-1")),
+    Step(at: 3.5, action: Disaster(site: "pa")),
+])"#
+        ),
+    )
+    .unwrap();
+    let ws = dir.path().join("ws");
+    let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
+        .args(["run", &scenario.display().to_string(), "--workspace"])
+        .arg(&ws)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let left = dir.path().join("left");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::copy(ws.join("topology.ron"), left.join("topology.ron")).unwrap();
+    copy_tree(&ws.join("sites/ny/datastores"), &left.join("sites/ny/datastores"));
+    let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
+        .args(["recover", &left.display().to_string(), "--dry-run", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let vm1 = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["vm"] == "vm1")
+        .unwrap();
+    assert_eq!(vm1["instances"].as_array().unwrap().len(), 2, "{vm1}");
+    assert_eq!(vm1["recover_from"], "sites/ny/datastores/ds-1-r/vm1");
+    assert_eq!(
+        vm1["delete"],
+        serde_json::json!(["sites/ny/datastores/ds-2-r/vm1"])
+    );
+    let source = vm1["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["datastore"] == "ds-1-r")
+        .unwrap();
+    assert_eq!(source["source"], true);
+    assert_eq!(source["completed"], false);
+    for other in ["vm2", "vm3"] {
+        let e = v.as_array().unwrap().iter().find(|e| e["vm"] == other).unwrap();
+        assert_eq!(e["decision"], "recover", "{e}");
+    }
+}

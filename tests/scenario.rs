@@ -174,3 +174,64 @@ fn bad_scenarios_exit_2() {
     let o = drconsole(&["verify", &dir.path().join("nothing").display().to_string()]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Every shipped scenario (the patent's timelines included) passes headless, and the
+/// failover ones recover or lose exactly what their story says.
+#[test]
+fn every_sample_scenario_passes_headless() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(repo("sample_scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ron"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 6, "{names:?}");
+    for (i, scenario) in names.iter().enumerate() {
+        if scenario.ends_with("live_migration.ron") {
+            continue; // its own test above
+        }
+        let (code, out) = run_json(scenario, &dir.path().join(i.to_string()));
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let failed: Vec<&Value> = v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["outcome"] == "fail" || s["outcome"] == "error")
+            .collect();
+        assert_eq!(code, Some(0), "{}: {failed:#?}", scenario.display());
+        assert!(failed.is_empty());
+        let expects = v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["outcome"] == "pass")
+            .count();
+        assert!(expects >= 3, "{}: only {expects} expectations", scenario.display());
+    }
+}
+
+#[test]
+fn the_cross_cg_hazard_loses_the_vm_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = run_json(
+        &repo("sample_scenarios/cross_cg_hazard.ron"),
+        &dir.path().join("ws"),
+    );
+    assert_eq!(code, Some(0));
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    let lost = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["action"].as_str().unwrap().starts_with("Expect(Lost"))
+        .unwrap();
+    assert!(
+        lost["detail"].as_str().unwrap().contains("no-instance"),
+        "{lost}"
+    );
+    // The replicas really hold no vm1, and the workspace says where the others came back.
+    let ws = dir.path().join("ws/sites/ny/datastores");
+    assert!(!ws.join("ds-1-r/vm1").exists() && !ws.join("ds-2-r/vm1").exists());
+    assert!(ws.join("ds-2-r/vm2/disk0.img").exists());
+}
