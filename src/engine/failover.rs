@@ -576,7 +576,8 @@ impl Engine {
                 journals.insert(from_site.clone(), j);
             }
             let uuid = self.vms[i].uuid;
-            let img = ImageFile::open_read_only(&dir.join(crate::workspace::FIRST_DISK))?;
+            let img = ImageFile::open_read_only(&dir.join(crate::workspace::FIRST_DISK))?
+                .without_readahead();
             let mut reader = img;
             let mut disks = [VmDisk {
                 name: vm_id.clone(),
@@ -690,7 +691,7 @@ impl Engine {
             self.remove_record(&m.rec.id)?;
         }
         self.power_off(i);
-        let image = ImageFile::open(&dir.join(crate::workspace::FIRST_DISK))?;
+        let image = ImageFile::open(&dir.join(crate::workspace::FIRST_DISK))?.without_readahead();
         let last_seq = stamps_of(&image, &self.vms[i].uuid)?;
         let instance = dir
             .file_name()

@@ -92,8 +92,12 @@ impl Migration {
         dst_dir: PathBuf,
         bitmap_path: &Path,
     ) -> std::io::Result<Migration> {
-        let src = ImageFile::open(&src_dir.join("disk0.img")).map_err(std::io::Error::other)?;
-        let dst = ImageFile::open(&dst_dir.join("disk0.img")).map_err(std::io::Error::other)?;
+        let src = ImageFile::open(&src_dir.join("disk0.img"))
+            .map_err(std::io::Error::other)?
+            .without_readahead();
+        let dst = ImageFile::open(&dst_dir.join("disk0.img"))
+            .map_err(std::io::Error::other)?
+            .without_readahead();
         let bitmap_file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -609,7 +609,7 @@ impl Engine {
                 file: "topology.ron".into(),
                 message: format!("VM {:?}: bad uuid", vm.id),
             })?;
-            let image = ImageFile::open(&dir.join("disk0.img"))?;
+            let image = ImageFile::open(&dir.join("disk0.img"))?.without_readahead();
             let blocks = vm.disk_mib * 1024 * 1024 / BLOCK_SIZE as u64;
             if image.block_count() != blocks {
                 return Err(EngineError::ImageSize {
@@ -1405,7 +1405,7 @@ impl Engine {
             v.datastore = rec.to.clone();
         }
         self.ws.save_topology(&topo)?;
-        let mut image = ImageFile::open(&dst_dir.join("disk0.img"))?;
+        let mut image = ImageFile::open(&dst_dir.join("disk0.img"))?.without_readahead();
         let tracker = self.tracker_for(&rec.to, image.path())?;
         image.set_tracker(tracker);
         let vm = &mut self.vms[i];
@@ -1795,7 +1795,7 @@ impl Engine {
                 &mut routed
             }
             None => {
-                plain = ImageFile::open_read_only(v.image.path())?;
+                plain = ImageFile::open_read_only(v.image.path())?.without_readahead();
                 &mut plain
             }
         };

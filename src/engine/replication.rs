@@ -353,10 +353,10 @@ impl Engine {
             .find(|p| p.datastore == datastore)
             .expect("covers")
             .clone();
-        let src = ImageFile::open_read_only(image)?;
+        let src = ImageFile::open_read_only(image)?.without_readahead();
         let tracker = Arc::new(DirtyTracker::new(src.block_count()));
         if let Some(replica) = self.replica_image_path(&pair, image)? {
-            let rep = ImageFile::open_read_only(&replica)?;
+            let rep = ImageFile::open_read_only(&replica)?.without_readahead();
             if rep.block_count() == src.block_count() {
                 let diff = replica::differing_blocks(&src, &rep)?;
                 tracker.mark_all(&diff);
@@ -498,7 +498,7 @@ impl Engine {
                 }
                 for disk in &inst.config.disks {
                     let path = inst.dir.join(disk);
-                    let src = ImageFile::open_read_only(&path)?;
+                    let src = ImageFile::open_read_only(&path)?.without_readahead();
                     let tracker = self.tracker_for(&pair.datastore, &path)?;
                     let rep_img = rep_inst.join(disk);
                     let same_size = ImageFile::open_read_only(&rep_img)
