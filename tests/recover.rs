@@ -145,8 +145,18 @@ fn dry_run_reports_incomplete_and_ambiguous() {
         &marks(false, true, false),
     );
     // vm2: two unmarked copies, neither a completed target.
-    vm_ron(&ws.join("sites/ny/datastores/ds-1-r/vm2"), vm2, "vm2", "None");
-    vm_ron(&ws.join("sites/ny/datastores/ds-2-r/vm2"), vm2, "vm2", "None");
+    vm_ron(
+        &ws.join("sites/ny/datastores/ds-1-r/vm2"),
+        vm2,
+        "vm2",
+        "None",
+    );
+    vm_ron(
+        &ws.join("sites/ny/datastores/ds-2-r/vm2"),
+        vm2,
+        "vm2",
+        "None",
+    );
     let before = tree(ws);
     let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
         .args(["recover", &ws.display().to_string(), "--dry-run", "--json"])
@@ -209,16 +219,34 @@ fn dry_run_on_what_a_real_disaster_leaves() {
         .arg(&ws)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let left = dir.path().join("left");
     std::fs::create_dir_all(&left).unwrap();
     std::fs::copy(ws.join("topology.ron"), left.join("topology.ron")).unwrap();
-    copy_tree(&ws.join("sites/ny/datastores"), &left.join("sites/ny/datastores"));
+    copy_tree(
+        &ws.join("sites/ny/datastores"),
+        &left.join("sites/ny/datastores"),
+    );
     let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
-        .args(["recover", &left.display().to_string(), "--dry-run", "--json"])
+        .args([
+            "recover",
+            &left.display().to_string(),
+            "--dry-run",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let vm1 = v
         .as_array()
@@ -241,7 +269,12 @@ fn dry_run_on_what_a_real_disaster_leaves() {
     assert_eq!(source["source"], true);
     assert_eq!(source["completed"], false);
     for other in ["vm2", "vm3"] {
-        let e = v.as_array().unwrap().iter().find(|e| e["vm"] == other).unwrap();
+        let e = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["vm"] == other)
+            .unwrap();
         assert_eq!(e["decision"], "recover", "{e}");
     }
 }

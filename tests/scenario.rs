@@ -207,7 +207,11 @@ fn every_sample_scenario_passes_headless() {
             .iter()
             .filter(|s| s["outcome"] == "pass")
             .count();
-        assert!(expects >= 3, "{}: only {expects} expectations", scenario.display());
+        assert!(
+            expects >= 3,
+            "{}: only {expects} expectations",
+            scenario.display()
+        );
     }
 }
 
