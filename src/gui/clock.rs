@@ -3,9 +3,10 @@
 
 use egui::{RichText, Ui};
 
-use super::Action;
 use super::live::{Live, Status, mm_ss};
+use super::style::Tone;
 use super::worker::{Request, SPEEDS};
+use super::{Action, MainTab, SideTab};
 use crate::engine::Command;
 
 /// "600×", "37×", "0.4×".
@@ -89,10 +90,77 @@ pub fn toolbar(ui: &mut Ui, live: &Live, actions: &mut Vec<Action>) {
                 speed_label(clock.speed)
             ));
         }
+        if open {
+            dr_alarms(ui, live, actions);
+        }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             workspace_status(ui, &live.status);
         });
     });
+}
+
+/// A small badge-like button; clicking it shows where the alarm is explained.
+fn alarm(ui: &mut Ui, text: &str, tone: Tone, hint: &str) -> bool {
+    ui.add(
+        egui::Button::new(RichText::new(text).color(egui::Color32::WHITE).small())
+            .fill(tone.fill())
+            .corner_radius(8.0),
+    )
+    .on_hover_text(hint)
+    .clicked()
+}
+
+/// What is wrong with disaster recovery right now, visible from every view: lost sites,
+/// the link, RPO violations, a planned failover in flight.
+fn dr_alarms(ui: &mut Ui, live: &Live, actions: &mut Vec<Action>) {
+    let Some(s) = &live.snapshot else { return };
+    for site in &s.sites_down {
+        if alarm(
+            ui,
+            &format!("site {site} down"),
+            Tone::Bad,
+            "Lost in a disaster. Click for the failover panel.",
+        ) {
+            actions.push(Action::ShowMain(MainTab::Failover));
+        }
+    }
+    if !s.link_up
+        && alarm(
+            ui,
+            "replication link down",
+            Tone::Warn,
+            "Nothing publishes while the link is down. Click for the replication view.",
+        )
+    {
+        actions.push(Action::ShowSide(SideTab::Replication));
+    }
+    let late: Vec<&str> = s
+        .groups
+        .iter()
+        .filter(|g| g.rpo_violation)
+        .map(|g| g.id.as_str())
+        .collect();
+    if !late.is_empty()
+        && alarm(
+            ui,
+            &format!("RPO violated: {}", late.join(", ")),
+            Tone::Bad,
+            "These groups lag more than their RPO. Click for the replication view.",
+        )
+    {
+        actions.push(Action::ShowSide(SideTab::Replication));
+    }
+    if let Some(f) = &s.failover
+        && f.state == crate::engine::FailoverState::Running
+        && alarm(
+            ui,
+            &format!("failover #{} running", f.id),
+            Tone::Busy,
+            "A planned failover waits for its final replication cycle. Click for the failover panel.",
+        )
+    {
+        actions.push(Action::ShowMain(MainTab::Failover));
+    }
 }
 
 fn workspace_status(ui: &mut Ui, status: &Status) {

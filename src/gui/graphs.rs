@@ -9,7 +9,7 @@ use egui_plot::{GridMark, Legend, Line, Plot};
 use super::live::Live;
 
 /// Simulated seconds on an axis: "mm:ss", or "mm:ss.s" when zoomed in below a minute.
-fn time_axis(mark: GridMark, range: &RangeInclusive<f64>) -> String {
+pub(crate) fn time_axis(mark: GridMark, range: &RangeInclusive<f64>) -> String {
     let s = mark.value.max(0.0);
     let m = (s / 60.0).floor();
     if range.end() - range.start() < 60.0 {
@@ -20,7 +20,7 @@ fn time_axis(mark: GridMark, range: &RangeInclusive<f64>) -> String {
 }
 
 /// A fixed-height box with a hint, where a graph goes once it has data.
-fn empty(ui: &mut Ui, height: f32, hint: &str) {
+pub(crate) fn empty(ui: &mut Ui, height: f32, hint: &str) {
     egui::Frame::group(ui.style()).show(ui, |ui| {
         ui.set_width(ui.available_width());
         ui.set_height(height - 12.0);

@@ -11,7 +11,10 @@ use super::log::{EventLog, Level};
 use super::worker::{Clock, CommandResult, Update};
 use crate::dr::{self, Rating};
 use crate::engine::copy::CopyMode;
-use crate::engine::{Command, LogLevel, MigrationView, Outcome, Phase, SECOND, SimTime, Snapshot};
+use crate::engine::{
+    Command, GroupState, GroupView, LogLevel, MINUTE, MigrationView, Outcome, Phase, SECOND,
+    SimTime, Snapshot,
+};
 use crate::topology::Topology;
 
 /// Where the console's workspace stands.
@@ -85,8 +88,57 @@ impl Task {
     }
 }
 
+/// A replication group's lag over simulated time, for the plot: (simulated seconds,
+/// minutes behind). Between two publishes the lag grows exactly with the clock (it is now −
+/// the cut time of the last published point), so the line is kept as its corners: at every
+/// publish the lag before and after it, and the current lag as the moving head. The
+/// sawtooth is exact however seldom updates come, and a corner costs two points per cycle.
+#[derive(Debug, Clone, Default)]
+pub struct LagHistory {
+    corners: Vec<PlotPoint>,
+    head: Option<PlotPoint>,
+    /// (cut time, publish time) of the point the last sample saw.
+    last_point: Option<(SimTime, SimTime)>,
+}
+
+impl LagHistory {
+    fn sample(&mut self, now: SimTime, g: &GroupView) {
+        let (Some(cut), Some(published)) = (g.last_cut_at, g.last_published_at) else {
+            return;
+        };
+        if self.last_point != Some((cut, published)) {
+            let at = seconds(published);
+            if self.corners.last().is_none_or(|p| at > p.x) {
+                if let Some((old_cut, _)) = self.last_point {
+                    let before = minutes(published.saturating_sub(old_cut));
+                    push_bounded(&mut self.corners, PlotPoint::new(at, before), LAG_POINTS);
+                }
+                let after = minutes(published.saturating_sub(cut));
+                push_bounded(&mut self.corners, PlotPoint::new(at, after), LAG_POINTS);
+            }
+            self.last_point = Some((cut, published));
+        }
+        if now >= published {
+            self.head = Some(PlotPoint::new(seconds(now), minutes(now - cut)));
+        }
+    }
+
+    /// The line to draw: the corners and the current lag.
+    pub fn line(&self) -> Vec<PlotPoint> {
+        let mut v = self.corners.clone();
+        v.extend(self.head.filter(|h| v.last().is_none_or(|p| h.x > p.x)));
+        v
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.corners.is_empty() && self.head.is_none()
+    }
+}
+
 /// Points kept per latency line and per progress line; older ones are dropped.
 const LATENCY_POINTS: usize = 4000;
+/// Points kept per replication group's lag line.
+const LAG_POINTS: usize = 4000;
 const PROGRESS_POINTS: usize = 2000;
 /// Finished tasks kept in the list (running ones are always kept).
 const FINISHED_TASKS: usize = 30;
@@ -104,6 +156,8 @@ pub struct Live {
     pub latency: BTreeMap<String, Vec<PlotPoint>>,
     /// Worst guest write latency per update over every VM.
     pub latency_all: Vec<PlotPoint>,
+    /// Each replication group's lag over time, by group id.
+    pub lag: BTreeMap<String, LagHistory>,
 }
 
 impl Live {
@@ -116,6 +170,7 @@ impl Live {
             tasks: Vec::new(),
             latency: BTreeMap::new(),
             latency_all: Vec::new(),
+            lag: BTreeMap::new(),
         }
     }
 
@@ -247,6 +302,16 @@ impl Live {
             }
         }
 
+        for g in &snap.groups {
+            // A group that failed over replicates no more: its lag line ends there.
+            if g.state != GroupState::FailedOver {
+                self.lag
+                    .entry(g.id.clone())
+                    .or_default()
+                    .sample(snap.now, g);
+            }
+        }
+
         for r in &u.results {
             report_result(r, log);
         }
@@ -308,6 +373,10 @@ fn push_bounded(v: &mut Vec<PlotPoint>, p: PlotPoint, cap: usize) {
 
 pub fn seconds(t: SimTime) -> f64 {
     t as f64 / SECOND as f64
+}
+
+pub fn minutes(t: SimTime) -> f64 {
+    t as f64 / MINUTE as f64
 }
 
 /// Simulated time as "mm:ss" (minutes grow past 59).

@@ -4,9 +4,11 @@
 
 mod clock;
 mod details;
+pub mod failover;
 mod graphs;
 mod live;
 mod log;
+pub mod replication;
 pub mod style;
 mod tasks;
 mod tree;
@@ -22,7 +24,7 @@ use egui::{Key, KeyboardShortcut, Modifiers};
 use crate::dr::{self, DatastoreTags};
 use crate::topology::{Topology, TopologySource};
 
-pub use live::{Live, Status, Task, TaskState};
+pub use live::{LagHistory, Live, Status, Task, TaskState};
 pub use log::{EventLog, Level, LogEntry};
 use worker::{Report, Request, Worker};
 
@@ -137,10 +139,56 @@ impl Startup {
     }
 }
 
+/// The tabs of the central area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MainTab {
+    /// The selected object.
+    Details,
+    /// Scan, run and read failovers.
+    Failover,
+}
+
+/// The tabs of the right-hand panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SideTab {
+    /// Migration tasks, copy progress and write latency.
+    Migrations,
+    /// Replication groups, the link, the sites and the lag plot.
+    Replication,
+}
+
+impl MainTab {
+    pub fn label(self) -> &'static str {
+        match self {
+            MainTab::Details => "Details",
+            MainTab::Failover => "Failover",
+        }
+    }
+}
+
+impl SideTab {
+    pub fn label(self) -> &'static str {
+        match self {
+            SideTab::Migrations => "Migrations",
+            SideTab::Replication => "Replication",
+        }
+    }
+}
+
 /// What a view asks for; applied after drawing.
 pub(crate) enum Action {
     OpenWizard(Option<String>),
     Request(Request),
+    /// Ask the worker for a failover plan (the app adds the workspace's epoch).
+    ScanFailover {
+        id: u64,
+        protection_groups: Vec<String>,
+        kind: crate::engine::FailoverKind,
+    },
+    /// Open the Disaster confirmation for this site.
+    AskDisaster(String),
+    ShowMain(MainTab),
+    ShowSide(SideTab),
 }
 
 /// How long `logic` spends taking in the worker's reports per frame.
@@ -168,6 +216,11 @@ pub struct DrApp {
     pub wizard: wizard::Wizard,
     /// The workspace just opened; its first update brings its topology.
     first_update: bool,
+    pub main_tab: MainTab,
+    pub side_tab: SideTab,
+    pub failover: failover::FailoverPanel,
+    /// The site the Disaster confirmation asks about, while it is open.
+    pub disaster: Option<String>,
 }
 
 impl DrApp {
@@ -191,6 +244,10 @@ impl DrApp {
             live: Live::new(Status::Off),
             wizard: wizard::Wizard::default(),
             first_update: false,
+            main_tab: MainTab::Details,
+            side_tab: SideTab::Migrations,
+            failover: failover::FailoverPanel::default(),
+            disaster: None,
         };
         app.log.info(format!(
             "Opened \"{}\" from {}",
@@ -216,6 +273,8 @@ impl DrApp {
         self.epoch += 1;
         self.live = Live::new(Status::Opening(root.clone()));
         self.first_update = false;
+        self.failover.reset();
+        self.disaster = None;
         self.worker.send(Request::Open {
             epoch: self.epoch,
             root,
@@ -236,6 +295,22 @@ impl DrApp {
     fn apply(&mut self, action: Action) {
         match action {
             Action::OpenWizard(vm) => self.wizard.open_for(vm),
+            Action::ShowMain(tab) => self.main_tab = tab,
+            Action::ShowSide(tab) => {
+                self.side_tab = tab;
+                self.show_migrations = true;
+            }
+            Action::AskDisaster(site) => self.disaster = Some(site),
+            Action::ScanFailover {
+                id,
+                protection_groups,
+                kind,
+            } => self.worker.send(Request::ScanFailover {
+                epoch: self.epoch,
+                id,
+                protection_groups,
+                kind,
+            }),
             Action::Request(Request::Engine(c)) if !self.live.is_open() => {
                 self.log.warning(format!(
                     "{}: no workspace is open, so nothing runs",
@@ -287,6 +362,17 @@ impl DrApp {
             } => self
                 .log
                 .error(format!("Closing workspace {}: {e}", root.display())),
+            Report::FailoverScan {
+                epoch,
+                id,
+                at,
+                result,
+            } if epoch == self.epoch => {
+                if let Err(e) = &result {
+                    self.log.warning(format!("Scan replicas: {e}"));
+                }
+                self.failover.on_scan(id, at, result);
+            }
             Report::NotApplied { command, reason } => self
                 .log
                 .warning(format!("{}: {reason}", live::describe(&command))),
@@ -294,6 +380,7 @@ impl DrApp {
             Report::Opened { .. }
             | Report::OpenFailed { .. }
             | Report::Update { .. }
+            | Report::FailoverScan { .. }
             | Report::Closed { .. } => {}
         }
     }
@@ -490,9 +577,55 @@ impl DrApp {
                     self.wizard.open_for(vm);
                 }
             });
+            ui.menu_button("DR", |ui| {
+                if ui
+                    .button("Replication")
+                    .on_hover_text("Replication groups, lag against RPO, the link and the sites")
+                    .clicked()
+                {
+                    self.side_tab = SideTab::Replication;
+                    self.show_migrations = true;
+                }
+                if ui
+                    .button("Failover…")
+                    .on_hover_text("Choose protection groups, scan the replicas, run a failover")
+                    .clicked()
+                {
+                    self.main_tab = MainTab::Failover;
+                }
+                if let Some(snap) = self.live.snapshot.as_ref().filter(|_| self.live.is_open()) {
+                    ui.separator();
+                    let (text, command) = if snap.link_up {
+                        ("Take the link down", crate::engine::Command::LinkDown)
+                    } else {
+                        ("Bring the link up", crate::engine::Command::LinkUp)
+                    };
+                    if ui.button(text).clicked() {
+                        self.worker.send(Request::Engine(command));
+                    }
+                    for site in self
+                        .doc
+                        .topology
+                        .sites
+                        .iter()
+                        .filter(|s| s.role == crate::topology::SiteRole::Protected)
+                    {
+                        let down = snap.sites_down.contains(&site.id);
+                        if ui
+                            .add_enabled(
+                                !down,
+                                egui::Button::new(replication::disaster_button(&site.id)),
+                            )
+                            .clicked()
+                        {
+                            self.disaster = Some(site.id.clone());
+                        }
+                    }
+                }
+            });
             ui.menu_button("View", |ui| {
                 ui.checkbox(&mut self.show_log, "Event log");
-                ui.checkbox(&mut self.show_migrations, "Migrations and graphs");
+                ui.checkbox(&mut self.show_migrations, "Migrations and replication");
                 egui::widgets::global_theme_preference_buttons(ui);
             });
             ui.separator();
@@ -563,24 +696,86 @@ impl eframe::App for DrApp {
                 }
             });
         let live = &mut self.live;
+        let doc = &self.doc;
+        let side_tab = &mut self.side_tab;
         egui::Panel::right("migrations")
             .resizable(true)
             .default_size(440.0)
             .min_size(320.0)
             .show_collapsible(ui, &mut self.show_migrations, |ui| {
-                migrations_panel(ui, live, &mut actions)
+                tab_bar(
+                    ui,
+                    side_tab,
+                    [SideTab::Migrations, SideTab::Replication],
+                    SideTab::label,
+                );
+                match side_tab {
+                    SideTab::Migrations => migrations_panel(ui, live, &mut actions),
+                    SideTab::Replication => replication::show(ui, doc, live, &mut actions),
+                }
             });
+        let selected_before = self.selection.clone();
         egui::CentralPanel::default_margins().show(ui, |ui| {
-            details::show(ui, &self.doc, &self.live, &mut self.selection, &mut actions);
+            tab_bar(
+                ui,
+                &mut self.main_tab,
+                [MainTab::Details, MainTab::Failover],
+                MainTab::label,
+            );
+            match self.main_tab {
+                MainTab::Details => {
+                    details::show(ui, &self.doc, &self.live, &mut self.selection, &mut actions)
+                }
+                MainTab::Failover => self.failover.show(ui, &self.doc, &self.live, &mut actions),
+            }
         });
+        if self.selection != selected_before && self.selection.is_some() {
+            // Picking an object in the inventory shows it.
+            self.main_tab = MainTab::Details;
+        }
         if let Some(c) = self.wizard.show(ui.ctx(), &self.doc, &self.live) {
             actions.push(Action::Request(Request::Engine(c)));
+        }
+        if let Some(c) = self.failover.confirm_modal(ui.ctx(), &self.doc, &self.live) {
+            actions.push(Action::Request(Request::Engine(c)));
+        }
+        if let Some(site) = self.disaster.clone() {
+            match replication::disaster_modal(ui.ctx(), &site, &self.doc, &self.live) {
+                Some(true) => {
+                    self.disaster = None;
+                    actions.push(Action::Request(Request::Engine(
+                        crate::engine::Command::Disaster { site },
+                    )));
+                }
+                Some(false) => self.disaster = None,
+                None => {}
+            }
         }
         for a in actions {
             self.apply(a);
         }
         self.log.toasts(ui);
     }
+}
+
+/// A row of tabs; the current one is highlighted.
+fn tab_bar<T: Copy + PartialEq>(
+    ui: &mut egui::Ui,
+    current: &mut T,
+    tabs: [T; 2],
+    label: fn(T) -> &'static str,
+) {
+    ui.horizontal(|ui| {
+        for t in tabs {
+            if ui
+                .selectable_label(*current == t, egui::RichText::new(label(t)).strong())
+                .clicked()
+            {
+                *current = t;
+            }
+        }
+    });
+    ui.separator();
 }
 
 /// The right-hand panel: the task list on top, the two graphs sharing what is left.

@@ -97,6 +97,101 @@ pub fn chip(ui: &mut Ui, text: &str, kind: ChipKind) -> egui::Response {
         .on_hover_text(kind.explain())
 }
 
+/// What a badge or a state says, good to bad; decides its color.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Healthy, verified, in time: green.
+    Good,
+    /// Something happens (a transfer in flight): blue.
+    Busy,
+    /// Degraded but not lost (paused, link down, writes lost): amber.
+    Warn,
+    /// Broken or lost (not consistent, site down, an error): red.
+    Bad,
+    /// Over and done with (failed over): purple.
+    Done,
+    /// No judgment: grey.
+    Muted,
+}
+
+impl Tone {
+    /// The fill of a badge; its text is white.
+    pub fn fill(self) -> Color32 {
+        match self {
+            Tone::Good => Color32::from_rgb(28, 128, 64),
+            Tone::Busy => Color32::from_rgb(40, 100, 180),
+            Tone::Warn => Color32::from_rgb(186, 112, 0),
+            Tone::Bad => Color32::from_rgb(190, 40, 40),
+            Tone::Done => Color32::from_rgb(120, 60, 160),
+            Tone::Muted => Color32::from_rgb(100, 100, 108),
+        }
+    }
+
+    /// The color of text in this tone, readable on the panel background.
+    pub fn text(self, dark: bool) -> Color32 {
+        match (self, dark) {
+            (Tone::Good, _) => rating_color(Rating::None, dark),
+            (Tone::Busy, true) => Color32::from_rgb(110, 170, 250),
+            (Tone::Busy, false) => Color32::from_rgb(30, 90, 170),
+            (Tone::Warn, true) => Color32::from_rgb(240, 170, 50),
+            (Tone::Warn, false) => Color32::from_rgb(170, 100, 0),
+            (Tone::Bad, _) => rating_color(Rating::Severe, dark),
+            (Tone::Done, true) => Color32::from_rgb(190, 140, 240),
+            (Tone::Done, false) => Color32::from_rgb(110, 50, 150),
+            (Tone::Muted, true) => Color32::from_gray(160),
+            (Tone::Muted, false) => Color32::from_gray(90),
+        }
+    }
+}
+
+/// A small rounded badge in `tone`, with a tooltip (none if `hint` is empty).
+pub fn badge(ui: &mut Ui, text: &str, tone: Tone, hint: &str) -> egui::Response {
+    let r = egui::Frame::new()
+        .fill(tone.fill())
+        .corner_radius(8.0)
+        .inner_margin(egui::Margin::symmetric(7, 2))
+        .show(ui, |ui| {
+            ui.label(RichText::new(text).color(Color32::WHITE).small());
+        })
+        .response;
+    if hint.is_empty() {
+        r
+    } else {
+        r.on_hover_text(hint)
+    }
+}
+
+/// Text in `tone`'s color.
+pub fn toned(ui: &Ui, text: impl Into<String>, tone: Tone) -> RichText {
+    RichText::new(text).color(tone.text(ui.visuals().dark_mode))
+}
+
+/// The tone of a replication group's state.
+pub fn group_state_tone(s: crate::engine::GroupState) -> Tone {
+    use crate::engine::GroupState;
+    match s {
+        GroupState::Idle => Tone::Good,
+        GroupState::Transferring => Tone::Busy,
+        GroupState::Paused | GroupState::LinkDown => Tone::Warn,
+        GroupState::SiteDown => Tone::Bad,
+        GroupState::FailedOver => Tone::Done,
+    }
+}
+
+/// Line colors for series that need a fixed color per item (a group's lag and its RPO
+/// line share one).
+pub fn series_color(i: usize) -> Color32 {
+    const PALETTE: [Color32; 6] = [
+        Color32::from_rgb(80, 160, 240),
+        Color32::from_rgb(240, 140, 60),
+        Color32::from_rgb(120, 200, 110),
+        Color32::from_rgb(210, 110, 200),
+        Color32::from_rgb(230, 200, 70),
+        Color32::from_rgb(90, 200, 200),
+    ];
+    PALETTE[i % PALETTE.len()]
+}
+
 /// Glyphs per object kind, from egui's default fonts.
 pub mod glyph {
     pub const SITE: &str = "🏢";

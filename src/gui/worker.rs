@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::engine::{Command, Engine, EngineOptions, LogLine, Outcome, SECOND, SimTime, Snapshot};
+use crate::engine::{
+    Command, Engine, EngineOptions, FailoverKind, FailoverPlan, LogLine, Outcome, SECOND, SimTime,
+    Snapshot,
+};
 use crate::topology::Topology;
 
 /// The speeds the console offers (simulated seconds per wall second).
@@ -48,6 +51,15 @@ pub enum Request {
     },
     /// A command for the engine, applied at the current simulated time.
     Engine(Command),
+    /// "Scan replicas": what a failover of these protection groups would do, changing
+    /// nothing. Answered by [`Report::FailoverScan`] with the same `id`, unless the
+    /// workspace of `epoch` is no longer the open one.
+    ScanFailover {
+        epoch: u64,
+        id: u64,
+        protection_groups: Vec<String>,
+        kind: FailoverKind,
+    },
     Pause,
     Resume,
     /// Simulated seconds per wall second (one of [`SPEEDS`]; any positive value works).
@@ -125,6 +137,14 @@ pub enum Report {
         epoch: u64,
         root: PathBuf,
         error: Option<String>,
+    },
+    /// The answer to [`Request::ScanFailover`]: the plan, or why there is none.
+    FailoverScan {
+        epoch: u64,
+        id: u64,
+        /// The simulated time the replicas were scanned at.
+        at: SimTime,
+        result: Result<FailoverPlan, String>,
     },
     /// A command arrived while no workspace was open.
     NotApplied {
@@ -300,6 +320,29 @@ impl Driver {
                     false
                 }
             },
+            Request::ScanFailover {
+                epoch,
+                id,
+                protection_groups,
+                kind,
+            } => {
+                let (at, result) = match self.session.as_ref().filter(|s| s.epoch == epoch) {
+                    Some(s) => (
+                        s.engine.now(),
+                        s.engine
+                            .scan_failover(&protection_groups, kind)
+                            .map_err(|e| e.to_string()),
+                    ),
+                    None => (0, Err("no workspace is open".to_string())),
+                };
+                self.report(Report::FailoverScan {
+                    epoch,
+                    id,
+                    at,
+                    result,
+                });
+                false
+            }
             Request::Pause => {
                 self.clock.paused = true;
                 true

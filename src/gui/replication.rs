@@ -1,0 +1,554 @@
+//! The replication view: the link between the sites, the protected sites (each with its
+//! Disaster button), every replication group as a card (state, last cut, lag against the
+//! RPO, bytes shipped, alarms, Replicate now and Pause), and the groups' lag plotted over
+//! simulated time against their RPO lines. Also the Disaster confirmation, which names
+//! everything that will stop.
+
+use egui::{RichText, Ui};
+use egui_plot::{HoverPosition, Legend, Line, LineStyle, Plot, PlotPoints};
+
+use super::graphs::{empty, time_axis};
+use super::live::{Live, mm_ss};
+use super::style::{self, Tone, glyph};
+use super::worker::Request;
+use super::{Action, Document};
+use crate::engine::{Command, GroupState, GroupView, SECOND, Snapshot, human_bytes};
+use crate::topology::{SiteRole, Topology};
+
+/// The Disaster button's text for `site` (also its accessible name).
+pub fn disaster_button(site: &str) -> String {
+    format!("Disaster at {site}…")
+}
+
+/// The confirm button of the Disaster dialog for `site`.
+pub fn disaster_confirm(site: &str) -> String {
+    format!("Lose site {site}")
+}
+
+/// The accessible names of a group's buttons.
+pub fn replicate_now_name(group: &str) -> String {
+    format!("Replicate {group} now")
+}
+pub fn pause_name(group: &str) -> String {
+    format!("Pause replication of {group}")
+}
+pub fn resume_name(group: &str) -> String {
+    format!("Resume replication of {group}")
+}
+
+pub(crate) fn show(ui: &mut Ui, doc: &Document, live: &Live, actions: &mut Vec<Action>) {
+    let Some(snap) = live.snapshot.as_ref().filter(|_| live.is_open()) else {
+        ui.add_space(4.0);
+        ui.label(
+            RichText::new(
+                "No workspace is open, so nothing replicates. The replication tags of every datastore can still be read in the inventory.",
+            )
+            .weak(),
+        );
+        return;
+    };
+    let t = &doc.topology;
+    ui.add_space(4.0);
+    link_row(ui, t, snap, actions);
+    sites_row(ui, t, snap, actions);
+    ui.separator();
+    if snap.groups.is_empty() {
+        ui.label(RichText::new("This topology replicates no datastore.").weak());
+        return;
+    }
+    let total = ui.available_height();
+    egui::ScrollArea::vertical()
+        .id_salt("replication-groups")
+        .max_height((total * 0.58).max(140.0))
+        .auto_shrink([false, true])
+        .show(ui, |ui| {
+            for (i, g) in snap.groups.iter().enumerate() {
+                card(ui, i, g, snap, actions);
+                ui.add_space(4.0);
+            }
+        });
+    ui.add_space(6.0);
+    let heading = ui.text_style_height(&egui::TextStyle::Body) + 10.0;
+    let h = (ui.available_height() - heading).max(110.0);
+    lag_plot(ui, snap, live, h);
+}
+
+fn link_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Action>) {
+    ui.horizontal(|ui| {
+        let ends = t
+            .links
+            .first()
+            .map(|l| format!("{} ⟷ {}, {} Mbit/s", l.from, l.to, l.mbps))
+            .unwrap_or_else(|| "between the sites".into());
+        ui.label(RichText::new("Replication link").strong())
+            .on_hover_text(ends.clone());
+        if snap.link_up {
+            style::badge(ui, "up", Tone::Good, &format!("The link is up ({ends})"));
+        } else {
+            style::badge(
+                ui,
+                "down",
+                Tone::Warn,
+                "The link is down: no group publishes; changes keep being tracked and ship when it is back",
+            );
+        }
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            let (text, command, hint) = if snap.link_up {
+                (
+                    "Link down",
+                    Command::LinkDown,
+                    "Cut the link between the sites: transfers in flight are abandoned (the previous recovery points stay), changes keep being tracked, and lag grows past the RPO",
+                )
+            } else {
+                (
+                    "Link up",
+                    Command::LinkUp,
+                    "Restore the link: overdue groups replicate at once, shipping only what changed while it was down",
+                )
+            };
+            if ui.button(text).on_hover_text(hint).clicked() {
+                actions.push(Action::Request(Request::Engine(command)));
+            }
+        });
+    });
+}
+
+fn sites_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Action>) {
+    for s in t.sites.iter().filter(|s| s.role == SiteRole::Protected) {
+        ui.horizontal(|ui| {
+            ui.label(format!("{} {}", glyph::SITE, s.id));
+            ui.label(RichText::new(&s.name).weak());
+            let down = snap.sites_down.contains(&s.id);
+            if down {
+                style::badge(
+                    ui,
+                    "site down",
+                    Tone::Bad,
+                    "Lost in a disaster: its VMs stopped; recover them with an unplanned failover",
+                );
+            } else {
+                style::badge(ui, "running", Tone::Good, "");
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let b = ui
+                    .add_enabled(
+                        !down,
+                        egui::Button::new(
+                            RichText::new(disaster_button(&s.id))
+                                .color(Tone::Bad.text(ui.visuals().dark_mode)),
+                        ),
+                    )
+                    .on_hover_text(
+                        "Simulate losing the whole site at once. Asks first, naming what stops.",
+                    );
+                if b.clicked() {
+                    actions.push(Action::AskDisaster(s.id.clone()));
+                }
+            });
+        });
+    }
+    for s in &snap.sites_down {
+        if t.site_role(s) == Some(SiteRole::Recovery) {
+            ui.label(style::toned(
+                ui,
+                format!("{} {s} (recovery site) is down", glyph::SITE),
+                Tone::Bad,
+            ));
+        }
+    }
+}
+
+/// Lag as "mm:ss".
+fn lag_text(lag: u64) -> String {
+    mm_ss(lag)
+}
+
+fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec<Action>) {
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        let dark = ui.visuals().dark_mode;
+        ui.horizontal(|ui| {
+            // The group's color in the plot.
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+            ui.painter()
+                .rect_filled(rect, 2.0, style::series_color(i));
+            ui.strong(&g.id).on_hover_text(match &g.consistency_group {
+                Some(cg) => format!(
+                    "Consistency group {cg}: its datastores are cut together, write-order consistent"
+                ),
+                None => "A replicated datastore in no consistency group".into(),
+            });
+            style::badge(
+                ui,
+                g.state.as_str(),
+                style::group_state_tone(g.state),
+                state_hint(g.state),
+            );
+            ui.label(RichText::new(format!("RPO {} min", g.rpo_minutes)).weak());
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                buttons(ui, g, actions);
+            });
+        });
+        ui.label(
+            RichText::new(
+                g.pairs
+                    .iter()
+                    .map(|p| format!("{} ➡ {}", p.datastore, p.replica))
+                    .collect::<Vec<_>>()
+                    .join("  ·  "),
+            )
+            .weak()
+            .small(),
+        );
+        ui.horizontal_wrapped(|ui| {
+            ui.spacing_mut().item_spacing.x = 4.0;
+            ui.label(format!("cycle {}", g.cycles));
+            ui.label(RichText::new("·").weak());
+            match (g.last_cut_at, g.lag) {
+                (Some(cut), Some(lag)) => {
+                    ui.label(format!("last cut {}", mm_ss(cut)))
+                        .on_hover_text("When the latest published recovery point was cut (simulated time)");
+                    ui.label(RichText::new("·").weak());
+                    let tone = if g.rpo_violation {
+                        Tone::Bad
+                    } else if g.state == GroupState::FailedOver {
+                        Tone::Muted
+                    } else {
+                        Tone::Good
+                    };
+                    ui.label(style::toned(ui, format!("lag {}", lag_text(lag)), tone).strong())
+                        .on_hover_text(
+                            "Now minus the cut time of the last published point: what a disaster now would lose",
+                        );
+                }
+                _ => {
+                    ui.label(style::toned(ui, "no recovery point yet", Tone::Warn))
+                        .on_hover_text("The initial copy has not been published: nothing could be recovered now");
+                }
+            }
+            if let Some(next) = g.next_cut_at
+                && g.state != GroupState::FailedOver
+            {
+                ui.label(RichText::new("·").weak());
+                ui.label(RichText::new(format!("next cut {}", mm_ss(next))).weak());
+            }
+        });
+        ui.label(
+            RichText::new(format!(
+                "shipped {} in all  ·  last cycle {}",
+                human_bytes(g.bytes_shipped),
+                human_bytes(g.last_cycle_bytes)
+            ))
+            .weak(),
+        );
+        if let Some((cut, bytes, ends)) = g.transfer {
+            let span = ends.saturating_sub(cut).max(1);
+            let done = snap.now.saturating_sub(cut).min(span);
+            ui.add(
+                egui::ProgressBar::new(done as f32 / span as f32).text(format!(
+                    "cycle {}: {} cut at {}, publishes at {}",
+                    g.cycles + 1,
+                    human_bytes(bytes),
+                    mm_ss(cut),
+                    mm_ss(ends)
+                )),
+            );
+        }
+        if g.rpo_violation {
+            ui.horizontal_wrapped(|ui| {
+                style::badge(
+                    ui,
+                    "RPO violation",
+                    Tone::Bad,
+                    "The lag is above the RPO: a disaster now loses more than the group promises",
+                );
+                ui.label(style::toned(
+                    ui,
+                    format!(
+                        "lag {} is above the RPO of {} min",
+                        lag_text(g.lag.unwrap_or(0)),
+                        g.rpo_minutes
+                    ),
+                    Tone::Bad,
+                ));
+            });
+        }
+        if let Some(e) = &g.last_error {
+            ui.label(
+                RichText::new(format!("Last error: {e}")).color(Tone::Bad.text(dark)),
+            );
+        }
+    });
+}
+
+fn state_hint(s: GroupState) -> &'static str {
+    match s {
+        GroupState::Idle => "Up to date with its schedule: the next cycle cuts when due",
+        GroupState::Transferring => {
+            "A cycle is shipping; the previous recovery point stands until it publishes"
+        }
+        GroupState::Paused => "Paused by the operator: no new cycle starts, lag grows",
+        GroupState::LinkDown => "The link is down: nothing publishes, lag grows",
+        GroupState::SiteDown => "One of its sites is lost: it replicates no more",
+        GroupState::FailedOver => "Its protection group failed over: the replicas are live now",
+    }
+}
+
+fn buttons(ui: &mut Ui, g: &GroupView, actions: &mut Vec<Action>) {
+    let ds = match g.pairs.first() {
+        Some(p) => p.datastore.clone(),
+        None => return,
+    };
+    let ended = matches!(g.state, GroupState::SiteDown | GroupState::FailedOver);
+    // Right to left: Replicate now is the outer button.
+    let can_ship = matches!(g.state, GroupState::Idle | GroupState::Transferring);
+    let name = replicate_now_name(&g.id);
+    let b = ui
+        .add_enabled(can_ship, egui::Button::new("Replicate now"))
+        .on_hover_text("Cut and ship a cycle at once; the next one comes an RPO later")
+        .on_disabled_hover_text(format!("The group cannot replicate: {}", g.state.as_str()));
+    b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, can_ship, &name));
+    if b.clicked() {
+        actions.push(Action::Request(Request::Engine(Command::ReplicateNow {
+            datastore: ds.clone(),
+        })));
+    }
+    let paused = g.state == GroupState::Paused;
+    let (text, name, command, hint) = if paused {
+        (
+            "Resume",
+            resume_name(&g.id),
+            Command::ResumeReplication {
+                datastore: ds.clone(),
+            },
+            "Start cycles again; an overdue one cuts at once",
+        )
+    } else {
+        (
+            "Pause",
+            pause_name(&g.id),
+            Command::PauseReplication {
+                datastore: ds.clone(),
+            },
+            "Start no new cycle (a transfer in flight still publishes); lag grows",
+        )
+    };
+    let b = ui
+        .add_enabled(!ended, egui::Button::new(text))
+        .on_hover_text(hint);
+    b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, !ended, &name));
+    if b.clicked() {
+        actions.push(Action::Request(Request::Engine(command)));
+    }
+}
+
+/// Each group's lag over simulated time, with its RPO as a dashed line of the same color.
+fn lag_plot(ui: &mut Ui, snap: &Snapshot, live: &Live, height: f32) {
+    ui.horizontal(|ui| {
+        ui.strong("Replication lag");
+        ui.label(RichText::new("minutes behind; dashed: each group's RPO").weak());
+    });
+    if live.lag.values().all(|l| l.is_empty()) {
+        empty(
+            ui,
+            height,
+            "Each group's lag is drawn here once it has published a recovery point.",
+        );
+        return;
+    }
+    let max_rpo = snap
+        .groups
+        .iter()
+        .map(|g| g.rpo_minutes)
+        .max()
+        .unwrap_or(15);
+    Plot::new("replication-lag")
+        .height(height)
+        .legend(Legend::default())
+        .include_y(0.0)
+        .include_y(f64::from(max_rpo) * 1.15)
+        .x_axis_formatter(time_axis)
+        .y_axis_label("min")
+        .allow_scroll(false)
+        .label_formatter(|hover| match hover {
+            HoverPosition::NearDataPoint {
+                plot_name,
+                position,
+                ..
+            } => Some(format!(
+                "{plot_name}\nat {}: lag {:.1} min",
+                mm_ss((position.x.max(0.0) * SECOND as f64) as u64),
+                position.y
+            )),
+            HoverPosition::Elsewhere { .. } => None,
+        })
+        .show(ui, |plot| {
+            for (i, g) in snap.groups.iter().enumerate() {
+                let color = style::series_color(i);
+                if let Some(h) = live.lag.get(&g.id).filter(|h| !h.is_empty()) {
+                    plot.line(
+                        Line::new(g.id.as_str(), PlotPoints::Owned(h.line()))
+                            .color(color)
+                            .width(1.5),
+                    );
+                }
+                plot.hline(
+                    egui_plot::HLine::new(g.id.as_str(), f64::from(g.rpo_minutes))
+                        .id(("rpo", &g.id))
+                        .color(color.gamma_multiply(0.8))
+                        .style(LineStyle::dashed_loose()),
+                );
+            }
+        });
+}
+
+/// A modal's area, its top edge fixed: when a line of it changes length (a lag that
+/// grows), its buttons do not jump around.
+pub(crate) fn top_anchored(id: egui::Id) -> egui::Area {
+    egui::Modal::default_area(id).anchor(egui::Align2::CENTER_TOP, [0.0, 110.0])
+}
+
+/// What losing `site` stops, for the Disaster confirmation.
+struct DisasterScope {
+    vms: Vec<String>,
+    migrations: Vec<String>,
+    /// (group id, last cut, lag, transferring)
+    groups: Vec<(String, Option<u64>, Option<u64>, bool)>,
+}
+
+fn disaster_scope(t: &Topology, snap: &Snapshot, site: &str) -> DisasterScope {
+    let vms = snap
+        .vms
+        .iter()
+        .filter(|v| v.site == site && !v.down)
+        .map(|v| v.id.clone())
+        .collect();
+    let migrations = snap
+        .vms
+        .iter()
+        .filter(|v| v.site == site && !v.down)
+        .filter_map(|v| {
+            v.migration
+                .as_ref()
+                .map(|m| format!("{} ({} ➡ {}, {})", v.id, m.from, m.to, m.mode.as_str()))
+        })
+        .collect();
+    let at_site = |ds: &str| t.datastore(ds).is_some_and(|d| d.site == site);
+    let groups = snap
+        .groups
+        .iter()
+        .filter(|g| {
+            !matches!(g.state, GroupState::SiteDown | GroupState::FailedOver)
+                && g.pairs
+                    .iter()
+                    .any(|p| at_site(&p.datastore) || at_site(&p.replica))
+        })
+        .map(|g| (g.id.clone(), g.last_cut_at, g.lag, g.transfer.is_some()))
+        .collect();
+    DisasterScope {
+        vms,
+        migrations,
+        groups,
+    }
+}
+
+/// The Disaster confirmation for `site`: `Some(true)` to go ahead, `Some(false)` to cancel.
+pub fn disaster_modal(
+    ctx: &egui::Context,
+    site: &str,
+    doc: &Document,
+    live: &Live,
+) -> Option<bool> {
+    let t = &doc.topology;
+    let snap = live.snapshot.as_ref()?;
+    let scope = disaster_scope(t, snap, site);
+    let name = t.site(site).map_or(String::new(), |s| s.name.clone());
+    let mut answer = None;
+    let id = egui::Id::unique(("disaster", site));
+    let modal = egui::Modal::new(id).area(top_anchored(id)).show(ctx, |ui| {
+        ui.set_width(520.0);
+        let dark = ui.visuals().dark_mode;
+        ui.label(
+            RichText::new(format!("Are you sure? Lose site {site} ({name})"))
+                .heading()
+                .size(18.0)
+                .color(Tone::Bad.text(dark)),
+        );
+        ui.add_space(4.0);
+        ui.label(
+            "Everything at the site stops at once, as if it burned down. There is no undo in this workspace: its VMs come back only through a failover to the recovery site.",
+        );
+        ui.add_space(8.0);
+        ui.strong("What stops");
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let transferring = scope.groups.iter().filter(|g| g.3).count();
+        let rows = [
+            format!("{} VM(s): {}", scope.vms.len(), list(&scope.vms)),
+            if scope.migrations.is_empty() {
+                "No migration is in flight.".to_string()
+            } else {
+                format!(
+                    "{} migration(s) freeze mid-copy: {}",
+                    scope.migrations.len(),
+                    scope.migrations.join(", ")
+                )
+            },
+            format!(
+                "{} replication group(s): {} stop replicating{}",
+                scope.groups.len(),
+                list(&scope.groups.iter().map(|g| g.0.clone()).collect::<Vec<_>>()),
+                if transferring > 0 {
+                    format!("; {transferring} transfer(s) in flight are abandoned")
+                } else {
+                    String::new()
+                }
+            ),
+        ];
+        for r in rows {
+            ui.add(egui::Label::new(r).wrap());
+        }
+        if !scope.groups.is_empty() {
+            ui.add_space(8.0);
+            ui.strong("What the recovery site keeps");
+            for (id, cut, lag, _) in &scope.groups {
+                match (cut, lag) {
+                    (Some(c), Some(l)) => ui.label(format!(
+                        "{id}: the point cut at {} ({} ago); what was written since is lost",
+                        mm_ss(*c),
+                        mm_ss(*l)
+                    )),
+                    _ => ui.label(style::toned(
+                        ui,
+                        format!("{id}: no recovery point yet: its VMs cannot be recovered"),
+                        Tone::Bad,
+                    )),
+                };
+            }
+        }
+        ui.add_space(12.0);
+        ui.horizontal(|ui| {
+            if ui.button("Cancel").clicked() {
+                answer = Some(false);
+            }
+            let go = egui::Button::new(
+                RichText::new(disaster_confirm(site))
+                    .strong()
+                    .color(egui::Color32::WHITE),
+            )
+            .fill(Tone::Bad.fill());
+            if ui.add(go).clicked() {
+                answer = Some(true);
+            }
+        });
+    });
+    if answer.is_none() && modal.should_close() {
+        answer = Some(false);
+    }
+    answer
+}
