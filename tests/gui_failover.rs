@@ -1,0 +1,466 @@
+//! The console's replication view and failover panel on a real workspace (a temp dir
+//! passed as `--workspace`), driven through the UI with egui_kittest: replication groups,
+//! the link, a disaster, then scanning the replicas and failing over.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use drconsole::cli::Cli;
+use drconsole::engine::{FailoverKind, FailoverState, GroupState, GroupView};
+use drconsole::gui::failover::{CLEANUP, RUN, SCAN, run_confirm};
+use drconsole::gui::replication::{
+    disaster_button, disaster_confirm, pause_name, replicate_now_name, resume_name,
+};
+use drconsole::gui::{DrApp, MainTab, SideTab, Startup};
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+
+/// The console as `drconsole --workspace DIR` starts it.
+fn app_in(dir: &Path) -> Harness<'static, DrApp> {
+    let cli = Cli::try_parse_from(["drconsole", "--workspace", dir.to_str().unwrap()]).unwrap();
+    let startup = Startup::from_path(cli.topology.as_deref()).with_workspace(cli.workspace);
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup))
+}
+
+/// Steps the app, sleeping a little between frames, until `done` holds (fails after `limit`).
+fn step_until(
+    h: &mut Harness<'static, DrApp>,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&DrApp) -> bool,
+) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+    h.run_steps(2);
+}
+
+fn groups(app: &DrApp) -> &[GroupView] {
+    app.live
+        .snapshot
+        .as_ref()
+        .map(|s| s.groups.as_slice())
+        .unwrap_or_default()
+}
+
+fn group<'a>(app: &'a DrApp, id: &str) -> &'a GroupView {
+    groups(app)
+        .iter()
+        .find(|g| g.id == id)
+        .unwrap_or_else(|| panic!("no group {id}"))
+}
+
+fn click(h: &mut Harness<'static, DrApp>, label: &str) {
+    h.get_by_label(label).click();
+    h.run_steps(2);
+}
+
+/// Clicks what opens a modal dialog, then lets it settle (its first frames lay it out).
+fn open_modal(h: &mut Harness<'static, DrApp>, label: &str) {
+    h.get_by_label(label).click();
+    h.run_steps(8);
+}
+
+/// Opens a fresh workspace of the demo, shows the replication view and waits until every
+/// group has published its first recovery point.
+fn replicating(dir: &Path) -> Harness<'static, DrApp> {
+    let mut h = app_in(dir);
+    step_until(
+        &mut h,
+        "the workspace to open",
+        Duration::from_secs(30),
+        |a| a.engine_ready(),
+    );
+    h.get_by_role_and_label(Role::Button, "Replication").click();
+    h.run_steps(2);
+    assert_eq!(h.state().side_tab, SideTab::Replication);
+    step_until(
+        &mut h,
+        "every group's first recovery point",
+        Duration::from_secs(15),
+        |a| !groups(a).is_empty() && groups(a).iter().all(|g| g.cycles >= 1),
+    );
+    let ids: Vec<&str> = groups(h.state()).iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["cg-gold-a", "cg-gold-b", "cg-silver", "ds-bronze-1"],
+        "one group per CG, then the standalone replicated datastore"
+    );
+    h.get_by_label("Replication lag");
+    h.get_by_label("Link down");
+    h.get_by_label(&disaster_button("pa"));
+    assert!(h.query_all_by_label("cycle 1").count() >= 1);
+    h
+}
+
+#[test]
+fn replicate_now_pause_and_the_link_change_the_group_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = replicating(dir.path());
+    h.check_accessibility();
+
+    // With the clock paused, a forced cycle stays in flight where it can be seen.
+    click(&mut h, "⏸ Pause");
+    step_until(&mut h, "the clock to pause", Duration::from_secs(10), |a| {
+        a.live.clock.paused
+    });
+    let before = group(h.state(), "cg-gold-a").cycles;
+    click(&mut h, &replicate_now_name("cg-gold-a"));
+    step_until(
+        &mut h,
+        "cg-gold-a to transfer",
+        Duration::from_secs(10),
+        |a| group(a, "cg-gold-a").state == GroupState::Transferring,
+    );
+    h.get_by_label("transferring");
+    h.get_by_label_contains(&format!("cycle {}: ", before + 1));
+    assert!(group(h.state(), "cg-gold-a").transfer.is_some());
+
+    click(&mut h, "▶ Resume");
+    step_until(
+        &mut h,
+        "the cycle to publish",
+        Duration::from_secs(10),
+        |a| {
+            group(a, "cg-gold-a").cycles > before && group(a, "cg-gold-a").state == GroupState::Idle
+        },
+    );
+    assert!(h.query_by_label("transferring").is_none());
+    h.get_by_label(&format!("cycle {}", before + 1));
+    assert!(
+        h.state()
+            .live
+            .lag
+            .get("cg-gold-a")
+            .is_some_and(|l| l.line().len() >= 2),
+        "the lag history has the publish in it"
+    );
+
+    // Pause one group: its state and its button say so.
+    click(&mut h, &pause_name("cg-gold-a"));
+    step_until(&mut h, "cg-gold-a to pause", Duration::from_secs(10), |a| {
+        group(a, "cg-gold-a").state == GroupState::Paused
+    });
+    h.get_by_label("paused");
+    h.get_by_label(&resume_name("cg-gold-a"));
+    assert!(h.query_by_label(&pause_name("cg-gold-a")).is_none());
+
+    // Link down: every other group stops; the toolbar says so from any view.
+    click(&mut h, "Link down");
+    step_until(
+        &mut h,
+        "the link to go down",
+        Duration::from_secs(10),
+        |a| a.live.snapshot.as_ref().is_some_and(|s| !s.link_up),
+    );
+    let app = h.state();
+    for g in groups(app).iter().filter(|g| g.id != "cg-gold-a") {
+        assert_eq!(g.state, GroupState::LinkDown, "{}", g.id);
+    }
+    assert_eq!(h.query_all_by_label("link down").count(), 3);
+    h.get_by_label("replication link down");
+    h.get_by_label("Link up");
+    assert!(h.query_by_label("Link down").is_none());
+    assert!(
+        h.get_by_label(&replicate_now_name("cg-gold-b"))
+            .accesskit_node()
+            .is_disabled(),
+        "no cycle can ship while the link is down"
+    );
+
+    // And back.
+    click(&mut h, "Link up");
+    click(&mut h, &resume_name("cg-gold-a"));
+    step_until(
+        &mut h,
+        "the groups to run again",
+        Duration::from_secs(10),
+        |a| {
+            a.live.snapshot.as_ref().is_some_and(|s| s.link_up)
+                && groups(a)
+                    .iter()
+                    .all(|g| matches!(g.state, GroupState::Idle | GroupState::Transferring))
+        },
+    );
+    assert!(h.query_by_label("replication link down").is_none());
+    assert!(h.query_by_label("paused").is_none());
+    h.get_by_label(&pause_name("cg-gold-a"));
+}
+
+#[test]
+fn a_disaster_then_an_unplanned_failover_recovers_tier1_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = replicating(dir.path());
+
+    // Guests write for a while, and the gold groups ship a point with data in it.
+    click(&mut h, "▶ Start workloads");
+    click(&mut h, "60×");
+    step_until(&mut h, "a minute of writes", Duration::from_secs(15), |a| {
+        a.live.snapshot.as_ref().is_some_and(|s| s.now > 60_000_000)
+    });
+    for g in ["cg-gold-a", "cg-gold-b"] {
+        click(&mut h, &replicate_now_name(g));
+    }
+    step_until(&mut h, "the forced cycles", Duration::from_secs(15), |a| {
+        group(a, "cg-gold-a").cycles >= 2 && group(a, "cg-gold-b").cycles >= 2
+    });
+    click(&mut h, "1×");
+
+    // Disaster: the confirmation names what stops; Cancel changes nothing.
+    open_modal(&mut h, &disaster_button("pa"));
+    assert_eq!(h.state().disaster.as_deref(), Some("pa"));
+    h.get_by_label("Are you sure? Lose site pa (Palo Alto)");
+    h.get_by_label_contains("web-01, web-02, app-01, db-01");
+    h.get_by_label_contains("cg-gold-a, cg-gold-b, cg-silver, ds-bronze-1 stop replicating");
+    click(&mut h, "Cancel");
+    assert!(h.state().disaster.is_none());
+    assert!(
+        h.state()
+            .live
+            .snapshot
+            .as_ref()
+            .unwrap()
+            .sites_down
+            .is_empty()
+    );
+
+    open_modal(&mut h, &disaster_button("pa"));
+    click(&mut h, &disaster_confirm("pa"));
+    step_until(&mut h, "site pa to go down", Duration::from_secs(10), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.sites_down == ["pa"])
+    });
+    h.get_by_label("site pa down");
+    assert!(h.query_all_by_label("site down").count() >= 1);
+    let app = h.state();
+    let snap = app.live.snapshot.as_ref().unwrap();
+    assert!(
+        snap.vms.iter().filter(|v| v.site == "pa").all(|v| v.down),
+        "every VM at pa stopped"
+    );
+    assert!(groups(app).iter().all(|g| g.state == GroupState::SiteDown));
+    assert!(
+        app.log
+            .entries
+            .iter()
+            .any(|e| e.message.starts_with("DISASTER: site pa lost")),
+        "the disaster is in the event log"
+    );
+
+    // The failover panel: tick Tier 1, unplanned, scan.
+    h.get_by_role_and_label(Role::Button, "Failover").click();
+    h.run_steps(2);
+    assert_eq!(h.state().main_tab, MainTab::Failover);
+    assert!(
+        h.get_by_label(RUN).accesskit_node().is_disabled(),
+        "nothing to run before a scan"
+    );
+    h.get_by_role_and_label(Role::CheckBox, "🛡 pg-tier1")
+        .click();
+    h.get_by_role_and_label(Role::RadioButton, "unplanned")
+        .click();
+    h.run_steps(2);
+    assert_eq!(h.state().failover.kind, FailoverKind::Unplanned);
+    assert!(h.state().failover.selected.contains("pg-tier1"));
+    click(&mut h, SCAN);
+    step_until(&mut h, "the scan", Duration::from_secs(10), |a| {
+        a.failover.scan.is_some()
+    });
+    h.check_accessibility();
+
+    let plan = h
+        .state()
+        .failover
+        .scan
+        .as_ref()
+        .unwrap()
+        .result
+        .as_ref()
+        .expect("the scan succeeded")
+        .clone();
+    assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    assert!(plan.unplaced.is_empty());
+    let winner = |vm: &str| {
+        let v = plan
+            .vms
+            .iter()
+            .find(|v| v.election.vm.as_deref() == Some(vm))
+            .unwrap_or_else(|| panic!("{vm} in the plan"));
+        let path = v.election.recover_from.as_ref().expect("a winner");
+        v.election
+            .instances
+            .iter()
+            .find(|c| &c.path == path)
+            .unwrap()
+            .datastore
+            .clone()
+    };
+    assert_eq!(winner("web-01"), "ds-gold-1-r");
+    assert_eq!(winner("db-01"), "ds-gold-3-r");
+    assert_eq!(plan.vms.len(), 5, "Tier 1 holds five VMs");
+    assert_eq!(
+        plan.vms[0].election.vm.as_deref(),
+        Some("db-01"),
+        "priority 1 first"
+    );
+    // What the operator reads.
+    h.get_by_label("✔ Capacity: all 5 VM(s) fit on recovery-site hosts");
+    assert_eq!(h.query_all_by_label("recover from ds-gold-1-r").count(), 2);
+    assert_eq!(h.query_all_by_label("✔ 🗀 ds-gold-1-r").count(), 2);
+    h.get_by_label("recover from ds-gold-3-r");
+    assert_eq!(h.query_all_by_label("no marks").count(), 5);
+    assert!(h.query_all_by_label_contains("the only instance").count() >= 5);
+    assert!(h.query_all_by_label_contains("🖥 esx-ny-").count() >= 5);
+
+    // Run: an unplanned failover asks first.
+    assert!(!h.get_by_label(RUN).accesskit_node().is_disabled());
+    open_modal(&mut h, RUN);
+    assert!(h.state().failover.confirming);
+    h.get_by_label("Are you sure? Run an unplanned failover of pg-tier1");
+    click(&mut h, &run_confirm(FailoverKind::Unplanned));
+    step_until(&mut h, "the failover", Duration::from_secs(15), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.failover.as_ref())
+            .is_some_and(|f| f.state == FailoverState::Done)
+    });
+
+    let app = h.state();
+    let snap = app.live.snapshot.as_ref().unwrap();
+    let f = snap.failover.as_ref().unwrap();
+    assert_eq!(f.kind, FailoverKind::Unplanned);
+    assert_eq!(f.results.len(), 5);
+    for r in &f.results {
+        let vm = r.vm.as_deref().unwrap();
+        assert!(r.recovered, "{vm}: {:?} {}", r.error, r.reason);
+        assert_eq!(r.consistent, Some(true), "{vm}");
+        assert!(r.writes_lost.is_some(), "{vm}");
+        assert!(r.achieved_rpo_minutes.is_some(), "{vm}");
+        let v = snap.vms.iter().find(|v| v.id == vm).unwrap();
+        assert!(v.recovered && !v.down && v.site == "ny", "{vm} runs at ny");
+    }
+    assert_eq!(
+        f.results
+            .iter()
+            .find(|r| r.vm.as_deref() == Some("web-01"))
+            .unwrap()
+            .datastore
+            .as_deref(),
+        Some("ds-gold-1-r")
+    );
+    let lost: u64 = f.results.iter().map(|r| r.writes_lost.unwrap()).sum();
+    assert!(lost > 0, "the writes after the last points are lost");
+    assert!(
+        groups(app)
+            .iter()
+            .filter(|g| g.id.starts_with("cg-gold"))
+            .all(|g| g.state == GroupState::FailedOver)
+    );
+
+    // The results with their verification badges.
+    h.get_by_label("Latest failover #1");
+    assert_eq!(h.query_all_by_label("consistent").count(), 5);
+    assert!(h.query_by_label("NOT consistent").is_none());
+    assert!(h.query_all_by_label_contains(" writes lost").count() >= 1);
+    assert!(h.query_all_by_label_contains("RPO ").count() >= 5);
+    assert!(
+        h.query_all_by_label_contains("Plan (stale: a failover ran since this scan)")
+            .count()
+            == 1,
+        "the plan is kept, folded"
+    );
+    assert!(h.get_by_label(RUN).accesskit_node().is_disabled());
+    h.check_accessibility();
+}
+
+#[test]
+fn a_test_failover_runs_without_asking_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = replicating(dir.path());
+    h.get_by_role_and_label(Role::Button, "Failover").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::CheckBox, "🛡 pg-tier2")
+        .click();
+    h.run_steps(2);
+    assert_eq!(
+        h.state().failover.kind,
+        FailoverKind::Test,
+        "test by default"
+    );
+    click(&mut h, SCAN);
+    step_until(&mut h, "the scan", Duration::from_secs(10), |a| {
+        a.failover.scan.is_some()
+    });
+    h.get_by_label("✔ Capacity: all 2 VM(s) fit on recovery-site hosts");
+    assert_eq!(
+        h.query_all_by_label("recover from ds-silver-1-r").count(),
+        2
+    );
+
+    // Changing the kind makes the plan stale: Run waits for a new scan.
+    h.get_by_role_and_label(Role::RadioButton, "planned")
+        .click();
+    h.run_steps(2);
+    assert!(h.get_by_label(RUN).accesskit_node().is_disabled());
+    h.get_by_label_contains("Scan again: the kind changed since this scan.");
+    h.get_by_role_and_label(Role::RadioButton, "test").click();
+    h.run_steps(2);
+
+    click(&mut h, RUN);
+    assert!(
+        !h.state().failover.confirming,
+        "a test failover does not ask"
+    );
+    step_until(&mut h, "the test failover", Duration::from_secs(15), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.test_failover_up && s.failover.is_some())
+    });
+    let app = h.state();
+    let f = app
+        .live
+        .snapshot
+        .as_ref()
+        .unwrap()
+        .failover
+        .clone()
+        .unwrap();
+    assert_eq!(f.kind, FailoverKind::Test);
+    assert!(
+        f.results
+            .iter()
+            .all(|r| r.recovered && r.consistent == Some(true))
+    );
+    let test_dir = f.test_dir.clone().expect("isolated copies");
+    assert!(dir.path().join(&test_dir).join("erp-db").exists());
+    h.get_by_label(&format!("Isolated copies in {test_dir}"));
+    assert_eq!(h.query_all_by_label("isolated copy").count(), 2);
+    assert_eq!(h.query_all_by_label("consistent").count(), 2);
+    // Production goes on.
+    assert!(
+        groups(app)
+            .iter()
+            .all(|g| g.state != GroupState::FailedOver)
+    );
+
+    click(&mut h, CLEANUP);
+    step_until(&mut h, "the clean-up", Duration::from_secs(10), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| !s.test_failover_up)
+    });
+    assert!(!dir.path().join(&test_dir).exists());
+    assert!(h.query_by_label(CLEANUP).is_none());
+}
