@@ -85,7 +85,12 @@ fn replicating(dir: &Path) -> Harness<'static, DrApp> {
         &mut h,
         "every group's first recovery point",
         Duration::from_secs(15),
-        |a| !groups(a).is_empty() && groups(a).iter().all(|g| g.cycles >= 1),
+        |a| {
+            !groups(a).is_empty()
+                && groups(a)
+                    .iter()
+                    .all(|g| g.cycles >= 1 && g.last_published_at.is_some())
+        },
     );
     let ids: Vec<&str> = groups(h.state()).iter().map(|g| g.id.as_str()).collect();
     assert_eq!(
@@ -96,7 +101,11 @@ fn replicating(dir: &Path) -> Harness<'static, DrApp> {
     h.get_by_label("Replication lag");
     h.get_by_label("Link down");
     h.get_by_label(&disaster_button("pa"));
-    assert!(h.query_all_by_label("cycle 1").count() >= 1);
+    assert_eq!(
+        h.query_all_by_label_contains("last point cut 00:00")
+            .count(),
+        4
+    );
     h
 }
 
@@ -112,6 +121,7 @@ fn replicate_now_pause_and_the_link_change_the_group_states() {
         a.live.clock.paused
     });
     let before = group(h.state(), "cg-gold-a").cycles;
+    let published = group(h.state(), "cg-gold-a").last_published_at;
     click(&mut h, &replicate_now_name("cg-gold-a"));
     step_until(
         &mut h,
@@ -129,11 +139,13 @@ fn replicate_now_pause_and_the_link_change_the_group_states() {
         "the cycle to publish",
         Duration::from_secs(10),
         |a| {
-            group(a, "cg-gold-a").cycles > before && group(a, "cg-gold-a").state == GroupState::Idle
+            let g = group(a, "cg-gold-a");
+            g.last_published_at > published && g.state == GroupState::Idle
         },
     );
+    assert_eq!(group(h.state(), "cg-gold-a").cycles, before + 1);
     assert!(h.query_by_label("transferring").is_none());
-    h.get_by_label(&format!("cycle {}", before + 1));
+    h.get_by_label_contains(&format!("{} cycle(s)", before + 1));
     assert!(
         h.state()
             .live
@@ -209,7 +221,10 @@ fn a_disaster_then_an_unplanned_failover_recovers_tier1_consistent() {
         click(&mut h, &replicate_now_name(g));
     }
     step_until(&mut h, "the forced cycles", Duration::from_secs(15), |a| {
-        group(a, "cg-gold-a").cycles >= 2 && group(a, "cg-gold-b").cycles >= 2
+        ["cg-gold-a", "cg-gold-b"].iter().all(|g| {
+            let g = group(a, g);
+            g.cycles >= 2 && g.transfer.is_none() && g.last_cut_at > Some(60_000_000)
+        })
     });
     click(&mut h, "1×");
 

@@ -4,7 +4,7 @@ use egui::{RichText, Ui};
 use egui_extras::{Column, TableBuilder};
 
 use super::live::Live;
-use super::style::{self, ChipKind, glyph};
+use super::style::{self, ChipKind, Tone, glyph};
 use super::{Action, Document, Selection};
 use crate::dr;
 use crate::topology::{SiteRole, Topology};
@@ -399,13 +399,49 @@ fn vm(
     if let Some(tags) = doc.tags_of(&v.datastore) {
         tag_chips(ui, tags);
     }
+    // Where the engine runs it now: a disaster or a failover moves it off the topology's
+    // placement.
+    let running = live
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.vms.iter().find(|x| x.id == v.id));
+    let away = running.is_some_and(|r| r.down || r.recovered);
+    if let Some(r) = running {
+        if r.recovered {
+            ui.label(style::toned(
+                ui,
+                format!(
+                    "Failed over: runs at site {} on {} {}, host {} {}",
+                    r.site,
+                    glyph::DATASTORE,
+                    r.datastore,
+                    glyph::HOST,
+                    r.host
+                ),
+                Tone::Done,
+            ));
+        } else if r.down {
+            ui.label(style::toned(
+                ui,
+                format!(
+                    "Down: stopped at site {} (lost, or stopped for a failover). Recover it from the Failover tab.",
+                    r.site
+                ),
+                Tone::Bad,
+            ));
+        }
+    }
     ui.add_space(6.0);
     ui.horizontal(|ui| {
         let migrating = live.migration_of(&v.id);
         let b = ui
-            .add_enabled(migrating.is_none(), egui::Button::new("Migrate…"))
+            .add_enabled(migrating.is_none() && !away, egui::Button::new("Migrate…"))
             .on_hover_text("Move this VM's disk to another datastore: pick a destination by its DR rating, review, start")
-            .on_disabled_hover_text("A migration of this VM is in flight; see the Migrations panel");
+            .on_disabled_hover_text(if away {
+                "This VM no longer runs at the protected site"
+            } else {
+                "A migration of this VM is in flight; see the Migrations panel"
+            });
         if b.clicked() {
             actions.push(Action::OpenWizard(Some(v.id.clone())));
         }

@@ -220,7 +220,7 @@ impl FailoverPanel {
     ) {
         let t = &doc.topology;
         self.selected.retain(|id| t.protection_group(id).is_some());
-        egui::ScrollArea::both()
+        egui::ScrollArea::vertical()
             .id_salt("failover-panel")
             .auto_shrink([false, false])
             .show(ui, |ui| {
@@ -332,18 +332,23 @@ impl FailoverPanel {
             }
         });
         ui.label(RichText::new(kind_hint(self.kind)).weak());
-        if let Some(s) = snap
-            && !s.sites_down.is_empty()
-            && self.kind != FailoverKind::Unplanned
-        {
-            ui.label(style::toned(
-                ui,
-                format!(
-                    "Site {} is down: recover its VMs with an unplanned failover.",
-                    s.sites_down.join(", ")
-                ),
-                Tone::Warn,
-            ));
+        if let Some(s) = snap.filter(|s| !s.sites_down.is_empty()) {
+            // Said for every kind, so the buttons below do not move when it changes.
+            let down = s.sites_down.join(", ");
+            if self.kind == FailoverKind::Unplanned {
+                ui.label(
+                    RichText::new(format!(
+                        "Site {down} is down: an unplanned failover is the one that recovers its VMs."
+                    ))
+                    .weak(),
+                );
+            } else {
+                ui.label(style::toned(
+                    ui,
+                    format!("Site {down} is down: recover its VMs with an unplanned failover."),
+                    Tone::Warn,
+                ));
+            }
         }
     }
 
@@ -686,41 +691,65 @@ fn plan_body(ui: &mut Ui, t: &Topology, live: &Live, scan: &Scan) {
         .weak(),
     );
     ui.add_space(4.0);
+    // Prio, VM and instances take what they need; the decision wraps in what is left.
+    let decision_w =
+        (ui.available_width() - PRIO_W - VM_W - INSTANCES_W - 3.0 * GRID_GAP - SCROLLBAR_W)
+            .max(MIN_WRAP_W);
     egui::Grid::new(("failover-plan-grid", scan.id))
-        .num_columns(6)
+        .num_columns(4)
         .striped(true)
-        .spacing([14.0, 6.0])
+        .spacing([GRID_GAP, 6.0])
         .min_row_height(22.0)
         .show(ui, |ui| {
-            for h in [
-                "Prio",
-                "VM",
-                "Instances on the replicas",
-                "Decision",
-                "Host",
-                "Metadata says",
-            ] {
+            for h in ["Prio", "VM", "Instances on the replicas", "Decision"] {
                 ui.label(RichText::new(h).strong());
             }
             ui.end_row();
             for v in &plan.vms {
-                plan_row(ui, t, live, v, dark);
+                plan_row(ui, t, live, v, decision_w, dark);
                 ui.end_row();
             }
         });
 }
 
-fn plan_row(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, dark: bool) {
+/// Column widths of the plan and results tables (the last column wraps in the rest).
+const PRIO_W: f32 = 28.0;
+const VM_W: f32 = 104.0;
+const INSTANCES_W: f32 = 190.0;
+const FROM_W: f32 = 200.0;
+const GRID_GAP: f32 = 12.0;
+const MIN_WRAP_W: f32 = 170.0;
+/// Room kept for the panel's scroll bar.
+const SCROLLBAR_W: f32 = 12.0;
+
+fn plan_row(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, decision_w: f32, dark: bool) {
     let e = &v.election;
-    ui.label(v.priority.map_or("—".into(), |p| p.to_string()))
-        .on_hover_text("Recovery priority: 1 powers on first");
-    ui.label(RichText::new(format!("{} {}", glyph::VM, e.vm.as_deref().unwrap_or("?"))).strong())
+    ui.vertical(|ui| {
+        ui.label(v.priority.map_or("—".into(), |p| p.to_string()))
+            .on_hover_text("Recovery priority: 1 powers on first");
+    });
+    ui.vertical(|ui| {
+        ui.set_min_width(VM_W);
+        ui.label(
+            RichText::new(format!("{} {}", glyph::VM, e.vm.as_deref().unwrap_or("?"))).strong(),
+        )
         .on_hover_text(format!("uuid {}", e.uuid));
+        match &v.host {
+            Some(h) => ui
+                .label(RichText::new(format!("{} {h}", glyph::HOST)).small())
+                .on_hover_text("The recovery-site host reserved for it"),
+            None if e.decision == Decision::Recover => {
+                ui.label(style::toned(ui, "no host has room", Tone::Bad).small())
+            }
+            None => ui.label(RichText::new("no host needed").weak().small()),
+        };
+    });
     let winner = e
         .recover_from
         .as_ref()
         .and_then(|p| e.instances.iter().find(|c| &c.path == p));
     ui.vertical(|ui| {
+        ui.set_min_width(INSTANCES_W);
         if e.instances.is_empty() {
             ui.label(style::toned(ui, "none found", Tone::Bad));
         }
@@ -730,7 +759,7 @@ fn plan_row(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, dark: bool) {
         }
     });
     ui.vertical(|ui| {
-        ui.set_max_width(300.0);
+        ui.set_width(decision_w);
         match (e.decision, winner) {
             (Decision::Recover, Some(w)) => {
                 ui.label(
@@ -773,48 +802,44 @@ fn plan_row(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, dark: bool) {
                 .wrap(),
             );
         }
+        metadata_line(ui, t, v, winner);
     });
-    match &v.host {
-        Some(h) => ui.label(format!("{} {h}", glyph::HOST)),
-        None if e.decision == Decision::Recover => ui.label(style::toned(ui, "no room", Tone::Bad)),
-        None => ui.label(RichText::new("—").weak()),
-    };
-    metadata_cell(ui, t, v, winner);
 }
 
 /// What the replicated recovery-manager metadata says, and whether it agrees with the
-/// election (it may not: the failover does not depend on it).
-fn metadata_cell(ui: &mut Ui, t: &Topology, v: &PlanVm, winner: Option<&Candidate>) {
-    let Some(meta) = &v.metadata_location else {
-        ui.label(RichText::new("nothing").weak())
-            .on_hover_text("The replicated metadata does not know this VM (not replicated yet)");
-        return;
-    };
-    let replica = t
-        .datastore(meta)
-        .and_then(|d| t.replica_of(d))
-        .map(|d| d.id.clone());
-    let agrees = winner
-        .is_none_or(|w| &w.datastore == meta || replica.as_deref() == Some(w.datastore.as_str()));
-    let text = match &replica {
-        Some(r) => format!("{meta} (replica {r})"),
-        None => meta.clone(),
-    };
-    if agrees {
-        ui.label(text).on_hover_text(
-            "Where the recovery manager's replicated location metadata says the VM lives",
-        );
-    } else {
-        ui.horizontal(|ui| {
-            ui.label(style::toned(ui, text, Tone::Warn));
+/// election (it may not: it replicates on its own interval, and the failover does not
+/// depend on it).
+fn metadata_line(ui: &mut Ui, t: &Topology, v: &PlanVm, winner: Option<&Candidate>) {
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = 4.0;
+        let Some(meta) = &v.metadata_location else {
+            ui.label(RichText::new("metadata: knows nothing of it yet").weak().small())
+                .on_hover_text("The replicated location metadata has not been replicated since this VM appeared");
+            return;
+        };
+        let replica = t
+            .datastore(meta)
+            .and_then(|d| t.replica_of(d))
+            .map(|d| d.id.clone());
+        let agrees = winner.is_none_or(|w| {
+            &w.datastore == meta || replica.as_deref() == Some(w.datastore.as_str())
+        });
+        let text = format!("metadata says {meta}");
+        if agrees {
+            ui.label(RichText::new(text).weak().small()).on_hover_text(format!(
+                "The recovery manager's replicated location metadata puts it on {meta}{}: it agrees with the election",
+                replica.map(|r| format!(" (replica {r})")).unwrap_or_default()
+            ));
+        } else {
+            ui.label(style::toned(ui, text, Tone::Warn).small());
             style::badge(
                 ui,
                 "disagrees",
                 Tone::Warn,
                 "The replicated metadata is older than the data (it replicates on its own interval). The election goes by the instances found, not by the metadata.",
             );
-        });
-    }
+        }
+    });
 }
 
 /// One instance of a VM found on a replica, with its marks; the winner highlighted and the
@@ -921,18 +946,20 @@ fn results_section(ui: &mut Ui, t: &Topology, live: &Live, f: &FailoverReport) {
     }
     ui.add_space(4.0);
     let snap = live.snapshot.as_ref();
+    let badges_w =
+        (ui.available_width() - VM_W - FROM_W - 2.0 * GRID_GAP - SCROLLBAR_W).max(MIN_WRAP_W);
     egui::Grid::new(("failover-results", f.id))
-        .num_columns(5)
+        .num_columns(3)
         .striped(true)
-        .spacing([14.0, 6.0])
+        .spacing([GRID_GAP, 6.0])
         .min_row_height(22.0)
         .show(ui, |ui| {
-            for h in ["VM", "Recovered from", "Host", "Verification", "Notes"] {
+            for h in ["VM", "Recovered from", "Verification"] {
                 ui.label(RichText::new(h).strong());
             }
             ui.end_row();
             for r in &f.results {
-                result_row(ui, t, snap, f.kind, r);
+                result_row(ui, t, snap, f.kind, r, badges_w);
                 ui.end_row();
             }
         });
@@ -944,65 +971,69 @@ fn result_row(
     snap: Option<&Snapshot>,
     kind: FailoverKind,
     r: &VmResult,
+    badges_w: f32,
 ) {
     let dark = ui.visuals().dark_mode;
-    ui.label(
-        RichText::new(format!(
-            "{} {}",
-            glyph::VM,
-            r.vm.as_deref().unwrap_or(&r.uuid)
-        ))
-        .strong(),
-    );
-    if r.recovered {
-        ui.label(format!(
-            "{} {}",
-            glyph::DATASTORE,
-            r.datastore.as_deref().unwrap_or("?")
-        ))
-        .on_hover_text(r.path.clone().unwrap_or_default());
-        ui.label(match kind {
-            FailoverKind::Test => RichText::new("isolated copy").weak(),
-            _ => RichText::new(format!(
-                "{} {}",
-                glyph::HOST,
-                r.host.as_deref().unwrap_or("?")
-            )),
-        });
-        ui.horizontal(|ui| {
-            ui.spacing_mut().item_spacing.x = 4.0;
-            verification_badges(ui, t, snap, r);
-        });
-    } else {
-        ui.horizontal(|ui| {
-            style::badge(
-                ui,
-                r.error.as_deref().unwrap_or("error"),
-                Tone::Bad,
-                "Not recovered",
-            );
-        });
-        ui.label(RichText::new("—").weak());
-        ui.label(style::toned(ui, "not recovered", Tone::Bad));
-    }
     ui.vertical(|ui| {
-        ui.set_max_width(320.0);
-        let color = if r.recovered {
-            ui.visuals().weak_text_color()
+        ui.set_min_width(VM_W);
+        ui.label(
+            RichText::new(format!(
+                "{} {}",
+                glyph::VM,
+                r.vm.as_deref().unwrap_or(&r.uuid)
+            ))
+            .strong(),
+        );
+        if r.recovered {
+            let on = match kind {
+                FailoverKind::Test => "isolated copy".to_string(),
+                _ => format!("{} {}", glyph::HOST, r.host.as_deref().unwrap_or("?")),
+            };
+            ui.label(RichText::new(on).small());
+        }
+    });
+    ui.vertical(|ui| {
+        ui.set_width(FROM_W);
+        if r.recovered {
+            ui.label(format!(
+                "{} {}",
+                glyph::DATASTORE,
+                r.datastore.as_deref().unwrap_or("?")
+            ))
+            .on_hover_text(r.path.clone().unwrap_or_default());
+            ui.add(egui::Label::new(RichText::new(&r.reason).weak().small()).wrap());
         } else {
-            Tone::Bad.text(dark)
-        };
-        ui.add(egui::Label::new(RichText::new(&r.reason).color(color)).wrap());
+            ui.label(style::toned(ui, "not recovered", Tone::Bad).strong());
+            ui.add(
+                egui::Label::new(RichText::new(&r.reason).color(Tone::Bad.text(dark)).small())
+                    .wrap(),
+            );
+        }
         if !r.deleted.is_empty() {
             ui.add(
-                egui::Label::new(style::toned(
-                    ui,
-                    format!("deleted {}", r.deleted.join(", ")),
-                    Tone::Warn,
-                ))
+                egui::Label::new(
+                    style::toned(ui, format!("deleted {}", r.deleted.join(", ")), Tone::Warn)
+                        .small(),
+                )
                 .wrap(),
             );
         }
+    });
+    ui.vertical(|ui| {
+        ui.set_width(badges_w);
+        ui.horizontal_wrapped(|ui| {
+            ui.spacing_mut().item_spacing = egui::vec2(4.0, 4.0);
+            if r.recovered {
+                verification_badges(ui, t, snap, r);
+            } else {
+                style::badge(
+                    ui,
+                    r.error.as_deref().unwrap_or("error"),
+                    Tone::Bad,
+                    "Not recovered",
+                );
+            }
+        });
     });
 }
 

@@ -303,8 +303,9 @@ impl Live {
         }
 
         for g in &snap.groups {
-            // A group that failed over replicates no more: its lag line ends there.
-            if g.state != GroupState::FailedOver {
+            // A group that failed over, or lost a site, replicates no more: its lag line
+            // ends there (after a disaster no write is added to what is at risk).
+            if !matches!(g.state, GroupState::FailedOver | GroupState::SiteDown) {
                 self.lag
                     .entry(g.id.clone())
                     .or_default()

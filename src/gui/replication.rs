@@ -202,11 +202,9 @@ fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec
         );
         ui.horizontal_wrapped(|ui| {
             ui.spacing_mut().item_spacing.x = 4.0;
-            ui.label(format!("cycle {}", g.cycles));
-            ui.label(RichText::new("·").weak());
             match (g.last_cut_at, g.lag) {
                 (Some(cut), Some(lag)) => {
-                    ui.label(format!("last cut {}", mm_ss(cut)))
+                    ui.label(format!("last point cut {}", mm_ss(cut)))
                         .on_hover_text("When the latest published recovery point was cut (simulated time)");
                     ui.label(RichText::new("·").weak());
                     let tone = if g.rpo_violation {
@@ -235,7 +233,8 @@ fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec
         });
         ui.label(
             RichText::new(format!(
-                "shipped {} in all  ·  last cycle {}",
+                "{} cycle(s)  ·  shipped {} in all  ·  last point {}",
+                g.cycles,
                 human_bytes(g.bytes_shipped),
                 human_bytes(g.last_cycle_bytes)
             ))
@@ -246,8 +245,9 @@ fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec
             let done = snap.now.saturating_sub(cut).min(span);
             ui.add(
                 egui::ProgressBar::new(done as f32 / span as f32).text(format!(
+                    // The engine numbers a cycle when it cuts: the one in flight is the last.
                     "cycle {}: {} cut at {}, publishes at {}",
-                    g.cycles + 1,
+                    g.cycles,
                     human_bytes(bytes),
                     mm_ss(cut),
                     mm_ss(ends)
@@ -299,7 +299,10 @@ fn buttons(ui: &mut Ui, g: &GroupView, actions: &mut Vec<Action>) {
         Some(p) => p.datastore.clone(),
         None => return,
     };
-    let ended = matches!(g.state, GroupState::SiteDown | GroupState::FailedOver);
+    if matches!(g.state, GroupState::SiteDown | GroupState::FailedOver) {
+        // Nothing to do for a group that replicates no more.
+        return;
+    }
     // Right to left: Replicate now is the outer button.
     let can_ship = matches!(g.state, GroupState::Idle | GroupState::Transferring);
     let name = replicate_now_name(&g.id);
@@ -333,10 +336,8 @@ fn buttons(ui: &mut Ui, g: &GroupView, actions: &mut Vec<Action>) {
             "Start no new cycle (a transfer in flight still publishes); lag grows",
         )
     };
-    let b = ui
-        .add_enabled(!ended, egui::Button::new(text))
-        .on_hover_text(hint);
-    b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, !ended, &name));
+    let b = ui.button(text).on_hover_text(hint);
+    b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &name));
     if b.clicked() {
         actions.push(Action::Request(Request::Engine(command)));
     }
@@ -364,7 +365,7 @@ fn lag_plot(ui: &mut Ui, snap: &Snapshot, live: &Live, height: f32) {
         .unwrap_or(15);
     Plot::new("replication-lag")
         .height(height)
-        .legend(Legend::default())
+        .legend(Legend::default().follow_insertion_order(true))
         .include_y(0.0)
         .include_y(f64::from(max_rpo) * 1.15)
         .x_axis_formatter(time_axis)
@@ -389,13 +390,16 @@ fn lag_plot(ui: &mut Ui, snap: &Snapshot, live: &Live, height: f32) {
                     plot.line(
                         Line::new(g.id.as_str(), PlotPoints::Owned(h.line()))
                             .color(color)
-                            .width(1.5),
+                            .width(1.5)
+                            // The drops at publishes are vertical; a band would fill
+                            // under them.
+                            .allow_band(false),
                     );
                 }
                 plot.hline(
                     egui_plot::HLine::new(g.id.as_str(), f64::from(g.rpo_minutes))
                         .id(("rpo", &g.id))
-                        .color(color.gamma_multiply(0.8))
+                        .color(color)
                         .style(LineStyle::dashed_loose()),
                 );
             }
@@ -414,6 +418,8 @@ struct DisasterScope {
     migrations: Vec<String>,
     /// (group id, last cut, lag, transferring)
     groups: Vec<(String, Option<u64>, Option<u64>, bool)>,
+    /// VMs at the site no failover can bring back, by why.
+    unprotected: Vec<(&'static str, Vec<String>)>,
 }
 
 fn disaster_scope(t: &Topology, snap: &Snapshot, site: &str) -> DisasterScope {
@@ -445,10 +451,36 @@ fn disaster_scope(t: &Topology, snap: &Snapshot, site: &str) -> DisasterScope {
         })
         .map(|g| (g.id.clone(), g.last_cut_at, g.lag, g.transfer.is_some()))
         .collect();
+    let (mut lost, mut no_pg) = (Vec::new(), Vec::new());
+    for v in snap.vms.iter().filter(|v| v.site == site && !v.down) {
+        let Some(ds) = t.datastore(&v.datastore) else {
+            continue;
+        };
+        if t.replica_of(ds).is_none() {
+            lost.push(format!("{} ({})", v.id, ds.id));
+        } else if !t
+            .protection_groups
+            .iter()
+            .any(|p| p.datastores.contains(&ds.id))
+        {
+            no_pg.push(format!("{} ({})", v.id, ds.id));
+        }
+    }
+    let mut unprotected = Vec::new();
+    if !lost.is_empty() {
+        unprotected.push(("Not replicated, lost for good", lost));
+    }
+    if !no_pg.is_empty() {
+        unprotected.push((
+            "Replicated but in no protection group, so no failover recovers them",
+            no_pg,
+        ));
+    }
     DisasterScope {
         vms,
         migrations,
         groups,
+        unprotected,
     }
 }
 
@@ -513,7 +545,7 @@ pub fn disaster_modal(
         for r in rows {
             ui.add(egui::Label::new(r).wrap());
         }
-        if !scope.groups.is_empty() {
+        if !scope.groups.is_empty() || !scope.unprotected.is_empty() {
             ui.add_space(8.0);
             ui.strong("What the recovery site keeps");
             for (id, cut, lag, _) in &scope.groups {
@@ -530,6 +562,9 @@ pub fn disaster_modal(
                     )),
                 };
             }
+        }
+        for (what, vms) in &scope.unprotected {
+            ui.add(egui::Label::new(style::toned(ui, format!("{what}: {}", vms.join(", ")), Tone::Bad)).wrap());
         }
         ui.add_space(12.0);
         ui.horizontal(|ui| {

@@ -144,16 +144,23 @@ impl Tone {
     }
 }
 
-/// A small rounded badge in `tone`, with a tooltip (none if `hint` is empty).
+/// A small rounded badge in `tone`, with a tooltip (none if `hint` is empty). One widget
+/// on one line, so a row of badges in `horizontal_wrapped` wraps between them.
 pub fn badge(ui: &mut Ui, text: &str, tone: Tone, hint: &str) -> egui::Response {
-    let r = egui::Frame::new()
-        .fill(tone.fill())
-        .corner_radius(8.0)
-        .inner_margin(egui::Margin::symmetric(7, 2))
-        .show(ui, |ui| {
-            ui.label(RichText::new(text).color(Color32::WHITE).small());
-        })
-        .response;
+    let pad = egui::vec2(7.0, 2.0);
+    let galley = egui::WidgetText::from(RichText::new(text).small()).into_galley(
+        ui,
+        Some(egui::TextWrapMode::Extend),
+        f32::INFINITY,
+        egui::TextStyle::Small,
+    );
+    let (rect, r) = ui.allocate_exact_size(galley.size() + 2.0 * pad, egui::Sense::hover());
+    if ui.is_rect_visible(rect) {
+        let painter = ui.painter();
+        painter.rect_filled(rect, 8.0, tone.fill());
+        painter.galley(rect.min + pad, galley, Color32::WHITE);
+    }
+    r.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, text));
     if hint.is_empty() {
         r
     } else {
