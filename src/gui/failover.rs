@@ -599,6 +599,18 @@ impl FailoverPanel {
     }
 }
 
+/// Instance paths as "datastore/instance" (they are `sites/<site>/datastores/<ds>/<vm>`).
+fn short_paths(paths: &[String]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            p.split_once("/datastores/")
+                .map_or(p.as_str(), |(_, rest)| rest)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The replication groups that replicate the datastores of these protection groups.
 fn groups_of_pgs<'a>(t: &Topology, s: &'a Snapshot, pgs: &[String]) -> Vec<&'a GroupView> {
     let ds: BTreeSet<&str> = pgs
@@ -794,13 +806,20 @@ fn plan_row(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, decision_w: f32,
         }
         if !e.delete.is_empty() {
             ui.add(
-                egui::Label::new(style::toned(
-                    ui,
-                    format!("deletes {}", e.delete.join(", ")),
-                    Tone::Warn,
-                ))
+                egui::Label::new(
+                    style::toned(
+                        ui,
+                        format!("deletes {}", short_paths(&e.delete)),
+                        Tone::Warn,
+                    )
+                    .small(),
+                )
                 .wrap(),
-            );
+            )
+            .on_hover_text(format!(
+                "The losing instance(s), deleted from the replicas when the failover runs: {}",
+                e.delete.join(", ")
+            ));
         }
         metadata_line(ui, t, v, winner);
     });
@@ -1012,11 +1031,16 @@ fn result_row(
         if !r.deleted.is_empty() {
             ui.add(
                 egui::Label::new(
-                    style::toned(ui, format!("deleted {}", r.deleted.join(", ")), Tone::Warn)
-                        .small(),
+                    style::toned(
+                        ui,
+                        format!("deleted {}", short_paths(&r.deleted)),
+                        Tone::Warn,
+                    )
+                    .small(),
                 )
                 .wrap(),
-            );
+            )
+            .on_hover_text(r.deleted.join(", "));
         }
     });
     ui.vertical(|ui| {

@@ -341,7 +341,8 @@ impl Wizard {
         let mib_s = rate(&impact.from).min(rate(&to));
         ui.label(
             RichText::new(format!(
-                "Copies at {mib_s:.0} MiB/s (the slower datastore): about {} of simulated time, plus what the guest writes meanwhile.",
+                "Copies at {} MiB/s (the slower datastore): about {} of simulated time, plus what the guest writes meanwhile.",
+                rate_text(mib_s),
                 short_duration(need as f64 / mib_s)
             ))
             .weak(),
@@ -405,6 +406,18 @@ impl Wizard {
             }
         });
         command
+    }
+}
+
+/// A copy rate in MiB/s: "400", "0.25".
+fn rate_text(mib_s: f64) -> String {
+    if mib_s >= 10.0 {
+        format!("{mib_s:.0}")
+    } else {
+        format!("{mib_s:.2}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     }
 }
 
