@@ -479,3 +479,70 @@ fn a_test_failover_runs_without_asking_and_cleans_up() {
     assert!(!dir.path().join(&test_dir).exists());
     assert!(h.query_by_label(CLEANUP).is_none());
 }
+
+#[test]
+fn a_planned_failover_asks_first_and_loses_no_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = replicating(dir.path());
+    click(&mut h, "▶ Start workloads");
+    step_until(&mut h, "some writes", Duration::from_secs(10), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.vms.iter().any(|v| v.id == "erp-db" && v.writes > 100))
+    });
+    h.get_by_role_and_label(Role::Button, "Failover").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::CheckBox, "🛡 pg-tier2")
+        .click();
+    h.get_by_role_and_label(Role::RadioButton, "planned")
+        .click();
+    h.run_steps(2);
+    click(&mut h, SCAN);
+    step_until(&mut h, "the scan", Duration::from_secs(10), |a| {
+        a.failover.scan.is_some()
+    });
+
+    // The confirmation says what happens; Cancel runs nothing.
+    open_modal(&mut h, RUN);
+    h.get_by_label("Are you sure? Run a planned failover of pg-tier2");
+    h.get_by_label("Replication of cg-silver stops: the group fails over.");
+    click(&mut h, "Cancel");
+    assert!(!h.state().failover.confirming);
+    h.run_steps(4);
+    assert!(h.state().live.snapshot.as_ref().unwrap().failover.is_none());
+
+    open_modal(&mut h, RUN);
+    click(&mut h, &run_confirm(FailoverKind::Planned));
+    step_until(
+        &mut h,
+        "the planned failover",
+        Duration::from_secs(15),
+        |a| {
+            a.live
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.failover.as_ref())
+                .is_some_and(|f| f.state == FailoverState::Done)
+        },
+    );
+    let app = h.state();
+    let f = app
+        .live
+        .snapshot
+        .as_ref()
+        .unwrap()
+        .failover
+        .clone()
+        .unwrap();
+    assert_eq!(f.kind, FailoverKind::Planned);
+    assert_eq!(f.results.len(), 2);
+    for r in &f.results {
+        assert!(r.recovered && r.consistent == Some(true), "{r:?}");
+        assert_eq!(r.writes_lost, Some(0), "a planned failover loses no write");
+    }
+    assert_eq!(group(app, "cg-silver").state, GroupState::FailedOver);
+    assert_eq!(h.query_all_by_label("no writes lost").count(), 2);
+    assert_eq!(h.query_all_by_label("consistent").count(), 2);
+    h.get_by_label("the VMs run on the replicas");
+}

@@ -552,8 +552,13 @@ impl FailoverPanel {
                         })
                         .collect();
                     ui.label(format!(
-                        "Replication of {} stops: the groups are failed over.",
-                        names.join(", ")
+                        "Replication of {} stops: {} over.",
+                        names.join(", "),
+                        if names.len() == 1 {
+                            "the group fails"
+                        } else {
+                            "the groups fail"
+                        }
                     ));
                 }
             }

@@ -207,28 +207,38 @@ fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec
                     ui.label(format!("last point cut {}", mm_ss(cut)))
                         .on_hover_text("When the latest published recovery point was cut (simulated time)");
                     ui.label(RichText::new("·").weak());
-                    let tone = if g.rpo_violation {
-                        Tone::Bad
-                    } else if g.state == GroupState::FailedOver {
-                        Tone::Muted
+                    if g.state == GroupState::FailedOver {
+                        // The replicas run the VMs now: nothing lags behind anything.
+                        ui.label(RichText::new("the VMs run on the replicas").weak());
                     } else {
-                        Tone::Good
-                    };
-                    ui.label(style::toned(ui, format!("lag {}", lag_text(lag)), tone).strong())
-                        .on_hover_text(
-                            "Now minus the cut time of the last published point: what a disaster now would lose",
-                        );
+                        let tone = if g.rpo_violation { Tone::Bad } else { Tone::Good };
+                        ui.label(style::toned(ui, format!("lag {}", lag_text(lag)), tone).strong())
+                            .on_hover_text(
+                                "Now minus the cut time of the last published point: what a disaster now would lose",
+                            );
+                    }
                 }
                 _ => {
                     ui.label(style::toned(ui, "no recovery point yet", Tone::Warn))
                         .on_hover_text("The initial copy has not been published: nothing could be recovered now");
                 }
             }
-            if let Some(next) = g.next_cut_at
-                && g.state != GroupState::FailedOver
-            {
-                ui.label(RichText::new("·").weak());
-                ui.label(RichText::new(format!("next cut {}", mm_ss(next))).weak());
+            match g.next_cut_at {
+                Some(next) if matches!(g.state, GroupState::Idle | GroupState::Transferring) => {
+                    ui.label(RichText::new("·").weak());
+                    ui.label(RichText::new(format!("next cut {}", mm_ss(next))).weak());
+                }
+                // Blocked (paused, link down) with a cut due: it runs once it can ship.
+                Some(next) if next <= snap.now && g.state != GroupState::FailedOver => {
+                    ui.label(RichText::new("·").weak());
+                    ui.label(style::toned(
+                        ui,
+                        format!("cut overdue since {}", mm_ss(next)),
+                        Tone::Warn,
+                    ))
+                    .on_hover_text("The cycle that was due could not start; it cuts as soon as the group can ship again");
+                }
+                _ => {}
             }
         });
         ui.label(
