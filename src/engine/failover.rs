@@ -589,9 +589,15 @@ impl Engine {
             let v = check.vms.into_iter().next().expect("one disk");
             res.consistent = Some(v.consistent);
             res.writes_lost = Some(v.writes_lost);
+            // Measured to when the protected copy stopped: the site's loss, if it was lost.
+            let stopped = self
+                .sites_down
+                .get(&from_site)
+                .copied()
+                .unwrap_or(reference);
             res.achieved_rpo_minutes = self
                 .published_point(&cand.datastore)
-                .map(|p| reference.saturating_sub(p.cut_at) as f64 / MINUTE as f64);
+                .map(|p| stopped.saturating_sub(p.cut_at) as f64 / MINUTE as f64);
             res.recovered = true;
             if kind != FailoverKind::Test {
                 let host = pv.host.clone().unwrap_or_default();

@@ -187,6 +187,24 @@ pub(super) struct GroupRt {
     pub last_error: Option<String>,
 }
 
+impl GroupRt {
+    /// Lag above RPO, except while a cycle that was cut on time (within one RPO of the
+    /// published point's cut) is still transferring: the schedule holds, the bytes are on
+    /// the wire.
+    fn rpo_violated(&self, now: SimTime) -> bool {
+        let Some(p) = &self.published else {
+            return false;
+        };
+        if now.saturating_sub(p.cut_at) <= self.spec.rpo() {
+            return false;
+        }
+        !self
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.manifest.cut_at <= p.cut_at + self.spec.rpo())
+    }
+}
+
 /// The state a group is in, as shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -227,6 +245,8 @@ pub struct GroupView {
     /// now − cut time of the last published point (None before the first).
     pub lag: Option<SimTime>,
     pub rpo_violation: bool,
+    /// The cycle number of the last published point (`cycles` counts the one in flight).
+    pub point_cycle: Option<u64>,
     pub bytes_shipped: u64,
     pub last_cycle_bytes: u64,
     /// The transfer in flight: (cut at, bytes, ends at).
@@ -765,10 +785,7 @@ impl Engine {
             if grp.saved.failed_over {
                 continue;
             }
-            let violated = grp
-                .published
-                .as_ref()
-                .is_some_and(|p| now.saturating_sub(p.cut_at) > grp.spec.rpo());
+            let violated = grp.rpo_violated(now);
             if violated && !grp.alarmed {
                 let msg = format!(
                     "RPO violation: {} lags more than its RPO of {} min",
@@ -807,8 +824,8 @@ impl Engine {
                     last_published_at: grp.published.as_ref().map(|p| p.published_at),
                     next_cut_at: grp.saved.next_cut,
                     lag,
-                    rpo_violation: !grp.saved.failed_over
-                        && lag.is_some_and(|l| l > grp.spec.rpo()),
+                    rpo_violation: !grp.saved.failed_over && grp.rpo_violated(self.now),
+                    point_cycle: grp.published.as_ref().map(|p| p.cycle),
                     bytes_shipped: grp.saved.bytes_shipped,
                     last_cycle_bytes: grp.published.as_ref().map_or(0, |p| p.bytes),
                     transfer: grp
