@@ -198,10 +198,9 @@ impl GroupRt {
         if now.saturating_sub(p.cut_at) <= self.spec.rpo() {
             return false;
         }
-        !self
-            .transfer
+        self.transfer
             .as_ref()
-            .is_some_and(|t| t.manifest.cut_at <= p.cut_at + self.spec.rpo())
+            .is_none_or(|t| t.manifest.cut_at > p.cut_at + self.spec.rpo())
     }
 }
 
