@@ -397,7 +397,7 @@ impl Engine {
                 self.info(msg.clone());
                 self.set_failover_message(id, &msg);
                 // Nothing to ship (no group) finishes at once.
-                self.after_publish_check()?;
+                self.after_publish()?;
                 Ok(Outcome::Done(msg))
             }
             FailoverKind::Unplanned | FailoverKind::Test => {
@@ -437,11 +437,7 @@ impl Engine {
 
     /// Called after every publish: a planned failover whose final cycles are all published
     /// recovers now.
-    pub(super) fn after_publish(&mut self, _g: usize) -> Result<(), EngineError> {
-        self.after_publish_check()
-    }
-
-    fn after_publish_check(&mut self) -> Result<(), EngineError> {
+    pub(super) fn after_publish(&mut self) -> Result<(), EngineError> {
         let Some(p) = self.pending_failover.clone() else {
             return Ok(());
         };
@@ -736,11 +732,7 @@ impl Engine {
             ));
         };
         let abs = self.ws.root().join(&dir);
-        match std::fs::remove_dir_all(&abs) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(abs.display().to_string())(e)),
-        }
+        super::remove_dir_if_exists(&abs)?;
         if let Some(r) = self
             .failovers
             .iter_mut()

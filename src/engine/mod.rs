@@ -461,6 +461,24 @@ fn write_ron<T: Serialize>(path: &Path, v: &T) -> Result<(), EngineError> {
         .map_err(io_err(path.display().to_string()))
 }
 
+/// Removes a directory tree; one that is not there is not an error.
+fn remove_dir_if_exists(p: &Path) -> Result<(), EngineError> {
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(p.display().to_string())(e)),
+    }
+}
+
+/// Removes a file; one that is not there is not an error.
+fn remove_file_if_exists(p: &Path) -> Result<(), EngineError> {
+    match std::fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(p.display().to_string())(e)),
+    }
+}
+
 /// Simulated bytes per microsecond for a rate in MiB/s.
 fn bytes_per_us(mib_s: f64) -> f64 {
     mib_s * 1024.0 * 1024.0 / SECOND as f64
@@ -1233,12 +1251,7 @@ impl Engine {
     fn remove_record(&self, id: &str) -> Result<(), EngineError> {
         let dir = Engine::migrations_dir(&self.ws);
         for ext in ["ron", "bitmap"] {
-            let p = dir.join(format!("{id}.{ext}"));
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(p.display().to_string())(e)),
-            }
+            remove_file_if_exists(&dir.join(format!("{id}.{ext}")))?;
         }
         Ok(())
     }

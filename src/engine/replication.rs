@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Engine, EngineError, Ev, LogLevel, MINUTE, Outcome, SECOND, SimTime, format_time, io_err,
-    read_ron, write_ron,
+    read_ron, remove_dir_if_exists, remove_file_if_exists, write_ron,
 };
 use crate::disk::{DirtyTracker, ImageFile};
 use crate::replica;
@@ -251,22 +251,6 @@ pub struct GroupView {
     /// The transfer in flight: (cut at, bytes, ends at).
     pub transfer: Option<(SimTime, u64, SimTime)>,
     pub last_error: Option<String>,
-}
-
-fn remove_dir_if_exists(p: &Path) -> Result<(), EngineError> {
-    match std::fs::remove_dir_all(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(p.display().to_string())(e)),
-    }
-}
-
-fn remove_file_if_exists(p: &Path) -> Result<(), EngineError> {
-    match std::fs::remove_file(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(p.display().to_string())(e)),
-    }
 }
 
 fn read_bytes(p: &Path) -> Option<Vec<u8>> {
@@ -640,7 +624,7 @@ impl Engine {
         ));
         self.queue_cut(g);
         self.persist_state()?;
-        self.after_publish(g)
+        self.after_publish()
     }
 
     fn publish(&mut self, g: usize, m: &Manifest) -> Result<(), EngineError> {

@@ -84,6 +84,18 @@ fn run_watching(e: &mut Engine, until: SimTime, mut f: impl FnMut(&mut Engine, u
     e.advance(until).unwrap();
 }
 
+/// A verifiable set over (name, uuid, image) triples.
+fn disks_of(images: &mut [(String, RawUuid, ImageFile)]) -> Vec<VmDisk<'_>> {
+    images
+        .iter_mut()
+        .map(|(name, uuid, img)| VmDisk {
+            name: name.clone(),
+            uuid: *uuid,
+            reader: img,
+        })
+        .collect()
+}
+
 /// Checks that the replicas of group `g` hold exactly the state at its last cut: every VM
 /// of the group, elected on the replicas, verified against the journal cut at `cut_seq`
 /// (nothing newer, nothing missing, nothing torn).
@@ -115,14 +127,7 @@ fn assert_point_is_the_cut(e: &Engine, g: usize) {
             img,
         ));
     }
-    let mut disks: Vec<VmDisk> = images
-        .iter_mut()
-        .map(|(name, uuid, img)| VmDisk {
-            name: name.clone(),
-            uuid: *uuid,
-            reader: img,
-        })
-        .collect();
+    let mut disks = disks_of(&mut images);
     let report = disk::verify_set(&mut disks, &cut, Horizon::LastJournaled).unwrap();
     assert!(
         report.consistent,
@@ -130,14 +135,7 @@ fn assert_point_is_the_cut(e: &Engine, g: usize) {
         grp.spec.id, point.cycle, point.cut_seq
     );
     // And, as a recovered set, write-order consistent with S from its own images.
-    let mut disks: Vec<VmDisk> = images
-        .iter_mut()
-        .map(|(name, uuid, img)| VmDisk {
-            name: name.clone(),
-            uuid: *uuid,
-            reader: img,
-        })
-        .collect();
+    let mut disks = disks_of(&mut images);
     let report = disk::verify_set(&mut disks, &journal, Horizon::FromImages).unwrap();
     assert!(report.consistent, "{report:#?}");
 }
