@@ -2,45 +2,21 @@
 //! passed as `--workspace`), driven through the UI with egui_kittest: replication groups,
 //! the link, a disaster, then scanning the replicas and failing over.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod common;
 
-use clap::Parser;
-use drconsole::cli::Cli;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{app_in, click, open_modal, step_until};
 use drconsole::engine::{FailoverKind, FailoverState, GroupState, GroupView};
 use drconsole::gui::failover::{CLEANUP, RUN, SCAN, run_confirm};
 use drconsole::gui::replication::{
     disaster_button, disaster_confirm, pause_name, replicate_now_name, resume_name,
 };
-use drconsole::gui::{DrApp, MainTab, SideTab, Startup};
+use drconsole::gui::{DrApp, MainTab, SideTab};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
-
-/// The console as `drconsole --workspace DIR` starts it.
-fn app_in(dir: &Path) -> Harness<'static, DrApp> {
-    let cli = Cli::try_parse_from(["drconsole", "--workspace", dir.to_str().unwrap()]).unwrap();
-    let startup = Startup::from_path(cli.topology.as_deref()).with_workspace(cli.workspace);
-    Harness::builder()
-        .with_size([1280.0, 800.0])
-        .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup))
-}
-
-/// Steps the app, sleeping a little between frames, until `done` holds (fails after `limit`).
-fn step_until(
-    h: &mut Harness<'static, DrApp>,
-    what: &str,
-    limit: Duration,
-    done: impl Fn(&DrApp) -> bool,
-) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-        h.step();
-    }
-    h.run_steps(2);
-}
 
 fn groups(app: &DrApp) -> &[GroupView] {
     app.live
@@ -55,17 +31,6 @@ fn group<'a>(app: &'a DrApp, id: &str) -> &'a GroupView {
         .iter()
         .find(|g| g.id == id)
         .unwrap_or_else(|| panic!("no group {id}"))
-}
-
-fn click(h: &mut Harness<'static, DrApp>, label: &str) {
-    h.get_by_label(label).click();
-    h.run_steps(2);
-}
-
-/// Clicks what opens a modal dialog, then lets it settle (its first frames lay it out).
-fn open_modal(h: &mut Harness<'static, DrApp>, label: &str) {
-    h.get_by_label(label).click();
-    h.run_steps(8);
 }
 
 /// Opens a fresh workspace of the demo, shows the replication view and waits until every

@@ -1,52 +1,19 @@
 //! The console running a real workspace (a temp dir passed as `--workspace`): the migration
 //! wizard, the task list and the clock, driven through the UI with egui_kittest.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod common;
 
-use clap::Parser;
-use drconsole::cli::Cli;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{app_in, step_for, step_until};
 use drconsole::engine::copy::CopyMode;
 use drconsole::engine::{Engine, EngineOptions};
-use drconsole::gui::{DrApp, Startup, Status, TaskState};
+use drconsole::gui::{DrApp, Status, TaskState};
 use drconsole::topology::Topology;
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
-
-/// The console as `drconsole --workspace DIR` starts it.
-fn app_in(dir: &Path) -> Harness<'static, DrApp> {
-    let cli = Cli::try_parse_from(["drconsole", "--workspace", dir.to_str().unwrap()]).unwrap();
-    let startup = Startup::from_path(cli.topology.as_deref()).with_workspace(cli.workspace);
-    Harness::builder()
-        .with_size([1280.0, 800.0])
-        .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup))
-}
-
-/// Steps the app, sleeping a little between frames, until `done` holds (fails after `limit`).
-fn step_until(
-    h: &mut Harness<'static, DrApp>,
-    what: &str,
-    limit: Duration,
-    done: impl Fn(&DrApp) -> bool,
-) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-        h.step();
-    }
-    h.run_steps(2);
-}
-
-/// Steps for `d` of wall time, letting the worker run.
-fn step_for(h: &mut Harness<'static, DrApp>, d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::thread::sleep(Duration::from_millis(5));
-        h.step();
-    }
-}
 
 fn datastore_of(app: &DrApp, vm: &str) -> String {
     app.doc.topology.vm(vm).unwrap().datastore.clone()

@@ -1,0 +1,73 @@
+//! What the GUI tests share: starting the console as the command line would, and stepping
+//! it while the worker thread runs.
+// Each test crate uses its own subset.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use drconsole::cli::Cli;
+use drconsole::gui::{DrApp, Startup};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+/// The console as `drconsole --workspace DIR [extra args]` starts it.
+pub fn app_with(dir: &Path, extra: &[&str]) -> Harness<'static, DrApp> {
+    let mut args = vec!["drconsole", "--workspace", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let cli = Cli::try_parse_from(args).unwrap();
+    let startup = Startup::from_path(cli.topology.as_deref()).with_workspace(cli.workspace);
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup))
+}
+
+/// The console as `drconsole --workspace DIR` starts it: the built-in demo topology.
+pub fn app_in(dir: &Path) -> Harness<'static, DrApp> {
+    app_with(dir, &[])
+}
+
+/// Steps the app, sleeping a little between frames, until `done` holds (fails after `limit`).
+pub fn step_until(
+    h: &mut Harness<'static, DrApp>,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&DrApp) -> bool,
+) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+    h.run_steps(2);
+}
+
+/// Steps for `d` of wall time, letting the worker run.
+pub fn step_for(h: &mut Harness<'static, DrApp>, d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+}
+
+/// Waits for the workspace to open and its engine to report.
+pub fn wait_ready(h: &mut Harness<'static, DrApp>) {
+    step_until(h, "the workspace to open", Duration::from_secs(30), |a| {
+        a.engine_ready()
+    });
+}
+
+pub fn click(h: &mut Harness<'static, DrApp>, label: &str) {
+    h.get_by_label(label).click();
+    h.run_steps(2);
+}
+
+/// Clicks what opens a modal dialog or a window, then lets it settle (its first frames
+/// lay it out).
+pub fn open_modal(h: &mut Harness<'static, DrApp>, label: &str) {
+    h.get_by_label(label).click();
+    h.run_steps(8);
+}
