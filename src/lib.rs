@@ -9,6 +9,7 @@ pub mod disk;
 pub mod dr;
 pub mod engine;
 pub mod fsutil;
+pub mod generate;
 pub mod gui;
 pub mod recovery;
 pub mod replica;

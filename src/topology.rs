@@ -339,6 +339,11 @@ impl Topology {
     }
     /// The protected datastore whose replica datastore `ds` is, if any.
     pub fn replica_source(&self, ds: &Datastore) -> Option<&Datastore> {
+        // Replicas live at recovery sites; anything else is no one's replica, and asking
+        // every protected datastore for its replica is the costly part at scale.
+        if self.site_role(&ds.site) != Some(SiteRole::Recovery) {
+            return None;
+        }
         self.datastores
             .iter()
             .filter(|p| self.is_protected_datastore(p))

@@ -337,3 +337,44 @@ fn bench_copy_reports_against_cp() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not a copy mode"), "{}", stderr(&o));
 }
+
+#[test]
+fn generate_prints_a_topology_that_passes_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "generate",
+        "--vms",
+        "500",
+        "--datastores",
+        "24",
+        "--seed",
+        "3",
+    ];
+    let o = drconsole(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        o.stdout,
+        drconsole(&args).stdout,
+        "the same seed, the same file"
+    );
+    let path = dir.path().join("generated.ron");
+    std::fs::write(&path, &o.stdout).unwrap();
+    let v = json(&drconsole(&[
+        "check",
+        &path.display().to_string(),
+        "--json",
+    ]));
+    assert_eq!(v["sites"], 2);
+    assert_eq!(v["vms"], 500);
+    assert!(v["replicated_datastores"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["consistency_groups"].as_u64().unwrap() > 1, "{v}");
+    assert!(v["protection_groups"].as_u64().unwrap() > 1, "{v}");
+    fails_with(
+        &drconsole(&["generate", "--vms", "10", "--datastores", "0"]),
+        &["--datastores 0", "at least 1 datastore"],
+    );
+    fails_with(
+        &drconsole(&["generate", "--vms", "100000000", "--datastores", "5"]),
+        &["--vms 100000000", "at most 100000 VMs"],
+    );
+}

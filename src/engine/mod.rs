@@ -415,6 +415,9 @@ pub struct Engine {
     pending_failover: Option<PendingFailover>,
     test_dir: Option<PathBuf>,
     metadata_gen: u64,
+    /// Copy throughput of every datastore, MiB/s (the topology's datastores never change
+    /// while the engine runs; only where VMs live does).
+    throughput: HashMap<String, f64>,
 }
 
 /// How many recent write latencies the snapshot carries.
@@ -596,6 +599,11 @@ impl Engine {
             journals.insert(site.id.clone(), disk::read_journal(&path)?);
         }
         let next_seq = journals.values().map(|j| j.last_seq).max().unwrap_or(0) + 1;
+        // Split by VM once: each VM then finds its history without scanning the journal.
+        let journals: BTreeMap<String, SiteJournal> = journals
+            .into_iter()
+            .map(|(site, j)| (site, SiteJournal::new(j)))
+            .collect();
 
         let mut vms = Vec::new();
         for vm in &topo.vms {
@@ -703,6 +711,11 @@ impl Engine {
             pending_failover: state.pending_failover.clone(),
             test_dir: state.test_dir.clone(),
             metadata_gen: 0,
+            throughput: topo
+                .datastores
+                .iter()
+                .map(|d| (d.id.clone(), d.throughput_mib_s))
+                .collect(),
         };
         engine.recover_migrations()?;
         if !was_clean {
@@ -1306,8 +1319,7 @@ impl Engine {
 
     /// The simulated copy rate of VM `i`'s migration: the slower datastore's throughput.
     fn copy_rate(&self, i: usize) -> f64 {
-        let t = self.topology();
-        let tp = |id: &str| t.datastore(id).map_or(400.0, |d| d.throughput_mib_s);
+        let tp = |id: &str| self.throughput.get(id).copied().unwrap_or(400.0);
         match &self.vms[i].migration {
             Some(m) => tp(&m.rec.from).min(tp(&m.rec.to)),
             None => tp(&self.vms[i].datastore),
@@ -1796,7 +1808,7 @@ impl Engine {
         {
             journals.insert(
                 site.clone(),
-                disk::read_journal(&self.ws.journal_path(site))?,
+                SiteJournal::new(disk::read_journal(&self.ws.journal_path(site))?),
             );
         }
         let journal = history(&journals, &v.site, v.recovered.as_ref(), &v.uuid);
@@ -1871,8 +1883,31 @@ impl Engine {
 /// VM `uuid`'s write history: its entries in its site's journal, after (for a recovered VM)
 /// those of its old site up to the recovered images' horizon. Entries of other VMs are left
 /// out; the result's `last_seq` is the site's.
+/// A site's journal split by VM (each VM's entries in journal order), and its last seq.
+struct SiteJournal {
+    by_uuid: HashMap<RawUuid, Vec<JournalEntry>>,
+    last_seq: u64,
+}
+
+impl SiteJournal {
+    fn new(j: Journal) -> SiteJournal {
+        let mut by_uuid: HashMap<RawUuid, Vec<JournalEntry>> = HashMap::new();
+        for e in j.entries {
+            by_uuid.entry(e.uuid).or_default().push(e);
+        }
+        SiteJournal {
+            by_uuid,
+            last_seq: j.last_seq,
+        }
+    }
+
+    fn of(&self, uuid: &RawUuid) -> &[JournalEntry] {
+        self.by_uuid.get(uuid).map_or(&[], |v| &v[..])
+    }
+}
+
 fn history(
-    journals: &BTreeMap<String, Journal>,
+    journals: &BTreeMap<String, SiteJournal>,
     site: &str,
     recovered: Option<&RecoveredVm>,
     uuid: &RawUuid,
@@ -1881,16 +1916,11 @@ fn history(
     if let Some(r) = recovered
         && let Some(j) = journals.get(&r.from_site)
     {
-        out.entries.extend(
-            j.entries
-                .iter()
-                .filter(|e| &e.uuid == uuid && e.seq <= r.horizon)
-                .cloned(),
-        );
+        out.entries
+            .extend(j.of(uuid).iter().filter(|e| e.seq <= r.horizon).cloned());
     }
     if let Some(j) = journals.get(site) {
-        out.entries
-            .extend(j.entries.iter().filter(|e| &e.uuid == uuid).cloned());
+        out.entries.extend(j.of(uuid).iter().cloned());
         out.last_seq = j.last_seq;
     }
     if let Some(last) = out.entries.last() {

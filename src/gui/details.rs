@@ -3,7 +3,7 @@
 use egui::{RichText, Ui};
 use egui_extras::{Column, TableBuilder};
 
-use super::live::Live;
+use super::live::{self, Live};
 use super::style::{self, ChipKind, Tone, glyph};
 use super::{Action, Document, Selection};
 use crate::dr;
@@ -26,12 +26,12 @@ pub fn show(
         .show(ui, |ui| {
             let found = match &sel {
                 Selection::Site(id) => site(ui, t, id, selection),
-                Selection::Host(id) => host(ui, t, id, selection),
+                Selection::Host(id) => host(ui, doc, id, selection),
                 Selection::Vm(id) => vm(ui, doc, live, id, selection, actions),
                 Selection::Array(id) => array(ui, t, id, selection),
                 Selection::Lun(id) => lun(ui, t, id, selection),
                 Selection::Datastore(id) => datastore(ui, doc, id, selection),
-                Selection::ProtectionGroup(id) => protection_group(ui, t, id, selection),
+                Selection::ProtectionGroup(id) => protection_group(ui, doc, id, selection),
             };
             if !found {
                 // The topology was replaced and the object is gone.
@@ -67,6 +67,65 @@ fn goto(ui: &mut Ui, text: String, target: Selection, selection: &mut Option<Sel
     if ui.link(text).clicked() {
         *selection = Some(target);
     }
+}
+
+/// Up to this many links are laid out one under the other; longer lists scroll in a box
+/// that lays out only the links in view.
+const LIST_ALL_MAX: usize = 40;
+/// The height of a scrolling list of links.
+const LIST_HEIGHT: f32 = 320.0;
+
+/// A list of `count` links to other objects; `item(i)` is the text and target of the
+/// i-th. Long lists scroll and lay out only what is in view.
+fn goto_list(
+    ui: &mut Ui,
+    id: &str,
+    count: usize,
+    item: impl Fn(usize) -> (String, Selection),
+    selection: &mut Option<Selection>,
+) {
+    if count <= LIST_ALL_MAX {
+        for i in 0..count {
+            let (text, target) = item(i);
+            goto(ui, text, target, selection);
+        }
+        return;
+    }
+    ui.label(
+        RichText::new(format!(
+            "{} in all; scroll for more.",
+            live::count(count as u64)
+        ))
+        .weak(),
+    );
+    let row_h = ui.text_style_height(&egui::TextStyle::Body);
+    egui::ScrollArea::vertical()
+        .id_salt(("goto-list", id))
+        .max_height(LIST_HEIGHT)
+        .auto_shrink([false, true])
+        .show_rows(ui, row_h, count, |ui, rows| {
+            for i in rows {
+                let (text, target) = item(i);
+                goto(ui, text, target, selection);
+            }
+        });
+}
+
+/// Links to the VMs at these indexes of `t.vms`.
+fn vm_list(ui: &mut Ui, id: &str, t: &Topology, vms: &[usize], selection: &mut Option<Selection>) {
+    goto_list(
+        ui,
+        id,
+        vms.len(),
+        |i| {
+            let v = &t.vms[vms[i]];
+            (
+                format!("{} {}", glyph::VM, v.id),
+                Selection::Vm(v.id.clone()),
+            )
+        },
+        selection,
+    );
 }
 
 fn section(ui: &mut Ui, title: &str) {
@@ -138,32 +197,49 @@ fn site(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) 
         &[("Name", s.name.clone()), ("Role", role.to_string())],
     );
     section(ui, "Hosts");
-    for h in t.hosts.iter().filter(|h| h.site == s.id) {
-        goto(
-            ui,
-            format!("{} {}", glyph::HOST, h.id),
-            Selection::Host(h.id.clone()),
-            selection,
-        );
+    let hosts: Vec<_> = t.hosts.iter().filter(|h| h.site == s.id).collect();
+    if hosts.is_empty() {
+        ui.weak("This site has no hosts.");
     }
+    goto_list(
+        ui,
+        "site-hosts",
+        hosts.len(),
+        |i| {
+            (
+                format!("{} {}", glyph::HOST, hosts[i].id),
+                Selection::Host(hosts[i].id.clone()),
+            )
+        },
+        selection,
+    );
     section(ui, "Datastores");
-    for d in t.datastores.iter().filter(|d| d.site == s.id) {
-        goto(
-            ui,
-            format!("{} {}", glyph::DATASTORE, d.id),
-            Selection::Datastore(d.id.clone()),
-            selection,
-        );
+    let datastores: Vec<_> = t.datastores.iter().filter(|d| d.site == s.id).collect();
+    if datastores.is_empty() {
+        ui.weak("This site has no datastores.");
     }
+    goto_list(
+        ui,
+        "site-datastores",
+        datastores.len(),
+        |i| {
+            (
+                format!("{} {}", glyph::DATASTORE, datastores[i].id),
+                Selection::Datastore(datastores[i].id.clone()),
+            )
+        },
+        selection,
+    );
     true
 }
 
-fn host(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) -> bool {
+fn host(ui: &mut Ui, doc: &Document, id: &str, selection: &mut Option<Selection>) -> bool {
+    let t = &doc.topology;
     let Some(h) = t.host(id) else { return false };
     heading(ui, glyph::HOST, "host", &h.id);
-    let vms: Vec<_> = t.vms.iter().filter(|v| v.host == h.id).collect();
-    let cpus: u32 = vms.iter().map(|v| v.vcpus).sum();
-    let mem: u32 = vms.iter().map(|v| v.memory_gib).sum();
+    let vms = doc.inventory.vms_on_host(&h.id);
+    let cpus: u32 = vms.iter().map(|&v| t.vms[v].vcpus).sum();
+    let mem: u32 = vms.iter().map(|&v| t.vms[v].memory_gib).sum();
     facts(
         ui,
         id,
@@ -180,14 +256,7 @@ fn host(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) 
     if vms.is_empty() {
         ui.weak("No VMs run on this host.");
     }
-    for v in vms {
-        goto(
-            ui,
-            format!("{} {}", glyph::VM, v.id),
-            Selection::Vm(v.id.clone()),
-            selection,
-        );
-    }
+    vm_list(ui, "host-vms", t, vms, selection);
     true
 }
 
@@ -202,7 +271,11 @@ fn array(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>)
         &[("Site", a.site.clone()), ("LUNs", a.luns.len().to_string())],
     );
     section(ui, "LUNs");
-    for l in &a.luns {
+    if a.luns.is_empty() {
+        ui.weak("This array has no LUNs.");
+    }
+    let row_h = ui.text_style_height(&egui::TextStyle::Body);
+    let lun_row = |ui: &mut Ui, l: &crate::topology::Lun, selection: &mut Option<Selection>| {
         ui.horizontal(|ui| {
             goto(
                 ui,
@@ -212,6 +285,21 @@ fn array(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>)
             );
             ui.label(RichText::new(lun_summary(l)).weak());
         });
+    };
+    if a.luns.len() <= LIST_ALL_MAX {
+        for l in &a.luns {
+            lun_row(ui, l, selection);
+        }
+    } else {
+        egui::ScrollArea::vertical()
+            .id_salt(("array-luns", id))
+            .max_height(LIST_HEIGHT)
+            .auto_shrink([false, true])
+            .show_rows(ui, row_h, a.luns.len(), |ui, rows| {
+                for l in &a.luns[rows] {
+                    lun_row(ui, l, selection);
+                }
+            });
     }
     true
 }
@@ -303,27 +391,21 @@ fn datastore(ui: &mut Ui, doc: &Document, id: &str, selection: &mut Option<Selec
         });
     }
     section(ui, "VMs");
-    let vms: Vec<_> = t.vms.iter().filter(|v| v.datastore == d.id).collect();
+    let vms = doc.inventory.vms_on_datastore(&d.id);
     if vms.is_empty() {
         ui.weak("No VM disks live here.");
     }
-    for v in vms {
-        goto(
-            ui,
-            format!("{} {}", glyph::VM, v.id),
-            Selection::Vm(v.id.clone()),
-            selection,
-        );
-    }
+    vm_list(ui, "datastore-vms", t, vms, selection);
     true
 }
 
 fn protection_group(
     ui: &mut Ui,
-    t: &Topology,
+    doc: &Document,
     id: &str,
     selection: &mut Option<Selection>,
 ) -> bool {
+    let t = &doc.topology;
     let Some(p) = t.protection_group(id) else {
         return false;
     };
@@ -339,14 +421,16 @@ fn protection_group(
         );
     }
     section(ui, "VMs recovered with this group");
-    for v in t.vms.iter().filter(|v| p.datastores.contains(&v.datastore)) {
-        goto(
-            ui,
-            format!("{} {}", glyph::VM, v.id),
-            Selection::Vm(v.id.clone()),
-            selection,
-        );
+    let mut vms: Vec<usize> = p
+        .datastores
+        .iter()
+        .flat_map(|d| doc.inventory.vms_on_datastore(d).iter().copied())
+        .collect();
+    vms.sort_unstable();
+    if vms.is_empty() {
+        ui.weak("No VM disks live on this group's datastores.");
     }
+    vm_list(ui, "group-vms", t, &vms, selection);
     true
 }
 
@@ -359,7 +443,9 @@ fn vm(
     actions: &mut Vec<Action>,
 ) -> bool {
     let t = &doc.topology;
-    let Some(v) = t.vm(id) else { return false };
+    let Some(v) = doc.inventory.vm(t, id) else {
+        return false;
+    };
     heading(ui, glyph::VM, "virtual machine", &v.id);
     let workload = v
         .workload
@@ -401,10 +487,7 @@ fn vm(
     }
     // Where the engine runs it now: a disaster or a failover moves it off the topology's
     // placement.
-    let running = live
-        .snapshot
-        .as_ref()
-        .and_then(|s| s.vms.iter().find(|x| x.id == v.id));
+    let running = live.vm(&v.id);
     let away = running.is_some_and(|r| r.down || r.recovered);
     if let Some(r) = running {
         if r.recovered {
@@ -459,7 +542,7 @@ fn vm(
         }
     });
     section(ui, "Where can it go?");
-    let dests = dr::destinations_for_vm(t, &v.id).unwrap_or_default();
+    let dests = doc.destinations(&v.id);
     if dests.is_empty() {
         ui.weak("There is no other protected-site datastore to move to.");
         return true;

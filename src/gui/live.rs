@@ -2,8 +2,11 @@
 //! latest snapshot and clock, free space, every migration as a task, and the bounded
 //! history the graphs draw. Nothing here does I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use crossbeam_channel::Sender;
 
 use egui_plot::PlotPoint;
 
@@ -13,7 +16,7 @@ use crate::dr::{self, Rating};
 use crate::engine::copy::CopyMode;
 use crate::engine::{
     Command, GroupState, GroupView, LogLevel, MINUTE, MigrationView, Outcome, Phase, SECOND,
-    SimTime, Snapshot,
+    SimTime, Snapshot, VmView,
 };
 use crate::topology::Topology;
 
@@ -137,6 +140,10 @@ impl LagHistory {
 
 /// Points kept per latency line and per progress line; older ones are dropped.
 const LATENCY_POINTS: usize = 4000;
+/// Points kept over all the per-VM latency lines of VMs without a migration.
+const LATENCY_BUDGET: usize = 400_000;
+/// Points kept at least per VM latency line.
+const LATENCY_MIN_POINTS: usize = 64;
 /// Points kept per replication group's lag line.
 const LAG_POINTS: usize = 4000;
 const PROGRESS_POINTS: usize = 2000;
@@ -153,11 +160,15 @@ pub struct Live {
     /// Every migration seen since the workspace opened, oldest first.
     pub tasks: Vec<Task>,
     /// Worst guest write latency per update, per VM: (simulated seconds, µs).
-    pub latency: BTreeMap<String, Vec<PlotPoint>>,
+    pub latency: HashMap<String, Vec<PlotPoint>>,
     /// Worst guest write latency per update over every VM.
     pub latency_all: Vec<PlotPoint>,
     /// Each replication group's lag over time, by group id.
     pub lag: BTreeMap<String, LagHistory>,
+    /// VM id → index in `snapshot.vms`.
+    vm_index: HashMap<String, usize>,
+    /// Updates taken in since the workspace opened.
+    pub updates: u64,
 }
 
 impl Live {
@@ -168,9 +179,11 @@ impl Live {
             clock: Clock::default(),
             free_mib: BTreeMap::new(),
             tasks: Vec::new(),
-            latency: BTreeMap::new(),
+            latency: HashMap::new(),
             latency_all: Vec::new(),
             lag: BTreeMap::new(),
+            vm_index: HashMap::new(),
+            updates: 0,
         }
     }
 
@@ -179,15 +192,19 @@ impl Live {
         matches!(self.status, Status::Open(_)) && self.snapshot.is_some()
     }
 
+    /// The engine's view of VM `id`, as last reported.
+    pub fn vm(&self, id: &str) -> Option<&VmView> {
+        let vms = &self.snapshot.as_ref()?.vms;
+        self.vm_index
+            .get(id)
+            .and_then(|&i| vms.get(i))
+            .filter(|v| v.id == id)
+            .or_else(|| vms.iter().find(|v| v.id == id))
+    }
+
     /// The migration of `vm` in flight, if any.
     pub fn migration_of(&self, vm: &str) -> Option<&MigrationView> {
-        self.snapshot
-            .as_ref()?
-            .vms
-            .iter()
-            .find(|v| v.id == vm)?
-            .migration
-            .as_ref()
+        self.vm(vm)?.migration.as_ref()
     }
 
     pub fn running_tasks(&self) -> usize {
@@ -200,12 +217,17 @@ impl Live {
     }
 
     /// Takes in an update: tasks, history, and the engine's log lines into `log`.
-    /// `topology` is the one shown before this update (to rate new migrations).
-    pub fn apply(&mut self, u: &Update, topology: &Topology, log: &mut EventLog) {
+    /// `topology` is the one shown before this update (to rate new migrations). The
+    /// update's snapshot is kept as is (taken, not copied: it lists every VM).
+    pub fn apply(&mut self, u: Update, topology: &Topology, log: &mut EventLog) {
+        self.updates += 1;
         let snap = &u.snapshot;
         let now_s = seconds(snap.now);
+        // The migrations in flight, by id: one pass over the VMs.
+        let mut in_flight: HashSet<&str> = HashSet::new();
         for v in &snap.vms {
             let Some(m) = &v.migration else { continue };
+            in_flight.insert(m.id.as_str());
             let i = match self.tasks.iter().position(|t| t.id == m.id) {
                 Some(i) => i,
                 None => {
@@ -250,13 +272,10 @@ impl Live {
         }
 
         for t in self.tasks.iter_mut().filter(|t| !t.finished()) {
-            if snap
-                .vms
-                .iter()
-                .any(|v| v.migration.as_ref().is_some_and(|m| m.id == t.id))
-            {
+            if in_flight.contains(t.id.as_str()) {
                 continue;
             }
+            // It ended: a scan over the VMs, once per migration.
             let now_on = snap
                 .vms
                 .iter()
@@ -295,10 +314,24 @@ impl Live {
             let p = PlotPoint::new(now_s, lat as f64);
             push_bounded(&mut self.latency_all, p, LATENCY_POINTS);
         }
+        // A line per VM, short for VMs without a migration in the task list so that a
+        // large inventory's history stays bounded; the graph draws the migrating ones.
+        let short =
+            (LATENCY_BUDGET / snap.vms.len().max(1)).clamp(LATENCY_MIN_POINTS, LATENCY_POINTS);
+        let with_task: HashSet<&str> = self.tasks.iter().map(|t| t.vm.as_str()).collect();
         for (i, (t, lat)) in worst {
-            if let Some(v) = snap.vms.get(i) {
-                let line = self.latency.entry(v.id.clone()).or_default();
-                push_bounded(line, PlotPoint::new(seconds(t), lat as f64), LATENCY_POINTS);
+            let Some(v) = snap.vms.get(i) else { continue };
+            let cap = if with_task.contains(v.id.as_str()) {
+                LATENCY_POINTS
+            } else {
+                short
+            };
+            let p = PlotPoint::new(seconds(t), lat as f64);
+            match self.latency.get_mut(&v.id) {
+                Some(line) => push_bounded(line, p, cap),
+                None => {
+                    self.latency.insert(v.id.clone(), vec![p]);
+                }
             }
         }
 
@@ -323,7 +356,40 @@ impl Live {
             self.free_mib = free.clone();
         }
         self.clock = u.clock;
-        self.snapshot = Some(u.snapshot.clone());
+        // The engine lists its VMs in one order for as long as a workspace is open; a
+        // lookup checks the id it finds, so a count that stays the same is enough here.
+        if self.snapshot.as_ref().map(|s| s.vms.len()) != Some(u.snapshot.vms.len()) {
+            self.vm_index = (u.snapshot.vms.iter().enumerate())
+                .map(|(i, v)| (v.id.clone(), i))
+                .collect();
+        }
+        if let Some(old) = self.snapshot.replace(u.snapshot) {
+            drop_elsewhere(old);
+        }
+    }
+}
+
+/// Snapshots with at least this many VMs are freed on a helper thread.
+const DROP_ELSEWHERE_MIN_VMS: usize = 1000;
+
+/// Frees a replaced snapshot off the UI thread when it is large: freeing the strings of
+/// 10,000 VM views takes milliseconds a frame cannot spare.
+fn drop_elsewhere(old: Snapshot) {
+    static DROPPER: OnceLock<Option<Sender<Snapshot>>> = OnceLock::new();
+    if old.vms.len() < DROP_ELSEWHERE_MIN_VMS {
+        return;
+    }
+    let tx = DROPPER.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::unbounded::<Snapshot>();
+        std::thread::Builder::new()
+            .name("drconsole-drop".into())
+            .spawn(move || rx.into_iter().for_each(drop))
+            .ok()
+            .map(|_| tx)
+    });
+    if let Some(tx) = tx {
+        // The thread only ends with the process; if it is gone, the value drops here.
+        let _ = tx.send(old);
     }
 }
 
@@ -364,10 +430,11 @@ pub fn describe(c: &Command) -> String {
     }
 }
 
-/// Appends `p`, dropping the oldest quarter when `cap` is exceeded (amortized O(1)).
+/// Appends `p`, dropping the oldest points down to three quarters of `cap` when `cap` is
+/// reached (amortized O(1)).
 fn push_bounded(v: &mut Vec<PlotPoint>, p: PlotPoint, cap: usize) {
     if v.len() >= cap {
-        v.drain(..cap / 4);
+        v.drain(..v.len() - (cap - cap / 4));
     }
     v.push(p);
 }
