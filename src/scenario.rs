@@ -246,6 +246,24 @@ impl Scenario {
             .unwrap_or(Path::new("."))
             .join(&self.topology)
     }
+
+    /// Loads and checks the scenario's topology; an error names the scenario file.
+    pub fn load_topology(&self, scenario_path: &Path) -> Result<Topology, ScenarioError> {
+        Topology::load(&self.topology_path(scenario_path)).map_err(|source| {
+            ScenarioError::Topology {
+                file: scenario_path.display().to_string(),
+                source,
+            }
+        })
+    }
+
+    /// The engine's options for a run of this scenario: its seed, the rest default.
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            seed: self.seed,
+            ..EngineOptions::default()
+        }
+    }
 }
 
 /// How one step ended.
@@ -285,103 +303,15 @@ pub struct RunReport {
     pub log: Vec<LogReport>,
 }
 
-/// Plays a scenario step by step against an engine; the GUI's demo player and the
-/// headless runner share it.
-pub struct Runner {
-    pub scenario: Scenario,
-    pub engine: Engine,
-    next: usize,
-    pub report: RunReport,
-}
-
-impl Runner {
-    /// Materializes the scenario's topology into `workspace` (which must be empty or
-    /// missing: a run always starts from the same state) and prepares the run.
-    pub fn new(
-        scenario_path: &Path,
-        scenario: Scenario,
-        workspace: &Path,
-    ) -> Result<Runner, ScenarioError> {
-        let topo_path = scenario.topology_path(scenario_path);
-        let topology = Topology::load(&topo_path).map_err(|source| ScenarioError::Topology {
-            file: scenario_path.display().to_string(),
-            source,
-        })?;
-        if let Ok(mut entries) = std::fs::read_dir(workspace)
-            && entries.next().is_some()
-        {
-            return Err(ScenarioError::Workspace {
-                dir: workspace.display().to_string(),
-                rule: "a scenario runs in an empty or new directory, so every run starts alike"
-                    .into(),
-            });
-        }
-        let engine = Engine::create(
-            workspace,
-            &topology,
-            EngineOptions {
-                seed: scenario.seed,
-                ..EngineOptions::default()
-            },
-        )?;
-        let report = RunReport {
-            scenario: scenario.name.clone(),
-            seed: scenario.seed,
-            passed: true,
-            steps: Vec::new(),
-            log: Vec::new(),
-        };
-        Ok(Runner {
-            scenario,
-            engine,
-            next: 0,
-            report,
-        })
+impl Action {
+    /// The engine command this action issues; `None` for an `Expect`, which only looks.
+    pub fn command(&self) -> Option<Command> {
+        self.command_or_check().ok()
     }
 
-    /// Is every step done?
-    pub fn finished(&self) -> bool {
-        self.next >= self.scenario.steps.len()
-    }
-
-    /// The next step's time, if any.
-    pub fn next_at(&self) -> Option<f64> {
-        self.scenario.steps.get(self.next).map(|s| s.at)
-    }
-
-    /// Advances to the next step's time and runs it.
-    pub fn step(&mut self) -> Result<&StepReport, ScenarioError> {
-        let step = self.scenario.steps[self.next].clone();
-        self.next += 1;
-        self.engine.advance(from_minutes(step.at))?;
-        let (outcome, detail) = self.run_action(&step.action)?;
-        if outcome == StepOutcome::Fail {
-            self.report.passed = false;
-        }
-        self.drain_log();
-        self.report.steps.push(StepReport {
-            step: self.next,
-            at: step.at,
-            action: step.action.to_string(),
-            caption: step.caption.clone(),
-            outcome,
-            detail,
-        });
-        Ok(self.report.steps.last().expect("just pushed"))
-    }
-
-    fn drain_log(&mut self) {
-        for l in self.engine.take_log() {
-            self.report.log.push(LogReport {
-                at: (to_minutes(l.at) * 1e6).round() / 1e6,
-                level: l.level,
-                message: l.message,
-            });
-        }
-    }
-
-    fn run_action(&mut self, action: &Action) -> Result<(StepOutcome, String), ScenarioError> {
-        let cmd = match action {
+    /// The command this action issues, or the expectation it checks.
+    fn command_or_check(&self) -> Result<Command, &Expectation> {
+        Ok(match self {
             Action::StartWorkloads => Command::StartWorkloads,
             Action::StopWorkloads => Command::StopWorkloads,
             Action::Migrate {
@@ -415,87 +345,188 @@ impl Runner {
                 protection_groups: protection_groups.clone(),
                 kind: *kind,
             },
-            Action::Expect(e) => return self.expect(e),
-        };
-        Ok(match self.engine.apply(cmd) {
+            Action::Expect(e) => return Err(e),
+        })
+    }
+}
+
+/// Advances `engine` to the step's time and runs it: applies its command (an error of the
+/// command is the step's outcome, not the run's) or checks its expectation. The headless
+/// [`Runner`] and the console's demo player both run steps through here, so a demo ends
+/// as `drconsole run` does. `number` counts from 1. Only the engine failing while the
+/// clock advances is an error.
+pub fn run_step(
+    engine: &mut Engine,
+    number: usize,
+    step: &Step,
+) -> Result<StepReport, EngineError> {
+    engine.advance(from_minutes(step.at))?;
+    let (outcome, detail) = match step.action.command_or_check() {
+        Ok(cmd) => match engine.apply(cmd) {
             Ok(Outcome::Done(m)) => (StepOutcome::Ok, m),
             Ok(Outcome::Refused(m)) => (StepOutcome::Refused, m),
             // A command the engine rejects is reported, and the run goes on.
             Err(e) => (StepOutcome::Error, e.to_string()),
+        },
+        Err(e) => check(engine, e),
+    };
+    Ok(StepReport {
+        step: number,
+        at: step.at,
+        action: step.action.to_string(),
+        caption: step.caption.clone(),
+        outcome,
+        detail,
+    })
+}
+
+/// Checks an expectation against the engine's state now: `Pass` or `Fail`, and what was
+/// found.
+pub fn check(eng: &Engine, e: &Expectation) -> (StepOutcome, String) {
+    let verdict = |ok: bool, detail: String| {
+        (
+            if ok {
+                StepOutcome::Pass
+            } else {
+                StepOutcome::Fail
+            },
+            detail,
+        )
+    };
+    match e {
+        Expectation::Located { vm, datastore } => match eng.location(vm) {
+            Some((ds, inst)) => verdict(
+                &ds == datastore,
+                format!("{vm} lives on {ds} (instance {inst})"),
+            ),
+            None => verdict(false, format!("VM {vm:?} does not exist")),
+        },
+        Expectation::Consistent { vm } => match eng.verify_vm(vm) {
+            Ok(v) => verdict(
+                v.consistent,
+                format!(
+                    "{} blocks written, {} torn, {} mismatched",
+                    v.written_blocks, v.torn_blocks, v.mismatched_blocks
+                ),
+            ),
+            Err(err) => verdict(false, err.to_string()),
+        },
+        Expectation::WritesLost { vm, max } => match eng.verify_vm(vm) {
+            Ok(v) => verdict(
+                v.writes_lost <= *max,
+                format!("{} writes lost (at most {max} expected)", v.writes_lost),
+            ),
+            Err(err) => verdict(false, err.to_string()),
+        },
+        Expectation::Rating { vm, to, rating } => match eng.impact(vm, to) {
+            Ok(i) => verdict(
+                i.rating.as_str() == rating,
+                format!(
+                    "rated {} ({})",
+                    i.rating,
+                    i.fault.map(|f| f.as_str()).unwrap_or("allowed")
+                ),
+            ),
+            Err(err) => verdict(false, err.to_string()),
+        },
+        Expectation::MigrationDone { vm } => {
+            let running = eng.is_migrating(vm);
+            let done = eng.migrations_done(vm);
+            let detail = if running {
+                format!("{vm} is still migrating")
+            } else {
+                format!("{done} migration(s) of {vm} completed")
+            };
+            verdict(!running && done > 0, detail)
+        }
+        Expectation::Recovered { vm, datastore } => match eng.failover_result(vm) {
+            Some(r) if r.recovered => verdict(
+                r.datastore.as_deref() == Some(datastore.as_str()),
+                recovered_detail(vm, r),
+            ),
+            Some(r) => verdict(false, recovered_detail(vm, r)),
+            None => verdict(false, format!("no failover has considered {vm}")),
+        },
+        Expectation::Lost { vm } => match eng.failover_result(vm) {
+            Some(r) => verdict(!r.recovered, recovered_detail(vm, r)),
+            None => verdict(false, format!("no failover has considered {vm}")),
+        },
+    }
+}
+
+/// Plays a scenario step by step against an engine, headless.
+pub struct Runner {
+    pub scenario: Scenario,
+    pub engine: Engine,
+    next: usize,
+    pub report: RunReport,
+}
+
+impl Runner {
+    /// Materializes the scenario's topology into `workspace` (which must be empty or
+    /// missing: a run always starts from the same state) and prepares the run.
+    pub fn new(
+        scenario_path: &Path,
+        scenario: Scenario,
+        workspace: &Path,
+    ) -> Result<Runner, ScenarioError> {
+        let topology = scenario.load_topology(scenario_path)?;
+        if let Ok(mut entries) = std::fs::read_dir(workspace)
+            && entries.next().is_some()
+        {
+            return Err(ScenarioError::Workspace {
+                dir: workspace.display().to_string(),
+                rule: "a scenario runs in an empty or new directory, so every run starts alike"
+                    .into(),
+            });
+        }
+        let engine = Engine::create(workspace, &topology, scenario.engine_options())?;
+        let report = RunReport {
+            scenario: scenario.name.clone(),
+            seed: scenario.seed,
+            passed: true,
+            steps: Vec::new(),
+            log: Vec::new(),
+        };
+        Ok(Runner {
+            scenario,
+            engine,
+            next: 0,
+            report,
         })
     }
 
-    fn expect(&mut self, e: &Expectation) -> Result<(StepOutcome, String), ScenarioError> {
-        let verdict = |ok: bool, detail: String| {
-            (
-                if ok {
-                    StepOutcome::Pass
-                } else {
-                    StepOutcome::Fail
-                },
-                detail,
-            )
-        };
-        let eng = &self.engine;
-        Ok(match e {
-            Expectation::Located { vm, datastore } => match eng.location(vm) {
-                Some((ds, inst)) => verdict(
-                    &ds == datastore,
-                    format!("{vm} lives on {ds} (instance {inst})"),
-                ),
-                None => verdict(false, format!("VM {vm:?} does not exist")),
-            },
-            Expectation::Consistent { vm } => match eng.verify_vm(vm) {
-                Ok(v) => verdict(
-                    v.consistent,
-                    format!(
-                        "{} blocks written, {} torn, {} mismatched",
-                        v.written_blocks, v.torn_blocks, v.mismatched_blocks
-                    ),
-                ),
-                Err(err) => verdict(false, err.to_string()),
-            },
-            Expectation::WritesLost { vm, max } => match eng.verify_vm(vm) {
-                Ok(v) => verdict(
-                    v.writes_lost <= *max,
-                    format!("{} writes lost (at most {max} expected)", v.writes_lost),
-                ),
-                Err(err) => verdict(false, err.to_string()),
-            },
-            Expectation::Rating { vm, to, rating } => match eng.impact(vm, to) {
-                Ok(i) => verdict(
-                    i.rating.as_str() == rating,
-                    format!(
-                        "rated {} ({})",
-                        i.rating,
-                        i.fault.map(|f| f.as_str()).unwrap_or("allowed")
-                    ),
-                ),
-                Err(err) => verdict(false, err.to_string()),
-            },
-            Expectation::MigrationDone { vm } => {
-                let running = eng.is_migrating(vm);
-                let done = eng.migrations_done(vm);
-                let detail = if running {
-                    format!("{vm} is still migrating")
-                } else {
-                    format!("{done} migration(s) of {vm} completed")
-                };
-                verdict(!running && done > 0, detail)
-            }
-            Expectation::Recovered { vm, datastore } => match eng.failover_result(vm) {
-                Some(r) if r.recovered => verdict(
-                    r.datastore.as_deref() == Some(datastore.as_str()),
-                    recovered_detail(vm, r),
-                ),
-                Some(r) => verdict(false, recovered_detail(vm, r)),
-                None => verdict(false, format!("no failover has considered {vm}")),
-            },
-            Expectation::Lost { vm } => match eng.failover_result(vm) {
-                Some(r) => verdict(!r.recovered, recovered_detail(vm, r)),
-                None => verdict(false, format!("no failover has considered {vm}")),
-            },
-        })
+    /// Is every step done?
+    pub fn finished(&self) -> bool {
+        self.next >= self.scenario.steps.len()
+    }
+
+    /// The next step's time, if any.
+    pub fn next_at(&self) -> Option<f64> {
+        self.scenario.steps.get(self.next).map(|s| s.at)
+    }
+
+    /// Advances to the next step's time and runs it.
+    pub fn step(&mut self) -> Result<&StepReport, ScenarioError> {
+        let step = self.scenario.steps[self.next].clone();
+        self.next += 1;
+        let report = run_step(&mut self.engine, self.next, &step)?;
+        if report.outcome == StepOutcome::Fail {
+            self.report.passed = false;
+        }
+        self.drain_log();
+        self.report.steps.push(report);
+        Ok(self.report.steps.last().expect("just pushed"))
+    }
+
+    fn drain_log(&mut self) {
+        for l in self.engine.take_log() {
+            self.report.log.push(LogReport {
+                at: (to_minutes(l.at) * 1e6).round() / 1e6,
+                level: l.level,
+                message: l.message,
+            });
+        }
     }
 
     /// Runs every remaining step, then closes the engine cleanly.

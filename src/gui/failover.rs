@@ -63,6 +63,16 @@ pub struct FailoverPanel {
     pub scan: Option<Scan>,
     /// The run confirmation (planned and unplanned) is open.
     pub confirming: bool,
+    /// Buttons to press on the next frame, as clicks would (the demo player's hooks).
+    press: Press,
+}
+
+/// The buttons [`FailoverPanel`] presses on the next frame if they are enabled then.
+#[derive(Debug, Default, Clone, Copy)]
+struct Press {
+    scan: bool,
+    run: bool,
+    confirm: bool,
 }
 
 impl Default for FailoverPanel {
@@ -75,6 +85,7 @@ impl Default for FailoverPanel {
             pending: None,
             scan: None,
             confirming: false,
+            press: Press::default(),
         }
     }
 }
@@ -107,6 +118,30 @@ impl FailoverPanel {
         self.pending = None;
         self.scan = None;
         self.confirming = false;
+        self.press = Press::default();
+    }
+
+    /// Ticks exactly these protection groups and chooses `kind` (the demo player drives
+    /// the panel through here and the `press_` hooks).
+    pub fn prefill(&mut self, protection_groups: &[String], kind: FailoverKind) {
+        self.selected = protection_groups.iter().cloned().collect();
+        self.kind = kind;
+        self.confirming = false;
+    }
+
+    /// Presses "Scan replicas" on the next frame the panel is shown, if it is enabled.
+    pub fn press_scan(&mut self) {
+        self.press.scan = true;
+    }
+
+    /// Presses "Run failover" on the next frame the panel is shown, if it is enabled.
+    pub fn press_run(&mut self) {
+        self.press.run = true;
+    }
+
+    /// Presses the run confirmation's confirm button on the next frame, if it is open.
+    pub fn press_confirm(&mut self) {
+        self.press.confirm = true;
     }
 
     /// Is a scan in flight?
@@ -356,12 +391,12 @@ impl FailoverPanel {
         let open = live.is_open();
         let none = self.selected.is_empty();
         let blocker = self.run_blocker(t, live);
+        let press_scan = std::mem::take(&mut self.press.scan);
+        let press_run = std::mem::take(&mut self.press.run);
+        let can_scan = open && !none && self.pending.is_none();
         ui.horizontal(|ui| {
             let scan = ui
-                .add_enabled(
-                    open && !none && self.pending.is_none(),
-                    egui::Button::new(format!("🔍 {SCAN}")),
-                )
+                .add_enabled(can_scan, egui::Button::new(format!("🔍 {SCAN}")))
                 .on_hover_text(
                     "Find every instance of the VMs on the replica datastores, elect the one to recover, reserve recovery hosts. Changes nothing.",
                 )
@@ -373,13 +408,9 @@ impl FailoverPanel {
                     "Scanning…"
                 });
             scan.widget_info(|| {
-                egui::WidgetInfo::labeled(
-                    egui::Role::Button,
-                    open && !none && self.pending.is_none(),
-                    SCAN,
-                )
+                egui::WidgetInfo::labeled(egui::Role::Button, can_scan, SCAN)
             });
-            if scan.clicked() {
+            if scan.clicked() || (press_scan && can_scan) {
                 actions.push(self.request_scan(t, live));
             }
             if self.pending.is_some() {
@@ -397,7 +428,7 @@ impl FailoverPanel {
                 })
                 .on_disabled_hover_text(blocker.clone().unwrap_or_default());
             run.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, blocker.is_none(), RUN));
-            if run.clicked() {
+            if run.clicked() || (press_run && blocker.is_none()) {
                 let pgs = self.chosen(t);
                 if self.kind == FailoverKind::Test {
                     actions.push(Action::Request(Request::Engine(Command::Failover {
@@ -442,6 +473,7 @@ impl FailoverPanel {
         doc: &Document,
         live: &Live,
     ) -> Option<Command> {
+        let press_confirm = std::mem::take(&mut self.press.confirm);
         if !self.confirming {
             return None;
         }
@@ -579,7 +611,7 @@ impl FailoverPanel {
                         .color(egui::Color32::WHITE),
                 )
                 .fill(tone.fill());
-                if ui.add(go).clicked() {
+                if ui.add(go).clicked() || press_confirm {
                     answer = Some(true);
                 }
             });

@@ -6,7 +6,7 @@ use egui::{RichText, Ui};
 use super::Document;
 use super::live::{Live, short_duration};
 use super::style::{self, glyph};
-use crate::dr::{self, Impact, Rating};
+use crate::dr::{Impact, Rating};
 use crate::engine::Command;
 use crate::engine::copy::CopyMode;
 
@@ -33,6 +33,8 @@ pub struct Wizard {
     pub mode: CopyMode,
     /// The operator's "Are you sure?" for a move rated above `none`.
     pub confirmed: bool,
+    /// Press Start on the next frame if it is enabled then ([`Wizard::press_start`]).
+    press_start: bool,
 }
 
 impl Default for Wizard {
@@ -44,6 +46,7 @@ impl Default for Wizard {
             to: None,
             mode: CopyMode::Mirror,
             confirmed: false,
+            press_start: false,
         }
     }
 }
@@ -72,8 +75,30 @@ impl Wizard {
         self.step
     }
 
+    /// Opens at the review page of moving `vm` to `to` in `mode`, "Are you sure?" not yet
+    /// ticked (the demo player drives the wizard through here). A VM or destination the
+    /// wizard does not offer sends it back a page, as when the topology changes under it.
+    pub fn prefill(&mut self, vm: &str, to: &str, mode: CopyMode) {
+        *self = Wizard {
+            open: true,
+            step: Step::Review,
+            vm: Some(vm.to_string()),
+            to: Some(to.to_string()),
+            mode,
+            ..Wizard::default()
+        };
+    }
+
+    /// Presses Start on the next frame, as a click would; nothing happens if Start is
+    /// disabled then (the review page says why).
+    pub fn press_start(&mut self) {
+        self.press_start = true;
+    }
+
     /// Draws the window; returns the command to send when Start was pressed.
     pub fn show(&mut self, ctx: &egui::Context, doc: &Document, live: &Live) -> Option<Command> {
+        // A press is for the next frame only.
+        let press = std::mem::take(&mut self.press_start);
         if !self.open {
             return None;
         }
@@ -95,7 +120,7 @@ impl Wizard {
                 match self.step {
                     Step::Vm => self.choose_vm(ui, doc, live),
                     Step::Destination => self.choose_destination(ui, doc, live),
-                    Step::Review => command = self.review(ui, doc, live),
+                    Step::Review => command = self.review(ui, doc, live, press),
                 }
             });
         if !open || command.is_some() {
@@ -118,11 +143,10 @@ impl Wizard {
             return;
         }
         if self.step == Step::Review {
-            let ok = self.to.as_deref().is_some_and(|to| {
-                dr::destinations_for_vm(t, vm)
-                    .map(|d| d.iter().any(|i| i.to == to))
-                    .unwrap_or(false)
-            });
+            let ok = self
+                .to
+                .as_deref()
+                .is_some_and(|to| doc.destinations(vm).iter().any(|i| i.to == to));
             if !ok {
                 self.to = None;
                 self.confirmed = false;
@@ -209,7 +233,7 @@ impl Wizard {
             .weak(),
         );
         ui.add_space(6.0);
-        let dests = dr::destinations_for_vm(t, &vm).unwrap_or_default();
+        let dests = doc.destinations(&vm);
         if dests.is_empty() {
             ui.weak("There is no other protected-site datastore to move to.");
         } else {
@@ -223,7 +247,7 @@ impl Wizard {
                     ui.strong("Fault");
                     ui.strong("Free");
                     ui.end_row();
-                    for i in &dests {
+                    for i in dests.iter() {
                         let pick = ui
                             .selectable_label(false, format!("{} {}", glyph::DATASTORE, i.to))
                             .on_hover_ui(|ui| {
@@ -258,15 +282,12 @@ impl Wizard {
         });
     }
 
-    fn review(&mut self, ui: &mut Ui, doc: &Document, live: &Live) -> Option<Command> {
+    fn review(&mut self, ui: &mut Ui, doc: &Document, live: &Live, press: bool) -> Option<Command> {
         let t = &doc.topology;
         let (Some(vm), Some(to)) = (self.vm.clone(), self.to.clone()) else {
             return None;
         };
-        let impact: Impact = dr::destinations_for_vm(t, &vm)
-            .ok()?
-            .into_iter()
-            .find(|i| i.to == to)?;
+        let impact: Impact = doc.destinations(&vm).iter().find(|i| i.to == to)?.clone();
         let v = t.vm(&vm)?;
         let dark = ui.visuals().dark_mode;
         let color = style::rating_color(impact.rating, dark);
@@ -396,7 +417,7 @@ impl Wizard {
                 .on_disabled_hover_text(blocker.clone().unwrap_or_default());
             if let Some(why) = &blocker {
                 ui.label(RichText::new(why.as_str()).color(ui.visuals().warn_fg_color));
-            } else if start.clicked() {
+            } else if start.clicked() || press {
                 command = Some(Command::Migrate {
                     vm: vm.clone(),
                     to: to.clone(),

@@ -9,6 +9,11 @@
 //! dropped, so the simulated clock runs slower than asked and the update says how fast it
 //! really went ([`Clock::achieved`], [`Clock::behind`]). When paused or without a
 //! workspace the thread sleeps in `recv` on its channel.
+//!
+//! The demo player asks for exact instants: [`Request::RunUntil`] sets a stop the clock
+//! never passes; reaching it pauses the clock there and answers [`Report::Reached`], and
+//! [`Request::RunStep`] then runs a scenario step at that instant through
+//! [`scenario::run_step`], as the headless runner does.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +26,7 @@ use crate::engine::{
     Command, Engine, EngineOptions, FailoverKind, FailoverPlan, LogLine, Outcome, SECOND, SimTime,
     Snapshot,
 };
+use crate::scenario::{self, Step, StepReport};
 use crate::topology::Topology;
 
 /// The speeds the console offers (simulated seconds per wall second).
@@ -44,10 +50,16 @@ const BEHIND_RATIO: f64 = 0.9;
 pub enum Request {
     /// Close the open workspace (if any), then open or create `root` for `topology`.
     /// Reports carry `epoch`, so the UI can drop what an older workspace still sends.
+    /// `options` apply when the workspace is created. With `fresh`, a workspace already at
+    /// `root` is deleted first, so the run starts from the topology (a directory holding
+    /// anything but a workspace is left alone and the open fails).
     Open {
         epoch: u64,
         root: PathBuf,
-        topology: Topology,
+        /// Boxed: a topology is large, and requests travel often.
+        topology: Box<Topology>,
+        options: EngineOptions,
+        fresh: bool,
     },
     /// A command for the engine, applied at the current simulated time.
     Engine(Command),
@@ -62,6 +74,25 @@ pub enum Request {
     },
     Pause,
     Resume,
+    /// Run the clock up to exactly `at` and stop there: the clock never passes a stop;
+    /// reaching it pauses the clock and answers [`Report::Reached`] (at once if the clock
+    /// is already there). With `rush` the clock runs as fast as the engine can, paused or
+    /// not; otherwise at its speed while it is not paused. A later `RunUntil` replaces the
+    /// stop, opening a workspace drops it.
+    RunUntil {
+        at: SimTime,
+        rush: bool,
+    },
+    /// Drop the stop: the clock runs freely again.
+    ClearStop,
+    /// Run a scenario step now (after advancing to its time, as the headless runner does).
+    /// Answered by [`Report::StepDone`], unless the workspace of `epoch` is no longer open.
+    RunStep {
+        epoch: u64,
+        /// The step's number in its scenario, from 1.
+        number: usize,
+        step: Step,
+    },
     /// Simulated seconds per wall second (one of [`SPEEDS`]; any positive value works).
     SetSpeed(f64),
     /// Close the engine cleanly and end the thread.
@@ -145,6 +176,17 @@ pub enum Report {
         /// The simulated time the replicas were scanned at.
         at: SimTime,
         result: Result<FailoverPlan, String>,
+    },
+    /// The clock reached the stop set by [`Request::RunUntil`] and is paused there.
+    Reached {
+        epoch: u64,
+        at: SimTime,
+    },
+    /// The answer to [`Request::RunStep`]: the step's report, or the engine's failure.
+    StepDone {
+        epoch: u64,
+        number: usize,
+        result: Result<StepReport, String>,
     },
     /// A command arrived while no workspace was open.
     NotApplied {
@@ -231,6 +273,18 @@ struct Driver {
     last_tick: Instant,
     /// When the next slice is due.
     next_tick: Instant,
+    /// Where the clock stops ([`Request::RunUntil`]).
+    stop: Option<Stop>,
+}
+
+/// A stop of the clock at an exact instant.
+#[derive(Debug, Clone, Copy)]
+struct Stop {
+    at: SimTime,
+    /// Run there as fast as the engine goes, paused or not.
+    rush: bool,
+    /// [`Report::Reached`] was sent.
+    reached: bool,
 }
 
 impl Driver {
@@ -244,11 +298,16 @@ impl Driver {
             meter: Meter::default(),
             last_tick: now,
             next_tick: now,
+            stop: None,
         }
     }
 
+    fn rushing(&self) -> bool {
+        self.stop.is_some_and(|s| s.rush && !s.reached)
+    }
+
     fn running(&self) -> bool {
-        self.session.is_some() && !self.clock.paused
+        self.session.is_some() && (!self.clock.paused || self.rushing())
     }
 
     fn run(mut self, requests: &Receiver<Request>) {
@@ -301,9 +360,12 @@ impl Driver {
                 epoch,
                 root,
                 topology,
+                options,
+                fresh,
             } => {
                 self.close();
-                self.open(epoch, root, &topology);
+                self.stop = None;
+                self.open(epoch, root, &topology, options, fresh);
                 self.session.is_some()
             }
             Request::Engine(command) => match self.session.as_mut() {
@@ -343,6 +405,44 @@ impl Driver {
                 });
                 false
             }
+            Request::RunUntil { at, rush } => {
+                self.stop = Some(Stop {
+                    at,
+                    rush,
+                    reached: false,
+                });
+                if rush {
+                    self.restart_clock();
+                }
+                self.check_stop();
+                true
+            }
+            Request::ClearStop => {
+                self.stop = None;
+                false
+            }
+            Request::RunStep {
+                epoch,
+                number,
+                step,
+            } => {
+                let result = match self.session.as_mut().filter(|s| s.epoch == epoch) {
+                    Some(s) => scenario::run_step(&mut s.engine, number, &step).map_err(|e| {
+                        self.clock.paused = true;
+                        format!(
+                            "The engine stopped at {}: {e}. The clock is paused.",
+                            crate::engine::format_time(s.engine.now())
+                        )
+                    }),
+                    None => Err("the workspace it was meant for is no longer open".into()),
+                };
+                self.report(Report::StepDone {
+                    epoch,
+                    number,
+                    result,
+                });
+                true
+            }
             Request::Pause => {
                 self.clock.paused = true;
                 true
@@ -376,9 +476,52 @@ impl Driver {
         self.clock.behind = false;
     }
 
-    fn open(&mut self, epoch: u64, root: PathBuf, topology: &Topology) {
+    /// Runs the clock onto the stop if it is due now (the clock is at it, or past it) and
+    /// reports reaching it once.
+    fn check_stop(&mut self) {
+        let Some(stop) = self.stop.filter(|s| !s.reached) else {
+            return;
+        };
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        if s.engine.now() < stop.at {
+            return;
+        }
+        // Events due at the very instant run before anyone looks, as in the headless runner.
+        if let Err(e) = s.engine.advance(stop.at) {
+            let fault = format!(
+                "The engine stopped at {}: {e}. The clock is paused.",
+                crate::engine::format_time(s.engine.now())
+            );
+            self.clock.paused = true;
+            self.stop = None;
+            self.send_update(Some(fault));
+            return;
+        }
+        let (epoch, at) = (s.epoch, s.engine.now());
+        self.clock.paused = true;
+        self.stop = Some(Stop {
+            reached: true,
+            ..stop
+        });
+        self.report(Report::Reached { epoch, at });
+    }
+
+    fn open(
+        &mut self,
+        epoch: u64,
+        root: PathBuf,
+        topology: &Topology,
+        options: EngineOptions,
+        fresh: bool,
+    ) {
+        if fresh && let Err(error) = empty_workspace(&root) {
+            self.report(Report::OpenFailed { epoch, root, error });
+            return;
+        }
         let created = !root.join(crate::workspace::TOPOLOGY_FILE).exists();
-        match Engine::open_or_create(&root, topology, EngineOptions::default()) {
+        match Engine::open_or_create(&root, topology, options) {
             Ok(engine) => {
                 self.session = Some(Session {
                     epoch,
@@ -422,12 +565,19 @@ impl Driver {
         let start = Instant::now();
         let wall = start.duration_since(self.last_tick).min(MAX_SLICE_WALL);
         self.last_tick = start;
+        let rush = self.rushing();
         let Some(s) = self.session.as_mut() else {
             return;
         };
         let before = s.engine.now();
         let asked = (wall.as_secs_f64() * self.clock.speed * SECOND as f64) as SimTime;
-        let target = before + asked;
+        let target = match self.stop {
+            Some(stop) if rush => stop.at.max(before),
+            Some(stop) => (before + asked).min(stop.at.max(before)),
+            None => before + asked,
+        };
+        // Held back by the stop, the clock is not slow: this slice does not count.
+        let held = target < before + asked;
         let mut events = false;
         let mut fault = None;
         loop {
@@ -440,6 +590,7 @@ impl Driver {
                     crate::engine::format_time(s.engine.now())
                 ));
                 self.clock.paused = true;
+                self.stop = None;
                 break;
             }
             if step == target || start.elapsed() >= SLICE_BUDGET {
@@ -448,6 +599,14 @@ impl Driver {
         }
         let advanced = s.engine.now() - before;
         let busy = events || !s.migrations.is_empty();
+        if rush || held {
+            // Not paced by the wall clock (rushing: no wait before the next slice), or
+            // held at the stop: nothing to measure.
+            self.next_tick = if rush { start } else { start + TICK_IDLE };
+            self.check_stop();
+            self.send_update(fault);
+            return;
+        }
         self.meter.sim += advanced;
         self.meter.wall += wall;
         if self.meter.wall >= METER_WINDOW {
@@ -457,6 +616,7 @@ impl Driver {
             self.meter = Meter::default();
         }
         self.next_tick = start + if busy { TICK_BUSY } else { TICK_IDLE };
+        self.check_stop();
         self.send_update(fault);
     }
 
@@ -510,5 +670,202 @@ impl Driver {
             epoch,
             update: Box::new(update),
         });
+    }
+}
+
+/// Deletes the workspace at `root` so it can be created afresh; a missing or empty
+/// directory is fine. Anything else than a workspace is left alone: an error says so.
+fn empty_workspace(root: &std::path::Path) -> Result<(), String> {
+    let mut entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: cannot read: {e}", root.display())),
+    };
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    if !root.join(crate::workspace::TOPOLOGY_FILE).is_file() {
+        return Err(format!(
+            "{}: not a workspace (no {}), so it is not emptied for a fresh run",
+            root.display(),
+            crate::workspace::TOPOLOGY_FILE
+        ));
+    }
+    std::fs::remove_dir_all(root).map_err(|e| format!("{}: cannot empty: {e}", root.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::from_minutes;
+
+    /// The next report that `pick` takes, skipping the others (fails after 60 s).
+    fn wait_for<T>(w: &Worker, what: &str, mut pick: impl FnMut(Report) -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}"
+            );
+            match w.rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => {
+                    if let Report::OpenFailed { error, .. } = &r {
+                        panic!("the workspace did not open: {error}");
+                    }
+                    if let Some(t) = pick(r) {
+                        return t;
+                    }
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// The clock as the next update reports it: (simulated time, paused).
+    fn clock_now(w: &Worker) -> (SimTime, bool) {
+        // A speed change is answered by an update at once.
+        w.send(Request::SetSpeed(600.0));
+        wait_for(w, "an update", |r| match r {
+            Report::Update { update, .. } => Some((update.snapshot.now, update.clock.paused)),
+            _ => None,
+        })
+    }
+
+    fn open(w: &Worker, root: PathBuf) {
+        w.send(Request::Open {
+            epoch: 1,
+            root,
+            topology: Box::new(Topology::builtin_default()),
+            options: EngineOptions {
+                seed: 5,
+                ..EngineOptions::default()
+            },
+            fresh: true,
+        });
+        wait_for(w, "the workspace to open", |r| {
+            matches!(r, Report::Opened { .. }).then_some(())
+        });
+    }
+
+    #[test]
+    fn the_clock_stops_exactly_at_the_instant_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Worker::spawn(egui::Context::default());
+        open(&w, dir.path().join("ws"));
+        w.send(Request::Engine(Command::StartWorkloads));
+        w.send(Request::SetSpeed(600.0));
+
+        // At the clock's speed: 6 simulated seconds and a few microseconds, an instant no
+        // slice would land on by itself.
+        let at = from_minutes(0.1) + 1_234;
+        w.send(Request::RunUntil { at, rush: false });
+        let reached = wait_for(&w, "the stop", |r| match r {
+            Report::Reached { epoch: 1, at } => Some(at),
+            _ => None,
+        });
+        assert_eq!(reached, at);
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(clock_now(&w), (at, true), "paused there, and stays there");
+
+        // Rushing runs the clock there even while it is paused.
+        let at2 = from_minutes(0.75) + 7;
+        w.send(Request::RunUntil {
+            at: at2,
+            rush: true,
+        });
+        let reached = wait_for(&w, "the second stop", |r| match r {
+            Report::Reached { epoch: 1, at } => Some(at),
+            _ => None,
+        });
+        assert_eq!(reached, at2);
+        assert_eq!(clock_now(&w), (at2, true));
+
+        // Asking for the instant the clock is at answers at once.
+        w.send(Request::RunUntil {
+            at: at2,
+            rush: false,
+        });
+        let reached = wait_for(&w, "the same stop", |r| match r {
+            Report::Reached { epoch: 1, at } => Some(at),
+            _ => None,
+        });
+        assert_eq!(reached, at2);
+
+        // A step runs at the stop and is reported like the headless runner's.
+        let step = Step {
+            at: crate::engine::to_minutes(at2),
+            action: scenario::Action::Expect(scenario::Expectation::Located {
+                vm: "db-01".into(),
+                datastore: "ds-gold-3".into(),
+            }),
+            caption: None,
+        };
+        w.send(Request::RunStep {
+            epoch: 1,
+            number: 4,
+            step,
+        });
+        let report = wait_for(&w, "the step", |r| match r {
+            Report::StepDone { result, .. } => Some(result),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(report.step, 4);
+        assert_eq!(report.outcome, scenario::StepOutcome::Pass, "{report:?}");
+        assert_eq!(clock_now(&w).0, at2);
+    }
+
+    #[test]
+    fn a_fresh_open_empties_a_workspace_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let w = Worker::spawn(egui::Context::default());
+        open(&w, ws.clone());
+        w.send(Request::RunUntil {
+            at: from_minutes(0.2),
+            rush: true,
+        });
+        wait_for(&w, "the stop", |r| {
+            matches!(r, Report::Reached { .. }).then_some(())
+        });
+        // Opened again fresh: created anew, the clock back at zero.
+        w.send(Request::Open {
+            epoch: 2,
+            root: ws.clone(),
+            topology: Box::new(Topology::builtin_default()),
+            options: EngineOptions::default(),
+            fresh: true,
+        });
+        let created = wait_for(&w, "the second open", |r| match r {
+            Report::Opened {
+                epoch: 2, created, ..
+            } => Some(created),
+            _ => None,
+        });
+        assert!(created, "the old workspace was deleted first");
+        assert_eq!(clock_now(&w).0, 0);
+
+        // A directory that holds something else is not emptied.
+        let other = dir.path().join("notes");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("keep.txt"), b"mine").unwrap();
+        w.send(Request::Open {
+            epoch: 3,
+            root: other.clone(),
+            topology: Box::new(Topology::builtin_default()),
+            options: EngineOptions::default(),
+            fresh: true,
+        });
+        let start = Instant::now();
+        let error = loop {
+            assert!(start.elapsed() < Duration::from_secs(60));
+            if let Ok(Report::OpenFailed { error, .. }) =
+                w.rx.recv_timeout(Duration::from_millis(50))
+            {
+                break error;
+            }
+        };
+        assert!(error.contains("not a workspace"), "{error}");
+        assert_eq!(std::fs::read(other.join("keep.txt")).unwrap(), b"mine");
     }
 }

@@ -1,0 +1,1257 @@
+//! The demo player: plays a scenario file (SPEC §10) in the console, with captions.
+//!
+//! A demo runs in a workspace of its own (`<data dir>/drconsole/demos/<scenario slug>`),
+//! deleted and created afresh from the scenario's topology and seed every time it starts,
+//! so a demo always starts from the same state. The worker runs the clock up to each
+//! step's time exactly and stops there ([`Request::RunUntil`]); the player then shows the
+//! step in the panels an operator uses — the migration wizard filled in and Start pressed,
+//! the failover panel scanning and running, the Disaster confirmation — and the step runs
+//! on the worker through [`crate::scenario::run_step`], the headless runner's own code,
+//! so a demo ends as `drconsole run` does. Between steps the clock runs at its speed.
+//!
+//! The panels' own code paths issue the commands: the demo presses their buttons through
+//! small hooks ([`super::wizard::Wizard::press_start`],
+//! [`super::failover::FailoverPanel::press_run`], …), and [`DrApp::demo_route`] turns the
+//! command they send into the scenario step it stands for. When a panel refuses (Start
+//! disabled, nothing to run), the step runs directly and its outcome says why, as in a
+//! headless run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use egui::{Align2, RichText, Ui};
+
+use super::live::{describe, mm_ss};
+use super::style::{self, Tone};
+use super::worker::Request;
+use super::{Document, DrApp, MainTab, Selection, SideTab, WorkspaceChoice, wizard};
+use crate::engine::{Command, SimTime, from_minutes};
+use crate::scenario::{Action, Expectation, Scenario, Step, StepOutcome, StepReport};
+use crate::topology::{Topology, TopologySource};
+
+/// The directory of sample scenarios, looked for in the working directory and the crate's.
+pub const SAMPLES_DIR: &str = "sample_scenarios";
+/// The clock's speed when a demo starts (the clock toolbar can change it).
+pub const DEFAULT_SPEED: f64 = 60.0;
+/// How long each beat of a step's choreography stays on screen (wall time).
+pub const DEFAULT_DWELL: Duration = Duration::from_millis(1500);
+
+/// The player bar's buttons (their texts are their accessible names).
+pub const PLAY: &str = "▶ Play demo";
+pub const PAUSE: &str = "⏸ Pause demo";
+pub const STEP: &str = "⏭ Step";
+pub const RESTART: &str = "⟲ Restart";
+pub const CLOSE: &str = "✖ Close demo";
+/// The Demo menu's entry that asks for a file.
+pub const OPEN_SCENARIO: &str = "Open scenario…";
+
+/// A scenario of `sample_scenarios/`, as the Demo menu lists it.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub path: PathBuf,
+    /// The scenario's name, or the file's name if it does not load (choosing it then
+    /// shows why).
+    pub name: String,
+}
+
+/// A scenario file loaded with its topology, ready to play.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub path: PathBuf,
+    pub scenario: Scenario,
+    pub topology: Topology,
+}
+
+impl Script {
+    /// Reads and checks the scenario and its topology (file I/O: not on the UI thread).
+    pub fn load(path: &Path) -> Result<Script, String> {
+        let scenario = Scenario::load(path).map_err(|e| e.to_string())?;
+        let topology = scenario.load_topology(path).map_err(|e| e.to_string())?;
+        Ok(Script {
+            path: path.to_path_buf(),
+            scenario,
+            topology,
+        })
+    }
+}
+
+/// What the demo's background jobs report.
+enum Loaded {
+    Samples(Vec<Sample>),
+    Script(Result<Box<Script>, String>),
+    /// The file dialog was cancelled.
+    Cancelled,
+}
+
+/// The scenario on the caption overlay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caption {
+    /// The step's number, from 1.
+    pub number: usize,
+    pub at: SimTime,
+    /// The step's caption, or its action in words.
+    pub text: String,
+    /// How it ended, once it ran.
+    pub outcome: Option<StepOutcome>,
+    pub detail: String,
+}
+
+/// Where the player is in its scenario.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stage {
+    /// The workspace is being created.
+    Opening,
+    /// The clock runs to the next step's time (or stands still, paused, while the demo
+    /// waits for Play or Step): the worker stops it there. `rush`: Step was pressed.
+    Arriving {
+        rush: bool,
+    },
+    /// The clock stands at the next step's time, `at`, and the demo waits for Play or
+    /// Step (the clock got there while the demo was paused).
+    AtStep(SimTime),
+    /// Showing the step in the panels; `beat` comes at `due`.
+    Show {
+        beat: Beat,
+        due: Instant,
+    },
+    /// A button was pressed this frame; the command it issues should have arrived.
+    Pressed(Press),
+    /// The step runs on the worker.
+    Running,
+    /// Holding a caption before the next step, which runs at the same instant.
+    Reading {
+        due: Instant,
+    },
+    Finished,
+}
+
+/// The beats of the steps' choreography.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Beat {
+    /// Tick (or not) the wizard's "Are you sure?".
+    Confirm,
+    /// Press the wizard's Start.
+    Start,
+    /// Press the failover panel's Scan.
+    Scan,
+    /// Wait for the scan, then show the plan.
+    Scanned,
+    /// Press the failover panel's Run.
+    Run,
+    /// Press the run confirmation's confirm button.
+    ConfirmRun,
+    /// Close the Disaster confirmation and run the step.
+    CloseDisaster,
+    /// Run the step directly.
+    Direct,
+}
+
+/// What was pressed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Press {
+    Start,
+    Run,
+    ConfirmRun,
+}
+
+/// A scenario being played.
+pub struct Player {
+    pub script: Script,
+    /// The demo's workspace.
+    pub root: PathBuf,
+    /// The console's workspace epoch the demo runs in.
+    epoch: u64,
+    /// The index of the next step to run (or the one running).
+    next: usize,
+    /// The reports of the steps run, in order: what `drconsole run` reports.
+    pub reports: Vec<StepReport>,
+    /// Play (steps follow each other) rather than step by step.
+    pub playing: bool,
+    stage: Stage,
+    pub caption: Option<Caption>,
+    /// Why the demo stopped early.
+    pub error: Option<String>,
+}
+
+impl Player {
+    pub fn total(&self) -> usize {
+        self.script.scenario.steps.len()
+    }
+
+    /// Every step has run (or the demo stopped on an engine failure).
+    pub fn finished(&self) -> bool {
+        self.stage == Stage::Finished
+    }
+
+    /// Waiting for Play or Step.
+    pub fn ready(&self) -> bool {
+        !self.playing && matches!(self.stage, Stage::Arriving { .. } | Stage::AtStep(_))
+    }
+
+    /// The step on screen: the one in progress, else the last one run (0 before any).
+    pub fn shown_step(&self) -> usize {
+        match self.stage {
+            Stage::Show { .. } | Stage::Pressed(_) | Stage::Running => self.next + 1,
+            _ => self.reports.len(),
+        }
+    }
+
+    /// "step 3 of 7".
+    pub fn counter(&self) -> String {
+        format!("step {} of {}", self.shown_step(), self.total())
+    }
+
+    /// Expectations passed and failed so far.
+    pub fn verdicts(&self) -> (usize, usize) {
+        let count = |o| self.reports.iter().filter(|r| r.outcome == o).count();
+        (count(StepOutcome::Pass), count(StepOutcome::Fail))
+    }
+
+    fn step(&self) -> Option<&Step> {
+        self.script.scenario.steps.get(self.next)
+    }
+}
+
+/// The demo player and the Demo menu's list.
+pub struct Demo {
+    ctx: egui::Context,
+    tx: Sender<Loaded>,
+    rx: Receiver<Loaded>,
+    /// The sample scenarios, once listed (listed once, off the UI thread).
+    pub samples: Option<Vec<Sample>>,
+    /// Where demo workspaces go, one per scenario, emptied before every run.
+    pub workspaces: PathBuf,
+    /// How long each beat of the choreography stays on screen.
+    pub dwell: Duration,
+    /// The clock's speed when a demo starts.
+    pub speed: f64,
+    /// A demo starts playing at once (else it waits for Play or Step).
+    pub autoplay: bool,
+    /// Scenario loads (and dialogs) not yet answered.
+    loading: usize,
+    pub player: Option<Player>,
+}
+
+/// `<data dir>/drconsole/demos`, or `./drconsole-demos` without a home directory.
+fn default_workspaces() -> PathBuf {
+    match directories::ProjectDirs::from("", "", "drconsole") {
+        Some(dirs) => dirs.data_dir().join("demos"),
+        None => PathBuf::from("drconsole-demos"),
+    }
+}
+
+/// The first `sample_scenarios` directory found: in the working directory, else the
+/// crate's.
+fn samples_dir() -> Option<PathBuf> {
+    [
+        PathBuf::from(SAMPLES_DIR),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(SAMPLES_DIR),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir())
+}
+
+/// The `.ron` files of `dir`, by file name, each with its scenario's name.
+pub fn list_samples(dir: &Path) -> Vec<Sample> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "ron"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let name = Scenario::load(&path).map(|s| s.name).unwrap_or_else(|_| {
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+            Sample { path, name }
+        })
+        .collect()
+}
+
+impl Demo {
+    /// Starts listing the sample scenarios in the background.
+    pub fn new(ctx: egui::Context) -> Demo {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let demo = Demo {
+            ctx,
+            tx,
+            rx,
+            samples: None,
+            workspaces: default_workspaces(),
+            dwell: DEFAULT_DWELL,
+            speed: DEFAULT_SPEED,
+            autoplay: true,
+            loading: 0,
+            player: None,
+        };
+        demo.spawn(|| Loaded::Samples(samples_dir().map(|d| list_samples(&d)).unwrap_or_default()));
+        demo
+    }
+
+    fn spawn(&self, job: impl FnOnce() -> Loaded + Send + 'static) {
+        let tx = self.tx.clone();
+        let ctx = self.ctx.clone();
+        std::thread::spawn(move || {
+            // The receiver goes away only with the app: nobody to tell then.
+            let _ = tx.send(job());
+            ctx.request_repaint();
+        });
+    }
+
+    /// Is a scenario being loaded (or a dialog open)?
+    pub fn loading(&self) -> bool {
+        self.loading > 0
+    }
+}
+
+/// The action of a step in words, for a step without a caption.
+pub fn action_words(action: &Action) -> String {
+    match (action, action.command()) {
+        (Action::Expect(e), _) => expectation_words(e),
+        (Action::Migrate { confirm: true, .. }, Some(c)) => {
+            format!("{}, the operator confirming the risk", describe(&c))
+        }
+        (_, Some(c)) => describe(&c),
+        (a, None) => a.to_string(),
+    }
+}
+
+fn expectation_words(e: &Expectation) -> String {
+    match e {
+        Expectation::Located { vm, datastore } => format!("Check: {vm} lives on {datastore}"),
+        Expectation::Consistent { vm } => format!("Check: {vm} is write-order consistent"),
+        Expectation::WritesLost { vm, max } => {
+            format!("Check: {vm} lost at most {max} acknowledged write(s)")
+        }
+        Expectation::Rating { vm, to, rating } => {
+            format!("Check: moving {vm} to {to} is rated {rating}")
+        }
+        Expectation::MigrationDone { vm } => format!("Check: {vm}'s migration has completed"),
+        Expectation::Recovered { vm, datastore } => {
+            format!("Check: {vm} was recovered from {datastore}")
+        }
+        Expectation::Lost { vm } => format!("Check: {vm} could not be recovered"),
+    }
+}
+
+/// A step's outcome in a word or two.
+pub fn outcome_words(o: StepOutcome) -> &'static str {
+    match o {
+        StepOutcome::Ok => "done",
+        StepOutcome::Refused => "refused",
+        StepOutcome::Error => "error",
+        StepOutcome::Pass => "✔ passed",
+        StepOutcome::Fail => "✘ FAILED",
+    }
+}
+
+fn outcome_tone(o: StepOutcome) -> Tone {
+    match o {
+        StepOutcome::Ok => Tone::Busy,
+        StepOutcome::Pass => Tone::Good,
+        StepOutcome::Refused => Tone::Warn,
+        StepOutcome::Error | StepOutcome::Fail => Tone::Bad,
+    }
+}
+
+/// Does `c`, sent by a panel, issue the step's command? The panels order protection
+/// groups their own way and send `confirm` only for a risky move, so those are compared
+/// loosely.
+fn issues(step: &Step, c: &Command) -> bool {
+    match (step.action.command(), c) {
+        (
+            Some(Command::Migrate { vm, to, mode, .. }),
+            Command::Migrate {
+                vm: v2,
+                to: t2,
+                mode: m2,
+                ..
+            },
+        ) => vm == *v2 && to == *t2 && mode == *m2,
+        (
+            Some(Command::Failover {
+                protection_groups,
+                kind,
+            }),
+            Command::Failover {
+                protection_groups: p2,
+                kind: k2,
+            },
+        ) => {
+            let mut a = protection_groups.clone();
+            let mut b = p2.clone();
+            a.sort();
+            b.sort();
+            kind == *k2 && a == b
+        }
+        (Some(own), c) => own == *c,
+        (None, _) => false,
+    }
+}
+
+impl DrApp {
+    /// Loads a scenario file off the UI thread and plays it once loaded; a bad file is
+    /// reported and the console stays as it was.
+    pub fn demo_open(&mut self, path: PathBuf) {
+        self.demo.loading += 1;
+        self.demo
+            .spawn(move || Loaded::Script(Script::load(&path).map(Box::new)));
+    }
+
+    /// Asks for a scenario file with a dialog (off the UI thread), then plays it.
+    pub fn demo_open_dialog(&mut self) {
+        self.demo.loading += 1;
+        let start = samples_dir();
+        self.demo.spawn(move || {
+            let mut dialog = rfd::FileDialog::new()
+                .set_title("Open scenario")
+                .add_filter("Scenario (RON)", &["ron"]);
+            if let Some(d) = start {
+                dialog = dialog.set_directory(d);
+            }
+            match dialog.pick_file() {
+                Some(path) => Loaded::Script(Script::load(&path).map(Box::new)),
+                None => Loaded::Cancelled,
+            }
+        });
+    }
+
+    /// Plays `script` from its start in a fresh demo workspace.
+    pub fn demo_start(&mut self, script: Script) {
+        self.demo_close_panels();
+        let slug = crate::workspace::workspace_slug(&script.scenario.name);
+        let root = self.demo.workspaces.join(slug);
+        self.log.info(format!(
+            "Demo \"{}\" from {}: {} step(s), seed {}, in a fresh workspace {}",
+            script.scenario.name,
+            script.path.display(),
+            script.scenario.steps.len(),
+            script.scenario.seed,
+            root.display()
+        ));
+        let topology_path = script.scenario.topology_path(&script.path);
+        self.doc = Document::new(script.topology.clone(), TopologySource::File(topology_path));
+        self.selection = None;
+        self.wizard = wizard::Wizard::default();
+        self.main_tab = MainTab::Details;
+        self.side_tab = SideTab::Migrations;
+        self.show_migrations = true;
+        self.workspace = WorkspaceChoice::Dir(root.clone());
+        self.open_root(root.clone(), script.scenario.engine_options(), true);
+        self.worker.send(Request::SetSpeed(self.demo.speed));
+        self.demo.player = Some(Player {
+            script,
+            root,
+            epoch: self.epoch,
+            next: 0,
+            reports: Vec::new(),
+            playing: self.demo.autoplay,
+            stage: Stage::Opening,
+            caption: None,
+            error: None,
+        });
+    }
+
+    /// Starts the demo over from a fresh workspace.
+    pub fn demo_restart(&mut self) {
+        if let Some(p) = self.demo.player.take() {
+            self.demo_start(p.script);
+        }
+    }
+
+    /// Ends the demo; the console keeps its workspace as the demo left it.
+    pub fn demo_close(&mut self) {
+        if let Some(p) = self.demo.player.take() {
+            if matches!(
+                p.stage,
+                Stage::Show { .. } | Stage::Pressed(_) | Stage::Running
+            ) {
+                self.demo_close_panels();
+            }
+            if p.epoch == self.epoch {
+                self.worker.send(Request::ClearStop);
+            }
+            self.log
+                .info(format!("Demo \"{}\" closed", p.script.scenario.name));
+        }
+    }
+
+    /// Plays on from where the demo stands.
+    pub fn demo_play(&mut self) {
+        let Some(p) = self.demo.player.as_mut() else {
+            return;
+        };
+        p.playing = true;
+        match p.stage {
+            // The clock stood still on the way to the step: it runs on.
+            Stage::Arriving { .. } => self.worker.send(Request::Resume),
+            Stage::AtStep(at) => self.demo_arrived(at),
+            _ => {}
+        }
+    }
+
+    /// Stops after the step in progress; the clock pauses.
+    pub fn demo_pause(&mut self) {
+        let Some(p) = self.demo.player.as_mut() else {
+            return;
+        };
+        p.playing = false;
+        match p.stage {
+            Stage::Reading { .. } => self.demo_advance(false),
+            // The clock stops on the way; Play resumes it, Step rushes on.
+            Stage::Arriving { .. } => self.worker.send(Request::Pause),
+            _ => {}
+        }
+    }
+
+    /// Runs the next step now (the clock rushes to its time), then waits.
+    pub fn demo_step(&mut self) {
+        let Some(p) = self.demo.player.as_mut() else {
+            return;
+        };
+        p.playing = false;
+        match p.stage {
+            Stage::Arriving { .. } | Stage::Reading { .. } => self.demo_advance(true),
+            Stage::AtStep(at) => self.demo_arrived(at),
+            _ => {}
+        }
+    }
+
+    /// Sets the clock's stop at the next step's time (or finishes): with `rush` the clock
+    /// hurries there; else it runs there at its speed while playing, and stands still
+    /// otherwise. Either way it cannot pass a step not yet run.
+    fn demo_advance(&mut self, rush: bool) {
+        let Some(p) = self.demo.player.as_mut() else {
+            return;
+        };
+        let Some(at) = p.step().map(|s| from_minutes(s.at)) else {
+            self.demo_finish();
+            return;
+        };
+        p.stage = Stage::Arriving { rush };
+        let playing = p.playing;
+        // The clock first, then the stop: a stop already reached pauses the clock again.
+        if !rush {
+            self.worker.send(if playing {
+                Request::Resume
+            } else {
+                Request::Pause
+            });
+        }
+        self.worker.send(Request::RunUntil { at, rush });
+    }
+
+    fn demo_finish(&mut self) {
+        let Some(p) = self.demo.player.as_mut() else {
+            return;
+        };
+        p.stage = Stage::Finished;
+        p.playing = false;
+        self.worker.send(Request::ClearStop);
+        let (pass, fail) = p.verdicts();
+        let name = p.script.scenario.name.clone();
+        if fail == 0 {
+            self.log.info(format!(
+                "Demo \"{name}\" finished: {pass} expectation(s) passed"
+            ));
+        } else {
+            self.log.error(format!(
+                "Demo \"{name}\" finished: {fail} of {} expectation(s) FAILED",
+                pass + fail
+            ));
+        }
+    }
+
+    /// Closes what the choreography opened.
+    fn demo_close_panels(&mut self) {
+        self.wizard.open = false;
+        self.disaster = None;
+        self.failover.confirming = false;
+    }
+
+    /// The work of a frame: take in loaded files, follow the workspace, play the beats.
+    pub(super) fn demo_tick(&mut self) {
+        while let Ok(l) = self.demo.rx.try_recv() {
+            match l {
+                Loaded::Samples(s) => self.demo.samples = Some(s),
+                Loaded::Script(r) => {
+                    self.demo.loading = self.demo.loading.saturating_sub(1);
+                    match r {
+                        Ok(script) => self.demo_start(*script),
+                        Err(e) => self.log.error(format!(
+                            "Demo: {e}. Nothing was played; the console is as it was."
+                        )),
+                    }
+                }
+                Loaded::Cancelled => self.demo.loading = self.demo.loading.saturating_sub(1),
+            }
+        }
+        let Some(p) = self.demo.player.as_mut() else {
+            return;
+        };
+        if p.epoch != self.epoch {
+            // Another topology or workspace was opened: the demo's is gone.
+            let name = p.script.scenario.name.clone();
+            self.demo.player = None;
+            self.log.info(format!(
+                "Demo \"{name}\" closed: another workspace was opened"
+            ));
+            return;
+        }
+        let now = Instant::now();
+        match p.stage {
+            Stage::Opening => {
+                if let super::Status::Failed { error, .. } = &self.live.status {
+                    p.error = Some(error.clone());
+                    p.stage = Stage::Finished;
+                } else if self.live.is_open() {
+                    self.demo_advance(false);
+                }
+            }
+            Stage::Show { beat, due } if now >= due => self.demo_beat(beat),
+            Stage::Show { due, .. } => self.ctx.request_repaint_after(due - now),
+            Stage::Pressed(press) => self.demo_after_press(press),
+            Stage::Reading { due } if now >= due => self.demo_advance(false),
+            Stage::Reading { due } => self.ctx.request_repaint_after(due - now),
+            Stage::Arriving { .. } | Stage::AtStep(_) | Stage::Running | Stage::Finished => {}
+        }
+    }
+
+    /// The clock stands at the next step's time: show the step, then run it.
+    fn demo_arrived(&mut self, at: SimTime) {
+        let dwell = self.demo.dwell;
+        let Some(p) = self.demo.player.as_mut() else {
+            return;
+        };
+        let Some(step) = p.step().cloned() else {
+            return;
+        };
+        let number = p.next + 1;
+        let total = p.total();
+        let text = step
+            .caption
+            .clone()
+            .unwrap_or_else(|| action_words(&step.action));
+        p.caption = Some(Caption {
+            number,
+            at,
+            text: text.clone(),
+            outcome: None,
+            detail: String::new(),
+        });
+        if at != from_minutes(step.at) {
+            self.log.warning(format!(
+                "Demo step {number} of {total} runs at {}, after its time {}: the clock had passed it",
+                mm_ss(at),
+                mm_ss(from_minutes(step.at))
+            ));
+        }
+        let now = Instant::now();
+        let show = |beat: Beat, after: Duration| Stage::Show {
+            beat,
+            due: now + after,
+        };
+        let stage = match &step.action {
+            Action::Migrate { vm, to, mode, .. } => {
+                self.select_vm(vm);
+                self.show_side(SideTab::Migrations);
+                self.wizard.prefill(vm, to, *mode);
+                show(Beat::Confirm, dwell / 2)
+            }
+            Action::CancelMigration { vm } => {
+                self.select_vm(vm);
+                self.show_side(SideTab::Migrations);
+                show(Beat::Direct, dwell / 2)
+            }
+            Action::ReplicateNow { .. }
+            | Action::PauseReplication { .. }
+            | Action::ResumeReplication { .. }
+            | Action::LinkDown
+            | Action::LinkUp => {
+                self.show_side(SideTab::Replication);
+                show(Beat::Direct, dwell / 2)
+            }
+            Action::Disaster { site } => {
+                self.show_side(SideTab::Replication);
+                self.disaster = Some(site.clone());
+                show(Beat::CloseDisaster, dwell)
+            }
+            Action::Failover {
+                protection_groups,
+                kind,
+            } => {
+                self.show_side(SideTab::Replication);
+                self.main_tab = MainTab::Failover;
+                self.failover.reset();
+                self.failover.prefill(protection_groups, *kind);
+                show(Beat::Scan, dwell / 2)
+            }
+            Action::Expect(e) => {
+                match e {
+                    Expectation::Recovered { vm, .. } | Expectation::Lost { vm } => {
+                        // The failover's results are on the Failover tab: keep it.
+                        self.selection = Some(Selection::Vm(vm.clone()));
+                    }
+                    Expectation::Located { vm, .. }
+                    | Expectation::Consistent { vm }
+                    | Expectation::WritesLost { vm, .. }
+                    | Expectation::Rating { vm, .. }
+                    | Expectation::MigrationDone { vm } => self.select_vm(vm),
+                }
+                show(Beat::Direct, Duration::ZERO)
+            }
+            Action::StartWorkloads | Action::StopWorkloads => show(Beat::Direct, Duration::ZERO),
+        };
+        if let Some(p) = self.demo.player.as_mut() {
+            p.stage = stage;
+        }
+        self.ctx.request_repaint();
+    }
+
+    fn select_vm(&mut self, vm: &str) {
+        self.selection = Some(Selection::Vm(vm.to_string()));
+        self.main_tab = MainTab::Details;
+    }
+
+    fn show_side(&mut self, tab: SideTab) {
+        self.side_tab = tab;
+        self.show_migrations = true;
+    }
+
+    /// Plays one beat of the choreography.
+    fn demo_beat(&mut self, beat: Beat) {
+        let dwell = self.demo.dwell;
+        let Some(p) = self.demo.player.as_mut() else {
+            return;
+        };
+        let Some(step) = p.step().cloned() else {
+            return;
+        };
+        let now = Instant::now();
+        let next = match beat {
+            Beat::Confirm => {
+                if let Action::Migrate { confirm, .. } = step.action {
+                    self.wizard.confirmed = confirm;
+                }
+                Stage::Show {
+                    beat: Beat::Start,
+                    due: now + dwell,
+                }
+            }
+            Beat::Start => {
+                self.wizard.press_start();
+                Stage::Pressed(Press::Start)
+            }
+            Beat::Scan => {
+                self.main_tab = MainTab::Failover;
+                self.failover.press_scan();
+                Stage::Show {
+                    beat: Beat::Scanned,
+                    due: now,
+                }
+            }
+            Beat::Scanned => {
+                if self.failover.scanning() {
+                    Stage::Show {
+                        beat: Beat::Scanned,
+                        due: now,
+                    }
+                } else if self.failover.scan.is_some() {
+                    // The plan is on screen: let it be read, then run.
+                    Stage::Show {
+                        beat: Beat::Run,
+                        due: now + dwell,
+                    }
+                } else {
+                    // Scan was not pressable: the step runs as a headless run would.
+                    return self.demo_run_step();
+                }
+            }
+            Beat::Run => {
+                self.main_tab = MainTab::Failover;
+                self.failover.press_run();
+                Stage::Pressed(Press::Run)
+            }
+            Beat::ConfirmRun => {
+                self.failover.press_confirm();
+                Stage::Pressed(Press::ConfirmRun)
+            }
+            Beat::CloseDisaster => {
+                self.disaster = None;
+                return self.demo_run_step();
+            }
+            Beat::Direct => return self.demo_run_step(),
+        };
+        if let Some(p) = self.demo.player.as_mut() {
+            p.stage = next;
+        }
+        self.ctx.request_repaint();
+    }
+
+    /// A frame after a press: the command came through [`DrApp::demo_route`] (the stage
+    /// is `Running` then), or the panel did not take the press.
+    fn demo_after_press(&mut self, press: Press) {
+        let dwell = self.demo.dwell;
+        match press {
+            Press::Run if self.failover.confirming => {
+                if let Some(p) = self.demo.player.as_mut() {
+                    p.stage = Stage::Show {
+                        beat: Beat::ConfirmRun,
+                        due: Instant::now() + dwell / 2,
+                    };
+                }
+                self.ctx.request_repaint();
+            }
+            // Start or Run was disabled (the panel says why on screen): the step runs
+            // directly, and its outcome is what a headless run reports.
+            Press::Start | Press::Run | Press::ConfirmRun => {
+                self.demo_close_panels();
+                self.demo_run_step();
+            }
+        }
+    }
+
+    /// Runs the current step on the worker.
+    fn demo_run_step(&mut self) {
+        let Some(p) = self.demo.player.as_mut() else {
+            return;
+        };
+        let Some(step) = p.step().cloned() else {
+            return;
+        };
+        p.stage = Stage::Running;
+        self.worker.send(Request::RunStep {
+            epoch: p.epoch,
+            number: p.next + 1,
+            step,
+        });
+    }
+
+    /// Turns the command a panel sends for the step being shown into that step, so it runs
+    /// exactly as the scenario says (and is reported as the headless runner reports it);
+    /// every other request passes through.
+    pub(super) fn demo_route(&mut self, request: Request) -> Request {
+        let Request::Engine(c) = &request else {
+            return request;
+        };
+        let Some(p) = self.demo.player.as_mut() else {
+            return request;
+        };
+        let Some(step) = p.step() else {
+            return request;
+        };
+        if !matches!(p.stage, Stage::Pressed(_)) || !issues(step, c) {
+            return request;
+        }
+        let step = step.clone();
+        p.stage = Stage::Running;
+        Request::RunStep {
+            epoch: p.epoch,
+            number: p.next + 1,
+            step,
+        }
+    }
+
+    /// Takes in the worker's answers to the player.
+    pub(super) fn demo_report(&mut self, report: super::worker::Report) {
+        use super::worker::Report;
+        let Some(p) = self.demo.player.as_mut() else {
+            return;
+        };
+        match report {
+            Report::Reached { epoch, at } if epoch == p.epoch => {
+                if let Stage::Arriving { rush } = p.stage {
+                    if p.playing || rush {
+                        self.demo_arrived(at);
+                    } else {
+                        // Paused (the clock was run there by hand, or the step is at
+                        // this very instant): wait for Play or Step.
+                        p.stage = Stage::AtStep(at);
+                    }
+                }
+            }
+            Report::StepDone {
+                epoch,
+                number,
+                result,
+            } if epoch == p.epoch && p.stage == Stage::Running && number == p.next + 1 => {
+                match result {
+                    Ok(r) => self.demo_step_done(r),
+                    Err(e) => {
+                        p.error = Some(e.clone());
+                        p.stage = Stage::Finished;
+                        p.playing = false;
+                        self.log
+                            .error(format!("Demo stopped at step {number}: {e}"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn demo_step_done(&mut self, r: StepReport) {
+        let dwell = self.demo.dwell;
+        let Some(p) = self.demo.player.as_mut() else {
+            return;
+        };
+        let total = p.total();
+        let at = p.caption.as_ref().map_or(from_minutes(r.at), |c| c.at);
+        if let Some(c) = p.caption.as_mut() {
+            c.outcome = Some(r.outcome);
+            c.detail = r.detail.clone();
+        }
+        let text = p
+            .caption
+            .as_ref()
+            .map_or_else(String::new, |c| c.text.clone());
+        let level = match r.outcome {
+            StepOutcome::Ok | StepOutcome::Pass => super::Level::Info,
+            StepOutcome::Refused => super::Level::Warning,
+            StepOutcome::Error | StepOutcome::Fail => super::Level::Error,
+        };
+        let message = format!(
+            "Demo step {} of {total}: {text} — {}: {}",
+            r.step,
+            outcome_words(r.outcome),
+            r.detail
+        );
+        p.reports.push(r);
+        p.next += 1;
+        let same_instant = p.step().map(|s| from_minutes(s.at)) == Some(at);
+        let playing = p.playing;
+        self.log.record(
+            super::Kind::Result,
+            level,
+            message,
+            Some(at),
+            level != super::Level::Info,
+        );
+        if p.next >= total {
+            self.demo_finish();
+        } else if playing && same_instant && !dwell.is_zero() {
+            // The next step runs at this very instant: let the caption be read first.
+            p.stage = Stage::Reading {
+                due: Instant::now() + dwell,
+            };
+            self.ctx.request_repaint();
+        } else {
+            self.demo_advance(false);
+        }
+    }
+
+    /// The Demo menu: the sample scenarios and "Open scenario…".
+    pub(super) fn demo_menu(&mut self, ui: &mut Ui) {
+        let mut chosen = None;
+        match &self.demo.samples {
+            None => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.weak("Looking for sample scenarios…");
+                });
+            }
+            Some(s) if s.is_empty() => {
+                ui.weak(format!(
+                    "No {SAMPLES_DIR}/ directory here or next to the crate."
+                ));
+            }
+            Some(samples) => {
+                for s in samples {
+                    if ui
+                        .button(&s.name)
+                        .on_hover_text(format!(
+                            "Play {} from the start in a fresh demo workspace",
+                            s.path.display()
+                        ))
+                        .clicked()
+                    {
+                        chosen = Some(s.path.clone());
+                    }
+                }
+            }
+        }
+        ui.separator();
+        if ui
+            .button(OPEN_SCENARIO)
+            .on_hover_text("Play a scenario file (SPEC §10) with captions")
+            .clicked()
+        {
+            self.demo_open_dialog();
+        }
+        if let Some(path) = chosen {
+            self.demo_open(path);
+        }
+    }
+
+    /// The player bar, shown while a demo is loaded.
+    pub(super) fn demo_bar(&mut self, ui: &mut Ui) {
+        if self.demo.player.is_none() {
+            return;
+        }
+        let mut click = None;
+        egui::Panel::top("demo_bar").show(ui, |ui| {
+            let Some(p) = self.demo.player.as_ref() else {
+                return;
+            };
+            ui.add_space(2.0);
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(format!("🎬 {}", p.script.scenario.name)).strong())
+                    .on_hover_text(p.script.path.display().to_string());
+                ui.separator();
+                let can_play = !p.finished() && p.stage != Stage::Opening;
+                if p.playing && !p.finished() {
+                    if ui
+                        .button(PAUSE)
+                        .on_hover_text("Stop after this step")
+                        .clicked()
+                    {
+                        click = Some(PAUSE);
+                    }
+                } else if ui
+                    .add_enabled(can_play, egui::Button::new(PLAY))
+                    .on_hover_text("Run the steps one after the other, in simulated time")
+                    .clicked()
+                {
+                    click = Some(PLAY);
+                }
+                let can_step = matches!(
+                    p.stage,
+                    Stage::Arriving { .. } | Stage::AtStep(_) | Stage::Reading { .. }
+                );
+                if ui
+                    .add_enabled(can_step, egui::Button::new(STEP))
+                    .on_hover_text("Run the next step now, then wait")
+                    .clicked()
+                {
+                    click = Some(STEP);
+                }
+                if ui
+                    .button(RESTART)
+                    .on_hover_text("Start over from the scenario's topology in a fresh workspace")
+                    .clicked()
+                {
+                    click = Some(RESTART);
+                }
+                if ui
+                    .button(CLOSE)
+                    .on_hover_text("End the demo; the workspace stays as it is")
+                    .clicked()
+                {
+                    click = Some(CLOSE);
+                }
+                ui.separator();
+                ui.label(RichText::new(p.counter()).monospace().strong());
+                let (pass, fail) = p.verdicts();
+                if pass + fail > 0 {
+                    ui.label(style::toned(ui, format!("✔ {pass} passed"), Tone::Good));
+                    if fail > 0 {
+                        ui.label(style::toned(ui, format!("✘ {fail} failed"), Tone::Bad));
+                    }
+                }
+                let state = match (&p.error, p.stage) {
+                    (Some(e), _) => style::toned(ui, format!("stopped: {e}"), Tone::Bad),
+                    (None, Stage::Opening) => RichText::new("creating the workspace…").weak(),
+                    (None, Stage::Finished) => style::toned(ui, "finished", Tone::Done),
+                    (None, Stage::Arriving { .. } | Stage::AtStep(_)) => match p.step() {
+                        Some(s) => RichText::new(format!(
+                            "next: step {} at {}",
+                            p.next + 1,
+                            mm_ss(from_minutes(s.at))
+                        ))
+                        .weak(),
+                        None => RichText::new(""),
+                    },
+                    (None, _) => RichText::new(""),
+                };
+                ui.label(state);
+            });
+            ui.add_space(2.0);
+        });
+        match click {
+            Some(PLAY) => self.demo_play(),
+            Some(PAUSE) => self.demo_pause(),
+            Some(STEP) => self.demo_step(),
+            Some(RESTART) => self.demo_restart(),
+            Some(CLOSE) => self.demo_close(),
+            _ => {}
+        }
+    }
+
+    /// The caption over the console, bottom-center of the central area (`ui`'s space
+    /// left once the side and bottom panels are placed). While the migration wizard,
+    /// which fills the middle, is open, a one-line caption sits at the window's bottom
+    /// edge instead, so Start stays in view.
+    pub(super) fn demo_overlay(&self, ui: &Ui) {
+        let Some(c) = self.demo.player.as_ref().and_then(|p| p.caption.as_ref()) else {
+            return;
+        };
+        let total = self.demo.player.as_ref().map_or(0, |p| p.total());
+        let area = ui.available_rect_before_wrap();
+        let compact = self.wizard.open;
+        let (bottom, size, margin) = if compact {
+            (
+                ui.max_rect().bottom() - 4.0,
+                18.0,
+                egui::Margin::symmetric(14, 6),
+            )
+        } else {
+            (area.bottom() - 16.0, 24.0, egui::Margin::symmetric(18, 12))
+        };
+        let dark = ui.visuals().dark_mode;
+        egui::Area::new(egui::Id::unique("demo-caption"))
+            .order(egui::Order::Foreground)
+            .pivot(Align2::CENTER_BOTTOM)
+            .fixed_pos(egui::pos2(area.center().x, bottom))
+            .interactable(false)
+            .show(ui.ctx(), |ui| {
+                let width = if compact {
+                    (ui.max_rect().width() - 40.0).clamp(240.0, 1000.0)
+                } else {
+                    (area.width() - 40.0).clamp(240.0, 820.0)
+                };
+                ui.set_max_width(width);
+                let fill = if dark {
+                    egui::Color32::from_black_alpha(215)
+                } else {
+                    egui::Color32::from_white_alpha(235)
+                };
+                let stroke = c.outcome.map_or(Tone::Muted, outcome_tone).text(dark);
+                egui::Frame::popup(ui.style())
+                    .fill(fill)
+                    .stroke(egui::Stroke::new(2.0, stroke))
+                    .inner_margin(margin)
+                    .show(ui, |ui| {
+                        let counter =
+                            format!("Step {} of {total}  ·  sim {}", c.number, mm_ss(c.at));
+                        let text = RichText::new(&c.text).size(size).strong();
+                        if compact {
+                            ui.horizontal(|ui| {
+                                ui.label(RichText::new(counter).weak());
+                                ui.add(egui::Label::new(text).extend());
+                            });
+                        } else {
+                            ui.label(RichText::new(counter).weak());
+                            ui.add(egui::Label::new(text).wrap());
+                        }
+                        if let Some(o) = c.outcome {
+                            ui.add(
+                                egui::Label::new(
+                                    RichText::new(format!("{} — {}", outcome_words(o), c.detail))
+                                        .size(16.0)
+                                        .color(outcome_tone(o).text(dark)),
+                                )
+                                .wrap(),
+                            );
+                        }
+                    });
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(action: Action) -> Step {
+        Step {
+            at: 1.0,
+            action,
+            caption: None,
+        }
+    }
+
+    #[test]
+    fn panel_commands_match_their_steps_loosely() {
+        let m = step(Action::Migrate {
+            vm: "vm1".into(),
+            to: "ds-2".into(),
+            mode: crate::engine::copy::CopyMode::Mirror,
+            confirm: true,
+        });
+        let mut c = m.action.command().unwrap();
+        assert!(issues(&m, &c));
+        if let Command::Migrate { confirm, .. } = &mut c {
+            *confirm = false;
+        }
+        assert!(
+            issues(&m, &c),
+            "the wizard sends confirm only for a risky move"
+        );
+        assert!(!issues(
+            &m,
+            &Command::Migrate {
+                vm: "vm1".into(),
+                to: "ds-3".into(),
+                mode: crate::engine::copy::CopyMode::Mirror,
+                confirm: true,
+            }
+        ));
+        let f = step(Action::Failover {
+            protection_groups: vec!["pg-b".into(), "pg-a".into()],
+            kind: crate::engine::FailoverKind::Unplanned,
+        });
+        assert!(issues(
+            &f,
+            &Command::Failover {
+                protection_groups: vec!["pg-a".into(), "pg-b".into()],
+                kind: crate::engine::FailoverKind::Unplanned,
+            }
+        ));
+        assert!(!issues(
+            &f,
+            &Command::Failover {
+                protection_groups: vec!["pg-a".into()],
+                kind: crate::engine::FailoverKind::Unplanned,
+            }
+        ));
+        assert!(!issues(
+            &step(Action::Expect(Expectation::Lost { vm: "vm1".into() })),
+            &Command::LinkDown
+        ));
+        assert!(issues(&step(Action::LinkDown), &Command::LinkDown));
+    }
+
+    #[test]
+    fn steps_without_a_caption_say_what_they_do() {
+        assert_eq!(
+            action_words(&Action::Migrate {
+                vm: "vm1".into(),
+                to: "ds-2".into(),
+                mode: crate::engine::copy::CopyMode::Mirror,
+                confirm: true,
+            }),
+            "Migrate vm1 to ds-2 (mirror), the operator confirming the risk"
+        );
+        assert_eq!(
+            action_words(&Action::Expect(Expectation::WritesLost {
+                vm: "db-01".into(),
+                max: 0
+            })),
+            "Check: db-01 lost at most 0 acknowledged write(s)"
+        );
+        assert_eq!(action_words(&Action::LinkDown), "Link down");
+    }
+
+    #[test]
+    fn every_sample_scenario_is_listed_by_name() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(SAMPLES_DIR);
+        let samples = list_samples(&dir);
+        assert!(samples.len() >= 6, "{samples:?}");
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.name == "Disaster in mid-copy recovers the source")
+        );
+        assert!(
+            samples.iter().all(|s| !s.name.ends_with(".ron")),
+            "all load"
+        );
+    }
+}
