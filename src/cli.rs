@@ -29,6 +29,10 @@ pub struct Cli {
     /// user's data directory). Reopening a workspace continues where it was.
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
+    /// Play this scenario as a demo once the console is up (Demo menu: play, pause, step,
+    /// restart); it runs in a fresh demo workspace with its own topology.
+    #[arg(long, value_name = "SCENARIO")]
+    pub demo: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -53,6 +57,24 @@ pub enum Command {
     /// Benchmarks, with a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a generated topology (RON) for large-inventory work: two sites, hosts sized
+    /// to hold the VMs, replicated datastores in consistency and protection groups, and
+    /// non-replicated ones. The same seed gives the same topology.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// How many VMs (1 to 100,000).
+    #[arg(long, value_name = "N")]
+    pub vms: usize,
+    /// How many protected-site datastores (1 to 10,000); each replicated one also gets its
+    /// replica datastore at the recovery site.
+    #[arg(long, value_name = "M")]
+    pub datastores: usize,
+    /// The seed of the generator.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +99,26 @@ pub enum BenchCommand {
     /// image with some blocks changed, and `rsync --inplace --no-whole-file` of the same
     /// change as the baseline.
     Replicate(BenchReplicateCli),
+    /// Run the whole console headless (engine, workspace in a temp dir, guests writing)
+    /// with the inventory expanded and a VM selected, and time N frames (logic, drawing,
+    /// tessellation) at 60 Hz; the built-in demo is the baseline.
+    Ui(BenchUiCli),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchUiCli {
+    /// The topology file (e.g. from `drconsole generate`).
+    #[arg(long, value_name = "FILE")]
+    pub topology: PathBuf,
+    /// Frames to time.
+    #[arg(long, value_name = "N", default_value_t = 600)]
+    pub frames: usize,
+    /// Where to put the temporary workspaces (default: the system temp directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print JSON: {"frame_ms_p50", "frame_ms_p99", ..., "baseline_frame_ms_p50", ...}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +240,8 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, CliError> {
         Command::Recover(a) => recover(a, out).map(|()| 0),
         Command::Bench(BenchCommand::Copy(a)) => bench_copy(a, out).map(|()| 0),
         Command::Bench(BenchCommand::Replicate(a)) => bench_replicate(a, out).map(|()| 0),
+        Command::Bench(BenchCommand::Ui(a)) => bench_ui(a, out).map(|()| 0),
+        Command::Generate(a) => generate(a, out).map(|()| 0),
     }
 }
 
@@ -490,4 +534,61 @@ fn recover(a: &RecoverArgs, out: &mut dyn Write) -> Result<(), CliError> {
         emit(out, &format!("{} {who}: {what}{delete}", e.uuid))?;
     }
     Ok(())
+}
+
+fn generate(a: &GenerateArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let t = crate::generate::generate(crate::generate::GenerateOptions {
+        vms: a.vms,
+        datastores: a.datastores,
+        seed: a.seed,
+    })
+    .map_err(|e| CliError(e.to_string()))?;
+    out.write_all(t.to_ron_string().as_bytes())
+        .map_err(|e| CliError(format!("cannot write output: {e}")))
+}
+
+fn bench_ui(a: &BenchUiCli, out: &mut dyn Write) -> Result<(), CliError> {
+    if a.frames == 0 {
+        return Err(CliError("--frames must be at least 1".into()));
+    }
+    let topology = load(&a.topology)?;
+    let r = crate::gui::bench::bench_ui(crate::gui::bench::BenchUiArgs {
+        topology,
+        source: crate::topology::TopologySource::File(a.topology.clone()),
+        frames: a.frames,
+        dir: a.dir.clone(),
+    })
+    .map_err(|e| CliError(e.to_string()))?;
+    if a.json {
+        return emit_json(out, &r);
+    }
+    let s = &r.stats;
+    emit(
+        out,
+        &format!(
+            "{}: {} VMs, {} datastores, {} tree rows, {} frames of {}x{}: frame p50 {:.2} ms, \
+             p99 {:.2} ms, max {:.2} ms (logic {:.2}, draw {:.2}, tessellate {:.2} ms at p50; \
+             {} engine updates); workspace open in {:.1} s, guests running after {:.1} s; baseline ({} VMs): p50 {:.2} ms, \
+             p99 {:.2} ms",
+            r.topology,
+            s.vms,
+            s.datastores,
+            s.tree_rows,
+            r.frames,
+            r.screen[0],
+            r.screen[1],
+            s.frame_ms_p50,
+            s.frame_ms_p99,
+            s.frame_ms_max,
+            s.logic_ms_p50,
+            s.draw_ms_p50,
+            s.tessellate_ms_p50,
+            s.updates,
+            s.open_s,
+            s.running_s,
+            r.baseline_vms,
+            r.baseline_frame_ms_p50,
+            r.baseline_frame_ms_p99
+        ),
+    )
 }

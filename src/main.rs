@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use drconsole::cli::{self, Cli};
-use drconsole::gui::{self, Startup};
+use drconsole::gui;
 
 fn main() -> ExitCode {
     let args = Cli::parse();
@@ -20,12 +20,9 @@ fn main() -> ExitCode {
             }
         }
         None => {
-            let startup =
-                Startup::from_path(args.topology.as_deref()).with_workspace(args.workspace);
-            if let Some(e) = &startup.error {
-                eprintln!("drconsole: error: {e}");
-            }
-            match gui::run(startup) {
+            // The window reopens the last topology and workspace unless told otherwise; a
+            // file that does not load is reported here and in the console.
+            match gui::run(args.topology, args.workspace, args.demo) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("drconsole: error: cannot open the console window: {e}");

@@ -1,9 +1,10 @@
-//! The simulation toolbar: workloads on/off, pause/resume, speed, the simulated time, a
-//! warning when the engine cannot keep up, and where the workspace is.
+//! The simulation toolbar: workloads on/off, pause/resume, speed, and what is wrong with
+//! disaster recovery right now. The simulated time, the speed achieved and the workspace
+//! are in the status bar ([`super::status`]).
 
 use egui::{RichText, Ui};
 
-use super::live::{Live, Status, mm_ss};
+use super::live::Live;
 use super::style::Tone;
 use super::worker::{Request, SPEEDS};
 use super::{Action, MainTab, SideTab};
@@ -70,32 +71,10 @@ pub fn toolbar(ui: &mut Ui, live: &Live, actions: &mut Vec<Action>) {
                 }
             }
         });
-        ui.separator();
-        let now = live.snapshot.as_ref().map(|s| s.now);
-        ui.label(
-            RichText::new(format!("⏱ {}", now.map(mm_ss).unwrap_or_else(|| "--:--".into())))
-                .monospace()
-                .strong(),
-        )
-        .on_hover_text("Simulated time (minutes:seconds)");
-        if open && clock.paused {
-            ui.label(RichText::new("paused").weak());
-        } else if open && clock.behind {
-            ui.label(
-                RichText::new(format!("behind: running at {}", speed_label(clock.achieved)))
-                    .color(ui.visuals().warn_fg_color),
-            )
-            .on_hover_text(format!(
-                "The engine needs more wall time than {} allows: the simulated clock runs slower than asked.",
-                speed_label(clock.speed)
-            ));
-        }
         if open {
+            ui.separator();
             dr_alarms(ui, live, actions);
         }
-        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            workspace_status(ui, &live.status);
-        });
     });
 }
 
@@ -134,12 +113,7 @@ fn dr_alarms(ui: &mut Ui, live: &Live, actions: &mut Vec<Action>) {
     {
         actions.push(Action::ShowSide(SideTab::Replication));
     }
-    let late: Vec<&str> = s
-        .groups
-        .iter()
-        .filter(|g| g.rpo_violation)
-        .map(|g| g.id.as_str())
-        .collect();
+    let late = super::status::rpo_alarms(live);
     if !late.is_empty()
         && alarm(
             ui,
@@ -160,36 +134,5 @@ fn dr_alarms(ui: &mut Ui, live: &Live, actions: &mut Vec<Action>) {
         )
     {
         actions.push(Action::ShowMain(MainTab::Failover));
-    }
-}
-
-fn workspace_status(ui: &mut Ui, status: &Status) {
-    match status {
-        Status::Off => {
-            ui.label(RichText::new("No workspace: browsing only").weak());
-        }
-        Status::Opening(root) => {
-            ui.label(RichText::new(format!("Opening {}…", root.display())).weak());
-            ui.spinner();
-        }
-        Status::Open(root) => {
-            ui.add(
-                egui::Label::new(RichText::new(format!("🗁 {}", root.display())).weak()).truncate(),
-            )
-            .on_hover_text(format!("Workspace: {}", root.display()));
-        }
-        Status::Failed { root, error } => {
-            ui.add(
-                egui::Label::new(
-                    RichText::new(format!(
-                        "⚠ No workspace ({}): browsing only",
-                        root.display()
-                    ))
-                    .color(ui.visuals().warn_fg_color),
-                )
-                .truncate(),
-            )
-            .on_hover_text(error.as_str());
-        }
     }
 }

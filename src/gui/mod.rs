@@ -2,20 +2,27 @@
 //! background threads, the engine runs on its worker thread ([`worker`]), and both report
 //! back over channels drained each frame in `logic`.
 
+pub mod bench;
 mod clock;
+pub mod demo;
 mod details;
 pub mod failover;
 mod graphs;
 mod live;
 mod log;
+mod persist;
 pub mod replication;
+mod status;
 pub mod style;
 mod tasks;
 mod tree;
 pub mod wizard;
 pub mod worker;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -25,7 +32,8 @@ use crate::dr::{self, DatastoreTags};
 use crate::topology::{Topology, TopologySource};
 
 pub use live::{LagHistory, Live, Status, Task, TaskState};
-pub use log::{EventLog, Level, LogEntry};
+pub use log::{EventLog, ExportedEntry, Kind, Level, LogEntry, LogFilter};
+pub use persist::{Persisted, RecentFiles, StartupChoice, ThemeChoice, choose_startup};
 use worker::{Report, Request, Worker};
 
 /// What the inventory tree and the details panel can select.
@@ -45,12 +53,19 @@ pub struct Document {
     pub topology: Topology,
     pub source: TopologySource,
     pub tags: Vec<DatastoreTags>,
+    /// The inventory tree and the lookups the views need, built once per topology.
+    pub(crate) inventory: tree::Inventory,
+    /// Each VM's rated destinations, computed on first use: rating every datastore is too
+    /// much work for every frame of a large inventory. A new topology is a new document.
+    destinations: RefCell<HashMap<String, Arc<Vec<dr::Impact>>>>,
 }
 
 impl Document {
     pub fn new(topology: Topology, source: TopologySource) -> Document {
         let tags = dr::discover_tags(&topology);
         Document {
+            inventory: tree::Inventory::new(&topology),
+            destinations: RefCell::default(),
             topology,
             source,
             tags,
@@ -60,12 +75,33 @@ impl Document {
     pub fn tags_of(&self, datastore: &str) -> Option<&DatastoreTags> {
         self.tags.iter().find(|t| t.datastore == datastore)
     }
+
+    /// Every protected datastore `vm` could move to, rated, safest first
+    /// ([`dr::destinations_for_vm`]); empty for an unknown VM. Cached per VM.
+    pub fn destinations(&self, vm: &str) -> Arc<Vec<dr::Impact>> {
+        /// Enough for every VM an operator looks at in a session, bounded for a script.
+        const KEEP: usize = 256;
+        if let Some(d) = self.destinations.borrow().get(vm) {
+            return d.clone();
+        }
+        let d = Arc::new(dr::destinations_for_vm(&self.topology, vm).unwrap_or_default());
+        let mut cache = self.destinations.borrow_mut();
+        if cache.len() >= KEEP {
+            cache.clear();
+        }
+        cache.insert(vm.to_string(), d.clone());
+        d
+    }
 }
 
 /// What a background I/O job reports.
 enum IoResult {
     Opened(Result<(PathBuf, Topology), String>),
     Saved(Result<PathBuf, String>),
+    /// The event log written as JSON lines: where, and how many entries.
+    Exported(Result<(PathBuf, usize), String>),
+    /// The recent files that were not found.
+    RecentMissing(Vec<PathBuf>),
     /// A file dialog returned nothing: the operator cancelled (or no dialog is available).
     Cancelled,
 }
@@ -77,7 +113,7 @@ const SAVE_AS: KeyboardShortcut =
     KeyboardShortcut::new(Modifiers::COMMAND.plus(Modifiers::SHIFT), Key::S);
 
 /// Which workspace the console runs the topology in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WorkspaceChoice {
     /// The topology's default workspace (one per topology name, under the user's data
     /// directory); opening another topology switches to its own.
@@ -140,7 +176,7 @@ impl Startup {
 }
 
 /// The tabs of the central area.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MainTab {
     /// The selected object.
     Details,
@@ -149,7 +185,7 @@ pub enum MainTab {
 }
 
 /// The tabs of the right-hand panel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SideTab {
     /// Migration tasks, copy progress and write latency.
     Migrations,
@@ -199,6 +235,8 @@ pub struct DrApp {
     pub doc: Document,
     pub selection: Option<Selection>,
     pub filter: String,
+    /// The inventory tree's open state, rows and keyboard cursor.
+    tree: tree::TreeView,
     pub log: EventLog,
     io_tx: Sender<IoResult>,
     io_rx: Receiver<IoResult>,
@@ -221,6 +259,10 @@ pub struct DrApp {
     pub failover: failover::FailoverPanel,
     /// The site the Disaster confirmation asks about, while it is open.
     pub disaster: Option<String>,
+    /// The Demo menu's scenarios and the demo player.
+    pub demo: demo::Demo,
+    /// The recent topology files (File → Open Recent).
+    recent: RecentFiles,
 }
 
 impl DrApp {
@@ -228,10 +270,12 @@ impl DrApp {
         let (io_tx, io_rx) = crossbeam_channel::unbounded();
         let mut app = DrApp {
             worker: Worker::spawn(ctx.clone()),
+            demo: demo::Demo::new(ctx.clone()),
             ctx,
             doc: Document::new(startup.topology, startup.source),
             selection: None,
             filter: String::new(),
+            tree: tree::TreeView::default(),
             log: EventLog::default(),
             io_tx,
             io_rx,
@@ -248,11 +292,15 @@ impl DrApp {
             side_tab: SideTab::Migrations,
             failover: failover::FailoverPanel::default(),
             disaster: None,
+            recent: RecentFiles::default(),
         };
         app.log.info(format!(
             "Opened \"{}\" from {}",
             app.doc.topology.name, app.doc.source
         ));
+        if let crate::topology::TopologySource::File(p) = &app.doc.source {
+            app.recent.add(p);
+        }
         if let Some(e) = startup.error {
             app.log.error(e);
         }
@@ -270,6 +318,11 @@ impl DrApp {
                 crate::workspace::default_workspace_dir(&self.doc.topology.name)
             }
         };
+        self.open_root(root, crate::engine::EngineOptions::default(), false);
+    }
+
+    /// Asks the worker to run the current topology in `root` (see [`Request::Open`]).
+    fn open_root(&mut self, root: PathBuf, options: crate::engine::EngineOptions, fresh: bool) {
         self.epoch += 1;
         self.live = Live::new(Status::Opening(root.clone()));
         self.first_update = false;
@@ -278,7 +331,9 @@ impl DrApp {
         self.worker.send(Request::Open {
             epoch: self.epoch,
             root,
-            topology: self.doc.topology.clone(),
+            topology: Box::new(self.doc.topology.clone()),
+            options,
+            fresh,
         });
     }
 
@@ -317,8 +372,34 @@ impl DrApp {
                     live::describe(&c)
                 ));
             }
-            Action::Request(r) => self.worker.send(r),
+            Action::Request(r) => {
+                self.log_command(&r);
+                let r = self.demo_route(r);
+                self.worker.send(r);
+            }
         }
+    }
+
+    /// An operator's command into the event log, at the simulated time it is sent. The
+    /// "Operator: " prefix keeps the entry apart from the button that sent it.
+    fn log_command(&mut self, r: &Request) {
+        let text = match r {
+            Request::Engine(c) => live::describe(c),
+            Request::Pause => "Pause the simulated clock".into(),
+            Request::Resume => "Resume the simulated clock".into(),
+            Request::SetSpeed(s) => {
+                format!("Run the simulated clock at {}", clock::speed_label(*s))
+            }
+            _ => return,
+        };
+        let now = self.live.snapshot.as_ref().map(|s| s.now);
+        self.log.record(
+            Kind::Command,
+            Level::Info,
+            format!("Operator: {text}"),
+            now,
+            false,
+        );
     }
 
     fn handle_report(&mut self, report: Report) {
@@ -340,9 +421,10 @@ impl DrApp {
                 ));
                 self.live.status = Status::Failed { root, error };
             }
-            Report::Update { epoch, update } if epoch == self.epoch => {
-                self.live.apply(&update, &self.doc.topology, &mut self.log);
-                if let Some(t) = update.topology
+            Report::Update { epoch, mut update } if epoch == self.epoch => {
+                let topology = update.topology.take();
+                self.live.apply(*update, &self.doc.topology, &mut self.log);
+                if let Some(t) = topology
                     && t != self.doc.topology
                 {
                     if self.first_update {
@@ -376,6 +458,7 @@ impl DrApp {
             Report::NotApplied { command, reason } => self
                 .log
                 .warning(format!("{}: {reason}", live::describe(&command))),
+            r @ (Report::Reached { .. } | Report::StepDone { .. }) => self.demo_report(r),
             // Closed cleanly, or from a workspace the console has left.
             Report::Opened { .. }
             | Report::OpenFailed { .. }
@@ -474,6 +557,37 @@ impl DrApp {
         });
     }
 
+    /// Writes the whole event log to `path` as JSON lines (see [`log`]), atomically and
+    /// off the UI thread; logs how many entries went where, or the error.
+    pub fn export_log_to(&mut self, path: PathBuf) {
+        let entries = self.log.entries.clone();
+        self.spawn_io(move || IoResult::Exported(write_log(&path, &entries)));
+    }
+
+    /// Asks where to export the event log (off the UI thread), then writes it there.
+    pub fn export_log_dialog(&mut self) {
+        let entries = self.log.entries.clone();
+        self.spawn_io(move || {
+            match rfd::FileDialog::new()
+                .set_title("Export the event log")
+                .add_filter("JSON lines", &["jsonl"])
+                .set_file_name("drconsole-log.jsonl")
+                .save_file()
+            {
+                Some(path) => IoResult::Exported(write_log(&path, &entries)),
+                None => IoResult::Cancelled,
+            }
+        });
+    }
+
+    /// Looks for the recent files off the UI thread; the missing ones are greyed.
+    fn check_recent_files(&mut self) {
+        let paths = self.recent.paths().to_vec();
+        if !paths.is_empty() {
+            self.spawn_io(move || IoResult::RecentMissing(persist::missing_files(&paths)));
+        }
+    }
+
     fn handle_io(&mut self, result: IoResult) {
         self.io_pending = self.io_pending.saturating_sub(1);
         match result {
@@ -483,6 +597,7 @@ impl DrApp {
                     topology.name,
                     path.display()
                 ));
+                self.add_recent(&path);
                 self.doc = Document::new(topology, TopologySource::File(path));
                 self.selection = None;
                 self.wizard = wizard::Wizard::default();
@@ -494,12 +609,24 @@ impl DrApp {
             IoResult::Opened(Err(e)) => {
                 self.log
                     .error(format!("{e}; the current topology stays open"));
+                // A recent file may have gone.
+                self.check_recent_files();
             }
             IoResult::Saved(Ok(path)) => {
                 self.log.info(format!("Saved to {}", path.display()));
+                self.add_recent(&path);
                 self.doc.source = TopologySource::File(path);
             }
             IoResult::Saved(Err(e)) => self.log.error(e),
+            IoResult::Exported(Ok((path, n))) => self.log.record(
+                Kind::Result,
+                Level::Info,
+                format!("Exported {n} entries to {}", path.display()),
+                None,
+                false,
+            ),
+            IoResult::Exported(Err(e)) => self.log.error(e),
+            IoResult::RecentMissing(missing) => self.recent.set_missing(missing),
             IoResult::Cancelled => {}
         }
     }
@@ -544,6 +671,7 @@ impl DrApp {
                 {
                     self.open_dialog();
                 }
+                self.recent_menu(ui);
                 if ui
                     .add(egui::Button::new("Save").shortcut_text(ui.ctx().format_shortcut(&SAVE)))
                     .clicked()
@@ -577,6 +705,7 @@ impl DrApp {
                     self.wizard.open_for(vm);
                 }
             });
+            let mut link_command = None;
             ui.menu_button("DR", |ui| {
                 if ui
                     .button("Replication")
@@ -601,7 +730,7 @@ impl DrApp {
                         ("Bring the link up", crate::engine::Command::LinkUp)
                     };
                     if ui.button(text).clicked() {
-                        self.worker.send(Request::Engine(command));
+                        link_command = Some(command);
                     }
                     for site in self
                         .doc
@@ -623,6 +752,10 @@ impl DrApp {
                     }
                 }
             });
+            if let Some(c) = link_command {
+                self.apply(Action::Request(Request::Engine(c)));
+            }
+            ui.menu_button("Demo", |ui| self.demo_menu(ui));
             ui.menu_button("View", |ui| {
                 ui.checkbox(&mut self.show_log, "Event log");
                 ui.checkbox(&mut self.show_migrations, "Migrations and replication");
@@ -649,8 +782,31 @@ fn load(path: PathBuf) -> Result<(PathBuf, Topology), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Writes `entries` to `path` as JSON lines, atomically: how many, or the error.
+fn write_log(path: &Path, entries: &[LogEntry]) -> Result<(PathBuf, usize), String> {
+    crate::fsutil::write_atomic(path, log::json_lines(entries).as_bytes())
+        .map(|()| (path.to_path_buf(), entries.len()))
+        .map_err(|e| format!("Exporting the event log to {}: {e}", path.display()))
+}
+
 impl eframe::App for DrApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.logic_step(ctx);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.draw(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, persist::STORAGE_KEY, &self.persisted());
+    }
+}
+
+impl DrApp {
+    /// The work of a frame before drawing: take in background results and input. Needs no
+    /// `eframe::Frame`, so the headless UI benchmark drives it directly.
+    pub fn logic_step(&mut self, ctx: &egui::Context) {
         while let Ok(r) = self.io_rx.try_recv() {
             self.handle_io(r);
         }
@@ -666,6 +822,7 @@ impl eframe::App for DrApp {
             ctx.request_repaint();
         }
         self.handle_input(ctx);
+        self.demo_tick();
         let title = self.title();
         if title != self.title_shown {
             ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
@@ -673,7 +830,8 @@ impl eframe::App for DrApp {
         }
     }
 
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    /// Draws the whole console into `ui` (the window's root).
+    pub fn draw(&mut self, ui: &mut egui::Ui) {
         let mut actions = Vec::new();
         egui::Panel::top("menu_bar").show(ui, |ui| self.menu_bar(ui));
         egui::Panel::top("clock").show(ui, |ui| {
@@ -681,18 +839,35 @@ impl eframe::App for DrApp {
             clock::toolbar(ui, &self.live, &mut actions);
             ui.add_space(2.0);
         });
-        egui::Panel::bottom("event_log")
+        self.demo_bar(ui);
+        egui::Panel::bottom("status_bar")
+            .resizable(false)
+            .show(ui, |ui| status::bar(ui, &self.live, &mut actions));
+        let log = &mut self.log;
+        let export = egui::Panel::bottom("event_log")
             .resizable(true)
-            .default_size(140.0)
-            .show_collapsible(ui, &mut self.show_log, |ui| self.log.ui(ui));
+            .default_size(200.0)
+            .show_collapsible(ui, &mut self.show_log, |ui| log.ui(ui))
+            .is_some_and(|r| r.inner.export);
+        if export {
+            self.export_log_dialog();
+        }
         egui::Panel::left("inventory")
             .resizable(true)
             .default_size(280.0)
             .show(ui, |ui| {
-                if let Some(vm) =
-                    tree::inventory(ui, &self.doc, &mut self.filter, &mut self.selection)
-                {
+                let out = tree::inventory(
+                    ui,
+                    &self.doc,
+                    &mut self.tree,
+                    &mut self.filter,
+                    &mut self.selection,
+                );
+                if let Some(vm) = out.open_wizard {
                     actions.push(Action::OpenWizard(Some(vm)));
+                }
+                if out.show_details {
+                    actions.push(Action::ShowMain(MainTab::Details));
                 }
             });
         let live = &mut self.live;
@@ -714,6 +889,7 @@ impl eframe::App for DrApp {
                     SideTab::Replication => replication::show(ui, doc, live, &mut actions),
                 }
             });
+        self.demo_overlay(ui);
         let selected_before = self.selection.clone();
         egui::CentralPanel::default_margins().show(ui, |ui| {
             tab_bar(
@@ -792,19 +968,44 @@ fn migrations_panel(ui: &mut egui::Ui, live: &mut Live, actions: &mut Vec<Action
     graphs::latency(ui, live, h);
 }
 
-/// Opens the console window.
-pub fn run(startup: Startup) -> eframe::Result {
+/// Opens the console window on `--topology` and `--workspace` if given, else where it was
+/// last time ([`Startup::with_persisted`]); the settings saved last time come back too.
+/// `demo` is a scenario to play once the window is up (`--demo`).
+pub fn run(
+    topology: Option<PathBuf>,
+    workspace: Option<PathBuf>,
+    demo: Option<PathBuf>,
+) -> eframe::Result {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
-            .with_title(format!("drconsole — {}", startup.topology.name))
+            .with_app_id("drconsole")
+            .with_title("drconsole")
             .with_inner_size([1280.0, 800.0])
             .with_min_inner_size([640.0, 400.0])
             .with_drag_and_drop(true),
+        // Window size and position come back from eframe's own storage.
+        persist_window: true,
         ..Default::default()
     };
     eframe::run_native(
         "drconsole",
         options,
-        Box::new(|cc| Ok(Box::new(DrApp::new(cc.egui_ctx.clone(), startup)))),
+        Box::new(move |cc| {
+            let saved: Option<Persisted> = cc
+                .storage
+                .and_then(|s| eframe::get_value(s, persist::STORAGE_KEY));
+            let startup = Startup::with_persisted(topology.as_deref(), workspace, saved.as_ref());
+            if let Some(e) = &startup.error {
+                eprintln!("drconsole: error: {e}");
+            }
+            let mut app = DrApp::new(cc.egui_ctx.clone(), startup);
+            if let Some(saved) = &saved {
+                app.restore(saved);
+            }
+            if let Some(scenario) = demo {
+                app.demo_open(scenario);
+            }
+            Ok(Box::new(app))
+        }),
     )
 }

@@ -1,0 +1,310 @@
+//! The event log (kinds, filter, JSON-lines export), the status bar and what the console
+//! remembers between runs, driven headless with egui_kittest.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{app_in, step_until, wait_ready};
+use drconsole::gui::{DrApp, ExportedEntry, Kind, Level, Persisted, Startup, ThemeChoice};
+use drconsole::topology::TopologySource;
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sample_topologies")
+        .join(name)
+}
+
+/// The console without a workspace: browsing only, nothing runs.
+fn browse(startup: Startup) -> Harness<'static, DrApp> {
+    let startup = startup.browse_only();
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup))
+}
+
+/// Steps the app until its background I/O has reported (or fails after 10 s).
+fn wait_for_io(h: &mut Harness<'static, DrApp>) {
+    let start = Instant::now();
+    while h.state().io_busy() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "background I/O did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+    h.run_steps(3);
+}
+
+fn messages_of(app: &mut DrApp) -> Vec<String> {
+    app.log.shown().iter().map(|e| e.message.clone()).collect()
+}
+
+#[test]
+fn commands_and_errors_are_logged_by_kind_and_the_filter_narrows_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app_in(dir.path());
+    wait_ready(&mut h);
+
+    // The status bar: simulated time, speed, RPO alarms, migrations, the workspace.
+    h.get_by_label_contains("⏱ sim ");
+    h.get_by_label("RPO alarms: 0");
+    h.get_by_label("Migrations running: 0");
+    h.get_by_label("1× asked");
+
+    h.get_by_label("60×").click();
+    h.get_by_label("▶ Start workloads").click();
+    step_until(
+        &mut h,
+        "the guests to start",
+        Duration::from_secs(10),
+        |a| a.live.snapshot.as_ref().is_some_and(|s| s.workloads_on) && a.live.clock.speed == 60.0,
+    );
+    h.get_by_label("60× asked");
+    // Something the operator asks that fails: a file that is not there.
+    h.state_mut()
+        .open_path(dir.path().join("no-such-topology.ron"));
+    step_until(&mut h, "the open to fail", Duration::from_secs(10), |a| {
+        !a.io_busy()
+    });
+
+    let app = h.state();
+    let find = |text: &str| {
+        app.log
+            .entries
+            .iter()
+            .find(|e| e.message.contains(text))
+            .unwrap_or_else(|| panic!("no entry with {text:?}: {:#?}", app.log.entries))
+    };
+    let speed = find("Operator: Run the simulated clock at 60×");
+    assert_eq!((speed.kind, speed.level), (Kind::Command, Level::Info));
+    assert!(speed.sim.is_some(), "a command carries its simulated time");
+    let start = find("Operator: Start workloads");
+    assert_eq!(start.kind, Kind::Command);
+    let started = find("Guests started");
+    assert_eq!(started.kind, Kind::Result, "what the engine did");
+    assert!(started.sim.is_some());
+    let failed = find("no-such-topology.ron");
+    assert_eq!((failed.kind, failed.level), (Kind::Error, Level::Error));
+    assert_eq!(failed.sim, None);
+    let opened = find("Opened \"Two-site demo\"");
+    assert_eq!(opened.kind, Kind::Info);
+    assert!(
+        app.log
+            .visible_toasts()
+            .iter()
+            .any(|t| t.contains("no-such-topology.ron")),
+        "the error is a toast too"
+    );
+
+    // The text filter narrows the list, in the view too.
+    let total = h.state().log.entries.len();
+    h.get_by_label("Filter the log").focus();
+    h.get_by_label("Filter the log").type_text("WORKLOADS");
+    h.run_steps(3);
+    let shown = messages_of(h.state_mut());
+    assert!(!shown.is_empty() && shown.len() < total, "{shown:?}");
+    assert!(
+        shown.iter().all(|m| m.to_lowercase().contains("workloads")),
+        "{shown:?}"
+    );
+    assert!(h.query_by_label_contains("Guests started").is_none());
+    h.get_by_label_contains("Start workloads");
+
+    // Levels: only the errors; then kinds: errors hidden, nothing left.
+    h.get_by_label("Show all").click();
+    h.run_steps(2);
+    assert_eq!(h.state_mut().log.shown().len(), h.state().log.entries.len());
+    h.get_by_label("errors only").click();
+    h.run_steps(2);
+    let app = h.state_mut();
+    let errors = app.log.shown().len();
+    assert!(errors >= 1);
+    assert!(app.log.shown().iter().all(|e| e.level == Level::Error));
+    h.get_by_role_and_label(Role::Button, "error").click();
+    h.run_steps(2);
+    assert!(
+        h.state_mut()
+            .log
+            .shown()
+            .iter()
+            .all(|e| e.kind != Kind::Error),
+    );
+    h.get_by_label_contains("No entry matches the filter");
+    assert_eq!(h.state().log.filter.min_level, Level::Error);
+    assert_eq!(h.state().log.filter.hidden_kinds, [Kind::Error]);
+}
+
+#[test]
+fn the_log_exports_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = browse(Startup::from_path(None));
+    h.run_steps(2);
+    h.state_mut().log.warning("Something to look at");
+    h.state_mut().log.error("Something that failed");
+    let n = h.state().log.entries.len();
+    let path = dir.path().join("log.jsonl");
+    h.state_mut().export_log_to(path.clone());
+    wait_for_io(&mut h);
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), n);
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        for key in ["time", "sim_s", "level", "kind", "message"] {
+            assert!(keys.contains(&key), "{key} missing from {line}");
+        }
+    }
+    let parsed: Vec<ExportedEntry> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(parsed[0].kind, Kind::Info);
+    assert!(parsed[0].message.starts_with("Opened \"Two-site demo\""));
+    assert_eq!(parsed[0].sim_s, None);
+    assert!(parsed[0].time.ends_with('Z') && parsed[0].time.contains('T'));
+    let last = &parsed[n - 1];
+    assert_eq!(
+        (last.level, last.kind, last.message.as_str()),
+        (Level::Error, Kind::Error, "Something that failed")
+    );
+
+    let app = h.state();
+    let done = app.log.entries.last().unwrap();
+    assert_eq!(
+        done.message,
+        format!("Exported {n} entries to {}", path.display())
+    );
+    assert_eq!(done.kind, Kind::Result);
+
+    // Where it cannot be written: an error naming the file, as a toast and in the log.
+    let bad = dir.path().join("no-such-dir").join("log.jsonl");
+    h.state_mut().export_log_to(bad.clone());
+    wait_for_io(&mut h);
+    let app = h.state();
+    let e = app.log.entries.last().unwrap();
+    assert_eq!(e.level, Level::Error);
+    assert!(
+        e.message.contains(&bad.display().to_string()),
+        "{}",
+        e.message
+    );
+    assert!(!bad.exists());
+    assert!(
+        app.log
+            .visible_toasts()
+            .iter()
+            .any(|t| t.contains("Exporting the event log"))
+    );
+}
+
+#[test]
+fn settings_and_the_last_topology_come_back_in_a_new_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.ron");
+    let second = dir.path().join("second.ron");
+    std::fs::copy(sample("patent_hazard.ron"), &first).unwrap();
+    std::fs::copy(sample("impact_tour.ron"), &second).unwrap();
+
+    let mut h = browse(Startup::from_path(Some(&first)));
+    h.run_steps(2);
+    h.ctx.set_theme(egui::ThemePreference::Dark);
+    h.state_mut().open_path(second.clone());
+    wait_for_io(&mut h);
+    h.get_by_label("Filter the log").focus();
+    h.get_by_label("Filter the log").type_text("opened");
+    h.get_by_label("warnings and errors").click();
+    h.get_by_role_and_label(Role::Button, "Failover").click();
+    h.run_steps(2);
+
+    let saved = h.state().persisted();
+    assert_eq!(saved.theme, ThemeChoice::Dark);
+    assert_eq!(saved.last_topology.as_deref(), Some(second.as_path()));
+    assert_eq!(saved.recent, [second.clone(), first.clone()]);
+    assert_eq!(saved.log_filter.text, "opened");
+    assert_eq!(saved.log_filter.min_level, Level::Warning);
+    assert_eq!(saved.main_tab, drconsole::gui::MainTab::Failover);
+    drop(h);
+
+    // Through eframe's storage format (RON) and into a new app started with no arguments.
+    let text = ron::to_string(&saved).unwrap();
+    let back: Persisted = ron::from_str(&text).unwrap();
+    assert_eq!(back, saved);
+    let startup = Startup::with_persisted(None, None, Some(&back));
+    assert_eq!(startup.error, None);
+    let mut h = browse(startup);
+    h.state_mut().restore(&back);
+    wait_for_io(&mut h);
+
+    let app = h.state();
+    assert_eq!(app.doc.source, TopologySource::File(second.clone()));
+    assert_eq!(app.persisted(), saved, "the same settings");
+    assert_eq!(
+        h.ctx.options(|o| o.theme_preference),
+        egui::ThemePreference::Dark
+    );
+    assert!(!app.recent_files().is_missing(&first));
+
+    // A recent file that is gone is greyed; File → Open Recent still lists it.
+    std::fs::remove_file(&first).unwrap();
+    h.state_mut().open_path(first.clone());
+    wait_for_io(&mut h);
+    assert!(h.state().recent_files().is_missing(&first));
+    assert_eq!(
+        h.state().doc.source,
+        TopologySource::File(second.clone()),
+        "the open topology stays"
+    );
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Open Recent").click();
+    h.run_steps(3);
+    h.get_by_label(&first.display().to_string());
+    h.get_by_label(&second.display().to_string());
+}
+
+#[test]
+fn a_last_topology_that_is_gone_falls_back_to_the_demo_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("gone.ron");
+    let saved = Persisted {
+        last_topology: Some(gone.clone()),
+        recent: vec![gone.clone()],
+        ..Persisted::default()
+    };
+    let startup = Startup::with_persisted(None, None, Some(&saved));
+    let mut h = browse(startup);
+    h.state_mut().restore(&saved);
+    wait_for_io(&mut h);
+
+    let app = h.state();
+    assert_eq!(app.doc.source, TopologySource::BuiltIn);
+    assert_eq!(app.doc.topology.name, "Two-site demo");
+    let e = app
+        .log
+        .entries
+        .iter()
+        .find(|e| e.level == Level::Error)
+        .expect("an error entry");
+    assert_eq!(e.kind, Kind::Error);
+    assert!(e.message.contains("gone.ron"), "{}", e.message);
+    assert!(e.message.contains("built-in demo"), "{}", e.message);
+    assert!(
+        app.log
+            .visible_toasts()
+            .iter()
+            .any(|t| t.contains("gone.ron"))
+    );
+    assert!(
+        app.recent_files().is_missing(&gone),
+        "greyed in Open Recent"
+    );
+    // The demo is what reopens next time.
+    assert_eq!(app.persisted().last_topology, None);
+}
