@@ -338,3 +338,38 @@ fn every_sample_plays_to_the_headless_result() {
         assert_eq!(p.verdicts().1, 0, "{}", s.name);
     }
 }
+
+#[test]
+fn a_presenters_keys_step_through_a_whole_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sample("live_migration.ron");
+    let total = Scenario::load(&path).unwrap().steps.len();
+    let mut h = console(dir.path());
+    h.state_mut().demo_open_paused(path);
+    step_until(
+        &mut h,
+        "the demo to wait at its start",
+        Duration::from_secs(60),
+        |a| a.demo.player.as_ref().is_some_and(|p| p.ready()) && a.engine_ready(),
+    );
+    let done = |a: &DrApp| a.demo.player.as_ref().map_or(0, |p| p.reports.len());
+    assert_eq!(done(h.state()), 0, "--demo waits for the presenter");
+    // Page Down runs one step at a time, whatever the step left on screen (a wizard whose
+    // Start stayed disabled, a refusal's toast).
+    for n in 1..=total {
+        h.key_press(egui::Key::PageDown);
+        step_until(
+            &mut h,
+            &format!("step {n} by Page Down"),
+            Duration::from_secs(30),
+            |a| {
+                done(a) == n
+                    && a.demo
+                        .player
+                        .as_ref()
+                        .is_some_and(|p| p.ready() || p.finished())
+            },
+        );
+    }
+    assert!(h.state().demo.player.as_ref().unwrap().finished());
+}

@@ -79,7 +79,8 @@ impl Script {
 /// What the demo's background jobs report.
 enum Loaded {
     Samples(Vec<Sample>),
-    Script(Result<Box<Script>, String>),
+    /// A scenario loaded (or why not), and whether it starts playing at once.
+    Script(Result<Box<Script>, String>, bool),
     /// The file dialog was cancelled.
     Cancelled,
 }
@@ -400,13 +401,23 @@ impl DrApp {
     /// Loads a scenario file off the UI thread and plays it once loaded; a bad file is
     /// reported and the console stays as it was.
     pub fn demo_open(&mut self, path: PathBuf) {
+        let play = self.demo.autoplay;
         self.demo.loading += 1;
         self.demo
-            .spawn(move || Loaded::Script(Script::load(&path).map(Box::new)));
+            .spawn(move || Loaded::Script(Script::load(&path).map(Box::new), play));
+    }
+
+    /// Loads a scenario like [`DrApp::demo_open`], and waits at its start for Play or
+    /// Step (`--demo`: the presenter starts it when the audience is ready).
+    pub fn demo_open_paused(&mut self, path: PathBuf) {
+        self.demo.loading += 1;
+        self.demo
+            .spawn(move || Loaded::Script(Script::load(&path).map(Box::new), false));
     }
 
     /// Asks for a scenario file with a dialog (off the UI thread), then plays it.
     pub fn demo_open_dialog(&mut self) {
+        let autoplay = self.demo.autoplay;
         self.demo.loading += 1;
         let start = samples_dir();
         self.demo.spawn(move || {
@@ -417,7 +428,7 @@ impl DrApp {
                 dialog = dialog.set_directory(d);
             }
             match dialog.pick_file() {
-                Some(path) => Loaded::Script(Script::load(&path).map(Box::new)),
+                Some(path) => Loaded::Script(Script::load(&path).map(Box::new), autoplay),
                 None => Loaded::Cancelled,
             }
         });
@@ -425,6 +436,11 @@ impl DrApp {
 
     /// Plays `script` from its start in a fresh demo workspace.
     pub fn demo_start(&mut self, script: Script) {
+        self.demo_start_with(script, self.demo.autoplay);
+    }
+
+    /// Starts `script` in a fresh demo workspace, playing or waiting for Play or Step.
+    fn demo_start_with(&mut self, script: Script, play: bool) {
         self.demo_close_panels();
         let slug = crate::workspace::workspace_slug(&script.scenario.name);
         let root = self.demo.workspaces.join(slug);
@@ -452,7 +468,7 @@ impl DrApp {
             epoch: self.epoch,
             next: 0,
             reports: Vec::new(),
-            playing: self.demo.autoplay,
+            playing: play,
             stage: Stage::Opening,
             caption: None,
             error: None,
@@ -581,10 +597,10 @@ impl DrApp {
         while let Ok(l) = self.demo.rx.try_recv() {
             match l {
                 Loaded::Samples(s) => self.demo.samples = Some(s),
-                Loaded::Script(r) => {
+                Loaded::Script(r, play) => {
                     self.demo.loading = self.demo.loading.saturating_sub(1);
                     match r {
-                        Ok(script) => self.demo_start(*script),
+                        Ok(script) => self.demo_start_with(*script, play),
                         Err(e) => self.log.error(format!(
                             "Demo: {e}. Nothing was played; the console is as it was."
                         )),
@@ -593,6 +609,7 @@ impl DrApp {
                 Loaded::Cancelled => self.demo.loading = self.demo.loading.saturating_sub(1),
             }
         }
+        self.demo_keys();
         let Some(p) = self.demo.player.as_mut() else {
             return;
         };
@@ -621,6 +638,31 @@ impl DrApp {
             Stage::Reading { due } if now >= due => self.demo_advance(false),
             Stage::Reading { due } => self.ctx.request_repaint_after(due - now),
             Stage::Arriving { .. } | Stage::AtStep(_) | Stage::Running | Stage::Finished => {}
+        }
+    }
+
+    /// A presenter's remote: Page Down runs the next step, F5 plays or pauses. Taken
+    /// before the panels draw, so no scroll area sees them; not while typing.
+    fn demo_keys(&mut self) {
+        let Some(p) = self.demo.player.as_ref() else {
+            return;
+        };
+        if self.ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        let playing = p.playing && !p.finished();
+        let (step, toggle) = self.ctx.input_mut(|i| {
+            (
+                i.consume_key(egui::Modifiers::NONE, egui::Key::PageDown),
+                i.consume_key(egui::Modifiers::NONE, egui::Key::F5),
+            )
+        });
+        if step {
+            self.demo_step();
+        } else if toggle && playing {
+            self.demo_pause();
+        } else if toggle {
+            self.demo_play();
         }
     }
 
@@ -1009,14 +1051,14 @@ impl DrApp {
                 if p.playing && !p.finished() {
                     if ui
                         .button(PAUSE)
-                        .on_hover_text("Stop after this step")
+                        .on_hover_text("Stop after this step (F5)")
                         .clicked()
                     {
                         click = Some(PAUSE);
                     }
                 } else if ui
                     .add_enabled(can_play, egui::Button::new(PLAY))
-                    .on_hover_text("Run the steps one after the other, in simulated time")
+                    .on_hover_text("Run the steps one after the other, in simulated time (F5)")
                     .clicked()
                 {
                     click = Some(PLAY);
@@ -1027,7 +1069,7 @@ impl DrApp {
                 );
                 if ui
                     .add_enabled(can_step, egui::Button::new(STEP))
-                    .on_hover_text("Run the next step now, then wait")
+                    .on_hover_text("Run the next step now, then wait (Page Down)")
                     .clicked()
                 {
                     click = Some(STEP);

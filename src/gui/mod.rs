@@ -1003,7 +1003,7 @@ pub fn run(
                 app.restore(saved);
             }
             if let Some(scenario) = demo {
-                app.demo_open(scenario);
+                app.demo_open_paused(scenario);
             }
             Ok(Box::new(app))
         }),

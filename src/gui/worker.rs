@@ -52,7 +52,9 @@ pub enum Request {
     /// Reports carry `epoch`, so the UI can drop what an older workspace still sends.
     /// `options` apply when the workspace is created. With `fresh`, a workspace already at
     /// `root` is deleted first, so the run starts from the topology (a directory holding
-    /// anything but a workspace is left alone and the open fails).
+    /// anything but a workspace is left alone and the open fails), and the clock starts
+    /// paused at zero: a scripted run says when it may move, so its first step runs at
+    /// exactly its time.
     Open {
         epoch: u64,
         root: PathBuf,
@@ -534,6 +536,9 @@ impl Driver {
                     fresh: true,
                 });
                 self.restart_clock();
+                if fresh {
+                    self.clock.paused = true;
+                }
                 self.report(Report::Opened {
                     epoch,
                     root,
@@ -752,8 +757,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = Worker::spawn(egui::Context::default());
         open(&w, dir.path().join("ws"));
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(clock_now(&w), (0, true), "a fresh open waits at zero");
         w.send(Request::Engine(Command::StartWorkloads));
         w.send(Request::SetSpeed(600.0));
+        w.send(Request::Resume);
 
         // At the clock's speed: 6 simulated seconds and a few microseconds, an instant no
         // slice would land on by itself.
