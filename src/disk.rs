@@ -306,6 +306,45 @@ impl ImageFile {
         self
     }
 
+    /// The byte ranges of the image that may hold data, ascending; the rest are holes,
+    /// which read as zeros. From the file system (`SEEK_DATA`/`SEEK_HOLE`); the whole
+    /// image where it cannot tell. Images are read and written only at explicit offsets,
+    /// so moving the descriptor's offset here disturbs nothing.
+    pub fn data_ranges(&self) -> Vec<std::ops::Range<u64>> {
+        use std::os::fd::AsRawFd;
+        let len = self.blocks * BLOCK_SIZE as u64;
+        let whole = std::iter::once(0..len).collect();
+        let fd = self.file.as_raw_fd();
+        let seek = |from: u64, whence| {
+            let Ok(from) = libc::off_t::try_from(from) else {
+                return Err(None);
+            };
+            // SAFETY: lseek on a valid open descriptor; it reads no memory of ours.
+            let at = unsafe { libc::lseek(fd, from, whence) };
+            u64::try_from(at).map_err(|_| std::io::Error::last_os_error().raw_os_error())
+        };
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < len {
+            let start = match seek(pos, libc::SEEK_DATA) {
+                Ok(s) => s,
+                // No data after `pos`.
+                Err(Some(libc::ENXIO)) => break,
+                Err(_) => return whole,
+            };
+            if start >= len {
+                break;
+            }
+            let Ok(end) = seek(start, libc::SEEK_HOLE) else {
+                return whole;
+            };
+            let end = end.min(len);
+            out.push(start..end);
+            pos = end;
+        }
+        out
+    }
+
     /// The image's path.
     pub fn path(&self) -> &Path {
         &self.path

@@ -480,11 +480,21 @@ fn is_zero(block: &[u8]) -> bool {
 fn for_each_chunk(
     img: &ImageFile,
     op: &'static str,
+    f: impl FnMut(u64, &[u8]) -> Result<(), ReplicaError>,
+) -> Result<(), ReplicaError> {
+    for_each_chunk_in(img, 0..img.block_count(), op, f)
+}
+
+/// [`for_each_chunk`] over the blocks `range` only.
+fn for_each_chunk_in(
+    img: &ImageFile,
+    range: std::ops::Range<u64>,
+    op: &'static str,
     mut f: impl FnMut(u64, &[u8]) -> Result<(), ReplicaError>,
 ) -> Result<(), ReplicaError> {
     let mut buf = vec![0u8; IO_BYTES];
-    let blocks = img.block_count();
-    let mut first = 0;
+    let blocks = range.end.min(img.block_count());
+    let mut first = range.start;
     while first < blocks {
         let n = (blocks - first).min(RUN_MAX_BLOCKS);
         let chunk = &mut buf[..n as usize * BLOCK_SIZE];
@@ -497,17 +507,25 @@ fn for_each_chunk(
 }
 
 /// Every block of `img` that is not all zeros, ascending: what the initial full copy ships
-/// (the replica image is created sparse). Read in chunks of 256 KiB.
+/// (the replica image is created sparse). Only the ranges the file system holds data for
+/// are read (a new guest's image is mostly holes), in chunks of 256 KiB.
 pub fn nonzero_blocks(img: &ImageFile) -> Result<Vec<u64>, ReplicaError> {
     let mut out = Vec::new();
-    for_each_chunk(img, "reading the image", |first, chunk| {
-        for (b, block) in (first..).zip(chunk.chunks_exact(BLOCK_SIZE)) {
-            if !is_zero(block) {
-                out.push(b);
+    let mut next = 0;
+    for bytes in img.data_ranges() {
+        let bs = BLOCK_SIZE as u64;
+        // Whole blocks covering the range, none twice.
+        let range = (bytes.start / bs).max(next)..bytes.end.div_ceil(bs);
+        next = range.end;
+        for_each_chunk_in(img, range, "reading the image", |first, chunk| {
+            for (b, block) in (first..).zip(chunk.chunks_exact(BLOCK_SIZE)) {
+                if !is_zero(block) {
+                    out.push(b);
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })?;
+    }
     Ok(out)
 }
 
