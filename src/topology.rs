@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 
 /// The longest id the contract allows.
 pub const MAX_ID_LEN: usize = 64;
+/// The largest VM disk: 16 TiB, the largest file ext4 holds. Disk sizes are multiplied into
+/// bytes and blocks; an absurd one would overflow that arithmetic.
+pub const MAX_DISK_MIB: u64 = 16 * 1024 * 1024;
+/// The largest LUN: 1 EiB. Capacities are summed in MiB per datastore.
+pub const MAX_CAPACITY_GIB: u64 = 1 << 30;
 
 /// The built-in demo topology, compiled in.
 pub const DEFAULT_TOPOLOGY_RON: &str = include_str!("../sample_topologies/two_site_demo.ron");
@@ -201,15 +206,34 @@ impl TopologyError {
     }
 }
 
-/// Checks an id against the contract: `[a-z0-9][a-z0-9._-]*`, at most 64 characters.
+/// Checks an id against the contract: `[a-z0-9][a-z0-9._-]*`, at most 64 bytes, no `..`.
+/// Ids become directory and file names in the workspace, so the reason names what would
+/// make one unsafe there (a path separator, `..`, a NUL or control character).
 pub fn id_problem(id: &str) -> Option<String> {
     if id.is_empty() {
         return Some("id is empty".to_string());
     }
     if id.len() > MAX_ID_LEN {
         return Some(format!(
-            "id is {} characters long; at most {MAX_ID_LEN} are allowed",
+            "id is {} bytes long; at most {MAX_ID_LEN} bytes are allowed (ids become directory names)",
             id.len()
+        ));
+    }
+    let pattern = "does not match [a-z0-9][a-z0-9._-]* (lower-case letters, digits, '.', '_' and '-', starting with a letter or digit)";
+    let why = if id.contains(['/', '\\']) {
+        Some("it contains a path separator ('/' or '\\')")
+    } else if id.contains('\0') {
+        Some("it contains a NUL character")
+    } else if id.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else if id.contains("..") {
+        Some("it contains '..'")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Some(format!(
+            "id {id:?} {pattern}: {why}, and ids become directory names in the workspace"
         ));
     }
     let mut chars = id.chars();
@@ -219,11 +243,19 @@ pub fn id_problem(id: &str) -> Option<String> {
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
     if !ok_first || !ok_rest {
-        return Some(format!(
-            "id {id:?} does not match [a-z0-9][a-z0-9._-]* (lower-case letters, digits, '.', '_' and '-', starting with a letter or digit)"
-        ));
+        return Some(format!("id {id:?} {pattern}"));
     }
     None
+}
+
+/// An id as error messages show it: quoted, and cut to its first 80 characters when longer
+/// (an absurdly long id would otherwise fill the screen).
+pub fn shown_id(id: &str) -> String {
+    const SHOWN: usize = 80;
+    match id.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &id[..cut], id.len()),
+        None => format!("{id:?}"),
+    }
 }
 
 impl Topology {
@@ -392,11 +424,11 @@ impl Validator {
         let mut seen = BTreeSet::new();
         for id in ids {
             if let Some(p) = id_problem(id) {
-                self.err(format!("{kind} {id:?}"), p);
+                self.err(format!("{kind} {}", shown_id(id)), p);
             }
             if !seen.insert(id) {
                 self.err(
-                    format!("{kind} {id:?}"),
+                    format!("{kind} {}", shown_id(id)),
                     format!("{kind} ids must be unique; {id:?} is used twice"),
                 );
             }
@@ -494,6 +526,15 @@ impl Validator {
             if vm.disk_mib < 1 {
                 self.err(&obj, "disk_mib must be at least 1");
             }
+            if vm.disk_mib > MAX_DISK_MIB {
+                self.err(
+                    &obj,
+                    format!(
+                        "disk_mib must be at most {MAX_DISK_MIB} (16 TiB), not {}",
+                        vm.disk_mib
+                    ),
+                );
+            }
             if vm.vcpus == 0 || vm.memory_gib == 0 {
                 self.err(&obj, "a VM needs at least 1 vcpu and 1 GiB of memory");
             }
@@ -545,6 +586,15 @@ impl Validator {
                 let obj = format!("LUN {:?} on array {:?}", l.id, a.id);
                 if l.capacity_gib == 0 {
                     self.err(&obj, "capacity_gib must be at least 1");
+                }
+                if l.capacity_gib > MAX_CAPACITY_GIB {
+                    self.err(
+                        &obj,
+                        format!(
+                            "capacity_gib must be at most {MAX_CAPACITY_GIB} (1 EiB), not {}",
+                            l.capacity_gib
+                        ),
+                    );
                 }
                 let Some(r) = &l.replication else { continue };
                 if r.rpo_minutes == 0 {

@@ -62,6 +62,17 @@ pub enum WorkspaceError {
     InstanceExists { path: String },
     #[error("{path} is not an instance directory under {root}/sites; refusing to delete it")]
     OutsideWorkspace { path: String, root: String },
+    #[error(
+        "{path} is a symbolic link (to {target}); drconsole does not follow links inside a \
+         workspace: replace it with the real directory or file, or move it away"
+    )]
+    Symlink { path: String, target: String },
+    #[error(
+        "{path}: the journal of protected site {site:?} is missing; it is the ground truth of \
+         the site's disks (SPEC §4.3) and a new one would disown every write on them: restore \
+         it from where it was moved"
+    )]
+    MissingJournal { path: String, site: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WorkspaceError + '_ {
@@ -338,6 +349,99 @@ impl Workspace {
             .join(&ds.site)
             .join("datastores")
             .join(&ds.id))
+    }
+
+    /// Checks what the engine is about to read and write through before it opens anything:
+    /// no symbolic link where the workspace keeps its data (`sites/<site>/datastores/<ds>`,
+    /// an instance-named entry of a datastore directory or any file inside an instance,
+    /// `journal/`, a journal, `state/`, `state/migrations` and its records), since one
+    /// could lead reads and writes out of the workspace;
+    /// and every protected site's journal present. Entries of a datastore directory that
+    /// are not instance names are ignored, as [`Workspace::list_instances`] ignores them.
+    /// Reads only directory entries and link metadata; changes nothing.
+    pub fn check_layout(&self) -> Result<(), WorkspaceError> {
+        let no_link = |path: &Path| -> Result<bool, WorkspaceError> {
+            match fs::symlink_metadata(path) {
+                Ok(m) if m.file_type().is_symlink() => Err(WorkspaceError::Symlink {
+                    path: path.display().to_string(),
+                    target: fs::read_link(path)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_else(|e| format!("unreadable: {e}")),
+                }),
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(io_err(path)(e)),
+            }
+        };
+        // Every entry of the directory `dir` (if it is one) that is a symbolic link.
+        let links_inside = |dir: &Path| -> Result<(), WorkspaceError> {
+            let Ok(entries) = fs::read_dir(dir) else {
+                // Not a directory (a stray file), or gone: nothing inside to follow.
+                return Ok(());
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_err(dir))?;
+                if entry
+                    .file_type()
+                    .map_err(io_err(&entry.path()))?
+                    .is_symlink()
+                {
+                    no_link(&entry.path())?;
+                }
+            }
+            Ok(())
+        };
+        let sites = self.root.join("sites");
+        if no_link(&sites)? {
+            for site in &self.topology.sites {
+                let dir = sites.join(&site.id);
+                if no_link(&dir)? {
+                    no_link(&dir.join("datastores"))?;
+                }
+            }
+            for ds in &self.topology.datastores {
+                let dir = self.datastore_dir(&ds.id)?;
+                if !no_link(&dir)? {
+                    continue;
+                }
+                for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+                    let entry = entry.map_err(io_err(&dir))?;
+                    let instance_named = entry
+                        .file_name()
+                        .to_str()
+                        .is_some_and(|n| instance_name_problem(n).is_none());
+                    let is_link = entry
+                        .file_type()
+                        .map_err(io_err(&entry.path()))?
+                        .is_symlink();
+                    if instance_named && is_link {
+                        no_link(&entry.path())?;
+                    } else if instance_named {
+                        // Nor a file inside an instance (its image, its vm.ron).
+                        links_inside(&entry.path())?;
+                    }
+                }
+            }
+        }
+        no_link(&self.root.join("journal"))?;
+        for site in &self.topology.sites {
+            let path = self.journal_path(&site.id);
+            let present = no_link(&path)?;
+            if !present && site.role == SiteRole::Protected {
+                return Err(WorkspaceError::MissingJournal {
+                    path: path.display().to_string(),
+                    site: site.id.clone(),
+                });
+            }
+        }
+        let state = self.state_dir();
+        if no_link(&state)? {
+            let migrations = state.join("migrations");
+            if no_link(&migrations)? {
+                links_inside(&migrations)?;
+            }
+        }
+        Ok(())
     }
 
     /// `root/journal/<site>.log`.

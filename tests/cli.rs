@@ -378,3 +378,183 @@ fn generate_prints_a_topology_that_passes_check() {
         &["--vms 100000000", "at most 100000 VMs"],
     );
 }
+
+/// Two VMs with busy guests on one non-replicated datastore; a few simulated seconds of
+/// writes, then a clean close (or, with `crash_mid_migration`, vm-a starts moving to the
+/// slow ds-2 and the engine is dropped unclosed mid-copy, as a crash leaves it). Returns
+/// the workspace path.
+fn busy_workspace_with(dir: &Path, crash_mid_migration: bool) -> PathBuf {
+    use drconsole::engine::{Command as EngineCommand, Engine, EngineOptions, from_minutes};
+    let text = r#"Topology(name: "verify", sites: [Site(id: "pa", name: "P", role: Protected)],
+    hosts: [Host(id: "h", site: "pa", cpus: 4, memory_gib: 8)],
+    arrays: [Array(id: "a", site: "pa", luns: [Lun(id: "l1", capacity_gib: 4), Lun(id: "l2", capacity_gib: 4)])],
+    datastores: [Datastore(id: "ds-1", site: "pa", luns: ["l1"]),
+                 Datastore(id: "ds-2", site: "pa", luns: ["l2"], throughput_mib_s: 0.25)],
+    vms: [
+        Vm(id: "vm-a", uuid: "0f0e0d0c-0b0a-4908-8706-050403020100", host: "h", datastore: "ds-1",
+           disk_mib: 2, vcpus: 1, memory_gib: 1, priority: 1,
+           workload: Some(Workload(write_iops: 200, read_iops: 0))),
+        Vm(id: "vm-b", uuid: "1f0e0d0c-0b0a-4908-8706-050403020100", host: "h", datastore: "ds-1",
+           disk_mib: 2, vcpus: 1, memory_gib: 1, priority: 1,
+           workload: Some(Workload(write_iops: 200, read_iops: 0))),
+    ])"#;
+    let topo = drconsole::topology::Topology::from_ron_str(text, "verify.ron").unwrap();
+    let ws = dir.join("ws");
+    let mut e = Engine::create(&ws, &topo, EngineOptions::default()).unwrap();
+    e.apply(EngineCommand::StartWorkloads).unwrap();
+    e.advance(from_minutes(0.05)).unwrap();
+    if crash_mid_migration {
+        e.apply(EngineCommand::Migrate {
+            vm: "vm-a".into(),
+            to: "ds-2".into(),
+            mode: drconsole::engine::copy::CopyMode::Mirror,
+            confirm: true,
+        })
+        .unwrap();
+        e.advance(from_minutes(0.07)).unwrap();
+        assert!(e.is_migrating("vm-a"), "still copying at the crash");
+        drop(e);
+    } else {
+        e.close().unwrap();
+    }
+    ws
+}
+
+fn busy_workspace(dir: &Path) -> PathBuf {
+    busy_workspace_with(dir, false)
+}
+
+/// The first block of `image` that holds a valid stamp, and its bytes.
+fn first_stamped_block(image: &Path) -> (u64, Vec<u8>) {
+    let bytes = std::fs::read(image).unwrap();
+    for (i, chunk) in bytes.chunks_exact(drconsole::disk::BLOCK_SIZE).enumerate() {
+        let block: &drconsole::disk::Block = chunk.try_into().unwrap();
+        if matches!(
+            drconsole::disk::inspect(block),
+            drconsole::disk::BlockContent::Stamped(_)
+        ) {
+            return (i as u64, chunk.to_vec());
+        }
+    }
+    panic!("{} holds no written block", image.display());
+}
+
+#[test]
+fn verify_repair_json_on_a_clean_workspace_is_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = busy_workspace(dir.path());
+    let o = drconsole(&["verify", &ws.display().to_string(), "--repair", "--json"]);
+    let v = json(&o);
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["workspace"], ws.display().to_string());
+    assert_eq!(
+        v["repaired"].as_array().unwrap().len(),
+        0,
+        "a clean shutdown needs no repair: {v:#}"
+    );
+    let vms = v["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 2);
+    for (entry, name) in vms.iter().zip(["vm-a", "vm-b"]) {
+        assert_eq!(entry["vm"], name);
+        assert_eq!(entry["datastore"], "ds-1");
+        assert_eq!(entry["consistent"], true);
+        assert!(entry["written_blocks"].as_u64().unwrap() > 0, "{entry:#}");
+    }
+    // The text output still has one line per VM, and --repair says what it did.
+    let o = drconsole(&["verify", &ws.display().to_string(), "--repair"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("repaired: nothing needed repair"), "{text}");
+    assert_eq!(text.matches(" consistent: ").count(), 2, "{text}");
+}
+
+#[test]
+fn verify_repair_json_names_the_vm_with_a_foreign_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = busy_workspace(dir.path());
+    let ds = ws.join("sites/pa/datastores/ds-1");
+    let (_, foreign) = first_stamped_block(&ds.join("vm-a/disk0.img"));
+    let victim = ds.join("vm-b/disk0.img");
+    let (block, _) = first_stamped_block(&victim);
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&victim)
+            .unwrap();
+        f.seek(SeekFrom::Start(block * drconsole::disk::BLOCK_SIZE as u64))
+            .unwrap();
+        f.write_all(&foreign).unwrap();
+        f.sync_all().unwrap();
+    }
+    let o = drconsole(&["verify", &ws.display().to_string(), "--repair", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let vms = v["vms"].as_array().unwrap();
+    let bad: Vec<&str> = vms
+        .iter()
+        .filter(|e| e["consistent"] == false)
+        .map(|e| e["vm"].as_str().unwrap())
+        .collect();
+    assert_eq!(bad, ["vm-b"], "{v:#}");
+    let entry = vms.iter().find(|e| e["vm"] == "vm-b").unwrap();
+    assert!(
+        entry["mismatched_blocks"].as_u64().unwrap() >= 1,
+        "{entry:#}"
+    );
+    // The text output names it too.
+    let o = drconsole(&["verify", &ws.display().to_string()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.starts_with("vm-b") && l.contains("INCONSISTENT")),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn verify_repair_reports_the_recovery_of_a_crashed_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = busy_workspace_with(dir.path(), true);
+    let o = drconsole(&["verify", &ws.display().to_string(), "--repair", "--json"]);
+    let v = json(&o);
+    assert_eq!(v["ok"], true, "{v:#}");
+    let repaired: Vec<&str> = v["repaired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        repaired
+            .iter()
+            .any(|r| r.contains("vm-a") && r.contains("resumes copying")),
+        "{repaired:?}"
+    );
+    let a = v["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["vm"] == "vm-a")
+        .unwrap();
+    assert_eq!(a["migrating"], true);
+    assert_eq!(a["consistent"], true);
+    // Closed cleanly by the repair: a second run has nothing left to repair.
+    let v = json(&drconsole(&[
+        "verify",
+        &ws.display().to_string(),
+        "--repair",
+        "--json",
+    ]));
+    assert_eq!(v["ok"], true);
+    let again = v["repaired"].as_array().unwrap();
+    assert!(
+        again
+            .iter()
+            .all(|r| !r.as_str().unwrap().contains("journaled")),
+        "{again:?}"
+    );
+}

@@ -1,5 +1,5 @@
 //! SIGKILL a running `drconsole run` at many points of a long, busy migration; after each
-//! kill, `verify` (which opens the workspace and recovers) must be clean and the VM must
+//! kill, `verify --repair` (which opens the workspace and recovers) must be clean and the VM must
 //! have exactly one complete instance.
 
 use std::path::{Path, PathBuf};
@@ -107,7 +107,7 @@ fn sigkill_anywhere_then_verify_is_clean() {
                 .unwrap_or(0);
             mid_copy += usize::from(records > 0);
             let o = Command::new(bin())
-                .args(["verify", &ws.display().to_string(), "--json"])
+                .args(["verify", &ws.display().to_string(), "--repair", "--json"])
                 .output()
                 .unwrap();
             let out = String::from_utf8_lossy(&o.stdout);

@@ -179,7 +179,7 @@ fn ids_follow_the_pattern() {
         "\"web-01\", uuid",
         &format!("{long:?}, uuid"),
         &format!("VM {long:?}"),
-        "65 characters",
+        "65 bytes",
     );
     // 64 characters is still fine.
     let ok = BASE.replace("\"web-01\", uuid", &format!("{:?}, uuid", "a".repeat(64)));
@@ -510,4 +510,86 @@ fn missing_file_names_the_file() {
         e.to_string().starts_with("/nonexistent/x.ron: cannot read"),
         "{e}"
     );
+}
+
+/// Ids become directory names in the workspace: every id kind refuses what could escape or
+/// confuse a path, and the error names the file, the object and the rule.
+#[test]
+fn ids_that_would_be_unsafe_directory_names_are_refused() {
+    // (the id as written in the RON file, what the rule must say)
+    let cases: [(&str, &str); 8] = [
+        ("a/b", "path separator"),
+        (r"a\\b", "path separator"),
+        ("..", "'..'"),
+        ("a..b", "'..'"),
+        ("a\u{0}b", "NUL"),
+        ("a\nb", "control character"),
+        ("a\u{7f}b", "control character"),
+        (r"a\tb", "control character"),
+    ];
+    for (written, why) in cases {
+        let raw: String = ron::from_str(&format!("\"{written}\"")).unwrap();
+        let shown = format!("{raw:?}");
+        for (from, object) in [
+            ("Site(id: \"ny\"", "site"),
+            ("Datastore(id: \"ds-local\"", "datastore"),
+            ("Vm(id: \"web-01\"", "VM"),
+            ("Host(id: \"esx-ny-1\"", "host"),
+            ("ProtectionGroup(id: \"pg-a\"", "protection group"),
+        ] {
+            let to = from.replacen(from.split('"').nth(1).unwrap(), written, 1);
+            let text = BASE.replacen(from, &to, 1);
+            let e = load(&text).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.starts_with("t.ron: "), "{msg}");
+            let v = e.violations();
+            assert!(
+                v.iter().any(|v| v.object == format!("{object} {shown}")
+                    && v.rule.contains(why)
+                    && v.rule.contains("directory names")),
+                "{raw:?} as a {object}: {v:#?}"
+            );
+        }
+    }
+    // Empty and absurdly long ids; the long one is cut short in the message.
+    assert_rule("Vm(id: \"web-01\"", "Vm(id: \"\"", "VM \"\"", "empty");
+    let long = "a".repeat(100_000);
+    let v = violations("Vm(id: \"web-01\"", &format!("Vm(id: \"{long}\""));
+    let hit = v
+        .iter()
+        .find(|v| v.rule.contains("100000 bytes long; at most 64 bytes"))
+        .unwrap_or_else(|| panic!("{v:#?}"));
+    assert!(hit.object.starts_with("VM \"aaaa"), "{}", hit.object);
+    assert!(hit.object.len() < 120, "{}", hit.object);
+    // Non-ASCII counts in bytes: 33 two-byte characters are 66 bytes.
+    let wide = "é".repeat(33);
+    assert_rule(
+        "Vm(id: \"web-01\"",
+        &format!("Vm(id: \"{wide}\""),
+        &format!("VM {wide:?}"),
+        "66 bytes long",
+    );
+    // Plain ids with single dots stay valid.
+    let ok = BASE.replacen("Vm(id: \"web-01\"", "Vm(id: \"web.01_a-b\"", 1);
+    load(&ok).unwrap();
+}
+
+/// Sizes are multiplied into bytes and summed: absurd ones are refused before they can
+/// overflow that arithmetic.
+#[test]
+fn absurd_sizes_are_refused() {
+    assert_rule(
+        "disk_mib: 64,",
+        "disk_mib: 18446744073709551615,",
+        "VM \"web-01\"",
+        "disk_mib must be at most 16777216",
+    );
+    assert_rule(
+        "Lun(id: \"lun-9\", capacity_gib: 256)",
+        "Lun(id: \"lun-9\", capacity_gib: 18446744073709551615)",
+        "LUN \"lun-9\" on array \"array-pa\"",
+        "capacity_gib must be at most",
+    );
+    let ok = BASE.replacen("disk_mib: 64,", &format!("disk_mib: {MAX_DISK_MIB},"), 1);
+    load(&ok).unwrap();
 }
