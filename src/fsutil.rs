@@ -41,14 +41,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dir.join(tmp_name);
     let result = (|| {
+        crate::fault::alive()?;
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
+        crate::fault::point("atomic.temp-written")?;
         f.sync_all()?;
+        crate::fault::point("atomic.temp-synced")?;
         drop(f);
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        crate::fault::point("atomic.renamed")?;
+        File::open(dir)?.sync_all()?;
+        crate::fault::point("atomic.dir-synced")
     })();
-    if result.is_err() {
+    // An injected fault is a crash: nothing cleans up after it (the temp file stays, as it
+    // would; readers ignore dot files).
+    if let Err(e) = &result
+        && !crate::fault::is_injected(e)
+    {
         let _ = fs::remove_file(&tmp);
     }
     result

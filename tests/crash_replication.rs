@@ -148,15 +148,18 @@ fn sigkill_during_replication_leaves_the_published_point() {
         };
         // Reopen (recovery runs), then the point must hold; it is never older.
         let o = Command::new(bin())
-            .args(["verify", &ws.display().to_string()])
+            .args(["verify", &ws.display().to_string(), "--repair", "--json"])
             .output()
             .unwrap();
         assert_eq!(
             o.status.code(),
             Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stdout)
+            "k{k}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
         );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["ok"], true, "k{k}: {v:#}");
         assert!(!staging.exists(), "the interrupted staging is gone");
         let after = check_published(&ws);
         assert!(after >= before, "k{k}: {after:?} < {before:?}");

@@ -561,7 +561,8 @@ impl Engine {
                 }
                 None => {
                     for d in &e.delete {
-                        self.ws.remove_instance(&self.ws.root().join(d))?;
+                        self.remove_instance_dir(&self.ws.root().join(d))?;
+                        super::fault_point("failover.loser-deleted")?;
                         res.deleted.push(d.clone());
                     }
                     src_dir
@@ -670,7 +671,8 @@ impl Engine {
         if let Some(td) = test_dir {
             self.test_dir = Some(td);
         }
-        self.persist_state()
+        self.persist_state()?;
+        super::fault_point("failover.state-written")
     }
 
     /// Registers VM `i` on its recovery-site instance and starts its guest there.
@@ -721,7 +723,7 @@ impl Engine {
             writes_lost,
         });
         self.start_guest(i);
-        Ok(())
+        super::fault_point("failover.powered-on")
     }
 
     /// Removes a test failover's isolated copies.

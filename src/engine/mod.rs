@@ -464,8 +464,19 @@ fn write_ron<T: Serialize>(path: &Path, v: &T) -> Result<(), EngineError> {
         .map_err(io_err(path.display().to_string()))
 }
 
+/// A named fault point (see [`crate::fault`]): an injected error when a crash test arms it.
+fn fault_point(name: &'static str) -> Result<(), EngineError> {
+    crate::fault::point(name).map_err(io_err(name))
+}
+
+/// Fails once an injected crash has fired (nothing more reaches the disk).
+fn alive() -> Result<(), EngineError> {
+    crate::fault::alive().map_err(io_err("after an injected crash"))
+}
+
 /// Removes a directory tree; one that is not there is not an error.
 fn remove_dir_if_exists(p: &Path) -> Result<(), EngineError> {
+    alive()?;
     match std::fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -475,6 +486,7 @@ fn remove_dir_if_exists(p: &Path) -> Result<(), EngineError> {
 
 /// Removes a file; one that is not there is not an error.
 fn remove_file_if_exists(p: &Path) -> Result<(), EngineError> {
+    alive()?;
     match std::fs::remove_file(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -500,6 +512,20 @@ impl Engine {
         opts: EngineOptions,
     ) -> Result<Engine, EngineError> {
         let ws = Workspace::create(root, topology)?;
+        fault_point("create.workspace-made")?;
+        Engine::write_initial_state(&ws, topology, opts)?;
+        // Nothing has run yet: there is no write in flight to look for.
+        std::fs::write(Engine::clean_marker(&ws), b"clean\n")
+            .map_err(io_err("writing the clean-shutdown marker"))?;
+        Engine::start(ws)
+    }
+
+    /// The state of a workspace on which nothing has run yet.
+    fn write_initial_state(
+        ws: &Workspace,
+        topology: &Topology,
+        opts: EngineOptions,
+    ) -> Result<(), EngineError> {
         let state = EngineState {
             now: 0,
             workloads_on: false,
@@ -541,17 +567,30 @@ impl Engine {
                 .collect(),
         };
         write_ron(&ws.state_dir().join("locations.ron"), &locations)?;
-        // Nothing has run yet: there is no write in flight to look for.
-        std::fs::write(Engine::clean_marker(&ws), b"clean\n")
-            .map_err(io_err("writing the clean-shutdown marker"))?;
-        Engine::start(ws)
+        fault_point("create.state-written")
     }
 
     /// Opens an existing workspace, performing crash recovery: a cut-short journal line is
     /// dropped, a write that was in flight is journaled, and interrupted migrations resume
     /// or roll back.
     pub fn open(root: &Path) -> Result<Engine, EngineError> {
-        Engine::start(Workspace::open(root)?)
+        Engine::open_with(root, EngineOptions::default())
+    }
+
+    /// Opens `root`; `opts` only serve to finish a create that a crash interrupted.
+    fn open_with(root: &Path, opts: EngineOptions) -> Result<Engine, EngineError> {
+        let ws = Workspace::open(root)?;
+        // No link out of the workspace, no missing journal: refuse before touching anything.
+        ws.check_layout()?;
+        // A crash during create: topology.ron is the last file of the workspace but comes
+        // before the engine's state; without engine.ron (or locations.ron) nothing has run
+        // yet, so the initial state is written now.
+        let state = ws.state_dir();
+        if !state.join("engine.ron").exists() || !state.join("locations.ron").exists() {
+            let topology = ws.topology().clone();
+            Engine::write_initial_state(&ws, &topology, opts)?;
+        }
+        Engine::start(ws)
     }
 
     /// Opens `root` if it holds a workspace, else materializes `topology` there.
@@ -561,7 +600,7 @@ impl Engine {
         opts: EngineOptions,
     ) -> Result<Engine, EngineError> {
         if root.join("topology.ron").exists() {
-            Engine::open(root)
+            Engine::open_with(root, opts)
         } else {
             Engine::create(root, topology, opts)
         }
@@ -584,10 +623,6 @@ impl Engine {
         let locations: Locations = read_ron(&ws.state_dir().join("locations.ron"))?;
         let topo = ws.topology().clone();
         let was_clean = Engine::clean_marker(&ws).exists();
-        if was_clean {
-            std::fs::remove_file(Engine::clean_marker(&ws))
-                .map_err(io_err("removing the clean-shutdown marker"))?;
-        }
 
         // Journals: drop a cut-short last line, learn each site's last seq and each VM's
         // last write to every block (the guests' oracle).
@@ -717,6 +752,11 @@ impl Engine {
                 .map(|d| (d.id.clone(), d.throughput_mib_s))
                 .collect(),
         };
+        // Removed only now that every image opened: a refused open changes nothing.
+        if was_clean {
+            std::fs::remove_file(Engine::clean_marker(&engine.ws))
+                .map_err(io_err("removing the clean-shutdown marker"))?;
+        }
         engine.recover_migrations()?;
         if !was_clean {
             engine.journal_in_flight_writes()?;
@@ -787,6 +827,18 @@ impl Engine {
                 records.push(read_ron::<MigrationRecord>(&p)?);
             }
         }
+        // The id counter lives in engine.ron, which a migration's start does not rewrite: after
+        // a crash it may lag the records on disk, and a new migration would take a running
+        // one's id (and overwrite its record and bitmap). Move it past every record.
+        for rec in &records {
+            if let Some(n) = rec
+                .id
+                .strip_prefix("m-")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                self.next_migration = self.next_migration.max(n + 1);
+            }
+        }
         for rec in records {
             let Some(i) = self.vm_index(&rec.vm) else {
                 continue;
@@ -801,7 +853,7 @@ impl Engine {
                 Phase::Preparing => {
                     // Half made: undo it. The source was never written elsewhere.
                     if dst_dir.exists() {
-                        self.ws.remove_instance(&dst_dir)?;
+                        self.remove_instance_dir(&dst_dir)?;
                     }
                     self.set_marks(&src_dir, None)?;
                     self.remove_record(&rec.id)?;
@@ -814,6 +866,21 @@ impl Engine {
                     self.finish_completion(i, &rec, &src_dir, &dst_dir)?;
                     self.info(format!(
                         "Recovery: migration {} of {} had finished copying; completed it",
+                        rec.id, rec.vm
+                    ));
+                }
+                Phase::Copying | Phase::Cancelling
+                    if Workspace::read_config(&src_dir).is_ok_and(|c| c.migration.is_none()) =>
+                {
+                    // Only the end of a cancel clears the source's marks while the record
+                    // lives: the crash fell in it (the target maybe gone already, which
+                    // made the open fail). The source is current: finish the cancel.
+                    if dst_dir.exists() {
+                        self.remove_instance_dir(&dst_dir)?;
+                    }
+                    self.remove_record(&rec.id)?;
+                    self.info(format!(
+                        "Recovery: migration {} of {} was being cancelled; finished the cancel",
                         rec.id, rec.vm
                     ));
                 }
@@ -881,6 +948,7 @@ impl Engine {
     }
 
     fn persist_state(&self) -> Result<(), EngineError> {
+        alive()?;
         write_ron(
             &self.state_path(),
             &EngineState {
@@ -1141,7 +1209,11 @@ impl Engine {
         };
         std::fs::create_dir_all(Engine::migrations_dir(&self.ws))
             .map_err(io_err("creating state/migrations"))?;
+        // A crash between removing a finished migration's record and its bitmap leaves the
+        // bitmap; were the id reused, its stale bits would skip blocks of this copy.
+        remove_file_if_exists(&Engine::migrations_dir(&self.ws).join(format!("{id}.bitmap")))?;
         self.write_record(&rec)?;
+        fault_point("migrate.record-preparing")?;
 
         let undo = |eng: &mut Engine, e: EngineError| -> EngineError {
             // Best effort: the record says Preparing, so a crash here is undone on reopen too.
@@ -1149,7 +1221,7 @@ impl Engine {
             if let Ok(dst) = dst
                 && dst.exists()
             {
-                let _ = eng.ws.remove_instance(&dst);
+                let _ = eng.remove_instance_dir(&dst);
             }
             let _ = eng.set_marks(&src_dir, None);
             let _ = eng.remove_record(&id);
@@ -1166,8 +1238,10 @@ impl Engine {
         if let Err(e) = self
             .ws
             .create_instance(to, &target_instance, &target_config, need.max(1))
+            .map_err(EngineError::from)
+            .and_then(|_| fault_point("migrate.target-created"))
         {
-            return Err(undo(self, e.into()));
+            return Err(undo(self, e));
         }
         // (3) Mark the source.
         src_config.migration = Some(MigrationMarks {
@@ -1176,8 +1250,11 @@ impl Engine {
             target: false,
             completed: false,
         });
-        if let Err(e) = Workspace::write_config(&src_dir, &src_config) {
-            return Err(undo(self, e.into()));
+        if let Err(e) = Workspace::write_config(&src_dir, &src_config)
+            .map_err(EngineError::from)
+            .and_then(|()| fault_point("migrate.source-marked"))
+        {
+            return Err(undo(self, e));
         }
         let dst_dir = match self.ws.datastore_dir(to) {
             Ok(d) => d.join(&target_instance),
@@ -1185,7 +1262,10 @@ impl Engine {
         };
         let mut rec = rec;
         rec.phase = Phase::Copying;
-        if let Err(e) = self.write_record(&rec) {
+        if let Err(e) = self
+            .write_record(&rec)
+            .and_then(|()| fault_point("migrate.record-copying"))
+        {
             return Err(undo(self, e));
         }
         let m = match self.load_migration(rec, src_dir.clone(), dst_dir) {
@@ -1233,6 +1313,7 @@ impl Engine {
         m.rec.phase = Phase::Cancelling;
         let rec = m.rec.clone();
         self.write_record(&rec)?;
+        fault_point("cancel.record-cancelling")?;
         let now = self.now;
         self.release_waiting(i, now)?;
         self.start_next_run(i, now)?;
@@ -1265,6 +1346,11 @@ impl Engine {
         let dir = Engine::migrations_dir(&self.ws);
         for ext in ["ron", "bitmap"] {
             remove_file_if_exists(&dir.join(format!("{id}.{ext}")))?;
+            fault_point(if ext == "ron" {
+                "migration.record-removed"
+            } else {
+                "migration.bitmap-removed"
+            })?;
         }
         Ok(())
     }
@@ -1277,8 +1363,16 @@ impl Engine {
         if c.migration != marks {
             c.migration = marks;
             Workspace::write_config(dir, &c)?;
+            fault_point("migration.marks-written")?;
         }
         Ok(())
+    }
+
+    /// Deletes an instance directory (a fault point after it).
+    fn remove_instance_dir(&self, dir: &Path) -> Result<(), EngineError> {
+        alive()?;
+        self.ws.remove_instance(dir)?;
+        fault_point("instance.removed")
     }
 
     /// Starts the next copy run of VM `i`'s migration, or finishes the migration.
@@ -1335,19 +1429,25 @@ impl Engine {
         };
         m.run_ends_at = None;
         let pieces = m.core.pieces(&run);
+        alive()?;
         if let Err(e) = m.copy_pieces(&pieces) {
             return self.copy_failed(i, e);
         }
+        fault_point("copy.run-landed")?;
+        let m = self.vms[i].migration.as_mut().expect("checked above");
         m.core.finish_run(run);
         match m.core.direction {
-            Direction::Back => m
-                .persist_bitmap()
-                .map_err(io_err("writing the migration bitmap"))?,
+            Direction::Back => {
+                m.persist_bitmap()
+                    .map_err(io_err("writing the migration bitmap"))?;
+                fault_point("copy.bitmap-written")?;
+            }
             Direction::Forward => {
                 if m.cursor_needs_persist() {
                     m.mark_cursor_persisted();
                     let rec = m.rec.clone();
                     self.write_record(&rec)?;
+                    fault_point("copy.cursor-written")?;
                 }
             }
         }
@@ -1378,6 +1478,7 @@ impl Engine {
         m.rec.phase = Phase::Cancelling;
         let rec = m.rec.clone();
         self.write_record(&rec)?;
+        fault_point("cancel.record-cancelling")?;
         let now = self.now;
         self.start_next_run(i, now)
     }
@@ -1390,6 +1491,7 @@ impl Engine {
         m.dst.sync().map_err(io_err("syncing the target image"))?;
         let rec = m.rec.clone();
         self.write_record(&rec)?;
+        fault_point("complete.record-completing")?;
         let m = self.vms[i].migration.take().expect("set");
         let (src_dir, dst_dir) = (m.src_dir.clone(), m.dst_dir.clone());
         drop(m);
@@ -1425,11 +1527,13 @@ impl Engine {
             },
         );
         write_ron(&loc_path, &locations)?;
+        fault_point("complete.locations-written")?;
         let mut topo = self.topology().clone();
         if let Some(v) = topo.vms.iter_mut().find(|v| v.id == rec.vm) {
             v.datastore = rec.to.clone();
         }
         self.ws.save_topology(&topo)?;
+        fault_point("complete.topology-saved")?;
         let mut image = ImageFile::open(&dst_dir.join("disk0.img"))?.without_readahead();
         let tracker = self.tracker_for(&rec.to, image.path())?;
         image.set_tracker(tracker);
@@ -1441,7 +1545,7 @@ impl Engine {
         vm.migrations_done += 1;
         // (7) Delete the source.
         if src_dir.exists() {
-            self.ws.remove_instance(src_dir)?;
+            self.remove_instance_dir(src_dir)?;
         }
         self.remove_record(&rec.id)?;
         let secs = (self.now.saturating_sub(rec.started_at)) as f64 / SECOND as f64;
@@ -1465,7 +1569,7 @@ impl Engine {
         drop(m);
         self.set_marks(&src_dir, None)?;
         if dst_dir.exists() {
-            self.ws.remove_instance(&dst_dir)?;
+            self.remove_instance_dir(&dst_dir)?;
         }
         self.remove_record(&id)?;
         let now = self.now;
@@ -1492,6 +1596,7 @@ impl Engine {
             if at > t {
                 break;
             }
+            alive()?;
             m.mirror_pending.pop_front();
             disk::stamp_block(&uuid, block, seq, &mut buf);
             m.dst
@@ -1558,8 +1663,10 @@ impl Engine {
                 // Recovery compares stamps where a crash fell in between.
                 let now_set = m.core.bits.get(block);
                 if now_set && !was_set {
+                    alive()?;
                     m.persist_bit(block)
                         .map_err(io_err("writing the migration bitmap"))?;
+                    fault_point("copy.bit-written")?;
                 }
                 clear_after = back && was_set && !now_set;
                 match route {
@@ -1588,11 +1695,14 @@ impl Engine {
             (Target::Dst, Some(m)) => &m.dst,
             (_, Some(m)) => &m.src,
         };
+        alive()?;
         img.write_block(block, &buf)
             .map_err(io_err(img.path().display().to_string()))?;
+        fault_point("guest.data-written")?;
         if clear_after && let Some(m) = vm.migration.as_ref() {
             m.persist_bit(block)
                 .map_err(io_err("writing the migration bitmap"))?;
+            fault_point("copy.bit-cleared")?;
         }
         io.journal
             .append(&JournalEntry {

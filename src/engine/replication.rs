@@ -305,19 +305,41 @@ impl Engine {
         for g in 0..self.groups.len() {
             let spec = self.groups[g].spec.clone();
             let staging = self.staging_dir(&spec);
-            if self.commit_path(&spec).exists() {
+            let commit = self.commit_path(&spec);
+            let committed: Option<u64> = if commit.exists() {
+                Some(read_ron(&commit)?)
+            } else {
+                None
+            };
+            let published = self.groups[g].published.as_ref().map(|p| p.cycle);
+            if let Some(cycle) = committed.filter(|&c| published < Some(c)) {
                 let manifest: Manifest = read_ron(&staging.join("manifest.ron"))?;
                 self.apply_manifest(g, &manifest)?;
                 self.info(format!(
-                    "Recovery: the publish of cycle {} of {} was interrupted after its commit; finished it",
-                    manifest.cycle, spec.id
+                    "Recovery: the publish of cycle {cycle} of {} was interrupted after its commit; finished it",
+                    spec.id
                 ));
+            } else if committed.is_some() {
+                // Published already; the crash fell while its commit record and staging
+                // were being removed (staging may be partly gone): finish the cleanup.
+                remove_file_if_exists(&commit)?;
+                remove_dir_if_exists(&staging)?;
             } else if staging.exists() {
                 remove_dir_if_exists(&staging)?;
                 self.info(format!(
                     "Recovery: a transfer of {} was interrupted; its staging was discarded and the previous recovery point stands",
                     spec.id
                 ));
+            }
+            // A cut clears the next cut until its publish sets it; a crash (or a close) in
+            // between left none, and no transfer survives a reopen: without this the group
+            // never replicated again. Its next cycle is due at once (a lost site's or a
+            // failed-over group's stays unset).
+            let grp = &mut self.groups[g];
+            let site_lost = self.sites_down.contains_key(&spec.source_site)
+                || self.sites_down.contains_key(&spec.target_site);
+            if grp.saved.next_cut.is_none() && !grp.saved.failed_over && !site_lost {
+                grp.saved.next_cut = Some(self.now);
             }
             self.queue_cut(g);
         }
@@ -515,6 +537,7 @@ impl Engine {
                         continue;
                     }
                     let delta = stage.join(format!("{disk}.delta"));
+                    super::alive()?;
                     let stats = replica::write_delta(&src, &blocks, &delta)?;
                     bytes += stats.bytes;
                     entry.disks.push((disk.clone(), src.block_count()));
@@ -543,6 +566,7 @@ impl Engine {
             entries,
         };
         write_ron(&staging.join("manifest.ron"), &manifest)?;
+        super::fault_point("publish.staging-written")?;
         let bytes_per_s = spec.mbps * 1_000_000.0 / 8.0;
         let secs = bytes as f64 / bytes_per_s;
         let ends_at = self.now + ((secs * SECOND as f64).ceil() as SimTime).max(1);
@@ -630,6 +654,7 @@ impl Engine {
     fn publish(&mut self, g: usize, m: &Manifest) -> Result<(), EngineError> {
         let spec = self.groups[g].spec.clone();
         write_ron(&self.commit_path(&spec), &m.cycle)?;
+        super::fault_point("publish.commit-written")?;
         self.apply_manifest(g, m)
     }
 
@@ -642,15 +667,17 @@ impl Engine {
             let dir = self.ws.datastore_dir(&e.replica)?.join(&e.instance);
             if e.delete {
                 if dir.exists() {
-                    self.ws.remove_instance(&dir)?;
+                    self.remove_instance_dir(&dir)?;
                 }
                 continue;
             }
+            super::alive()?;
             std::fs::create_dir_all(&dir).map_err(io_err(dir.display().to_string()))?;
             let stage = staging.join(&e.replica).join(&e.instance);
             for (disk, blocks) in &e.disks {
                 let delta = stage.join(format!("{disk}.delta"));
                 replica::apply_delta(&delta, &dir.join(disk), *blocks)?;
+                super::fault_point("publish.replica-disk-applied")?;
             }
             if e.config {
                 let cfg = stage.join(crate::workspace::VM_CONFIG_FILE);
@@ -658,6 +685,7 @@ impl Engine {
                 crate::fsutil::write_atomic(&dir.join(crate::workspace::VM_CONFIG_FILE), &text)
                     .map_err(io_err(dir.display().to_string()))?;
             }
+            super::fault_point("publish.replica-applied")?;
         }
         let point = PublishedPoint {
             group: spec.key.clone(),
@@ -668,9 +696,14 @@ impl Engine {
             bytes: m.bytes,
         };
         write_ron(&self.published_path(&spec), &point)?;
+        super::fault_point("publish.published-written")?;
         self.groups[g].published = Some(point);
-        remove_dir_if_exists(&staging)?;
+        // The point is published: the commit record goes first, so that no crash can leave
+        // a commit record over a staging area already partly removed.
         remove_file_if_exists(&self.commit_path(&spec))?;
+        super::fault_point("publish.commit-removed")?;
+        remove_dir_if_exists(&staging)?;
+        super::fault_point("publish.staging-removed")?;
         Ok(())
     }
 

@@ -315,6 +315,37 @@ fn a_crash_during_a_transfer_leaves_the_previous_point_published() {
 }
 
 #[test]
+fn a_crash_while_a_published_cycle_is_cleaned_up_opens_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let mut e = Engine::create(&ws, &topology(100.0, 5, 200), opts(6)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(6 * MINUTE).unwrap();
+    let g = e.group_of("ds-1").unwrap();
+    let published = e.groups[g].published.clone().unwrap();
+    assert!(published.cycle >= 2);
+    drop(e);
+    // The state a SIGKILL inside the cleanup left (seen in tests/crash_replication.rs):
+    // the cycle is published, its commit record is still there, and the staging area is
+    // partly removed — its manifest and some deltas gone.
+    let rep = ws.join("sites/ny/replication");
+    std::fs::write(rep.join("cg.cg-1.commit"), published.cycle.to_string()).unwrap();
+    std::fs::create_dir_all(rep.join("cg.cg-1.staging/ds-1r/a1")).unwrap();
+    let mut e = Engine::open(&ws).unwrap();
+    assert_eq!(e.groups[g].published.as_ref().unwrap(), &published);
+    assert!(!rep.join("cg.cg-1.commit").exists());
+    assert!(!rep.join("cg.cg-1.staging").exists());
+    e.apply(Command::StopWorkloads).unwrap();
+    e.apply(Command::ReplicateNow {
+        datastore: "ds-1".into(),
+    })
+    .unwrap();
+    e.advance(e.now + 5 * MINUTE).unwrap();
+    assert!(e.groups[g].published.as_ref().unwrap().cycle > published.cycle);
+    assert_point_is_the_cut(&e, g);
+}
+
+#[test]
 fn planned_failover_loses_no_write_and_the_vms_run_at_the_recovery_site() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = Engine::create(&dir.path().join("ws"), &topology(100.0, 5, 300), opts(9)).unwrap();
