@@ -1,0 +1,879 @@
+//! Deterministic simulation test (VOPR-style): one `u64` seed reproduces a whole run.
+//!
+//! A run materializes a topology (the built-in demo or `patent_timelines.ron`, chosen by the
+//! seed, with disks and guest rates scaled down so a run stays short) into a workspace, then
+//! plays a random schedule drawn from a splitmix64 stream seeded by the seed: simulated time
+//! advances, workloads, migrations of random VMs to random datastores in every mode with and
+//! without the override, cancels, "Replicate now", pauses, link flaps, crashes (the engine is
+//! dropped without `close`, then reopened) and at most one disaster followed by an unplanned
+//! failover of every protection group. After every step the invariants of issue 6 are
+//! checked (see [`run_seed`]); the first broken one ends the run with a [`SimFailure`] that
+//! names the seed, the step, the invariant and the schedule so far.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+
+use crate::disk::{self, Horizon, ImageFile, Journal, VmDisk};
+use crate::engine::{
+    Command, Engine, EngineError, EngineOptions, FailoverKind, GroupSpec, Outcome, SECOND, SimTime,
+    copy::CopyMode, format_time, groups_of,
+};
+use crate::recovery::{self, ElectionError};
+use crate::topology::Topology;
+
+/// The patent-timelines sample topology, built in so the simulation needs no file.
+const PATENT_TIMELINES_RON: &str = include_str!("../sample_topologies/patent_timelines.ron");
+
+/// splitmix64: a tiny, good-enough generator whose whole state is one `u64`.
+#[derive(Debug, Clone)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64) -> SplitMix {
+        SplitMix(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// True with probability `num / den`.
+    pub fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        if items.is_empty() {
+            None
+        } else {
+            Some(&items[self.below(items.len() as u64) as usize])
+        }
+    }
+}
+
+/// How long and how busy a run is.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Schedule steps before the run ends (a disaster ends it earlier, after its failover).
+    pub max_steps: usize,
+    /// Disks are divided by this (at least 1 MiB each), so images stay small.
+    pub disk_divisor: u64,
+    /// Guest IOPS are divided by this (at least 1 each).
+    pub iops_divisor: u32,
+    /// Datastores copy at most this fast (MiB/s), so small disks still migrate over
+    /// several steps and replication cuts land mid-copy.
+    pub max_throughput_mib_s: f64,
+    /// Test of the checks themselves: after this step, write a torn block into one
+    /// published replica image (the run must then fail invariant (b)).
+    pub sabotage_replica_after_step: Option<usize>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            max_steps: 16,
+            disk_divisor: 64,
+            iops_divisor: 5,
+            max_throughput_mib_s: 8.0,
+            sabotage_replica_after_step: None,
+        }
+    }
+}
+
+/// A broken invariant (or an engine error that should not happen).
+#[derive(Debug, Clone)]
+pub struct SimFailure {
+    pub seed: u64,
+    /// The schedule step after which the check failed (0 = after creating the workspace).
+    pub step: usize,
+    pub invariant: String,
+    pub detail: String,
+    /// Every step played, in order.
+    pub schedule: Vec<String>,
+}
+
+impl SimFailure {
+    /// The one command that replays this run.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "DRCONSOLE_SIM_SEED={} cargo test --test sim -- --nocapture",
+            self.seed
+        )
+    }
+}
+
+impl fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "simulation seed {} failed after step {}: invariant {}",
+            self.seed, self.step, self.invariant
+        )?;
+        writeln!(f, "  {}", self.detail)?;
+        writeln!(f, "replay: {}", self.replay_command())?;
+        writeln!(f, "schedule so far:")?;
+        for (i, s) in self.schedule.iter().enumerate() {
+            writeln!(f, "  {:>3}. {s}", i + 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a passing run did, for the driver's totals.
+#[derive(Debug, Clone, Default)]
+pub struct SimSummary {
+    pub topology: String,
+    pub steps: usize,
+    pub migrations: usize,
+    pub crashes: usize,
+    pub points_checked: usize,
+    /// VMs elected from a point whose cut fell inside one of their migrations.
+    pub elected_mid_migration: usize,
+    pub disaster: bool,
+    pub vms_recovered: usize,
+    /// Every step played, in order.
+    pub schedule: Vec<String>,
+}
+
+/// One migration the schedule started, as the simulation saw it.
+#[derive(Debug, Clone)]
+struct MigRec {
+    vm: String,
+    from: String,
+    to: String,
+    mode: CopyMode,
+    start: SimTime,
+    /// When it was first seen gone (finished, rolled back or cancelled).
+    end: Option<SimTime>,
+    /// A cancel or a crash hit it: the source may be mid-rollback (a mix of old and new).
+    disturbed: bool,
+}
+
+impl MigRec {
+    /// Was it (possibly) in progress at `t`?
+    fn spans(&self, t: SimTime) -> bool {
+        self.start <= t && self.end.is_none_or(|e| e >= t)
+    }
+}
+
+/// The topology a seed runs on, scaled down per `cfg`.
+pub fn topology_for(seed: u64, cfg: &SimConfig) -> Topology {
+    let mut t = if seed.is_multiple_of(2) {
+        Topology::builtin_default()
+    } else {
+        Topology::from_ron_str(PATENT_TIMELINES_RON, "patent_timelines.ron")
+            .expect("the patent-timelines sample is valid")
+    };
+    for d in &mut t.datastores {
+        d.throughput_mib_s = d.throughput_mib_s.min(cfg.max_throughput_mib_s);
+    }
+    for vm in &mut t.vms {
+        vm.disk_mib = (vm.disk_mib / cfg.disk_divisor.max(1)).max(1);
+        if let Some(w) = &mut vm.workload {
+            w.write_iops = (w.write_iops / cfg.iops_divisor.max(1)).max(1);
+            w.read_iops = (w.read_iops / cfg.iops_divisor.max(1)).max(1);
+        }
+    }
+    t
+}
+
+struct Sim<'a> {
+    seed: u64,
+    root: &'a Path,
+    rng: SplitMix,
+    engine: Option<Engine>,
+    schedule: Vec<String>,
+    step: usize,
+    migs: Vec<MigRec>,
+    groups: Vec<GroupSpec>,
+    /// Datastore → its consistency group (replicated datastores in a CG only).
+    cg_of: BTreeMap<String, String>,
+    protected_ds: Vec<String>,
+    replicated_ds: Vec<String>,
+    pgs: Vec<String>,
+    /// (group, cycle) of points already checked; cleared by a crash, which re-checks all.
+    checked: BTreeSet<(String, u64)>,
+    /// The step changed something (a refused command changes nothing: no need to re-check).
+    changed: bool,
+    summary: SimSummary,
+}
+
+/// Engine errors that are the operator's (refusals, rule violations), not the engine's.
+fn is_rule_error(e: &EngineError) -> bool {
+    !matches!(
+        e,
+        EngineError::Io { .. }
+            | EngineError::Disk(_)
+            | EngineError::Workspace(_)
+            | EngineError::Replica(_)
+            | EngineError::State { .. }
+            | EngineError::ImageSize { .. }
+    )
+}
+
+impl<'a> Sim<'a> {
+    fn fail(&self, invariant: &str, detail: impl Into<String>) -> SimFailure {
+        SimFailure {
+            seed: self.seed,
+            step: self.step,
+            invariant: invariant.to_string(),
+            detail: detail.into(),
+            schedule: self.schedule.clone(),
+        }
+    }
+
+    fn e(&mut self) -> &mut Engine {
+        self.engine.as_mut().expect("the engine is open")
+    }
+
+    fn er(&self) -> &Engine {
+        self.engine.as_ref().expect("the engine is open")
+    }
+
+    fn note(&mut self, s: String) {
+        self.changed = true;
+        let now = self.engine.as_ref().map_or(0, |e| e.now());
+        self.schedule.push(format!("[{}] {s}", format_time(now)));
+    }
+
+    /// Applies `cmd`; an operator refusal is fine, an I/O or state error is a failure.
+    fn apply(&mut self, cmd: Command) -> Result<Option<Outcome>, SimFailure> {
+        let text = format!("{cmd:?}");
+        match self.e().apply(cmd) {
+            Ok(o) => {
+                let o2 = o.clone();
+                self.note(format!("{text} -> {o2:?}"));
+                Ok(Some(o))
+            }
+            Err(err) if is_rule_error(&err) => {
+                self.note(format!("{text} -> refused: {err}"));
+                self.changed = false;
+                Ok(None)
+            }
+            Err(err) => {
+                self.note(format!("{text} -> ERROR: {err}"));
+                Err(self.fail("engine-error", format!("{text}: {err}")))
+            }
+        }
+    }
+
+    fn advance(&mut self, dt: SimTime) -> Result<(), SimFailure> {
+        let until = self.er().now() + dt;
+        self.note(format!("advance {:.3} s", dt as f64 / SECOND as f64));
+        if let Err(err) = self.e().advance(until) {
+            return Err(self.fail("engine-error", format!("advance: {err}")));
+        }
+        Ok(())
+    }
+
+    fn crash(&mut self) -> Result<(), SimFailure> {
+        self.note("CRASH (drop without close) and reopen".into());
+        drop(self.engine.take()); // a crash: no close
+        let e = Engine::open(self.root)
+            .map_err(|err| self.fail("reopen", format!("Engine::open after a crash: {err}")))?;
+        let now = e.now();
+        for m in self.migs.iter_mut().filter(|m| m.end.is_none()) {
+            m.disturbed = true;
+            // The clock may come back earlier than it was: the migration exists from here.
+            m.start = m.start.min(now);
+        }
+        self.engine = Some(e);
+        self.checked.clear();
+        self.summary.crashes += 1;
+        Ok(())
+    }
+
+    /// Closes the records of migrations that are gone.
+    fn observe(&mut self) {
+        let e = self.engine.as_ref().expect("open");
+        let now = e.now();
+        for m in self.migs.iter_mut().filter(|m| m.end.is_none()) {
+            if !e.is_migrating(&m.vm) {
+                m.end = Some(now);
+            }
+        }
+    }
+
+    fn random_migrate(&mut self) -> Result<(), SimFailure> {
+        let vms = self.er().vm_ids();
+        let vm = self.rng.pick(&vms).cloned().unwrap_or_default();
+        let to = self
+            .rng
+            .pick(&self.protected_ds)
+            .cloned()
+            .unwrap_or_default();
+        let mode = *self.rng.pick(&CopyMode::ALL).expect("three modes");
+        let confirm = self.rng.chance(3, 4);
+        let from = self.er().location(&vm).map(|l| l.0).unwrap_or_default();
+        let was = self.er().is_migrating(&vm);
+        let out = self.apply(Command::Migrate {
+            vm: vm.clone(),
+            to: to.clone(),
+            mode,
+            confirm,
+        })?;
+        if matches!(out, Some(Outcome::Done(_))) && !was {
+            let start = self.er().now();
+            self.migs.push(MigRec {
+                vm,
+                from,
+                to,
+                mode,
+                start,
+                end: None,
+                disturbed: false,
+            });
+            self.summary.migrations += 1;
+            // A copy may be over at once (tiny disk, fast datastores).
+            self.observe();
+        }
+        Ok(())
+    }
+
+    fn random_cancel(&mut self) -> Result<(), SimFailure> {
+        let migrating: Vec<String> = self
+            .migs
+            .iter()
+            .filter(|m| m.end.is_none())
+            .map(|m| m.vm.clone())
+            .collect();
+        let vm = match self.rng.pick(&migrating) {
+            Some(v) if self.rng.chance(4, 5) => v.clone(),
+            _ => {
+                let vms = self.er().vm_ids();
+                self.rng.pick(&vms).cloned().unwrap_or_default()
+            }
+        };
+        let out = self.apply(Command::CancelMigration { vm: vm.clone() })?;
+        if out.is_some() {
+            for m in self
+                .migs
+                .iter_mut()
+                .filter(|m| m.vm == vm && m.end.is_none())
+            {
+                m.disturbed = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets a migration in flight (if any) copy a little, then forces a cycle of the group
+    /// of its source or destination: a recovery point cut in mid-copy.
+    fn cut_mid_copy(&mut self) -> Result<(), SimFailure> {
+        let open: Vec<(String, String)> = self
+            .migs
+            .iter()
+            .filter(|m| m.end.is_none())
+            .map(|m| (m.from.clone(), m.to.clone()))
+            .collect();
+        let Some((from, to)) = self.rng.pick(&open).cloned() else {
+            return self.random_migrate();
+        };
+        let dt = 1_000 * (1 + self.rng.below(150));
+        self.advance(dt)?;
+        let ds = if self.rng.chance(1, 2) { from } else { to };
+        self.apply(Command::ReplicateNow { datastore: ds })?;
+        Ok(())
+    }
+
+    fn random_datastore(&mut self) -> String {
+        // Mostly the datastores of a migration in flight: their cuts land mid-copy.
+        let busy: Vec<String> = self
+            .migs
+            .iter()
+            .filter(|m| m.end.is_none())
+            .flat_map(|m| [m.from.clone(), m.to.clone()])
+            .filter(|d| self.replicated_ds.contains(d))
+            .collect();
+        if !busy.is_empty() && self.rng.chance(2, 3) {
+            return self.rng.pick(&busy).cloned().unwrap_or_default();
+        }
+        if self.rng.chance(1, 8) {
+            self.rng
+                .pick(&self.protected_ds)
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            self.rng
+                .pick(&self.replicated_ds)
+                .cloned()
+                .unwrap_or_default()
+        }
+    }
+
+    /// One random step before a disaster. Returns true when the disaster happened.
+    fn random_step(&mut self) -> Result<bool, SimFailure> {
+        let r = self.rng.below(100);
+        match r {
+            0..=27 => {
+                let dt = if self.rng.chance(1, 4) {
+                    SECOND * (2 + self.rng.below(40))
+                } else {
+                    1_000 * (1 + self.rng.below(2_000))
+                };
+                self.advance(dt)?;
+            }
+            28..=31 => {
+                self.apply(Command::StartWorkloads)?;
+            }
+            32 => {
+                self.apply(Command::StopWorkloads)?;
+            }
+            33..=47 => self.random_migrate()?,
+            48..=52 => self.cut_mid_copy()?,
+            53..=57 => self.random_cancel()?,
+            58..=69 => {
+                let ds = self.random_datastore();
+                self.apply(Command::ReplicateNow { datastore: ds })?;
+            }
+            70..=73 => {
+                let ds = self.random_datastore();
+                self.apply(Command::PauseReplication { datastore: ds })?;
+            }
+            74..=78 => {
+                let ds = self.random_datastore();
+                self.apply(Command::ResumeReplication { datastore: ds })?;
+            }
+            79..=81 => {
+                self.apply(Command::LinkDown)?;
+            }
+            82..=85 => {
+                self.apply(Command::LinkUp)?;
+            }
+            86..=94 => self.crash()?,
+            _ => {
+                if self.step >= 4 && self.rng.chance(1, 2) {
+                    return Ok(true);
+                }
+                let dt = 1_000 * (1 + self.rng.below(500));
+                self.advance(dt)?;
+            }
+        }
+        Ok(false)
+    }
+
+    /// (a): one live instance per VM at the protected site, where the engine says it is, and
+    /// `verify_vm` clean (consistent, nothing lost) for every running VM.
+    fn check_live(&mut self) -> Result<(), SimFailure> {
+        let e = self.er();
+        for vm in e.vm_ids() {
+            let insts = e
+                .instances_of(&vm)
+                .map_err(|err| self.fail("a:scan", format!("{vm}: {err}")))?;
+            let live: Vec<String> = insts
+                .iter()
+                .filter(|i| {
+                    !i.config
+                        .migration
+                        .as_ref()
+                        .is_some_and(|m| m.target && !m.completed)
+                })
+                .map(|i| format!("{}/{}", i.datastore, i.name))
+                .collect();
+            if live.len() != 1 {
+                return Err(self.fail(
+                    "a:one-live-instance",
+                    format!("VM {vm} has {} live instances: {live:?}", live.len()),
+                ));
+            }
+            let (ds, inst) = e.location(&vm).unwrap_or_default();
+            if live[0] != format!("{ds}/{inst}") {
+                return Err(self.fail(
+                    "a:location",
+                    format!("VM {vm}: the engine says {ds}/{inst}, the datastores hold {live:?}"),
+                ));
+            }
+            let v = e
+                .verify_vm(&vm)
+                .map_err(|err| self.fail("a:verify", format!("verify_vm({vm}): {err}")))?;
+            if !v.consistent || v.writes_lost != 0 {
+                return Err(self.fail("a:verify", format!("verify_vm({vm}): {v:#?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a torn block (garbage, bad CRC) into block 0 of the first VM image found on a
+    /// replica datastore whose group has published a point (see `SimConfig`).
+    fn sabotage(&mut self) -> Result<(), SimFailure> {
+        let e = self.er();
+        let mut target = None;
+        'groups: for g in &self.groups {
+            if e.published_point(&g.pairs[0].datastore).is_none() {
+                continue;
+            }
+            for p in &g.pairs {
+                let insts = e
+                    .workspace()
+                    .list_instances(&p.replica)
+                    .map_err(|err| self.fail("sabotage", err.to_string()))?;
+                if let Some(i) = insts.first() {
+                    target = Some(i.dir.join("disk0.img"));
+                    break 'groups;
+                }
+            }
+        }
+        let Some(path) = target else {
+            return Ok(());
+        };
+        let img = ImageFile::open(&path).map_err(|err| self.fail("sabotage", err.to_string()))?;
+        img.write_block(0, &[0x5a; disk::BLOCK_SIZE])
+            .map_err(|err| self.fail("sabotage", err.to_string()))?;
+        self.note(format!(
+            "SABOTAGE: torn block 0 written into {}",
+            path.display()
+        ));
+        self.checked.clear();
+        Ok(())
+    }
+
+    /// The migrations of `vm` that were (possibly) in flight at `t`.
+    fn migrating_at(&self, vm: &str, t: SimTime) -> Vec<&MigRec> {
+        self.migs
+            .iter()
+            .filter(|m| m.vm == vm && m.spans(t))
+            .collect()
+    }
+
+    /// (b): every group's published point is its cut: the VMs elected on its replicas hold
+    /// exactly the journal up to the cut's seq. A VM that was migrating in redirect or split
+    /// mode at the cut is excepted from "exactly the cut" (its source is stale by design);
+    /// a redirect source that no cancel or crash disturbed must still be consistent on its
+    /// own (older, but write-order consistent).
+    fn check_points(&mut self) -> Result<(), SimFailure> {
+        let e = self.er();
+        let ws = e.workspace();
+        let mut checked = Vec::new();
+        let mut mid = 0;
+        for g in &self.groups {
+            let Some(point) = e.published_point(&g.pairs[0].datastore).cloned() else {
+                continue;
+            };
+            if self.checked.contains(&(g.id.clone(), point.cycle)) {
+                continue;
+            }
+            let replicas: Vec<String> = g.pairs.iter().map(|p| p.replica.clone()).collect();
+            let elections = recovery::scan_and_elect_in(ws, &replicas, |_| false)
+                .map_err(|err| self.fail("b:scan", format!("group {}: {err}", g.id)))?;
+            let journal = disk::read_journal(&ws.journal_path(&g.source_site))
+                .map_err(|err| self.fail("b:journal", err.to_string()))?;
+            let cut = Journal {
+                entries: journal
+                    .entries
+                    .iter()
+                    .filter(|x| x.seq <= point.cut_seq)
+                    .cloned()
+                    .collect(),
+                last_seq: point.cut_seq,
+            };
+            let mut exact = Vec::new();
+            let mut older = Vec::new();
+            for el in &elections {
+                if el.error == Some(ElectionError::Ambiguous) {
+                    return Err(self.fail(
+                        "b:election",
+                        format!(
+                            "group {} cycle {}: ambiguous election {el:#?}",
+                            g.id, point.cycle
+                        ),
+                    ));
+                }
+                let (Some(path), Some(vm)) = (&el.recover_from, &el.vm) else {
+                    continue;
+                };
+                let Some(uuid) = disk::raw_uuid(&el.uuid) else {
+                    continue;
+                };
+                let img = ImageFile::open_read_only(&ws.root().join(path).join("disk0.img"))
+                    .map_err(|err| self.fail("b:image", format!("{path}: {err}")))?;
+                let spans = self.migrating_at(vm, point.cut_at);
+                mid += usize::from(!spans.is_empty() && point.cut_seq > 0);
+                if spans.iter().all(|m| m.mode == CopyMode::Mirror) {
+                    exact.push((vm.clone(), uuid, img));
+                } else if spans
+                    .iter()
+                    .all(|m| m.mode != CopyMode::Split && !m.disturbed)
+                {
+                    older.push((vm.clone(), uuid, img));
+                }
+            }
+            let mut disks: Vec<VmDisk<'_>> = exact
+                .iter_mut()
+                .map(|(name, uuid, img)| VmDisk {
+                    name: name.clone(),
+                    uuid: *uuid,
+                    reader: img,
+                })
+                .collect();
+            let report = disk::verify_set(&mut disks, &cut, Horizon::LastJournaled)
+                .map_err(|err| self.fail("b:verify", err.to_string()))?;
+            if !report.consistent {
+                return Err(self.fail(
+                    "b:point-is-the-cut",
+                    format!(
+                        "group {} cycle {} (cut at {} seq {}) is not the cut state: {report:#?}",
+                        g.id,
+                        point.cycle,
+                        format_time(point.cut_at),
+                        point.cut_seq
+                    ),
+                ));
+            }
+            for (name, uuid, img) in older.iter_mut() {
+                let mut disks = [VmDisk {
+                    name: name.clone(),
+                    uuid: *uuid,
+                    reader: img,
+                }];
+                let report = disk::verify_set(&mut disks, &cut, Horizon::FromImages)
+                    .map_err(|err| self.fail("b:verify", err.to_string()))?;
+                if !report.consistent {
+                    return Err(self.fail(
+                        "b:redirect-source-consistent",
+                        format!(
+                            "group {} cycle {}: redirect-mode source of {name} is not consistent: {report:#?}",
+                            g.id, point.cycle
+                        ),
+                    ));
+                }
+            }
+            checked.push((g.id.clone(), point.cycle));
+        }
+        self.summary.points_checked += checked.len();
+        self.summary.elected_mid_migration += mid;
+        self.checked.extend(checked);
+        Ok(())
+    }
+
+    /// The disaster, then an unplanned failover of every protection group, checking (c) and
+    /// (d), then a little more time and a crash, checking every recovered VM again.
+    fn disaster(&mut self) -> Result<(), SimFailure> {
+        let site = self
+            .er()
+            .topology()
+            .sites
+            .iter()
+            .find(|s| s.role == crate::topology::SiteRole::Protected)
+            .map(|s| s.id.clone())
+            .unwrap_or_default();
+        // The points a failover now recovers from, per replica datastore.
+        let mut cut_of: BTreeMap<String, SimTime> = BTreeMap::new();
+        for g in &self.groups {
+            if let Some(p) = self.er().published_point(&g.pairs[0].datastore) {
+                for pair in &g.pairs {
+                    cut_of.insert(pair.replica.clone(), p.cut_at);
+                    cut_of.insert(pair.datastore.clone(), p.cut_at);
+                }
+            }
+        }
+        self.apply(Command::Disaster { site })?;
+        self.summary.disaster = true;
+        self.observe();
+        if self.rng.chance(1, 2) {
+            let dt = SECOND * (1 + self.rng.below(60));
+            self.advance(dt)?;
+        }
+        let pgs = self.pgs.clone();
+        let out = self.apply(Command::Failover {
+            protection_groups: pgs,
+            kind: FailoverKind::Unplanned,
+        })?;
+        if out.is_none() {
+            return Err(self.fail(
+                "c:failover",
+                "the unplanned failover of every protection group was refused",
+            ));
+        }
+        let report = self
+            .er()
+            .failovers()
+            .last()
+            .cloned()
+            .ok_or_else(|| self.fail("c:failover", "no failover report"))?;
+        let mut seen = BTreeSet::new();
+        for r in &report.results {
+            let Some(vm) = &r.vm else {
+                return Err(self.fail("c:failover", format!("a uuid not in the topology: {r:#?}")));
+            };
+            if !seen.insert(vm.clone()) {
+                return Err(self.fail("c:failover", format!("{vm} appears twice: {report:#?}")));
+            }
+            let moves: Vec<&MigRec> = self.migs.iter().filter(|m| &m.vm == vm).collect();
+            let within_cg = moves.iter().all(|m| {
+                self.cg_of.contains_key(&m.from) && self.cg_of.get(&m.from) == self.cg_of.get(&m.to)
+            });
+            let ds_now = self.er().location(vm).map(|l| l.0).unwrap_or_default();
+            // (c) A VM that only ever moved within one CG (or never) is recovered, once its
+            // group has published a point.
+            let home = if r.recovered {
+                r.datastore.clone().unwrap_or_default()
+            } else {
+                ds_now.clone()
+            };
+            if within_cg && !r.recovered && cut_of.contains_key(&home) {
+                return Err(self.fail(
+                    "c:no-vm-lost",
+                    format!(
+                        "{vm} only moved within one CG ({} moves) but was not recovered: {r:#?}",
+                        moves.len()
+                    ),
+                ));
+            }
+            if !r.recovered {
+                continue;
+            }
+            self.summary.vms_recovered += 1;
+            // (d) A VM elected from a source that was not mid-split (mirror, redirect, or no
+            // migration at the point's cut) is consistent.
+            let Some(&cut_at) = cut_of.get(&home) else {
+                return Err(self.fail(
+                    "d:point",
+                    format!("{vm} recovered from {home}, which had no published point"),
+                ));
+            };
+            let spans = self.migrating_at(vm, cut_at);
+            let clean = spans.iter().all(|m| {
+                m.mode == CopyMode::Mirror || (m.mode == CopyMode::Redirect && !m.disturbed)
+            });
+            if clean && r.consistent != Some(true) {
+                return Err(self.fail(
+                    "d:recovered-consistent",
+                    format!(
+                        "{vm} recovered from {home} (cut at {}) with migrations {:?} is not consistent: {r:#?}",
+                        format_time(cut_at),
+                        spans.iter().map(|m| (m.mode, m.from.clone(), m.to.clone(), m.disturbed)).collect::<Vec<_>>()
+                    ),
+                ));
+            }
+        }
+        // Recovered VMs keep running at the recovery site, through a crash too.
+        let recovered: Vec<String> = report
+            .results
+            .iter()
+            .filter(|r| r.recovered && r.consistent == Some(true))
+            .filter_map(|r| r.vm.clone())
+            .collect();
+        self.apply(Command::StartWorkloads)?;
+        let dt = 1_000 * (1 + self.rng.below(3_000));
+        self.advance(dt)?;
+        if self.rng.chance(1, 2) {
+            self.crash()?;
+            let dt = 1_000 * (1 + self.rng.below(1_000));
+            self.advance(dt)?;
+        }
+        for vm in recovered {
+            let v = self
+                .er()
+                .verify_vm(&vm)
+                .map_err(|err| self.fail("d:after", format!("verify_vm({vm}): {err}")))?;
+            if !v.consistent {
+                return Err(self.fail(
+                    "d:after",
+                    format!("recovered {vm} is inconsistent after running on: {v:#?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Plays seed `seed` in a fresh workspace under `dir` and checks, after every step:
+/// (a) at the protected site each VM has exactly one live instance (in-progress targets
+/// aside), the one the engine says, and `verify_vm` finds it consistent with nothing lost;
+/// (b) every group's published recovery point is its cut (see `check_points`);
+/// after the disaster, (c) a VM whose moves all stayed within one CG is recovered and
+/// (d) a VM elected from a mirror- or redirect-mode source, or from no migration, is
+/// consistent; recovered VMs stay consistent as they run on and through a crash.
+pub fn run_seed(seed: u64, dir: &Path, cfg: &SimConfig) -> Result<SimSummary, SimFailure> {
+    let topo = topology_for(seed, cfg);
+    let root = dir.join("ws");
+    let mut rng = SplitMix::new(seed);
+    let groups = groups_of(&topo);
+    let cg_of = topo
+        .datastores
+        .iter()
+        .filter(|d| topo.is_protected_datastore(d) && topo.replica_of(d).is_some())
+        .filter_map(|d| crate::dr::datastore_cg(&topo, d).map(|cg| (d.id.clone(), cg)))
+        .collect();
+    let protected_ds: Vec<String> = topo
+        .datastores
+        .iter()
+        .filter(|d| topo.is_protected_datastore(d))
+        .map(|d| d.id.clone())
+        .collect();
+    let replicated_ds = groups
+        .iter()
+        .flat_map(|g| g.pairs.iter().map(|p| p.datastore.clone()))
+        .collect();
+    let pgs = topo
+        .protection_groups
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
+    let opts = EngineOptions {
+        seed: rng.next_u64(),
+        ..EngineOptions::default()
+    };
+    let mut sim = Sim {
+        seed,
+        root: &root,
+        rng,
+        engine: None,
+        schedule: vec![format!("create {:?} (seed {})", topo.name, opts.seed)],
+        step: 0,
+        migs: Vec::new(),
+        groups,
+        cg_of,
+        protected_ds,
+        replicated_ds,
+        pgs,
+        checked: BTreeSet::new(),
+        changed: true,
+        summary: SimSummary {
+            topology: topo.name.clone(),
+            ..SimSummary::default()
+        },
+    };
+    let e =
+        Engine::create(&root, &topo, opts).map_err(|err| sim.fail("create", err.to_string()))?;
+    sim.engine = Some(e);
+    if sim.rng.chance(7, 8) {
+        sim.apply(Command::StartWorkloads)?;
+    }
+    sim.check_live()?;
+    let steps = cfg.max_steps / 2 + sim.rng.below(cfg.max_steps as u64 / 2 + 1) as usize;
+    for step in 1..=steps {
+        sim.step = step;
+        sim.changed = false;
+        let disaster = sim.random_step()?;
+        sim.observe();
+        if disaster {
+            sim.disaster()?;
+            break;
+        }
+        if cfg.sabotage_replica_after_step == Some(step) {
+            sim.sabotage()?;
+        }
+        if sim.changed {
+            sim.check_live()?;
+            sim.check_points()?;
+        }
+    }
+    sim.summary.steps = sim.step;
+    sim.summary.schedule = sim.schedule.clone();
+    // A clean close after a run (the engine must not fail on its own state).
+    let e = sim.engine.take().expect("open");
+    e.close()
+        .map_err(|err| sim.fail("close", format!("close: {err}")))?;
+    Ok(sim.summary)
+}
