@@ -438,7 +438,7 @@ fn a_symlink_out_of_the_workspace_is_never_followed() {
     let image = ds1.join("vm-b/disk0.img");
     let image_moved = dir.path().join("vm-b.img");
     std::fs::rename(&image, &image_moved).unwrap();
-    std::os::unix::fs::symlink(&outside.join("disk0.img"), &image).unwrap();
+    std::os::unix::fs::symlink(outside.join("disk0.img"), &image).unwrap();
     let before = tree(&ws);
     let msg = open_err(&ws);
     assert!(
