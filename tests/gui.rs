@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use drconsole::gui::{DrApp, Selection, Startup};
+use drconsole::topology::TopologySource;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
@@ -127,6 +128,15 @@ fn opening_a_good_file_replaces_the_topology_and_title() {
         "under its host and its datastore"
     );
     assert!(h.query_by_label_contains("Palo Alto").is_none());
+
+    // Remembered files reopen on the next start; the File menu gets back to the demo.
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Open the built-in demo").click();
+    h.run_steps(2);
+    assert_eq!(h.state().title(), "drconsole — Two-site demo");
+    assert_eq!(h.state().doc.source, TopologySource::BuiltIn);
+    h.get_by_label_contains("pa — Palo Alto (protected)");
 }
 
 #[test]

@@ -588,23 +588,31 @@ impl DrApp {
         }
     }
 
+    /// Replaces the topology with the built-in demo, in its own default workspace.
+    pub fn open_builtin(&mut self) {
+        self.show_topology(Topology::builtin_default(), TopologySource::BuiltIn);
+    }
+
+    /// Shows `topology` in place of the current one and runs it in its default workspace
+    /// (unless the console runs nothing).
+    fn show_topology(&mut self, topology: Topology, source: TopologySource) {
+        self.log
+            .info(format!("Opened \"{}\" from {source}", topology.name));
+        self.doc = Document::new(topology, source);
+        self.selection = None;
+        self.wizard = wizard::Wizard::default();
+        if self.workspace != WorkspaceChoice::None {
+            self.workspace = WorkspaceChoice::Default;
+            self.open_workspace();
+        }
+    }
+
     fn handle_io(&mut self, result: IoResult) {
         self.io_pending = self.io_pending.saturating_sub(1);
         match result {
             IoResult::Opened(Ok((path, topology))) => {
-                self.log.info(format!(
-                    "Opened \"{}\" from {}",
-                    topology.name,
-                    path.display()
-                ));
                 self.add_recent(&path);
-                self.doc = Document::new(topology, TopologySource::File(path));
-                self.selection = None;
-                self.wizard = wizard::Wizard::default();
-                if self.workspace != WorkspaceChoice::None {
-                    self.workspace = WorkspaceChoice::Default;
-                    self.open_workspace();
-                }
+                self.show_topology(topology, TopologySource::File(path));
             }
             IoResult::Opened(Err(e)) => {
                 self.log
@@ -672,6 +680,13 @@ impl DrApp {
                     self.open_dialog();
                 }
                 self.recent_menu(ui);
+                if ui
+                    .button("Open the built-in demo")
+                    .on_hover_text("The two-site demo topology, in its own workspace")
+                    .clicked()
+                {
+                    self.open_builtin();
+                }
                 if ui
                     .add(egui::Button::new("Save").shortcut_text(ui.ctx().format_shortcut(&SAVE)))
                     .clicked()
