@@ -637,6 +637,22 @@ pub struct Journal {
     pub last_seq: u64,
 }
 
+impl Journal {
+    /// The journal as it stood when `seq` was the last write: what a recovery point cut
+    /// at `seq` must hold.
+    pub fn up_to(&self, seq: u64) -> Journal {
+        Journal {
+            entries: self
+                .entries
+                .iter()
+                .filter(|x| x.seq <= seq)
+                .cloned()
+                .collect(),
+            last_seq: seq,
+        }
+    }
+}
+
 /// Parses a decimal u64: digits only, no sign, no overflow.
 fn parse_u64(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
@@ -766,6 +782,18 @@ pub struct VmDisk<'a> {
     pub name: String,
     pub uuid: RawUuid,
     pub reader: &'a mut dyn BlockRead,
+}
+
+/// A verifiable set over (name, uuid, image) triples.
+pub fn vm_disks(images: &mut [(String, RawUuid, ImageFile)]) -> Vec<VmDisk<'_>> {
+    images
+        .iter_mut()
+        .map(|(name, uuid, img)| VmDisk {
+            name: name.clone(),
+            uuid: *uuid,
+            reader: img,
+        })
+        .collect()
 }
 
 /// A block that does not hold what the journal says it should.

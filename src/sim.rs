@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
-use crate::disk::{self, Horizon, ImageFile, Journal, VmDisk};
+use crate::disk::{self, Horizon, ImageFile, VmDisk};
 use crate::engine::{
     Command, Engine, EngineError, EngineOptions, FailoverKind, GroupSpec, Outcome, SECOND, SimTime,
     copy::CopyMode, format_time, groups_of,
@@ -567,15 +567,7 @@ impl<'a> Sim<'a> {
                 .map_err(|err| self.fail("b:scan", format!("group {}: {err}", g.id)))?;
             let journal = disk::read_journal(&ws.journal_path(&g.source_site))
                 .map_err(|err| self.fail("b:journal", err.to_string()))?;
-            let cut = Journal {
-                entries: journal
-                    .entries
-                    .iter()
-                    .filter(|x| x.seq <= point.cut_seq)
-                    .cloned()
-                    .collect(),
-                last_seq: point.cut_seq,
-            };
+            let cut = journal.up_to(point.cut_seq);
             let mut exact = Vec::new();
             let mut older = Vec::new();
             for el in &elections {
@@ -607,14 +599,7 @@ impl<'a> Sim<'a> {
                     older.push((vm.clone(), uuid, img));
                 }
             }
-            let mut disks: Vec<VmDisk<'_>> = exact
-                .iter_mut()
-                .map(|(name, uuid, img)| VmDisk {
-                    name: name.clone(),
-                    uuid: *uuid,
-                    reader: img,
-                })
-                .collect();
+            let mut disks = disk::vm_disks(&mut exact);
             let report = disk::verify_set(&mut disks, &cut, Horizon::LastJournaled)
                 .map_err(|err| self.fail("b:verify", err.to_string()))?;
             if !report.consistent {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use drconsole::disk::{self, Horizon, ImageFile, Journal, VmDisk};
+use drconsole::disk::{self, Horizon, ImageFile};
 use drconsole::workspace::Workspace;
 
 fn bin() -> &'static str {
@@ -78,15 +78,7 @@ fn check_published(ws: &Path) -> Option<u64> {
     };
     let (cycle, cut_seq) = (field("cycle"), field("cut_seq"));
     let journal = disk::read_journal(&ws.join("journal/pa.log")).unwrap();
-    let cut = Journal {
-        entries: journal
-            .entries
-            .iter()
-            .filter(|e| e.seq <= cut_seq)
-            .cloned()
-            .collect(),
-        last_seq: cut_seq,
-    };
+    let cut = journal.up_to(cut_seq);
     let w = Workspace::open(ws).unwrap();
     let mut images = Vec::new();
     for (ds, vm, uuid) in [
@@ -100,14 +92,7 @@ fn check_published(ws: &Path) -> Option<u64> {
             ImageFile::open_read_only(&dir.join("disk0.img")).unwrap(),
         ));
     }
-    let mut disks: Vec<VmDisk> = images
-        .iter_mut()
-        .map(|(name, uuid, img)| VmDisk {
-            name: name.clone(),
-            uuid: *uuid,
-            reader: img,
-        })
-        .collect();
+    let mut disks = disk::vm_disks(&mut images);
     let report = disk::verify_set(&mut disks, &cut, Horizon::LastJournaled).unwrap();
     assert!(
         report.consistent,

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use drconsole::disk::{self, Horizon, ImageFile, Journal, VmDisk};
+use drconsole::disk::{self, Horizon, ImageFile};
 use drconsole::engine::copy::CopyMode;
 use drconsole::engine::{
     Command, Engine, EngineError, EngineOptions, FailoverKind, FailoverState, GroupState, MINUTE,
@@ -209,15 +209,7 @@ fn check(e: &Engine, when: &str) {
         let ws = e.workspace();
         let elections = drconsole::recovery::scan_and_elect_in(ws, &replicas, |_| false).unwrap();
         let journal = disk::read_journal(&ws.journal_path("pa")).unwrap();
-        let cut = Journal {
-            entries: journal
-                .entries
-                .iter()
-                .filter(|x| x.seq <= point.cut_seq)
-                .cloned()
-                .collect(),
-            last_seq: point.cut_seq,
-        };
+        let cut = journal.up_to(point.cut_seq);
         let mut images = Vec::new();
         for el in &elections {
             let path = el.recover_from.as_ref().unwrap_or_else(|| {
@@ -230,14 +222,7 @@ fn check(e: &Engine, when: &str) {
                 img,
             ));
         }
-        let mut disks: Vec<VmDisk> = images
-            .iter_mut()
-            .map(|(name, uuid, img)| VmDisk {
-                name: name.clone(),
-                uuid: *uuid,
-                reader: img,
-            })
-            .collect();
+        let mut disks = disk::vm_disks(&mut images);
         let report = disk::verify_set(&mut disks, &cut, Horizon::LastJournaled).unwrap();
         assert!(
             report.consistent,

@@ -1,43 +1,16 @@
 //! Drives the console headless with egui_kittest: the real app, real files. These tests
 //! browse and edit topologies without a workspace; tests/gui_migration.rs runs one.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod common;
 
+use common::{browse, sample, wait_for_io};
 use drconsole::gui::{DrApp, Selection, Startup};
 use drconsole::topology::TopologySource;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
-fn harness(startup: Startup) -> Harness<'static, DrApp> {
-    let startup = startup.browse_only();
-    Harness::builder()
-        .with_size([1280.0, 800.0])
-        .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup))
-}
-
 fn default_app() -> Harness<'static, DrApp> {
-    harness(Startup::from_path(None))
-}
-
-/// Steps the app until its background I/O has reported (or fails after 10 s).
-fn wait_for_io(h: &mut Harness<'static, DrApp>) {
-    let start = Instant::now();
-    while h.state().io_busy() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "background I/O did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-        h.step();
-    }
-    h.run_steps(3);
-}
-
-fn sample(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("sample_topologies")
-        .join(name)
+    browse(Startup::from_path(None))
 }
 
 #[test]
@@ -176,7 +149,9 @@ fn save_as_then_open_round_trips() {
 
 #[test]
 fn a_bad_startup_file_opens_the_demo_with_the_error() {
-    let mut h = harness(Startup::from_path(Some(Path::new("/no/such/topology.ron"))));
+    let mut h = browse(Startup::from_path(Some(std::path::Path::new(
+        "/no/such/topology.ron",
+    ))));
     h.run_steps(2);
     assert_eq!(h.state().doc.topology.name, "Two-site demo");
     assert!(

@@ -3,43 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{app_in, step_until, wait_ready};
+use common::{app_in, browse, sample, step_until, wait_for_io, wait_ready};
 use drconsole::gui::{DrApp, ExportedEntry, Kind, Level, Persisted, Startup, ThemeChoice};
 use drconsole::topology::TopologySource;
 use egui::accesskit::Role;
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-
-fn sample(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("sample_topologies")
-        .join(name)
-}
-
-/// The console without a workspace: browsing only, nothing runs.
-fn browse(startup: Startup) -> Harness<'static, DrApp> {
-    let startup = startup.browse_only();
-    Harness::builder()
-        .with_size([1280.0, 800.0])
-        .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup))
-}
-
-/// Steps the app until its background I/O has reported (or fails after 10 s).
-fn wait_for_io(h: &mut Harness<'static, DrApp>) {
-    let start = Instant::now();
-    while h.state().io_busy() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "background I/O did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-        h.step();
-    }
-    h.run_steps(3);
-}
 
 fn messages_of(app: &mut DrApp) -> Vec<String> {
     app.log.shown().iter().map(|e| e.message.clone()).collect()

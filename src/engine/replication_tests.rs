@@ -84,18 +84,6 @@ fn run_watching(e: &mut Engine, until: SimTime, mut f: impl FnMut(&mut Engine, u
     e.advance(until).unwrap();
 }
 
-/// A verifiable set over (name, uuid, image) triples.
-fn disks_of(images: &mut [(String, RawUuid, ImageFile)]) -> Vec<VmDisk<'_>> {
-    images
-        .iter_mut()
-        .map(|(name, uuid, img)| VmDisk {
-            name: name.clone(),
-            uuid: *uuid,
-            reader: img,
-        })
-        .collect()
-}
-
 /// Checks that the replicas of group `g` hold exactly the state at its last cut: every VM
 /// of the group, elected on the replicas, verified against the journal cut at `cut_seq`
 /// (nothing newer, nothing missing, nothing torn).
@@ -105,15 +93,7 @@ fn assert_point_is_the_cut(e: &Engine, g: usize) {
     let replicas: Vec<String> = grp.spec.pairs.iter().map(|p| p.replica.clone()).collect();
     let elections = recovery::scan_and_elect_in(&e.ws, &replicas, |_| false).unwrap();
     let journal = disk::read_journal(&e.ws.journal_path("pa")).unwrap();
-    let cut = Journal {
-        entries: journal
-            .entries
-            .iter()
-            .filter(|x| x.seq <= point.cut_seq)
-            .cloned()
-            .collect(),
-        last_seq: point.cut_seq,
-    };
+    let cut = journal.up_to(point.cut_seq);
     let mut images = Vec::new();
     for el in &elections {
         let path = el
@@ -127,7 +107,7 @@ fn assert_point_is_the_cut(e: &Engine, g: usize) {
             img,
         ));
     }
-    let mut disks = disks_of(&mut images);
+    let mut disks = disk::vm_disks(&mut images);
     let report = disk::verify_set(&mut disks, &cut, Horizon::LastJournaled).unwrap();
     assert!(
         report.consistent,
@@ -135,7 +115,7 @@ fn assert_point_is_the_cut(e: &Engine, g: usize) {
         grp.spec.id, point.cycle, point.cut_seq
     );
     // And, as a recovered set, write-order consistent with S from its own images.
-    let mut disks = disks_of(&mut images);
+    let mut disks = disk::vm_disks(&mut images);
     let report = disk::verify_set(&mut disks, &journal, Horizon::FromImages).unwrap();
     assert!(report.consistent, "{report:#?}");
 }

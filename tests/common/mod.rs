@@ -3,7 +3,7 @@
 // Each test crate uses its own subset.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -11,6 +11,21 @@ use drconsole::cli::Cli;
 use drconsole::gui::{DrApp, Startup};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+
+/// A file of `sample_topologies/`.
+pub fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sample_topologies")
+        .join(name)
+}
+
+/// The console without a workspace: browsing only, nothing runs.
+pub fn browse(startup: Startup) -> Harness<'static, DrApp> {
+    let startup = startup.browse_only();
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup))
+}
 
 /// The console as `drconsole --workspace DIR [extra args]` starts it.
 pub fn app_with(dir: &Path, extra: &[&str]) -> Harness<'static, DrApp> {
@@ -70,4 +85,12 @@ pub fn click(h: &mut Harness<'static, DrApp>, label: &str) {
 pub fn open_modal(h: &mut Harness<'static, DrApp>, label: &str) {
     h.get_by_label(label).click();
     h.run_steps(8);
+}
+
+/// Steps the app until its background I/O (opening, saving, exporting) has reported.
+pub fn wait_for_io(h: &mut Harness<'static, DrApp>) {
+    step_until(h, "background I/O", Duration::from_secs(10), |a| {
+        !a.io_busy()
+    });
+    h.run_steps(1);
 }
