@@ -401,26 +401,28 @@ impl DrApp {
     /// Loads a scenario file off the UI thread and plays it once loaded; a bad file is
     /// reported and the console stays as it was.
     pub fn demo_open(&mut self, path: PathBuf) {
-        let play = self.demo.autoplay;
-        self.demo.loading += 1;
-        self.demo
-            .spawn(move || Loaded::Script(Script::load(&path).map(Box::new), play));
+        self.demo_load(path, self.demo.autoplay);
     }
 
     /// Loads a scenario like [`DrApp::demo_open`], and waits at its start for Play or
     /// Step (`--demo`: the presenter starts it when the audience is ready).
     pub fn demo_open_paused(&mut self, path: PathBuf) {
+        self.demo_load(path, false);
+    }
+
+    /// Loads `path` off the UI thread; once loaded it starts, playing or not.
+    fn demo_load(&mut self, path: PathBuf, play: bool) {
         self.demo.loading += 1;
         self.demo
-            .spawn(move || Loaded::Script(Script::load(&path).map(Box::new), false));
+            .spawn(move || Loaded::Script(Script::load(&path).map(Box::new), play));
     }
 
     /// Asks for a scenario file with a dialog (off the UI thread), then plays it.
     pub fn demo_open_dialog(&mut self) {
         let autoplay = self.demo.autoplay;
         self.demo.loading += 1;
-        let start = samples_dir();
         self.demo.spawn(move || {
+            let start = samples_dir();
             let mut dialog = rfd::FileDialog::new()
                 .set_title("Open scenario")
                 .add_filter("Scenario (RON)", &["ron"]);
