@@ -186,6 +186,7 @@ pub fn generate(opts: GenerateOptions) -> Result<Topology, GenerateError> {
             site: PROTECTED.into(),
             luns: ids,
             throughput_mib_s: p.throughput,
+            distributed: None,
         });
         if !targets.is_empty() {
             replicas.push(Datastore {
@@ -193,6 +194,7 @@ pub fn generate(opts: GenerateOptions) -> Result<Topology, GenerateError> {
                 site: RECOVERY.into(),
                 luns: targets,
                 throughput_mib_s: p.throughput,
+                distributed: None,
             });
         }
     }
@@ -280,6 +282,7 @@ pub fn generate(opts: GenerateOptions) -> Result<Topology, GenerateError> {
         datastores,
         protection_groups,
         vms,
+        datastore_clusters: Vec::new(),
     })
 }
 

@@ -67,6 +67,43 @@ pub enum Action {
         protection_groups: Vec<String>,
         kind: FailoverKind,
     },
+    /// Creates a planned distributed datastore (local leg only while partitioned).
+    CreateDatastore {
+        datastore: String,
+    },
+    PartitionSite {
+        site: String,
+    },
+    HealPartition,
+    ArrayFault {
+        array: String,
+    },
+    ArrayHealthy {
+        array: String,
+    },
+    HostFault {
+        host: String,
+    },
+    HostHealthy {
+        host: String,
+    },
+    /// Every VM of consistency group `from` to CG `to`, as one operation.
+    MigrateGroup {
+        from: String,
+        to: String,
+        confirm: bool,
+    },
+    EnterMaintenance {
+        datastore: String,
+        confirm: bool,
+    },
+    ExitMaintenance {
+        datastore: String,
+    },
+    Balance {
+        cluster: String,
+        confirm: bool,
+    },
     Expect(Expectation),
 }
 
@@ -105,6 +142,39 @@ pub enum Expectation {
     Lost {
         vm: String,
     },
+    /// A distributed datastore: both legs present, nothing left to rebuild, legs
+    /// byte-identical.
+    Compliant {
+        datastore: String,
+    },
+    /// A distributed datastore serving I/O from one leg only.
+    OutOfCompliance {
+        datastore: String,
+    },
+    /// The VM's I/O goes to a LUN of this array now.
+    ServedBy {
+        vm: String,
+        array: String,
+    },
+    /// The datastore's replication group replicates in its original direction and has
+    /// published a point since its last swap back.
+    Replicating {
+        datastore: String,
+    },
+    /// The VM runs on this host now.
+    OnHost {
+        vm: String,
+        host: String,
+    },
+    /// The group migration from CG `from` to CG `to` declared success.
+    GroupMigrated {
+        from: String,
+        to: String,
+    },
+    /// The datastore is in maintenance mode and holds no VM.
+    InMaintenance {
+        datastore: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -141,6 +211,29 @@ impl fmt::Display for Action {
                 f,
                 "Failover(protection_groups: {protection_groups:?}, kind: {kind:?})"
             ),
+            Action::CreateDatastore { datastore } => {
+                write!(f, "CreateDatastore(datastore: {datastore:?})")
+            }
+            Action::PartitionSite { site } => write!(f, "PartitionSite(site: {site:?})"),
+            Action::HealPartition => f.write_str("HealPartition"),
+            Action::ArrayFault { array } => write!(f, "ArrayFault(array: {array:?})"),
+            Action::ArrayHealthy { array } => write!(f, "ArrayHealthy(array: {array:?})"),
+            Action::HostFault { host } => write!(f, "HostFault(host: {host:?})"),
+            Action::HostHealthy { host } => write!(f, "HostHealthy(host: {host:?})"),
+            Action::MigrateGroup { from, to, confirm } => write!(
+                f,
+                "MigrateGroup(from: {from:?}, to: {to:?}, confirm: {confirm})"
+            ),
+            Action::EnterMaintenance { datastore, confirm } => write!(
+                f,
+                "EnterMaintenance(datastore: {datastore:?}, confirm: {confirm})"
+            ),
+            Action::ExitMaintenance { datastore } => {
+                write!(f, "ExitMaintenance(datastore: {datastore:?})")
+            }
+            Action::Balance { cluster, confirm } => {
+                write!(f, "Balance(cluster: {cluster:?}, confirm: {confirm})")
+            }
             Action::Expect(e) => write!(f, "Expect({e})"),
         }
     }
@@ -162,6 +255,25 @@ impl fmt::Display for Expectation {
                 write!(f, "Recovered(vm: {vm:?}, datastore: {datastore:?})")
             }
             Expectation::Lost { vm } => write!(f, "Lost(vm: {vm:?})"),
+            Expectation::Compliant { datastore } => {
+                write!(f, "Compliant(datastore: {datastore:?})")
+            }
+            Expectation::OutOfCompliance { datastore } => {
+                write!(f, "OutOfCompliance(datastore: {datastore:?})")
+            }
+            Expectation::ServedBy { vm, array } => {
+                write!(f, "ServedBy(vm: {vm:?}, array: {array:?})")
+            }
+            Expectation::Replicating { datastore } => {
+                write!(f, "Replicating(datastore: {datastore:?})")
+            }
+            Expectation::OnHost { vm, host } => write!(f, "OnHost(vm: {vm:?}, host: {host:?})"),
+            Expectation::GroupMigrated { from, to } => {
+                write!(f, "GroupMigrated(from: {from:?}, to: {to:?})")
+            }
+            Expectation::InMaintenance { datastore } => {
+                write!(f, "InMaintenance(datastore: {datastore:?})")
+            }
         }
     }
 }
@@ -345,6 +457,35 @@ impl Action {
                 protection_groups: protection_groups.clone(),
                 kind: *kind,
             },
+            Action::CreateDatastore { datastore } => Command::CreateDatastore {
+                datastore: datastore.clone(),
+            },
+            Action::PartitionSite { site } => Command::PartitionSite { site: site.clone() },
+            Action::HealPartition => Command::HealPartition,
+            Action::ArrayFault { array } => Command::ArrayFault {
+                array: array.clone(),
+            },
+            Action::ArrayHealthy { array } => Command::ArrayHealthy {
+                array: array.clone(),
+            },
+            Action::HostFault { host } => Command::HostFault { host: host.clone() },
+            Action::HostHealthy { host } => Command::HostHealthy { host: host.clone() },
+            Action::MigrateGroup { from, to, confirm } => Command::MigrateGroup {
+                from: from.clone(),
+                to: to.clone(),
+                confirm: *confirm,
+            },
+            Action::EnterMaintenance { datastore, confirm } => Command::EnterMaintenance {
+                datastore: datastore.clone(),
+                confirm: *confirm,
+            },
+            Action::ExitMaintenance { datastore } => Command::ExitMaintenance {
+                datastore: datastore.clone(),
+            },
+            Action::Balance { cluster, confirm } => Command::Balance {
+                cluster: cluster.clone(),
+                confirm: *confirm,
+            },
             Action::Expect(e) => return Err(e),
         })
     }
@@ -451,6 +592,34 @@ pub fn check(eng: &Engine, e: &Expectation) -> (StepOutcome, String) {
             Some(r) => verdict(!r.recovered, recovered_detail(vm, r)),
             None => verdict(false, format!("no failover has considered {vm}")),
         },
+        Expectation::Compliant { datastore } => {
+            let (ok, detail) = eng.expect_compliant(datastore);
+            verdict(ok, detail)
+        }
+        Expectation::OutOfCompliance { datastore } => {
+            let (ok, detail) = eng.expect_out_of_compliance(datastore);
+            verdict(ok, detail)
+        }
+        Expectation::ServedBy { vm, array } => {
+            let (ok, detail) = eng.expect_served_by(vm, array);
+            verdict(ok, detail)
+        }
+        Expectation::Replicating { datastore } => {
+            let (ok, detail) = eng.expect_replicating(datastore);
+            verdict(ok, detail)
+        }
+        Expectation::OnHost { vm, host } => {
+            let (ok, detail) = eng.expect_on_host(vm, host);
+            verdict(ok, detail)
+        }
+        Expectation::GroupMigrated { from, to } => {
+            let (ok, detail) = eng.expect_group_migrated(from, to);
+            verdict(ok, detail)
+        }
+        Expectation::InMaintenance { datastore } => {
+            let (ok, detail) = eng.expect_in_maintenance(datastore);
+            verdict(ok, detail)
+        }
     }
 }
 

@@ -37,6 +37,9 @@ pub struct Topology {
     pub protection_groups: Vec<ProtectionGroup>,
     #[serde(default)]
     pub vms: Vec<Vm>,
+    /// Datastore clusters: datastores balanced and evacuated together (maintenance mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datastore_clusters: Vec<DatastoreCluster>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +119,42 @@ pub struct Datastore {
     /// Simulated copy throughput of this datastore in MiB/s.
     #[serde(default = "default_throughput")]
     pub throughput_mib_s: f64,
+    /// A distributed (RAID-1) datastore: `luns` is the leg at `site`, this is the other
+    /// site's leg (SPEC §8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<Distributed>,
+}
+
+/// The second leg of a distributed datastore and its witness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distributed {
+    /// The site of the second leg (not the datastore's own site).
+    pub remote_site: String,
+    /// The LUN backing the second leg, on an array at `remote_site`.
+    pub remote_lun: String,
+    /// A third-site witness that breaks ties on a partition; without one the
+    /// datastore's own site (the preferred one) keeps serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness: Option<String>,
+    /// False: planned, not created yet (`CreateDatastore` creates it; no VM may live on
+    /// it until then).
+    #[serde(default = "default_true")]
+    pub created: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Datastores managed together: space balancing and maintenance-mode evacuation prefer
+/// destinations inside the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatastoreCluster {
+    pub id: String,
+    pub name: String,
+    pub datastores: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,6 +353,15 @@ impl Topology {
     pub fn host(&self, id: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.id == id)
     }
+    pub fn datastore_cluster(&self, id: &str) -> Option<&DatastoreCluster> {
+        self.datastore_clusters.iter().find(|c| c.id == id)
+    }
+    /// The cluster a datastore belongs to, if any.
+    pub fn cluster_of(&self, datastore: &str) -> Option<&DatastoreCluster> {
+        self.datastore_clusters
+            .iter()
+            .find(|c| c.datastores.iter().any(|d| d == datastore))
+    }
     pub fn datastore(&self, id: &str) -> Option<&Datastore> {
         self.datastores.iter().find(|d| d.id == id)
     }
@@ -474,6 +522,7 @@ impl Validator {
         self.check_datastores(t, &sites, &luns);
         self.check_consistency_groups(t);
         self.check_protection_groups(t, &datastores);
+        self.check_clusters(t, &datastores);
         for vm in &t.vms {
             let obj = format!("VM {:?}", vm.id);
             if uuid::Uuid::parse_str(&vm.uuid).is_err() || vm.uuid.len() != 36 {
@@ -712,6 +761,140 @@ impl Validator {
                             join(targets.iter())
                         ),
                     );
+                }
+            }
+            if let Some(dist) = &d.distributed {
+                self.check_distributed(t, d, dist, sites, &mut owner);
+            }
+        }
+    }
+
+    /// A distributed datastore: its second leg is one LUN at another site, used by nothing
+    /// else; it is not array-replicated (its legs are the copies).
+    fn check_distributed<'a>(
+        &mut self,
+        t: &'a Topology,
+        d: &'a Datastore,
+        dist: &'a Distributed,
+        sites: &BTreeSet<&str>,
+        owner: &mut BTreeMap<&'a str, &'a str>,
+    ) {
+        let obj = format!("datastore {:?}", d.id);
+        if !sites.contains(dist.remote_site.as_str()) {
+            self.err(
+                &obj,
+                format!("remote site {:?} does not exist", dist.remote_site),
+            );
+        } else if dist.remote_site == d.site {
+            self.err(
+                &obj,
+                format!(
+                    "a distributed datastore's second leg must be at another site than its own ({:?})",
+                    d.site
+                ),
+            );
+        }
+        match t.lun(&dist.remote_lun) {
+            None => self.err(&obj, format!("LUN {:?} does not exist", dist.remote_lun)),
+            Some((arr, lun)) => {
+                if arr.site != dist.remote_site {
+                    self.err(
+                        &obj,
+                        format!(
+                            "remote LUN {:?} is on array {:?} at site {:?}; it must be at the remote site {:?}",
+                            lun.id, arr.id, arr.site, dist.remote_site
+                        ),
+                    );
+                }
+                if lun.replication.is_some() {
+                    self.err(
+                        &obj,
+                        format!(
+                            "remote LUN {:?} is array-replicated; the legs of a distributed datastore are its copies",
+                            lun.id
+                        ),
+                    );
+                }
+                if let Some(prev) = owner.insert(&dist.remote_lun, &d.id) {
+                    self.err(
+                        &obj,
+                        format!(
+                            "LUN {:?} already backs datastore {prev:?}; a LUN belongs to one datastore at most",
+                            dist.remote_lun
+                        ),
+                    );
+                }
+            }
+        }
+        if t.datastore_luns(d).any(|l| l.replication.is_some()) {
+            self.err(
+                &obj,
+                "a distributed datastore is not array-replicated: its two legs are the copies",
+            );
+        }
+        if let Some(w) = &dist.witness
+            && let Some(p) = id_problem(w)
+        {
+            self.err(&obj, format!("witness {}: {p}", shown_id(w)));
+        }
+        if !dist.created
+            && let Some(vm) = t.vms.iter().find(|v| v.datastore == d.id)
+        {
+            self.err(
+                format!("VM {:?}", vm.id),
+                format!(
+                    "datastore {:?} is planned but not created yet (created: false); no VM may live on it",
+                    d.id
+                ),
+            );
+        }
+    }
+
+    fn check_clusters(&mut self, t: &Topology, datastores: &BTreeSet<&str>) {
+        self.ids(
+            "datastore cluster",
+            t.datastore_clusters.iter().map(|c| c.id.as_str()),
+        );
+        let mut member: BTreeMap<&str, &str> = BTreeMap::new();
+        for c in &t.datastore_clusters {
+            let obj = format!("datastore cluster {:?}", c.id);
+            if c.datastores.is_empty() {
+                self.err(&obj, "a datastore cluster lists at least one datastore");
+            }
+            let mut site = None;
+            for ds in &c.datastores {
+                if !datastores.contains(ds.as_str()) {
+                    self.err(&obj, format!("datastore {ds:?} does not exist"));
+                    continue;
+                }
+                if let Some(prev) = member.insert(ds, &c.id) {
+                    self.err(
+                        &obj,
+                        format!(
+                            "datastore {ds:?} is already in cluster {prev:?}; a datastore is in one cluster at most"
+                        ),
+                    );
+                }
+                let d = t.datastore(ds).expect("resolved above");
+                if !t.is_protected_datastore(d) {
+                    self.err(
+                        &obj,
+                        format!(
+                            "datastore {ds:?} is at site {:?}; clusters hold protected-site datastores only",
+                            d.site
+                        ),
+                    );
+                }
+                match site {
+                    None => site = Some(d.site.as_str()),
+                    Some(s) if s != d.site => self.err(
+                        &obj,
+                        format!(
+                            "datastore {ds:?} is at site {:?}, the others at {s:?}; a cluster is at one site",
+                            d.site
+                        ),
+                    ),
+                    _ => {}
                 }
             }
         }

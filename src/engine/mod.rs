@@ -9,8 +9,13 @@
 
 pub mod copy;
 mod failover;
+mod group;
+mod health;
+mod hosts;
 mod migration;
+mod placement;
 mod replication;
+mod stretch;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -29,12 +34,17 @@ use crate::workspace::{MigrationMarks, Workspace, WorkspaceError};
 use copy::{CopyCore, CopyMode, Direction, WriteRoute};
 pub use failover::{FailoverKind, FailoverPlan, FailoverReport, FailoverState, PlanVm, VmResult};
 use failover::{PendingFailover, RecoveredVm};
+pub use group::GroupMigrationView;
+pub use health::ArrayView;
+pub use hosts::HostView;
 pub use migration::Phase;
 use migration::{Migration, MigrationRecord, RoutedReader};
+pub use placement::PlacementView;
 use replication::{GroupRt, GroupSaved};
 pub use replication::{
     GroupSpec, GroupState, GroupView, Pair, PublishedPoint, groups_of, human_bytes,
 };
+pub use stretch::DistributedView;
 
 /// Simulated time in microseconds since the workspace was created.
 pub type SimTime = u64;
@@ -139,6 +149,47 @@ pub enum Command {
     },
     /// Removes a test failover's isolated copies.
     CleanupTestFailover,
+    /// Creates a planned distributed datastore (`distributed: Some(.., created: false)`).
+    CreateDatastore {
+        datastore: String,
+    },
+    /// The site is cut off from the others (inter-site network partition).
+    PartitionSite {
+        site: String,
+    },
+    HealPartition,
+    /// An array reports a health condition (swap its pairs' I/O to the healthy side).
+    ArrayFault {
+        array: String,
+    },
+    ArrayHealthy {
+        array: String,
+    },
+    /// A protected-site host fails: reserve capacity elsewhere, restart its VMs there.
+    HostFault {
+        host: String,
+    },
+    HostHealthy {
+        host: String,
+    },
+    /// Moves every VM of consistency group `from` to CG `to`, as one operation.
+    MigrateGroup {
+        from: String,
+        to: String,
+        confirm: bool,
+    },
+    EnterMaintenance {
+        datastore: String,
+        confirm: bool,
+    },
+    ExitMaintenance {
+        datastore: String,
+    },
+    /// Evens out space use in a datastore cluster.
+    Balance {
+        cluster: String,
+        confirm: bool,
+    },
 }
 
 /// How a command ended when it did not fail.
@@ -284,6 +335,11 @@ pub struct Snapshot {
     /// The latest failover, if any.
     pub failover: Option<FailoverReport>,
     pub test_failover_up: bool,
+    pub distributed: Vec<DistributedView>,
+    pub arrays: Vec<ArrayView>,
+    pub hosts: Vec<HostView>,
+    pub group_migrations: Vec<GroupMigrationView>,
+    pub placement: Vec<PlacementView>,
 }
 
 /// Persisted in `state/engine.ron`.
@@ -311,6 +367,16 @@ struct EngineState {
     pending_failover: Option<PendingFailover>,
     #[serde(default)]
     test_dir: Option<PathBuf>,
+    #[serde(default)]
+    stretch: stretch::StretchSaved,
+    #[serde(default)]
+    health: health::HealthSaved,
+    #[serde(default)]
+    hosts: hosts::HostsSaved,
+    #[serde(default)]
+    group: group::GroupMoveSaved,
+    #[serde(default)]
+    placement: placement::PlacementSaved,
 }
 
 fn yes() -> bool {
@@ -350,6 +416,11 @@ enum Ev {
     Publish,
     Cut,
     Metadata,
+    Stretch,
+    Health,
+    Host,
+    Group,
+    Placement,
     GuestWrite,
     GuestRead,
 }
@@ -418,6 +489,11 @@ pub struct Engine {
     /// Copy throughput of every datastore, MiB/s (the topology's datastores never change
     /// while the engine runs; only where VMs live does).
     throughput: HashMap<String, f64>,
+    stretch: stretch::StretchRt,
+    health: health::HealthRt,
+    hosts: hosts::HostsRt,
+    group: group::GroupMoveRt,
+    placement: placement::PlacementRt,
 }
 
 /// How many recent write latencies the snapshot carries.
@@ -549,6 +625,11 @@ impl Engine {
             failovers: Vec::new(),
             pending_failover: None,
             test_dir: None,
+            stretch: Default::default(),
+            health: Default::default(),
+            hosts: Default::default(),
+            group: Default::default(),
+            placement: Default::default(),
         };
         write_ron(&ws.state_dir().join("engine.ron"), &state)?;
         let locations = Locations {
@@ -751,7 +832,17 @@ impl Engine {
                 .iter()
                 .map(|d| (d.id.clone(), d.throughput_mib_s))
                 .collect(),
+            stretch: Default::default(),
+            health: Default::default(),
+            hosts: Default::default(),
+            group: Default::default(),
+            placement: Default::default(),
         };
+        engine.restore_stretch(state.stretch.clone())?;
+        engine.restore_health(state.health.clone())?;
+        engine.restore_hosts(state.hosts.clone())?;
+        engine.restore_group(state.group.clone())?;
+        engine.restore_placement(state.placement.clone())?;
         // Removed only now that every image opened: a refused open changes nothing.
         if was_clean {
             std::fs::remove_file(Engine::clean_marker(&engine.ws))
@@ -977,6 +1068,11 @@ impl Engine {
                 failovers: self.failovers.clone(),
                 pending_failover: self.pending_failover.clone(),
                 test_dir: self.test_dir.clone(),
+                stretch: self.stretch_saved(),
+                health: self.health_saved(),
+                hosts: self.hosts_saved(),
+                group: self.group_saved(),
+                placement: self.placement_saved(),
             },
         )
     }
@@ -1051,6 +1147,21 @@ impl Engine {
                 kind,
             } => self.failover(protection_groups, kind)?,
             Command::CleanupTestFailover => self.cleanup_test()?,
+            Command::CreateDatastore { datastore } => self.create_datastore(&datastore)?,
+            Command::PartitionSite { site } => self.partition_site(&site)?,
+            Command::HealPartition => self.heal_partition()?,
+            Command::ArrayFault { array } => self.array_fault(&array)?,
+            Command::ArrayHealthy { array } => self.array_healthy(&array)?,
+            Command::HostFault { host } => self.host_fault(&host)?,
+            Command::HostHealthy { host } => self.host_healthy(&host)?,
+            Command::MigrateGroup { from, to, confirm } => {
+                self.migrate_group(&from, &to, confirm)?
+            }
+            Command::EnterMaintenance { datastore, confirm } => {
+                self.enter_maintenance(&datastore, confirm)?
+            }
+            Command::ExitMaintenance { datastore } => self.exit_maintenance(&datastore)?,
+            Command::Balance { cluster, confirm } => self.balance(&cluster, confirm)?,
         };
         self.persist_state()?;
         Ok(out)
@@ -1396,7 +1507,13 @@ impl Engine {
             return Ok(());
         }
         match m.core.direction {
-            Direction::Forward if m.mirror_pending.is_empty() => self.complete_migration(i),
+            Direction::Forward if m.mirror_pending.is_empty() => {
+                if self.group_holds_completion(i)? {
+                    Ok(())
+                } else {
+                    self.complete_migration(i)
+                }
+            }
             // Wait for the mirrored writes to land.
             Direction::Forward => Ok(()),
             Direction::Back => {
@@ -1558,7 +1675,8 @@ impl Engine {
         ));
         self.persist_state()?;
         let now = self.now;
-        self.release_waiting(i, now)
+        self.release_waiting(i, now)?;
+        self.migration_ended(i, true)
     }
 
     /// Ends a cancel: delete the target, clear the source's marks.
@@ -1573,7 +1691,8 @@ impl Engine {
         }
         self.remove_record(&id)?;
         let now = self.now;
-        self.release_waiting(i, now)
+        self.release_waiting(i, now)?;
+        self.migration_ended(i, false)
     }
 
     /// Re-runs guest I/O that waited for a copy run or the mirror queue.
@@ -1605,7 +1724,9 @@ impl Engine {
         }
         self.release_waiting(i, t)?;
         let m = self.vms[i].migration.as_ref();
-        if m.is_some_and(|m| m.core.done() && m.mirror_pending.is_empty()) {
+        if m.is_some_and(|m| m.core.done() && m.mirror_pending.is_empty())
+            && !self.group_holds_completion(i)?
+        {
             self.complete_migration(i)?;
         }
         Ok(())
@@ -1726,7 +1847,21 @@ impl Engine {
             self.latencies.pop_front();
         }
         self.latencies.push_back((t, i, latency));
-        Ok(())
+        self.after_guest_write(i, block, &buf)
+    }
+
+    /// Every feature that follows guest writes (distributed legs, swapped pairs, group
+    /// migrations) sees each one after it landed and was journaled.
+    fn after_guest_write(&mut self, i: usize, block: u64, buf: &Block) -> Result<(), EngineError> {
+        self.stretch_after_write(i, block, buf)?;
+        self.health_after_write(i, block, buf)?;
+        self.group_after_write(i, block, buf)
+    }
+
+    /// A migration of VM `i` ended: completed (switched to its target) or not.
+    fn migration_ended(&mut self, i: usize, completed: bool) -> Result<(), EngineError> {
+        self.group_migration_ended(i, completed)?;
+        self.placement_migration_ended(i, completed)
     }
 
     fn guest_read(&mut self, i: usize, op: GuestOp, _t: SimTime) -> Result<(), EngineError> {
@@ -1790,6 +1925,11 @@ impl Engine {
                 Ev::Publish => self.on_publish(i, gen_)?,
                 Ev::Cut => self.on_cut(i, gen_)?,
                 Ev::Metadata => self.on_metadata(gen_)?,
+                Ev::Stretch => self.on_stretch_event(i, gen_)?,
+                Ev::Health => self.on_health_event(i, gen_)?,
+                Ev::Host => self.on_hosts_event(i, gen_)?,
+                Ev::Group => self.on_group_event(i, gen_)?,
+                Ev::Placement => self.on_placement_event(i, gen_)?,
                 Ev::GuestWrite | Ev::GuestRead => {
                     if !self.workloads_on || gen_ != self.vms[i].guest_gen || self.vms[i].down {
                         continue;
@@ -1863,6 +2003,11 @@ impl Engine {
             sites_down: self.sites_down.keys().cloned().collect(),
             failover: self.failovers.last().cloned(),
             test_failover_up: self.test_dir.is_some(),
+            distributed: self.stretch_views(),
+            arrays: self.health_views(),
+            hosts: self.hosts_views(),
+            group_migrations: self.group_migration_views(),
+            placement: self.placement_views(),
         }
     }
 

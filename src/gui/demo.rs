@@ -339,6 +339,23 @@ fn expectation_words(e: &Expectation) -> String {
             format!("Check: {vm} was recovered from {datastore}")
         }
         Expectation::Lost { vm } => format!("Check: {vm} could not be recovered"),
+        Expectation::Compliant { datastore } => {
+            format!("Check: {datastore} is in compliance, its two legs identical")
+        }
+        Expectation::OutOfCompliance { datastore } => {
+            format!("Check: {datastore} is out of compliance (one leg)")
+        }
+        Expectation::ServedBy { vm, array } => format!("Check: {vm}'s I/O goes to {array}"),
+        Expectation::Replicating { datastore } => {
+            format!("Check: {datastore} replicates in its original direction again")
+        }
+        Expectation::OnHost { vm, host } => format!("Check: {vm} runs on {host}"),
+        Expectation::GroupMigrated { from, to } => {
+            format!("Check: the group migration {from} ▶ {to} declared success")
+        }
+        Expectation::InMaintenance { datastore } => {
+            format!("Check: {datastore} is in maintenance mode and empty")
+        }
     }
 }
 
@@ -748,10 +765,36 @@ impl DrApp {
                     | Expectation::WritesLost { vm, .. }
                     | Expectation::Rating { vm, .. }
                     | Expectation::MigrationDone { vm } => self.select_vm(vm),
+                    // The resilience tab shows these.
+                    Expectation::Compliant { .. }
+                    | Expectation::OutOfCompliance { .. }
+                    | Expectation::ServedBy { .. }
+                    | Expectation::Replicating { .. }
+                    | Expectation::OnHost { .. }
+                    | Expectation::GroupMigrated { .. }
+                    | Expectation::InMaintenance { .. } => self.main_tab = MainTab::Resilience,
                 }
                 show(Beat::Direct, Duration::ZERO)
             }
             Action::StartWorkloads | Action::StopWorkloads => show(Beat::Direct, Duration::ZERO),
+            Action::MigrateGroup { .. }
+            | Action::EnterMaintenance { .. }
+            | Action::ExitMaintenance { .. }
+            | Action::Balance { .. } => {
+                self.show_side(SideTab::Migrations);
+                self.main_tab = MainTab::Resilience;
+                show(Beat::Direct, dwell / 2)
+            }
+            Action::CreateDatastore { .. }
+            | Action::PartitionSite { .. }
+            | Action::HealPartition
+            | Action::ArrayFault { .. }
+            | Action::ArrayHealthy { .. }
+            | Action::HostFault { .. }
+            | Action::HostHealthy { .. } => {
+                self.main_tab = MainTab::Resilience;
+                show(Beat::Direct, dwell / 2)
+            }
         };
         if let Some(p) = self.demo.player.as_mut() {
             p.stage = stage;

@@ -427,6 +427,23 @@ pub fn describe(c: &Command) -> String {
             protection_groups.join(", ")
         ),
         Command::CleanupTestFailover => "Clean up the test failover".into(),
+        Command::CreateDatastore { datastore } => format!("Create datastore {datastore}"),
+        Command::PartitionSite { site } => format!("Partition site {site} away"),
+        Command::HealPartition => "Heal the partition".into(),
+        Command::ArrayFault { array } => format!("Array {array} reports a fault"),
+        Command::ArrayHealthy { array } => format!("Array {array} is healthy again"),
+        Command::HostFault { host } => format!("Host {host} fails"),
+        Command::HostHealthy { host } => format!("Host {host} is repaired"),
+        Command::MigrateGroup { from, to, .. } => {
+            format!("Migrate consistency group {from} to {to}")
+        }
+        Command::EnterMaintenance { datastore, .. } => {
+            format!("Enter maintenance mode on {datastore}")
+        }
+        Command::ExitMaintenance { datastore } => {
+            format!("Exit maintenance mode on {datastore}")
+        }
+        Command::Balance { cluster, .. } => format!("Balance datastore cluster {cluster}"),
     }
 }
 

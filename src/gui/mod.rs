@@ -8,11 +8,17 @@ pub mod demo;
 mod details;
 pub mod failover;
 mod graphs;
+mod group_panel;
+mod health_panel;
+mod hosts_panel;
 mod live;
 mod log;
 mod persist;
+mod placement_panel;
 pub mod replication;
+mod resilience;
 mod status;
+mod stretch_panel;
 pub mod style;
 mod tasks;
 mod tree;
@@ -182,6 +188,8 @@ pub enum MainTab {
     Details,
     /// Scan, run and read failovers.
     Failover,
+    /// Distributed datastores, array health, hosts, group migrations, clusters.
+    Resilience,
 }
 
 /// The tabs of the right-hand panel.
@@ -198,6 +206,7 @@ impl MainTab {
         match self {
             MainTab::Details => "Details",
             MainTab::Failover => "Failover",
+            MainTab::Resilience => "Resilience",
         }
     }
 }
@@ -257,6 +266,7 @@ pub struct DrApp {
     pub main_tab: MainTab,
     pub side_tab: SideTab,
     pub failover: failover::FailoverPanel,
+    pub resilience: resilience::Panels,
     /// The site the Disaster confirmation asks about, while it is open.
     pub disaster: Option<String>,
     /// The Demo menu's scenarios and the demo player.
@@ -291,6 +301,7 @@ impl DrApp {
             main_tab: MainTab::Details,
             side_tab: SideTab::Migrations,
             failover: failover::FailoverPanel::default(),
+            resilience: resilience::Panels::default(),
             disaster: None,
             recent: RecentFiles::default(),
         };
@@ -910,7 +921,7 @@ impl DrApp {
             tab_bar(
                 ui,
                 &mut self.main_tab,
-                [MainTab::Details, MainTab::Failover],
+                [MainTab::Details, MainTab::Failover, MainTab::Resilience],
                 MainTab::label,
             );
             match self.main_tab {
@@ -918,6 +929,13 @@ impl DrApp {
                     details::show(ui, &self.doc, &self.live, &mut self.selection, &mut actions)
                 }
                 MainTab::Failover => self.failover.show(ui, &self.doc, &self.live, &mut actions),
+                MainTab::Resilience => resilience::show(
+                    ui,
+                    &self.doc,
+                    &self.live,
+                    &mut self.resilience,
+                    &mut actions,
+                ),
             }
         });
         if self.selection != selected_before && self.selection.is_some() {
@@ -950,10 +968,10 @@ impl DrApp {
 }
 
 /// A row of tabs; the current one is highlighted.
-fn tab_bar<T: Copy + PartialEq>(
+fn tab_bar<T: Copy + PartialEq, const N: usize>(
     ui: &mut egui::Ui,
     current: &mut T,
-    tabs: [T; 2],
+    tabs: [T; N],
     label: fn(T) -> &'static str,
 ) {
     ui.horizontal(|ui| {

@@ -1,0 +1,20 @@
+//! The Resilience tab's section on distributed datastores: legs per site, compliance, rebuild progress; create, partition and heal.
+
+use egui::Ui;
+
+use super::{Action, Document, Live};
+
+/// This section's own widget state (kept across frames).
+#[derive(Default)]
+pub struct State {}
+
+/// Draws the section. Engine commands go out as `Action::Request(Request::Engine(..))`.
+pub(crate) fn show(
+    ui: &mut Ui,
+    _doc: &Document,
+    _live: &Live,
+    _state: &mut State,
+    _actions: &mut Vec<Action>,
+) {
+    ui.heading("Distributed datastores");
+}
