@@ -254,6 +254,9 @@ pub enum EngineError {
     Failover(String),
     #[error("VM {vm:?} is down: its site {site:?} was lost or it was stopped for a failover")]
     VmDown { vm: String, site: String },
+    /// A command that breaks a rule: the object and the rule, in words.
+    #[error("{object}: {rule}")]
+    Rule { object: String, rule: String },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {

