@@ -257,6 +257,10 @@ impl Workspace {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
         for ds in &topology.datastores {
+            // A planned distributed datastore gets its directory when it is created.
+            if ds.distributed.as_ref().is_some_and(|d| !d.created) {
+                continue;
+            }
             let dir = ws.datastore_dir(&ds.id)?;
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
@@ -399,8 +403,18 @@ impl Workspace {
                     no_link(&dir.join("datastores"))?;
                 }
             }
-            for ds in &self.topology.datastores {
-                let dir = self.datastore_dir(&ds.id)?;
+            // A distributed datastore's second leg lives at its remote site.
+            let second_legs = self.topology.datastores.iter().filter_map(|ds| {
+                let d = ds.distributed.as_ref()?;
+                Some(sites.join(&d.remote_site).join("datastores").join(&ds.id))
+            });
+            let dirs = self
+                .topology
+                .datastores
+                .iter()
+                .map(|ds| self.datastore_dir(&ds.id))
+                .collect::<Result<Vec<_>, _>>()?;
+            for dir in dirs.into_iter().chain(second_legs) {
                 if !no_link(&dir)? {
                     continue;
                 }

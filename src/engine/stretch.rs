@@ -1,108 +1,1320 @@
 //! Distributed (RAID-1) datastores whose legs sit at two sites, created and served during a
 //! partition, rebuilt from a bitmap of tracked blocks on heal (SPEC §8, seed
 //! `distributed-volume-during-partition.txt`).
+//!
+//! The datastore's own leg is its normal directory `sites/<site>/datastores/<ds>/` (the one
+//! VMs use); the second leg is `sites/<remote_site>/datastores/<ds>/` with the same instance
+//! directories (a `vm.ron` copy and a sparse `disk0.img` of the same size). While both legs
+//! are reachable every guest write also lands on the second leg; while they are separated
+//! (a partition, or the second leg not created yet) writes are tracked in a bitmap per
+//! instance (`state/stretch/<ds>/<instance>.bitmap`) and on heal only those blocks are
+//! copied, at the inter-site link's bandwidth (the second leg starts as known zeros).
+//!
+//! With a witness, a partition of the datastore's own site makes the other leg serve (the
+//! VMs' image handles are swapped with the other leg's); an array fault on the serving
+//! leg's array does the same. After the rebuild the preferred (own) leg serves again.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Engine, EngineError};
-#[allow(unused_imports)]
-use super::{Outcome, SimTime};
-#[allow(unused_imports)]
-use crate::disk::Block;
+use super::copy::Bitmap;
+use super::{Engine, EngineError, Ev, LogLevel, Outcome, SimTime, alive, duration_for, io_err};
+use crate::disk::{BLOCK_SIZE, Block, ImageFile};
+use crate::workspace::Workspace;
+
+/// Blocks copied per rebuild event (4 MiB).
+const REBUILD_CHUNK_BLOCKS: u64 = 1024;
+/// Blocks compared per read when checking that the legs are identical (1 MiB).
+const COMPARE_CHUNK_BLOCKS: u64 = 256;
+
+/// A compliance report of a distributed datastore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReportKind {
+    /// One leg only serves I/O (created during a partition, or the legs were separated).
+    OutOfCompliance,
+    /// The second leg caught up again: both legs identical.
+    Repaired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComplianceReport {
+    pub at: SimTime,
+    pub kind: ReportKind,
+    pub message: String,
+}
+
+/// One distributed datastore's saved state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct DistSaved {
+    /// The second leg's directory and instances exist.
+    remote_present: bool,
+    /// Instances on the datastore (VM instance directories) the legs know of.
+    instances: Vec<String>,
+    /// Blocks to copy in the current (or last) rebuild, and copied so far.
+    rebuild_total: u64,
+    rebuilt: u64,
+    reports: Vec<ComplianceReport>,
+    /// The witness picked the second leg: VMs' I/O goes to the remote images, the local
+    /// leg is the one behind.
+    #[serde(default)]
+    serving_remote: bool,
+}
 
 /// What survives a reopen (a field of `state/engine.ron`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(super) struct StretchSaved {}
+pub(super) struct StretchSaved {
+    /// Sites cut off by `PartitionSite`, sorted.
+    partitioned: Vec<String>,
+    /// Arrays holding a leg that reported a fault (`ArrayFault`), sorted.
+    #[serde(default)]
+    faulted_arrays: Vec<String>,
+    /// The partition took the replication link down (brought back up on heal).
+    link_taken_down: bool,
+    datastores: BTreeMap<String, DistSaved>,
+}
+
+/// Runtime state of one created distributed datastore.
+struct DistRt {
+    saved: DistSaved,
+    /// Tracked blocks (differing on the second leg) per instance.
+    bits: BTreeMap<String, Bitmap>,
+    /// The other leg's open images per instance (while present): the second leg's, or the
+    /// local leg's while the witness has the second one serving (the handles are swapped
+    /// with the VMs' images).
+    remote: BTreeMap<String, ImageFile>,
+    /// A rebuild event is queued.
+    rebuilding: bool,
+    gen_: u64,
+}
 
 /// Runtime state, a field of the engine.
 #[derive(Default)]
-pub(super) struct StretchRt {}
+pub(super) struct StretchRt {
+    partitioned: BTreeSet<String>,
+    faulted_arrays: BTreeSet<String>,
+    link_taken_down: bool,
+    /// Created distributed datastores by id.
+    dists: BTreeMap<String, DistRt>,
+}
+
+/// A leg's state as the console shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LegState {
+    /// The datastore is not created yet.
+    Planned,
+    /// Not created yet (the datastore was created while its site was unreachable).
+    Absent,
+    InSync,
+    /// Unreachable or not caught up: changes are tracked.
+    Behind,
+    /// Catching up from the tracked blocks.
+    Rebuilding,
+}
+
+impl LegState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegState::Planned => "planned",
+            LegState::Absent => "absent",
+            LegState::InSync => "in sync",
+            LegState::Behind => "behind",
+            LegState::Rebuilding => "rebuilding",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LegView {
+    pub site: String,
+    pub lun: String,
+    pub state: LegState,
+}
 
 /// What the console shows (a field of the snapshot).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct DistributedView {}
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DistributedView {
+    pub datastore: String,
+    pub created: bool,
+    /// The leg VMs use (the datastore's own site).
+    pub local: LegView,
+    pub remote: LegView,
+    pub witness: Option<String>,
+    /// The site whose leg serves VM I/O.
+    pub serving_site: String,
+    pub compliant: bool,
+    /// Blocks changed on the serving leg that the other leg lacks.
+    pub tracked_blocks: u64,
+    pub rebuilding: bool,
+    pub rebuild_total: u64,
+    pub rebuilt: u64,
+    pub instances: Vec<String>,
+    /// Sites partitioned away now (all of them, not only this datastore's).
+    pub partitioned_sites: Vec<String>,
+    pub reports: Vec<ComplianceReport>,
+}
+
+fn rule(object: impl Into<String>, rule: impl Into<String>) -> EngineError {
+    EngineError::Rule {
+        object: object.into(),
+        rule: rule.into(),
+    }
+}
+
+impl DistRt {
+    fn tracked(&self) -> u64 {
+        self.bits.values().map(Bitmap::count).sum()
+    }
+}
 
 impl Engine {
     /// Saved with the engine state.
     pub(super) fn stretch_saved(&self) -> StretchSaved {
-        StretchSaved::default()
+        let st = &self.stretch;
+        StretchSaved {
+            partitioned: st.partitioned.iter().cloned().collect(),
+            faulted_arrays: st.faulted_arrays.iter().cloned().collect(),
+            link_taken_down: st.link_taken_down,
+            datastores: st
+                .dists
+                .iter()
+                .map(|(k, d)| (k.clone(), d.saved.clone()))
+                .collect(),
+        }
+    }
+
+    fn st_stretch_dir(&self, ds: &str) -> PathBuf {
+        self.ws.state_dir().join("stretch").join(ds)
+    }
+
+    fn st_bitmap_path(&self, ds: &str, instance: &str) -> PathBuf {
+        self.st_stretch_dir(ds).join(format!("{instance}.bitmap"))
+    }
+
+    /// `sites/<remote_site>/datastores/<ds>`.
+    fn st_remote_leg_dir(&self, ds: &str) -> Result<PathBuf, EngineError> {
+        let d = self
+            .topology()
+            .datastore(ds)
+            .ok_or_else(|| EngineError::NoSuchDatastore(ds.into()))?;
+        let dist = d.distributed.as_ref().ok_or_else(|| {
+            rule(
+                format!("datastore {ds:?}"),
+                "is not a distributed datastore",
+            )
+        })?;
+        Ok(self
+            .ws
+            .root()
+            .join("sites")
+            .join(&dist.remote_site)
+            .join("datastores")
+            .join(ds))
+    }
+
+    /// The VMs (index, instance) living on datastore `ds` now.
+    fn st_vms_on(&self, ds: &str) -> Vec<(usize, String)> {
+        self.vms
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.datastore == ds && v.recovered.is_none())
+            .map(|(i, v)| (i, v.instance.clone()))
+            .collect()
+    }
+
+    fn st_blocks_of_instance(&self, ds: &str, instance: &str) -> Option<u64> {
+        self.vms
+            .iter()
+            .find(|v| v.datastore == ds && v.instance == instance)
+            .map(|v| v.blocks)
     }
 
     /// Restores the saved state right after the engine is built (before migrations are
     /// recovered and replication starts); may queue events.
-    pub(super) fn restore_stretch(&mut self, _saved: StretchSaved) -> Result<(), EngineError> {
+    pub(super) fn restore_stretch(&mut self, saved: StretchSaved) -> Result<(), EngineError> {
+        self.stretch.partitioned = saved.partitioned.iter().cloned().collect();
+        self.stretch.faulted_arrays = saved.faulted_arrays.iter().cloned().collect();
+        self.stretch.link_taken_down = saved.link_taken_down;
+        let created: Vec<String> = self
+            .topology()
+            .datastores
+            .iter()
+            .filter(|d| d.distributed.as_ref().is_some_and(|x| x.created))
+            .map(|d| d.id.clone())
+            .collect();
+        for ds in created {
+            match saved.datastores.get(&ds) {
+                Some(s) => {
+                    let mut rt = DistRt {
+                        saved: s.clone(),
+                        bits: BTreeMap::new(),
+                        remote: BTreeMap::new(),
+                        rebuilding: false,
+                        gen_: 0,
+                    };
+                    for inst in &s.instances {
+                        let blocks = self.st_blocks_of_instance(&ds, inst).unwrap_or(0);
+                        let path = self.st_bitmap_path(&ds, inst);
+                        let bytes = match std::fs::read(&path) {
+                            Ok(b) => b,
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                            Err(e) => return Err(io_err(path.display().to_string())(e)),
+                        };
+                        rt.bits
+                            .insert(inst.clone(), Bitmap::from_bytes(&bytes, blocks));
+                        if s.remote_present {
+                            let dir = self.st_remote_leg_dir(&ds)?.join(inst);
+                            if dir.join("disk0.img").exists() {
+                                let img =
+                                    ImageFile::open(&dir.join("disk0.img"))?.without_readahead();
+                                rt.remote.insert(inst.clone(), img);
+                            }
+                        }
+                    }
+                    let serving_remote = rt.saved.serving_remote;
+                    rt.saved.serving_remote = false;
+                    self.stretch.dists.insert(ds.clone(), rt);
+                    if serving_remote {
+                        self.st_swap_serving(&ds, true)?;
+                    }
+                }
+                None => {
+                    // Created with the workspace: both legs, in sync (zeros on both).
+                    self.stretch.dists.insert(
+                        ds.clone(),
+                        DistRt {
+                            saved: DistSaved::default(),
+                            bits: BTreeMap::new(),
+                            remote: BTreeMap::new(),
+                            rebuilding: false,
+                            gen_: 0,
+                        },
+                    );
+                    std::fs::create_dir_all(self.st_remote_leg_dir(&ds)?)
+                        .map_err(io_err(format!("creating the second leg of {ds}")))?;
+                    self.stretch
+                        .dists
+                        .get_mut(&ds)
+                        .expect("inserted")
+                        .saved
+                        .remote_present = true;
+                }
+            }
+            // Instances that came or went while the engine was closed (a crash between a
+            // migration's switch and the hook).
+            self.stretch_reconcile(&ds)?;
+            let (total, done) = self
+                .stretch
+                .dists
+                .get(&ds)
+                .map_or((0, 0), |r| (r.saved.rebuild_total, r.saved.rebuilt));
+            self.st_kick_rebuild(&ds);
+            // A rebuild cut short by a close carries on with its counts.
+            if let Some(rt) = self.stretch.dists.get_mut(&ds)
+                && rt.rebuilding
+                && done > 0
+            {
+                rt.saved.rebuild_total = total;
+                rt.saved.rebuilt = done;
+            }
+        }
         Ok(())
     }
 
-    /// A queued `Ev::Stretch` event fell due.
-    pub(super) fn on_stretch_event(&mut self, _i: usize, _gen: u64) -> Result<(), EngineError> {
+    /// Are the two legs of `ds` in touch (no partition or lost site between them)?
+    fn st_legs_reachable(&self, ds: &str) -> bool {
+        let Some(d) = self.topology().datastore(ds) else {
+            return false;
+        };
+        let Some(dist) = &d.distributed else {
+            return false;
+        };
+        let sites_ok = [&d.site, &dist.remote_site].iter().all(|s| {
+            !self.stretch.partitioned.contains(s.as_str()) && !self.sites_down.contains_key(*s)
+        });
+        sites_ok
+            && self
+                .st_leg_arrays(ds)
+                .iter()
+                .all(|a| !self.stretch.faulted_arrays.contains(a))
+    }
+
+    /// The arrays of `ds`'s legs: its own LUNs' arrays, then the second leg's.
+    fn st_leg_arrays(&self, ds: &str) -> Vec<String> {
+        let t = self.topology();
+        let Some(d) = t.datastore(ds) else {
+            return Vec::new();
+        };
+        d.luns
+            .iter()
+            .chain(d.distributed.as_ref().map(|x| &x.remote_lun))
+            .filter_map(|l| t.lun(l).map(|(a, _)| a.id.clone()))
+            .collect()
+    }
+
+    /// Brings the legs' instance lists in line with the VMs on the datastore: a VM that
+    /// arrived (a migration) has its data blocks tracked (the second leg holds zeros for
+    /// them); one that left has its second-leg copy and bitmap removed.
+    fn stretch_reconcile(&mut self, ds: &str) -> Result<(), EngineError> {
+        let Some(rt) = self.stretch.dists.get(ds) else {
+            return Ok(());
+        };
+        let now_on: BTreeMap<String, usize> = self
+            .st_vms_on(ds)
+            .into_iter()
+            .map(|(i, n)| (n, i))
+            .collect();
+        let known: BTreeSet<String> = rt.saved.instances.iter().cloned().collect();
+        let remote_present = rt.saved.remote_present;
+        let leg = self.st_remote_leg_dir(ds)?;
+        for gone in known.iter().filter(|k| !now_on.contains_key(*k)) {
+            let rt = self.stretch.dists.get_mut(ds).expect("checked");
+            rt.remote.remove(gone);
+            let dropped = rt.bits.remove(gone).map_or(0, |b| b.count());
+            rt.saved.instances.retain(|x| x != gone);
+            rt.saved.rebuild_total = rt.saved.rebuild_total.saturating_sub(dropped);
+            let dir = leg.join(gone);
+            if dir.exists() {
+                alive()?;
+                self.ws.remove_instance(&dir)?;
+            }
+            super::remove_file_if_exists(&self.st_bitmap_path(ds, gone))?;
+            self.info(format!(
+                "{ds}: instance {gone} left the datastore; its copy on the second leg is removed"
+            ));
+        }
+        for (inst, &i) in now_on.iter().filter(|(k, _)| !known.contains(*k)) {
+            let bits = nonzero_blocks(&self.vms[i].image)?;
+            let n = bits.count();
+            std::fs::create_dir_all(self.st_stretch_dir(ds))
+                .map_err(io_err("creating state/stretch"))?;
+            let path = self.st_bitmap_path(ds, inst);
+            crate::fsutil::write_atomic(&path, &bits.to_bytes())
+                .map_err(io_err(path.display().to_string()))?;
+            let vm = self.vms[i].id.clone();
+            if remote_present {
+                self.st_create_remote_instance(ds, inst, i)?;
+            }
+            let rt = self.stretch.dists.get_mut(ds).expect("checked");
+            rt.bits.insert(inst.clone(), bits);
+            rt.saved.instances.push(inst.clone());
+            rt.saved.instances.sort();
+            if rt.rebuilding {
+                rt.saved.rebuild_total += n;
+            }
+            self.info(format!(
+                "{ds}: {vm} arrived ({inst}); {n} block(s) holding data are tracked for the second leg (the rest are known zeros)"
+            ));
+        }
         Ok(())
+    }
+
+    /// Creates instance `inst`'s directory on the second leg: its vm.ron and a sparse image.
+    fn st_create_remote_instance(
+        &mut self,
+        ds: &str,
+        inst: &str,
+        i: usize,
+    ) -> Result<(), EngineError> {
+        let dir = self.st_remote_leg_dir(ds)?.join(inst);
+        alive()?;
+        std::fs::create_dir_all(&dir).map_err(io_err(dir.display().to_string()))?;
+        let img_path = dir.join("disk0.img");
+        let img = if img_path.exists() {
+            ImageFile::open(&img_path)?
+        } else {
+            ImageFile::create(&img_path, self.vms[i].blocks)?
+        }
+        .without_readahead();
+        let config = Workspace::read_config(&self.vms[i].dir)?;
+        Workspace::write_config(&dir, &config)?;
+        self.stretch
+            .dists
+            .get_mut(ds)
+            .expect("caller checked")
+            .remote
+            .insert(inst.to_string(), img);
+        Ok(())
+    }
+
+    /// Creates the second leg of `ds` (every instance, zeros).
+    fn st_create_remote_leg(&mut self, ds: &str) -> Result<(), EngineError> {
+        let leg = self.st_remote_leg_dir(ds)?;
+        alive()?;
+        std::fs::create_dir_all(&leg).map_err(io_err(leg.display().to_string()))?;
+        for (i, inst) in self.st_vms_on(ds) {
+            if self.stretch.dists[ds].saved.instances.contains(&inst) {
+                self.st_create_remote_instance(ds, &inst, i)?;
+            }
+        }
+        self.stretch
+            .dists
+            .get_mut(ds)
+            .expect("caller checked")
+            .saved
+            .remote_present = true;
+        Ok(())
+    }
+
+    /// The link's bandwidth between the legs' sites, MiB/s.
+    fn st_leg_link_mib_s(&self, ds: &str) -> f64 {
+        let t = self.topology();
+        let mbps = t
+            .datastore(ds)
+            .and_then(|d| {
+                let dist = d.distributed.as_ref()?;
+                t.links
+                    .iter()
+                    .find(|l| {
+                        (l.from == d.site && l.to == dist.remote_site)
+                            || (l.to == d.site && l.from == dist.remote_site)
+                    })
+                    .map(|l| l.mbps)
+            })
+            .unwrap_or(1000.0);
+        (mbps * 1_000_000.0 / 8.0 / (1024.0 * 1024.0)).max(1.0)
+    }
+
+    /// Starts a rebuild of `ds` if its legs are in touch, the second leg exists and one is
+    /// not running yet.
+    fn st_kick_rebuild(&mut self, ds: &str) {
+        if !self.st_legs_reachable(ds) {
+            return;
+        }
+        let rate = self.st_leg_link_mib_s(ds);
+        let index = self
+            .topology()
+            .datastores
+            .iter()
+            .position(|d| d.id == ds)
+            .unwrap_or(0);
+        let now = self.now;
+        let Some(rt) = self.stretch.dists.get_mut(ds) else {
+            return;
+        };
+        if !rt.saved.remote_present || rt.rebuilding {
+            return;
+        }
+        let tracked = rt.tracked();
+        if tracked == 0
+            && !matches!(rt.saved.reports.last(), Some(r) if r.kind == ReportKind::OutOfCompliance)
+        {
+            return;
+        }
+        rt.rebuilding = true;
+        rt.gen_ += 1;
+        rt.saved.rebuild_total = tracked;
+        rt.saved.rebuilt = 0;
+        let first = tracked.min(REBUILD_CHUNK_BLOCKS);
+        let at = if first == 0 {
+            now
+        } else {
+            now + duration_for(first * BLOCK_SIZE as u64, rate)
+        };
+        let gen_ = rt.gen_;
+        self.queue.push(Reverse((at, Ev::Stretch, index, gen_)));
+    }
+
+    /// A queued `Ev::Stretch` event fell due: the next chunk of a rebuild lands.
+    pub(super) fn on_stretch_event(&mut self, i: usize, gen_: u64) -> Result<(), EngineError> {
+        let Some(ds) = self.topology().datastores.get(i).map(|d| d.id.clone()) else {
+            return Ok(());
+        };
+        let reachable = self.st_legs_reachable(&ds);
+        let rate = self.st_leg_link_mib_s(&ds);
+        let Some(rt) = self.stretch.dists.get_mut(&ds) else {
+            return Ok(());
+        };
+        if gen_ != rt.gen_ || !rt.rebuilding {
+            return Ok(());
+        }
+        if !reachable || !rt.saved.remote_present {
+            rt.rebuilding = false;
+            return Ok(());
+        }
+        // Copy up to a chunk of tracked blocks, instance by instance, in coalesced runs.
+        let mut budget = REBUILD_CHUNK_BLOCKS;
+        let mut touched: Vec<String> = Vec::new();
+        let insts: Vec<String> = rt.bits.keys().cloned().collect();
+        let mut copied = 0u64;
+        for inst in insts {
+            if budget == 0 {
+                break;
+            }
+            let ones: Vec<u64> = rt.bits[&inst].ones().take(budget as usize).collect();
+            if ones.is_empty() {
+                continue;
+            }
+            let Some(vi) = self
+                .vms
+                .iter()
+                .position(|v| v.datastore == ds && v.instance == inst)
+            else {
+                continue;
+            };
+            let Some(remote) = rt.remote.get(&inst) else {
+                continue;
+            };
+            let local = &self.vms[vi].image;
+            let mut k = 0;
+            while k < ones.len() {
+                let start = ones[k];
+                let mut end = start + 1;
+                while k + 1 < ones.len() && ones[k + 1] == end {
+                    k += 1;
+                    end += 1;
+                }
+                k += 1;
+                let mut buf = vec![0u8; ((end - start) as usize) * BLOCK_SIZE];
+                alive()?;
+                local
+                    .read_at(start * BLOCK_SIZE as u64, &mut buf)
+                    .map_err(io_err(local.path().display().to_string()))?;
+                remote
+                    .write_at(start * BLOCK_SIZE as u64, &buf)
+                    .map_err(io_err(remote.path().display().to_string()))?;
+            }
+            let bits = rt.bits.get_mut(&inst).expect("listed");
+            for &b in &ones {
+                bits.clear(b);
+            }
+            copied += ones.len() as u64;
+            budget -= ones.len() as u64;
+            touched.push(inst);
+        }
+        rt.saved.rebuilt += copied;
+        let left = rt.tracked();
+        let bitmaps: Vec<(String, Vec<u8>)> = touched
+            .iter()
+            .map(|inst| (inst.clone(), rt.bits[inst].to_bytes()))
+            .collect();
+        for (inst, bytes) in bitmaps {
+            let path = self.st_bitmap_path(&ds, &inst);
+            crate::fsutil::write_atomic(&path, &bytes)
+                .map_err(io_err(path.display().to_string()))?;
+        }
+        let rt = self.stretch.dists.get_mut(&ds).expect("checked");
+        if left > 0 {
+            let next = left.min(REBUILD_CHUNK_BLOCKS);
+            let at = self.now + duration_for(next * BLOCK_SIZE as u64, rate);
+            let g = rt.gen_;
+            self.queue.push(Reverse((at, Ev::Stretch, i, g)));
+        } else {
+            rt.rebuilding = false;
+            let (rebuilt, total) = (rt.saved.rebuilt, rt.saved.rebuild_total);
+            if rt.saved.serving_remote {
+                // Caught up: the preferred (own) site's leg serves again.
+                self.st_swap_serving(&ds, false)?;
+                self.info(format!(
+                    "{ds}: the preferred leg caught up and serves again"
+                ));
+            }
+            let blocks: u64 = self
+                .st_vms_on(&ds)
+                .iter()
+                .map(|(vi, _)| self.vms[*vi].blocks)
+                .sum();
+            let msg = format!(
+                "{ds} repaired: the second leg rebuilt {rebuilt} tracked block(s) of {total} ({} MiB; the disks hold {blocks} blocks); both legs in compliance",
+                rebuilt * BLOCK_SIZE as u64 / (1024 * 1024)
+            );
+            let rt = self.stretch.dists.get_mut(&ds).expect("checked");
+            rt.saved.reports.push(ComplianceReport {
+                at: self.now,
+                kind: ReportKind::Repaired,
+                message: msg.clone(),
+            });
+            self.info(format!("Report: {msg}"));
+        }
+        self.persist_state()
     }
 
     /// The snapshot's view.
     pub(super) fn stretch_views(&self) -> Vec<DistributedView> {
-        Vec::new()
+        let t = self.topology();
+        let partitioned: Vec<String> = self.stretch.partitioned.iter().cloned().collect();
+        t.datastores
+            .iter()
+            .filter_map(|d| d.distributed.as_ref().map(|x| (d, x)))
+            .map(|(d, dist)| {
+                let rt = self.stretch.dists.get(&d.id);
+                let reachable = self.st_legs_reachable(&d.id);
+                let (remote_state, compliant, tracked) = match rt {
+                    None => (LegState::Planned, false, 0),
+                    Some(rt) => {
+                        let tracked = rt.tracked();
+                        let st = if !rt.saved.remote_present {
+                            LegState::Absent
+                        } else if rt.rebuilding && reachable {
+                            LegState::Rebuilding
+                        } else if tracked > 0 || !reachable {
+                            LegState::Behind
+                        } else {
+                            LegState::InSync
+                        };
+                        (st, st == LegState::InSync, tracked)
+                    }
+                };
+                let serving_remote = rt.is_some_and(|r| r.saved.serving_remote);
+                // Leg states are computed for "the other leg"; while the second leg serves,
+                // that is the local one.
+                let (local_state, remote_state) = match rt {
+                    None => (LegState::Planned, remote_state),
+                    Some(_) if serving_remote => (remote_state, LegState::InSync),
+                    Some(_) => (LegState::InSync, remote_state),
+                };
+                DistributedView {
+                    datastore: d.id.clone(),
+                    created: rt.is_some(),
+                    serving_site: if serving_remote {
+                        dist.remote_site.clone()
+                    } else {
+                        d.site.clone()
+                    },
+                    local: LegView {
+                        site: d.site.clone(),
+                        lun: d.luns.join(", "),
+                        state: local_state,
+                    },
+                    remote: LegView {
+                        site: dist.remote_site.clone(),
+                        lun: dist.remote_lun.clone(),
+                        state: remote_state,
+                    },
+                    witness: dist.witness.clone(),
+                    compliant,
+                    tracked_blocks: tracked,
+                    rebuilding: rt.is_some_and(|r| r.rebuilding) && reachable,
+                    rebuild_total: rt.map_or(0, |r| r.saved.rebuild_total),
+                    rebuilt: rt.map_or(0, |r| r.saved.rebuilt),
+                    instances: rt.map_or_else(Vec::new, |r| r.saved.instances.clone()),
+                    partitioned_sites: partitioned.clone(),
+                    reports: rt.map_or_else(Vec::new, |r| r.saved.reports.clone()),
+                }
+            })
+            .collect()
+    }
+
+    fn st_push_report(&mut self, ds: &str, kind: ReportKind, message: String) {
+        if let Some(rt) = self.stretch.dists.get_mut(ds) {
+            rt.saved.reports.push(ComplianceReport {
+                at: self.now,
+                kind: kind.clone(),
+                message: message.clone(),
+            });
+        }
+        let level = match kind {
+            ReportKind::OutOfCompliance => LogLevel::Warning,
+            ReportKind::Repaired => LogLevel::Info,
+        };
+        self.push_log(level, format!("Report: {message}"));
     }
 
     /// Creates a planned distributed datastore: both legs, or the local leg only while
     /// the other site is partitioned away.
-    pub(super) fn create_datastore(&mut self, _datastore: &str) -> Result<Outcome, EngineError> {
-        Err(EngineError::State {
-            file: "engine".into(),
-            message: "CreateDatastore: not built yet".into(),
-        })
+    pub(super) fn create_datastore(&mut self, datastore: &str) -> Result<Outcome, EngineError> {
+        let obj = format!("datastore {datastore:?}");
+        let d = self
+            .topology()
+            .datastore(datastore)
+            .ok_or_else(|| EngineError::NoSuchDatastore(datastore.into()))?
+            .clone();
+        let Some(dist) = d.distributed.clone() else {
+            return Err(rule(
+                obj,
+                "is not a distributed datastore; only a planned distributed datastore (created: false) can be created",
+            ));
+        };
+        if dist.created || self.stretch.dists.contains_key(datastore) {
+            return Err(rule(obj, "is already created"));
+        }
+        if self.sites_down.contains_key(&d.site) {
+            return Err(rule(
+                obj,
+                format!(
+                    "its own site {:?} is lost; the local leg cannot be created there",
+                    d.site
+                ),
+            ));
+        }
+        // The local leg: the datastore's directory (VMs use it).
+        let local = self.ws.datastore_dir(datastore)?;
+        alive()?;
+        std::fs::create_dir_all(&local).map_err(io_err(local.display().to_string()))?;
+        let mut topo = self.topology().clone();
+        if let Some(x) = topo
+            .datastores
+            .iter_mut()
+            .find(|x| x.id == datastore)
+            .and_then(|x| x.distributed.as_mut())
+        {
+            x.created = true;
+        }
+        self.ws.save_topology(&topo)?;
+        self.stretch.dists.insert(
+            datastore.to_string(),
+            DistRt {
+                saved: DistSaved::default(),
+                bits: BTreeMap::new(),
+                remote: BTreeMap::new(),
+                rebuilding: false,
+                gen_: 0,
+            },
+        );
+        let msg = if self.st_legs_reachable(datastore) {
+            self.st_create_remote_leg(datastore)?;
+            let msg = format!(
+                "Created distributed datastore {datastore}: legs at {} ({}) and {} ({}), in compliance",
+                d.site,
+                d.luns.join(", "),
+                dist.remote_site,
+                dist.remote_lun
+            );
+            self.info(msg.clone());
+            msg
+        } else {
+            let msg = format!(
+                "{datastore} created during a partition: local leg at {} ({}) only, serving I/O; out of compliance — the leg at {} ({}) is created when the partition heals, changed blocks are tracked until then",
+                d.site,
+                d.luns.join(", "),
+                dist.remote_site,
+                dist.remote_lun
+            );
+            self.st_push_report(datastore, ReportKind::OutOfCompliance, msg.clone());
+            msg
+        };
+        Ok(Outcome::Done(msg))
     }
 
     /// The site can no longer be reached from the others (inter-site network down).
-    pub(super) fn partition_site(&mut self, _site: &str) -> Result<Outcome, EngineError> {
-        Err(EngineError::State {
-            file: "engine".into(),
-            message: "PartitionSite: not built yet".into(),
-        })
+    pub(super) fn partition_site(&mut self, site: &str) -> Result<Outcome, EngineError> {
+        if self.topology().site(site).is_none() {
+            return Err(rule(format!("site {site:?}"), "does not exist"));
+        }
+        if self.stretch.partitioned.contains(site) {
+            return Ok(Outcome::Done(format!("Site {site} is already partitioned")));
+        }
+        let was_reachable: BTreeSet<String> = self
+            .stretch
+            .dists
+            .keys()
+            .filter(|ds| self.st_legs_reachable(ds))
+            .cloned()
+            .collect();
+        self.stretch.partitioned.insert(site.to_string());
+        self.push_log(
+            LogLevel::Warning,
+            format!("Partition: site {site} is cut off from the other sites"),
+        );
+        let mut lines = vec![format!("Site {site} partitioned away")];
+        for ds in was_reachable {
+            if self.st_legs_reachable(&ds) {
+                continue;
+            }
+            let rt = self.stretch.dists.get_mut(&ds).expect("listed");
+            rt.rebuilding = false;
+            rt.gen_ += 1;
+            let caught_up = rt.saved.remote_present && rt.tracked() == 0;
+            let d = self
+                .topology()
+                .datastore(&ds)
+                .expect("created datastores exist")
+                .clone();
+            let dist = d.distributed.clone().expect("a distributed datastore");
+            let (mut serving, mut other) = (d.site.clone(), dist.remote_site.clone());
+            let mut how = "keeps serving".to_string();
+            if let Some(w) = &dist.witness
+                && site == d.site
+            {
+                if caught_up {
+                    // The witness sees the preferred site cut off: the other leg serves.
+                    self.st_swap_serving(&ds, true)?;
+                    std::mem::swap(&mut serving, &mut other);
+                    how = format!("serves (witness {w} picked it)");
+                } else {
+                    how = format!(
+                        "keeps serving (witness {w} cannot pick the leg at {other}: it is behind)"
+                    );
+                }
+            }
+            let msg = format!(
+                "{ds} out of compliance: the partition separates its legs; the leg at {serving} {how}, the leg at {other} is behind and changed blocks are tracked"
+            );
+            self.st_push_report(&ds, ReportKind::OutOfCompliance, msg);
+            lines.push(format!("{ds} out of compliance"));
+        }
+        let touches = self
+            .groups
+            .iter()
+            .any(|g| g.spec.source_site == site || g.spec.target_site == site);
+        if touches && self.link_up {
+            self.set_link(false)?;
+            self.stretch.link_taken_down = true;
+            lines.push("replication link down".into());
+        }
+        Ok(Outcome::Done(lines.join("; ")))
     }
 
     /// The partition ends.
     pub(super) fn heal_partition(&mut self) -> Result<Outcome, EngineError> {
-        Err(EngineError::State {
-            file: "engine".into(),
-            message: "HealPartition: not built yet".into(),
-        })
+        if self.stretch.partitioned.is_empty() {
+            return Err(rule("HealPartition", "no site is partitioned"));
+        }
+        let sites: Vec<String> = std::mem::take(&mut self.stretch.partitioned)
+            .into_iter()
+            .collect();
+        self.info(format!(
+            "Partition healed: {} reachable again",
+            sites.join(", ")
+        ));
+        let mut lines = vec![format!("Partition of {} healed", sites.join(", "))];
+        let dss: Vec<String> = self.stretch.dists.keys().cloned().collect();
+        for ds in dss {
+            if !self.st_legs_reachable(&ds) {
+                continue;
+            }
+            if !self.stretch.dists[&ds].saved.remote_present {
+                self.st_create_remote_leg(&ds)?;
+                let remote = self
+                    .topology()
+                    .datastore(&ds)
+                    .and_then(|d| d.distributed.as_ref())
+                    .map(|x| format!("{} ({})", x.remote_site, x.remote_lun))
+                    .unwrap_or_default();
+                self.info(format!(
+                    "{ds}: the second leg at {remote} is created (zeros); rebuilding only the tracked blocks"
+                ));
+            }
+            let tracked = self.stretch.dists[&ds].tracked();
+            self.st_kick_rebuild(&ds);
+            lines.push(format!("{ds}: rebuilding {tracked} tracked block(s)"));
+        }
+        if self.stretch.link_taken_down {
+            self.stretch.link_taken_down = false;
+            self.set_link(true)?;
+            lines.push("replication link up".into());
+        }
+        Ok(Outcome::Done(lines.join("; ")))
     }
 
     /// A guest write landed on VM `i`'s image (block `block`, content `buf`).
     pub(super) fn stretch_after_write(
         &mut self,
-        _i: usize,
-        _block: u64,
-        _buf: &Block,
+        i: usize,
+        block: u64,
+        buf: &Block,
     ) -> Result<(), EngineError> {
+        let ds = self.vms[i].datastore.clone();
+        if !self.stretch.dists.contains_key(&ds) {
+            return Ok(());
+        }
+        let reachable = self.st_legs_reachable(&ds);
+        let inst = self.vms[i].instance.clone();
+        let migrating = self.vms[i].migration.is_some();
+        let path = self.st_bitmap_path(&ds, &inst);
+        let rt = self.stretch.dists.get_mut(&ds).expect("checked");
+        let Some(bits) = rt.bits.get_mut(&inst) else {
+            // Not known yet (arrived without the hook): the reconcile tracks its data.
+            return Ok(());
+        };
+        match rt.remote.get(&inst) {
+            // RAID-1: the write lands on both legs.
+            Some(remote) if reachable && !migrating => {
+                alive()?;
+                remote
+                    .write_block(block, buf)
+                    .map_err(io_err(remote.path().display().to_string()))?;
+            }
+            _ => {
+                if bits.set(block) {
+                    if rt.rebuilding {
+                        rt.saved.rebuild_total += 1;
+                    }
+                    let (index, byte) = bits.byte_of(block);
+                    persist_bitmap_byte(&path, index, byte)?;
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// A migration of VM `i` ended (the hook in `migration_ended`): instances that came or
+    /// went on distributed datastores are reconciled; a cancelled move off one re-tracks
+    /// the data blocks (a roll-back copies back without guest writes).
+    pub(super) fn stretch_migration_ended(
+        &mut self,
+        i: usize,
+        completed: bool,
+    ) -> Result<(), EngineError> {
+        let dss: Vec<String> = self.stretch.dists.keys().cloned().collect();
+        for ds in &dss {
+            self.stretch_reconcile(ds)?;
+        }
+        if !completed {
+            let ds = self.vms[i].datastore.clone();
+            let inst = self.vms[i].instance.clone();
+            let data = nonzero_blocks(&self.vms[i].image)?;
+            if let Some(rt) = self.stretch.dists.get_mut(&ds)
+                && let Some(bits) = rt.bits.get_mut(&inst)
+            {
+                for b in data.ones() {
+                    bits.set(b);
+                }
+                let bytes = bits.to_bytes();
+                let path = self.st_bitmap_path(&ds, &inst);
+                crate::fsutil::write_atomic(&path, &bytes)
+                    .map_err(io_err(path.display().to_string()))?;
+            }
+        }
+        for ds in &dss {
+            if self.stretch.dists[ds].rebuilding {
+                let total = self.stretch.dists[ds].tracked() + self.stretch.dists[ds].saved.rebuilt;
+                self.stretch
+                    .dists
+                    .get_mut(ds)
+                    .expect("listed")
+                    .saved
+                    .rebuild_total = total;
+            }
+            self.st_kick_rebuild(ds);
+        }
+        if dss.is_empty() {
+            Ok(())
+        } else {
+            self.persist_state()
+        }
+    }
+
+    /// Swaps the VMs' images of `ds` with the other leg's handles: `to_remote` makes the
+    /// second leg serve (the witness's pick), `false` the local leg again.
+    fn st_swap_serving(&mut self, ds: &str, to_remote: bool) -> Result<(), EngineError> {
+        let Some(rt) = self.stretch.dists.get_mut(ds) else {
+            return Ok(());
+        };
+        if rt.saved.serving_remote == to_remote {
+            return Ok(());
+        }
+        for vm in self
+            .vms
+            .iter_mut()
+            .filter(|v| v.datastore == ds && v.recovered.is_none())
+        {
+            if let Some(other) = rt.remote.get_mut(&vm.instance) {
+                std::mem::swap(&mut vm.image, other);
+            }
+        }
+        rt.saved.serving_remote = to_remote;
+        Ok(())
+    }
+
+    /// Refuses a move of VM `i` to `to` that the distributed legs cannot take: onto a
+    /// planned (not yet created) distributed datastore, or off or onto one whose second leg
+    /// serves (migrations use the local leg's directories, which are behind then).
+    pub(super) fn stretch_check_move(&self, i: usize, to: &str) -> Result<(), EngineError> {
+        for ds in [self.vms[i].datastore.as_str(), to] {
+            if self
+                .stretch
+                .dists
+                .get(ds)
+                .is_some_and(|r| r.saved.serving_remote)
+            {
+                return Err(rule(
+                    format!("VM {:?}", self.vms[i].id),
+                    format!(
+                        "datastore {ds:?} serves from its second leg during a partition; heal the partition before moving a VM off or onto it"
+                    ),
+                ));
+            }
+        }
+        if let Some(d) = self.topology().datastore(to)
+            && d.distributed.as_ref().is_some_and(|x| !x.created)
+        {
+            return Err(rule(
+                format!("datastore {to:?}"),
+                "is planned but not created yet; create it (CreateDatastore) before moving a VM onto it",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks `ds` names a distributed datastore for an expectation.
+    fn st_dist_for_check(&self, ds: &str) -> Result<&DistRt, String> {
+        match self.topology().datastore(ds) {
+            None => Err(format!("datastore {ds:?} does not exist")),
+            Some(d) if d.distributed.is_none() => {
+                Err(format!("{ds} is not a distributed datastore"))
+            }
+            Some(_) => self
+                .stretch
+                .dists
+                .get(ds)
+                .ok_or_else(|| format!("{ds} is planned, not created yet")),
+        }
     }
 
     /// `Expect(Compliant(datastore))`: both legs present, nothing left to rebuild, and the
     /// legs byte-identical.
     pub fn expect_compliant(&self, datastore: &str) -> (bool, String) {
-        (false, format!("{datastore}: not built yet"))
+        let rt = match self.st_dist_for_check(datastore) {
+            Ok(rt) => rt,
+            Err(e) => return (false, e),
+        };
+        if !rt.saved.remote_present {
+            return (false, format!("{datastore}: the second leg does not exist"));
+        }
+        if !self.st_legs_reachable(datastore) {
+            return (
+                false,
+                format!("{datastore}: a partition separates its legs"),
+            );
+        }
+        let tracked = rt.tracked();
+        if tracked > 0 {
+            return (
+                false,
+                format!("{datastore}: {tracked} tracked block(s) still to rebuild"),
+            );
+        }
+        match self.st_compare_legs(datastore, rt) {
+            Ok((n, blocks)) => (
+                true,
+                format!(
+                    "{datastore}: in compliance; {n} instance(s), {blocks} block(s) identical on both legs"
+                ),
+            ),
+            Err(e) => (false, format!("{datastore}: {e}")),
+        }
+    }
+
+    /// Compares every instance's image on both legs block for block.
+    fn st_compare_legs(&self, ds: &str, rt: &DistRt) -> Result<(usize, u64), String> {
+        let leg = self.st_remote_leg_dir(ds).map_err(|e| e.to_string())?;
+        let mut total = 0;
+        for inst in &rt.saved.instances {
+            let local_path = self
+                .ws
+                .datastore_dir(ds)
+                .map_err(|e| e.to_string())?
+                .join(inst)
+                .join("disk0.img");
+            let remote_path = leg.join(inst).join("disk0.img");
+            let a = ImageFile::open_read_only(&local_path).map_err(|e| e.to_string())?;
+            let b = ImageFile::open_read_only(&remote_path)
+                .map_err(|e| format!("instance {inst}: no image on the second leg ({e})"))?;
+            if a.block_count() != b.block_count() {
+                return Err(format!(
+                    "instance {inst}: {} blocks on the local leg, {} on the second",
+                    a.block_count(),
+                    b.block_count()
+                ));
+            }
+            let mut first = 0;
+            let mut ba = vec![0u8; COMPARE_CHUNK_BLOCKS as usize * BLOCK_SIZE];
+            let mut bb = ba.clone();
+            while first < a.block_count() {
+                let n = COMPARE_CHUNK_BLOCKS.min(a.block_count() - first);
+                let len = n as usize * BLOCK_SIZE;
+                a.read_at(first * BLOCK_SIZE as u64, &mut ba[..len])
+                    .map_err(|e| e.to_string())?;
+                b.read_at(first * BLOCK_SIZE as u64, &mut bb[..len])
+                    .map_err(|e| e.to_string())?;
+                if ba[..len] != bb[..len] {
+                    let k = ba[..len]
+                        .chunks_exact(BLOCK_SIZE)
+                        .zip(bb[..len].chunks_exact(BLOCK_SIZE))
+                        .position(|(x, y)| x != y)
+                        .unwrap_or(0);
+                    return Err(format!(
+                        "instance {inst}: block {} differs between the legs",
+                        first + k as u64
+                    ));
+                }
+                first += n;
+            }
+            total += a.block_count();
+        }
+        Ok((rt.saved.instances.len(), total))
     }
 
     /// `Expect(OutOfCompliance(datastore))`.
     pub fn expect_out_of_compliance(&self, datastore: &str) -> (bool, String) {
-        (false, format!("{datastore}: not built yet"))
+        let rt = match self.st_dist_for_check(datastore) {
+            Ok(rt) => rt,
+            Err(e) => return (false, e),
+        };
+        let tracked = rt.tracked();
+        let reachable = self.st_legs_reachable(datastore);
+        let why = if !rt.saved.remote_present {
+            format!("only the local leg exists; {tracked} block(s) tracked")
+        } else if !reachable {
+            format!("a partition separates its legs; {tracked} block(s) tracked")
+        } else if tracked > 0 {
+            format!("{tracked} tracked block(s) still to rebuild")
+        } else {
+            return (
+                false,
+                format!("{datastore}: in compliance (both legs present and caught up)"),
+            );
+        };
+        (true, format!("{datastore}: out of compliance: {why}"))
     }
 
     /// An array holding a leg of a distributed datastore reports a fault: serve those
     /// datastores from their other leg. Returns what changed, one line per datastore
     /// (empty: the array holds no leg). Called by the health module's `array_fault`.
-    pub(super) fn stretch_array_fault(&mut self, _array: &str) -> Result<Vec<String>, EngineError> {
-        Ok(Vec::new())
+    /// A fault on the array of the serving leg swaps VM I/O to the other leg if that one
+    /// is caught up (else the serving leg stays, with a warning); a fault on the other
+    /// leg's array leaves it behind, tracking.
+    pub(super) fn stretch_array_fault(&mut self, array: &str) -> Result<Vec<String>, EngineError> {
+        if self.stretch.faulted_arrays.contains(array) {
+            return Ok(Vec::new());
+        }
+        let dss: Vec<String> = self
+            .stretch
+            .dists
+            .keys()
+            .filter(|ds| self.st_leg_arrays(ds).iter().any(|a| a == array))
+            .cloned()
+            .collect();
+        let was_reachable: BTreeSet<String> = dss
+            .iter()
+            .filter(|ds| self.st_legs_reachable(ds))
+            .cloned()
+            .collect();
+        let mut lines = Vec::new();
+        for ds in &dss {
+            let d = self.topology().datastore(ds).expect("created").clone();
+            let dist = d.distributed.clone().expect("distributed");
+            let t = self.topology();
+            let own_array = d
+                .luns
+                .iter()
+                .filter_map(|l| t.lun(l).map(|(a, _)| a.id.clone()))
+                .any(|a| a == array);
+            let rt = self.stretch.dists.get(ds).expect("listed");
+            let serving_remote = rt.saved.serving_remote;
+            let caught_up =
+                rt.saved.remote_present && rt.tracked() == 0 && was_reachable.contains(ds);
+            // The array of the leg that serves now.
+            let serving_hit = own_array != serving_remote;
+            let msg = if serving_hit && caught_up {
+                self.st_swap_serving(ds, !serving_remote)?;
+                let (to, from) = if serving_remote {
+                    (&d.site, &dist.remote_site)
+                } else {
+                    (&dist.remote_site, &d.site)
+                };
+                format!(
+                    "{ds} out of compliance: array {array} reports a fault; I/O swaps to the leg at {to}, the leg at {from} is behind and changed blocks are tracked"
+                )
+            } else if serving_hit {
+                self.push_log(
+                    LogLevel::Warning,
+                    format!(
+                        "{ds}: array {array} (the serving leg) reports a fault, but the other leg is behind: I/O stays where it is"
+                    ),
+                );
+                continue;
+            } else {
+                format!(
+                    "{ds} out of compliance: array {array} (the other leg) reports a fault; changed blocks are tracked until it is healthy"
+                )
+            };
+            let rt = self.stretch.dists.get_mut(ds).expect("listed");
+            rt.rebuilding = false;
+            rt.gen_ += 1;
+            self.st_push_report(ds, ReportKind::OutOfCompliance, msg.clone());
+            lines.push(msg);
+        }
+        if !lines.is_empty() {
+            self.stretch.faulted_arrays.insert(array.to_string());
+        }
+        Ok(lines)
     }
 
     /// The array is healthy again: rebuild its legs from the tracked blocks, then serve
     /// from the preferred leg again. Called by the health module's `array_healthy`.
     pub(super) fn stretch_array_healthy(
         &mut self,
-        _array: &str,
+        array: &str,
     ) -> Result<Vec<String>, EngineError> {
-        Ok(Vec::new())
+        if !self.stretch.faulted_arrays.remove(array) {
+            return Ok(Vec::new());
+        }
+        let dss: Vec<String> = self
+            .stretch
+            .dists
+            .keys()
+            .filter(|ds| self.st_leg_arrays(ds).iter().any(|a| a == array))
+            .cloned()
+            .collect();
+        let mut lines = Vec::new();
+        for ds in dss {
+            let tracked = self.stretch.dists[&ds].tracked();
+            self.st_kick_rebuild(&ds);
+            if self.stretch.dists[&ds].rebuilding {
+                lines.push(format!(
+                    "{ds}: array {array} healthy; rebuilding {tracked} tracked block(s), then the preferred leg serves"
+                ));
+            }
+        }
+        Ok(lines)
+    }
+
+    /// Blocks tracked for `datastore`'s second leg now, and (total, rebuilt) of the current
+    /// or last rebuild. `None` if it is not a created distributed datastore.
+    pub fn stretch_counts(&self, datastore: &str) -> Option<(u64, u64, u64)> {
+        self.stretch
+            .dists
+            .get(datastore)
+            .map(|rt| (rt.tracked(), rt.saved.rebuild_total, rt.saved.rebuilt))
     }
 }
+
+/// The blocks of `img` that hold data: within the file system's data ranges, the blocks
+/// that are not all zeros (the other leg starts as known zeros, so only these need copying).
+fn nonzero_blocks(img: &ImageFile) -> Result<Bitmap, EngineError> {
+    let blocks = img.block_count();
+    let mut bits = Bitmap::new(blocks);
+    let mut buf = vec![0u8; COMPARE_CHUNK_BLOCKS as usize * BLOCK_SIZE];
+    for r in img.data_ranges() {
+        let mut b = r.start / BLOCK_SIZE as u64;
+        let end = r.end.div_ceil(BLOCK_SIZE as u64).min(blocks);
+        while b < end {
+            let n = COMPARE_CHUNK_BLOCKS.min(end - b);
+            let len = n as usize * BLOCK_SIZE;
+            img.read_at(b * BLOCK_SIZE as u64, &mut buf[..len])
+                .map_err(io_err(img.path().display().to_string()))?;
+            for (k, chunk) in buf[..len].chunks_exact(BLOCK_SIZE).enumerate() {
+                if chunk.iter().any(|&x| x != 0) {
+                    bits.set(b + k as u64);
+                }
+            }
+            b += n;
+        }
+    }
+    Ok(bits)
+}
+
+/// Writes one byte of a bitmap file in place (creating the file if needed).
+fn persist_bitmap_byte(path: &std::path::Path, index: u64, byte: u8) -> Result<(), EngineError> {
+    use std::os::unix::fs::FileExt;
+    alive()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err(dir.display().to_string()))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err(path.display().to_string()))?;
+    f.write_all_at(&[byte], index)
+        .map_err(io_err(path.display().to_string()))
+}
+
+#[cfg(test)]
+#[path = "stretch_tests.rs"]
+mod tests;
