@@ -166,6 +166,10 @@ pub(super) struct GroupSaved {
     pub failed_over: bool,
     pub bytes_shipped: u64,
     pub now_requested: bool,
+    /// Host I/O was swapped to the replicas by an array health event (`health.rs`): no
+    /// cycle runs until the resync back is complete.
+    #[serde(default)]
+    pub swapped: bool,
 }
 
 /// A transfer in flight.
@@ -431,7 +435,7 @@ impl Engine {
     }
 
     /// Is group `g` able to ship now?
-    fn group_blocked(&self, g: usize) -> Option<GroupState> {
+    pub(super) fn group_blocked(&self, g: usize) -> Option<GroupState> {
         let grp = &self.groups[g];
         if grp.saved.failed_over {
             Some(GroupState::FailedOver)
@@ -439,7 +443,7 @@ impl Engine {
             || self.sites_down.contains_key(&grp.spec.target_site)
         {
             Some(GroupState::SiteDown)
-        } else if grp.saved.paused {
+        } else if grp.saved.paused || grp.saved.swapped {
             Some(GroupState::Paused)
         } else if !self.link_up {
             Some(GroupState::LinkDown)

@@ -1,8 +1,19 @@
 //! The Resilience tab's section on arrays: health, which side serves each pair, resync progress, replication direction; fault and healthy.
 
-use egui::Ui;
+use egui::{RichText, Ui};
 
+use super::style::{self, Tone};
+use super::worker::Request;
 use super::{Action, Document, Live};
+use crate::engine::Command;
+
+/// The accessible names of an array's buttons.
+pub fn fault_name(array: &str) -> String {
+    format!("Fault {array}")
+}
+pub fn healthy_name(array: &str) -> String {
+    format!("Mark {array} healthy")
+}
 
 /// This section's own widget state (kept across frames).
 #[derive(Default)]
@@ -11,10 +22,106 @@ pub struct State {}
 /// Draws the section. Engine commands go out as `Action::Request(Request::Engine(..))`.
 pub(crate) fn show(
     ui: &mut Ui,
-    _doc: &Document,
-    _live: &Live,
+    doc: &Document,
+    live: &Live,
     _state: &mut State,
-    _actions: &mut Vec<Action>,
+    actions: &mut Vec<Action>,
 ) {
     ui.heading("Array health");
+    let Some(snap) = live.snapshot.as_ref().filter(|_| live.is_open()) else {
+        ui.label(RichText::new("No workspace is open: no array reports its health.").weak());
+        return;
+    };
+    if snap.arrays.is_empty() || !snap.arrays.iter().any(|a| a.can_fault) {
+        ui.label(
+            RichText::new(
+                "This topology has no protected array with replicated or distributed LUNs.",
+            )
+            .weak(),
+        );
+    }
+    for a in &snap.arrays {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(&a.id).strong());
+            let site = doc
+                .topology
+                .site(&a.site)
+                .map_or(a.site.clone(), |s| format!("{} ({})", a.site, s.name));
+            ui.label(RichText::new(format!("at {site}")).weak());
+            if a.faulted {
+                style::badge(
+                    ui,
+                    "faulted",
+                    Tone::Bad,
+                    "The array reports a health condition: its replicated pairs serve I/O from their replicas",
+                );
+            } else {
+                style::badge(ui, "healthy", Tone::Good, "The array reports no health condition");
+            }
+            if a.can_fault {
+                let (text, command, hint) = if a.faulted {
+                    (
+                        healthy_name(&a.id),
+                        Command::ArrayHealthy { array: a.id.clone() },
+                        "Health returns: copy the changes made on the replicas back, swap I/O back, then restart replication in its original direction",
+                    )
+                } else {
+                    (
+                        fault_name(&a.id),
+                        Command::ArrayFault { array: a.id.clone() },
+                        "Report a health condition: drain each pair with a final cycle, then swap its VMs' I/O to the replicas",
+                    )
+                };
+                if ui.button(text).on_hover_text(hint).clicked() {
+                    actions.push(Action::Request(Request::Engine(command)));
+                }
+            }
+        });
+        ui.indent(("array-health", &a.id), |ui| {
+            for p in &a.pairs {
+                let tone = match p.phase.as_deref() {
+                    Some("draining") => Tone::Warn,
+                    Some("swapped") => Tone::Warn,
+                    Some("resyncing") => Tone::Busy,
+                    _ => Tone::Good,
+                };
+                ui.horizontal_wrapped(|ui| {
+                    ui.label(RichText::new(&p.group).strong());
+                    let pairs: Vec<String> = p
+                        .datastores
+                        .iter()
+                        .map(|(d, r)| format!("{d} ▶ {r}"))
+                        .collect();
+                    ui.label(RichText::new(pairs.join(", ")).weak());
+                    ui.label(format!("I/O on {}", p.serving));
+                    ui.label(style::toned(
+                        ui,
+                        p.phase.as_deref().unwrap_or("normal"),
+                        tone,
+                    ));
+                    ui.label(RichText::new(format!("replication {}", p.direction)).weak());
+                });
+                ui.label(RichText::new(&p.state).small());
+                match p.phase.as_deref() {
+                    Some("resyncing") => {
+                        ui.add(
+                            egui::ProgressBar::new(p.progress)
+                                .desired_width(260.0)
+                                .text(format!("{} block(s) left", p.blocks_left)),
+                        );
+                    }
+                    Some("swapped") => {
+                        ui.label(format!(
+                            "{} block(s) tracked on the replicas",
+                            p.tracked_blocks
+                        ));
+                    }
+                    Some("draining") => {
+                        ui.label(format!("final cycle: {} block(s) to ship", p.blocks_left));
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
 }
