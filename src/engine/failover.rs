@@ -61,7 +61,72 @@ pub struct FailoverPlan {
     pub unplaced: Vec<String>,
     /// Reasons this kind of failover cannot run now.
     pub problems: Vec<String>,
+    /// The capacity check host by host: every recovery-site host (what this plan would
+    /// reserve on it included), then every protected-site host that is failed or holds HA
+    /// reservations for a host fault.
+    pub capacity: Vec<HostCapacity>,
 }
+
+/// Capacity held on a host for one VM that is not running there yet, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeldCapacity {
+    pub vm: String,
+    pub vcpus: u32,
+    pub memory_gib: u32,
+    /// "this failover", or "HA restart from <failed host>".
+    pub purpose: String,
+}
+
+/// One host of a capacity check: what it has, what runs on it, what is spoken for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostCapacity {
+    pub host: String,
+    pub site: String,
+    pub recovery_site: bool,
+    /// A protected-site host that failed (its capacity counts for nothing).
+    pub failed: bool,
+    pub cpus: u32,
+    pub memory_gib: u32,
+    /// The VMs running on it.
+    pub running: Vec<String>,
+    pub used_vcpus: u32,
+    pub used_memory_gib: u32,
+    pub reserved: Vec<HeldCapacity>,
+}
+
+impl HeldCapacity {
+    /// Held by the plan itself (not by an HA restart).
+    pub fn for_this_failover(&self) -> bool {
+        self.purpose == PLAN_PURPOSE
+    }
+}
+
+impl HostCapacity {
+    pub fn reserved_vcpus(&self) -> u32 {
+        self.reserved.iter().map(|r| r.vcpus).sum()
+    }
+    pub fn reserved_memory_gib(&self) -> u32 {
+        self.reserved.iter().map(|r| r.memory_gib).sum()
+    }
+    /// What is left: capacity less running VMs less reservations (nothing on a failed host).
+    pub fn free_vcpus(&self) -> u32 {
+        if self.failed {
+            return 0;
+        }
+        self.cpus
+            .saturating_sub(self.used_vcpus + self.reserved_vcpus())
+    }
+    pub fn free_memory_gib(&self) -> u32 {
+        if self.failed {
+            return 0;
+        }
+        self.memory_gib
+            .saturating_sub(self.used_memory_gib + self.reserved_memory_gib())
+    }
+}
+
+/// The purpose of a failover plan's own reservations.
+pub const PLAN_PURPOSE: &str = "this failover";
 
 /// The outcome for one VM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,7 +196,10 @@ pub(super) struct PendingFailover {
 
 impl Engine {
     /// The protected datastores of these PGs, and their replicas.
-    fn pg_scope(&self, pgs: &[String]) -> Result<(BTreeSet<String>, Vec<String>), EngineError> {
+    pub(super) fn pg_scope(
+        &self,
+        pgs: &[String],
+    ) -> Result<(BTreeSet<String>, Vec<String>), EngineError> {
         let t = self.topology();
         if pgs.is_empty() {
             return Err(EngineError::Failover(
@@ -163,27 +231,63 @@ impl Engine {
             .collect()
     }
 
-    /// Places `vms` (priority order) on recovery-site hosts with room: (vm → host), unplaced.
-    fn reserve(&self, vms: &[usize]) -> (BTreeMap<String, String>, Vec<String>) {
+    /// A host's capacity as it stands: the VMs running on it (recovered ones at the
+    /// recovery site) and the HA reservations it holds for a host fault.
+    fn host_capacity(&self, h: &crate::topology::Host) -> HostCapacity {
         let t = self.topology();
-        let mut free: Vec<(String, i64, i64)> = t
+        let recovery_site = t.site_role(&h.site) == Some(SiteRole::Recovery);
+        let running: Vec<&super::VmRt> = self
+            .vms
+            .iter()
+            .filter(|v| {
+                v.host == h.id
+                    && if recovery_site {
+                        v.recovered.is_some()
+                    } else {
+                        !v.down && v.recovered.is_none()
+                    }
+            })
+            .collect();
+        let (used_vcpus, used_memory_gib) = running.iter().fold((0, 0), |(c, m), v| {
+            let spec = t.vm(&v.id);
+            (
+                c + spec.map_or(0, |s| s.vcpus),
+                m + spec.map_or(0, |s| s.memory_gib),
+            )
+        });
+        HostCapacity {
+            host: h.id.clone(),
+            site: h.site.clone(),
+            recovery_site,
+            failed: self.ha_host_failed(&h.id),
+            cpus: h.cpus,
+            memory_gib: h.memory_gib,
+            running: running.iter().map(|v| v.id.clone()).collect(),
+            used_vcpus,
+            used_memory_gib,
+            reserved: self
+                .ha_reservations_on(&h.id)
+                .into_iter()
+                .map(|r| HeldCapacity {
+                    vm: r.vm,
+                    vcpus: r.vcpus,
+                    memory_gib: r.memory_gib,
+                    purpose: format!("HA restart from {}", r.from_host),
+                })
+                .collect(),
+        }
+    }
+
+    /// Places `vms` (priority order) on recovery-site hosts with room (capacity less
+    /// running VMs less reservations already held): (vm → host), unplaced, and the
+    /// capacity check host by host with this plan's reservations added.
+    fn reserve(&self, vms: &[usize]) -> (BTreeMap<String, String>, Vec<String>, Vec<HostCapacity>) {
+        let t = self.topology();
+        let mut recovery: Vec<HostCapacity> = t
             .hosts
             .iter()
             .filter(|h| t.site_role(&h.site) == Some(SiteRole::Recovery))
-            .map(|h| {
-                let used = self
-                    .vms
-                    .iter()
-                    .filter(|v| v.host == h.id && v.recovered.is_some());
-                let (c, m) = used.fold((0i64, 0i64), |(c, m), v| {
-                    let spec = t.vm(&v.id);
-                    (
-                        c + spec.map_or(0, |s| i64::from(s.vcpus)),
-                        m + spec.map_or(0, |s| s.memory_gib as i64),
-                    )
-                });
-                (h.id.clone(), i64::from(h.cpus) - c, h.memory_gib as i64 - m)
-            })
+            .map(|h| self.host_capacity(h))
             .collect();
         let mut order: Vec<usize> = vms.to_vec();
         order.sort_by_key(|&i| {
@@ -196,17 +300,31 @@ impl Engine {
             let Some(spec) = t.vm(&self.vms[i].id) else {
                 continue;
             };
-            let (c, m) = (i64::from(spec.vcpus), spec.memory_gib as i64);
-            match free.iter_mut().find(|h| h.1 >= c && h.2 >= m) {
+            match recovery
+                .iter_mut()
+                .find(|h| h.free_vcpus() >= spec.vcpus && h.free_memory_gib() >= spec.memory_gib)
+            {
                 Some(h) => {
-                    h.1 -= c;
-                    h.2 -= m;
-                    placed.insert(spec.id.clone(), h.0.clone());
+                    h.reserved.push(HeldCapacity {
+                        vm: spec.id.clone(),
+                        vcpus: spec.vcpus,
+                        memory_gib: spec.memory_gib,
+                        purpose: PLAN_PURPOSE.into(),
+                    });
+                    placed.insert(spec.id.clone(), h.host.clone());
                 }
                 None => unplaced.push(spec.id.clone()),
             }
         }
-        (placed, unplaced)
+        // The protected site's HA reservations, so one table says what is spoken for.
+        recovery.extend(
+            t.hosts
+                .iter()
+                .filter(|h| t.site_role(&h.site) == Some(SiteRole::Protected))
+                .map(|h| self.host_capacity(h))
+                .filter(|c| c.failed || !c.reserved.is_empty()),
+        );
+        (placed, unplaced, recovery)
     }
 
     /// "Scan replicas": the election over the PGs' replica datastores, the capacity check,
@@ -221,7 +339,7 @@ impl Engine {
         let wanted: BTreeSet<&str> = in_scope.iter().map(|&i| self.vms[i].id.as_str()).collect();
         let elections =
             recovery::scan_and_elect_in(&self.ws, &replicas, |v| wanted.contains(v.id.as_str()))?;
-        let (placed, unplaced) = self.reserve(&in_scope);
+        let (placed, unplaced, capacity) = self.reserve(&in_scope);
         let t = self.topology();
         let metadata = self.replicated_metadata();
         let mut vms: Vec<PlanVm> = elections
@@ -307,6 +425,7 @@ impl Engine {
             vms,
             unplaced,
             problems,
+            capacity,
         })
     }
 
@@ -364,6 +483,12 @@ impl Engine {
         let label = pgs.join(", ");
         match kind {
             FailoverKind::Planned => {
+                // Only these restart if it fails (a VM down for a host fault stays down).
+                let running: Vec<String> = in_scope
+                    .iter()
+                    .filter(|&&i| !self.vms[i].down)
+                    .map(|&i| self.vms[i].id.clone())
+                    .collect();
                 for &i in &in_scope {
                     self.power_off(i);
                 }
@@ -388,7 +513,7 @@ impl Engine {
                     protection_groups: pgs.clone(),
                     stop_at: self.now,
                     groups,
-                    vms: in_scope.iter().map(|&i| self.vms[i].id.clone()).collect(),
+                    vms: running,
                 });
                 let msg = format!(
                     "Planned failover #{id} of {label}: {} VM(s) stopped; the final replication cycle is running",

@@ -719,6 +719,7 @@ fn plan_body(ui: &mut Ui, t: &Topology, live: &Live, scan: &Scan) {
             Tone::Bad,
         ));
     }
+    capacity_by_host(ui, plan, scan.id);
     for p in &plan.problems {
         ui.label(style::toned(ui, format!("⚠ {p}"), Tone::Bad));
     }
@@ -758,6 +759,86 @@ fn plan_body(ui: &mut Ui, t: &Topology, live: &Live, scan: &Scan) {
                 plan_row(ui, t, live, v, decision_w, dark);
                 ui.end_row();
             }
+        });
+}
+
+/// The title of the plan's capacity table.
+pub const CAPACITY_BY_HOST: &str = "Capacity by host";
+
+/// The capacity check host by host: capacity, used by running VMs, reserved and by whom
+/// (this failover's placements, HA restarts after a protected-site host fault), free.
+fn capacity_by_host(ui: &mut Ui, plan: &FailoverPlan, scan_id: u64) {
+    if plan.capacity.is_empty() {
+        return;
+    }
+    let held: usize = plan.capacity.iter().map(|h| h.reserved.len()).sum();
+    egui::CollapsingHeader::new(CAPACITY_BY_HOST)
+        .id_salt(("failover-capacity", scan_id))
+        .default_open(true)
+        .show(ui, |ui| {
+            ui.label(
+                RichText::new(format!(
+                    "{held} reservation(s) held; free = capacity − used − reserved"
+                ))
+                .weak(),
+            );
+            egui::Grid::new(("failover-capacity-grid", scan_id))
+                .num_columns(6)
+                .striped(true)
+                .spacing([GRID_GAP, 3.0])
+                .show(ui, |ui| {
+                    for h in ["Host", "Site", "Capacity", "Used", "Reserved (for)", "Free"] {
+                        ui.label(RichText::new(h).strong());
+                    }
+                    ui.end_row();
+                    for h in &plan.capacity {
+                        let name = if h.failed {
+                            style::toned(ui, format!("{} (failed)", h.host), Tone::Bad)
+                        } else {
+                            RichText::new(&h.host)
+                        };
+                        ui.label(name);
+                        let role = if h.recovery_site {
+                            "recovery"
+                        } else {
+                            "protected"
+                        };
+                        ui.label(RichText::new(format!("{} ({role})", h.site)).weak());
+                        ui.label(format!("{} vCPU / {} GiB", h.cpus, h.memory_gib));
+                        ui.label(format!("{} vCPU / {} GiB", h.used_vcpus, h.used_memory_gib))
+                            .on_hover_text(if h.running.is_empty() {
+                                "No VM runs here".to_string()
+                            } else {
+                                format!("Running: {}", h.running.join(", "))
+                            });
+                        ui.vertical(|ui| {
+                            if h.reserved.is_empty() {
+                                ui.label(RichText::new("—").weak());
+                            }
+                            for r in &h.reserved {
+                                let tone = if r.for_this_failover() {
+                                    Tone::Busy
+                                } else {
+                                    Tone::Warn
+                                };
+                                ui.label(style::toned(
+                                    ui,
+                                    format!(
+                                        "{} vCPU / {} GiB for {} ({})",
+                                        r.vcpus, r.memory_gib, r.vm, r.purpose
+                                    ),
+                                    tone,
+                                ));
+                            }
+                        });
+                        ui.label(format!(
+                            "{} vCPU / {} GiB",
+                            h.free_vcpus(),
+                            h.free_memory_gib()
+                        ));
+                        ui.end_row();
+                    }
+                });
         });
 }
 
