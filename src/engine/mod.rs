@@ -34,7 +34,7 @@ use crate::workspace::{MigrationMarks, Workspace, WorkspaceError};
 use copy::{CopyCore, CopyMode, Direction, WriteRoute};
 pub use failover::{FailoverKind, FailoverPlan, FailoverReport, FailoverState, PlanVm, VmResult};
 use failover::{PendingFailover, RecoveredVm};
-pub use group::GroupMigrationView;
+pub use group::{GroupMemberView, GroupMigrationView, GroupPhase, cg_datastores, protected_cgs};
 pub use health::ArrayView;
 pub use hosts::HostView;
 pub use migration::Phase;
@@ -1260,6 +1260,13 @@ impl Engine {
         if self.vms[i].migration.is_some() {
             return Err(EngineError::AlreadyMigrating(vm.into()));
         }
+        if let Some(refused) = self.placement_refusal(vm, to) {
+            return Ok(refused);
+        }
+        if let Some(refused) = self.health_refusal(i) {
+            return Ok(refused);
+        }
+        self.stretch_check_move(i, to)?;
         // (1) Rate the impact; refuse unless `none` or overridden.
         let impact = self.impact(vm, to)?;
         let fault = impact.fault.map(|f| f.as_str()).unwrap_or("none");
@@ -1751,6 +1758,8 @@ impl Engine {
     fn guest_write(&mut self, i: usize, op: GuestOp, t: SimTime) -> Result<(), EngineError> {
         let cap = self.opts.mirror_max_pending;
         let svc = duration_for(BLOCK_SIZE as u64, self.copy_rate(i));
+        // A copied VM held for its group's switch keeps mirroring instead of waiting.
+        let held = self.group_keeps_mirroring(i);
         let vm = &mut self.vms[i];
         let block = op.block;
         enum Target {
@@ -1775,7 +1784,8 @@ impl Engine {
                     .is_some_and(|r| r.contains(&block));
                 let route = if m.mode() == CopyMode::Mirror
                     && !in_flight
-                    && ((block < m.core.cursor && m.mirror_pending.len() >= cap) || m.core.done())
+                    && ((block < m.core.cursor && m.mirror_pending.len() >= cap)
+                        || (m.core.done() && !held))
                 {
                     vm.waiting.push_back(op);
                     return Ok(());
@@ -1863,6 +1873,7 @@ impl Engine {
 
     /// A migration of VM `i` ended: completed (switched to its target) or not.
     fn migration_ended(&mut self, i: usize, completed: bool) -> Result<(), EngineError> {
+        self.stretch_migration_ended(i, completed)?;
         self.group_migration_ended(i, completed)?;
         self.placement_migration_ended(i, completed)
     }

@@ -102,7 +102,8 @@ impl Document {
 
 /// What a background I/O job reports.
 enum IoResult {
-    Opened(Result<(PathBuf, Topology), String>),
+    /// Boxed: a topology is large next to the other results.
+    Opened(Box<Result<(PathBuf, Topology), String>>),
     Saved(Result<PathBuf, String>),
     /// The event log written as JSON lines: where, and how many entries.
     Exported(Result<(PathBuf, usize), String>),
@@ -503,7 +504,7 @@ impl DrApp {
 
     /// Loads and validates `path` off the UI thread; on success it replaces the topology.
     pub fn open_path(&mut self, path: PathBuf) {
-        self.spawn_io(move || IoResult::Opened(load(path)));
+        self.spawn_io(move || IoResult::Opened(Box::new(load(path))));
     }
 
     /// Asks for a file with a dialog (off the UI thread), then opens it.
@@ -514,7 +515,7 @@ impl DrApp {
                 .add_filter("Topology (RON)", &["ron"])
                 .pick_file()
             {
-                Some(path) => IoResult::Opened(load(path)),
+                Some(path) => IoResult::Opened(Box::new(load(path))),
                 None => IoResult::Cancelled,
             }
         });
@@ -621,16 +622,18 @@ impl DrApp {
     fn handle_io(&mut self, result: IoResult) {
         self.io_pending = self.io_pending.saturating_sub(1);
         match result {
-            IoResult::Opened(Ok((path, topology))) => {
-                self.add_recent(&path);
-                self.show_topology(topology, TopologySource::File(path));
-            }
-            IoResult::Opened(Err(e)) => {
-                self.log
-                    .error(format!("{e}; the current topology stays open"));
-                // A recent file may have gone.
-                self.check_recent_files();
-            }
+            IoResult::Opened(opened) => match *opened {
+                Ok((path, topology)) => {
+                    self.add_recent(&path);
+                    self.show_topology(topology, TopologySource::File(path));
+                }
+                Err(e) => {
+                    self.log
+                        .error(format!("{e}; the current topology stays open"));
+                    // A recent file may have gone.
+                    self.check_recent_files();
+                }
+            },
             IoResult::Saved(Ok(path)) => {
                 self.log.info(format!("Saved to {}", path.display()));
                 self.add_recent(&path);
