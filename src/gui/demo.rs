@@ -772,7 +772,7 @@ impl DrApp {
                     | Expectation::Replicating { .. }
                     | Expectation::OnHost { .. }
                     | Expectation::GroupMigrated { .. }
-                    | Expectation::InMaintenance { .. } => self.main_tab = MainTab::Resilience,
+                    | Expectation::InMaintenance { .. } => self.show_resilience(&step.action),
                 }
                 show(Beat::Direct, Duration::ZERO)
             }
@@ -782,7 +782,7 @@ impl DrApp {
             | Action::ExitMaintenance { .. }
             | Action::Balance { .. } => {
                 self.show_side(SideTab::Migrations);
-                self.main_tab = MainTab::Resilience;
+                self.show_resilience(&step.action);
                 show(Beat::Direct, dwell / 2)
             }
             Action::CreateDatastore { .. }
@@ -792,7 +792,7 @@ impl DrApp {
             | Action::ArrayHealthy { .. }
             | Action::HostFault { .. }
             | Action::HostHealthy { .. } => {
-                self.main_tab = MainTab::Resilience;
+                self.show_resilience(&step.action);
                 show(Beat::Direct, dwell / 2)
             }
         };
@@ -800,6 +800,31 @@ impl DrApp {
             p.stage = stage;
         }
         self.ctx.request_repaint();
+    }
+
+    /// Shows the Resilience tab scrolled to the section the step is about.
+    fn show_resilience(&mut self, action: &Action) {
+        use super::resilience::Section;
+        let section = match action {
+            Action::CreateDatastore { .. }
+            | Action::PartitionSite { .. }
+            | Action::HealPartition
+            | Action::Expect(Expectation::Compliant { .. })
+            | Action::Expect(Expectation::OutOfCompliance { .. }) => Section::Distributed,
+            Action::HostFault { .. }
+            | Action::HostHealthy { .. }
+            | Action::Expect(Expectation::OnHost { .. }) => Section::Hosts,
+            Action::MigrateGroup { .. } | Action::Expect(Expectation::GroupMigrated { .. }) => {
+                Section::GroupMigration
+            }
+            Action::EnterMaintenance { .. }
+            | Action::ExitMaintenance { .. }
+            | Action::Balance { .. }
+            | Action::Expect(Expectation::InMaintenance { .. }) => Section::Clusters,
+            _ => Section::ArrayHealth,
+        };
+        self.main_tab = MainTab::Resilience;
+        self.resilience.focus = Some(section);
     }
 
     fn select_vm(&mut self, vm: &str) {

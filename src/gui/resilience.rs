@@ -7,6 +7,16 @@ use egui::Ui;
 use super::{Action, Document, Live};
 use super::{group_panel, health_panel, hosts_panel, placement_panel, stretch_panel};
 
+/// The sections, top to bottom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Distributed,
+    ArrayHealth,
+    Hosts,
+    GroupMigration,
+    Clusters,
+}
+
 /// The widget state of every section.
 #[derive(Default)]
 pub struct Panels {
@@ -15,6 +25,8 @@ pub struct Panels {
     pub hosts: hosts_panel::State,
     pub group: group_panel::State,
     pub placement: placement_panel::State,
+    /// Scroll this section into view on the next frame (the demo player sets it).
+    pub focus: Option<Section>,
 }
 
 pub(crate) fn show(
@@ -24,18 +36,35 @@ pub(crate) fn show(
     panels: &mut Panels,
     actions: &mut Vec<Action>,
 ) {
+    let focus = panels.focus.take();
     egui::ScrollArea::vertical()
         .id_salt("resilience")
         .auto_shrink([false, false])
         .show(ui, |ui| {
-            stretch_panel::show(ui, doc, live, &mut panels.stretch, actions);
+            let section = |ui: &mut Ui, which: Section, draw: &mut dyn FnMut(&mut Ui)| {
+                let rect = ui.scope(|ui| draw(ui)).response.rect;
+                if focus == Some(which) {
+                    ui.scroll_to_rect(rect, Some(egui::Align::TOP));
+                }
+            };
+            section(ui, Section::Distributed, &mut |ui| {
+                stretch_panel::show(ui, doc, live, &mut panels.stretch, actions)
+            });
             ui.separator();
-            health_panel::show(ui, doc, live, &mut panels.health, actions);
+            section(ui, Section::ArrayHealth, &mut |ui| {
+                health_panel::show(ui, doc, live, &mut panels.health, actions)
+            });
             ui.separator();
-            hosts_panel::show(ui, doc, live, &mut panels.hosts, actions);
+            section(ui, Section::Hosts, &mut |ui| {
+                hosts_panel::show(ui, doc, live, &mut panels.hosts, actions)
+            });
             ui.separator();
-            group_panel::show(ui, doc, live, &mut panels.group, actions);
+            section(ui, Section::GroupMigration, &mut |ui| {
+                group_panel::show(ui, doc, live, &mut panels.group, actions)
+            });
             ui.separator();
-            placement_panel::show(ui, doc, live, &mut panels.placement, actions);
+            section(ui, Section::Clusters, &mut |ui| {
+                placement_panel::show(ui, doc, live, &mut panels.placement, actions)
+            });
         });
 }
