@@ -31,7 +31,7 @@ use super::{
     format_time, io_err, read_ron, write_ron,
 };
 use crate::disk::{BLOCK_SIZE, Block, ImageFile};
-use crate::dr::{self, Rating};
+use crate::dr;
 use crate::workspace::MigrationMarks;
 
 /// Where a group migration is.
@@ -771,23 +771,13 @@ impl Engine {
             });
         }
         let (placed, impact) = self.plan_group(from, to)?;
-        let fault = impact.fault.map(|f| f.as_str()).unwrap_or("none");
-        if impact.rating > Rating::None {
-            if !confirm {
-                let msg = format!(
-                    "Group migration {from} ▶ {to} refused: rated {} ({fault}) and not confirmed",
-                    impact.rating
-                );
-                self.push_log(LogLevel::Warning, msg.clone());
-                return Ok(Outcome::Refused(msg));
-            }
-            self.push_log(
-                LogLevel::Warning,
-                format!(
-                    "Override: group migration {from} ▶ {to} confirmed by the operator despite rating {} ({fault})",
-                    impact.rating
-                ),
-            );
+        if let Some(refused) = self.override_gate(
+            &format!("Group migration {from} ▶ {to}"),
+            &format!("group migration {from} ▶ {to}"),
+            &impact,
+            confirm,
+        ) {
+            return Ok(refused);
         }
         let mut members: Vec<Member> = Vec::new();
         for (i, ds) in &placed {

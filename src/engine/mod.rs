@@ -1269,23 +1269,13 @@ impl Engine {
         self.stretch_check_move(i, to)?;
         // (1) Rate the impact; refuse unless `none` or overridden.
         let impact = self.impact(vm, to)?;
-        let fault = impact.fault.map(|f| f.as_str()).unwrap_or("none");
-        if impact.rating > Rating::None {
-            if !confirm {
-                let msg = format!(
-                    "Migration of {vm} to {to} refused: rated {} ({fault}) and not confirmed",
-                    impact.rating
-                );
-                self.push_log(LogLevel::Warning, msg.clone());
-                return Ok(Outcome::Refused(msg));
-            }
-            self.push_log(
-                LogLevel::Warning,
-                format!(
-                    "Override: {vm} to {to} confirmed by the operator despite rating {} ({fault})",
-                    impact.rating
-                ),
-            );
+        if let Some(refused) = self.override_gate(
+            &format!("Migration of {vm} to {to}"),
+            &format!("{vm} to {to}"),
+            &impact,
+            confirm,
+        ) {
+            return Ok(refused);
         }
         let need = self.vms[i].blocks * BLOCK_SIZE as u64 / (1024 * 1024);
         let free = self.free_mib(to);
@@ -1703,6 +1693,38 @@ impl Engine {
         let now = self.now;
         self.release_waiting(i, now)?;
         self.migration_ended(i, false)
+    }
+
+    /// Step (1) of every move (one VM, a group): a rating above `none` is refused unless
+    /// the operator confirmed it, and a confirmed one is logged as an override with its
+    /// rating and fault. `refused` and `overridden` name the move in the two messages.
+    fn override_gate(
+        &mut self,
+        refused: &str,
+        overridden: &str,
+        impact: &dr::Impact,
+        confirm: bool,
+    ) -> Option<Outcome> {
+        if impact.rating == Rating::None {
+            return None;
+        }
+        let fault = impact.fault.map(|f| f.as_str()).unwrap_or("none");
+        if !confirm {
+            let msg = format!(
+                "{refused} refused: rated {} ({fault}) and not confirmed",
+                impact.rating
+            );
+            self.push_log(LogLevel::Warning, msg.clone());
+            return Some(Outcome::Refused(msg));
+        }
+        self.push_log(
+            LogLevel::Warning,
+            format!(
+                "Override: {overridden} confirmed by the operator despite rating {} ({fault})",
+                impact.rating
+            ),
+        );
+        None
     }
 
     /// Re-runs guest I/O that waited for a copy run or the mirror queue.

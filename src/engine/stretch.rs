@@ -77,6 +77,7 @@ pub(super) struct StretchSaved {
 }
 
 /// Runtime state of one created distributed datastore.
+#[derive(Default)]
 struct DistRt {
     saved: DistSaved,
     /// Tracked blocks (differing on the second leg) per instance.
@@ -282,16 +283,7 @@ impl Engine {
                 }
                 None => {
                     // Created with the workspace: both legs, in sync (zeros on both).
-                    self.stretch.dists.insert(
-                        ds.clone(),
-                        DistRt {
-                            saved: DistSaved::default(),
-                            bits: BTreeMap::new(),
-                            remote: BTreeMap::new(),
-                            rebuilding: false,
-                            gen_: 0,
-                        },
-                    );
+                    self.stretch.dists.insert(ds.clone(), DistRt::default());
                     std::fs::create_dir_all(self.st_remote_leg_dir(&ds)?)
                         .map_err(io_err(format!("creating the second leg of {ds}")))?;
                     self.stretch
@@ -753,16 +745,9 @@ impl Engine {
             x.created = true;
         }
         self.ws.save_topology(&topo)?;
-        self.stretch.dists.insert(
-            datastore.to_string(),
-            DistRt {
-                saved: DistSaved::default(),
-                bits: BTreeMap::new(),
-                remote: BTreeMap::new(),
-                rebuilding: false,
-                gen_: 0,
-            },
-        );
+        self.stretch
+            .dists
+            .insert(datastore.to_string(), DistRt::default());
         let msg = if self.st_legs_reachable(datastore) {
             self.st_create_remote_leg(datastore)?;
             let msg = format!(
@@ -1161,6 +1146,16 @@ impl Engine {
         (true, format!("{datastore}: out of compliance: {why}"))
     }
 
+    /// The distributed datastores with a leg on `array`.
+    fn st_dists_on_array(&self, array: &str) -> Vec<String> {
+        self.stretch
+            .dists
+            .keys()
+            .filter(|ds| self.st_leg_arrays(ds).iter().any(|a| a == array))
+            .cloned()
+            .collect()
+    }
+
     /// An array holding a leg of a distributed datastore reports a fault: serve those
     /// datastores from their other leg. Returns what changed, one line per datastore
     /// (empty: the array holds no leg). Called by the health module's `array_fault`.
@@ -1171,13 +1166,7 @@ impl Engine {
         if self.stretch.faulted_arrays.contains(array) {
             return Ok(Vec::new());
         }
-        let dss: Vec<String> = self
-            .stretch
-            .dists
-            .keys()
-            .filter(|ds| self.st_leg_arrays(ds).iter().any(|a| a == array))
-            .cloned()
-            .collect();
+        let dss = self.st_dists_on_array(array);
         let was_reachable: BTreeSet<String> = dss
             .iter()
             .filter(|ds| self.st_legs_reachable(ds))
@@ -1243,13 +1232,7 @@ impl Engine {
         if !self.stretch.faulted_arrays.remove(array) {
             return Ok(Vec::new());
         }
-        let dss: Vec<String> = self
-            .stretch
-            .dists
-            .keys()
-            .filter(|ds| self.st_leg_arrays(ds).iter().any(|a| a == array))
-            .cloned()
-            .collect();
+        let dss = self.st_dists_on_array(array);
         let mut lines = Vec::new();
         for ds in dss {
             let tracked = self.stretch.dists[&ds].tracked();
