@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-assets}
 shift $(($# > 0 ? 1 : 0))
-views=" ${*:-console migration replication demo failover} "
+views=" ${*:-console migration replication demo failover resilience} "
 mkdir -p "$out"
 bin=${DRCONSOLE_BIN:-target/release/drconsole}
 [ -x "$bin" ] || cargo build --release
@@ -65,5 +65,11 @@ shot demo 'key Next; sleep 3; key Next; sleep 3; snap demo.png' \
 shot failover 'key F5; sleep 30; xdotool mousemove 575 71 click 1; sleep 0.5
     xdotool mousemove 382 75 click 1; sleep 1; snap failover.png' \
     --demo sample_scenarios/disaster_mid_copy.ron
+
+
+# The Resilience tab in the partition demo: ds-stretch created while New York is cut off,
+# its Palo Alto leg only, out of compliance.
+shot resilience 'for k in 1 2 3 4; do key Next; sleep 2.5; done; snap resilience.png' \
+    --demo sample_scenarios/partition_create_and_heal.ron
 
 rm -rf /tmp/drconsole-shot-console /tmp/drconsole-shot-replication
