@@ -536,3 +536,25 @@ fn guests_restarted_during_the_drain_are_drained_again_before_the_swap() {
     }
     assert_all_consistent(&e);
 }
+
+#[test]
+fn a_vm_whose_group_is_swapped_cannot_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = started(dir.path());
+    fault_and_swap(&mut e);
+    // a1 lives on ds-1 (cg-1): its I/O is on the replica, so a copy from ds-1 would miss
+    // every write since the swap.
+    let m = refused(e.apply(Command::Migrate {
+        vm: "a1".into(),
+        to: "ds-2".into(),
+        mode: crate::engine::copy::CopyMode::Mirror,
+        confirm: true,
+    }));
+    assert!(m.contains("swapped") && m.contains("ap"), "{m}");
+    assert!(!e.is_migrating("a1"));
+    assert_eq!(e.location("a1").unwrap().0, "ds-1");
+    // The unreplicated VM on the faulted array is not swapped and may still move.
+    assert!(e.health_refusal(e.vm_index("l1").unwrap()).is_none());
+    run(&mut e, 2 * SECOND);
+    assert_all_consistent(&e);
+}
