@@ -295,6 +295,18 @@ impl Engine {
     }
 
     /// Is this host failed now (a fault not yet repaired)?
+    /// Is VM `vm` down only because its host failed (waiting for its reservation's boot,
+    /// or for room)? Its storage is fine: a migration of it carries on.
+    pub(super) fn ha_down_for_host(&self, vm: &str) -> bool {
+        self.hosts
+            .faults
+            .iter()
+            .rev()
+            .flat_map(|f| f.impacted.iter())
+            .find(|m| m.vm == vm)
+            .is_some_and(|m| matches!(m.fate, Fate::Reserved { .. } | Fate::NoRoom { .. }))
+    }
+
     pub(super) fn ha_host_failed(&self, host: &str) -> bool {
         self.ha_active_fault(host).is_some()
     }

@@ -431,3 +431,46 @@ fn a_planned_failover_takes_over_vms_waiting_to_boot() {
     // No reservation is left behind on the protected site.
     assert!(e.hosts_views().iter().all(|h| h.reservations.is_empty()));
 }
+
+#[test]
+fn a_migration_of_a_vm_down_for_its_host_carries_on_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let mut e = Engine::create(&ws, &host_ha(), opts()).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(5 * SECOND).unwrap();
+    // erp-01 starts moving; then its host fails (and it fits nowhere, so it stays down).
+    let out = e
+        .apply(Command::Migrate {
+            vm: "erp-01".into(),
+            to: "ds-gold".into(),
+            mode: copy::CopyMode::Mirror,
+            confirm: true,
+        })
+        .unwrap();
+    assert!(matches!(out, Outcome::Done(_)), "{out:?}");
+    e.apply(Command::HostFault {
+        host: "esx-pa-1".into(),
+    })
+    .unwrap();
+    assert!(e.is_migrating("erp-01"));
+    assert_eq!(host_of(&e, "erp-01"), ("esx-pa-1".into(), true));
+    // A crash: dropped without closing.
+    drop(e);
+    let mut e = Engine::open(&ws).unwrap();
+    assert!(
+        e.is_migrating("erp-01"),
+        "the copy of a VM down for its host resumes on reopen"
+    );
+    e.apply(Command::HostHealthy {
+        host: "esx-pa-1".into(),
+    })
+    .unwrap();
+    e.advance(e.now() + MINUTE).unwrap();
+    assert!(!e.is_migrating("erp-01"));
+    assert_eq!(e.migrations_done("erp-01"), 1);
+    assert_eq!(e.location("erp-01").unwrap().0, "ds-gold");
+    assert_eq!(host_of(&e, "erp-01"), ("esx-pa-1".into(), false));
+    assert_eq!(e.instances_of("erp-01").unwrap().len(), 1);
+    assert_consistent(&e, "erp-01");
+}

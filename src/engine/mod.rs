@@ -252,8 +252,8 @@ pub enum EngineError {
     Replication(String),
     #[error("failover: {0}")]
     Failover(String),
-    #[error("VM {vm:?} is down: its site {site:?} was lost or it was stopped for a failover")]
-    VmDown { vm: String, site: String },
+    #[error("VM {vm:?} is down: {why}")]
+    VmDown { vm: String, why: String },
     /// A command that breaks a rule: the object and the rule, in words.
     #[error("{object}: {rule}")]
     Rule { object: String, rule: String },
@@ -311,8 +311,10 @@ pub struct VmView {
     pub running: bool,
     pub site: String,
     pub host: String,
-    /// Stopped by a disaster or a failover.
+    /// Stopped by a disaster, a failover or a host fault.
     pub down: bool,
+    /// Why it is down, in words (empty while up).
+    pub down_reason: String,
     /// Running at the recovery site after a failover.
     pub recovered: bool,
     pub writes: u64,
@@ -937,8 +939,11 @@ impl Engine {
             let Some(i) = self.vm_index(&rec.vm) else {
                 continue;
             };
-            if self.vms[i].down || self.vms[i].recovered.is_some() {
-                // Its site is lost: the migration stays frozen where the disaster left it.
+            let vm = &self.vms[i];
+            if vm.recovered.is_some() || (vm.down && !self.ha_down_for_host(&vm.id)) {
+                // Its site is lost (or a failover stopped it): the migration stays frozen
+                // where the disaster left it. A VM down only because its host failed
+                // still has its storage: its migration carries on.
                 continue;
             }
             let src_dir = self.ws.datastore_dir(&rec.from)?.join(&rec.source_instance);
@@ -1440,10 +1445,31 @@ impl Engine {
         if self.vms[i].down {
             return Err(EngineError::VmDown {
                 vm: self.vms[i].id.clone(),
-                site: self.vms[i].site.clone(),
+                why: self.down_reason(i),
             });
         }
         Ok(())
+    }
+
+    /// Why VM `i` is down, in words.
+    fn down_reason(&self, i: usize) -> String {
+        let vm = &self.vms[i];
+        if self.ha_down_for_host(&vm.id) {
+            format!(
+                "its host {} failed; it restarts where capacity is reserved (Resilience tab)",
+                vm.host
+            )
+        } else if self.sites_down.contains_key(&vm.site) {
+            format!(
+                "its site {} was lost; recover it from the Failover tab",
+                vm.site
+            )
+        } else {
+            format!(
+                "it was stopped at site {} for a failover; see the Failover tab",
+                vm.site
+            )
+        }
     }
 
     fn write_record(&self, rec: &MigrationRecord) -> Result<(), EngineError> {
@@ -2056,6 +2082,11 @@ impl Engine {
             site: v.site.clone(),
             host: v.host.clone(),
             down: v.down,
+            down_reason: if v.down {
+                self.down_reason(i)
+            } else {
+                String::new()
+            },
             recovered: v.recovered.is_some(),
             writes: v.writes,
             reads: v.reads,

@@ -506,10 +506,7 @@ fn vm(
         } else if r.down {
             ui.label(style::toned(
                 ui,
-                format!(
-                    "Down: stopped at site {} (lost, or stopped for a failover). Recover it from the Failover tab.",
-                    r.site
-                ),
+                format!("Down: {}.", r.down_reason),
                 Tone::Bad,
             ));
         }
