@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{app_with, click, sample, step_until, wait_ready};
 use drconsole::engine::PlacementView;
-use drconsole::gui::{DrApp, MainTab};
+use drconsole::gui::{DrApp, MainTab, Selection};
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 
@@ -87,6 +87,12 @@ fn maintenance_evacuates_and_the_cross_cg_move_needs_are_you_sure() {
         },
     );
     h.get_by_label("ds-gold-1: empty");
+    // web-01's "Where can it go?" says ds-gold-1 takes no VM now.
+    h.state_mut().selection = Some(Selection::Vm("web-01".into()));
+    h.state_mut().main_tab = MainTab::Details;
+    h.run_steps(3);
+    h.get_by_label("in maintenance mode: takes no VM");
+    click(&mut h, "Resilience");
     h.get_by_label("Exit maintenance ds-gold-1");
     assert!(h.query_by_label("Enter maintenance ds-gold-1").is_none());
     assert!(gold(h.state()).recommendations.is_empty());

@@ -548,6 +548,15 @@ fn vm(
         RichText::new("Every other protected datastore, safest first. Hover a row for what the move could lose.")
             .weak(),
     );
+    // Datastores in maintenance mode take no VM: the move would be refused.
+    let maintenance: Vec<&str> = live
+        .snapshot
+        .iter()
+        .flat_map(|snap| &snap.placement)
+        .flat_map(|c| &c.datastores)
+        .filter(|d| d.in_maintenance)
+        .map(|d| d.id.as_str())
+        .collect();
     let row_h = ui.text_style_height(&egui::TextStyle::Body) + 6.0;
     TableBuilder::new(ui)
         .id_salt(("destinations", &v.id))
@@ -578,7 +587,15 @@ fn vm(
                     ui.label(style::rating_text(ui, i.rating));
                 });
                 row.col(|ui| {
-                    ui.label(i.fault.map(|f| f.as_str()).unwrap_or("allowed"));
+                    if maintenance.contains(&i.to.as_str()) {
+                        ui.label(style::toned(
+                            ui,
+                            "in maintenance mode: takes no VM",
+                            Tone::Warn,
+                        ));
+                    } else {
+                        ui.label(i.fault.map(|f| f.as_str()).unwrap_or("allowed"));
+                    }
                 });
                 row.response().on_hover_ui(|ui| {
                     ui.set_max_width(420.0);
