@@ -175,19 +175,6 @@ pub fn cg_datastores(t: &crate::topology::Topology, cg: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every consistency group with a datastore at a protected site, sorted.
-pub fn protected_cgs(t: &crate::topology::Topology) -> Vec<String> {
-    let mut out: Vec<String> = t
-        .datastores
-        .iter()
-        .filter(|d| t.is_protected_datastore(d))
-        .filter_map(|d| dr::datastore_cg(t, d))
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
 impl Engine {
     /// Saved with the engine state.
     pub(super) fn group_saved(&self) -> GroupMoveSaved {

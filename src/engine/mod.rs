@@ -34,7 +34,7 @@ use crate::workspace::{MigrationMarks, Workspace, WorkspaceError};
 use copy::{CopyCore, CopyMode, Direction, WriteRoute};
 pub use failover::{FailoverKind, FailoverPlan, FailoverReport, FailoverState, PlanVm, VmResult};
 use failover::{PendingFailover, RecoveredVm};
-pub use group::{GroupMemberView, GroupMigrationView, GroupPhase, cg_datastores, protected_cgs};
+pub use group::{GroupMemberView, GroupMigrationView, GroupPhase};
 pub use health::ArrayView;
 pub use hosts::HostView;
 pub use migration::Phase;

@@ -7,8 +7,7 @@ use super::style::{self, Tone};
 use super::worker::Request;
 use super::{Action, Document, Live};
 use crate::dr::{self, Rating};
-use crate::engine::{Command, GroupMigrationView, GroupPhase, cg_datastores, protected_cgs};
-use crate::topology::Topology;
+use crate::engine::{Command, GroupMigrationView, GroupPhase};
 
 /// Accessible names of the section's controls.
 pub const SOURCE: &str = "Group migration source";
@@ -25,11 +24,39 @@ pub struct State {
     pub sure: bool,
 }
 
+/// The protected-site datastores with their consistency group, from the tags the document
+/// discovered once for its topology (no LUN lookups per frame).
+fn protected_with_cg(doc: &Document) -> impl Iterator<Item = (&str, &str)> {
+    let t = &doc.topology;
+    t.datastores
+        .iter()
+        .zip(&doc.tags)
+        .filter(|(d, tag)| tag.datastore == d.id && t.is_protected_datastore(d))
+        .filter_map(|(d, tag)| Some((d.id.as_str(), tag.consistency_group.as_deref()?)))
+}
+
+/// The protected-site datastores of consistency group `cg`.
+fn cg_datastores(doc: &Document, cg: &str) -> Vec<String> {
+    protected_with_cg(doc)
+        .filter(|(_, c)| *c == cg)
+        .map(|(d, _)| d.to_string())
+        .collect()
+}
+
+/// Every consistency group with a datastore at a protected site, sorted.
+fn protected_cgs(doc: &Document) -> Vec<String> {
+    let mut out: Vec<String> = protected_with_cg(doc).map(|(_, c)| c.to_string()).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The worst rating over the VMs of `from` moving to `to`'s datastores (the engine picks
 /// the datastore per VM; any of `to`'s rates the same kind of move), with its explanation.
-fn rate(t: &Topology, from: &str, to: &str) -> Option<dr::Impact> {
-    let dst = cg_datastores(t, to);
-    let src = cg_datastores(t, from);
+fn rate(doc: &Document, from: &str, to: &str) -> Option<dr::Impact> {
+    let t = &doc.topology;
+    let dst = cg_datastores(doc, to);
+    let src = cg_datastores(doc, from);
     let mut worst: Option<dr::Impact> = None;
     for s in &src {
         for d in &dst {
@@ -52,8 +79,7 @@ pub(crate) fn show(
     actions: &mut Vec<Action>,
 ) {
     ui.heading("Group migration");
-    let t = &doc.topology;
-    let cgs = protected_cgs(t);
+    let cgs = protected_cgs(doc);
     if cgs.len() < 2 {
         ui.label(
             RichText::new(
@@ -127,7 +153,7 @@ pub(crate) fn show(
     let (from, to) = (new_from, new_to);
 
     let vms: Vec<&str> = {
-        let src = cg_datastores(t, &from);
+        let src = cg_datastores(doc, &from);
         snap.vms
             .iter()
             .filter(|v| src.contains(&v.datastore) && !v.recovered)
@@ -135,7 +161,7 @@ pub(crate) fn show(
             .collect()
     };
     let running = snap.group_migrations.iter().any(|g| g.phase.active());
-    let impact = rate(t, &from, &to);
+    let impact = rate(doc, &from, &to);
     ui.label(format!(
         "{} VM(s) of {from}: {}",
         vms.len(),
