@@ -542,6 +542,10 @@ fn a_vm_whose_group_is_swapped_cannot_migrate() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = started(dir.path());
     fault_and_swap(&mut e);
+    // The replication view says why nothing replicates (not "paused" by the operator).
+    let snap = e.snapshot();
+    let cg = snap.groups.iter().find(|g| g.id == "cg-1").unwrap();
+    assert_eq!(cg.state, crate::engine::GroupState::Swapped);
     // a1 lives on ds-1 (cg-1): its I/O is on the replica, so a copy from ds-1 would miss
     // every write since the swap.
     let m = refused(e.apply(Command::Migrate {

@@ -215,6 +215,9 @@ pub enum GroupState {
     Idle,
     Transferring,
     Paused,
+    /// Host I/O runs on the replicas after an array fault (health.rs): suspended until the
+    /// resync back completes.
+    Swapped,
     LinkDown,
     SiteDown,
     FailedOver,
@@ -226,6 +229,7 @@ impl GroupState {
             GroupState::Idle => "idle",
             GroupState::Transferring => "transferring",
             GroupState::Paused => "paused",
+            GroupState::Swapped => "swapped",
             GroupState::LinkDown => "link down",
             GroupState::SiteDown => "site down",
             GroupState::FailedOver => "failed over",
@@ -443,7 +447,9 @@ impl Engine {
             || self.sites_down.contains_key(&grp.spec.target_site)
         {
             Some(GroupState::SiteDown)
-        } else if grp.saved.paused || grp.saved.swapped {
+        } else if grp.saved.swapped {
+            Some(GroupState::Swapped)
+        } else if grp.saved.paused {
             Some(GroupState::Paused)
         } else if !self.link_up {
             Some(GroupState::LinkDown)

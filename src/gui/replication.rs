@@ -298,6 +298,9 @@ fn state_hint(s: GroupState) -> &'static str {
             "A cycle is shipping; the previous recovery point stands until it publishes"
         }
         GroupState::Paused => "Paused by the operator: no new cycle starts, lag grows",
+        GroupState::Swapped => {
+            "An array fault swapped its I/O to the replicas: replication restarts in its own direction once the resync back completes (Resilience tab)"
+        }
         GroupState::LinkDown => "The link is down: nothing publishes, lag grows",
         GroupState::SiteDown => "One of its sites is lost: it replicates no more",
         GroupState::FailedOver => "Its protection group failed over: the replicas are live now",
@@ -309,8 +312,11 @@ fn buttons(ui: &mut Ui, g: &GroupView, actions: &mut Vec<Action>) {
         Some(p) => p.datastore.clone(),
         None => return,
     };
-    if matches!(g.state, GroupState::SiteDown | GroupState::FailedOver) {
-        // Nothing to do for a group that replicates no more.
+    if matches!(
+        g.state,
+        GroupState::SiteDown | GroupState::FailedOver | GroupState::Swapped
+    ) {
+        // Nothing to do for a group that replicates no more (or not until its resync).
         return;
     }
     // Right to left: Replicate now is the outer button.

@@ -179,7 +179,7 @@ pub fn group_state_tone(s: crate::engine::GroupState) -> Tone {
     match s {
         GroupState::Idle => Tone::Good,
         GroupState::Transferring => Tone::Busy,
-        GroupState::Paused | GroupState::LinkDown => Tone::Warn,
+        GroupState::Paused | GroupState::Swapped | GroupState::LinkDown => Tone::Warn,
         GroupState::SiteDown => Tone::Bad,
         GroupState::FailedOver => Tone::Done,
     }
