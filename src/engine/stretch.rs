@@ -891,10 +891,16 @@ impl Engine {
         block: u64,
         buf: &Block,
     ) -> Result<(), EngineError> {
-        let ds = self.vms[i].datastore.clone();
-        if !self.stretch.dists.contains_key(&ds) {
+        // Every guest write comes through here: nothing to allocate unless the VM is on a
+        // distributed datastore.
+        if !self
+            .stretch
+            .dists
+            .contains_key(self.vms[i].datastore.as_str())
+        {
             return Ok(());
         }
+        let ds = self.vms[i].datastore.clone();
         let reachable = self.st_legs_reachable(&ds);
         let inst = self.vms[i].instance.clone();
         let migrating = self.vms[i].migration.is_some();
