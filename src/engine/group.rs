@@ -123,6 +123,9 @@ pub(super) struct GroupMoveRt {
     /// After a reopen in the switched phase: the sources are resynced from the targets at
     /// the first event (replication's trackers exist only then).
     resync: bool,
+    /// The id of the group operation whose member migrations are being started: their
+    /// records carry it until the operation itself is saved.
+    starting: Option<u64>,
 }
 
 /// One VM of a group migration as the console shows it.
@@ -766,38 +769,13 @@ impl Engine {
         ) {
             return Ok(refused);
         }
-        let mut members: Vec<Member> = Vec::new();
-        for (i, ds) in &placed {
-            let vm = self.vms[*i].id.clone();
-            let started = self.migrate(&vm, ds, CopyMode::Mirror, confirm);
-            if !matches!(started, Ok(Outcome::Done(_))) || self.vms[*i].migration.is_none() {
-                // Undo the copies already started: every VM stays on its source.
-                for m in &members {
-                    self.cancel(&m.vm)?;
-                }
-                return match started {
-                    Ok(Outcome::Refused(msg)) => {
-                        let msg = format!("Group migration {from} ▶ {to} refused: {msg}");
-                        self.push_log(LogLevel::Warning, msg.clone());
-                        Ok(Outcome::Refused(msg))
-                    }
-                    Err(e) => Err(e),
-                    Ok(Outcome::Done(_)) => Err(EngineError::Rule {
-                        object: format!("VM {vm:?}"),
-                        rule: "its migration did not start".into(),
-                    }),
-                };
-            }
-            let mg = self.vms[*i].migration.as_ref().expect("just started");
-            members.push(Member {
-                vm,
-                from: mg.rec.from.clone(),
-                to: ds.clone(),
-                migration: mg.rec.id.clone(),
-                source_instance: mg.rec.source_instance.clone(),
-                target_instance: mg.rec.target_instance.clone(),
-            });
-        }
+        self.group.starting = Some(self.group.saved.next_id + 1);
+        let started = self.start_members(from, to, &placed, confirm);
+        self.group.starting = None;
+        let members = match started? {
+            Ok(members) => members,
+            Err(refused) => return Ok(refused),
+        };
         self.group.saved.next_id += 1;
         let id = self.group.saved.next_id;
         let now = self.now;
@@ -830,6 +808,82 @@ impl Engine {
         self.queue_group(now + SECOND, POLL, id);
         self.info(msg.clone());
         Ok(Outcome::Done(msg))
+    }
+
+    /// Starts one mirror-mode migration per member (their records carry the group's id);
+    /// on a refusal or an error, undoes those already started: every VM stays on its source.
+    fn start_members(
+        &mut self,
+        from: &str,
+        to: &str,
+        placed: &[(usize, String)],
+        confirm: bool,
+    ) -> Result<Result<Vec<Member>, Outcome>, EngineError> {
+        let mut members: Vec<Member> = Vec::new();
+        for (i, ds) in placed {
+            let vm = self.vms[*i].id.clone();
+            let started = self.migrate(&vm, ds, CopyMode::Mirror, confirm);
+            if !matches!(started, Ok(Outcome::Done(_))) || self.vms[*i].migration.is_none() {
+                // Undo the copies already started: every VM stays on its source.
+                for m in &members {
+                    self.cancel(&m.vm)?;
+                }
+                return match started {
+                    Ok(Outcome::Refused(msg)) => {
+                        let msg = format!("Group migration {from} ▶ {to} refused: {msg}");
+                        self.push_log(LogLevel::Warning, msg.clone());
+                        Ok(Err(Outcome::Refused(msg)))
+                    }
+                    Err(e) => Err(e),
+                    Ok(Outcome::Done(_)) => Err(EngineError::Rule {
+                        object: format!("VM {vm:?}"),
+                        rule: "its migration did not start".into(),
+                    }),
+                };
+            }
+            let mg = self.vms[*i].migration.as_ref().expect("just started");
+            members.push(Member {
+                vm,
+                from: mg.rec.from.clone(),
+                to: ds.clone(),
+                migration: mg.rec.id.clone(),
+                source_instance: mg.rec.source_instance.clone(),
+                target_instance: mg.rec.target_instance.clone(),
+            });
+        }
+        Ok(Ok(members))
+    }
+
+    /// The id of the group operation starting the migration being created, if any.
+    pub(super) fn group_starting(&self) -> Option<u64> {
+        self.group.starting
+    }
+
+    /// After a reopen: a migration started for a group operation that was never saved (a
+    /// crash while the group was starting) is rolled back. The group never began, so its
+    /// VMs stay on their sources instead of moving one by one across CGs.
+    pub(super) fn roll_back_unsaved_group(&mut self) -> Result<(), EngineError> {
+        let orphans: Vec<(String, u64)> = self
+            .vms
+            .iter()
+            .filter_map(|v| {
+                let g = v.migration.as_ref()?.rec.group?;
+                (!self.group.saved.ops.iter().any(|o| o.id == g)).then(|| (v.id.clone(), g))
+            })
+            .collect();
+        for (vm, g) in &orphans {
+            self.cancel(vm)?;
+            self.push_log(
+                LogLevel::Warning,
+                format!(
+                    "Group migration #{g} was interrupted while it started (a crash before it was saved): the copy of {vm} is rolled back and {vm} stays on its source"
+                ),
+            );
+        }
+        if !orphans.is_empty() {
+            self.persist_state()?;
+        }
+        Ok(())
     }
 
     /// A guest write landed on VM `i`'s image: once switched, it is mirrored back.

@@ -424,3 +424,53 @@ fn an_unconfirmed_move_is_refused_and_bad_ids_are_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("still running"), "{err}");
 }
+
+#[test]
+fn a_crash_while_the_group_starts_rolls_its_copies_back_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let mut e = engine(dir.path());
+    // The process dies as the second member's target is created: the first member's copy
+    // is on disk as a migration record, the group operation itself was never saved.
+    crate::fault::arm("migrate.target-created", 2);
+    let crashed = e.apply(Command::MigrateGroup {
+        from: "cg-a".into(),
+        to: "cg-b".into(),
+        confirm: true,
+    });
+    assert!(crate::fault::tripped().is_some(), "{crashed:?}");
+    crate::fault::disarm();
+    drop(e);
+
+    let mut e = Engine::open(&ws).unwrap();
+    assert!(
+        e.snapshot().group_migrations.is_empty(),
+        "no group was saved"
+    );
+    for vm in MEMBERS {
+        assert!(!e.is_migrating(vm), "{vm}: not left to move on its own");
+        let ds = e.location(vm).unwrap().0;
+        assert!(ds == "ds-1" || ds == "ds-2", "{vm} stays on {ds}");
+        assert_eq!(e.instances_of(vm).unwrap().len(), 1, "{vm}: target deleted");
+    }
+    assert!(
+        e.take_log()
+            .iter()
+            .any(|l| l.message.contains("interrupted while it started")),
+        "the roll-back is logged"
+    );
+    e.advance(e.now() + 2 * SECOND).unwrap();
+    for vm in MEMBERS {
+        let v = e.verify_vm(vm).unwrap();
+        assert!(v.consistent && v.writes_lost == 0, "{vm}: {v:?}");
+    }
+    // The operator can start it again.
+    let out = e
+        .apply(Command::MigrateGroup {
+            from: "cg-a".into(),
+            to: "cg-b".into(),
+            confirm: true,
+        })
+        .unwrap();
+    assert!(matches!(out, Outcome::Done(_)), "{out:?}");
+}

@@ -53,6 +53,10 @@ pub struct MigrationRecord {
     pub started_at: SimTime,
     /// Whether an override was needed and given.
     pub rating: String,
+    /// The group migration that started it (`group.rs`): a reopen rolls back a member whose
+    /// group operation was never saved (a crash while the group was starting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u64>,
 }
 
 /// A migration in memory.

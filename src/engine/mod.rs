@@ -854,6 +854,7 @@ impl Engine {
                 .map_err(io_err("removing the clean-shutdown marker"))?;
         }
         engine.recover_migrations()?;
+        engine.roll_back_unsaved_group()?;
         if !was_clean {
             engine.journal_in_flight_writes()?;
         }
@@ -1322,6 +1323,7 @@ impl Engine {
             blocks: self.vms[i].blocks,
             started_at: self.now,
             rating: impact.rating.as_str().into(),
+            group: self.group_starting(),
         };
         std::fs::create_dir_all(Engine::migrations_dir(&self.ws))
             .map_err(io_err("creating state/migrations"))?;
