@@ -81,6 +81,23 @@ fn run_until(e: &mut Engine, limit: SimTime, what: &str, stop: impl Fn(&Engine) 
     }
 }
 
+/// Starts the confirmed move of cg-a to cg-b (the tests' group migration).
+fn start_group(e: &mut Engine) -> Outcome {
+    e.apply(Command::MigrateGroup {
+        from: "cg-a".into(),
+        to: "cg-b".into(),
+        confirm: true,
+    })
+    .unwrap()
+}
+
+/// Runs until every member has switched to its target.
+fn run_to_switch(e: &mut Engine) {
+    run_until(e, 5 * MINUTE, "the switch", |e| {
+        phase(e) == Some(GroupPhase::Switched)
+    });
+}
+
 /// Verifies the image at `img` as VM `vm`'s complete copy against the journal.
 fn verify_image(e: &Engine, vm: &str, img: &Path) -> disk::VmVerify {
     let uuid = disk::raw_uuid(&e.topology().vm(vm).unwrap().uuid).unwrap();
@@ -177,9 +194,7 @@ fn the_whole_cg_moves_and_the_sources_go_only_after_a_published_point() {
     }
 
     // Until the switch, a copied VM is held (and keeps writing).
-    run_until(&mut e, 5 * MINUTE, "the switch", |e| {
-        phase(e) == Some(GroupPhase::Switched)
-    });
+    run_to_switch(&mut e);
     let view = e.snapshot().group_migrations[0].clone();
     let switched_at = view.switched_at.unwrap();
     for m in &view.members {
@@ -266,15 +281,8 @@ fn the_whole_cg_moves_and_the_sources_go_only_after_a_published_point() {
 fn a_disaster_after_the_switch_recovers_the_sources() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = engine(dir.path());
-    e.apply(Command::MigrateGroup {
-        from: "cg-a".into(),
-        to: "cg-b".into(),
-        confirm: true,
-    })
-    .unwrap();
-    run_until(&mut e, 5 * MINUTE, "the switch", |e| {
-        phase(e) == Some(GroupPhase::Switched)
-    });
+    start_group(&mut e);
+    run_to_switch(&mut e);
     // A cycle of cg-a after the switch ships the reverse-mirrored writes.
     e.advance(e.now() + SECOND / 10).unwrap();
     e.apply(Command::ReplicateNow {
@@ -309,12 +317,7 @@ fn a_disaster_after_the_switch_recovers_the_sources() {
 fn a_cancel_rolls_the_whole_group_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = engine(dir.path());
-    e.apply(Command::MigrateGroup {
-        from: "cg-a".into(),
-        to: "cg-b".into(),
-        confirm: true,
-    })
-    .unwrap();
+    start_group(&mut e);
     e.advance(e.now() + SECOND / 2).unwrap();
     e.apply(Command::CancelMigration { vm: "a2".into() })
         .unwrap();
@@ -335,15 +338,8 @@ fn a_cancel_rolls_the_whole_group_back() {
 fn a_reopen_while_switched_carries_on_to_success() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = engine(dir.path());
-    e.apply(Command::MigrateGroup {
-        from: "cg-a".into(),
-        to: "cg-b".into(),
-        confirm: true,
-    })
-    .unwrap();
-    run_until(&mut e, 5 * MINUTE, "the switch", |e| {
-        phase(e) == Some(GroupPhase::Switched)
-    });
+    start_group(&mut e);
+    run_to_switch(&mut e);
     e.advance(e.now() + SECOND / 2).unwrap();
     assert_eq!(phase(&e), Some(GroupPhase::Switched));
     // A crash: dropped without closing.
@@ -409,12 +405,7 @@ fn an_unconfirmed_move_is_refused_and_bad_ids_are_errors() {
         assert!(err.to_string().contains(word), "{err}");
     }
     // One at a time.
-    e.apply(Command::MigrateGroup {
-        from: "cg-a".into(),
-        to: "cg-b".into(),
-        confirm: true,
-    })
-    .unwrap();
+    start_group(&mut e);
     let err = e
         .apply(Command::MigrateGroup {
             from: "cg-b".into(),

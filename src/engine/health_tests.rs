@@ -155,12 +155,9 @@ fn started(dir: &Path) -> Engine {
     e
 }
 
-/// Faults "ap" and runs until every pair is swapped.
-fn fault_and_swap(e: &mut Engine) {
-    let msg = done(e.apply(Command::ArrayFault { array: "ap".into() }));
-    assert!(msg.contains("draining"), "{msg}");
-    assert!(msg.contains("ds-l not replicated"), "{msg}");
-    let limit = e.now() + 10 * SECOND;
+/// Runs event by event until no swap is draining (fails after `within`).
+fn finish_drains(e: &mut Engine, within: SimTime) {
+    let limit = e.now() + within;
     while e
         .health
         .swaps
@@ -171,6 +168,14 @@ fn fault_and_swap(e: &mut Engine) {
         assert!(t <= limit, "the drain did not finish");
         e.advance(t).unwrap();
     }
+}
+
+/// Faults "ap" and runs until every pair is swapped.
+fn fault_and_swap(e: &mut Engine) {
+    let msg = done(e.apply(Command::ArrayFault { array: "ap".into() }));
+    assert!(msg.contains("draining"), "{msg}");
+    assert!(msg.contains("ds-l not replicated"), "{msg}");
+    finish_drains(e, 10 * SECOND);
     assert_eq!(e.health.swaps.len(), 2, "cg-1 and ds-3 swap");
 }
 
@@ -512,17 +517,7 @@ fn guests_restarted_during_the_drain_are_drained_again_before_the_swap() {
     // on the primaries after the cut.
     done(e.apply(Command::StopWorkloads));
     done(e.apply(Command::StartWorkloads));
-    let limit = e.now() + 20 * SECOND;
-    while e
-        .health
-        .swaps
-        .iter()
-        .any(|s| s.saved.phase == SwapPhase::Draining)
-    {
-        let t = e.next_event_time().unwrap();
-        assert!(t <= limit, "the drain did not finish");
-        e.advance(t).unwrap();
-    }
+    finish_drains(&mut e, 20 * SECOND);
     assert_eq!(e.health.swaps.len(), 2);
     run(&mut e, 2 * SECOND);
     done(e.apply(Command::StopWorkloads));
