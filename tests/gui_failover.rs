@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{app_in, click, open_modal, step_until};
+use common::{app_in, click, open_modal, scanned_plan, step_until};
 use drconsole::engine::{FailoverKind, FailoverState, GroupState, GroupView};
 use drconsole::gui::failover::{CLEANUP, RUN, SCAN, run_confirm};
 use drconsole::gui::replication::{
@@ -252,21 +252,9 @@ fn a_disaster_then_an_unplanned_failover_recovers_tier1_consistent() {
     assert_eq!(h.state().failover.kind, FailoverKind::Unplanned);
     assert!(h.state().failover.selected.contains("pg-tier1"));
     click(&mut h, SCAN);
-    step_until(&mut h, "the scan", Duration::from_secs(10), |a| {
-        a.failover.scan.is_some()
-    });
+    let plan = scanned_plan(&mut h);
     h.check_accessibility();
 
-    let plan = h
-        .state()
-        .failover
-        .scan
-        .as_ref()
-        .unwrap()
-        .result
-        .as_ref()
-        .expect("the scan succeeded")
-        .clone();
     assert!(plan.problems.is_empty(), "{:?}", plan.problems);
     assert!(plan.unplaced.is_empty());
     let winner = |vm: &str| {

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{app_with, click, sample, step_until, wait_ready};
+use common::{app_with, click, sample, scanned_plan, step_until, wait_ready};
 use drconsole::engine::{HostView, VmView};
 use drconsole::gui::failover::{CAPACITY_BY_HOST, SCAN};
 use drconsole::gui::{DrApp, MainTab};
@@ -107,19 +107,7 @@ fn fail_and_repair_a_host_from_the_resilience_tab() {
     h.get_by_role_and_label(Role::RadioButton, "test").click();
     h.run_steps(2);
     click(&mut h, SCAN);
-    step_until(&mut h, "the scan", Duration::from_secs(10), |a| {
-        a.failover.scan.is_some()
-    });
-    let plan = h
-        .state()
-        .failover
-        .scan
-        .as_ref()
-        .unwrap()
-        .result
-        .as_ref()
-        .expect("the scan succeeded")
-        .clone();
+    let plan = scanned_plan(&mut h);
     let held: Vec<(String, String, String)> = plan
         .capacity
         .iter()

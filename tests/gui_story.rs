@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{app_in, click, open_modal, step_until, wait_ready};
+use common::{app_in, click, open_modal, scanned_plan, step_until, wait_ready};
 use drconsole::engine::{FailoverKind, FailoverState, GroupView};
 use drconsole::gui::failover::{RUN, SCAN, run_confirm};
 use drconsole::gui::replication::{disaster_button, disaster_confirm, replicate_now_name};
@@ -104,11 +104,7 @@ fn the_operator_story_from_open_to_an_exported_log() {
         .click();
     h.run_steps(2);
     click(&mut h, SCAN);
-    step_until(&mut h, "the scan", Duration::from_secs(10), |a| {
-        a.failover.scan.is_some()
-    });
-    let plan = h.state().failover.scan.as_ref().unwrap().result.clone();
-    let plan = plan.expect("the scan succeeded");
+    let plan = scanned_plan(&mut h);
     assert!(plan.problems.is_empty(), "{:?}", plan.problems);
     let web01 = plan
         .vms

@@ -94,3 +94,13 @@ pub fn wait_for_io(h: &mut Harness<'static, DrApp>) {
     });
     h.run_steps(1);
 }
+
+/// Waits for the failover panel's scan (after its Scan button was clicked) and returns the
+/// plan it shows; fails if the scan found an error.
+pub fn scanned_plan(h: &mut Harness<'static, DrApp>) -> drconsole::engine::FailoverPlan {
+    step_until(h, "the scan", Duration::from_secs(10), |a| {
+        a.failover.scan.is_some()
+    });
+    let scan = h.state().failover.scan.as_ref().expect("scanned");
+    scan.result.clone().expect("the scan succeeded")
+}
