@@ -145,13 +145,7 @@ fn elected(e: &Engine) -> BTreeMap<String, String> {
 fn the_whole_cg_moves_and_the_sources_go_only_after_a_published_point() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = engine(dir.path());
-    let out = e
-        .apply(Command::MigrateGroup {
-            from: "cg-a".into(),
-            to: "cg-b".into(),
-            confirm: true,
-        })
-        .unwrap();
+    let out = start_group(&mut e);
     assert!(matches!(out, Outcome::Done(_)), "{out:?}");
     for vm in MEMBERS {
         assert!(e.is_migrating(vm), "{vm} copies");
@@ -456,12 +450,6 @@ fn a_crash_while_the_group_starts_rolls_its_copies_back_on_reopen() {
         assert!(v.consistent && v.writes_lost == 0, "{vm}: {v:?}");
     }
     // The operator can start it again.
-    let out = e
-        .apply(Command::MigrateGroup {
-            from: "cg-a".into(),
-            to: "cg-b".into(),
-            confirm: true,
-        })
-        .unwrap();
+    let out = start_group(&mut e);
     assert!(matches!(out, Outcome::Done(_)), "{out:?}");
 }
