@@ -11,6 +11,7 @@
 //! topology in use). VMs that fit nowhere stay down until a repair frees room.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -681,11 +682,28 @@ impl Engine {
     /// The snapshot's view: every protected-site host, topology order.
     pub(super) fn hosts_views(&self) -> Vec<HostView> {
         let t = self.topology();
+        // Every snapshot builds this: one pass over the VMs, not one per host (and no
+        // topology lookup per VM, which is linear).
+        let sizes: HashMap<&str, (u32, u32)> = t
+            .vms
+            .iter()
+            .map(|v| (v.id.as_str(), (v.vcpus, v.memory_gib)))
+            .collect();
+        let mut running: HashMap<&str, (Vec<String>, u32, u32)> = HashMap::new();
+        for v in self.vms.iter().filter(|v| !v.down && v.recovered.is_none()) {
+            let on = running.entry(v.host.as_str()).or_default();
+            on.0.push(v.id.clone());
+            if let Some((c, m)) = sizes.get(v.id.as_str()) {
+                on.1 += c;
+                on.2 += m;
+            }
+        }
         t.hosts
             .iter()
             .filter(|h| t.site_role(&h.site) == Some(SiteRole::Protected))
             .map(|h| {
-                let (used_vcpus, used_memory_gib) = self.ha_host_used(&h.id);
+                let (vms, used_vcpus, used_memory_gib) =
+                    running.remove(h.id.as_str()).unwrap_or_default();
                 let reservations = self.ha_reservations_on(&h.id);
                 let rc: u32 = reservations.iter().map(|r| r.vcpus).sum();
                 let rm: u32 = reservations.iter().map(|r| r.memory_gib).sum();
@@ -702,11 +720,7 @@ impl Engine {
                         .rev()
                         .find(|f| f.host == h.id)
                         .cloned(),
-                    vms: self
-                        .ha_running_on(&h.id)
-                        .into_iter()
-                        .map(|i| self.vms[i].id.clone())
-                        .collect(),
+                    vms,
                     used_vcpus,
                     used_memory_gib,
                     reservations,
