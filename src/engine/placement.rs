@@ -7,7 +7,7 @@
 //! every move is a real copy that keeps the source complete until the switch-over.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -371,6 +371,17 @@ struct Applied {
     started: Vec<String>,
     pending: Vec<String>,
     failed: Vec<String>,
+}
+
+/// One datastore's use, as the views count it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    /// MiB of the disks on it plus those of migrations coming in.
+    used: u64,
+    /// VMs living on it.
+    vms: usize,
+    /// Of those, VMs migrating (off it).
+    moving_out: usize,
 }
 
 impl Engine {
@@ -827,6 +838,24 @@ impl Engine {
         if !loose.is_empty() || loose_recs {
             groups.push((None, "Not in a cluster".into(), loose));
         }
+        if groups.is_empty() {
+            return out;
+        }
+        // Every snapshot builds this: one pass over the VMs for every datastore's use (as
+        // `used_mib` and `vms_on` count it), not one pass per datastore.
+        let mib = |blocks: u64| blocks * crate::disk::BLOCK_SIZE as u64 / (1024 * 1024);
+        let mut usage: HashMap<&str, Usage> = HashMap::new();
+        for v in &t.vms {
+            usage.entry(v.datastore.as_str()).or_default().used += v.disk_mib;
+        }
+        for v in &self.vms {
+            let on = usage.entry(v.datastore.as_str()).or_default();
+            on.vms += 1;
+            on.moving_out += usize::from(v.migration.is_some());
+            if let Some(m) = &v.migration {
+                usage.entry(m.rec.to.as_str()).or_default().used += mib(v.blocks);
+            }
+        }
         for (cluster, name, members) in groups {
             let datastores: Vec<DatastoreUseView> = members
                 .iter()
@@ -834,8 +863,8 @@ impl Engine {
                 .map(|d| {
                     let tags = dr::tags_of(t, d);
                     let capacity = self.capacity_mib(&d.id);
-                    let used = self.used_mib(&d.id);
-                    let on = self.vms_on(&d.id);
+                    let on = usage.get(d.id.as_str()).copied().unwrap_or_default();
+                    let used = on.used;
                     DatastoreUseView {
                         id: d.id.clone(),
                         replicated: tags.replicated,
@@ -844,11 +873,8 @@ impl Engine {
                         used_mib: used,
                         used_bp: used_bp(used, capacity),
                         in_maintenance: self.in_maintenance(&d.id),
-                        vms_left: on.len(),
-                        moving_out: on
-                            .iter()
-                            .filter(|&&i| self.vms[i].migration.is_some())
-                            .count(),
+                        vms_left: on.vms,
+                        moving_out: on.moving_out,
                     }
                 })
                 .collect();
