@@ -25,7 +25,7 @@
 //! on the faulted array.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -596,18 +596,44 @@ impl Engine {
     /// The snapshot's view.
     pub(super) fn health_views(&self) -> Vec<ArrayView> {
         let t = self.topology();
+        // Every snapshot builds this: which array holds each LUN, looked up once (the
+        // topology's lookups are linear).
+        let array_of: HashMap<&str, &str> = t
+            .arrays
+            .iter()
+            .flat_map(|a| a.luns.iter().map(|l| (l.id.as_str(), a.id.as_str())))
+            .collect();
+        let arrays_of_ds: HashMap<&str, BTreeSet<&str>> = t
+            .datastores
+            .iter()
+            .map(|d| {
+                let arrays = d
+                    .luns
+                    .iter()
+                    .filter_map(|l| array_of.get(l.as_str()).copied())
+                    .collect();
+                (d.id.as_str(), arrays)
+            })
+            .collect();
         t.arrays
             .iter()
             .map(|a| {
                 let protected = t.site_role(&a.site) == Some(SiteRole::Protected);
                 let distributed = t.datastores.iter().any(|d| {
                     d.distributed.is_some()
-                        && d.luns.iter().any(|l| a.luns.iter().any(|x| &x.id == l))
+                        && arrays_of_ds
+                            .get(d.id.as_str())
+                            .is_some_and(|arrays| arrays.contains(a.id.as_str()))
                 });
                 let replicated = a.luns.iter().any(|l| l.replication.is_some());
-                let pairs = self
-                    .groups_on_array(&a.id)
-                    .into_iter()
+                let pairs = (0..self.groups.len())
+                    .filter(|&g| {
+                        self.groups[g].spec.pairs.iter().any(|p| {
+                            arrays_of_ds
+                                .get(p.datastore.as_str())
+                                .is_some_and(|arrays| arrays.contains(a.id.as_str()))
+                        })
+                    })
                     .map(|g| self.pair_view(g))
                     .collect();
                 ArrayView {
