@@ -24,6 +24,8 @@ struct State {
     /// Points passed, in the order first seen, with how often.
     hits: Vec<(&'static str, u64)>,
     armed: Option<(String, u64)>,
+    /// The armed fault ends the process with SIGKILL instead of returning an error.
+    kill: bool,
     seen: u64,
     tripped: Option<String>,
 }
@@ -84,6 +86,9 @@ fn slow(name: Option<&'static str>) -> io::Result<()> {
         {
             s.seen += 1;
             if s.seen == nth {
+                if s.kill {
+                    sigkill_self();
+                }
                 let at = format!("{name}#{nth}");
                 s.tripped = Some(at.clone());
                 return Err(injected(&at));
@@ -113,6 +118,50 @@ pub fn arm(name: &str, nth: u64) {
         }
     });
     ON.with(|o| o.set(true));
+}
+
+/// Arms this thread to end the whole process with SIGKILL at the `nth` pass (from 1) of
+/// point `name` (right after the step it names): a real crash at a chosen moment, for tests
+/// that kill a child process where a sleep would only guess when to.
+pub fn arm_kill(name: &str, nth: u64) {
+    arm(name, nth);
+    STATE.with(|s| s.borrow_mut().kill = true);
+}
+
+/// The environment variable the binary reads at start ([`arm_from_env`]): `<point>#<n>`.
+pub const KILL_AT_ENV: &str = "DRCONSOLE_KILL_AT";
+
+/// Arms [`arm_kill`] on this thread from `DRCONSOLE_KILL_AT=<point>#<n>` if it is set.
+/// A malformed value is an error naming the variable and the form it takes.
+pub fn arm_from_env() -> Result<(), String> {
+    let Ok(v) = std::env::var(KILL_AT_ENV) else {
+        return Ok(());
+    };
+    let (name, n) = parse_kill_at(&v)?;
+    arm_kill(name, n);
+    Ok(())
+}
+
+/// `<point>#<n>` (n from 1) as the point and the pass; an error naming the variable if not.
+fn parse_kill_at(v: &str) -> Result<(&str, u64), String> {
+    v.rsplit_once('#')
+        .and_then(|(name, n)| Some((name, n.parse::<u64>().ok()?)))
+        .filter(|(name, n)| !name.is_empty() && *n >= 1)
+        .ok_or_else(|| {
+            format!(
+                "{KILL_AT_ENV}={v:?}: expected <fault point>#<n>, n from 1 (e.g. publish.commit-written#2)"
+            )
+        })
+}
+
+/// SIGKILL to this process: no destructor, no buffered write and no later step runs.
+fn sigkill_self() -> ! {
+    // SAFETY: getpid and kill have no preconditions; SIGKILL cannot be caught.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    // SIGKILL to oneself is delivered before kill returns to user space; never reached.
+    std::process::abort()
 }
 
 /// The points passed since [`record`], in first-seen order, with their pass counts.
@@ -170,5 +219,17 @@ mod tests {
         assert_eq!(tripped().as_deref(), Some("a#2"));
         disarm();
         assert!(point("a").is_ok());
+    }
+
+    #[test]
+    fn a_kill_point_from_the_environment_must_name_a_point_and_a_pass() {
+        assert_eq!(
+            parse_kill_at("publish.commit-written#2"),
+            Ok(("publish.commit-written", 2))
+        );
+        for bad in ["copy.run-landed", "#3", "copy.run-landed#0", "copy.run-landed#x"] {
+            let e = parse_kill_at(bad).unwrap_err();
+            assert!(e.contains(KILL_AT_ENV) && e.contains("<fault point>#<n>"), "{e}");
+        }
     }
 }

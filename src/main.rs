@@ -10,6 +10,12 @@ fn main() -> ExitCode {
     let args = Cli::parse();
     match args.command {
         Some(command) => {
+            // Crash tests kill a child at a named fault point (RELIABILITY.md); the
+            // subcommands run the engine on this thread.
+            if let Err(e) = drconsole::fault::arm_from_env() {
+                eprintln!("drconsole: error: {e}");
+                return ExitCode::from(2);
+            }
             let stdout = std::io::stdout();
             match cli::run(&command, &mut stdout.lock()) {
                 Ok(code) => ExitCode::from(code),

@@ -1,10 +1,10 @@
-//! SIGKILL a running `drconsole run` at many points of a long, busy migration; after each
-//! kill, `verify --repair` (which opens the workspace and recovers) must be clean and the VM must
-//! have exactly one complete instance.
+//! SIGKILL a running `drconsole run` at named points of a long, busy migration (mid-copy and
+//! at every step of its completion); after each kill, `verify --repair` (which opens the
+//! workspace and recovers) must be clean and the VM must have exactly one complete instance.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::os::unix::process::ExitStatusExt;
 
 use drconsole::workspace::Workspace;
 
@@ -42,18 +42,55 @@ fn write_scenario(dir: &Path, mode: &str) -> PathBuf {
     s
 }
 
-fn run(s: &Path, ws: &Path) -> std::process::Child {
-    Command::new(bin())
-        .args([
-            "run",
-            &s.display().to_string(),
-            "--workspace",
-            &ws.display().to_string(),
-        ])
+/// Runs the scenario in a child process that SIGKILLs itself at the `nth` pass of fault
+/// point `point` (`DRCONSOLE_KILL_AT`): the kill lands at a chosen step, not after a guessed
+/// sleep. Returns whether the kill happened (the point was reached).
+fn run_killed_at(s: &Path, ws: &Path, point: &str, nth: u64) -> bool {
+    let status = Command::new(bin())
+        .args(["run", &s.display().to_string(), "--workspace"])
+        .arg(ws)
+        .env(drconsole::fault::KILL_AT_ENV, format!("{point}#{nth}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+        .status()
+        .unwrap();
+    status.signal() == Some(libc::SIGKILL)
+}
+
+/// The fault points the scenario passes and how often, from the same run in this process
+/// (a scenario is deterministic for its seed, so the child passes the same ones).
+fn points_passed(s: &Path, ws: &Path) -> Vec<(&'static str, u64)> {
+    drconsole::fault::record();
+    let report = drconsole::scenario::run_file(s, ws).unwrap();
+    let hits = drconsole::fault::hits();
+    drconsole::fault::disarm();
+    assert!(report.passed, "the uninterrupted run passes");
+    hits
+}
+
+/// Where to kill a run: a third and two thirds through the copy, and at the steps of the
+/// migration's start and completion (the last pass of each, so the one of this migration).
+fn kill_points(hits: &[(&'static str, u64)]) -> Vec<(&'static str, u64)> {
+    const STEPS: [&str; 7] = [
+        "migrate.source-marked",
+        "copy.bit-written",
+        "complete.record-completing",
+        "complete.locations-written",
+        "complete.topology-saved",
+        "instance.removed",
+        "migration.record-removed",
+    ];
+    let mut at = Vec::new();
+    for &(name, n) in hits {
+        if name == "copy.run-landed" {
+            at.extend((1..=2).map(|k| (name, (n * k / 3).max(1))));
+        } else if name == "copy.bit-written" {
+            at.push((name, (n / 2).max(1)));
+        } else if STEPS.contains(&name) {
+            at.push((name, n));
+        }
+    }
+    at
 }
 
 /// Instances of the VM that are not an in-progress migration target.
@@ -80,22 +117,19 @@ fn sigkill_anywhere_then_verify_is_clean() {
     let dir = tempfile::tempdir().unwrap();
     for mode in ["Mirror", "Redirect", "Split"] {
         let s = write_scenario(dir.path(), mode);
-        // How long a whole run takes here, to spread the kills over it.
-        let full = dir.path().join(format!("full-{mode}"));
-        let start = Instant::now();
-        let status = run(&s, &full).wait().unwrap();
-        assert!(status.success(), "{mode}: the uninterrupted run passes");
-        let span = start.elapsed();
-        let mut mid_copy = 0;
-        for k in 1..=6u32 {
+        let hits = points_passed(&s, &dir.path().join(format!("full-{mode}")));
+        let kills = kill_points(&hits);
+        assert!(
+            kills.iter().filter(|(n, _)| *n == "copy.run-landed").count() == 2
+                && kills.iter().any(|(n, _)| *n == "complete.topology-saved"),
+            "{mode}: the copy runs and completes: {hits:?}"
+        );
+        for (k, &(point, nth)) in kills.iter().enumerate() {
             let ws = dir.path().join(format!("{mode}-{k}"));
-            let mut child = run(&s, &ws);
-            std::thread::sleep(span * k / 7);
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            if !ws.join("topology.ron").exists() {
-                continue; // killed before the workspace existed
-            }
+            assert!(
+                run_killed_at(&s, &ws, point, nth),
+                "{mode}: the child reached {point}#{nth} and was killed there"
+            );
             let records = std::fs::read_dir(ws.join("state/migrations"))
                 .map(|d| {
                     d.filter(|e| {
@@ -105,7 +139,9 @@ fn sigkill_anywhere_then_verify_is_clean() {
                     .count()
                 })
                 .unwrap_or(0);
-            mid_copy += usize::from(records > 0);
+            if point == "copy.run-landed" {
+                assert_eq!(records, 1, "{mode} killed at {point}#{nth}: mid-copy");
+            }
             let o = Command::new(bin())
                 .args(["verify", &ws.display().to_string(), "--repair", "--json"])
                 .output()
@@ -114,15 +150,16 @@ fn sigkill_anywhere_then_verify_is_clean() {
             assert_eq!(
                 o.status.code(),
                 Some(0),
-                "{mode} killed at {}/7: {out} {}",
-                k,
+                "{mode} killed at {point}#{nth}: {out} {}",
                 String::from_utf8_lossy(&o.stderr)
             );
             let v: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert_eq!(v["ok"], true);
-            assert_eq!(complete_instances(&ws), 1, "{mode} killed at {k}/7");
+            assert_eq!(
+                complete_instances(&ws),
+                1,
+                "{mode} killed at {point}#{nth}"
+            );
         }
-        assert!(mid_copy >= 1, "{mode}: at least one kill landed mid-copy");
-        assert!(start.elapsed() < Duration::from_secs(600));
     }
 }

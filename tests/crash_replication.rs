@@ -1,11 +1,11 @@
-//! SIGKILL a running `drconsole run` while replication cycles transfer and publish; after
-//! each kill, the recovery site must hold exactly its published recovery point (the
-//! replicas are the cut state of the published record, block for block), before and after
-//! reopening the workspace.
+//! SIGKILL a running `drconsole run` at named steps of replication cycles' transfers and
+//! publishes; after each kill, the recovery site must hold exactly its published recovery
+//! point (the replicas are the cut state of the published record, block for block), before
+//! and after reopening the workspace.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::os::unix::process::ExitStatusExt;
 
 use drconsole::disk::{self, Horizon, ImageFile};
 use drconsole::workspace::Workspace;
@@ -53,14 +53,18 @@ fn write_scenario(dir: &Path) -> PathBuf {
     s
 }
 
-fn run(s: &Path, ws: &Path) -> std::process::Child {
-    Command::new(bin())
+/// Runs the scenario in a child that SIGKILLs itself at the `nth` pass of fault point
+/// `point` (`DRCONSOLE_KILL_AT`); whether the kill happened (the point was reached).
+fn run_killed_at(s: &Path, ws: &Path, point: &str, nth: u64) -> bool {
+    let status = Command::new(bin())
         .args(["run", &s.display().to_string(), "--workspace"])
         .arg(ws)
+        .env(drconsole::fault::KILL_AT_ENV, format!("{point}#{nth}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+        .status()
+        .unwrap();
+    status.signal() == Some(libc::SIGKILL)
 }
 
 /// The published cycle, and whether the replicas hold exactly its cut (None before any).
@@ -106,24 +110,47 @@ fn check_published(ws: &Path) -> Option<u64> {
 fn sigkill_during_replication_leaves_the_published_point() {
     let dir = tempfile::tempdir().unwrap();
     let s = write_scenario(dir.path());
+    // The points the run passes, from the same deterministic run in this process.
     let full = dir.path().join("full");
-    let start = Instant::now();
-    assert!(run(&s, &full).wait().unwrap().success());
-    let span = start.elapsed();
+    drconsole::fault::record();
+    let report = drconsole::scenario::run_file(&s, &full).unwrap();
+    let hits = drconsole::fault::hits();
+    drconsole::fault::disarm();
+    assert!(report.passed);
     assert!(check_published(&full).unwrap() >= 10);
-    let mut mid_transfer = 0;
-    for k in 1..=7u32 {
-        let ws = dir.path().join(format!("k{k}"));
-        let mut child = run(&s, &ws);
-        std::thread::sleep(span * k / 8);
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        if !ws.join("topology.ron").exists() {
-            continue;
+    // Kill halfway through the run's passes of every step of a publish (the commit, each
+    // replica applied, the record, the clean-up), at a quarter, half and three quarters of
+    // its staged transfers, and in the middle of the guests' writes between cycles.
+    let mut kills = Vec::new();
+    for &(name, n) in &hits {
+        if name == "publish.staging-written" {
+            kills.extend([1, 2, 3].map(|k| (name, (n * k / 4).max(1))));
+        } else if name.starts_with("publish.") || name == "guest.data-written" {
+            kills.push((name, (n / 2).max(1)));
         }
+    }
+    kills.dedup();
+    eprintln!("kills: {kills:?}");
+    assert!(
+        kills.iter().any(|(n, _)| *n == "publish.staging-written"),
+        "{hits:?}"
+    );
+    let mut mid_transfer = 0;
+    for (k, &(point, nth)) in kills.iter().enumerate() {
+        let ws = dir.path().join(format!("k{k}"));
+        assert!(
+            run_killed_at(&s, &ws, point, nth),
+            "the child reached {point}#{nth} and was killed there"
+        );
         let staging = ws.join("sites/ny/replication/cg.cg.staging");
         let committed = ws.join("sites/ny/replication/cg.cg.commit").exists();
-        mid_transfer += usize::from(staging.exists() && !committed);
+        if point == "publish.staging-written" {
+            assert!(
+                staging.exists() && !committed,
+                "killed at {point}#{nth}: mid-transfer"
+            );
+            mid_transfer += 1;
+        }
         // What the kill left: the published record and the replicas agree, unless the
         // kill fell inside a publish after its commit (the next open finishes it).
         let before = if committed {
@@ -139,15 +166,15 @@ fn sigkill_during_replication_leaves_the_published_point() {
         assert_eq!(
             o.status.code(),
             Some(0),
-            "k{k}: {}{}",
+            "{point}#{nth}: {}{}",
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(v["ok"], true, "k{k}: {v:#}");
+        assert_eq!(v["ok"], true, "{point}#{nth}: {v:#}");
         assert!(!staging.exists(), "the interrupted staging is gone");
         let after = check_published(&ws);
-        assert!(after >= before, "k{k}: {after:?} < {before:?}");
+        assert!(after >= before, "{point}#{nth}: {after:?} < {before:?}");
     }
-    assert!(mid_transfer >= 1, "at least one kill landed mid-transfer");
+    assert!(mid_transfer >= 2, "kills landed mid-transfer");
 }

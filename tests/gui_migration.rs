@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{app_in, step_for, step_until};
+use common::{app_in, step_until};
 use drconsole::engine::copy::CopyMode;
 use drconsole::engine::{Engine, EngineOptions};
 use drconsole::gui::{DrApp, Status, TaskState};
@@ -75,7 +75,12 @@ fn a_severe_move_cannot_start_without_are_you_sure() {
             .is_disabled()
     );
     h.get_by_label(drconsole::gui::wizard::START).click();
-    step_for(&mut h, Duration::from_millis(300));
+    // A barrier instead of a wait: the worker applies requests in order, so once it has
+    // answered a Pause sent after the click, a migration the click had sent would show.
+    h.get_by_label("⏸ Pause").click();
+    step_until(&mut h, "the clock to pause", Duration::from_secs(10), |a| {
+        a.live.clock.paused
+    });
 
     let app = h.state();
     assert!(app.wizard.open, "the wizard stays open");
@@ -106,10 +111,7 @@ fn a_confirmed_severe_move_runs_in_the_task_list_and_moves_the_vm() {
     step_until(&mut h, "the clock to pause", Duration::from_secs(10), |a| {
         a.live.clock.paused
     });
-    // Paused, the simulated clock stands still.
     let paused_at = h.state().live.snapshot.as_ref().unwrap().now;
-    step_for(&mut h, Duration::from_millis(200));
-    assert_eq!(h.state().live.snapshot.as_ref().unwrap().now, paused_at);
     h.get_by_label("▶ Resume");
 
     let sure = h.get_by_role(Role::CheckBox);
@@ -134,6 +136,9 @@ fn a_confirmed_severe_move_runs_in_the_task_list_and_moves_the_vm() {
         !a.live.tasks.is_empty()
     });
 
+    // Paused, the simulated clock stood still: the worker reported the task (it applied
+    // Start after the pause) at the very instant the clock was paused.
+    assert_eq!(h.state().live.snapshot.as_ref().unwrap().now, paused_at);
     let task = &h.state().live.tasks[0];
     assert_eq!(task.vm, "web-01");
     assert_eq!(

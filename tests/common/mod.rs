@@ -59,15 +59,6 @@ pub fn step_until(
     h.run_steps(2);
 }
 
-/// Steps for `d` of wall time, letting the worker run.
-pub fn step_for(h: &mut Harness<'static, DrApp>, d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::thread::sleep(Duration::from_millis(5));
-        h.step();
-    }
-}
-
 /// Waits for the workspace to open and its engine to report.
 pub fn wait_ready(h: &mut Harness<'static, DrApp>) {
     step_until(h, "the workspace to open", Duration::from_secs(30), |a| {
