@@ -4,9 +4,10 @@
 use std::ops::RangeInclusive;
 
 use egui::{RichText, Ui};
-use egui_plot::{GridMark, Legend, Line, Plot};
+use egui_plot::{GridMark, HoverPosition, Legend, Line, Plot};
 
-use super::live::Live;
+use super::live::{Live, mm_ss};
+use crate::engine::SECOND;
 
 /// Simulated seconds on an axis: "mm:ss", or "mm:ss.s" when zoomed in below a minute.
 pub(crate) fn time_axis(mark: GridMark, range: &RangeInclusive<f64>) -> String {
@@ -50,6 +51,18 @@ pub fn progress(ui: &mut Ui, live: &Live, height: f32) {
         .x_axis_formatter(time_axis)
         .y_axis_label("%")
         .allow_scroll(false)
+        .label_formatter(|hover| match hover {
+            HoverPosition::NearDataPoint {
+                plot_name,
+                position,
+                ..
+            } => Some(format!(
+                "{plot_name}\nat {}: {:.1} % copied",
+                mm_ss((position.x.max(0.0) * SECOND as f64) as u64),
+                position.y
+            )),
+            HoverPosition::Elsewhere { .. } => None,
+        })
         .show(ui, |plot| {
             for t in &live.tasks {
                 if !t.progress.is_empty() {
@@ -64,7 +77,7 @@ pub fn progress(ui: &mut Ui, live: &Live, height: f32) {
 pub fn latency(ui: &mut Ui, live: &Live, height: f32) {
     ui.horizontal(|ui| {
         ui.strong("Guest write latency");
-        ui.label(RichText::new("worst per update, µs").weak());
+        ui.label(RichText::new("worst per update").weak());
     });
     if live.latency_all.is_empty() {
         let hint = if live.snapshot.as_ref().is_some_and(|s| s.workloads_on) {
@@ -83,8 +96,26 @@ pub fn latency(ui: &mut Ui, live: &Live, height: f32) {
         .legend(Legend::default())
         .include_y(0.0)
         .x_axis_formatter(time_axis)
-        .y_axis_label("µs")
+        // Each tick carries its unit, picked from the visible range: a guest stalled for
+        // 100 s behind a slow copy reads "100 s", not "100000000 µs".
+        .y_axis_formatter(|mark, range| {
+            let scale = range.start().abs().max(range.end().abs());
+            latency_text(mark.value, scale)
+        })
+        .y_axis_label("write latency")
         .allow_scroll(false)
+        .label_formatter(|hover| match hover {
+            HoverPosition::NearDataPoint {
+                plot_name,
+                position,
+                ..
+            } => Some(format!(
+                "{plot_name}\nat {}: {}",
+                mm_ss((position.x.max(0.0) * SECOND as f64) as u64),
+                latency_text(position.y, position.y)
+            )),
+            HoverPosition::Elsewhere { .. } => None,
+        })
         .show(ui, |plot| {
             plot.line(Line::new("all VMs", &live.latency_all[..]).color(ALL_VMS));
             for vm in migrating {
@@ -95,5 +126,41 @@ pub fn latency(ui: &mut Ui, live: &Live, height: f32) {
         });
 }
 
+/// A latency of `us` microseconds in the unit that fits `scale_us` (the largest value shown
+/// beside it): µs below a millisecond, ms below a second, s above, with the unit named.
+pub(crate) fn latency_text(us: f64, scale_us: f64) -> String {
+    let (div, unit) = if scale_us >= 1e6 {
+        (1e6, "s")
+    } else if scale_us >= 1e3 {
+        (1e3, "ms")
+    } else {
+        (1.0, "µs")
+    };
+    let v = us / div;
+    // Whole numbers as such; otherwise up to two decimals, trailing zeros dropped.
+    let text = format!("{v:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    let text = if text == "-0" { "0" } else { text };
+    format!("{text} {unit}")
+}
+
 /// The "all VMs" latency line: a neutral grey, so the migrating VMs stand out.
 const ALL_VMS: egui::Color32 = egui::Color32::from_gray(140);
+
+#[cfg(test)]
+mod tests {
+    use super::latency_text;
+
+    #[test]
+    fn latencies_read_in_the_unit_that_fits() {
+        // The patent-timelines demo: a write held 100 s behind a slow copy run.
+        assert_eq!(latency_text(100_000_000.0, 100_000_000.0), "100 s");
+        assert_eq!(latency_text(25_000_000.0, 100_000_000.0), "25 s");
+        assert_eq!(latency_text(1_500.0, 1_500.0), "1.5 ms");
+        assert_eq!(latency_text(250.0, 900.0), "250 µs");
+        assert_eq!(latency_text(0.0, 100_000_000.0), "0 s");
+        assert_eq!(latency_text(12.345, 12.345), "12.35 µs");
+        // Ticks of one axis share the unit of its largest value.
+        assert_eq!(latency_text(500_000.0, 2_000_000.0), "0.5 s");
+    }
+}
