@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use egui::{Align2, RichText, Ui};
+use egui::{RichText, Ui};
 
 use super::live::{describe, mm_ss};
 use super::style::{self, Tone};
@@ -1196,75 +1196,77 @@ impl DrApp {
         }
     }
 
-    /// The caption over the console, bottom-center of the central area (`ui`'s space
-    /// left once the side and bottom panels are placed). While the migration wizard,
-    /// which fills the middle, is open, a one-line caption sits at the window's bottom
-    /// edge instead, so Start stays in view.
-    pub(super) fn demo_overlay(&self, ui: &Ui) {
+    /// The caption, in a strip of its own under the player bar: docked, it covers no panel
+    /// (floating over the middle, it hid the very rows and buttons a step acts on), and the
+    /// windows and confirmations a step opens are placed below it ([`content_top`]). The
+    /// strip keeps its height from step to step, so the console does not jump.
+    pub(super) fn demo_caption(&self, ui: &mut Ui) {
         let Some(c) = self.demo.player.as_ref().and_then(|p| p.caption.as_ref()) else {
             return;
         };
         let total = self.demo.player.as_ref().map_or(0, |p| p.total());
-        let area = ui.available_rect_before_wrap();
-        let compact = self.wizard.open;
-        let (bottom, size, margin) = if compact {
-            (
-                ui.max_rect().bottom() - 4.0,
-                18.0,
-                egui::Margin::symmetric(14, 6),
-            )
-        } else {
-            (area.bottom() - 16.0, 24.0, egui::Margin::symmetric(18, 12))
-        };
         let dark = ui.visuals().dark_mode;
-        egui::Area::new(egui::Id::unique("demo-caption"))
-            .order(egui::Order::Foreground)
-            .pivot(Align2::CENTER_BOTTOM)
-            .fixed_pos(egui::pos2(area.center().x, bottom))
-            .interactable(false)
-            .show(ui.ctx(), |ui| {
-                let width = if compact {
-                    (ui.max_rect().width() - 40.0).clamp(240.0, 1000.0)
-                } else {
-                    (area.width() - 40.0).clamp(240.0, 820.0)
-                };
-                ui.set_max_width(width);
-                let fill = if dark {
-                    egui::Color32::from_black_alpha(215)
-                } else {
-                    egui::Color32::from_white_alpha(235)
-                };
-                let stroke = c.outcome.map_or(Tone::Muted, outcome_tone).text(dark);
-                egui::Frame::popup(ui.style())
+        let fill = if dark {
+            egui::Color32::from_gray(12)
+        } else {
+            egui::Color32::from_gray(250)
+        };
+        let stroke = c.outcome.map_or(Tone::Muted, outcome_tone).text(dark);
+        egui::Panel::top("demo_caption")
+            .resizable(false)
+            .frame(
+                egui::Frame::new()
                     .fill(fill)
                     .stroke(egui::Stroke::new(2.0, stroke))
-                    .inner_margin(margin)
-                    .show(ui, |ui| {
-                        let counter =
-                            format!("Step {} of {total}  ·  sim {}", c.number, mm_ss(c.at));
-                        let text = RichText::new(&c.text).size(size).strong();
-                        if compact {
-                            ui.horizontal(|ui| {
-                                ui.label(RichText::new(counter).weak());
-                                ui.add(egui::Label::new(text).extend());
-                            });
-                        } else {
-                            ui.label(RichText::new(counter).weak());
-                            ui.add(egui::Label::new(text).wrap());
-                        }
-                        if let Some(o) = c.outcome {
-                            ui.add(
-                                egui::Label::new(
-                                    RichText::new(format!("{} — {}", outcome_words(o), c.detail))
-                                        .size(16.0)
-                                        .color(outcome_tone(o).text(dark)),
-                                )
-                                .wrap(),
-                            );
-                        }
-                    });
+                    .inner_margin(egui::Margin::symmetric(16, 8)),
+            )
+            .show(ui, |ui| {
+                ui.set_min_height(CAPTION_HEIGHT);
+                ui.horizontal(|ui| {
+                    ui.label(
+                        RichText::new(format!(
+                            "Step {} of {total}  ·  sim {}",
+                            c.number,
+                            mm_ss(c.at)
+                        ))
+                        .weak(),
+                    );
+                    if let Some(o) = c.outcome {
+                        ui.add(
+                            egui::Label::new(
+                                RichText::new(format!("{} — {}", outcome_words(o), c.detail))
+                                    .size(15.0)
+                                    .color(outcome_tone(o).text(dark)),
+                            )
+                            .truncate(),
+                        )
+                        .on_hover_text(&c.detail);
+                    }
+                });
+                ui.add(egui::Label::new(RichText::new(&c.text).size(22.0).strong()).wrap());
             });
     }
+}
+
+/// The caption strip's least inner height: a counter line and one line of caption, so a
+/// one-line caption and a two-line one move the console by one line at most.
+const CAPTION_HEIGHT: f32 = 50.0;
+
+/// Where the window's content starts below the top bars (menu, clock, demo player and
+/// caption), as [`DrApp::draw`] last recorded it: modals and the wizard open below it, so
+/// they cover no caption, and the caption none of them.
+pub(crate) fn content_top(ctx: &egui::Context) -> f32 {
+    ctx.data(|d| d.get_temp::<f32>(content_top_id()))
+        .unwrap_or(110.0)
+}
+
+/// Records [`content_top`] for this frame.
+pub(crate) fn set_content_top(ctx: &egui::Context, y: f32) {
+    ctx.data_mut(|d| d.insert_temp(content_top_id(), y));
+}
+
+fn content_top_id() -> egui::Id {
+    egui::Id::unique("drconsole-content-top")
 }
 
 #[cfg(test)]

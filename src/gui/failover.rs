@@ -490,7 +490,7 @@ impl FailoverPanel {
         let pgs = plan.protection_groups.clone();
         let mut answer: Option<bool> = None;
         let id = egui::Id::unique("failover-confirm");
-        let modal = egui::Modal::new(id).area(super::replication::top_anchored(id)).show(ctx, |ui| {
+        let modal = egui::Modal::new(id).area(super::replication::top_anchored(ctx, id)).show(ctx, |ui| {
             ui.set_width(560.0);
             let tone = if kind == FailoverKind::Unplanned {
                 Tone::Bad

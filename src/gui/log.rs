@@ -527,8 +527,11 @@ impl EventLog {
         }
         let dark = ui.visuals().dark_mode;
         let mut close = None;
+        // Bottom right, over the event log that holds the same lines (and above the
+        // status bar): at the top right they covered the Migrations and Replication panel,
+        // and under a demo's caption the panel a step acts on.
         egui::Area::new(egui::Id::unique("toasts"))
-            .anchor(egui::Align2::RIGHT_TOP, [-12.0, 36.0])
+            .anchor(egui::Align2::RIGHT_BOTTOM, [-12.0, -34.0])
             .order(egui::Order::Foreground)
             .show(ui.ctx(), |ui| {
                 ui.set_max_width(460.0);

@@ -869,6 +869,8 @@ impl DrApp {
             ui.add_space(2.0);
         });
         self.demo_bar(ui);
+        self.demo_caption(ui);
+        demo::set_content_top(ui.ctx(), ui.available_rect_before_wrap().top());
         egui::Panel::bottom("status_bar")
             .resizable(false)
             .show(ui, |ui| status::bar(ui, &self.live, &mut actions));
@@ -918,7 +920,6 @@ impl DrApp {
                     SideTab::Replication => replication::show(ui, doc, live, &mut actions),
                 }
             });
-        self.demo_overlay(ui);
         let selected_before = self.selection.clone();
         egui::CentralPanel::default_margins().show(ui, |ui| {
             tab_bar(

@@ -423,9 +423,11 @@ fn lag_plot(ui: &mut Ui, snap: &Snapshot, live: &Live, height: f32) {
 }
 
 /// A modal's area, its top edge fixed: when a line of it changes length (a lag that
-/// grows), its buttons do not jump around.
-pub(crate) fn top_anchored(id: egui::Id) -> egui::Area {
-    egui::Modal::default_area(id).anchor(egui::Align2::CENTER_TOP, [0.0, 110.0])
+/// grows), its buttons do not jump around. It opens just below the top bars, so a demo's
+/// caption stays readable above it.
+pub(crate) fn top_anchored(ctx: &egui::Context, id: egui::Id) -> egui::Area {
+    let top = super::demo::content_top(ctx);
+    egui::Modal::default_area(id).anchor(egui::Align2::CENTER_TOP, [0.0, top + 16.0])
 }
 
 /// What losing `site` stops, for the Disaster confirmation.
@@ -513,7 +515,7 @@ pub fn disaster_modal(
     let name = t.site(site).map_or(String::new(), |s| s.name.clone());
     let mut answer = None;
     let id = egui::Id::unique(("disaster", site));
-    let modal = egui::Modal::new(id).area(top_anchored(id)).show(ctx, |ui| {
+    let modal = egui::Modal::new(id).area(top_anchored(ctx, id)).show(ctx, |ui| {
         ui.set_width(520.0);
         let dark = ui.visuals().dark_mode;
         ui.label(

@@ -105,14 +105,17 @@ impl Wizard {
         self.revalidate(doc);
         let mut open = true;
         let mut command = None;
-        let center = ctx.content_rect().center();
+        // Below the top bars (and a demo's caption), so the caption stays readable.
+        let mut area = ctx.content_rect();
+        area.min.y = area.min.y.max(super::demo::content_top(ctx));
         egui::Window::new(TITLE)
             .open(&mut open)
             .collapsible(false)
             .resizable(false)
             .default_width(540.0)
             .pivot(egui::Align2::CENTER_CENTER)
-            .default_pos(center)
+            .default_pos(area.center())
+            .constrain_to(area)
             .show(ctx, |ui| {
                 ui.set_width(540.0);
                 self.steps_header(ui);
