@@ -165,6 +165,10 @@ pub struct ProtectionGroup {
     pub datastores: Vec<String>,
 }
 
+fn default_priority() -> u8 {
+    3
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vm {
@@ -175,6 +179,8 @@ pub struct Vm {
     pub disk_mib: u64,
     pub vcpus: u32,
     pub memory_gib: u32,
+    /// Recovery priority, 1 first; 3 when left out (the one most operators leave as it is).
+    #[serde(default = "default_priority")]
     pub priority: u8,
     #[serde(default)]
     pub workload: Option<Workload>,

@@ -160,3 +160,57 @@ fn a_bad_startup_file_opens_the_demo_with_the_error() {
             >= 1
     );
 }
+
+/// DR ▶ Rescan arrays (SPEC §2): after the topology file is edited (lun-2 moved into
+/// cg-1), the running workspace adopts it and the details panel shows the new tag.
+#[test]
+fn rescan_arrays_shows_an_edited_files_new_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hazard.ron");
+    let text = std::fs::read_to_string(sample("patent_hazard.ron")).unwrap();
+    std::fs::write(&file, &text).unwrap();
+    let ws = dir.path().join("ws");
+    let mut h = common::app_with(&ws, &["--topology", file.to_str().unwrap()]);
+    common::wait_ready(&mut h);
+    h.state_mut().selection = Some(Selection::Datastore("ds-2".into()));
+    h.run_steps(2);
+    h.get_by_label("replication:cg=cg-2");
+
+    let edited = text.replace(
+        "target: \"lun-2r\", rpo_minutes: 20, consistency_group: Some(\"cg-2\")",
+        "target: \"lun-2r\", rpo_minutes: 15, consistency_group: Some(\"cg-1\")",
+    );
+    assert_ne!(edited, text);
+    std::fs::write(&file, edited).unwrap();
+    h.get_by_label("DR").click();
+    h.run_steps(2);
+    h.get_by_label("Rescan arrays").click();
+    common::step_until(
+        &mut h,
+        "the rescan to reach the details panel",
+        std::time::Duration::from_secs(30),
+        |a| {
+            a.doc
+                .tags_of("ds-2")
+                .is_some_and(|t| t.consistency_group.as_deref() == Some("cg-1"))
+        },
+    );
+    h.get_by_label("replication:cg=cg-1");
+    assert!(h.query_by_label("replication:cg=cg-2").is_none());
+    // The ratings follow: vm1 (ds-1, cg-1) may now move to ds-2 freely.
+    let to_ds2 = h
+        .state()
+        .doc
+        .destinations("vm1")
+        .iter()
+        .find(|i| i.to == "ds-2")
+        .cloned()
+        .unwrap();
+    assert_eq!(to_ds2.rating, drconsole::dr::Rating::None);
+    // And the workspace keeps what it adopted.
+    let saved = drconsole::topology::Topology::load(&ws.join("topology.ron")).unwrap();
+    assert_eq!(
+        drconsole::dr::datastore_cg(&saved, saved.datastore("ds-2").unwrap()).as_deref(),
+        Some("cg-1")
+    );
+}

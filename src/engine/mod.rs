@@ -15,6 +15,7 @@ mod hosts;
 mod migration;
 mod placement;
 mod replication;
+mod rescan;
 mod stretch;
 
 use std::cmp::Reverse;
@@ -189,6 +190,11 @@ pub enum Command {
     Balance {
         cluster: String,
         confirm: bool,
+    },
+    /// Rescan arrays (SPEC §2): re-reads the topology file and adopts its arrays, LUNs,
+    /// datastores, protection groups, hosts and links; tags and replication groups follow.
+    Rescan {
+        file: PathBuf,
     },
 }
 
@@ -679,14 +685,17 @@ impl Engine {
         Engine::start(ws)
     }
 
-    /// Opens `root` if it holds a workspace, else materializes `topology` there.
+    /// Opens `root` if it holds a workspace, else materializes `topology` there. Opening
+    /// adopts `topology`'s arrays, LUNs, datastores, protection groups, hosts and links
+    /// (a rescan, SPEC §2; VM placements stay the workspace's); if they cannot be adopted
+    /// the workspace is closed again unchanged and the refusal is the error.
     pub fn open_or_create(
         root: &Path,
         topology: &Topology,
         opts: EngineOptions,
     ) -> Result<Engine, EngineError> {
         if root.join("topology.ron").exists() {
-            Engine::open_with(root, opts)
+            Engine::open_adopting(root, topology, opts)
         } else {
             Engine::create(root, topology, opts)
         }
@@ -1171,6 +1180,7 @@ impl Engine {
             }
             Command::ExitMaintenance { datastore } => self.exit_maintenance(&datastore)?,
             Command::Balance { cluster, confirm } => self.balance(&cluster, confirm)?,
+            Command::Rescan { file } => self.rescan_file(&file)?,
         };
         self.persist_state()?;
         Ok(out)
@@ -2350,3 +2360,6 @@ mod tests;
 
 #[cfg(test)]
 mod replication_tests;
+
+#[cfg(test)]
+mod rescan_tests;

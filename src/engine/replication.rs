@@ -281,7 +281,7 @@ impl Engine {
             .join(format!("{}.commit", g.key))
     }
 
-    fn published_path(&self, g: &GroupSpec) -> PathBuf {
+    pub(super) fn published_path(&self, g: &GroupSpec) -> PathBuf {
         self.replication_dir(&g.target_site)
             .join(format!("{}.ron", g.key))
     }

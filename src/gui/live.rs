@@ -444,6 +444,7 @@ pub fn describe(c: &Command) -> String {
             format!("Exit maintenance mode on {datastore}")
         }
         Command::Balance { cluster, .. } => format!("Balance datastore cluster {cluster}"),
+        Command::Rescan { file } => format!("Rescan arrays from {}", file.display()),
     }
 }
 

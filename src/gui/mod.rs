@@ -600,6 +600,18 @@ impl DrApp {
         }
     }
 
+    /// DR ▶ Rescan arrays: the running engine re-reads `file` and adopts it (the next
+    /// update brings its topology, so tags and ratings follow); with no workspace running,
+    /// the file is read again for browsing.
+    fn rescan_arrays(&mut self, file: PathBuf) {
+        if self.live.is_open() {
+            let c = crate::engine::Command::Rescan { file };
+            self.apply(Action::Request(Request::Engine(c)));
+        } else {
+            self.open_path(file);
+        }
+    }
+
     /// Replaces the topology with the built-in demo, in its own default workspace.
     pub fn open_builtin(&mut self) {
         self.show_topology(Topology::builtin_default(), TopologySource::BuiltIn);
@@ -735,6 +747,7 @@ impl DrApp {
                 }
             });
             let mut link_command = None;
+            let mut rescan = None;
             ui.menu_button("DR", |ui| {
                 if ui
                     .button("Replication")
@@ -750,6 +763,22 @@ impl DrApp {
                     .clicked()
                 {
                     self.main_tab = MainTab::Failover;
+                }
+                let file = match &self.doc.source {
+                    TopologySource::File(p) => Some(p.clone()),
+                    TopologySource::BuiltIn => None,
+                };
+                if ui
+                    .add_enabled(file.is_some(), egui::Button::new("Rescan arrays"))
+                    .on_hover_text(
+                        "Re-read the topology file's arrays, LUNs, protection groups, hosts \
+                         and links; tags, ratings and replication groups follow",
+                    )
+                    .on_disabled_hover_text("The built-in topology has no file to re-read")
+                    .clicked()
+                    && let Some(file) = file
+                {
+                    rescan = Some(file);
                 }
                 if let Some(snap) = self.live.snapshot.as_ref().filter(|_| self.live.is_open()) {
                     ui.separator();
@@ -783,6 +812,9 @@ impl DrApp {
             });
             if let Some(c) = link_command {
                 self.apply(Action::Request(Request::Engine(c)));
+            }
+            if let Some(file) = rescan {
+                self.rescan_arrays(file);
             }
             ui.menu_button("Demo", |ui| self.demo_menu(ui));
             ui.menu_button("View", |ui| {

@@ -141,6 +141,19 @@ fn unknown_field_is_an_error() {
     assert!(msg.contains("gpus"), "{msg}");
 }
 
+/// SPEC §1: `priority` is optional and defaults to 3; saving still writes it.
+#[test]
+fn vm_without_priority_loads_with_priority_3_and_saves_it() {
+    let t = load(&BASE.replace(" priority: 3,", "")).unwrap();
+    assert_eq!(t.vm("web-01").unwrap().priority, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("saved.ron");
+    t.save(&p).unwrap();
+    let saved = std::fs::read_to_string(&p).unwrap();
+    assert!(saved.contains("priority: 3"), "{saved}");
+    assert_eq!(Topology::load(&p).unwrap(), t);
+}
+
 #[test]
 fn missing_required_field_is_an_error() {
     let e = load(&BASE.replace("disk_mib: 64, ", "")).unwrap_err();
