@@ -831,7 +831,8 @@ fn live_copy(
 /// The source opened for reading and the destination for writing, for `copy_file_range`
 /// (an [`ImageFile`] keeps its descriptor to itself).
 fn kernel_copy_files(src: &ImageFile, dst: &ImageFile) -> Result<(fs::File, fs::File), BenchError> {
-    let from = fs::File::open(src.path()).map_err(io_err("opening the source image", src.path()))?;
+    let from =
+        fs::File::open(src.path()).map_err(io_err("opening the source image", src.path()))?;
     let to = fs::File::options()
         .write(true)
         .open(dst.path())
@@ -1514,8 +1515,8 @@ mod tests {
             for iops in [0, 2000] {
                 let mut a = args(mode, iops, dir.path());
                 a.rounds = 2;
-                let r = bench_copy(&a)
-                    .unwrap_or_else(|e| panic!("{} at {iops}: {e}", mode.as_str()));
+                let r =
+                    bench_copy(&a).unwrap_or_else(|e| panic!("{} at {iops}: {e}", mode.as_str()));
                 check(&r, mode, iops);
                 assert_eq!((r.rounds, r.per_round.len()), (2, 2), "{r:?}");
                 for round in &r.per_round {
@@ -1523,9 +1524,14 @@ mod tests {
                 }
                 // Two rounds: each median is the mean of the two.
                 let [one, two] = [r.per_round[0], r.per_round[1]];
-                assert!((r.ratio - (one.ratio + two.ratio) / 2.0).abs() < 1e-9, "{r:?}");
+                assert!(
+                    (r.ratio - (one.ratio + two.ratio) / 2.0).abs() < 1e-9,
+                    "{r:?}"
+                );
                 assert!((r.mib_per_s - (one.mib_per_s + two.mib_per_s) / 2.0).abs() < 1e-9);
-                assert!((r.cp_mib_per_s - (one.cp_mib_per_s + two.cp_mib_per_s) / 2.0).abs() < 1e-9);
+                assert!(
+                    (r.cp_mib_per_s - (one.cp_mib_per_s + two.cp_mib_per_s) / 2.0).abs() < 1e-9
+                );
                 assert_eq!(r.ratio_min, one.ratio.min(two.ratio));
                 assert_eq!(r.cp_mib_per_s_max, one.cp_mib_per_s.max(two.cp_mib_per_s));
             }
@@ -1865,11 +1871,13 @@ mod tests {
 
     #[test]
     fn spread_is_the_median_and_the_range() {
-        let s = |m, lo, hi| Some(Spread {
-            median: m,
-            min: lo,
-            max: hi,
-        });
+        let s = |m, lo, hi| {
+            Some(Spread {
+                median: m,
+                min: lo,
+                max: hi,
+            })
+        };
         assert_eq!(Spread::of(&[]), None);
         assert_eq!(Spread::of(&[1.0, f64::NAN]), None);
         assert_eq!(Spread::of(&[0.9]), s(0.9, 0.9, 0.9));
@@ -1896,7 +1904,10 @@ mod tests {
         let mut a = args(CopyMode::Mirror, 0, dir.path());
         a.rounds = 0;
         let err = bench_copy(&a).expect_err("zero rounds");
-        assert_eq!(err.to_string(), "bench copy: --rounds must be at least 1 (got 0)");
+        assert_eq!(
+            err.to_string(),
+            "bench copy: --rounds must be at least 1 (got 0)"
+        );
         assert_eq!(fs::read_dir(dir.path()).expect("read_dir").count(), 0);
     }
 

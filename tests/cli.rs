@@ -379,7 +379,9 @@ fn bench_replicate_without_rsync_skips_the_comparison() {
     ];
     let run = |json: bool, env: (&str, &std::ffi::OsStr)| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_drconsole"));
-        cmd.args(args).env_remove("DRCONSOLE_RSYNC").env(env.0, env.1);
+        cmd.args(args)
+            .env_remove("DRCONSOLE_RSYNC")
+            .env(env.0, env.1);
         if json {
             cmd.arg("--json");
         }
@@ -388,7 +390,10 @@ fn bench_replicate_without_rsync_skips_the_comparison() {
     for (env, named) in [
         (("PATH", empty.path().as_os_str()), "not found on PATH"),
         (
-            ("DRCONSOLE_RSYNC", std::ffi::OsStr::new("/nonexistent/rsync")),
+            (
+                "DRCONSOLE_RSYNC",
+                std::ffi::OsStr::new("/nonexistent/rsync"),
+            ),
             "DRCONSOLE_RSYNC=/nonexistent/rsync is not an executable file",
         ),
     ] {
