@@ -174,6 +174,10 @@ pub struct BenchCopyReport {
     /// Of those, writes that had to wait (run in flight, full mirror queue, switch-over).
     pub guest_waits: u64,
     pub guest_write_max_us: f64,
+    /// Median CPU seconds (user and system) of a `cp` run, and of the live copy's copier
+    /// thread: what each copy costs the machine, which the load does not change much.
+    pub cp_cpu_seconds: f64,
+    pub copier_cpu_seconds: f64,
     /// Every round, in the order run.
     pub per_round: Vec<CopyRound>,
     pub run_mib: f64,
@@ -188,6 +192,10 @@ pub struct CopyRound {
     pub mib_per_s: f64,
     /// `mib_per_s / cp_mib_per_s`.
     pub ratio: f64,
+    /// CPU time (user and system) of the `cp` process.
+    pub cp_cpu_seconds: f64,
+    /// CPU time of the live copy's copier thread.
+    pub copier_cpu_seconds: f64,
 }
 
 /// Median and range of a set of figures.
@@ -375,10 +383,13 @@ fn run_bench(args: &BenchCopyArgs, tuning: &Tuning) -> Result<BenchCopyReport, B
     let mut per_round = Vec::with_capacity(args.rounds as usize);
     // Buffered if any round fell back.
     let mut copy_io = args.copy_io;
-    let mut cp_figure = 0.0;
+    let (mut cp_figure, mut cp_cpu) = (0.0, 0.0);
     for (_, phase) in phases(args.rounds) {
         match phase {
-            Phase::Cp => cp_figure = mib_per_s(run_cp(&src_path, &cp_path)?),
+            Phase::Cp => {
+                let (seconds, cpu) = run_cp(&src_path, &cp_path)?;
+                (cp_figure, cp_cpu) = (mib_per_s(seconds), cpu);
+            }
             Phase::Live => {
                 let dst = ImageFile::create(&dst_path, blocks)
                     .map_err(disk_err("creating the destination image"))?;
@@ -414,6 +425,8 @@ fn run_bench(args: &BenchCopyArgs, tuning: &Tuning) -> Result<BenchCopyReport, B
                     cp_mib_per_s: cp_figure,
                     mib_per_s: live_figure,
                     ratio: live_figure / cp_figure,
+                    cp_cpu_seconds: cp_cpu,
+                    copier_cpu_seconds: live.copier_cpu_seconds,
                 });
             }
         }
@@ -455,6 +468,8 @@ fn run_bench(args: &BenchCopyArgs, tuning: &Tuning) -> Result<BenchCopyReport, B
         guest_writes: latencies_ns.len() as u64,
         guest_waits: waits,
         guest_write_max_us: latencies_ns.last().map_or(0.0, |&ns| ns as f64 / 1000.0),
+        cp_cpu_seconds: spread(|r| r.cp_cpu_seconds).median,
+        copier_cpu_seconds: spread(|r| r.copier_cpu_seconds).median,
         per_round,
         run_mib: run_blocks(tuning) as f64 * BLOCK_SIZE as f64 / f64::from(1 << 20),
         consistent: true,
@@ -554,15 +569,33 @@ fn restore_source(src: &ImageFile, guest_journal: &[(u64, u64)]) -> Result<(), B
 }
 
 /// Runs `cp from to` and returns its wall time in seconds; deletes `to` afterwards (untimed).
-fn run_cp(from: &Path, to: &Path) -> Result<f64, BenchError> {
+/// Also returns the CPU time `cp` used (user and system).
+fn run_cp(from: &Path, to: &Path) -> Result<(f64, f64), BenchError> {
+    let cpu_before = cpu_seconds(libc::RUSAGE_CHILDREN);
     let seconds =
         time_command(Command::new("cp").arg(from).arg(to)).map_err(|message| BenchError::Cp {
             from: from.display().to_string(),
             to: to.display().to_string(),
             message,
         })?;
+    let cpu = cpu_seconds(libc::RUSAGE_CHILDREN) - cpu_before;
     fs::remove_file(to).map_err(io_err("removing the cp copy", to))?;
-    Ok(seconds)
+    Ok((seconds, cpu))
+}
+
+/// CPU time, user and system, in seconds: of the calling thread (`RUSAGE_THREAD`) or of the
+/// children waited for (`RUSAGE_CHILDREN`). CPU time does not depend on the machine's load
+/// the way wall time does, so it shows what a copy costs on a busy machine. 0 if the
+/// kernel cannot tell.
+fn cpu_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only the struct it is given, which we own.
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// Runs a baseline command to its end and returns its wall time in seconds, process start
@@ -718,6 +751,8 @@ struct LiveResult {
     waits: u64,
     /// How the copier copied (`Buffered` also when the kernel refused).
     copy_io: CopyIo,
+    /// CPU time of the copier thread.
+    copier_cpu_seconds: f64,
 }
 
 /// What the guest thread hands back.
@@ -757,7 +792,7 @@ fn live_copy(
     };
     let guest_runs = write_iops > 0;
     let start_line = Barrier::new(if guest_runs { 2 } else { 1 });
-    let ((started, copy_io), guest) = thread::scope(|s| {
+    let ((started, copy_io, copier_cpu_seconds), guest) = thread::scope(|s| {
         let copier = s.spawn(|| {
             let _guard = PanicGuard {
                 live: &live,
@@ -770,6 +805,7 @@ fn live_copy(
             };
             start_line.wait();
             let started = Instant::now();
+            let cpu = cpu_seconds(libc::RUSAGE_THREAD);
             let used = match files {
                 Ok(files) => copier(&live, tuning, files.as_ref()),
                 Err(e) => {
@@ -777,7 +813,7 @@ fn live_copy(
                     copy_io
                 }
             };
-            (started, used)
+            (started, used, cpu_seconds(libc::RUSAGE_THREAD) - cpu)
         });
         let mirror = (mode == CopyMode::Mirror).then(|| {
             s.spawn(|| {
@@ -825,6 +861,7 @@ fn live_copy(
         latencies_ns: guest.latencies_ns,
         waits: guest.waits,
         copy_io,
+        copier_cpu_seconds,
     })
 }
 
