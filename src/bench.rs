@@ -7,8 +7,9 @@
 //!
 //! Threads and routing. The routing is the engine's [`CopyCore`], shared in a [`Mutex`]; each
 //! thread has a [`Condvar`] to wait on, and is woken only when it waits:
-//! - the *copier* takes the lock only to `begin_run`/`pieces` and to `finish_run`; it reads
-//!   and writes the run's pieces with large positional I/Os outside the lock;
+//! - the *copier* takes the lock only to `begin_run`/`pieces` and to `finish_run`; it copies
+//!   the run's pieces outside the lock with `copy_file_range`, as `cp` does (or, see
+//!   [`CopyIo`], with large positional reads and writes through a buffer);
 //! - the *guest* routes each write under the lock with `route_write` and does its 4 KiB write
 //!   outside it. A write to the run in flight waits for the run to end. In mirror mode a write
 //!   to the copied region is also queued for the *mirror* thread, which writes it to the
@@ -31,15 +32,20 @@
 //!
 //! Fairness with `cp` (see [`bench_copy`] for details): both copies read the same source from
 //! a warm page cache, neither is fsynced, and each output is deleted before the next timed
-//! phase; `cp` runs before and after the live copy and the faster of the two counts.
+//! phase. The two alternate, `cp` then the live copy, for a number of rounds, so a change in
+//! the machine's load hits both alike; the report gives medians and spreads, and the ratio is
+//! the median of the rounds' ratios (each live copy against the `cp` just before it).
 //!
 //! The replication benchmark, `drconsole bench replicate --size-mib N --changed-pct P --json`
 //! ([`bench_replicate`]), times one incremental replication cycle of an image with P % of its
 //! blocks changed, exactly as the engine runs it per image (take the dirty blocks, write the
 //! delta into staging, apply it to the replica; see [`crate::replica`]), against
-//! `rsync --inplace --no-whole-file` of the same change.
+//! `rsync --inplace --no-whole-file` of the same change. Without rsync (not on `PATH`, or
+//! [`RSYNC_ENV`] names a program that is not there) it still times and checks the cycle and
+//! reports the rsync figures as null with a note saying why.
 
 use std::collections::VecDeque;
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::ops::Range;
@@ -59,13 +65,15 @@ use crate::replica::{self, ReplicaError};
 
 /// Mirrored writes allowed in flight before new ones wait (SPEC §5 default).
 pub const MIRROR_MAX_PENDING: usize = 16;
+/// Rounds of `bench copy` (one `cp`, one live copy each) unless `--rounds` says otherwise.
+pub const DEFAULT_ROUNDS: u32 = 5;
 
 /// Bytes per copy run. Measured (1 GiB, ext4, idle mirror, 256 KiB I/Os, median ratio to `cp`
 /// over six runs): 1 MiB 0.97, 4 MiB 0.96, 8 MiB 0.87 — within this machine's noise;
 /// 4 MiB keeps few lock round trips per GiB while the wait of a guest write that hits the
 /// run in flight stays short (about 2 ms at 2 GB/s; 8 MiB runs showed p99 spikes of 1 ms).
 const RUN_BYTES: u64 = 4 << 20;
-/// Largest single read or write of the copier. On the measuring machine (ext4 in a Linux 6.18
+/// Largest single read or write of the buffered copier ([`CopyIo::Buffered`]). On the measuring machine (ext4 in a Linux 6.18
 /// VM) 64 to 256 KiB I/Os copied at about `cp` speed, while 1 MiB I/Os fell to a quarter of
 /// it (and so did `dd bs=1M`); a small bounce buffer also stays in the CPU's cache.
 const IO_BYTES: usize = 256 << 10;
@@ -83,6 +91,35 @@ const GUEST_SEED: u64 = 0x5EED_0000_0000_0001;
 /// The seq of the fill: every block of the fresh source is stamped with it.
 const FILL_SEQ: u64 = 1;
 
+/// How the live copy's copier moves a run's bytes from the source to the destination
+/// (ordered `Kernel` < `Buffered`: over several rounds, the most that any fell back to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CopyIo {
+    /// `copy_file_range(2)`, as `cp` does: the kernel copies page cache to page cache (or
+    /// shares extents, on a file system that can), without bouncing every byte through a
+    /// user-space buffer. Where the kernel or file system refuses, the copier falls back to
+    /// [`CopyIo::Buffered`] for the rest of the copy.
+    Kernel,
+    /// `pread` and `pwrite` of up to 256 KiB through a buffer: two copies of every byte by
+    /// the CPU, in the copier's own time slice (the engine's way; kept to compare).
+    Buffered,
+}
+
+impl CopyIo {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyIo::Kernel => "kernel",
+            CopyIo::Buffered => "buffered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CopyIo> {
+        [CopyIo::Kernel, CopyIo::Buffered]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
 /// What to benchmark.
 #[derive(Debug, Clone)]
 pub struct BenchCopyArgs {
@@ -91,42 +128,117 @@ pub struct BenchCopyArgs {
     pub mode: CopyMode,
     /// Guest 4 KiB writes per second during the copy; 0 = idle (no guest thread).
     pub write_iops: u32,
+    /// Rounds of one `cp` and one live copy, interleaved (at least 1).
+    pub rounds: u32,
+    /// How the copier copies.
+    pub copy_io: CopyIo,
     /// Where to put the images (in a fresh subdirectory, removed afterwards); default the
     /// system temporary directory. Put it on the filesystem you want to measure; on one that
     /// reflinks (btrfs, XFS) `cp` may clone instead of copy and its figure is meaningless.
     pub dir: Option<PathBuf>,
 }
 
-/// The benchmark's figures (the first four are the contract of `bench copy --json`).
+/// The benchmark's figures (the first four are the contract of `bench copy --json`). Each
+/// figure in MiB/s is the image size over a wall time; the live copy's runs from its first
+/// run to the switch, `cp`'s from its process start to its exit.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchCopyReport {
-    /// Image size / wall time of the live copy, from its first run to the switch.
+    /// The live copy's MiB/s: median over the rounds.
     pub mib_per_s: f64,
-    /// Median guest write latency, issue to acknowledgement (0 when idle).
+    /// Median guest write latency, issue to acknowledgement, over every round's writes (0
+    /// when idle).
     pub guest_write_p50_us: f64,
     /// 99th percentile guest write latency (0 when idle).
     pub guest_write_p99_us: f64,
-    /// `cp` of the same image in the same run: the faster of a run before and one after.
+    /// `cp`'s MiB/s: median over the rounds.
     pub cp_mib_per_s: f64,
-    /// `mib_per_s / cp_mib_per_s`.
+    /// The median over the rounds of the round's live copy MiB/s ÷ its `cp` MiB/s.
     pub ratio: f64,
+    /// The spread of the rounds' ratios.
+    pub ratio_min: f64,
+    pub ratio_max: f64,
+    /// The spread of the live copy's MiB/s.
+    pub mib_per_s_min: f64,
+    pub mib_per_s_max: f64,
+    /// The spread of `cp`'s MiB/s.
+    pub cp_mib_per_s_min: f64,
+    pub cp_mib_per_s_max: f64,
+    pub rounds: u32,
+    /// How the copier copied: "kernel" (`copy_file_range`), or "buffered" (asked for, or
+    /// the kernel refused it for these files).
+    pub copy_io: String,
     pub size_mib: u64,
     pub mode: String,
     pub write_iops: u32,
-    /// Guest writes acknowledged during the copy.
+    /// Guest writes acknowledged during the copies, all rounds.
     pub guest_writes: u64,
     /// Of those, writes that had to wait (run in flight, full mirror queue, switch-over).
     pub guest_waits: u64,
     pub guest_write_max_us: f64,
-    /// Wall time of the live copy.
-    pub seconds: f64,
-    /// Wall time of the counted `cp` run.
-    pub cp_seconds: f64,
-    /// Both `cp` runs, before and after the live copy.
-    pub cp_runs_mib_per_s: [f64; 2],
+    /// Median CPU seconds (user and system) of a `cp` run, and of the live copy's copier
+    /// thread: what each copy costs the machine, which the load does not change much.
+    pub cp_cpu_seconds: f64,
+    pub copier_cpu_seconds: f64,
+    /// Every round, in the order run.
+    pub per_round: Vec<CopyRound>,
     pub run_mib: f64,
-    /// The destination (and in mirror mode the source) matched the guest's journal.
+    /// Every round's destination (and in mirror mode its source) matched the guest's journal.
     pub consistent: bool,
+}
+
+/// One round of `bench copy`: `cp`, then the live copy.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct CopyRound {
+    pub cp_mib_per_s: f64,
+    pub mib_per_s: f64,
+    /// `mib_per_s / cp_mib_per_s`.
+    pub ratio: f64,
+    /// CPU time (user and system) of the `cp` process.
+    pub cp_cpu_seconds: f64,
+    /// CPU time of the live copy's copier thread.
+    pub copier_cpu_seconds: f64,
+}
+
+/// Median and range of a set of figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    /// The median (of an even count, the mean of the middle two), minimum and maximum;
+    /// `None` for no figures or a NaN among them.
+    fn of(figures: &[f64]) -> Option<Spread> {
+        if figures.iter().any(|f| f.is_nan()) {
+            return None;
+        }
+        let mut sorted = figures.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let (&min, &max) = (sorted.first()?, sorted.last()?);
+        let mid = sorted.len() / 2;
+        let median = if sorted.len() % 2 == 1 {
+            sorted[mid]
+        } else {
+            (sorted[mid - 1] + sorted[mid]) / 2.0
+        };
+        Some(Spread { median, min, max })
+    }
+}
+
+/// A timed phase of `bench copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Cp,
+    Live,
+}
+
+/// The timed phases in the order they run: each round `cp`, then the live copy. Alternating
+/// exposes both to the same changes of the machine's load; a round's ratio compares two
+/// copies made back to back.
+fn phases(rounds: u32) -> impl Iterator<Item = (u32, Phase)> {
+    (0..rounds).flat_map(|round| [(round, Phase::Cp), (round, Phase::Live)])
 }
 
 /// Why the benchmark could not run or its copy was wrong. Messages name the step and file.
@@ -134,6 +246,8 @@ pub struct BenchCopyReport {
 pub enum BenchError {
     #[error("bench copy: the image size must be at least 1 MiB and fit in a file (got {0} MiB)")]
     Size(u64),
+    #[error("bench copy: --rounds must be at least 1 (got 0)")]
+    Rounds,
     #[error("{step}: {path}: {source}")]
     Io {
         step: &'static str,
@@ -229,11 +343,13 @@ impl Default for Tuning {
 /// Steps, in a fresh subdirectory of `args.dir` (removed afterwards, also on error):
 /// 1. `src/disk0.img`: every block stamped (seq 1) with large writes, then fsynced, so the
 ///    source is really written (not sparse), clean and in the page cache.
-/// 2. Baseline: `cp src/disk0.img dst/cp.img`, wall-clock, process start included.
-/// 3. The live copy into a new sparse `dst/disk0.img`, with the guest writing (see the module
+/// 2. `args.rounds` rounds (see [`phases`]), each:
+///    a. baseline: `cp src/disk0.img dst/cp.img`, wall clock, process start included;
+///    b. the live copy of the source as it is (the fill and every earlier round's guest
+///    writes) into a new sparse `dst/disk0.img`, with the guest writing (see the module
 ///    documentation); then the destination (and in mirror mode the source) is verified.
-/// 4. The baseline again; `cp_mib_per_s` is the faster of the two runs, which makes the ratio
-///    conservative and stable (a cold first run or a noisy neighbour does not flatter it).
+/// 3. Medians and spreads; the ratio is the median of the rounds' ratios, so a round's live
+///    copy is only ever compared with the `cp` run just before it, under the same load.
 ///
 /// Fairness: no cache is dropped, so both copies read the source from a warm page cache.
 /// Neither copy is fsynced: both are timed into the page cache, as `cp` returns. So that no
@@ -250,6 +366,9 @@ fn run_bench(args: &BenchCopyArgs, tuning: &Tuning) -> Result<BenchCopyReport, B
         .checked_mul(1 << 20)
         .filter(|&b| b > 0 && b <= i64::MAX as u64)
         .ok_or(BenchError::Size(args.size_mib))?;
+    if args.rounds == 0 {
+        return Err(BenchError::Rounds);
+    }
     let blocks = bytes / BLOCK_SIZE as u64;
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = WorkDir::create(&parent)?;
@@ -257,56 +376,104 @@ fn run_bench(args: &BenchCopyArgs, tuning: &Tuning) -> Result<BenchCopyReport, B
     let dst_path = work.dst.join("disk0.img");
     let cp_path = work.dst.join("cp.img");
 
-    let src = make_source(&src_path, blocks, &BENCH_UUID)?;
-    let cp_before = run_cp(&src_path, &cp_path)?;
-
-    let dst =
-        ImageFile::create(&dst_path, blocks).map_err(disk_err("creating the destination image"))?;
-    let live = live_copy(&src, &dst, args.mode, args.write_iops, blocks, tuning)?;
-    if tuning.corrupt_destination {
-        dst.write_block(blocks / 2, &[0u8; BLOCK_SIZE])
-            .map_err(io_err("corrupting the destination image", &dst_path))?;
+    let mut src = make_source(&src_path, blocks, &BENCH_UUID)?;
+    let size = args.size_mib as f64;
+    let mib_per_s = |seconds: f64| size / seconds.max(f64::MIN_POSITIVE);
+    let mut latencies_ns = Vec::new();
+    let mut waits = 0;
+    let mut per_round = Vec::with_capacity(args.rounds as usize);
+    // Buffered if any round fell back.
+    let mut copy_io = args.copy_io;
+    let (mut cp_figure, mut cp_cpu) = (0.0, 0.0);
+    for (_, phase) in phases(args.rounds) {
+        match phase {
+            Phase::Cp => {
+                let (seconds, cpu) = run_cp(&src_path, &cp_path)?;
+                (cp_figure, cp_cpu) = (mib_per_s(seconds), cpu);
+            }
+            Phase::Live => {
+                let dst = ImageFile::create(&dst_path, blocks)
+                    .map_err(disk_err("creating the destination image"))?;
+                let live = live_copy(
+                    &src,
+                    &dst,
+                    args.mode,
+                    args.write_iops,
+                    blocks,
+                    args.copy_io,
+                    tuning,
+                )?;
+                copy_io = copy_io.max(live.copy_io);
+                if tuning.corrupt_destination {
+                    dst.write_block(blocks / 2, &[0u8; BLOCK_SIZE])
+                        .map_err(io_err("corrupting the destination image", &dst_path))?;
+                }
+                verify_copy(
+                    &mut src,
+                    dst,
+                    args.mode,
+                    blocks,
+                    &live.journal,
+                    live.before_switch,
+                )?;
+                fs::remove_file(&dst_path)
+                    .map_err(io_err("removing the destination image", &dst_path))?;
+                restore_source(&src, &live.journal)?;
+                latencies_ns.extend(live.latencies_ns);
+                waits += live.waits;
+                let live_figure = mib_per_s(live.seconds);
+                per_round.push(CopyRound {
+                    cp_mib_per_s: cp_figure,
+                    mib_per_s: live_figure,
+                    ratio: live_figure / cp_figure,
+                    cp_cpu_seconds: cp_cpu,
+                    copier_cpu_seconds: live.copier_cpu_seconds,
+                });
+            }
+        }
     }
-    let consistent = verify_copy(
-        src,
-        dst,
-        args.mode,
-        blocks,
-        &live.journal,
-        live.before_switch,
-    )?;
-    fs::remove_file(&dst_path).map_err(io_err("removing the destination image", &dst_path))?;
-
-    let cp_after = run_cp(&src_path, &cp_path)?;
+    drop(src);
     drop(work);
 
-    let size = args.size_mib as f64;
-    let seconds = live.seconds.max(f64::MIN_POSITIVE);
-    let cp_seconds = cp_before.min(cp_after).max(f64::MIN_POSITIVE);
-    let mib_per_s = size / seconds;
-    let cp_mib_per_s = size / cp_seconds;
-    let mut lat = live.latencies_ns;
-    lat.sort_unstable();
+    let spread = |figure: fn(&CopyRound) -> f64| {
+        let figures: Vec<f64> = per_round.iter().map(figure).collect();
+        Spread::of(&figures).unwrap_or(Spread {
+            median: f64::NAN,
+            min: f64::NAN,
+            max: f64::NAN,
+        })
+    };
+    let (live, cp, ratio) = (
+        spread(|r| r.mib_per_s),
+        spread(|r| r.cp_mib_per_s),
+        spread(|r| r.ratio),
+    );
+    latencies_ns.sort_unstable();
     Ok(BenchCopyReport {
-        mib_per_s,
-        guest_write_p50_us: percentile_us(&lat, 50.0),
-        guest_write_p99_us: percentile_us(&lat, 99.0),
-        cp_mib_per_s,
-        ratio: mib_per_s / cp_mib_per_s,
+        mib_per_s: live.median,
+        guest_write_p50_us: percentile_us(&latencies_ns, 50.0),
+        guest_write_p99_us: percentile_us(&latencies_ns, 99.0),
+        cp_mib_per_s: cp.median,
+        ratio: ratio.median,
+        ratio_min: ratio.min,
+        ratio_max: ratio.max,
+        mib_per_s_min: live.min,
+        mib_per_s_max: live.max,
+        cp_mib_per_s_min: cp.min,
+        cp_mib_per_s_max: cp.max,
+        rounds: args.rounds,
+        copy_io: copy_io.as_str().to_string(),
         size_mib: args.size_mib,
         mode: args.mode.as_str().to_string(),
         write_iops: args.write_iops,
-        guest_writes: lat.len() as u64,
-        guest_waits: live.waits,
-        guest_write_max_us: lat.last().map_or(0.0, |&ns| ns as f64 / 1000.0),
-        seconds,
-        cp_seconds,
-        cp_runs_mib_per_s: [
-            size / cp_before.max(f64::MIN_POSITIVE),
-            size / cp_after.max(f64::MIN_POSITIVE),
-        ],
+        guest_writes: latencies_ns.len() as u64,
+        guest_waits: waits,
+        guest_write_max_us: latencies_ns.last().map_or(0.0, |&ns| ns as f64 / 1000.0),
+        cp_cpu_seconds: spread(|r| r.cp_cpu_seconds).median,
+        copier_cpu_seconds: spread(|r| r.copier_cpu_seconds).median,
+        per_round,
         run_mib: run_blocks(tuning) as f64 * BLOCK_SIZE as f64 / f64::from(1 << 20),
-        consistent,
+        consistent: true,
     })
 }
 
@@ -388,16 +555,48 @@ fn make_source(path: &Path, blocks: u64, uuid: &RawUuid) -> Result<ImageFile, Be
     Ok(img)
 }
 
+/// Gives every block the guest wrote its fill stamp back, and fsyncs the source: each round
+/// starts from the same clean, fully stamped image (in redirect and split modes some of
+/// the round's writes went to the destination only, now deleted).
+fn restore_source(src: &ImageFile, guest_journal: &[(u64, u64)]) -> Result<(), BenchError> {
+    let mut buf: Block = [0; BLOCK_SIZE];
+    for &(_, block) in guest_journal {
+        disk::stamp_block(&BENCH_UUID, block, FILL_SEQ, &mut buf);
+        src.write_block(block, &buf)
+            .map_err(io_err("restoring the source image", src.path()))?;
+    }
+    src.sync()
+        .map_err(io_err("syncing the source image", src.path()))
+}
+
 /// Runs `cp from to` and returns its wall time in seconds; deletes `to` afterwards (untimed).
-fn run_cp(from: &Path, to: &Path) -> Result<f64, BenchError> {
+/// Also returns the CPU time `cp` used (user and system).
+fn run_cp(from: &Path, to: &Path) -> Result<(f64, f64), BenchError> {
+    let cpu_before = cpu_seconds(libc::RUSAGE_CHILDREN);
     let seconds =
         time_command(Command::new("cp").arg(from).arg(to)).map_err(|message| BenchError::Cp {
             from: from.display().to_string(),
             to: to.display().to_string(),
             message,
         })?;
+    let cpu = cpu_seconds(libc::RUSAGE_CHILDREN) - cpu_before;
     fs::remove_file(to).map_err(io_err("removing the cp copy", to))?;
-    Ok(seconds)
+    Ok((seconds, cpu))
+}
+
+/// CPU time, user and system, in seconds: of the calling thread (`RUSAGE_THREAD`) or of the
+/// children waited for (`RUSAGE_CHILDREN`). CPU time does not depend on the machine's load
+/// the way wall time does, so it shows what a copy costs on a busy machine. 0 if the
+/// kernel cannot tell.
+fn cpu_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only the struct it is given, which we own.
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// Runs a baseline command to its end and returns its wall time in seconds, process start
@@ -551,6 +750,10 @@ struct LiveResult {
     before_switch: usize,
     latencies_ns: Vec<u64>,
     waits: u64,
+    /// How the copier copied (`Buffered` also when the kernel refused).
+    copy_io: CopyIo,
+    /// CPU time of the copier thread.
+    copier_cpu_seconds: f64,
 }
 
 /// What the guest thread hands back.
@@ -568,6 +771,7 @@ fn live_copy(
     mode: CopyMode,
     write_iops: u32,
     blocks: u64,
+    copy_io: CopyIo,
     tuning: &Tuning,
 ) -> Result<LiveResult, BenchError> {
     let live = Live {
@@ -589,16 +793,28 @@ fn live_copy(
     };
     let guest_runs = write_iops > 0;
     let start_line = Barrier::new(if guest_runs { 2 } else { 1 });
-    let (started, guest) = thread::scope(|s| {
+    let ((started, copy_io, copier_cpu_seconds), guest) = thread::scope(|s| {
         let copier = s.spawn(|| {
             let _guard = PanicGuard {
                 live: &live,
                 thread: "copier",
             };
+            // Untimed: the descriptors `copy_file_range` needs.
+            let files = match copy_io {
+                CopyIo::Kernel => kernel_copy_files(live.src, live.dst).map(Some),
+                CopyIo::Buffered => Ok(None),
+            };
             start_line.wait();
             let started = Instant::now();
-            copier(&live, tuning);
-            started
+            let cpu = cpu_seconds(libc::RUSAGE_THREAD);
+            let used = match files {
+                Ok(files) => copier(&live, tuning, files.as_ref()),
+                Err(e) => {
+                    live.fail(e);
+                    copy_io
+                }
+            };
+            (started, used, cpu_seconds(libc::RUSAGE_THREAD) - cpu)
         });
         let mirror = (mode == CopyMode::Mirror).then(|| {
             s.spawn(|| {
@@ -645,18 +861,35 @@ fn live_copy(
         before_switch: guest.before_switch,
         latencies_ns: guest.latencies_ns,
         waits: guest.waits,
+        copy_io,
+        copier_cpu_seconds,
     })
 }
 
+/// The source opened for reading and the destination for writing, for `copy_file_range`
+/// (an [`ImageFile`] keeps its descriptor to itself).
+fn kernel_copy_files(src: &ImageFile, dst: &ImageFile) -> Result<(fs::File, fs::File), BenchError> {
+    let from =
+        fs::File::open(src.path()).map_err(io_err("opening the source image", src.path()))?;
+    let to = fs::File::options()
+        .write(true)
+        .open(dst.path())
+        .map_err(io_err("opening the destination image", dst.path()))?;
+    Ok((from, to))
+}
+
 /// The copier: runs of `run_bytes`, as fast as it can; the lock only to begin and finish.
-fn copier(live: &Live<'_>, tuning: &Tuning) {
+/// With `files` it copies in the kernel (see [`CopyIo::Kernel`]) until the kernel refuses,
+/// then through a buffer. Returns how it copied in the end.
+fn copier(live: &Live<'_>, tuning: &Tuning, files: Option<&(fs::File, fs::File)>) -> CopyIo {
     let mut buf = vec![0u8; tuning.io_bytes.max(BLOCK_SIZE)];
+    let mut in_kernel = files;
     loop {
         let (run, pieces) = {
             let mut st = live.lock();
             let Some(run) = st.core.begin_run() else {
                 live.try_switch(&mut st);
-                return;
+                return in_kernel.map_or(CopyIo::Buffered, |_| CopyIo::Kernel);
             };
             let pieces = st.core.pieces(&run);
             // New guest writes to the run now wait; ones routed before must land first.
@@ -664,13 +897,25 @@ fn copier(live: &Live<'_>, tuning: &Tuning) {
                 st = live.wait(Who::Copier, st);
             }
             if st.error.is_some() {
-                return;
+                return CopyIo::Buffered;
             }
             (run, pieces)
         };
-        if let Err(e) = copy_pieces(live.src, live.dst, &pieces, &mut buf) {
+        let copied = match in_kernel {
+            Some((from, to)) => copy_pieces_in_kernel(live.src, live.dst, from, to, &pieces),
+            None => Ok(false),
+        };
+        let copied = match copied {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                in_kernel = None;
+                copy_pieces(live.src, live.dst, &pieces, &mut buf)
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = copied {
             live.fail(e);
-            return;
+            return CopyIo::Buffered;
         }
         if !tuning.run_pause.is_zero() {
             thread::sleep(tuning.run_pause);
@@ -702,6 +947,70 @@ fn copy_pieces(
         }
     }
     Ok(())
+}
+
+/// Copies block ranges from `src` to `dst` with `copy_file_range(2)` on `from` and `to`
+/// (their descriptors). `Ok(false)`: the kernel cannot copy between these files (an old
+/// kernel, different file systems, a file system without support), and it refused before
+/// copying a byte, so the caller can copy the same pieces another way.
+fn copy_pieces_in_kernel(
+    src: &ImageFile,
+    dst: &ImageFile,
+    from: &fs::File,
+    to: &fs::File,
+    pieces: &[Range<u64>],
+) -> Result<bool, BenchError> {
+    use std::os::fd::AsRawFd;
+    let mut first = true;
+    for piece in pieces {
+        let end = piece.end * BLOCK_SIZE as u64;
+        // Image offsets fit in an i64 (the image size was checked), and so do these.
+        let mut off_in = (piece.start * BLOCK_SIZE as u64) as libc::loff_t;
+        let mut off_out = off_in;
+        while (off_in as u64) < end {
+            let len = usize::try_from(end - off_in as u64).unwrap_or(usize::MAX);
+            // SAFETY: two open descriptors; the kernel reads and updates the two offsets,
+            // which live on this stack frame for the call.
+            let n = unsafe {
+                libc::copy_file_range(
+                    from.as_raw_fd(),
+                    &mut off_in,
+                    to.as_raw_fd(),
+                    &mut off_out,
+                    len,
+                    0,
+                )
+            };
+            if n > 0 {
+                first = false;
+                continue;
+            }
+            let e = if n == 0 {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("copy_file_range copied nothing at byte {off_in}"),
+                )
+            } else {
+                io::Error::last_os_error()
+            };
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(
+                    libc::ENOSYS | libc::EXDEV | libc::EOPNOTSUPP | libc::EINVAL | libc::EPERM,
+                ) if first => return Ok(false),
+                _ => {
+                    return Err(io_err(
+                        "copying the source image to the destination (copy_file_range)",
+                        dst.path(),
+                    )(io::Error::new(
+                        e.kind(),
+                        format!("{}: {e}", src.path().display()),
+                    )));
+                }
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// The mirror thread: writes mirrored guest writes to the destination, in order.
@@ -873,23 +1182,65 @@ pub struct BenchReplicateReport {
     pub seconds: f64,
     /// Size of the delta file.
     pub bytes_shipped: u64,
-    /// Wall time of `rsync --inplace --no-whole-file` of the same change, process included.
-    pub rsync_seconds: f64,
+    /// Wall time of `rsync --inplace --no-whole-file` of the same change, process included;
+    /// null when rsync is not installed (see `rsync_note`).
+    pub rsync_seconds: Option<f64>,
     pub changed_blocks: u64,
     /// `changed_blocks` × 4096.
     pub changed_bytes: u64,
     /// `bytes_shipped / changed_bytes`.
     pub shipped_ratio: f64,
-    /// `rsync_seconds / seconds`.
-    pub speedup: f64,
+    /// `rsync_seconds / seconds`; null without rsync.
+    pub speedup: Option<f64>,
     pub size_mib: u64,
     pub changed_pct: f64,
     /// The parts of `seconds`.
     pub take_seconds: f64,
     pub write_delta_seconds: f64,
     pub apply_seconds: f64,
-    /// Both the replica and the rsync copy were byte-identical to the source afterwards.
+    /// The replica (and the rsync copy, when rsync ran) was byte-identical to the source
+    /// afterwards.
     pub identical: bool,
+    /// Why the rsync comparison was skipped (rsync not found); null when it ran.
+    pub rsync_note: Option<String>,
+}
+
+/// Environment variable naming the rsync that `bench replicate` runs: a path, or a name
+/// looked up on `PATH`. Unset or empty, `rsync` on `PATH`. Pointing it at a program that
+/// does not exist (`DRCONSOLE_RSYNC=/nonexistent`) runs the benchmark as on a machine
+/// without rsync.
+pub const RSYNC_ENV: &str = "DRCONSOLE_RSYNC";
+
+/// The rsync to compare with (see [`RSYNC_ENV`]), or why there is none: the comparison is
+/// then skipped, not failed, so the benchmark and its tests run on a machine without rsync.
+pub fn find_rsync() -> Result<PathBuf, String> {
+    let chosen = std::env::var_os(RSYNC_ENV).filter(|v| !v.is_empty());
+    let program = chosen.as_deref().unwrap_or(OsStr::new("rsync"));
+    find_program(program, std::env::var_os("PATH").as_deref()).ok_or_else(|| match &chosen {
+        Some(v) => format!(
+            "{RSYNC_ENV}={} is not an executable file (nor found on PATH): the rsync comparison was skipped",
+            Path::new(v).display()
+        ),
+        None => format!(
+            "rsync is not installed (not found on PATH; {RSYNC_ENV} may name it): the rsync comparison was skipped"
+        ),
+    })
+}
+
+/// `program` as the shell would run it: a name with a `/` is taken as a path, any other name
+/// is looked up in the directories of `path_var`; only an executable regular file counts.
+fn find_program(program: &OsStr, path_var: Option<&OsStr>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let as_path = Path::new(program);
+    if program.as_encoded_bytes().contains(&b'/') {
+        return runnable(as_path).then(|| as_path.to_path_buf());
+    }
+    std::env::split_paths(path_var?)
+        .map(|dir| dir.join(as_path))
+        .find(|p| runnable(p))
 }
 
 /// Runs the replication benchmark.
@@ -909,16 +1260,19 @@ pub struct BenchReplicateReport {
 ///    [`replica::write_delta`] into `dst/staging/`, [`replica::apply_delta`] onto the
 ///    replica. Both files are fsynced, as the engine must; rsync's output is not.
 /// 6. Timed: `rsync --inplace --no-whole-file src/disk0.img dst/rsync.img`, wall clock,
-///    process start included.
+///    process start included. Skipped, with a note, when there is no rsync ([`find_rsync`]).
 /// 7. The replica and the rsync copy must both be byte-identical to the source: a wrong
 ///    copy is an error.
 pub fn bench_replicate(args: &BenchReplicateArgs) -> Result<BenchReplicateReport, BenchError> {
-    run_replicate(args, false)
+    run_replicate(args, false, find_rsync())
 }
 
+/// [`bench_replicate`] with the rsync to run (or why there is none) and, for tests, a
+/// replica to corrupt.
 fn run_replicate(
     args: &BenchReplicateArgs,
     corrupt_replica: bool,
+    rsync: Result<PathBuf, String>,
 ) -> Result<BenchReplicateReport, BenchError> {
     let bytes = args
         .size_mib
@@ -993,18 +1347,23 @@ fn run_replicate(
         .map_err(replica_err("applying the delta"))?;
     let seconds = start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
 
-    let rsync_seconds = time_command(
-        Command::new("rsync")
-            .args(["--inplace", "--no-whole-file"])
-            .arg(&src_path)
-            .arg(&rsync_path),
-    )
-    .map_err(|message| BenchError::Rsync {
-        from: src_path.display().to_string(),
-        to: rsync_path.display().to_string(),
-        message,
-    })?
-    .max(f64::MIN_POSITIVE);
+    let rsync_seconds = match &rsync {
+        Ok(program) => Some(
+            time_command(
+                Command::new(program)
+                    .args(["--inplace", "--no-whole-file"])
+                    .arg(&src_path)
+                    .arg(&rsync_path),
+            )
+            .map_err(|message| BenchError::Rsync {
+                from: src_path.display().to_string(),
+                to: rsync_path.display().to_string(),
+                message,
+            })?
+            .max(f64::MIN_POSITIVE),
+        ),
+        Err(_) => None,
+    };
 
     if corrupt_replica {
         ImageFile::open(&replica_path)
@@ -1012,7 +1371,11 @@ fn run_replicate(
             .write_block(blocks / 2, &[0u8; BLOCK_SIZE])
             .map_err(io_err("corrupting the replica", &replica_path))?;
     }
-    for (what, path) in [("replication cycle", &replica_path), ("rsync", &rsync_path)] {
+    let mut copies = vec![("replication cycle", &replica_path)];
+    if rsync_seconds.is_some() {
+        copies.push(("rsync", &rsync_path));
+    }
+    for (what, path) in copies {
         let differ = compare_to_source(&src, path)?;
         if let Some(&first) = differ.first() {
             return Err(BenchError::WrongCopy {
@@ -1035,13 +1398,14 @@ fn run_replicate(
         changed_blocks: count,
         changed_bytes,
         shipped_ratio: shipped.bytes as f64 / changed_bytes as f64,
-        speedup: rsync_seconds / seconds,
+        speedup: rsync_seconds.map(|r| r / seconds),
         size_mib: args.size_mib,
         changed_pct: pct,
         take_seconds: took.as_secs_f64(),
         write_delta_seconds: (written - took).as_secs_f64(),
         apply_seconds: seconds - written.as_secs_f64(),
         identical: true,
+        rsync_note: rsync.err(),
     })
 }
 
@@ -1104,7 +1468,7 @@ fn journal_of(blocks: u64, guest_journal: &[(u64, u64)]) -> Journal {
 /// mode the source (which mirror keeps complete) against the writes before the switch; an
 /// inconsistent image is an error.
 fn verify_copy(
-    mut src: ImageFile,
+    src: &mut ImageFile,
     mut dst: ImageFile,
     mode: CopyMode,
     blocks: u64,
@@ -1115,7 +1479,7 @@ fn verify_copy(
     let mut checks = vec![(&mut dst, journal_of(blocks, guest_journal))];
     if mode == CopyMode::Mirror {
         let journal = journal_of(blocks, &guest_journal[..before_switch]);
-        checks.push((&mut src, journal));
+        checks.push((src, journal));
     }
     for (image, journal) in checks {
         let path = image.path().display().to_string();
@@ -1158,6 +1522,8 @@ mod tests {
             size_mib: 8,
             mode,
             write_iops,
+            rounds: 1,
+            copy_io: CopyIo::Kernel,
             dir: Some(dir.to_path_buf()),
         }
     }
@@ -1177,14 +1543,35 @@ mod tests {
         assert!(r.guest_write_p99_us <= r.guest_write_max_us);
     }
 
+    /// Two rounds each: the second round starts from the restored source (in redirect and
+    /// split modes the first round's writes went to a destination since deleted) and is
+    /// verified on its own journal.
     #[test]
     fn every_mode_idle_and_busy_is_consistent() {
         let dir = tempfile::tempdir().expect("tempdir");
         for mode in CopyMode::ALL {
             for iops in [0, 2000] {
-                let r = bench_copy(&args(mode, iops, dir.path()))
-                    .unwrap_or_else(|e| panic!("{} at {iops}: {e}", mode.as_str()));
+                let mut a = args(mode, iops, dir.path());
+                a.rounds = 2;
+                let r =
+                    bench_copy(&a).unwrap_or_else(|e| panic!("{} at {iops}: {e}", mode.as_str()));
                 check(&r, mode, iops);
+                assert_eq!((r.rounds, r.per_round.len()), (2, 2), "{r:?}");
+                for round in &r.per_round {
+                    assert!((round.ratio - round.mib_per_s / round.cp_mib_per_s).abs() < 1e-9);
+                }
+                // Two rounds: each median is the mean of the two.
+                let [one, two] = [r.per_round[0], r.per_round[1]];
+                assert!(
+                    (r.ratio - (one.ratio + two.ratio) / 2.0).abs() < 1e-9,
+                    "{r:?}"
+                );
+                assert!((r.mib_per_s - (one.mib_per_s + two.mib_per_s) / 2.0).abs() < 1e-9);
+                assert!(
+                    (r.cp_mib_per_s - (one.cp_mib_per_s + two.cp_mib_per_s) / 2.0).abs() < 1e-9
+                );
+                assert_eq!(r.ratio_min, one.ratio.min(two.ratio));
+                assert_eq!(r.cp_mib_per_s_max, one.cp_mib_per_s.max(two.cp_mib_per_s));
             }
         }
         // The work directories are gone.
@@ -1224,12 +1611,19 @@ mod tests {
             corrupt_destination: false,
         };
         for mode in CopyMode::ALL {
-            let mut a = args(mode, 20_000, dir.path());
-            a.size_mib = 1;
-            let r = run_bench(&a, &tuning).unwrap_or_else(|e| panic!("{}: {e}", mode.as_str()));
-            assert!(r.consistent);
-            assert!(r.guest_writes > 0, "{r:?}");
-            assert!(r.guest_waits > 0, "{r:?}");
+            for copy_io in [CopyIo::Kernel, CopyIo::Buffered] {
+                let mut a = args(mode, 20_000, dir.path());
+                a.size_mib = 1;
+                a.copy_io = copy_io;
+                let r = run_bench(&a, &tuning)
+                    .unwrap_or_else(|e| panic!("{} {}: {e}", mode.as_str(), copy_io.as_str()));
+                assert!(r.consistent);
+                assert!(r.guest_writes > 0, "{r:?}");
+                assert!(r.guest_waits > 0, "{r:?}");
+                if copy_io == CopyIo::Buffered {
+                    assert_eq!(r.copy_io, "buffered");
+                }
+            }
         }
     }
 
@@ -1279,10 +1673,13 @@ mod tests {
         }
     }
 
-    /// Needs rsync (CI installs it).
+    /// Compares with rsync where it is installed (CI installs it); without it (see
+    /// [`find_rsync`]) the comparison is skipped, the test says so, and the replication
+    /// cycle is still timed and checked.
     #[test]
     fn replicate_ships_about_the_changed_bytes_and_both_copies_match() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let rsync = find_rsync();
         let r = bench_replicate(&replicate_args(dir.path(), 8, 5.0)).expect("bench");
         // 5 % of 2048 blocks.
         assert_eq!(r.changed_blocks, 102);
@@ -1291,7 +1688,19 @@ mod tests {
         assert!(r.bytes_shipped * 10 <= r.changed_bytes * 11, "{r:?}");
         assert!((r.shipped_ratio - r.bytes_shipped as f64 / r.changed_bytes as f64).abs() < 1e-12);
         assert!(r.identical);
-        assert!(r.seconds > 0.0 && r.rsync_seconds > 0.0, "{r:?}");
+        assert!(r.seconds > 0.0, "{r:?}");
+        match &rsync {
+            Ok(_) => {
+                assert!(r.rsync_seconds.is_some_and(|s| s > 0.0), "{r:?}");
+                assert!(r.speedup.is_some_and(|s| s > 0.0), "{r:?}");
+                assert_eq!(r.rsync_note, None);
+            }
+            Err(why) => {
+                eprintln!("replicate: skipped the rsync comparison: {why}");
+                assert_eq!((r.rsync_seconds, r.speedup), (None, None), "{r:?}");
+                assert_eq!(r.rsync_note.as_deref(), Some(why.as_str()));
+            }
+        }
         assert!(r.take_seconds + r.write_delta_seconds + r.apply_seconds <= r.seconds * 1.0001);
         assert_eq!(fs::read_dir(dir.path()).expect("read_dir").count(), 0);
 
@@ -1319,18 +1728,77 @@ mod tests {
         assert_eq!(r.bytes_shipped, 28 + 4 * 16 + 256 * 4096 + 4);
     }
 
+    /// A wrong replica is an error, with rsync or without it.
     #[test]
     fn replicate_wrong_replica_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = run_replicate(&replicate_args(dir.path(), 1, 1.0), true).expect_err("corrupt");
-        let msg = err.to_string();
-        assert!(matches!(err, BenchError::WrongCopy { .. }), "{msg}");
-        assert!(
-            msg.starts_with("replication cycle: ") && msg.contains("dst/replica.img"),
-            "{msg}"
-        );
-        assert!(msg.contains("in 1 blocks (first: block 128)"), "{msg}");
+        for rsync in [find_rsync(), Err("no rsync in this test".to_string())] {
+            let err = run_replicate(&replicate_args(dir.path(), 1, 1.0), true, rsync)
+                .expect_err("corrupt");
+            let msg = err.to_string();
+            assert!(matches!(err, BenchError::WrongCopy { .. }), "{msg}");
+            assert!(
+                msg.starts_with("replication cycle: ") && msg.contains("dst/replica.img"),
+                "{msg}"
+            );
+            assert!(msg.contains("in 1 blocks (first: block 128)"), "{msg}");
+        }
         assert_eq!(fs::read_dir(dir.path()).expect("read_dir").count(), 0);
+    }
+
+    /// Without rsync the cycle is timed and checked as ever, and the rsync figures are null
+    /// with the reason.
+    #[test]
+    fn replicate_without_rsync_reports_null_rsync_figures_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let why = "rsync is not installed (test)".to_string();
+        let r = run_replicate(&replicate_args(dir.path(), 4, 2.0), false, Err(why.clone()))
+            .expect("bench without rsync");
+        assert_eq!(r.changed_blocks, 20);
+        assert!(r.bytes_shipped > r.changed_bytes, "{r:?}");
+        assert!(r.identical && r.seconds > 0.0, "{r:?}");
+        assert_eq!((r.rsync_seconds, r.speedup), (None, None));
+        assert_eq!(r.rsync_note, Some(why));
+        let json = serde_json::to_string(&r).expect("json");
+        assert!(
+            json.starts_with("{\"seconds\":") && json.contains("\"rsync_seconds\":null"),
+            "{json}"
+        );
+        assert_eq!(fs::read_dir(dir.path()).expect("read_dir").count(), 0);
+    }
+
+    /// `find_program` runs what the shell would: an executable file on PATH, in PATH's
+    /// order, or the path given.
+    #[test]
+    fn find_program_takes_executable_files_on_path_or_the_path_given() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let [exec, plain, folder] = ["exec", "plain", "folder"].map(|d| dir.path().join(d));
+        for d in [&exec, &plain, &folder] {
+            fs::create_dir(d).expect("mkdir");
+        }
+        for (d, mode) in [(&exec, 0o755), (&plain, 0o644)] {
+            let f = d.join("rsync");
+            fs::write(&f, "#!/bin/sh\n").expect("write");
+            fs::set_permissions(&f, fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        fs::create_dir(folder.join("rsync")).expect("mkdir");
+        let path = |dirs: &[&PathBuf]| std::env::join_paths(dirs).expect("join");
+        let rsync = OsStr::new("rsync");
+        let found = exec.join("rsync");
+        assert_eq!(
+            find_program(rsync, Some(&path(&[&plain, &folder, &exec]))),
+            Some(found.clone())
+        );
+        assert_eq!(find_program(rsync, Some(&path(&[&plain, &folder]))), None);
+        assert_eq!(find_program(rsync, None), None);
+        assert_eq!(
+            find_program(found.as_os_str(), Some(&path(&[&plain]))),
+            Some(found)
+        );
+        let not_exec = plain.join("rsync");
+        assert_eq!(find_program(not_exec.as_os_str(), None), None);
+        assert_eq!(find_program(OsStr::new("/nonexistent/rsync"), None), None);
     }
 
     #[test]
@@ -1437,6 +1905,77 @@ mod tests {
             msg.contains("exit status: 3") && msg.contains("oops"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn spread_is_the_median_and_the_range() {
+        let s = |m, lo, hi| {
+            Some(Spread {
+                median: m,
+                min: lo,
+                max: hi,
+            })
+        };
+        assert_eq!(Spread::of(&[]), None);
+        assert_eq!(Spread::of(&[1.0, f64::NAN]), None);
+        assert_eq!(Spread::of(&[0.9]), s(0.9, 0.9, 0.9));
+        assert_eq!(Spread::of(&[5.0, 1.0, 3.0]), s(3.0, 1.0, 5.0));
+        assert_eq!(Spread::of(&[4.0, 1.0, 3.0, 2.0]), s(2.5, 1.0, 4.0));
+        assert_eq!(Spread::of(&[0.7, 1.1, 0.95, 0.2, 3.0]), s(0.95, 0.2, 3.0));
+    }
+
+    #[test]
+    fn rounds_interleave_cp_then_the_live_copy() {
+        use Phase::{Cp, Live};
+        let order: Vec<_> = phases(3).collect();
+        assert_eq!(
+            order,
+            [(0, Cp), (0, Live), (1, Cp), (1, Live), (2, Cp), (2, Live)]
+        );
+        assert_eq!(phases(0).count(), 0);
+        assert_eq!(phases(DEFAULT_ROUNDS).count(), 10);
+    }
+
+    /// The kernel copy copies exactly the pieces asked for; a failure (here a destination
+    /// descriptor not open for writing) names both images and the system call.
+    #[test]
+    fn kernel_copy_copies_the_pieces_and_names_the_files_on_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = make_source(&dir.path().join("a.img"), 16, &BENCH_UUID).expect("source");
+        let dst = ImageFile::create(&dir.path().join("b.img"), 16).expect("destination");
+        let (from, to) = kernel_copy_files(&src, &dst).expect("open");
+        let read_only = fs::File::open(dst.path()).expect("open");
+        let err = copy_pieces_in_kernel(&src, &dst, &from, &read_only, &[0..16])
+            .expect_err("a read-only destination");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("(copy_file_range)") && msg.contains("b.img") && msg.contains("a.img"),
+            "{msg}"
+        );
+        if copy_pieces_in_kernel(&src, &dst, &from, &to, &[2..5, 9..16]).expect("copies") {
+            let (mut a, mut b): (Block, Block) = ([0; BLOCK_SIZE], [0; BLOCK_SIZE]);
+            for block in 0..16 {
+                src.read_block_at(block, &mut a).expect("read");
+                dst.read_block_at(block, &mut b).expect("read");
+                let copied = (2..5).contains(&block) || (9..16).contains(&block);
+                assert_eq!(a == b, copied, "block {block}");
+            }
+        } else {
+            eprintln!("this file system refuses copy_file_range: the copier would fall back");
+        }
+    }
+
+    #[test]
+    fn zero_rounds_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut a = args(CopyMode::Mirror, 0, dir.path());
+        a.rounds = 0;
+        let err = bench_copy(&a).expect_err("zero rounds");
+        assert_eq!(
+            err.to_string(),
+            "bench copy: --rounds must be at least 1 (got 0)"
+        );
+        assert_eq!(fs::read_dir(dir.path()).expect("read_dir").count(), 0);
     }
 
     #[test]

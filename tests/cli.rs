@@ -315,6 +315,8 @@ fn bench_copy_reports_against_cp() {
             mode,
             "--write-iops",
             "500",
+            "--rounds",
+            "3",
             "--dir",
             &dir.path().display().to_string(),
             "--json",
@@ -332,10 +334,90 @@ fn bench_copy_reports_against_cp() {
         }
         assert!(v["mib_per_s"].as_f64().unwrap() > 0.0);
         assert_eq!(v["consistent"], true);
+        // Three interleaved rounds: the figures are the medians of the rounds' figures, the
+        // ratio the median of the rounds' ratios, with their ranges.
+        assert_eq!(v["rounds"], 3, "{v}");
+        let rounds = v["per_round"].as_array().expect("per_round");
+        assert_eq!(rounds.len(), 3, "{v}");
+        for (key, figure) in [
+            ("mib_per_s", "mib_per_s"),
+            ("cp_mib_per_s", "cp_mib_per_s"),
+            ("ratio", "ratio"),
+        ] {
+            let mut f: Vec<f64> = rounds.iter().map(|r| r[figure].as_f64().unwrap()).collect();
+            f.sort_by(f64::total_cmp);
+            assert_eq!(v[key].as_f64(), Some(f[1]), "{key} in {v}");
+            assert_eq!(v[format!("{key}_min")].as_f64(), Some(f[0]), "{key} in {v}");
+            assert_eq!(v[format!("{key}_max")].as_f64(), Some(f[2]), "{key} in {v}");
+        }
     }
     let o = drconsole(&["bench", "copy", "--size-mib", "4", "--mode", "sideways"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not a copy mode"), "{}", stderr(&o));
+    let o = drconsole(&["bench", "copy", "--size-mib", "4", "--rounds", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--rounds"), "{}", stderr(&o));
+}
+
+/// `bench replicate` on a machine without rsync: the comparison is skipped with a note (its
+/// figures null), the replication cycle is still timed and checked. Both ways rsync can be
+/// missing: not on PATH (PATH is an empty directory), or DRCONSOLE_RSYNC names no program.
+#[test]
+fn bench_replicate_without_rsync_skips_the_comparison() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let args = [
+        "bench",
+        "replicate",
+        "--size-mib",
+        "2",
+        "--changed-pct",
+        "5",
+        "--dir",
+        &d,
+    ];
+    let run = |json: bool, env: (&str, &std::ffi::OsStr)| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_drconsole"));
+        cmd.args(args)
+            .env_remove("DRCONSOLE_RSYNC")
+            .env(env.0, env.1);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().expect("the binary runs")
+    };
+    for (env, named) in [
+        (("PATH", empty.path().as_os_str()), "not found on PATH"),
+        (
+            (
+                "DRCONSOLE_RSYNC",
+                std::ffi::OsStr::new("/nonexistent/rsync"),
+            ),
+            "DRCONSOLE_RSYNC=/nonexistent/rsync is not an executable file",
+        ),
+    ] {
+        let v = json(&run(true, env));
+        assert_eq!(v["rsync_seconds"], Value::Null, "{v}");
+        assert_eq!(v["speedup"], Value::Null, "{v}");
+        let note = v["rsync_note"].as_str().unwrap_or_default();
+        assert!(
+            note.contains(named) && note.contains("the rsync comparison was skipped"),
+            "{v}"
+        );
+        // 5 % of 512 blocks, shipped as one delta and applied: the replica matches.
+        assert_eq!(v["changed_blocks"], 26, "{v}");
+        assert_eq!(v["identical"], true, "{v}");
+        assert!(v["seconds"].as_f64().is_some_and(|s| s > 0.0), "{v}");
+        assert!(
+            v["bytes_shipped"].as_u64() > v["changed_bytes"].as_u64(),
+            "{v}"
+        );
+        let o = run(false, env);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).contains(named), "{}", stdout(&o));
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[test]
