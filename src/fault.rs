@@ -227,9 +227,17 @@ mod tests {
             parse_kill_at("publish.commit-written#2"),
             Ok(("publish.commit-written", 2))
         );
-        for bad in ["copy.run-landed", "#3", "copy.run-landed#0", "copy.run-landed#x"] {
+        for bad in [
+            "copy.run-landed",
+            "#3",
+            "copy.run-landed#0",
+            "copy.run-landed#x",
+        ] {
             let e = parse_kill_at(bad).unwrap_err();
-            assert!(e.contains(KILL_AT_ENV) && e.contains("<fault point>#<n>"), "{e}");
+            assert!(
+                e.contains(KILL_AT_ENV) && e.contains("<fault point>#<n>"),
+                "{e}"
+            );
         }
     }
 }

@@ -2,9 +2,9 @@
 //! at every step of its completion); after each kill, `verify --repair` (which opens the
 //! workspace and recovers) must be clean and the VM must have exactly one complete instance.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::os::unix::process::ExitStatusExt;
 
 use drconsole::workspace::Workspace;
 
@@ -120,7 +120,11 @@ fn sigkill_anywhere_then_verify_is_clean() {
         let hits = points_passed(&s, &dir.path().join(format!("full-{mode}")));
         let kills = kill_points(&hits);
         assert!(
-            kills.iter().filter(|(n, _)| *n == "copy.run-landed").count() == 2
+            kills
+                .iter()
+                .filter(|(n, _)| *n == "copy.run-landed")
+                .count()
+                == 2
                 && kills.iter().any(|(n, _)| *n == "complete.topology-saved"),
             "{mode}: the copy runs and completes: {hits:?}"
         );
@@ -155,11 +159,7 @@ fn sigkill_anywhere_then_verify_is_clean() {
             );
             let v: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert_eq!(v["ok"], true);
-            assert_eq!(
-                complete_instances(&ws),
-                1,
-                "{mode} killed at {point}#{nth}"
-            );
+            assert_eq!(complete_instances(&ws), 1, "{mode} killed at {point}#{nth}");
         }
     }
 }

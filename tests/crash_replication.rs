@@ -3,9 +3,9 @@
 //! point (the replicas are the cut state of the published record, block for block), before
 //! and after reopening the workspace.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::os::unix::process::ExitStatusExt;
 
 use drconsole::disk::{self, Horizon, ImageFile};
 use drconsole::workspace::Workspace;
