@@ -76,7 +76,8 @@ pub struct EngineOptions {
     pub data_block_bytes: u64,
     /// The least a copy run coalesces (default 1 MiB).
     pub run_bytes: u64,
-    /// Mirrored writes allowed in flight before new ones wait (default 16).
+    /// New mirrored writes wait while more than this many are pending (default 16; SPEC §5,
+    /// `copy::mirror_must_wait`).
     pub mirror_max_pending: usize,
     /// How often the recovery manager's location metadata is replicated (default 5 min).
     #[serde(default = "default_metadata_minutes")]
@@ -1935,9 +1936,9 @@ impl Engine {
             Some(m) => {
                 let was_set = m.core.bits.get(block);
                 let back = m.core.direction == Direction::Back;
-                // A mirrored write waits while too many are pending, and once the copy is
-                // done every write waits for the switch-over (the mirror drains, then the
-                // VM moves; without this a guest faster than the target never converges).
+                // A mirrored write waits while more than the cap are pending, and once the
+                // copy is done every write waits for the switch-over (the mirror drains, then
+                // the VM moves; without this a guest faster than the target never converges).
                 let in_flight = m
                     .core
                     .in_flight
@@ -1945,7 +1946,8 @@ impl Engine {
                     .is_some_and(|r| r.contains(&block));
                 let route = if m.mode() == CopyMode::Mirror
                     && !in_flight
-                    && ((block < m.core.cursor && m.mirror_pending.len() >= cap)
+                    && ((block < m.core.cursor
+                        && copy::mirror_must_wait(m.mirror_pending.len(), cap))
                         || (m.core.done() && !held))
                 {
                     vm.waiting.push_back(op);

@@ -185,7 +185,10 @@ fn slow_target_caps_pending_mirror_writes() {
         }
         assert!(e.now() < 120 * SECOND, "the slow copy finishes");
     }
-    assert_eq!(max_pending, 16, "the queue fills to its cap and no further");
+    // SPEC §5: writes wait only when more than the cap are pending, so the queue holds one
+    // more than the cap and no more.
+    let cap = EngineOptions::default().mirror_max_pending;
+    assert_eq!(max_pending, cap + 1, "the queue fills past its cap by one and no further");
     e.advance(e.now() + SECOND).unwrap();
     assert_eq!(e.location("vm1").unwrap().0, "ds-slow");
     assert_clean(&e);
@@ -598,4 +601,51 @@ fn retry_rollback_names_what_is_wrong() {
         .apply(Command::RetryRollback { vm: "nope".into() })
         .unwrap_err();
     assert_eq!(err.to_string(), "VM \"nope\" does not exist");
+}
+
+/// SPEC §5: new mirrored writes wait only when *more than* `mirror_max_pending` are
+/// pending. With the cap at k, a write that finds k pending is accepted; one that finds
+/// k + 1 waits.
+#[test]
+fn mirror_writes_wait_only_when_more_than_the_cap_are_pending() {
+    for k in [0, 1, 3, 16] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = EngineOptions {
+            mirror_max_pending: k,
+            ..EngineOptions::default()
+        };
+        // An idle guest: the only writes are the test's, issued at one instant so none lands.
+        let mut e = engine(dir.path(), 0, 8, opts);
+        migrate(&mut e, "ds-slow", CopyMode::Mirror);
+        step_until(&mut e, |e| e.vms[0].migration.as_ref().unwrap().core.cursor > 0);
+        let write = |e: &mut Engine| {
+            let now = e.now();
+            let op = GuestOp {
+                kind: OpKind::Write,
+                block: 0,
+                issued: now,
+            };
+            e.guest_write(0, op, now).unwrap();
+            let pending = e.vms[0].migration.as_ref().unwrap().mirror_pending.len();
+            (pending, e.vms[0].waiting.len())
+        };
+        for found in 0..=k {
+            assert_eq!(
+                write(&mut e),
+                (found + 1, 0),
+                "cap {k}: a write that found {found} pending was accepted and mirrored"
+            );
+        }
+        assert_eq!(
+            write(&mut e),
+            (k + 1, 1),
+            "cap {k}: a write that found {} pending waits",
+            k + 1
+        );
+        // Once the mirror drains the waiting write goes on, and the copy completes.
+        assert!(e.run_until_migrated("vm1", e.now() + 120 * SECOND).unwrap());
+        assert!(e.vms[0].waiting.is_empty());
+        assert_eq!(e.location("vm1").unwrap().0, "ds-slow");
+        assert_clean(&e);
+    }
 }
