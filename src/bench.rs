@@ -795,7 +795,10 @@ fn guest(live: &Live<'_>, iops: u32, blocks: u64) -> GuestLog {
                 let hold = live.mode == CopyMode::Mirror
                     && !in_run
                     && ((block < st.core.cursor
-                        && crate::engine::copy::mirror_must_wait(st.mirror_pending, MIRROR_MAX_PENDING))
+                        && crate::engine::copy::mirror_must_wait(
+                            st.mirror_pending,
+                            MIRROR_MAX_PENDING,
+                        ))
                         || st.core.done());
                 let route = if hold {
                     WriteRoute::Wait

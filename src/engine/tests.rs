@@ -188,7 +188,11 @@ fn slow_target_caps_pending_mirror_writes() {
     // SPEC §5: writes wait only when more than the cap are pending, so the queue holds one
     // more than the cap and no more.
     let cap = EngineOptions::default().mirror_max_pending;
-    assert_eq!(max_pending, cap + 1, "the queue fills past its cap by one and no further");
+    assert_eq!(
+        max_pending,
+        cap + 1,
+        "the queue fills past its cap by one and no further"
+    );
     e.advance(e.now() + SECOND).unwrap();
     assert_eq!(e.location("vm1").unwrap().0, "ds-slow");
     assert_clean(&e);
@@ -473,7 +477,9 @@ fn failed_roll_back(dir: &Path, mode: CopyMode, how: RollBack) -> Engine {
     // Nothing lost: the guest's disk is whole, both instances and the bitmap are kept.
     let inst = e.instances_of("vm1").unwrap();
     assert_eq!(
-        inst.iter().map(|i| i.datastore.as_str()).collect::<Vec<_>>(),
+        inst.iter()
+            .map(|i| i.datastore.as_str())
+            .collect::<Vec<_>>(),
         ["ds-a", "ds-b"],
         "{mode:?} {how:?}: both instances are kept"
     );
@@ -483,7 +489,10 @@ fn failed_roll_back(dir: &Path, mode: CopyMode, how: RollBack) -> Engine {
         Some(Phase::RollbackFailed),
         "{mode:?} {how:?}"
     );
-    assert!(only_on_destination(&e) > 0, "{mode:?}: the target still holds them");
+    assert!(
+        only_on_destination(&e) > 0,
+        "{mode:?}: the target still holds them"
+    );
     let bitmap = ws.join("state/migrations/m-0001.bitmap");
     let bits = Migration::load_bitmap(&bitmap, e.vms[0].blocks).unwrap();
     assert_eq!(bits, e.vms[0].migration.as_ref().unwrap().core.bits);
@@ -497,7 +506,9 @@ fn failed_roll_back(dir: &Path, mode: CopyMode, how: RollBack) -> Engine {
     let view = e.snapshot().vms[0].migration.clone().unwrap();
     assert_eq!(view.phase, Phase::RollbackFailed);
     assert!(
-        view.error.as_deref().is_some_and(|m| m.contains("injected")),
+        view.error
+            .as_deref()
+            .is_some_and(|m| m.contains("injected")),
         "{view:?}"
     );
     let log = e.take_log();
@@ -526,7 +537,11 @@ fn assert_rolled_back(e: &mut Engine) {
     e.advance(e.now() + SECOND).unwrap();
     assert_eq!(e.location("vm1").unwrap().0, "ds-a");
     let inst = e.instances_of("vm1").unwrap();
-    assert_eq!(inst.len(), 1, "the target is deleted once every block is back");
+    assert_eq!(
+        inst.len(),
+        1,
+        "the target is deleted once every block is back"
+    );
     assert_eq!(inst[0].datastore, "ds-a");
     assert_eq!(inst[0].config.migration, None, "marks cleared");
     assert_clean(e);
@@ -617,7 +632,9 @@ fn mirror_writes_wait_only_when_more_than_the_cap_are_pending() {
         // An idle guest: the only writes are the test's, issued at one instant so none lands.
         let mut e = engine(dir.path(), 0, 8, opts);
         migrate(&mut e, "ds-slow", CopyMode::Mirror);
-        step_until(&mut e, |e| e.vms[0].migration.as_ref().unwrap().core.cursor > 0);
+        step_until(&mut e, |e| {
+            e.vms[0].migration.as_ref().unwrap().core.cursor > 0
+        });
         let write = |e: &mut Engine| {
             let now = e.now();
             let op = GuestOp {
