@@ -13,8 +13,9 @@
 //! - the *guest* routes each write under the lock with `route_write` and does its 4 KiB write
 //!   outside it. A write to the run in flight waits for the run to end. In mirror mode a write
 //!   to the copied region is also queued for the *mirror* thread, which writes it to the
-//!   destination; at most [`MIRROR_MAX_PENDING`] mirrored writes may be pending, and a write
-//!   that would exceed that waits. A write is acknowledged when its first copy (the one the
+//!   destination; a write waits while more than [`MIRROR_MAX_PENDING`] mirrored writes are
+//!   pending (the engine's rule,
+//!   [`crate::engine::copy::mirror_must_wait`]). A write is acknowledged when its first copy (the one the
 //!   guest itself makes) lands; its latency runs from issue to acknowledgement, and includes
 //!   any wait. Writes are paced by real time from a seeded PRNG; one issued late (the guest
 //!   fell behind its schedule) is issued at once and timed from then.
@@ -63,7 +64,7 @@ use crate::disk::{
 use crate::engine::copy::{CopyCore, CopyMode, WriteRoute};
 use crate::replica::{self, ReplicaError};
 
-/// Mirrored writes allowed in flight before new ones wait (SPEC §5 default).
+/// New mirrored writes wait while more than this many are pending (SPEC §5 default).
 pub const MIRROR_MAX_PENDING: usize = 16;
 /// Rounds of `bench copy` (one `cp`, one live copy each) unless `--rounds` says otherwise.
 pub const DEFAULT_ROUNDS: u32 = 5;
@@ -1102,7 +1103,11 @@ fn guest(live: &Live<'_>, iops: u32, blocks: u64) -> GuestLog {
                 // the copy is done every write waits for the switch-over.
                 let hold = live.mode == CopyMode::Mirror
                     && !in_run
-                    && ((block < st.core.cursor && st.mirror_pending >= MIRROR_MAX_PENDING)
+                    && ((block < st.core.cursor
+                        && crate::engine::copy::mirror_must_wait(
+                            st.mirror_pending,
+                            MIRROR_MAX_PENDING,
+                        ))
                         || st.core.done());
                 let route = if hold {
                     WriteRoute::Wait

@@ -6,8 +6,10 @@
 //! [`io::Error`] ("injected fault at <name>"), and from then on every later point and every
 //! [`alive`] check on the thread fails too: the process is "dead", so nothing after the
 //! crash reaches the disk, even where the engine would catch the first error and go on.
-//! [`record`] lists the points a run passes instead. The state is per thread, so tests that
-//! run in parallel threads do not see each other's faults.
+//! [`record`] lists the points a run passes instead. [`fail_next`] injects a transient I/O
+//! error instead of a crash: the one pass fails and the thread lives on, as after a disk's
+//! passing error. The state is per thread, so tests that run in parallel threads do not see
+//! each other's faults.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -28,6 +30,9 @@ struct State {
     kill: bool,
     seen: u64,
     tripped: Option<String>,
+    /// A transient error: the n-th pass of the point fails once, nothing else does.
+    transient: Option<(String, u64)>,
+    transient_seen: u64,
 }
 
 /// The payload of an injected error.
@@ -79,6 +84,15 @@ fn slow(name: Option<&'static str>) -> io::Result<()> {
             match s.hits.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, c)) => *c += 1,
                 None => s.hits.push((name, 1)),
+            }
+        }
+        if let Some((point, nth)) = s.transient.clone()
+            && point == name
+        {
+            s.transient_seen += 1;
+            if s.transient_seen == nth {
+                s.transient = None;
+                return Err(injected(&format!("{name}#{nth} (transient)")));
             }
         }
         if let Some((armed, nth)) = s.armed.clone()
@@ -164,6 +178,19 @@ fn sigkill_self() -> ! {
     std::process::abort()
 }
 
+/// Makes the `nth` pass (from 1) of point `name` on this thread fail once with an injected
+/// I/O error, without the crash state: later points and [`alive`] keep passing, so the
+/// engine's own error handling runs (a transient I/O error, not a dead process). Keeps any
+/// recording; replaces an earlier transient error not yet fired.
+pub fn fail_next(name: &str, nth: u64) {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.transient = Some((name.to_string(), nth));
+        s.transient_seen = 0;
+    });
+    ON.with(|o| o.set(true));
+}
+
 /// The points passed since [`record`], in first-seen order, with their pass counts.
 pub fn hits() -> Vec<(&'static str, u64)> {
     STATE.with(|s| s.borrow().hits.clone())
@@ -239,5 +266,19 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_transient_error_fails_one_pass_and_the_thread_lives_on() {
+        disarm();
+        fail_next("io", 2);
+        point("io").unwrap();
+        point("other").unwrap();
+        let e = point("io").unwrap_err();
+        assert!(is_injected(&e));
+        assert_eq!(e.to_string(), "injected fault at io#2 (transient)");
+        assert!(point("io").is_ok() && point("other").is_ok() && alive().is_ok());
+        assert_eq!(tripped(), None);
+        disarm();
     }
 }

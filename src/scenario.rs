@@ -48,6 +48,10 @@ pub enum Action {
     CancelMigration {
         vm: String,
     },
+    /// Retries a roll-back that stopped on an I/O error.
+    RetryRollback {
+        vm: String,
+    },
     /// These three act on the datastore's whole replication group.
     ReplicateNow {
         datastore: String,
@@ -192,6 +196,7 @@ impl fmt::Display for Action {
                 "Migrate(vm: {vm:?}, to: {to:?}, mode: {mode:?}, confirm: {confirm})"
             ),
             Action::CancelMigration { vm } => write!(f, "CancelMigration(vm: {vm:?})"),
+            Action::RetryRollback { vm } => write!(f, "RetryRollback(vm: {vm:?})"),
             Action::ReplicateNow { datastore } => {
                 write!(f, "ReplicateNow(datastore: {datastore:?})")
             }
@@ -438,6 +443,7 @@ impl Action {
                 confirm: *confirm,
             },
             Action::CancelMigration { vm } => Command::CancelMigration { vm: vm.clone() },
+            Action::RetryRollback { vm } => Command::RetryRollback { vm: vm.clone() },
             Action::ReplicateNow { datastore } => Command::ReplicateNow {
                 datastore: datastore.clone(),
             },

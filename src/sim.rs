@@ -16,8 +16,8 @@ use std::path::Path;
 
 use crate::disk::{self, Horizon, ImageFile, VmDisk};
 use crate::engine::{
-    Command, Engine, EngineError, EngineOptions, FailoverKind, GroupSpec, Outcome, SECOND, SimTime,
-    copy::CopyMode, format_time, groups_of,
+    Command, Engine, EngineError, EngineOptions, FailoverKind, GroupSpec, Outcome, Phase, SECOND,
+    SimTime, copy::CopyMode, format_time, groups_of,
 };
 use crate::recovery::{self, ElectionError};
 use crate::topology::Topology;
@@ -463,7 +463,8 @@ impl<'a> Sim<'a> {
     }
 
     /// (a): one live instance per VM at the protected site, where the engine says it is, and
-    /// `verify_vm` clean (consistent, nothing lost) for every running VM.
+    /// `verify_vm` clean (consistent, nothing lost) for every running VM. A VM whose roll-back
+    /// failed still has its target too: it holds the only copy of the blocks not yet back.
     fn check_live(&mut self) -> Result<(), SimFailure> {
         let e = self.er();
         for vm in e.vm_ids() {
@@ -484,6 +485,19 @@ impl<'a> Sim<'a> {
                 return Err(self.fail(
                     "a:one-live-instance",
                     format!("VM {vm} has {} live instances: {live:?}", live.len()),
+                ));
+            }
+            if e.migration_phase(&vm) == Some(Phase::RollbackFailed)
+                && !insts.iter().any(|i| {
+                    i.config
+                        .migration
+                        .as_ref()
+                        .is_some_and(|m| m.target && !m.completed)
+                })
+            {
+                return Err(self.fail(
+                    "a:rollback-failed-keeps-target",
+                    format!("VM {vm}: its roll-back failed but its target instance is gone"),
                 ));
             }
             let (ds, inst) = e.location(&vm).unwrap_or_default();

@@ -57,6 +57,14 @@ impl CopyMode {
     }
 }
 
+/// The mirror's back-pressure (SPEC §5, the patent's threshold): a new mirrored write waits
+/// only when *more than* `max_pending` mirrored writes are pending. With `max_pending` = k a
+/// write that finds k pending is accepted, so k + 1 may be pending before one waits. The
+/// simulated engine and the threaded benchmark both ask this, so they cannot drift apart.
+pub fn mirror_must_wait(pending: usize, max_pending: usize) -> bool {
+    pending > max_pending
+}
+
 /// Where a guest write goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteRoute {

@@ -23,6 +23,10 @@ pub enum Phase {
     Completing,
     /// Rolling back: blocks newer on the destination go back to the source.
     Cancelling,
+    /// A roll-back hit an I/O error (`MigrationRecord::error`) and stopped: blocks whose bit
+    /// is set exist only on the destination, so both instances and the bitmap stay and the
+    /// guest's I/O keeps going through the bitmap. Retried on command and on reopen.
+    RollbackFailed,
 }
 
 impl Phase {
@@ -32,6 +36,7 @@ impl Phase {
             Phase::Copying => "copying",
             Phase::Completing => "completing",
             Phase::Cancelling => "cancelling",
+            Phase::RollbackFailed => "roll-back failed",
         }
     }
 }
@@ -57,6 +62,9 @@ pub struct MigrationRecord {
     /// group operation was never saved (a crash while the group was starting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<u64>,
+    /// Why the roll-back stopped (phase `RollbackFailed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A migration in memory.
@@ -160,11 +168,14 @@ impl Migration {
     }
 
     /// Copies `pieces` (block ranges) from one image to the other in runs of large I/Os.
+    /// The fault point stands for the run's I/O: a crash test kills the process there, and
+    /// `fault::fail_next` makes it fail once as a disk's transient error would.
     pub fn copy_pieces(&mut self, pieces: &[std::ops::Range<u64>]) -> std::io::Result<u64> {
         #[cfg(test)]
         if self.fail_copy_io {
             return Err(std::io::Error::other("injected I/O error"));
         }
+        crate::fault::point("copy.run-io")?;
         let (from, to) = match self.core.direction {
             Direction::Forward => (&self.src, &self.dst),
             Direction::Back => (&self.dst, &self.src),

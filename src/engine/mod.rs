@@ -77,7 +77,8 @@ pub struct EngineOptions {
     pub data_block_bytes: u64,
     /// The least a copy run coalesces (default 1 MiB).
     pub run_bytes: u64,
-    /// Mirrored writes allowed in flight before new ones wait (default 16).
+    /// New mirrored writes wait while more than this many are pending (default 16; SPEC §5,
+    /// `copy::mirror_must_wait`).
     pub mirror_max_pending: usize,
     /// How often the recovery manager's location metadata is replicated (default 5 min).
     #[serde(default = "default_metadata_minutes")]
@@ -126,6 +127,11 @@ pub enum Command {
         confirm: bool,
     },
     CancelMigration {
+        vm: String,
+    },
+    /// Retries a redirect/split roll-back that stopped on an I/O error (phase
+    /// `RollbackFailed`): the blocks still newer on the destination are copied back.
+    RetryRollback {
         vm: String,
     },
     /// A replication cycle of the datastore's group, at once.
@@ -295,6 +301,9 @@ pub struct MigrationView {
     pub mode: CopyMode,
     pub phase: Phase,
     pub rolling_back: bool,
+    /// Why the roll-back stopped (phase `RollbackFailed`); the task list shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub blocks: u64,
     pub copied_blocks: u64,
     /// Blocks the copier still has to copy (forward, or back when cancelling).
@@ -978,7 +987,7 @@ impl Engine {
                         rec.id, rec.vm
                     ));
                 }
-                Phase::Copying | Phase::Cancelling
+                Phase::Copying | Phase::Cancelling | Phase::RollbackFailed
                     if Workspace::read_config(&src_dir).is_ok_and(|c| c.migration.is_none()) =>
                 {
                     // Only the end of a cancel clears the source's marks while the record
@@ -993,7 +1002,7 @@ impl Engine {
                         rec.id, rec.vm
                     ));
                 }
-                Phase::Copying | Phase::Cancelling => {
+                Phase::Copying | Phase::Cancelling | Phase::RollbackFailed => {
                     let mut m = self.load_migration(rec.clone(), src_dir, dst_dir)?;
                     let cleared = reconcile_bits(&mut m)?;
                     if cleared > 0 {
@@ -1002,14 +1011,20 @@ impl Engine {
                             rec.vm
                         ));
                     }
-                    if rec.phase == Phase::Cancelling {
+                    if rec.phase == Phase::RollbackFailed {
+                        // A reopen retries a roll-back that an I/O error stopped.
+                        m.core.start_rollback();
+                        self.record_rollback_retried(&mut m)?;
+                    } else if rec.phase == Phase::Cancelling {
                         m.core.start_rollback();
                     } else if rec.mode == CopyMode::Mirror {
                         // Mirrored writes in flight at the crash may be missing on the
                         // destination: copy again from the start (the source is complete).
                         m.core.cursor = 0;
                     }
-                    let what = if rec.phase == Phase::Cancelling {
+                    let what = if rec.phase == Phase::RollbackFailed {
+                        "retries its failed roll-back"
+                    } else if rec.phase == Phase::Cancelling {
                         "resumes its roll-back"
                     } else {
                         "resumes copying"
@@ -1150,6 +1165,7 @@ impl Engine {
                 confirm,
             } => self.migrate(&vm, &to, mode, confirm)?,
             Command::CancelMigration { vm } => self.cancel(&vm)?,
+            Command::RetryRollback { vm } => self.retry_rollback(&vm)?,
             Command::ReplicateNow { datastore } => self.replicate_now(&datastore)?,
             Command::PauseReplication { datastore } => {
                 Outcome::Done(self.pause_replication(&datastore, true)?)
@@ -1334,6 +1350,7 @@ impl Engine {
             started_at: self.now,
             rating: impact.rating.as_str().into(),
             group: self.group_starting(),
+            error: None,
         };
         std::fs::create_dir_all(Engine::migrations_dir(&self.ws))
             .map_err(io_err("creating state/migrations"))?;
@@ -1414,14 +1431,29 @@ impl Engine {
         Ok(Outcome::Done(msg))
     }
 
-    fn cancel(&mut self, vm: &str) -> Result<Outcome, EngineError> {
+    /// The index of VM `vm`, which must exist, be up and be migrating (for the commands on
+    /// its migration).
+    fn migrating_vm(&self, vm: &str) -> Result<usize, EngineError> {
         let i = self
             .vm_index(vm)
             .ok_or_else(|| EngineError::NoSuchVm(vm.into()))?;
         self.check_up(i)?;
-        let Some(m) = self.vms[i].migration.as_mut() else {
+        if self.vms[i].migration.is_none() {
             return Err(EngineError::NotMigrating(vm.into()));
-        };
+        }
+        Ok(i)
+    }
+
+    fn cancel(&mut self, vm: &str) -> Result<Outcome, EngineError> {
+        let i = self.migrating_vm(vm)?;
+        let m = self.vms[i].migration.as_mut().expect("checked above");
+        if m.rec.phase == Phase::RollbackFailed {
+            return Ok(Outcome::Done(format!(
+                "{vm}: the roll-back of migration {} failed ({}); retry it",
+                m.rec.id,
+                m.rec.error.as_deref().unwrap_or("I/O error")
+            )));
+        }
         if m.core.direction == Direction::Back {
             return Ok(Outcome::Done(format!("{vm}: already cancelling")));
         }
@@ -1610,13 +1642,21 @@ impl Engine {
         self.start_next_run(i, t)
     }
 
-    /// A copy I/O failed: stop and leave the VM on a complete source.
+    /// A copy I/O failed. Mirror: the source is complete, so drop the target. Redirect and
+    /// split copying forward: roll back to the source. A roll-back (a cancel's, or this
+    /// one's) that fails must not drop the target, which holds the only copy of the blocks
+    /// whose bit is set: it stops in `RollbackFailed` (see [`Engine::rollback_failed`]).
     fn copy_failed(&mut self, i: usize, e: std::io::Error) -> Result<(), EngineError> {
+        // After an injected crash there is no one left to handle the error.
+        alive()?;
         let vm = self.vms[i].id.clone();
         let m = self.vms[i].migration.as_mut().expect("caller checked");
         let id = m.rec.id.clone();
         m.core.in_flight = None;
-        if m.mode() == CopyMode::Mirror || m.core.direction == Direction::Back {
+        if m.core.direction == Direction::Back {
+            return self.rollback_failed(i, &e);
+        }
+        if m.mode() == CopyMode::Mirror {
             self.finish_cancel(i)?;
             self.push_log(
                 LogLevel::Error,
@@ -1636,6 +1676,71 @@ impl Engine {
         fault_point("cancel.record-cancelling")?;
         let now = self.now;
         self.start_next_run(i, now)
+    }
+
+    /// A roll-back's copy failed: stop in `RollbackFailed` with the error, keeping both
+    /// instances, the bitmap and the routing (reads of a set bit's block still go to the
+    /// destination, writes land on the source and clear the bit). The VM keeps running with
+    /// nothing lost; `RetryRollback` or a reopen resumes the roll-back (SPEC §5: never a VM
+    /// without a complete instance).
+    fn rollback_failed(&mut self, i: usize, e: &std::io::Error) -> Result<(), EngineError> {
+        let vm = self.vms[i].id.clone();
+        let m = self.vms[i].migration.as_mut().expect("caller checked");
+        debug_assert_eq!(m.core.direction, Direction::Back);
+        debug_assert!(m.core.in_flight.is_none());
+        let (id, to) = (m.rec.id.clone(), m.rec.to.clone());
+        let only_on_dst = m.core.bits.count();
+        m.rec.phase = Phase::RollbackFailed;
+        m.rec.error = Some(e.to_string());
+        let rec = m.rec.clone();
+        self.write_record(&rec)?;
+        fault_point("rollback.record-failed")?;
+        self.push_log(
+            LogLevel::Error,
+            format!(
+                "Migration {id} of {vm}: roll-back failed ({e}); {only_on_dst} block(s) exist only on the destination {to}, so both instances and the bitmap are kept and the VM runs on them. Retry the roll-back"
+            ),
+        );
+        // Guest I/O that waited for the failed run goes on, through the bitmap.
+        let now = self.now;
+        self.release_waiting(i, now)
+    }
+
+    /// `RetryRollback`: resumes a roll-back that stopped on an I/O error.
+    fn retry_rollback(&mut self, vm: &str) -> Result<Outcome, EngineError> {
+        let i = self.migrating_vm(vm)?;
+        let m = self.vms[i].migration.as_mut().expect("checked above");
+        if m.rec.phase != Phase::RollbackFailed {
+            return Err(EngineError::Rule {
+                object: format!("migration {} of {vm}", m.rec.id),
+                rule: format!(
+                    "only a failed roll-back can be retried; it is {}",
+                    m.rec.phase.as_str()
+                ),
+            });
+        }
+        let id = m.rec.id.clone();
+        let left = m.core.bits.count();
+        let mut m = self.vms[i].migration.take().expect("checked above");
+        let recorded = self.record_rollback_retried(&mut m);
+        self.vms[i].migration = Some(m);
+        recorded?;
+        let msg = format!(
+            "Migration {id} of {vm}: retrying the roll-back ({left} block(s) to copy back to the source)"
+        );
+        self.info(msg.clone());
+        let now = self.now;
+        self.start_next_run(i, now)?;
+        Ok(Outcome::Done(msg))
+    }
+
+    /// A failed roll-back is retried: the record says `Cancelling` again (a crash from here on
+    /// resumes the roll-back), its error is cleared.
+    fn record_rollback_retried(&self, m: &mut Migration) -> Result<(), EngineError> {
+        m.rec.phase = Phase::Cancelling;
+        m.rec.error = None;
+        self.write_record(&m.rec)?;
+        fault_point("retry.record-cancelling")
     }
 
     /// (5)–(7): mark completed, switch the VM to the target, delete the source.
@@ -1717,9 +1822,16 @@ impl Engine {
         self.migration_ended(i, true)
     }
 
-    /// Ends a cancel: delete the target, clear the source's marks.
+    /// Ends a cancel: delete the target, clear the source's marks. Only when no block's
+    /// newest data is on the destination alone: the source must be complete.
     fn finish_cancel(&mut self, i: usize) -> Result<(), EngineError> {
         let m = self.vms[i].migration.take().expect("caller checked");
+        debug_assert_eq!(
+            m.core.bits.count(),
+            0,
+            "migration {}: the target still holds the only copy of some blocks",
+            m.rec.id
+        );
         let id = m.rec.id.clone();
         let (src_dir, dst_dir) = (m.src_dir.clone(), m.dst_dir.clone());
         drop(m);
@@ -1834,9 +1946,9 @@ impl Engine {
             Some(m) => {
                 let was_set = m.core.bits.get(block);
                 let back = m.core.direction == Direction::Back;
-                // A mirrored write waits while too many are pending, and once the copy is
-                // done every write waits for the switch-over (the mirror drains, then the
-                // VM moves; without this a guest faster than the target never converges).
+                // A mirrored write waits while more than the cap are pending, and once the
+                // copy is done every write waits for the switch-over (the mirror drains, then
+                // the VM moves; without this a guest faster than the target never converges).
                 let in_flight = m
                     .core
                     .in_flight
@@ -1844,7 +1956,8 @@ impl Engine {
                     .is_some_and(|r| r.contains(&block));
                 let route = if m.mode() == CopyMode::Mirror
                     && !in_flight
-                    && ((block < m.core.cursor && m.mirror_pending.len() >= cap)
+                    && ((block < m.core.cursor
+                        && copy::mirror_must_wait(m.mirror_pending.len(), cap))
                         || (m.core.done() && !held))
                 {
                     vm.waiting.push_back(op);
@@ -2115,6 +2228,7 @@ impl Engine {
                     mode: m.rec.mode,
                     phase: m.rec.phase,
                     rolling_back: m.core.direction == Direction::Back,
+                    error: m.rec.error.clone(),
                     blocks: m.core.blocks,
                     copied_blocks: m.core.cursor,
                     blocks_left: left,
@@ -2206,6 +2320,12 @@ impl Engine {
     pub fn is_migrating(&self, vm: &str) -> bool {
         self.vm_index(vm)
             .is_some_and(|i| self.vms[i].migration.is_some())
+    }
+
+    /// The phase of VM `vm`'s migration, if it is migrating.
+    pub fn migration_phase(&self, vm: &str) -> Option<Phase> {
+        let i = self.vm_index(vm)?;
+        self.vms[i].migration.as_ref().map(|m| m.rec.phase)
     }
 
     /// Completed migrations of VM `vm` since the engine started.

@@ -185,7 +185,14 @@ fn slow_target_caps_pending_mirror_writes() {
         }
         assert!(e.now() < 120 * SECOND, "the slow copy finishes");
     }
-    assert_eq!(max_pending, 16, "the queue fills to its cap and no further");
+    // SPEC §5: writes wait only when more than the cap are pending, so the queue holds one
+    // more than the cap and no more.
+    let cap = EngineOptions::default().mirror_max_pending;
+    assert_eq!(
+        max_pending,
+        cap + 1,
+        "the queue fills past its cap by one and no further"
+    );
     e.advance(e.now() + SECOND).unwrap();
     assert_eq!(e.location("vm1").unwrap().0, "ds-slow");
     assert_clean(&e);
@@ -388,6 +395,274 @@ fn io_error_mid_copy_aborts_onto_the_source() {
         assert_eq!(e.location("vm1").unwrap().0, "ds-a", "{mode:?}");
         assert_eq!(complete_instances(&e).len(), 1);
         assert!(!dst.exists(), "the failed target is removed");
+        assert_clean(&e);
+    }
+}
+
+/// Blocks of vm1 whose last write is on the migration's destination and not on its source:
+/// the target holds the only copy of them (read from the two image files).
+fn only_on_destination(e: &Engine) -> u64 {
+    let vm = &e.vms[0];
+    let m = vm.migration.as_ref().expect("vm1 is migrating");
+    let seq = |img: &ImageFile, b: u64| {
+        let mut buf: Block = [0; BLOCK_SIZE];
+        img.read_block_at(b, &mut buf).unwrap();
+        match disk::inspect(&buf) {
+            BlockContent::Stamped(s) => s.seq,
+            _ => 0,
+        }
+    };
+    (0..m.core.blocks)
+        .filter(|&b| {
+            let want = vm.last_seq[b as usize];
+            want > 0 && seq(&m.dst, b) == want && seq(&m.src, b) != want
+        })
+        .count() as u64
+}
+
+/// Runs vm1's events one at a time until `stop` holds or its migration ends.
+fn step_until(e: &mut Engine, stop: impl Fn(&Engine) -> bool) {
+    let limit = e.now() + 60 * SECOND;
+    while e.is_migrating("vm1") && !stop(e) {
+        let t = e.next_event_time().expect("the guest keeps writing");
+        assert!(t <= limit, "gave up waiting at {}", format_time(t));
+        e.advance(t).unwrap();
+    }
+}
+
+/// How a redirect/split copy comes to copy back to the source.
+#[derive(Debug, Clone, Copy)]
+enum RollBack {
+    /// The operator cancels.
+    Cancel,
+    /// A forward copy run fails with an I/O error.
+    ForwardError,
+}
+
+/// vm1 (guest writing) in a redirect/split copy to ds-b that goes back to ds-a (`how`),
+/// whose first copy-back run fails with a transient I/O error. Returns the engine with the
+/// roll-back stopped, after checking that nothing was lost and nothing deleted.
+fn failed_roll_back(dir: &Path, mode: CopyMode, how: RollBack) -> Engine {
+    let mut e = engine(dir, 2000, 8, EngineOptions::default());
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(SECOND / 2).unwrap();
+    migrate(&mut e, "ds-b", mode);
+    e.advance(e.now() + SECOND).unwrap();
+    let ws = e.workspace().root().to_path_buf();
+    match how {
+        RollBack::Cancel => {
+            e.apply(Command::CancelMigration { vm: "vm1".into() })
+                .unwrap();
+        }
+        RollBack::ForwardError => {
+            crate::fault::fail_next("copy.run-io", 1);
+            step_until(&mut e, |e| {
+                e.migration_phase("vm1") == Some(Phase::Cancelling)
+            });
+            assert_eq!(
+                e.migration_phase("vm1"),
+                Some(Phase::Cancelling),
+                "{mode:?}: the forward error starts the roll-back"
+            );
+        }
+    }
+    let only_dst = only_on_destination(&e);
+    assert!(only_dst > 0, "{mode:?}: some writes are on the target only");
+    crate::fault::fail_next("copy.run-io", 1);
+    e.take_log();
+    step_until(&mut e, |e| {
+        e.migration_phase("vm1") != Some(Phase::Cancelling)
+    });
+    crate::fault::disarm();
+    // Nothing lost: the guest's disk is whole, both instances and the bitmap are kept.
+    let inst = e.instances_of("vm1").unwrap();
+    assert_eq!(
+        inst.iter()
+            .map(|i| i.datastore.as_str())
+            .collect::<Vec<_>>(),
+        ["ds-a", "ds-b"],
+        "{mode:?} {how:?}: both instances are kept"
+    );
+    assert_clean(&e);
+    assert_eq!(
+        e.migration_phase("vm1"),
+        Some(Phase::RollbackFailed),
+        "{mode:?} {how:?}"
+    );
+    assert!(
+        only_on_destination(&e) > 0,
+        "{mode:?}: the target still holds them"
+    );
+    let bitmap = ws.join("state/migrations/m-0001.bitmap");
+    let bits = Migration::load_bitmap(&bitmap, e.vms[0].blocks).unwrap();
+    assert_eq!(bits, e.vms[0].migration.as_ref().unwrap().core.bits);
+    assert!(bits.count() > 0, "the bitmap is kept");
+    // Persisted, and shown: the record, the snapshot and the log.
+    let rec = std::fs::read_to_string(ws.join("state/migrations/m-0001.ron")).unwrap();
+    assert!(
+        rec.contains("phase: RollbackFailed") && rec.contains("copy.run-io#1"),
+        "{rec}"
+    );
+    let view = e.snapshot().vms[0].migration.clone().unwrap();
+    assert_eq!(view.phase, Phase::RollbackFailed);
+    assert!(
+        view.error
+            .as_deref()
+            .is_some_and(|m| m.contains("injected")),
+        "{view:?}"
+    );
+    let log = e.take_log();
+    assert!(
+        log.iter()
+            .any(|l| l.level == LogLevel::Error && l.message.contains("roll-back failed")),
+        "{log:?}"
+    );
+    // It stays so, the guest writing through the bitmap, until retried.
+    let writes = e.snapshot().vms[0].writes;
+    e.advance(e.now() + SECOND).unwrap();
+    assert_eq!(e.migration_phase("vm1"), Some(Phase::RollbackFailed));
+    assert!(e.snapshot().vms[0].writes > writes + 1000);
+    assert_eq!(e.instances_of("vm1").unwrap().len(), 2);
+    assert_clean(&e);
+    // A cancel does not drop it either.
+    e.apply(Command::CancelMigration { vm: "vm1".into() })
+        .unwrap();
+    assert_eq!(e.migration_phase("vm1"), Some(Phase::RollbackFailed));
+    e
+}
+
+/// The retried roll-back ends with one complete instance, on the source, consistent.
+fn assert_rolled_back(e: &mut Engine) {
+    assert!(e.run_until_migrated("vm1", e.now() + 60 * SECOND).unwrap());
+    e.advance(e.now() + SECOND).unwrap();
+    assert_eq!(e.location("vm1").unwrap().0, "ds-a");
+    let inst = e.instances_of("vm1").unwrap();
+    assert_eq!(
+        inst.len(),
+        1,
+        "the target is deleted once every block is back"
+    );
+    assert_eq!(inst[0].datastore, "ds-a");
+    assert_eq!(inst[0].config.migration, None, "marks cleared");
+    assert_clean(e);
+    let migrations = e.workspace().root().join("state/migrations");
+    assert_eq!(std::fs::read_dir(migrations).unwrap().count(), 0);
+}
+
+#[test]
+fn a_failed_roll_back_keeps_both_copies_and_retries_on_command() {
+    for mode in [CopyMode::Redirect, CopyMode::Split] {
+        for how in [RollBack::Cancel, RollBack::ForwardError] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut e = failed_roll_back(dir.path(), mode, how);
+            let out = e
+                .apply(Command::RetryRollback { vm: "vm1".into() })
+                .unwrap();
+            assert!(
+                matches!(&out, Outcome::Done(m) if m.contains("retrying the roll-back")),
+                "{out:?}"
+            );
+            assert_eq!(e.migration_phase("vm1"), Some(Phase::Cancelling));
+            // Only a failed roll-back can be retried.
+            let err = e
+                .apply(Command::RetryRollback { vm: "vm1".into() })
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "migration m-0001 of vm1: only a failed roll-back can be retried; it is cancelling"
+            );
+            assert_rolled_back(&mut e);
+            e.close().unwrap();
+            let e = Engine::open(&dir.path().join("ws")).unwrap();
+            assert!(!e.is_migrating("vm1"));
+            assert_clean(&e);
+        }
+    }
+}
+
+#[test]
+fn a_failed_roll_back_is_retried_on_reopen() {
+    for mode in [CopyMode::Redirect, CopyMode::Split] {
+        for crash in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let e = failed_roll_back(dir.path(), mode, RollBack::Cancel);
+            if crash {
+                drop(e);
+            } else {
+                e.close().unwrap();
+            }
+            let mut e = Engine::open(&dir.path().join("ws")).unwrap();
+            assert_eq!(
+                e.migration_phase("vm1"),
+                Some(Phase::Cancelling),
+                "{mode:?}: the reopen retries the roll-back"
+            );
+            assert_eq!(e.instances_of("vm1").unwrap().len(), 2);
+            assert_clean(&e);
+            assert_rolled_back(&mut e);
+        }
+    }
+}
+
+#[test]
+fn retry_rollback_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(dir.path(), 0, 1, EngineOptions::default());
+    let err = e
+        .apply(Command::RetryRollback { vm: "vm1".into() })
+        .unwrap_err();
+    assert_eq!(err.to_string(), "VM \"vm1\" is not migrating");
+    let err = e
+        .apply(Command::RetryRollback { vm: "nope".into() })
+        .unwrap_err();
+    assert_eq!(err.to_string(), "VM \"nope\" does not exist");
+}
+
+/// SPEC §5: new mirrored writes wait only when *more than* `mirror_max_pending` are
+/// pending. With the cap at k, a write that finds k pending is accepted; one that finds
+/// k + 1 waits.
+#[test]
+fn mirror_writes_wait_only_when_more_than_the_cap_are_pending() {
+    for k in [0, 1, 3, 16] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = EngineOptions {
+            mirror_max_pending: k,
+            ..EngineOptions::default()
+        };
+        // An idle guest: the only writes are the test's, issued at one instant so none lands.
+        let mut e = engine(dir.path(), 0, 8, opts);
+        migrate(&mut e, "ds-slow", CopyMode::Mirror);
+        step_until(&mut e, |e| {
+            e.vms[0].migration.as_ref().unwrap().core.cursor > 0
+        });
+        let write = |e: &mut Engine| {
+            let now = e.now();
+            let op = GuestOp {
+                kind: OpKind::Write,
+                block: 0,
+                issued: now,
+            };
+            e.guest_write(0, op, now).unwrap();
+            let pending = e.vms[0].migration.as_ref().unwrap().mirror_pending.len();
+            (pending, e.vms[0].waiting.len())
+        };
+        for found in 0..=k {
+            assert_eq!(
+                write(&mut e),
+                (found + 1, 0),
+                "cap {k}: a write that found {found} pending was accepted and mirrored"
+            );
+        }
+        assert_eq!(
+            write(&mut e),
+            (k + 1, 1),
+            "cap {k}: a write that found {} pending waits",
+            k + 1
+        );
+        // Once the mirror drains the waiting write goes on, and the copy completes.
+        assert!(e.run_until_migrated("vm1", e.now() + 120 * SECOND).unwrap());
+        assert!(e.vms[0].waiting.is_empty());
+        assert_eq!(e.location("vm1").unwrap().0, "ds-slow");
         assert_clean(&e);
     }
 }

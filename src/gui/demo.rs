@@ -726,7 +726,7 @@ impl DrApp {
                 self.wizard.prefill(vm, to, *mode);
                 show(Beat::Confirm, dwell / 2)
             }
-            Action::CancelMigration { vm } => {
+            Action::CancelMigration { vm } | Action::RetryRollback { vm } => {
                 self.select_vm(vm);
                 self.show_side(SideTab::Migrations);
                 show(Beat::Direct, dwell / 2)

@@ -412,6 +412,7 @@ pub fn describe(c: &Command) -> String {
             format!("Migrate {vm} to {to} ({})", mode.as_str())
         }
         Command::CancelMigration { vm } => format!("Cancel the migration of {vm}"),
+        Command::RetryRollback { vm } => format!("Retry the roll-back of {vm}'s migration"),
         Command::ReplicateNow { datastore } => format!("Replicate {datastore} now"),
         Command::PauseReplication { datastore } => format!("Pause replication of {datastore}"),
         Command::ResumeReplication { datastore } => format!("Resume replication of {datastore}"),

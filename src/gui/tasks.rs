@@ -1,5 +1,6 @@
 //! The task list: every migration since the workspace opened, running ones first, each
-//! with its progress, rate, ETA and a Cancel button; finished ones greyed with their result.
+//! with its progress, rate, ETA and a Cancel button (a Retry button and the error when its
+//! roll-back failed); finished ones greyed with their result.
 
 use egui::{RichText, Ui};
 
@@ -7,7 +8,7 @@ use super::Action;
 use super::live::{Live, Status, Task, TaskState, count, short_duration};
 use super::style::{self, glyph};
 use super::worker::Request;
-use crate::engine::Command;
+use crate::engine::{Command, Phase};
 
 pub fn show(ui: &mut Ui, live: &mut Live, max_height: f32, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
@@ -81,6 +82,19 @@ fn card(ui: &mut Ui, t: &Task, actions: &mut Vec<Action>) {
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 match t.state {
+                    TaskState::Running if t.view.phase == Phase::RollbackFailed => {
+                        // Both copies are kept; the operator retries once the storage is fixed.
+                        let b = ui.button("Retry").on_hover_text(
+                            "Copy the blocks still newer on the destination back to the source again. Both copies stay until it succeeds.",
+                        );
+                        let name = format!("Retry the roll-back of {}", t.vm);
+                        b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &name));
+                        if b.clicked() {
+                            actions.push(Action::Request(Request::Engine(
+                                Command::RetryRollback { vm: t.vm.clone() },
+                            )));
+                        }
+                    }
                     TaskState::Running => {
                         let cancelling = t.view.rolling_back;
                         let b = ui
@@ -115,9 +129,14 @@ fn card(ui: &mut Ui, t: &Task, actions: &mut Vec<Action>) {
         let v = &t.view;
         let (fraction, text) = if t.state == TaskState::Running && v.rolling_back {
             let done = v.blocks.saturating_sub(v.blocks_left);
+            let what = if v.phase == Phase::RollbackFailed {
+                "roll-back failed"
+            } else {
+                "rolling back"
+            };
             (
                 done as f32 / v.blocks.max(1) as f32,
-                format!("rolling back: {} blocks left", count(v.blocks_left)),
+                format!("{what}: {} blocks left", count(v.blocks_left)),
             )
         } else {
             let p = t.percent();
@@ -128,7 +147,15 @@ fn card(ui: &mut Ui, t: &Task, actions: &mut Vec<Action>) {
             ((p / 100.0) as f32, format!("{p:.0}%  ·  {phase}"))
         };
         ui.add(egui::ProgressBar::new(fraction).text(text));
-        if t.state == TaskState::Running {
+        if let (TaskState::Running, Some(err)) = (t.state, &v.error) {
+            ui.label(style::toned(
+                ui,
+                format!(
+                    "⚠ Roll-back failed: {err}. Both copies are kept and the VM runs on them; nothing is lost."
+                ),
+                style::Tone::Bad,
+            ));
+        } else if t.state == TaskState::Running {
             ui.label(
                 RichText::new(format!(
                     "{:.0} MiB/s  ·  ETA {}  ·  {} blocks left  ·  mirror queue {}",
