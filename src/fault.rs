@@ -6,8 +6,10 @@
 //! [`io::Error`] ("injected fault at <name>"), and from then on every later point and every
 //! [`alive`] check on the thread fails too: the process is "dead", so nothing after the
 //! crash reaches the disk, even where the engine would catch the first error and go on.
-//! [`record`] lists the points a run passes instead. The state is per thread, so tests that
-//! run in parallel threads do not see each other's faults.
+//! [`record`] lists the points a run passes instead. [`fail_next`] injects a transient error
+//! instead of a crash: one pass of one point fails and the thread lives on (a full disk, a
+//! flaky path), so the engine's handling of an ordinary I/O error can be tested. The state
+//! is per thread, so tests that run in parallel threads do not see each other's faults.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -26,6 +28,9 @@ struct State {
     armed: Option<(String, u64)>,
     seen: u64,
     tripped: Option<String>,
+    /// A transient error: the n-th pass of this point fails, nothing after it does.
+    transient: Option<(String, u64)>,
+    transient_seen: u64,
 }
 
 /// The payload of an injected error.
@@ -79,6 +84,15 @@ fn slow(name: Option<&'static str>) -> io::Result<()> {
                 None => s.hits.push((name, 1)),
             }
         }
+        if let Some((point, nth)) = s.transient.clone()
+            && point == name
+        {
+            s.transient_seen += 1;
+            if s.transient_seen == nth {
+                s.transient = None;
+                return Err(injected(&format!("{name}#{nth} (transient I/O error)")));
+            }
+        }
         if let Some((armed, nth)) = s.armed.clone()
             && armed == name
         {
@@ -111,6 +125,19 @@ pub fn arm(name: &str, nth: u64) {
             armed: Some((name.to_string(), nth)),
             ..State::default()
         }
+    });
+    ON.with(|o| o.set(true));
+}
+
+/// Makes the `nth` pass (from 1, counted from this call) of point `name` on this thread
+/// fail with an injected [`io::Error`], once, *without* crashing: later points and
+/// [`alive`] checks pass. Keeps any arming or recording in place; [`arm`], [`record`] and
+/// [`disarm`] clear it.
+pub fn fail_next(name: &str, nth: u64) {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.transient = Some((name.to_string(), nth));
+        s.transient_seen = 0;
     });
     ON.with(|o| o.set(true));
 }
@@ -170,5 +197,18 @@ mod tests {
         assert_eq!(tripped().as_deref(), Some("a#2"));
         disarm();
         assert!(point("a").is_ok());
+    }
+
+    #[test]
+    fn fail_next_fails_one_pass_and_the_thread_lives_on() {
+        disarm();
+        fail_next("a", 2);
+        point("a").unwrap();
+        let e = point("a").unwrap_err();
+        assert!(is_injected(&e));
+        assert_eq!(e.to_string(), "injected fault at a#2 (transient I/O error)");
+        assert!(point("a").is_ok() && point("b").is_ok() && alive().is_ok());
+        assert_eq!(tripped(), None, "not a crash");
+        disarm();
     }
 }
