@@ -580,7 +580,7 @@ impl Engine {
                     } else {
                         self.cut_now(g)?;
                     }
-                    if !self.pending_failover.as_ref().is_some_and(|p| p.id == id) {
+                    if self.pending_failover.as_ref().is_none_or(|p| p.id != id) {
                         break;
                     }
                 }
