@@ -618,10 +618,15 @@ fn bench_replicate(a: &BenchReplicateCli, out: &mut dyn Write) -> Result<(), Cli
     )
 }
 
+/// A dry run writes nothing (no lock file, no temp file, no roll-forward): it reads the
+/// workspace and elects over the replicas as the next open would leave them, a publish
+/// committed but cut short by a crash read through without being applied.
 fn recover(a: &RecoverArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let ws =
-        crate::workspace::Workspace::open(&a.workspace).map_err(|e| CliError(e.to_string()))?;
-    let elections = crate::recovery::scan_and_elect(&ws).map_err(|e| CliError(e.to_string()))?;
+    let ws = crate::workspace::Workspace::open_read_only(&a.workspace)
+        .map_err(|e| CliError(e.to_string()))?;
+    let pending = crate::engine::pending_publishes(&ws).map_err(|e| CliError(e.to_string()))?;
+    let elections = crate::recovery::scan_and_elect_through(&ws, &pending)
+        .map_err(|e| CliError(e.to_string()))?;
     if a.json {
         return emit_json(out, &elections);
     }

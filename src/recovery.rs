@@ -2,12 +2,12 @@
 //! replica datastores is the one to recover, even when a storage migration and replication
 //! raced. Pure logic over the instances found; scanning and recovering are the engine's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use crate::topology::SiteRole;
-use crate::workspace::{Workspace, WorkspaceError};
+use crate::workspace::{VmConfig, Workspace, WorkspaceError};
 
 /// One instance of a VM found on a replica datastore, with its migration marks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -120,11 +120,30 @@ pub fn elect(uuid: &str, vm: Option<&str>, instances: Vec<Candidate>) -> Electio
     }
 }
 
+/// What the replica datastores show once the publishes that are committed but not applied
+/// are applied (a crash fell after a commit record; the next open applies it): the
+/// instances they delete and the `vm.ron` they write, by (replica datastore, instance
+/// name). Made by [`crate::engine::pending_publishes`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PendingChanges {
+    pub removed: BTreeSet<(String, String)>,
+    pub configs: BTreeMap<(String, String), VmConfig>,
+}
+
 /// Scans every recovery-site datastore of the workspace for instances (`*/vm.ron`), groups
 /// them by uuid and elects, for every VM of the topology and every other uuid found, sorted
 /// by uuid. Reads only `topology.ron` and the recovery-site datastore directories, so it
 /// works on what a real disaster leaves; changes nothing.
 pub fn scan_and_elect(ws: &Workspace) -> Result<Vec<Election>, WorkspaceError> {
+    scan_and_elect_through(ws, &PendingChanges::default())
+}
+
+/// [`scan_and_elect`] over the replicas as they are once `pending` is applied (the state
+/// the next open produces), changing nothing.
+pub fn scan_and_elect_through(
+    ws: &Workspace,
+    pending: &PendingChanges,
+) -> Result<Vec<Election>, WorkspaceError> {
     let t = ws.topology();
     let all: Vec<String> = t
         .datastores
@@ -132,7 +151,7 @@ pub fn scan_and_elect(ws: &Workspace) -> Result<Vec<Election>, WorkspaceError> {
         .filter(|d| t.site_role(&d.site) == Some(SiteRole::Recovery))
         .map(|d| d.id.clone())
         .collect();
-    scan_and_elect_in(ws, &all, |_| true)
+    elect_over(ws, &all, |_| true, pending)
 }
 
 /// The election over the replica datastores `datastores` only (a failover's scope), for
@@ -142,17 +161,37 @@ pub fn scan_and_elect_in(
     datastores: &[String],
     want: impl Fn(&crate::topology::Vm) -> bool,
 ) -> Result<Vec<Election>, WorkspaceError> {
+    elect_over(ws, datastores, want, &PendingChanges::default())
+}
+
+fn elect_over(
+    ws: &Workspace,
+    datastores: &[String],
+    want: impl Fn(&crate::topology::Vm) -> bool,
+    pending: &PendingChanges,
+) -> Result<Vec<Election>, WorkspaceError> {
     let t = ws.topology();
     let mut found: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
     for ds in t.datastores.iter().filter(|d| datastores.contains(&d.id)) {
-        for inst in ws.list_instances(&ds.id)? {
-            let marks = inst.config.migration.as_ref();
+        let mut instances: BTreeMap<String, VmConfig> = ws
+            .list_instances(&ds.id)?
+            .into_iter()
+            .map(|i| (i.name, i.config))
+            .collect();
+        for ((rep, name), config) in &pending.configs {
+            if rep == &ds.id {
+                instances.insert(name.clone(), config.clone());
+            }
+        }
+        instances.retain(|name, _| !pending.removed.contains(&(ds.id.clone(), name.clone())));
+        for (name, config) in instances {
+            let marks = config.migration.as_ref();
             found
-                .entry(inst.config.uuid.to_ascii_lowercase())
+                .entry(config.uuid.to_ascii_lowercase())
                 .or_default()
                 .push(Candidate {
                     datastore: ds.id.clone(),
-                    path: format!("sites/{}/datastores/{}/{}", ds.site, ds.id, inst.name),
+                    path: format!("sites/{}/datastores/{}/{name}", ds.site, ds.id),
                     source: marks.is_some_and(|m| m.source),
                     target: marks.is_some_and(|m| m.target),
                     completed: marks.is_some_and(|m| m.completed),

@@ -233,8 +233,9 @@ pub fn instance_name_problem(name: &str) -> Option<String> {
 #[derive(Debug)]
 pub struct Workspace {
     root: PathBuf,
-    /// The locked lock file; closing it (on drop) releases the lock.
-    _lock: File,
+    /// The locked lock file; closing it (on drop) releases the lock. None for a read-only
+    /// open of a workspace that has no lock file.
+    _lock: Option<File>,
     topology: Topology,
 }
 
@@ -256,7 +257,7 @@ impl Workspace {
         check_topology(topology, &topo_path)?;
         let ws = Workspace {
             root: root.to_path_buf(),
-            _lock: lock,
+            _lock: Some(lock),
             topology: topology.clone(),
         };
 
@@ -300,18 +301,39 @@ impl Workspace {
 
     /// Opens an existing workspace: takes the lock, loads and validates topology.ron.
     pub fn open(root: &Path) -> Result<Workspace, WorkspaceError> {
-        let topo_path = root.join(TOPOLOGY_FILE);
-        let not_a_workspace = || WorkspaceError::NotAWorkspace {
-            root: root.display().to_string(),
-        };
         // Check before locking so that opening a wrong directory leaves no lock file in it.
-        match fs::metadata(&topo_path) {
-            Ok(m) if m.is_file() => {}
-            Ok(_) => return Err(not_a_workspace()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_a_workspace()),
-            Err(e) => return Err(io_err(&topo_path)(e)),
-        }
+        let topo_path = topology_of_workspace(root)?;
         let lock = take_lock(root)?;
+        let topology = Topology::load(&topo_path)?;
+        Ok(Workspace {
+            root: root.to_path_buf(),
+            _lock: Some(lock),
+            topology,
+        })
+    }
+
+    /// Opens an existing workspace to read it, writing nothing at all (`recover --dry-run`):
+    /// no lock file is made and none is rewritten. When the lock file is there a *shared*
+    /// lock is taken on it, so a process using the workspace (it holds the lock
+    /// exclusively) makes this the same clear error as [`Workspace::open`], and that
+    /// process cannot start while this one reads. A workspace without a lock file (what a
+    /// disaster leaves: topology.ron and the recovery-site datastores) is read unlocked.
+    /// Use it only to read: nothing stops a writer that starts after the check.
+    pub fn open_read_only(root: &Path) -> Result<Workspace, WorkspaceError> {
+        let topo_path = topology_of_workspace(root)?;
+        let path = root.join(LOCK_FILE);
+        let lock = match File::open(&path) {
+            Ok(file) => {
+                match file.try_lock_shared() {
+                    Ok(()) => {}
+                    Err(fs::TryLockError::WouldBlock) => return Err(locked(root, file)),
+                    Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+                }
+                Some(file)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&path)(e)),
+        };
         let topology = Topology::load(&topo_path)?;
         Ok(Workspace {
             root: root.to_path_buf(),
@@ -834,6 +856,37 @@ pub fn workspace_slug(topology_name: &str) -> String {
     }
 }
 
+/// `root/topology.ron`, or the error that `root` is not a workspace.
+fn topology_of_workspace(root: &Path) -> Result<PathBuf, WorkspaceError> {
+    let topo_path = root.join(TOPOLOGY_FILE);
+    let not_a_workspace = || WorkspaceError::NotAWorkspace {
+        root: root.display().to_string(),
+    };
+    match fs::metadata(&topo_path) {
+        Ok(m) if m.is_file() => Ok(topo_path),
+        Ok(_) => Err(not_a_workspace()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_a_workspace()),
+        Err(e) => Err(io_err(&topo_path)(e)),
+    }
+}
+
+/// The error for a workspace whose lock `file` another process holds (its pid, as it
+/// recorded it in the file).
+fn locked(root: &Path, mut file: File) -> WorkspaceError {
+    let mut text = String::new();
+    let _ = (&mut file).take(256).read_to_string(&mut text);
+    let text = text.trim();
+    let holder = if text.is_empty() {
+        "holder unknown".to_string()
+    } else {
+        text.to_string()
+    };
+    WorkspaceError::Locked {
+        root: root.display().to_string(),
+        holder,
+    }
+}
+
 /// Opens (creating) `root/workspace.lock`, locks it without waiting and records our pid.
 fn take_lock(root: &Path) -> Result<File, WorkspaceError> {
     let path = root.join(LOCK_FILE);
@@ -846,20 +899,7 @@ fn take_lock(root: &Path) -> Result<File, WorkspaceError> {
         .map_err(io_err(&path))?;
     match file.try_lock() {
         Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = (&mut file).take(256).read_to_string(&mut text);
-            let text = text.trim();
-            let holder = if text.is_empty() {
-                "holder unknown".to_string()
-            } else {
-                text.to_string()
-            };
-            return Err(WorkspaceError::Locked {
-                root: root.display().to_string(),
-                holder,
-            });
-        }
+        Err(fs::TryLockError::WouldBlock) => return Err(locked(root, file)),
         Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
     }
     let record = (|| {

@@ -278,3 +278,184 @@ fn dry_run_on_what_a_real_disaster_leaves() {
         assert_eq!(e["decision"], "recover", "{e}");
     }
 }
+
+/// Every file and directory under `root`: its path, and for a file its size and a hash of
+/// its bytes. Equal before and after: byte-identical, with the same list of files and dirs.
+fn fingerprint(root: &Path) -> Vec<(String, Option<(u64, u64)>)> {
+    use std::hash::{Hash, Hasher};
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                stack.push(p.clone());
+                out.push((rel, None));
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut h);
+                out.push((rel, Some((meta.len(), h.finish()))));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// cg-1 = {ds-1, ds-2} replicated to ny in pg-a; small disks.
+fn small_cg() -> drconsole::topology::Topology {
+    drconsole::topology::Topology::from_ron_str(
+        r#"Topology(
+    name: "dry run",
+    sites: [Site(id: "pa", name: "P", role: Protected), Site(id: "ny", name: "R", role: Recovery)],
+    links: [Link(from: "pa", to: "ny", mbps: 100)],
+    hosts: [Host(id: "h", site: "pa", cpus: 16, memory_gib: 64),
+            Host(id: "r", site: "ny", cpus: 16, memory_gib: 64)],
+    arrays: [
+        Array(id: "ap", site: "pa", luns: [
+            Lun(id: "l1", capacity_gib: 4, replication: Some(LunReplication(target: "l1r", rpo_minutes: 15, consistency_group: Some("cg-1")))),
+            Lun(id: "l2", capacity_gib: 4, replication: Some(LunReplication(target: "l2r", rpo_minutes: 15, consistency_group: Some("cg-1")))),
+        ]),
+        Array(id: "ar", site: "ny", luns: [Lun(id: "l1r", capacity_gib: 4), Lun(id: "l2r", capacity_gib: 4)]),
+    ],
+    datastores: [
+        Datastore(id: "ds-1", site: "pa", luns: ["l1"]),
+        Datastore(id: "ds-2", site: "pa", luns: ["l2"]),
+        Datastore(id: "ds-1-r", site: "ny", luns: ["l1r"]),
+        Datastore(id: "ds-2-r", site: "ny", luns: ["l2r"]),
+    ],
+    protection_groups: [ProtectionGroup(id: "pg-a", name: "A", datastores: ["ds-1", "ds-2"])],
+    vms: [
+        Vm(id: "vm1", uuid: "0b6e2c1a-7d3f-4a58-9c21-5e8f0a1b2c01", host: "h", datastore: "ds-1",
+           disk_mib: 2, vcpus: 2, memory_gib: 8, priority: 1, workload: Some(Workload(write_iops: 100, read_iops: 20))),
+        Vm(id: "vm2", uuid: "1c7f3d2b-8e40-4b69-8d32-6f9a1b2c3d02", host: "h", datastore: "ds-2",
+           disk_mib: 1, vcpus: 2, memory_gib: 8, priority: 2, workload: Some(Workload(write_iops: 100, read_iops: 20))),
+    ],
+)"#,
+        "dry-run.ron",
+    )
+    .unwrap()
+}
+
+fn opts() -> drconsole::engine::EngineOptions {
+    drconsole::engine::EngineOptions {
+        seed: 3,
+        ..Default::default()
+    }
+}
+
+/// `drconsole recover WS --dry-run --json`, which must succeed.
+fn dry_run(ws: &Path) -> Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
+        .args(["recover", &ws.display().to_string(), "--dry-run", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// A dry run writes nothing: not the lock file (a real workspace has one, holding the pid
+/// of its last user), not a temp file; and on what a disaster leaves (no lock file) it
+/// makes none.
+#[test]
+fn dry_run_leaves_the_workspace_byte_identical() {
+    use drconsole::engine::{Command as Cmd, Engine, MINUTE};
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let mut e = Engine::create(&ws, &small_cg(), opts()).unwrap();
+    e.apply(Cmd::StartWorkloads).unwrap();
+    e.advance(2 * MINUTE).unwrap();
+    e.close().unwrap();
+    assert!(ws.join("workspace.lock").exists());
+    let before = fingerprint(&ws);
+    let v = dry_run(&ws);
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(fingerprint(&ws), before, "a dry run changes nothing");
+
+    std::fs::remove_file(ws.join("workspace.lock")).unwrap();
+    let before = fingerprint(&ws);
+    assert_eq!(dry_run(&ws), v);
+    assert_eq!(
+        fingerprint(&ws),
+        before,
+        "a dry run makes no lock file either"
+    );
+}
+
+/// A crash fell in a publish right after its commit record: the cycle is published (the
+/// next open applies it), but the replicas still show the previous point. The cycle
+/// ships vm1's move from ds-1 to ds-2, so the two states elect differently. The dry run
+/// elects over the state the next open produces, without applying it.
+#[test]
+fn dry_run_reads_through_a_committed_publish_a_crash_cut_short() {
+    use drconsole::engine::copy::CopyMode;
+    use drconsole::engine::{Command as Cmd, Engine, MINUTE};
+    use drconsole::fault;
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let mut e = Engine::create(&ws, &small_cg(), opts()).unwrap();
+    e.apply(Cmd::StartWorkloads).unwrap();
+    e.advance(MINUTE).unwrap();
+    e.apply(Cmd::Migrate {
+        vm: "vm1".into(),
+        to: "ds-2".into(),
+        mode: CopyMode::Mirror,
+        confirm: true,
+    })
+    .unwrap();
+    while e.is_migrating("vm1") {
+        let t = e.next_event_time().unwrap();
+        e.advance(t).unwrap();
+    }
+    assert_eq!(e.location("vm1").unwrap().0, "ds-2");
+    fault::arm("publish.commit-written", 1);
+    e.apply(Cmd::ReplicateNow {
+        datastore: "ds-1".into(),
+    })
+    .unwrap();
+    while fault::tripped().is_none() {
+        let t = e.next_event_time().unwrap();
+        assert!(t < e.now() + MINUTE, "the publish comes");
+        let _ = e.advance(t);
+    }
+    drop(e);
+    fault::disarm();
+    let old = ws.join("sites/ny/datastores/ds-1-r/vm1");
+    let new = ws.join("sites/ny/datastores/ds-2-r/vm1");
+    assert!(ws.join("sites/ny/replication/cg.cg-1.commit").exists());
+    assert!(
+        old.exists() && !new.exists(),
+        "the replicas show the previous point"
+    );
+
+    let before = fingerprint(&ws);
+    let dry = dry_run(&ws);
+    let unchanged = fingerprint(&ws) == before;
+    // The next open applies the committed cycle; the election over what it leaves.
+    Engine::open(&ws).unwrap().close().unwrap();
+    assert!(!old.exists() && new.exists());
+    let after_open = dry_run(&ws);
+    assert_eq!(
+        dry, after_open,
+        "the dry run elects what the next open leaves"
+    );
+    let vm1 = dry
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["vm"] == "vm1")
+        .unwrap();
+    assert_eq!(
+        vm1["recover_from"], "sites/ny/datastores/ds-2-r/vm1",
+        "{vm1}"
+    );
+    assert!(unchanged, "the dry run applied nothing and wrote nothing");
+}

@@ -57,6 +57,9 @@ pub struct FailoverPlan {
     pub protection_groups: Vec<String>,
     pub kind: FailoverKind,
     pub vms: Vec<PlanVm>,
+    /// Winners of the election that are not recovered, each with its reason (a VM that
+    /// moved out of the PGs in scope and runs elsewhere: its replica instance is older).
+    pub left_out: Vec<PlanVm>,
     /// VMs for which no recovery host has room, in priority order.
     pub unplaced: Vec<String>,
     /// Reasons this kind of failover cannot run now.
@@ -137,7 +140,9 @@ pub struct VmResult {
     pub datastore: Option<String>,
     pub path: Option<String>,
     pub host: Option<String>,
-    /// `no-instance`, `ambiguous`, `incomplete`, `not-in-topology`, or an I/O error.
+    /// `no-instance`, `ambiguous`, `incomplete`, `not-in-topology`, `no-host` (no recovery
+    /// host had room), `moved-out` (the VM lives outside the scope now, at a site that is
+    /// up), or an I/O error.
     pub error: Option<String>,
     pub reason: String,
     pub consistent: Option<bool>,
@@ -339,38 +344,88 @@ impl Engine {
         let wanted: BTreeSet<&str> = in_scope.iter().map(|&i| self.vms[i].id.as_str()).collect();
         let elections =
             recovery::scan_and_elect_in(&self.ws, &replicas, |v| wanted.contains(v.id.as_str()))?;
-        let (placed, unplaced, capacity) = self.reserve(&in_scope);
         let t = self.topology();
+        // Capacity is reserved for exactly the VMs the election recovers (SPEC §7): every
+        // winner that is a topology VM, one that moved out of these PGs after its old
+        // instance was replicated included (the replicas decide, not where it lives now),
+        // and, while a planned failover has its final cycle to ship, every VM in scope.
+        // A winner whose VM lives outside the scope at a site that is up is left out: its
+        // live copy is newer than that replica instance, which stays where it is.
+        let mut to_place: BTreeSet<usize> = if kind == FailoverKind::Planned {
+            in_scope.iter().copied().collect()
+        } else {
+            BTreeSet::new()
+        };
+        let mut left_out: BTreeMap<usize, String> = BTreeMap::new();
+        for e in &elections {
+            let (Some(path), Some(i)) = (
+                &e.recover_from,
+                e.vm.as_deref().and_then(|id| self.vm_index(id)),
+            ) else {
+                continue;
+            };
+            let vm = &self.vms[i];
+            if vm.recovered.is_some() || to_place.contains(&i) {
+                continue;
+            }
+            if protected.contains(&vm.datastore) || self.sites_down.contains_key(&vm.site) {
+                to_place.insert(i);
+            } else {
+                left_out.insert(
+                    i,
+                    format!(
+                        "{} lives on {} now, outside {}, and its site {} is up: the instance {path} is an older copy from before it moved; it stays on the replica and is not recovered",
+                        vm.id,
+                        vm.datastore,
+                        pgs.join(", "),
+                        vm.site
+                    ),
+                );
+            }
+        }
+        let to_place: Vec<usize> = to_place.into_iter().collect();
+        let (placed, unplaced, capacity) = self.reserve(&to_place);
         let metadata = self.replicated_metadata();
-        let mut vms: Vec<PlanVm> = elections
-            .into_iter()
+        let mut vms = Vec::new();
+        let mut out_of_scope = Vec::new();
+        for e in elections {
+            let ix = e.vm.as_deref().and_then(|id| self.vm_index(id));
             // A VM recovered earlier is no longer the replicas' to give.
-            .filter(|e| {
-                e.vm.as_deref()
-                    .and_then(|id| self.vm_index(id))
-                    .is_none_or(|i| self.vms[i].recovered.is_none())
-            })
-            .map(|e| {
-                let point = e
-                    .recover_from
-                    .as_ref()
-                    .and_then(|_| {
-                        e.instances
-                            .iter()
-                            .find(|c| Some(&c.path) == e.recover_from.as_ref())
-                    })
-                    .and_then(|c| self.published_point(&c.datastore))
-                    .map(|p| p.cut_at);
-                PlanVm {
-                    reason: recovery::explain(&e),
-                    priority: e.vm.as_deref().and_then(|id| t.vm(id)).map(|v| v.priority),
-                    host: e.vm.as_ref().and_then(|id| placed.get(id).cloned()),
-                    metadata_location: e.vm.as_ref().and_then(|id| metadata.get(id).cloned()),
-                    point_cut_at: point,
-                    election: e,
-                }
-            })
-            .collect();
+            if ix.is_some_and(|i| self.vms[i].recovered.is_some()) {
+                continue;
+            }
+            let point = e
+                .recover_from
+                .as_ref()
+                .and_then(|_| {
+                    e.instances
+                        .iter()
+                        .find(|c| Some(&c.path) == e.recover_from.as_ref())
+                })
+                .and_then(|c| self.published_point(&c.datastore))
+                .map(|p| p.cut_at);
+            let why_out = ix.and_then(|i| left_out.get(&i));
+            let pv = PlanVm {
+                reason: why_out.cloned().unwrap_or_else(|| recovery::explain(&e)),
+                priority: e.vm.as_deref().and_then(|id| t.vm(id)).map(|v| v.priority),
+                host: e.vm.as_ref().and_then(|id| placed.get(id).cloned()),
+                metadata_location: e.vm.as_ref().and_then(|id| metadata.get(id).cloned()),
+                point_cut_at: point,
+                election: e,
+            };
+            if why_out.is_some() {
+                out_of_scope.push(pv);
+            } else {
+                debug_assert!(
+                    pv.election.recover_from.is_none()
+                        || pv.election.vm.is_none()
+                        || pv.host.is_some()
+                        || unplaced.contains(pv.election.vm.as_ref().expect("checked")),
+                    "every VM the election recovers is placed or listed unplaced: {pv:#?}"
+                );
+                vms.push(pv);
+            }
+        }
         vms.sort_by_key(|p| {
             (
                 p.priority.unwrap_or(u8::MAX),
@@ -423,6 +478,7 @@ impl Engine {
             protection_groups: pgs.to_vec(),
             kind,
             vms,
+            left_out: out_of_scope,
             unplaced,
             problems,
             capacity,
@@ -492,27 +548,24 @@ impl Engine {
                 for &i in &in_scope {
                     self.power_off(i);
                 }
-                let mut groups = Vec::new();
-                for g in 0..self.groups.len() {
-                    if self.groups[g]
-                        .spec
-                        .pairs
-                        .iter()
-                        .any(|p| protected.contains(&p.datastore))
-                    {
-                        groups.push(self.groups[g].spec.key.clone());
-                        if self.groups[g].transfer.is_some() {
-                            self.groups[g].saved.now_requested = true;
-                        } else {
-                            self.cut_now(g)?;
-                        }
-                    }
-                }
+                let groups: Vec<usize> = (0..self.groups.len())
+                    .filter(|&g| {
+                        self.groups[g]
+                            .spec
+                            .pairs
+                            .iter()
+                            .any(|p| protected.contains(&p.datastore))
+                    })
+                    .collect();
+                // Pending before the cuts: a cut that fails stops it (and restarts the VMs).
                 self.pending_failover = Some(PendingFailover {
                     id,
                     protection_groups: pgs.clone(),
                     stop_at: self.now,
-                    groups,
+                    groups: groups
+                        .iter()
+                        .map(|&g| self.groups[g].spec.key.clone())
+                        .collect(),
                     vms: running,
                 });
                 let msg = format!(
@@ -521,8 +574,26 @@ impl Engine {
                 );
                 self.info(msg.clone());
                 self.set_failover_message(id, &msg);
+                for g in groups {
+                    if self.groups[g].transfer.is_some() {
+                        self.groups[g].saved.now_requested = true;
+                    } else {
+                        self.cut_now(g)?;
+                    }
+                    if self.pending_failover.as_ref().is_none_or(|p| p.id != id) {
+                        break;
+                    }
+                }
                 // Nothing to ship (no group) finishes at once.
                 self.after_publish()?;
+                let r = self
+                    .failovers
+                    .iter()
+                    .find(|r| r.id == id)
+                    .expect("pushed above");
+                if r.state == FailoverState::Failed {
+                    return Err(EngineError::Failover(r.message.clone()));
+                }
                 Ok(Outcome::Done(msg))
             }
             FailoverKind::Unplanned | FailoverKind::Test => {
@@ -618,6 +689,24 @@ impl Engine {
         kind: FailoverKind,
         reference: SimTime,
     ) -> Result<(), EngineError> {
+        // A publish committed but not applied (an I/O error in mid-apply) is the replicas'
+        // state: finish it before electing, as the next open would.
+        let (protected, _) = self.pg_scope(pgs)?;
+        for g in 0..self.groups.len() {
+            if self.groups[g].transfer.is_none()
+                && self.groups[g]
+                    .spec
+                    .pairs
+                    .iter()
+                    .any(|p| protected.contains(&p.datastore))
+                && let Some(cycle) = self.finish_committed_publish(g)?
+            {
+                let group = self.groups[g].spec.id.clone();
+                self.info(format!(
+                    "Failover #{id}: the committed cycle {cycle} of {group} was applied to its replicas first"
+                ));
+            }
+        }
         let plan = self.scan_failover(pgs, kind)?;
         let t = self.topology().clone();
         let test_dir = (kind == FailoverKind::Test).then(|| {
@@ -669,6 +758,19 @@ impl Engine {
                 results.push(res);
                 continue;
             };
+            if kind != FailoverKind::Test && pv.host.is_none() {
+                // Never powered on without a host (the failover refuses to start with a VM
+                // unplaced; capacity can change while a planned one ships its final cycle).
+                res.error = Some("no-host".into());
+                res.reason =
+                    "no recovery-site host has room for it: not recovered, nothing deleted".into();
+                self.push_log(
+                    LogLevel::Error,
+                    format!("Failover #{id}: {vm_id} not recovered: {}", res.reason),
+                );
+                results.push(res);
+                continue;
+            }
             let cand = e
                 .instances
                 .iter()
@@ -722,7 +824,7 @@ impl Engine {
                 .map(|p| stopped.saturating_sub(p.cut_at) as f64 / MINUTE as f64);
             res.recovered = true;
             if kind != FailoverKind::Test {
-                let host = pv.host.clone().unwrap_or_default();
+                let host = pv.host.clone().expect("checked above: a host is reserved");
                 self.power_on_recovered(
                     i,
                     &cand.datastore,
@@ -753,8 +855,29 @@ impl Engine {
             ));
             results.push(res);
         }
+        for pv in &plan.left_out {
+            let e = &pv.election;
+            let who = e.vm.clone().unwrap_or_else(|| e.uuid.clone());
+            self.push_log(
+                LogLevel::Warning,
+                format!("Failover #{id}: {who} left out: {}", pv.reason),
+            );
+            results.push(VmResult {
+                vm: e.vm.clone(),
+                uuid: e.uuid.clone(),
+                recovered: false,
+                datastore: None,
+                path: e.recover_from.clone(),
+                host: None,
+                error: Some("moved-out".into()),
+                reason: pv.reason.clone(),
+                consistent: None,
+                writes_lost: None,
+                achieved_rpo_minutes: None,
+                deleted: Vec::new(),
+            });
+        }
         if kind != FailoverKind::Test {
-            let (protected, _) = self.pg_scope(pgs)?;
             for g in 0..self.groups.len() {
                 if self.groups[g]
                     .spec
@@ -815,6 +938,11 @@ impl Engine {
             .datastore(datastore)
             .map(|d| d.site.clone())
             .unwrap_or_default();
+        debug_assert!(
+            self.topology().host(host).is_some_and(|h| h.site == site),
+            "{} is powered on at {site} on host {host:?}, which is not a host of that site",
+            self.vms[i].id
+        );
         if let Some(m) = self.vms[i].migration.take() {
             // The protected site's migration is moot now.
             self.remove_record(&m.rec.id)?;

@@ -44,6 +44,7 @@ pub use placement::PlacementView;
 use replication::{GroupRt, GroupSaved};
 pub use replication::{
     GroupSpec, GroupState, GroupView, Pair, PublishedPoint, groups_of, human_bytes,
+    pending_publishes,
 };
 pub use stretch::DistributedView;
 

@@ -28,8 +28,9 @@ use super::{
     read_ron, remove_dir_if_exists, remove_file_if_exists, write_ron,
 };
 use crate::disk::{DirtyTracker, ImageFile};
-use crate::replica;
 use crate::topology::Topology;
+use crate::workspace::Workspace;
+use crate::{recovery, replica};
 
 /// One replicated datastore and its replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,25 +266,97 @@ fn read_bytes(p: &Path) -> Option<Vec<u8>> {
     std::fs::read(p).ok()
 }
 
-impl Engine {
-    /// `sites/<site>/replication`, where a recovery site keeps its groups' records.
-    fn replication_dir(&self, site: &str) -> PathBuf {
-        self.ws.root().join("sites").join(site).join("replication")
-    }
+/// `sites/<site>/replication`, where a recovery site keeps its groups' records.
+fn replication_dir(root: &Path, site: &str) -> PathBuf {
+    root.join("sites").join(site).join("replication")
+}
 
+fn staging_dir(root: &Path, g: &GroupSpec) -> PathBuf {
+    replication_dir(root, &g.target_site).join(format!("{}.staging", g.key))
+}
+
+fn commit_path(root: &Path, g: &GroupSpec) -> PathBuf {
+    replication_dir(root, &g.target_site).join(format!("{}.commit", g.key))
+}
+
+fn published_path(root: &Path, g: &GroupSpec) -> PathBuf {
+    replication_dir(root, &g.target_site).join(format!("{}.ron", g.key))
+}
+
+/// The cycle group `g`'s commit record names, if it has one.
+fn committed_cycle(root: &Path, g: &GroupSpec) -> Result<Option<u64>, EngineError> {
+    let commit = commit_path(root, g);
+    Ok(if commit.exists() {
+        Some(read_ron(&commit)?)
+    } else {
+        None
+    })
+}
+
+/// The staged manifest of group `g`'s committed cycle `committed`.
+fn committed_manifest(root: &Path, g: &GroupSpec, committed: u64) -> Result<Manifest, EngineError> {
+    let path = staging_dir(root, g).join("manifest.ron");
+    let manifest: Manifest = read_ron(&path)?;
+    if manifest.cycle != committed {
+        return Err(EngineError::State {
+            file: path.display().to_string(),
+            message: format!(
+                "stages cycle {} but the commit record {} is for cycle {committed}; a commit record must match its staging",
+                manifest.cycle,
+                commit_path(root, g).display()
+            ),
+        });
+    }
+    Ok(manifest)
+}
+
+/// What the replica datastores of `ws` show once every publish that is committed but not
+/// applied (a crash fell after its commit record) is applied, as the next open applies it:
+/// the instances it deletes and the `vm.ron` it writes. Read from the commit records,
+/// published records and staging areas; changes nothing (`recover --dry-run`).
+pub fn pending_publishes(ws: &Workspace) -> Result<recovery::PendingChanges, EngineError> {
+    let root = ws.root();
+    let mut out = recovery::PendingChanges::default();
+    for spec in groups_of(ws.topology()) {
+        let Some(committed) = committed_cycle(root, &spec)? else {
+            continue;
+        };
+        let published = published_path(root, &spec);
+        let published = if published.exists() {
+            Some(read_ron::<PublishedPoint>(&published)?.cycle)
+        } else {
+            None
+        };
+        if published >= Some(committed) {
+            continue; // applied already; only its cleanup is left
+        }
+        let staging = staging_dir(root, &spec);
+        for e in committed_manifest(root, &spec, committed)?.entries {
+            let key = (e.replica.clone(), e.instance.clone());
+            if e.delete {
+                out.configs.remove(&key);
+                out.removed.insert(key);
+            } else if e.config {
+                let config = Workspace::read_config(&staging.join(&e.replica).join(&e.instance))?;
+                out.removed.remove(&key);
+                out.configs.insert(key, config);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Engine {
     fn staging_dir(&self, g: &GroupSpec) -> PathBuf {
-        self.replication_dir(&g.target_site)
-            .join(format!("{}.staging", g.key))
+        staging_dir(self.ws.root(), g)
     }
 
     fn commit_path(&self, g: &GroupSpec) -> PathBuf {
-        self.replication_dir(&g.target_site)
-            .join(format!("{}.commit", g.key))
+        commit_path(self.ws.root(), g)
     }
 
     pub(super) fn published_path(&self, g: &GroupSpec) -> PathBuf {
-        self.replication_dir(&g.target_site)
-            .join(format!("{}.ron", g.key))
+        published_path(self.ws.root(), g)
     }
 
     /// Builds the groups at start: reads their published points, finishes or undoes a
@@ -313,25 +386,11 @@ impl Engine {
         for g in 0..self.groups.len() {
             let spec = self.groups[g].spec.clone();
             let staging = self.staging_dir(&spec);
-            let commit = self.commit_path(&spec);
-            let committed: Option<u64> = if commit.exists() {
-                Some(read_ron(&commit)?)
-            } else {
-                None
-            };
-            let published = self.groups[g].published.as_ref().map(|p| p.cycle);
-            if let Some(cycle) = committed.filter(|&c| published < Some(c)) {
-                let manifest: Manifest = read_ron(&staging.join("manifest.ron"))?;
-                self.apply_manifest(g, &manifest)?;
+            if let Some(cycle) = self.finish_committed_publish(g)? {
                 self.info(format!(
                     "Recovery: the publish of cycle {cycle} of {} was interrupted after its commit; finished it",
                     spec.id
                 ));
-            } else if committed.is_some() {
-                // Published already; the crash fell while its commit record and staging
-                // were being removed (staging may be partly gone): finish the cleanup.
-                remove_file_if_exists(&commit)?;
-                remove_dir_if_exists(&staging)?;
             } else if staging.exists() {
                 remove_dir_if_exists(&staging)?;
                 self.info(format!(
@@ -352,6 +411,30 @@ impl Engine {
             self.queue_cut(g);
         }
         Ok(())
+    }
+
+    /// Finishes a publish of group `g` whose commit record is written but whose apply did
+    /// not end (a crash, or an I/O error in this process): the cycle is published, so its
+    /// staging is applied again (idempotent). A commit record of a cycle already published
+    /// only has its cleanup finished (the crash fell while commit record and staging were
+    /// being removed; staging may be partly gone). Returns the cycle it applied, if any.
+    pub(super) fn finish_committed_publish(
+        &mut self,
+        g: usize,
+    ) -> Result<Option<u64>, EngineError> {
+        let spec = self.groups[g].spec.clone();
+        let Some(committed) = committed_cycle(self.ws.root(), &spec)? else {
+            return Ok(None);
+        };
+        let published = self.groups[g].published.as_ref().map(|p| p.cycle);
+        if published < Some(committed) {
+            let manifest = committed_manifest(self.ws.root(), &spec, committed)?;
+            self.apply_manifest(g, &manifest)?;
+            return Ok(Some(committed));
+        }
+        remove_file_if_exists(&self.commit_path(&spec))?;
+        remove_dir_if_exists(&self.staging_dir(&spec))?;
+        Ok(None)
     }
 
     /// Queues group `g`'s next cut, if it has one.
@@ -470,12 +553,22 @@ impl Engine {
         self.cut_now(g)
     }
 
-    /// Starts a cycle of group `g` now; an error abandons the cycle and is logged.
+    /// Starts a cycle of group `g` now. An error abandons the cycle: the blocks it took
+    /// from the trackers are given back (the next cycle ships them), it is logged, the
+    /// group tries again one RPO later, and a planned failover waiting for this group's
+    /// final cycle stops (SPEC §7: stop on any error).
     pub(super) fn cut_now(&mut self, g: usize) -> Result<(), EngineError> {
         self.groups[g].saved.now_requested = false;
-        match self.try_cut(g) {
+        let mut taken = Vec::new();
+        match self.try_cut(g, &mut taken) {
             Ok(()) => Ok(()),
             Err(e) => {
+                self.give_back(&taken);
+                // Failing after the transfer was set up (saving the state) drops it too.
+                if let Some(tr) = self.groups[g].transfer.take() {
+                    self.groups[g].generation += 1;
+                    self.give_back(&tr.taken);
+                }
                 let spec = self.groups[g].spec.clone();
                 remove_dir_if_exists(&self.staging_dir(&spec))?;
                 let msg = format!("Replication of {}: cycle abandoned: {e}", spec.id);
@@ -484,19 +577,55 @@ impl Engine {
                 // Try again one RPO later.
                 self.groups[g].saved.next_cut = Some(self.now + spec.rpo());
                 self.queue_cut(g);
-                Ok(())
+                self.fail_pending_failover_of(
+                    g,
+                    &format!(
+                        "the final replication cycle of {} could not be cut: {e}",
+                        spec.id
+                    ),
+                )
             }
         }
     }
 
-    fn try_cut(&mut self, g: usize) -> Result<(), EngineError> {
+    /// Marks blocks taken from trackers dirty again (a cycle that will not publish them).
+    fn give_back(&self, taken: &[(PathBuf, Vec<u64>)]) {
+        for (path, blocks) in taken {
+            if let Some(t) = self.trackers.get(path) {
+                t.mark_all(blocks);
+            }
+        }
+    }
+
+    /// Stops the planned failover waiting for group `g`'s final cycle, if one is.
+    fn fail_pending_failover_of(&mut self, g: usize, why: &str) -> Result<(), EngineError> {
+        let key = &self.groups[g].spec.key;
+        if self
+            .pending_failover
+            .as_ref()
+            .is_some_and(|p| p.groups.contains(key))
+        {
+            self.fail_pending_failover(why)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts a cycle of group `g` into its staging; every block taken from a tracker is
+    /// listed in `taken` as soon as it is taken, so that a failure can give it back.
+    fn try_cut(
+        &mut self,
+        g: usize,
+        taken: &mut Vec<(PathBuf, Vec<u64>)>,
+    ) -> Result<(), EngineError> {
         let spec = self.groups[g].spec.clone();
+        // A publish committed but not applied (an I/O error in mid-apply) is finished
+        // first: this cycle's deltas are relative to it.
+        self.finish_committed_publish(g)?;
         let staging = self.staging_dir(&spec);
         remove_dir_if_exists(&staging)?;
         std::fs::create_dir_all(&staging).map_err(io_err(staging.display().to_string()))?;
         let cycle = self.groups[g].saved.cycles + 1;
         let mut entries = Vec::new();
-        let mut taken = Vec::new();
         let mut bytes = 0u64;
         for pair in &spec.pairs {
             let instances = self.ws.list_instances(&pair.datastore)?;
@@ -538,11 +667,17 @@ impl Engine {
                     let rep_img = rep_inst.join(disk);
                     let same_size = ImageFile::open_read_only(&rep_img)
                         .is_ok_and(|r| r.block_count() == src.block_count());
-                    let mut blocks = tracker.as_ref().map(|t| t.take()).unwrap_or_default();
-                    if !same_size {
-                        // A new instance: the whole image (its non-zero blocks).
-                        blocks = replica::nonzero_blocks(&src)?;
+                    let tracked = tracker.as_ref().map(|t| t.take()).unwrap_or_default();
+                    // Listed before anything else can fail, to be given back then.
+                    if !tracked.is_empty() {
+                        taken.push((path.clone(), tracked.clone()));
                     }
+                    let blocks = if same_size {
+                        tracked
+                    } else {
+                        // A new instance: the whole image (its non-zero blocks).
+                        replica::nonzero_blocks(&src)?
+                    };
                     if blocks.is_empty() && same_size {
                         continue;
                     }
@@ -551,7 +686,6 @@ impl Engine {
                     let stats = replica::write_delta(&src, &blocks, &delta)?;
                     bytes += stats.bytes;
                     entry.disks.push((disk.clone(), src.block_count()));
-                    taken.push((path, blocks));
                 }
                 if entry.config || !entry.disks.is_empty() {
                     entries.push(entry);
@@ -588,7 +722,7 @@ impl Engine {
         grp.transfer = Some(Transfer {
             manifest,
             ends_at,
-            taken,
+            taken: std::mem::take(taken),
         });
         self.queue
             .push(std::cmp::Reverse((ends_at, Ev::Publish, g, gen_)));
@@ -602,11 +736,7 @@ impl Engine {
             return Ok(());
         };
         self.groups[g].generation += 1;
-        for (path, blocks) in &tr.taken {
-            if let Some(t) = self.trackers.get(path) {
-                t.mark_all(blocks);
-            }
-        }
+        self.give_back(&tr.taken);
         let spec = self.groups[g].spec.clone();
         remove_dir_if_exists(&self.staging_dir(&spec))?;
         self.push_log(
@@ -633,11 +763,7 @@ impl Engine {
         };
         let spec = self.groups[g].spec.clone();
         if let Err(e) = self.publish(g, &tr.manifest) {
-            // The commit record decides: a later open finishes it. Stop this group.
-            let msg = format!("Replication of {}: publish failed: {e}", spec.id);
-            self.push_log(LogLevel::Error, msg);
-            self.groups[g].last_error = Some(e.to_string());
-            return Ok(());
+            return self.publish_failed(g, tr, e);
         }
         let m = &tr.manifest;
         let grp = &mut self.groups[g];
@@ -659,6 +785,48 @@ impl Engine {
         self.queue_cut(g);
         self.persist_state()?;
         self.after_publish()
+    }
+
+    /// A publish of group `g` failed with `e`. The commit record decides (RELIABILITY.md,
+    /// invariant 4): once it is written the cycle is published, and the next cut (or open,
+    /// or failover) finishes applying it from its staging; before it, the cycle is
+    /// abandoned, its blocks go back to the trackers and the previous point stands. Either
+    /// way the group tries again one RPO later, and a planned failover waiting for this
+    /// group's final cycle stops (SPEC §7: stop on any error).
+    fn publish_failed(
+        &mut self,
+        g: usize,
+        tr: Transfer,
+        e: EngineError,
+    ) -> Result<(), EngineError> {
+        let spec = self.groups[g].spec.clone();
+        let committed =
+            committed_cycle(self.ws.root(), &spec).is_ok_and(|c| c == Some(tr.manifest.cycle));
+        let what = if committed {
+            "it is committed and is finished before the next cycle"
+        } else {
+            self.give_back(&tr.taken);
+            remove_dir_if_exists(&self.staging_dir(&spec))?;
+            "the previous recovery point stands"
+        };
+        self.push_log(
+            LogLevel::Error,
+            format!(
+                "Replication of {}: publish of cycle {} failed: {e}; {what}",
+                spec.id, tr.manifest.cycle
+            ),
+        );
+        self.groups[g].last_error = Some(e.to_string());
+        self.groups[g].saved.next_cut = Some(self.now + spec.rpo());
+        self.queue_cut(g);
+        self.persist_state()?;
+        self.fail_pending_failover_of(
+            g,
+            &format!(
+                "the final replication cycle of {} could not be published: {e}",
+                spec.id
+            ),
+        )
     }
 
     fn publish(&mut self, g: usize, m: &Manifest) -> Result<(), EngineError> {

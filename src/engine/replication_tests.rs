@@ -476,3 +476,268 @@ fn test_failover_copies_verifies_and_cleans_up_while_replication_runs() {
     e.apply(Command::CleanupTestFailover).unwrap();
     assert!(!test_dir.exists());
 }
+
+/// Moves a1 out of pg-a (ds-1 → ds-l, not replicated) after the first cycle replicated it:
+/// its old instance stays on ds-1r until the next cycle of cg-1 (RPO 5 min) ships the
+/// deletion. Returns the engine, with the move done and that cycle not yet cut.
+fn a1_moved_out_of_pg_a(dir: &Path) -> Engine {
+    let mut e = Engine::create(&dir.join("ws"), &topology(100.0, 5, 100), opts(21)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(MINUTE).unwrap();
+    let old = dir.join("ws/sites/ny/datastores/ds-1r/a1/vm.ron");
+    assert!(old.exists(), "the first cycle replicated a1 on ds-1");
+    e.apply(Command::Migrate {
+        vm: "a1".into(),
+        to: "ds-l".into(),
+        mode: CopyMode::Mirror,
+        confirm: true,
+    })
+    .unwrap();
+    while e.is_migrating("a1") {
+        let t = e.next_event_time().unwrap();
+        e.advance(t).unwrap();
+    }
+    assert_eq!(e.location("a1").unwrap().0, "ds-l");
+    assert!(old.exists(), "the deletion is not replicated yet");
+    assert!(e.now < 5 * MINUTE, "the next cycle of cg-1 is not cut yet");
+    e
+}
+
+/// The recovered VMs of the last failover, each on a recovery-site host, and no host
+/// holding more than it has.
+fn assert_every_recovered_vm_has_a_host(e: &Engine) {
+    let t = e.topology();
+    let mut used: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    for v in e.snapshot().vms.iter().filter(|v| v.recovered) {
+        let host = t
+            .host(&v.host)
+            .unwrap_or_else(|| panic!("{} runs on no host ({:?})", v.id, v.host));
+        assert_eq!(host.site, "ny", "{}", v.id);
+        let spec = t.vm(&v.id).unwrap();
+        let u = used.entry(host.id.clone()).or_default();
+        u.0 += spec.vcpus;
+        u.1 += spec.memory_gib;
+        assert!(
+            u.0 <= host.cpus && u.1 <= host.memory_gib,
+            "{} overcommits {}",
+            v.id,
+            host.id
+        );
+    }
+}
+
+#[test]
+fn a_vm_moved_out_of_the_pg_and_recovered_by_the_election_has_a_reserved_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = a1_moved_out_of_pg_a(dir.path());
+    // The site is lost: a1's live copy on ds-l with it. The replicas decide (SPEC §7): its
+    // only instance in scope, on ds-1r, is recovered, so it needs a host like the others.
+    e.apply(Command::Disaster { site: "pa".into() }).unwrap();
+    let plan = e
+        .scan_failover(&["pg-a".into()], FailoverKind::Unplanned)
+        .unwrap();
+    let a1 = plan
+        .vms
+        .iter()
+        .find(|v| v.election.vm.as_deref() == Some("a1"))
+        .unwrap_or_else(|| panic!("the election recovers a1: {plan:#?}"));
+    assert_eq!(
+        a1.election.recover_from.as_deref(),
+        Some("sites/ny/datastores/ds-1r/a1")
+    );
+    let host = a1
+        .host
+        .clone()
+        .unwrap_or_else(|| panic!("a1 is recovered with no host reserved: {plan:#?}"));
+    let reserved = plan
+        .capacity
+        .iter()
+        .find(|h| h.host == host)
+        .unwrap()
+        .reserved
+        .iter()
+        .any(|r| r.vm == "a1" && r.for_this_failover());
+    assert!(reserved, "{plan:#?}");
+    e.apply(Command::Failover {
+        protection_groups: vec!["pg-a".into()],
+        kind: FailoverKind::Unplanned,
+    })
+    .unwrap();
+    let report = e.failovers().last().unwrap().clone();
+    let r = report
+        .results
+        .iter()
+        .find(|r| r.vm.as_deref() == Some("a1"))
+        .unwrap();
+    assert!(r.recovered && r.consistent == Some(true), "{r:#?}");
+    assert_eq!(r.host.as_deref(), Some(host.as_str()), "{r:#?}");
+    assert_every_recovered_vm_has_a_host(&e);
+    // It runs there: its guest writes at the recovery site.
+    let writes = |e: &Engine| {
+        e.snapshot()
+            .vms
+            .iter()
+            .find(|v| v.id == "a1")
+            .unwrap()
+            .writes
+    };
+    let before = writes(&e);
+    e.advance(e.now + MINUTE).unwrap();
+    assert!(writes(&e) > before);
+    assert_eq!(e.location("a1").unwrap().0, "ds-1r");
+}
+
+#[test]
+fn a_vm_moved_out_of_the_pg_that_runs_elsewhere_is_left_out_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = a1_moved_out_of_pg_a(dir.path());
+    // No disaster: a1 runs at pa on ds-l, newer than its old instance on ds-1r.
+    e.take_log();
+    e.apply(Command::Failover {
+        protection_groups: vec!["pg-a".into()],
+        kind: FailoverKind::Unplanned,
+    })
+    .unwrap();
+    let report = e.failovers().last().unwrap().clone();
+    let r = report
+        .results
+        .iter()
+        .find(|r| r.vm.as_deref() == Some("a1"))
+        .unwrap_or_else(|| panic!("a1 is in the report: {report:#?}"));
+    assert!(!r.recovered && r.host.is_none(), "{r:#?}");
+    assert_eq!(r.error.as_deref(), Some("moved-out"), "{r:#?}");
+    assert!(
+        r.reason.contains("ds-l") && r.reason.contains("older copy"),
+        "{r:#?}"
+    );
+    let log: Vec<String> = e.take_log().into_iter().map(|l| l.message).collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("a1 left out") && l.contains("ds-l")),
+        "{log:#?}"
+    );
+    assert_every_recovered_vm_has_a_host(&e);
+    // a1 still runs at pa on ds-l; its old instance stays on the replica.
+    let a1 = |e: &Engine| e.snapshot().vms.into_iter().find(|v| v.id == "a1").unwrap();
+    let before = a1(&e);
+    assert!(!before.down && !before.recovered && before.site == "pa");
+    e.advance(e.now + MINUTE).unwrap();
+    assert!(a1(&e).writes > before.writes);
+    assert_eq!(e.location("a1").unwrap().0, "ds-l");
+    let v = e.verify_vm("a1").unwrap();
+    assert!(v.consistent && v.writes_lost == 0, "{v:#?}");
+    assert!(
+        dir.path()
+            .join("ws/sites/ny/datastores/ds-1r/a1/vm.ron")
+            .exists()
+    );
+}
+
+/// The instance directories on the recovery site's datastores.
+fn recovery_site_instances(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for ds in ["ds-1r", "ds-2r", "ds-3r"] {
+        let dir = root.join("sites/ny/datastores").join(ds);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            out.push(format!(
+                "{ds}/{}",
+                entry.unwrap().file_name().to_string_lossy()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A planned failover of pg-a whose final cycle meets a transient I/O error at fault point
+/// `point` (not a crash: the process lives on) stops with the error (SPEC §7: stop on any
+/// error): the guests in scope run again where they were, nothing is recovered or deleted
+/// at the recovery site, and a later planned failover succeeds, losing nothing.
+fn planned_failover_stops_on_an_error_at(point: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ws");
+    let mut e = Engine::create(&root, &topology(100.0, 5, 300), opts(9)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(3 * MINUTE).unwrap();
+    assert!(e.groups.iter().all(|g| g.transfer.is_none()));
+    let instances = recovery_site_instances(&root);
+    e.take_log();
+    crate::fault::fail_next(point, 1);
+    let started = e.apply(Command::Failover {
+        protection_groups: vec!["pg-a".into()],
+        kind: FailoverKind::Planned,
+    });
+    // A cut fails at once; a publish after the transfer.
+    let until = e.now + MINUTE;
+    while e.failovers().last().unwrap().state == FailoverState::Running {
+        match e.next_event_time() {
+            Some(t) if t <= until => e.advance(t).unwrap(),
+            _ => break,
+        }
+    }
+    crate::fault::disarm();
+    let report = e.failovers().last().unwrap().clone();
+    assert_eq!(report.state, FailoverState::Failed, "{report:#?}");
+    let injected = format!("injected fault at {point}#1");
+    assert!(
+        report.message.contains("stopped") && report.message.contains(&injected),
+        "{report:#?}"
+    );
+    assert!(report.results.is_empty(), "{report:#?}");
+    match started {
+        Err(err) => assert!(err.to_string().contains(&injected), "{err}"),
+        Ok(_) => assert!(
+            point.starts_with("publish.commit"),
+            "the cut failed at once"
+        ),
+    }
+    let log: Vec<String> = e.take_log().into_iter().map(|l| l.message).collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("Planned failover #1 stopped") && l.contains(&injected)),
+        "{log:#?}"
+    );
+    // Nothing recovered: no VM registered at ny, no instance deleted there.
+    assert_eq!(recovery_site_instances(&root), instances);
+    // Every guest in scope runs again at pa, where it was: writes go on, the journal grows.
+    let journal = root.join("journal/pa.log");
+    let journal_len = std::fs::metadata(&journal).unwrap().len();
+    let writes = |e: &Engine, vm: &str| e.snapshot().vms.into_iter().find(|v| v.id == vm).unwrap();
+    let before: Vec<VmView> = ["a1", "a2", "b1"].iter().map(|v| writes(&e, v)).collect();
+    e.advance(e.now + 30 * SECOND).unwrap();
+    for b in &before {
+        let now = writes(&e, &b.id);
+        assert!(!now.down && !now.recovered && now.site == "pa", "{now:#?}");
+        assert_eq!(e.location(&b.id).unwrap().0, b.datastore);
+        assert!(now.writes > b.writes, "{} writes again", b.id);
+        let v = e.verify_vm(&b.id).unwrap();
+        assert!(v.consistent && v.writes_lost == 0, "{v:#?}");
+    }
+    assert!(std::fs::metadata(&journal).unwrap().len() > journal_len);
+    // A later planned failover succeeds, losing nothing: the failed cycle's changes were
+    // not lost to the trackers.
+    e.apply(Command::Failover {
+        protection_groups: vec!["pg-a".into()],
+        kind: FailoverKind::Planned,
+    })
+    .unwrap();
+    e.advance(e.now + MINUTE).unwrap();
+    let report = e.failovers().last().unwrap().clone();
+    assert_eq!(report.state, FailoverState::Done, "{report:#?}");
+    assert_eq!(report.results.len(), 3);
+    for r in &report.results {
+        assert!(r.recovered && r.host.is_some(), "{r:#?}");
+        assert_eq!(r.consistent, Some(true), "{r:#?}");
+        assert_eq!(r.writes_lost, Some(0), "{r:#?}");
+    }
+}
+
+#[test]
+fn a_planned_failover_whose_final_cut_fails_stops_and_restarts_the_guests() {
+    planned_failover_stops_on_an_error_at("publish.staging-written");
+}
+
+#[test]
+fn a_planned_failover_whose_final_publish_fails_stops_and_restarts_the_guests() {
+    planned_failover_stops_on_an_error_at("publish.commit-written");
+}
