@@ -175,6 +175,19 @@ fn rescan_arrays_shows_an_edited_files_new_tag() {
     h.state_mut().selection = Some(Selection::Datastore("ds-2".into()));
     h.run_steps(2);
     h.get_by_label("replication:cg=cg-2");
+    // A group with a cycle in flight refuses to change: wait for the first recovery points.
+    common::step_until(
+        &mut h,
+        "the first recovery points",
+        std::time::Duration::from_secs(30),
+        |a| {
+            a.live.snapshot.as_ref().is_some_and(|s| {
+                s.groups
+                    .iter()
+                    .all(|g| g.point_cycle.is_some() && g.transfer.is_none())
+            })
+        },
+    );
 
     let edited = text.replace(
         "target: \"lun-2r\", rpo_minutes: 20, consistency_group: Some(\"cg-2\")",

@@ -330,3 +330,36 @@ fn rescan_refuses_changing_a_group_with_a_cycle_in_flight() {
     // The refused rescan left the cycle alone: it publishes.
     run_until_published(&mut e, "cg-2", None);
 }
+
+/// A crash right after topology.ron was replaced (before engine.ron): the reopened
+/// workspace runs the adopted topology, its replication groups rebuilt from it.
+#[test]
+fn a_crash_after_the_topology_is_saved_reopens_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ws");
+    let file = dir.path().join("edited.ron");
+    std::fs::write(&file, edited()).unwrap();
+    let mut e = Engine::create(&root, &topology(T), EngineOptions::default()).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    run_until_published(&mut e, "cg-1", None);
+    run_until_published(&mut e, "cg-2", None);
+    while e.groups.iter().any(|g| g.transfer.is_some()) {
+        let t = e.next_event_time().unwrap();
+        e.advance(t).unwrap();
+    }
+    crate::fault::arm("rescan.topology-saved", 1);
+    let err = e.apply(Command::Rescan { file }).unwrap_err();
+    crate::fault::disarm();
+    assert!(err.to_string().contains("rescan.topology-saved"), "{err}");
+    drop(e);
+
+    let mut e = Engine::open(&root).unwrap();
+    after_checks(&e);
+    e.apply(Command::StopWorkloads).unwrap();
+    for _ in 0..2 {
+        let last = e.snapshot().groups[0].point_cycle;
+        run_until_published(&mut e, "cg-1", last);
+    }
+    assert!(e.verify_vm("b").unwrap().consistent);
+    assert!(replica_matches(&root, "b", "ds-2", "ds-2r"));
+}
