@@ -94,6 +94,26 @@ fn a_sample_plays_through_the_panels_and_ends_as_the_headless_run() {
         // The caption is on screen with the step's outcome.
         let caption = step.caption.clone().unwrap();
         assert_eq!(h.query_all_by_label(&caption).count(), 1, "{caption}");
+        // It sits in its own strip above the panels, covering none of them: above the
+        // middle's tabs and the inventory's filter, whatever the step acts on below.
+        let below = h.get_by_label(&caption).rect().bottom();
+        for label in [
+            "Details",
+            "Failover",
+            "Resilience",
+            "Migrations",
+            "Replication",
+            "Filter",
+        ] {
+            for n in h.query_all_by_label(label) {
+                assert!(
+                    n.rect().top() >= below,
+                    "step {}: the caption (bottom {below}) covers {label} at {:?}",
+                    i + 1,
+                    n.rect()
+                );
+            }
+        }
         h.get_by_label(&format!("step {} of {total}", i + 1));
         h.get_by_label(&format!(
             "{} — {}",
