@@ -108,7 +108,7 @@ fn a_sample_plays_through_the_panels_and_ends_as_the_headless_run() {
             for n in h.query_all_by_label(label) {
                 assert!(
                     n.rect().top() >= below,
-                    "step {}: the caption (bottom {below}) covers {label} at {:?}",
+                    "step {}: the caption (bottom {below}) is not above {label} at {:?}",
                     i + 1,
                     n.rect()
                 );
