@@ -746,3 +746,24 @@ pub fn run_file(path: &Path, workspace: &Path) -> Result<RunReport, ScenarioErro
     let scenario = Scenario::load(path)?;
     Runner::new(path, scenario, workspace)?.run_to_end()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_rollback_is_a_scenario_action() {
+        let s = Scenario::from_ron_str(
+            r#"Scenario(name: "r", topology: "t.ron", seed: 1,
+                steps: [Step(at: 1.0, action: RetryRollback(vm: "vm1"))])"#,
+            "r.ron",
+        )
+        .unwrap();
+        let a = &s.steps[0].action;
+        assert_eq!(
+            a.command(),
+            Some(Command::RetryRollback { vm: "vm1".into() })
+        );
+        assert_eq!(a.to_string(), r#"RetryRollback(vm: "vm1")"#);
+    }
+}
