@@ -1950,7 +1950,7 @@ mod tests {
         let dst = ImageFile::create(&dir.path().join("b.img"), 16).expect("destination");
         let (from, to) = kernel_copy_files(&src, &dst).expect("open");
         let read_only = fs::File::open(dst.path()).expect("open");
-        let err = copy_pieces_in_kernel(&src, &dst, &from, &read_only, &[0..16])
+        let err = copy_pieces_in_kernel(&src, &dst, &from, &read_only, &[0..8, 8..16])
             .expect_err("a read-only destination");
         let msg = err.to_string();
         assert!(
