@@ -74,17 +74,7 @@ fn dry_run_elects_from_replica_datastores_only() {
     );
     let before = tree(ws);
 
-    let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
-        .args(["recover", &ws.display().to_string(), "--dry-run", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = dry_run(ws);
     let entries = v.as_array().unwrap();
     assert_eq!(entries.len(), 3, "vm1, vm2 and the stray uuid");
     let uuids: Vec<&str> = entries

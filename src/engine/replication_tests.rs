@@ -526,6 +526,22 @@ fn assert_every_recovered_vm_has_a_host(e: &Engine) {
     }
 }
 
+/// Runs an unplanned failover of pg-a; a1's result.
+fn unplanned_failover_of_pg_a_for_a1(e: &mut Engine) -> VmResult {
+    e.apply(Command::Failover {
+        protection_groups: vec!["pg-a".into()],
+        kind: FailoverKind::Unplanned,
+    })
+    .unwrap();
+    let report = e.failovers().last().unwrap();
+    report
+        .results
+        .iter()
+        .find(|r| r.vm.as_deref() == Some("a1"))
+        .unwrap_or_else(|| panic!("a1 is in the report: {report:#?}"))
+        .clone()
+}
+
 #[test]
 fn a_vm_moved_out_of_the_pg_and_recovered_by_the_election_has_a_reserved_host() {
     let dir = tempfile::tempdir().unwrap();
@@ -558,17 +574,7 @@ fn a_vm_moved_out_of_the_pg_and_recovered_by_the_election_has_a_reserved_host() 
         .iter()
         .any(|r| r.vm == "a1" && r.for_this_failover());
     assert!(reserved, "{plan:#?}");
-    e.apply(Command::Failover {
-        protection_groups: vec!["pg-a".into()],
-        kind: FailoverKind::Unplanned,
-    })
-    .unwrap();
-    let report = e.failovers().last().unwrap().clone();
-    let r = report
-        .results
-        .iter()
-        .find(|r| r.vm.as_deref() == Some("a1"))
-        .unwrap();
+    let r = unplanned_failover_of_pg_a_for_a1(&mut e);
     assert!(r.recovered && r.consistent == Some(true), "{r:#?}");
     assert_eq!(r.host.as_deref(), Some(host.as_str()), "{r:#?}");
     assert_every_recovered_vm_has_a_host(&e);
@@ -593,17 +599,7 @@ fn a_vm_moved_out_of_the_pg_that_runs_elsewhere_is_left_out_with_its_reason() {
     let mut e = a1_moved_out_of_pg_a(dir.path());
     // No disaster: a1 runs at pa on ds-l, newer than its old instance on ds-1r.
     e.take_log();
-    e.apply(Command::Failover {
-        protection_groups: vec!["pg-a".into()],
-        kind: FailoverKind::Unplanned,
-    })
-    .unwrap();
-    let report = e.failovers().last().unwrap().clone();
-    let r = report
-        .results
-        .iter()
-        .find(|r| r.vm.as_deref() == Some("a1"))
-        .unwrap_or_else(|| panic!("a1 is in the report: {report:#?}"));
+    let r = unplanned_failover_of_pg_a_for_a1(&mut e);
     assert!(!r.recovered && r.host.is_none(), "{r:#?}");
     assert_eq!(r.error.as_deref(), Some("moved-out"), "{r:#?}");
     assert!(
