@@ -20,6 +20,24 @@ pub(crate) fn time_axis(mark: GridMark, range: &RangeInclusive<f64>) -> String {
     }
 }
 
+/// A plot's hover text near a line: its name, then "at mm:ss: " and what the value means.
+pub(crate) fn hover_text(
+    value: impl Fn(f64) -> String,
+) -> impl Fn(&HoverPosition<'_>) -> Option<String> {
+    move |hover| match hover {
+        HoverPosition::NearDataPoint {
+            plot_name,
+            position,
+            ..
+        } => Some(format!(
+            "{plot_name}\nat {}: {}",
+            mm_ss((position.x.max(0.0) * SECOND as f64) as u64),
+            value(position.y)
+        )),
+        HoverPosition::Elsewhere { .. } => None,
+    }
+}
+
 /// A fixed-height box with a hint, where a graph goes once it has data.
 pub(crate) fn empty(ui: &mut Ui, height: f32, hint: &str) {
     egui::Frame::group(ui.style()).show(ui, |ui| {
@@ -51,18 +69,7 @@ pub fn progress(ui: &mut Ui, live: &Live, height: f32) {
         .x_axis_formatter(time_axis)
         .y_axis_label("%")
         .allow_scroll(false)
-        .label_formatter(|hover| match hover {
-            HoverPosition::NearDataPoint {
-                plot_name,
-                position,
-                ..
-            } => Some(format!(
-                "{plot_name}\nat {}: {:.1} % copied",
-                mm_ss((position.x.max(0.0) * SECOND as f64) as u64),
-                position.y
-            )),
-            HoverPosition::Elsewhere { .. } => None,
-        })
+        .label_formatter(hover_text(|y| format!("{y:.1} % copied")))
         .show(ui, |plot| {
             for t in &live.tasks {
                 if !t.progress.is_empty() {
@@ -104,18 +111,7 @@ pub fn latency(ui: &mut Ui, live: &Live, height: f32) {
         })
         .y_axis_label("write latency")
         .allow_scroll(false)
-        .label_formatter(|hover| match hover {
-            HoverPosition::NearDataPoint {
-                plot_name,
-                position,
-                ..
-            } => Some(format!(
-                "{plot_name}\nat {}: {}",
-                mm_ss((position.x.max(0.0) * SECOND as f64) as u64),
-                latency_text(position.y, position.y)
-            )),
-            HoverPosition::Elsewhere { .. } => None,
-        })
+        .label_formatter(hover_text(|y| latency_text(y, y)))
         .show(ui, |plot| {
             plot.line(Line::new("all VMs", &live.latency_all[..]).color(ALL_VMS));
             for vm in migrating {

@@ -5,14 +5,14 @@
 //! everything that will stop.
 
 use egui::{RichText, Ui};
-use egui_plot::{HoverPosition, Legend, Line, LineStyle, Plot, PlotPoints};
+use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
 
-use super::graphs::{empty, time_axis};
+use super::graphs::{empty, hover_text, time_axis};
 use super::live::{Live, mm_ss};
 use super::style::{self, Tone, glyph};
 use super::worker::Request;
 use super::{Action, Document};
-use crate::engine::{Command, GroupState, GroupView, SECOND, Snapshot, human_bytes};
+use crate::engine::{Command, GroupState, GroupView, Snapshot, human_bytes};
 use crate::topology::{SiteRole, Topology};
 
 /// The Disaster button's text for `site` (also its accessible name).
@@ -387,18 +387,7 @@ fn lag_plot(ui: &mut Ui, snap: &Snapshot, live: &Live, height: f32) {
         .x_axis_formatter(time_axis)
         .y_axis_label("min")
         .allow_scroll(false)
-        .label_formatter(|hover| match hover {
-            HoverPosition::NearDataPoint {
-                plot_name,
-                position,
-                ..
-            } => Some(format!(
-                "{plot_name}\nat {}: lag {:.1} min",
-                mm_ss((position.x.max(0.0) * SECOND as f64) as u64),
-                position.y
-            )),
-            HoverPosition::Elsewhere { .. } => None,
-        })
+        .label_formatter(hover_text(|y| format!("lag {y:.1} min")))
         .show(ui, |plot| {
             for (i, g) in snap.groups.iter().enumerate() {
                 let color = style::series_color(i);
