@@ -723,6 +723,16 @@ fn plan_body(ui: &mut Ui, t: &Topology, live: &Live, scan: &Scan) {
     for p in &plan.problems {
         ui.label(style::toned(ui, format!("⚠ {p}"), Tone::Bad));
     }
+    // Election winners the failover will not power on (a VM moved out of these PGs runs
+    // elsewhere: its replica here is older), each with why: nothing of theirs is touched.
+    for v in &plan.left_out {
+        let name = v.election.vm.as_deref().unwrap_or(&v.election.uuid);
+        ui.label(style::toned(
+            ui,
+            format!("Left out: {name}: {}", v.reason),
+            Tone::Warn,
+        ));
+    }
     if plan.vms.is_empty() {
         ui.label(RichText::new("No VM of these protection groups is left to recover.").weak());
         return;
