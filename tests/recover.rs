@@ -204,17 +204,12 @@ fn dry_run_on_what_a_real_disaster_leaves() {
     )
     .unwrap();
     let ws = dir.path().join("ws");
-    let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
-        .args(["run", &scenario.display().to_string(), "--workspace"])
-        .arg(&ws)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    drconsole_ok(&[
+        "run",
+        &scenario.display().to_string(),
+        "--workspace",
+        &ws.display().to_string(),
+    ]);
     let left = dir.path().join("left");
     std::fs::create_dir_all(&left).unwrap();
     std::fs::copy(ws.join("topology.ron"), left.join("topology.ron")).unwrap();
@@ -222,22 +217,7 @@ fn dry_run_on_what_a_real_disaster_leaves() {
         &ws.join("sites/ny/datastores"),
         &left.join("sites/ny/datastores"),
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
-        .args([
-            "recover",
-            &left.display().to_string(),
-            "--dry-run",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = dry_run(&left);
     let vm1 = v
         .as_array()
         .unwrap()
@@ -337,18 +317,24 @@ fn opts() -> drconsole::engine::EngineOptions {
     }
 }
 
-/// `drconsole recover WS --dry-run --json`, which must succeed.
-fn dry_run(ws: &Path) -> Value {
+/// Runs `drconsole ARGS`, which must exit 0; its output.
+fn drconsole_ok(args: &[&str]) -> std::process::Output {
     let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
-        .args(["recover", &ws.display().to_string(), "--dry-run", "--json"])
+        .args(args)
         .output()
         .unwrap();
     assert_eq!(
         o.status.code(),
         Some(0),
-        "{}",
+        "drconsole {args:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    o
+}
+
+/// `drconsole recover WS --dry-run --json`, which must succeed.
+fn dry_run(ws: &Path) -> Value {
+    let o = drconsole_ok(&["recover", &ws.display().to_string(), "--dry-run", "--json"]);
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
