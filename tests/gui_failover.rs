@@ -88,6 +88,21 @@ fn replicate_now_pause_and_the_link_change_the_group_states() {
     let before = group(h.state(), "cg-gold-a").cycles;
     let published = group(h.state(), "cg-gold-a").last_published_at;
     click(&mut h, &replicate_now_name("cg-gold-a"));
+    // The log names what the button named: the group, not one of its datastores.
+    assert!(
+        h.state()
+            .log
+            .entries
+            .iter()
+            .any(|e| e.message == "Operator: Replicate cg-gold-a now"),
+        "{:?}",
+        h.state()
+            .log
+            .entries
+            .iter()
+            .map(|e| &e.message)
+            .collect::<Vec<_>>()
+    );
     step_until(
         &mut h,
         "cg-gold-a to transfer",

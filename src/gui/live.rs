@@ -347,7 +347,7 @@ impl Live {
         }
 
         for r in &u.results {
-            report_result(r, log);
+            report_result(r, topology, log);
         }
         if let Some(f) = &u.fault {
             log.push_at(Level::Error, f, Some(snap.now), true);
@@ -395,11 +395,34 @@ fn drop_elsewhere(old: Snapshot) {
 
 /// Errors become a toast and a log entry. A refusal is already in the engine's log; it
 /// gets a toast so the operator sees it now. Successes are in the engine's log.
-fn report_result(r: &CommandResult, log: &mut EventLog) {
+fn report_result(r: &CommandResult, topology: &Topology, log: &mut EventLog) {
     match &r.result {
         Ok(Outcome::Done(_)) => {}
         Ok(Outcome::Refused(msg)) => log.toast(Level::Warning, msg),
-        Err(e) => log.error(format!("{}: {e}", describe(&r.command))),
+        Err(e) => log.error(format!("{}: {e}", describe_in(&r.command, topology))),
+    }
+}
+
+/// [`describe`], naming a replication command by its group as the group's button does: the
+/// command carries one datastore of the group, so cg-silver's *Replicate now* is
+/// "Replicate cg-silver now", not "Replicate ds-silver-1 now".
+pub fn describe_in(c: &Command, t: &Topology) -> String {
+    let group = |ds: &str| {
+        t.datastore(ds)
+            .and_then(|d| crate::dr::datastore_cg(t, d))
+            .unwrap_or_else(|| ds.to_string())
+    };
+    match c {
+        Command::ReplicateNow { datastore } => describe(&Command::ReplicateNow {
+            datastore: group(datastore),
+        }),
+        Command::PauseReplication { datastore } => describe(&Command::PauseReplication {
+            datastore: group(datastore),
+        }),
+        Command::ResumeReplication { datastore } => describe(&Command::ResumeReplication {
+            datastore: group(datastore),
+        }),
+        _ => describe(c),
     }
 }
 

@@ -381,7 +381,7 @@ impl DrApp {
             Action::Request(Request::Engine(c)) if !self.live.is_open() => {
                 self.log.warning(format!(
                     "{}: no workspace is open, so nothing runs",
-                    live::describe(&c)
+                    live::describe_in(&c, &self.doc.topology)
                 ));
             }
             Action::Request(r) => {
@@ -396,7 +396,7 @@ impl DrApp {
     /// "Operator: " prefix keeps the entry apart from the button that sent it.
     fn log_command(&mut self, r: &Request) {
         let text = match r {
-            Request::Engine(c) => live::describe(c),
+            Request::Engine(c) => live::describe_in(c, &self.doc.topology),
             Request::Pause => "Pause the simulated clock".into(),
             Request::Resume => "Resume the simulated clock".into(),
             Request::SetSpeed(s) => {
@@ -467,9 +467,10 @@ impl DrApp {
                 }
                 self.failover.on_scan(id, at, result);
             }
-            Report::NotApplied { command, reason } => self
-                .log
-                .warning(format!("{}: {reason}", live::describe(&command))),
+            Report::NotApplied { command, reason } => self.log.warning(format!(
+                "{}: {reason}",
+                live::describe_in(&command, &self.doc.topology)
+            )),
             r @ (Report::Reached { .. } | Report::StepDone { .. }) => self.demo_report(r),
             // Closed cleanly, or from a workspace the console has left.
             Report::Opened { .. }
