@@ -147,6 +147,8 @@ fn a_sample_plays_through_the_panels_and_ends_as_the_headless_run() {
                     commands_logged(app)
                 );
                 assert!(app.live.tasks.iter().any(|t| t.vm == "vm1"));
+                // The patent timelines copy at 0.25 MiB/s: the task says so (not "0").
+                h.get_by_label_contains("0.25 MiB/s  ·  ETA");
             }
             // The failover panel scanned, showed the plan and ran it.
             5 => {

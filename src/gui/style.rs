@@ -5,6 +5,18 @@ use egui::{Color32, RichText, Ui};
 
 use crate::dr::Rating;
 
+/// A copy rate in MiB/s, without its unit: "400", "0.25" (a slow copy is not "0").
+pub fn rate_text(mib_s: f64) -> String {
+    if mib_s >= 10.0 {
+        format!("{mib_s:.0}")
+    } else {
+        format!("{mib_s:.2}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    }
+}
+
 /// The color of a rating, used for text, chips and plot lines alike.
 pub fn rating_color(r: Rating, dark: bool) -> Color32 {
     match (r, dark) {

@@ -158,8 +158,8 @@ fn card(ui: &mut Ui, t: &Task, actions: &mut Vec<Action>) {
         } else if t.state == TaskState::Running {
             ui.label(
                 RichText::new(format!(
-                    "{:.0} MiB/s  ·  ETA {}  ·  {} blocks left  ·  mirror queue {}",
-                    v.mib_per_s,
+                    "{} MiB/s  ·  ETA {}  ·  {} blocks left  ·  mirror queue {}",
+                    super::style::rate_text(v.mib_per_s),
                     short_duration(v.eta_s),
                     count(v.blocks_left),
                     count(v.mirror_pending as u64)

@@ -366,7 +366,7 @@ impl Wizard {
         ui.label(
             RichText::new(format!(
                 "Copies at {} MiB/s (the slower datastore): about {} of simulated time, plus what the guest writes meanwhile.",
-                rate_text(mib_s),
+                super::style::rate_text(mib_s),
                 short_duration(need as f64 / mib_s)
             ))
             .weak(),
@@ -430,18 +430,6 @@ impl Wizard {
             }
         });
         command
-    }
-}
-
-/// A copy rate in MiB/s: "400", "0.25".
-fn rate_text(mib_s: f64) -> String {
-    if mib_s >= 10.0 {
-        format!("{mib_s:.0}")
-    } else {
-        format!("{mib_s:.2}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
     }
 }
 
