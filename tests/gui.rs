@@ -90,8 +90,12 @@ fn opening_a_broken_file_shows_the_error_and_keeps_the_topology() {
 fn opening_a_good_file_replaces_the_topology_and_title() {
     let mut h = default_app();
     h.run_steps(1);
+    // A filter typed for the demo's inventory does not carry over to the new one.
+    h.state_mut().filter = "web-01".into();
+    h.run_steps(1);
     h.state_mut().open_path(sample("patent_hazard.ron"));
     wait_for_io(&mut h);
+    assert_eq!(h.state().filter, "", "a new topology starts unfiltered");
     assert_eq!(
         h.state().title(),
         "drconsole — Patent hazard: cross-CG move in one PG"

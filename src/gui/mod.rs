@@ -625,6 +625,8 @@ impl DrApp {
             .info(format!("Opened \"{}\" from {source}", topology.name));
         self.doc = Document::new(topology, source);
         self.selection = None;
+        // The old filter would hide the new inventory's objects behind names it lacks.
+        self.filter.clear();
         self.wizard = wizard::Wizard::default();
         if self.workspace != WorkspaceChoice::None {
             self.workspace = WorkspaceChoice::Default;
