@@ -4,6 +4,7 @@
 use super::super::*;
 use super::GroupPhase;
 use crate::disk::{Horizon, VmDisk};
+use crate::engine::test_support::run_until;
 
 /// cg-a = {ds-1, ds-2} and cg-b = {ds-3, ds-4}, all in pg-1 (a move between them is rated
 /// heightened-mild); ds-5 replicated alone. Three VMs in cg-a, one in cg-b. A slow link
@@ -70,15 +71,6 @@ fn engine(dir: &Path) -> Engine {
 
 fn phase(e: &Engine) -> Option<GroupPhase> {
     e.snapshot().group_migrations.last().map(|g| g.phase)
-}
-
-/// Runs one event at a time until `stop` holds (fails after `limit`).
-fn run_until(e: &mut Engine, limit: SimTime, what: &str, stop: impl Fn(&Engine) -> bool) {
-    while !stop(e) {
-        let t = e.next_event_time().expect("events queued");
-        assert!(t <= limit, "not reached by {}: {what}", format_time(limit));
-        e.advance(t).unwrap();
-    }
 }
 
 /// Starts the confirmed move of cg-a to cg-b (the tests' group migration).

@@ -2477,6 +2477,9 @@ fn repair_journal_tail(path: &Path) -> Result<(), EngineError> {
 }
 
 #[cfg(test)]
+mod test_support;
+
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Replication and failover on real files, checked with the stamp verifier.
 
+use super::test_support::run_until;
 use super::*;
 use crate::recovery;
 
@@ -493,10 +494,10 @@ fn a1_moved_out_of_pg_a(dir: &Path) -> Engine {
         confirm: true,
     })
     .unwrap();
-    while e.is_migrating("a1") {
-        let t = e.next_event_time().unwrap();
-        e.advance(t).unwrap();
-    }
+    let limit = e.now() + 5 * MINUTE;
+    run_until(&mut e, limit, "a1's move to ds-l", |e| {
+        !e.is_migrating("a1")
+    });
     assert_eq!(e.location("a1").unwrap().0, "ds-l");
     assert!(old.exists(), "the deletion is not replicated yet");
     assert!(e.now < 5 * MINUTE, "the next cycle of cg-1 is not cut yet");

@@ -1,6 +1,7 @@
 //! Rescan arrays (SPEC §2) on real workspaces: opening an edited topology file over its
 //! workspace, the `Rescan` command on a running engine, and the refusals.
 
+use super::test_support::run_until;
 use super::*;
 use crate::dr::Rating;
 
@@ -121,6 +122,14 @@ fn after_checks(e: &Engine) {
     assert_eq!(saved.vm("a").unwrap().datastore, "ds-1");
 }
 
+/// Runs until no group has a cycle in flight.
+fn between_cycles(e: &mut Engine) {
+    let limit = e.now() + 30 * MINUTE;
+    run_until(e, limit, "no cycle in flight", |e| {
+        e.groups.iter().all(|g| g.transfer.is_none())
+    });
+}
+
 /// Runs until group `id` publishes a recovery point newer than `after` (or fails).
 fn run_until_published(e: &mut Engine, id: &str, after: Option<u64>) -> u64 {
     let limit = e.now() + 30 * MINUTE;
@@ -187,10 +196,7 @@ fn rescan_command_adopts_the_file_into_a_running_engine() {
     run_until_published(&mut e, "cg-2", None);
     e.advance(e.now() + 2 * MINUTE).unwrap();
     // Between cycles: no transfer in flight in either group.
-    while e.groups.iter().any(|g| g.transfer.is_some()) {
-        let t = e.next_event_time().unwrap();
-        e.advance(t).unwrap();
-    }
+    between_cycles(&mut e);
     before_checks(&e);
 
     std::fs::write(&file, edited()).unwrap();
@@ -310,14 +316,12 @@ fn rescan_refuses_changing_a_group_with_a_cycle_in_flight() {
     let mut e = Engine::create(&root, &topology(T), EngineOptions::default()).unwrap();
     e.apply(Command::StartWorkloads).unwrap();
     // The first cycle of cg-2 cut and on the wire.
-    while !e
-        .groups
-        .iter()
-        .any(|g| g.spec.id == "cg-2" && g.transfer.is_some())
-    {
-        let t = e.next_event_time().unwrap();
-        e.advance(t).unwrap();
-    }
+    let limit = e.now() + 5 * MINUTE;
+    run_until(&mut e, limit, "cg-2's first cycle on the wire", |e| {
+        e.groups
+            .iter()
+            .any(|g| g.spec.id == "cg-2" && g.transfer.is_some())
+    });
     let bytes = std::fs::read(root.join("topology.ron")).unwrap();
     let err = e.apply(Command::Rescan { file }).unwrap_err().to_string();
     // Both groups change (cg-1 gains ds-2, cg-2 ends); both have their first cycle out.
@@ -343,10 +347,7 @@ fn a_crash_after_the_topology_is_saved_reopens_adopted() {
     e.apply(Command::StartWorkloads).unwrap();
     run_until_published(&mut e, "cg-1", None);
     run_until_published(&mut e, "cg-2", None);
-    while e.groups.iter().any(|g| g.transfer.is_some()) {
-        let t = e.next_event_time().unwrap();
-        e.advance(t).unwrap();
-    }
+    between_cycles(&mut e);
     crate::fault::arm("rescan.topology-saved", 1);
     let err = e.apply(Command::Rescan { file }).unwrap_err();
     crate::fault::disarm();
