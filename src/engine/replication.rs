@@ -347,11 +347,11 @@ pub fn pending_publishes(ws: &Workspace) -> Result<recovery::PendingChanges, Eng
 }
 
 impl Engine {
-    fn staging_dir(&self, g: &GroupSpec) -> PathBuf {
+    pub(super) fn staging_dir(&self, g: &GroupSpec) -> PathBuf {
         staging_dir(self.ws.root(), g)
     }
 
-    fn commit_path(&self, g: &GroupSpec) -> PathBuf {
+    pub(super) fn commit_path(&self, g: &GroupSpec) -> PathBuf {
         commit_path(self.ws.root(), g)
     }
 
@@ -570,7 +570,11 @@ impl Engine {
                     self.give_back(&tr.taken);
                 }
                 let spec = self.groups[g].spec.clone();
-                remove_dir_if_exists(&self.staging_dir(&spec))?;
+                // A committed cycle whose re-apply failed keeps its staging: the commit
+                // record needs it to finish the publish (at the next cut or open).
+                if !self.commit_path(&spec).exists() {
+                    remove_dir_if_exists(&self.staging_dir(&spec))?;
+                }
                 let msg = format!("Replication of {}: cycle abandoned: {e}", spec.id);
                 self.push_log(LogLevel::Error, msg.clone());
                 self.groups[g].last_error = Some(e.to_string());

@@ -738,3 +738,45 @@ fn a_planned_failover_whose_final_cut_fails_stops_and_restarts_the_guests() {
 fn a_planned_failover_whose_final_publish_fails_stops_and_restarts_the_guests() {
     planned_failover_stops_on_an_error_at("publish.commit-written");
 }
+
+/// A publish that fails past its commit record is finished before the next cut; if that
+/// re-apply fails too, the cycle's staging stays (the commit record needs it), and a later
+/// cut finishes the publish and goes on: the replicas are its cut, and the workspace opens.
+#[test]
+fn a_failed_re_apply_of_a_committed_publish_keeps_its_staging() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ws");
+    let mut e = Engine::create(&root, &topology(100.0, 5, 300), opts(4)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(3 * MINUTE).unwrap();
+    let g = e.groups.iter().position(|g| g.spec.id == "cg-1").unwrap();
+    let spec = e.groups[g].spec.clone();
+    let (commit, staging) = (e.commit_path(&spec), e.staging_dir(&spec));
+    let published = e.groups[g].published.clone().unwrap().cycle;
+    let replicate = || Command::ReplicateNow {
+        datastore: spec.pairs[0].datastore.clone(),
+    };
+    // The publish fails right after its commit record is written.
+    crate::fault::fail_next("publish.commit-written", 1);
+    e.apply(replicate()).unwrap();
+    e.advance(e.now + MINUTE).unwrap();
+    assert!(
+        commit.exists() && staging.exists(),
+        "committed, not applied"
+    );
+    // The next cut re-applies it first, and that fails too.
+    crate::fault::fail_next("publish.replica-applied", 1);
+    let _ = e.apply(replicate());
+    e.advance(e.now + SECOND).unwrap();
+    crate::fault::disarm();
+    assert!(commit.exists(), "the commit record stands");
+    assert!(staging.exists(), "its staging is kept for it");
+    // A later cut finishes it and publishes anew.
+    e.apply(replicate()).unwrap();
+    e.advance(e.now + MINUTE).unwrap();
+    assert!(!commit.exists() && !staging.exists());
+    assert!(e.groups[g].published.as_ref().unwrap().cycle >= published + 2);
+    assert_point_is_the_cut(&e, g);
+    e.close().unwrap();
+    Engine::open(&root).unwrap().close().unwrap();
+}
