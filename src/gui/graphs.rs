@@ -132,12 +132,7 @@ pub(crate) fn latency_text(us: f64, scale_us: f64) -> String {
     } else {
         (1.0, "µs")
     };
-    let v = us / div;
-    // Whole numbers as such; otherwise up to two decimals, trailing zeros dropped.
-    let text = format!("{v:.2}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    let text = if text == "-0" { "0" } else { text };
-    format!("{text} {unit}")
+    format!("{} {unit}", super::style::decimals(us / div))
 }
 
 /// The "all VMs" latency line: a neutral grey, so the migrating VMs stand out.

@@ -407,23 +407,17 @@ fn report_result(r: &CommandResult, topology: &Topology, log: &mut EventLog) {
 /// command carries one datastore of the group, so cg-silver's *Replicate now* is
 /// "Replicate cg-silver now", not "Replicate ds-silver-1 now".
 pub fn describe_in(c: &Command, t: &Topology) -> String {
-    let group = |ds: &str| {
-        t.datastore(ds)
+    let mut c = c.clone();
+    if let Command::ReplicateNow { datastore }
+    | Command::PauseReplication { datastore }
+    | Command::ResumeReplication { datastore } = &mut c
+        && let Some(cg) = t
+            .datastore(datastore)
             .and_then(|d| crate::dr::datastore_cg(t, d))
-            .unwrap_or_else(|| ds.to_string())
-    };
-    match c {
-        Command::ReplicateNow { datastore } => describe(&Command::ReplicateNow {
-            datastore: group(datastore),
-        }),
-        Command::PauseReplication { datastore } => describe(&Command::PauseReplication {
-            datastore: group(datastore),
-        }),
-        Command::ResumeReplication { datastore } => describe(&Command::ResumeReplication {
-            datastore: group(datastore),
-        }),
-        _ => describe(c),
+    {
+        *datastore = cg;
     }
+    describe(&c)
 }
 
 /// A command in a few words, for error messages.

@@ -10,11 +10,15 @@ pub fn rate_text(mib_s: f64) -> String {
     if mib_s >= 10.0 {
         format!("{mib_s:.0}")
     } else {
-        format!("{mib_s:.2}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
+        decimals(mib_s)
     }
+}
+
+/// Up to two decimals, trailing zeros dropped: "100", "1.5", "0.25", "0" (never "-0").
+pub fn decimals(v: f64) -> String {
+    let text = format!("{v:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" { "0" } else { text }.to_string()
 }
 
 /// The color of a rating, used for text, chips and plot lines alike.

@@ -147,7 +147,8 @@ fn card(ui: &mut Ui, t: &Task, actions: &mut Vec<Action>) {
             ((p / 100.0) as f32, format!("{p:.0}%  ·  {phase}"))
         };
         ui.add(egui::ProgressBar::new(fraction).text(text));
-        if let (TaskState::Running, Some(err)) = (t.state, &v.error) {
+        if t.state == TaskState::Running && v.phase == Phase::RollbackFailed {
+            let err = v.error.as_deref().unwrap_or("I/O error");
             ui.label(style::toned(
                 ui,
                 format!(
