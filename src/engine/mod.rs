@@ -507,8 +507,8 @@ pub struct Engine {
     pending_failover: Option<PendingFailover>,
     test_dir: Option<PathBuf>,
     metadata_gen: u64,
-    /// Copy throughput of every datastore, MiB/s (the topology's datastores never change
-    /// while the engine runs; only where VMs live does).
+    /// Copy throughput of every datastore, MiB/s ([`throughput_of`] the topology in use,
+    /// made anew when a rescan adopts another).
     throughput: HashMap<String, f64>,
     stretch: stretch::StretchRt,
     health: health::HealthRt,
@@ -523,6 +523,14 @@ const LATENCY_SAMPLES: usize = 2048;
 const READ_ERRORS_LOGGED: u64 = 3;
 
 /// splitmix64: the guests' seeded random numbers.
+/// Copy throughput of every datastore of `t`, MiB/s.
+fn throughput_of(t: &Topology) -> HashMap<String, f64> {
+    t.datastores
+        .iter()
+        .map(|d| (d.id.clone(), d.throughput_mib_s))
+        .collect()
+}
+
 fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
@@ -851,11 +859,7 @@ impl Engine {
             pending_failover: state.pending_failover.clone(),
             test_dir: state.test_dir.clone(),
             metadata_gen: 0,
-            throughput: topo
-                .datastores
-                .iter()
-                .map(|d| (d.id.clone(), d.throughput_mib_s))
-                .collect(),
+            throughput: throughput_of(&topo),
             stretch: Default::default(),
             health: Default::default(),
             hosts: Default::default(),

@@ -70,21 +70,17 @@ impl Engine {
             return Ok(Outcome::Done(format!("Rescan of {file}: nothing changed")));
         }
         let specs = groups_of(&new);
-        self.check_rescan(&new, &specs, file)?;
-        let before = crate::dr::discover_tags(self.topology());
-        let after = crate::dr::discover_tags(&new);
         let old_pairs = pairs_of(self.groups.iter().map(|g| &g.spec));
         let new_pairs = pairs_of(&specs);
+        self.check_rescan(&new, &specs, (&old_pairs, &new_pairs), file)?;
+        let before = crate::dr::discover_tags(self.topology());
+        let after = crate::dr::discover_tags(&new);
 
         self.ws.adopt_topology(&new)?;
         fault_point("rescan.topology-saved")?;
         let (added, changed, removed) = self.adopt_groups(specs)?;
         self.retrack(&old_pairs, &new_pairs)?;
-        self.throughput = new
-            .datastores
-            .iter()
-            .map(|d| (d.id.clone(), d.throughput_mib_s))
-            .collect();
+        self.throughput = super::throughput_of(&new);
         self.persist_state()?;
         debug_assert_eq!(
             self.groups.iter().map(|g| &g.spec).collect::<Vec<_>>(),
@@ -116,10 +112,12 @@ impl Engine {
     }
 
     /// The engine's refusals (see the module's doc), checked before anything changes.
+    /// `pairs`: each protected datastore's replica before and after the rescan.
     fn check_rescan(
         &self,
         new: &Topology,
         specs: &[GroupSpec],
+        (old_pairs, new_pairs): (&BTreeMap<String, String>, &BTreeMap<String, String>),
         file: &str,
     ) -> Result<(), EngineError> {
         let refuse = |object: String, rule: String| {
@@ -164,8 +162,6 @@ impl Engine {
         any_group_changes |= specs
             .iter()
             .any(|s| !self.groups.iter().any(|g| g.spec.key == s.key));
-        let old_pairs = pairs_of(self.groups.iter().map(|g| &g.spec));
-        let new_pairs = pairs_of(specs);
         for vm in &self.vms {
             let Some(m) = &vm.migration else { continue };
             for ds in [&m.rec.from, &m.rec.to] {
