@@ -86,15 +86,8 @@ fn slow(name: Option<&'static str>) -> io::Result<()> {
                 None => s.hits.push((name, 1)),
             }
         }
-        if let Some((point, nth)) = s.transient.clone()
-            && point == name
-        {
-            s.transient_seen += 1;
-            if s.transient_seen == nth {
-                s.transient = None;
-                return Err(injected(&format!("{name}#{nth} (transient)")));
-            }
-        }
+        // The armed crash counts every pass first, so a transient error on the same point
+        // does not shift which pass crashes.
         if let Some((armed, nth)) = s.armed.clone()
             && armed == name
         {
@@ -106,6 +99,15 @@ fn slow(name: Option<&'static str>) -> io::Result<()> {
                 let at = format!("{name}#{nth}");
                 s.tripped = Some(at.clone());
                 return Err(injected(&at));
+            }
+        }
+        if let Some((point, nth)) = s.transient.clone()
+            && point == name
+        {
+            s.transient_seen += 1;
+            if s.transient_seen == nth {
+                s.transient = None;
+                return Err(injected(&format!("{name}#{nth} (transient)")));
             }
         }
         Ok(())
@@ -126,8 +128,14 @@ pub fn record() {
 /// Arms this thread: the `nth` pass (from 1) of point `name` fails, and everything after.
 pub fn arm(name: &str, nth: u64) {
     STATE.with(|s| {
-        *s.borrow_mut() = State {
+        let mut s = s.borrow_mut();
+        // A pending transient error stays, as [`fail_next`] keeps an arming.
+        let transient = s.transient.take();
+        let transient_seen = s.transient_seen;
+        *s = State {
             armed: Some((name.to_string(), nth)),
+            transient,
+            transient_seen,
             ..State::default()
         }
     });
@@ -279,6 +287,18 @@ mod tests {
         assert_eq!(e.to_string(), "injected fault at io#2 (transient)");
         assert!(point("io").is_ok() && point("other").is_ok() && alive().is_ok());
         assert_eq!(tripped(), None);
+        disarm();
+    }
+
+    #[test]
+    fn a_transient_error_and_an_armed_crash_on_one_point_keep_their_own_passes() {
+        fail_next("a", 1);
+        arm("a", 2);
+        let first = point("a").unwrap_err();
+        assert_eq!(first.to_string(), "injected fault at a#1 (transient)");
+        assert_eq!(tripped(), None);
+        assert_eq!(point("a").unwrap_err().to_string(), "injected fault at a#2");
+        assert_eq!(tripped().as_deref(), Some("a#2"));
         disarm();
     }
 }
