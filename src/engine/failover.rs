@@ -200,6 +200,20 @@ pub(super) struct PendingFailover {
 }
 
 impl Engine {
+    /// The replication groups with a pair on one of the `protected` datastores.
+    fn groups_in_scope<'a>(
+        &'a self,
+        protected: &'a BTreeSet<String>,
+    ) -> impl Iterator<Item = usize> + 'a {
+        (0..self.groups.len()).filter(move |&g| {
+            self.groups[g]
+                .spec
+                .pairs
+                .iter()
+                .any(|p| protected.contains(&p.datastore))
+        })
+    }
+
     /// The protected datastores of these PGs, and their replicas.
     pub(super) fn pg_scope(
         &self,
@@ -463,12 +477,7 @@ impl Engine {
                     ));
                 }
             }
-            for g in self.groups.iter().filter(|g| {
-                g.spec
-                    .pairs
-                    .iter()
-                    .any(|p| protected.contains(&p.datastore))
-            }) {
+            for g in self.groups_in_scope(&protected).map(|g| &self.groups[g]) {
                 if g.saved.failed_over {
                     problems.push(format!("group {} has already failed over", g.spec.id));
                 }
@@ -548,15 +557,7 @@ impl Engine {
                 for &i in &in_scope {
                     self.power_off(i);
                 }
-                let groups: Vec<usize> = (0..self.groups.len())
-                    .filter(|&g| {
-                        self.groups[g]
-                            .spec
-                            .pairs
-                            .iter()
-                            .any(|p| protected.contains(&p.datastore))
-                    })
-                    .collect();
+                let groups: Vec<usize> = self.groups_in_scope(&protected).collect();
                 // Pending before the cuts: a cut that fails stops it (and restarts the VMs).
                 self.pending_failover = Some(PendingFailover {
                     id,
@@ -692,13 +693,8 @@ impl Engine {
         // A publish committed but not applied (an I/O error in mid-apply) is the replicas'
         // state: finish it before electing, as the next open would.
         let (protected, _) = self.pg_scope(pgs)?;
-        for g in 0..self.groups.len() {
+        for g in self.groups_in_scope(&protected).collect::<Vec<_>>() {
             if self.groups[g].transfer.is_none()
-                && self.groups[g]
-                    .spec
-                    .pairs
-                    .iter()
-                    .any(|p| protected.contains(&p.datastore))
                 && let Some(cycle) = self.finish_committed_publish(g)?
             {
                 let group = self.groups[g].spec.id.clone();
@@ -878,17 +874,10 @@ impl Engine {
             });
         }
         if kind != FailoverKind::Test {
-            for g in 0..self.groups.len() {
-                if self.groups[g]
-                    .spec
-                    .pairs
-                    .iter()
-                    .any(|p| protected.contains(&p.datastore))
-                {
-                    self.abandon_transfer(g, "failed over")?;
-                    self.groups[g].saved.failed_over = true;
-                    self.groups[g].saved.next_cut = None;
-                }
+            for g in self.groups_in_scope(&protected).collect::<Vec<_>>() {
+                self.abandon_transfer(g, "failed over")?;
+                self.groups[g].saved.failed_over = true;
+                self.groups[g].saved.next_cut = None;
             }
         }
         let lost = results.iter().filter(|r| !r.recovered).count();
