@@ -239,6 +239,15 @@ pub struct Workspace {
     topology: Topology,
 }
 
+/// `root/sites/<site>/datastores/<datastore>`: where a datastore lives in a workspace (one
+/// place for the layout of SPEC §4).
+pub fn datastore_path(root: &Path, site: &str, datastore: &str) -> PathBuf {
+    root.join("sites")
+        .join(site)
+        .join("datastores")
+        .join(datastore)
+}
+
 impl Workspace {
     /// Materializes `topology` into `root` (created if missing; it must not already hold a
     /// topology.ron). Lays out every site's datastore directories, one instance per VM on its
@@ -491,12 +500,7 @@ impl Workspace {
             {
                 continue;
             }
-            let dir = self
-                .root
-                .join("sites")
-                .join(&ds.site)
-                .join("datastores")
-                .join(&ds.id);
+            let dir = datastore_path(&self.root, &ds.site, &ds.id);
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             if let Some(parent) = dir.parent() {
                 sync_dir(parent)?;
@@ -513,12 +517,7 @@ impl Workspace {
                 .ok_or_else(|| WorkspaceError::UnknownDatastore {
                     datastore: datastore.to_string(),
                 })?;
-        Ok(self
-            .root
-            .join("sites")
-            .join(&ds.site)
-            .join("datastores")
-            .join(&ds.id))
+        Ok(datastore_path(&self.root, &ds.site, &ds.id))
     }
 
     /// Checks what the engine is about to read and write through before it opens anything:

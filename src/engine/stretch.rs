@@ -206,13 +206,11 @@ impl Engine {
                 "is not a distributed datastore",
             )
         })?;
-        Ok(self
-            .ws
-            .root()
-            .join("sites")
-            .join(&dist.remote_site)
-            .join("datastores")
-            .join(ds))
+        Ok(crate::workspace::datastore_path(
+            self.ws.root(),
+            &dist.remote_site,
+            ds,
+        ))
     }
 
     /// The VMs (index, instance) living on datastore `ds` now.
