@@ -359,6 +359,30 @@ impl Engine {
         published_path(self.ws.root(), g)
     }
 
+    /// A group's runtime as it starts (at open, or new with a rescan): its saved schedule and
+    /// the recovery point its replicas hold, nothing in flight.
+    pub(super) fn group_rt(
+        &self,
+        spec: GroupSpec,
+        saved: GroupSaved,
+    ) -> Result<GroupRt, EngineError> {
+        let path = self.published_path(&spec);
+        let published = if path.exists() {
+            Some(read_ron::<PublishedPoint>(&path)?)
+        } else {
+            None
+        };
+        Ok(GroupRt {
+            spec,
+            saved,
+            published,
+            transfer: None,
+            generation: 0,
+            alarmed: false,
+            last_error: None,
+        })
+    }
+
     /// Builds the groups at start: reads their published points, finishes or undoes a
     /// publish a crash interrupted, and queues their next cuts.
     pub(super) fn start_replication(
@@ -367,21 +391,8 @@ impl Engine {
     ) -> Result<(), EngineError> {
         for spec in groups_of(self.topology()) {
             let s = saved.get(&spec.key).cloned().unwrap_or_default();
-            let published_path = self.published_path(&spec);
-            let published = if published_path.exists() {
-                Some(read_ron::<PublishedPoint>(&published_path)?)
-            } else {
-                None
-            };
-            self.groups.push(GroupRt {
-                spec,
-                saved: s,
-                published,
-                transfer: None,
-                generation: 0,
-                alarmed: false,
-                last_error: None,
-            });
+            let g = self.group_rt(spec, s)?;
+            self.groups.push(g);
         }
         for g in 0..self.groups.len() {
             let spec = self.groups[g].spec.clone();

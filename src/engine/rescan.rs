@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::group::GroupPhase;
-use super::replication::{GroupRt, GroupSaved, GroupSpec, PublishedPoint, groups_of};
-use super::{Engine, EngineError, Ev, Outcome, fault_point, read_ron};
+use super::replication::{GroupRt, GroupSaved, GroupSpec, groups_of};
+use super::{Engine, EngineError, Ev, Outcome, fault_point};
 use crate::topology::Topology;
 use crate::workspace::WorkspaceError;
 
@@ -255,23 +255,10 @@ impl Engine {
                     self.groups.push(g);
                 }
                 None => {
-                    let path = self.published_path(&spec);
-                    let published = if path.exists() {
-                        Some(read_ron::<PublishedPoint>(&path)?)
-                    } else {
-                        None
-                    };
                     added.push(spec.key.clone());
                     due.push(ni);
-                    self.groups.push(GroupRt {
-                        spec,
-                        saved: GroupSaved::default(),
-                        published,
-                        transfer: None,
-                        generation: 0,
-                        alarmed: false,
-                        last_error: None,
-                    });
+                    let g = self.group_rt(spec, GroupSaved::default())?;
+                    self.groups.push(g);
                 }
             }
         }
