@@ -114,7 +114,9 @@ fn a_confirmed_severe_move_runs_in_the_task_list_and_moves_the_vm() {
     let paused_at = h.state().live.snapshot.as_ref().unwrap().now;
     h.get_by_label("▶ Resume");
 
-    let sure = h.get_by_role(Role::CheckBox);
+    // The wizard's own checkbox: a plot legend's entries are checkboxes too.
+    let window = h.get_by_label(drconsole::gui::wizard::TITLE);
+    let sure = window.get_by_role(Role::CheckBox);
     assert!(
         sure.accesskit_node()
             .label()

@@ -44,7 +44,8 @@ fn the_operator_story_from_open_to_an_exported_log() {
     assert_eq!(h.state().wizard.step(), Step::Review);
     assert!(h.query_all_by_label("heightened-mild").count() >= 1);
     assert!(h.get_by_label(START).accesskit_node().is_disabled());
-    h.get_by_role(Role::CheckBox).click();
+    // The wizard's own checkbox: a plot legend's entries are checkboxes too.
+    h.get_by_label(TITLE).get_by_role(Role::CheckBox).click();
     h.run_steps(2);
     click(&mut h, START);
     assert!(!h.state().wizard.open);
