@@ -417,7 +417,8 @@ fn close_demo_returns_to_the_topology_workspace_and_speed_from_before() {
     });
     let before = h.state().live.status.clone();
     assert_eq!(before, Status::Open(dir.path().join("console")));
-    h.state_mut().demo_open_paused(sample("live_migration.ron"));
+    h.state_mut()
+        .demo_open_paused(sample("disaster_mid_copy.ron"));
     step_until(
         &mut h,
         "the demo to wait at its start",
@@ -436,7 +437,7 @@ fn close_demo_returns_to_the_topology_workspace_and_speed_from_before() {
         h.state().live.clock.speed,
         drconsole::gui::demo::DEFAULT_SPEED
     );
-    assert_ne!(h.state().title(), "drconsole — Two-site demo");
+    assert_eq!(h.state().title(), "drconsole — Patent timelines");
 
     click(&mut h, drconsole::gui::demo::CLOSE);
     assert!(h.state().demo.player.is_none());
