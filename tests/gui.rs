@@ -231,3 +231,174 @@ fn rescan_arrays_shows_an_edited_files_new_tag() {
         Some("cg-1")
     );
 }
+
+/// Every main view at this window size, with its key controls where the operator can use
+/// them: inside the window and inside their own panel (not cut off at its edge, not under
+/// the next one); tables that do not fit scroll sideways to their last column.
+fn key_controls_are_reachable_at(size: [f32; 2]) {
+    use common::{Region, assert_inside, assert_reachable, click, step_until, wait_ready};
+    use drconsole::gui::replication::{disaster_button, replicate_now_name};
+    use drconsole::gui::{MainTab, SideTab};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let topo = sample("clusters.ron");
+    let mut h = common::app_sized(dir.path(), &["--topology", topo.to_str().unwrap()], size);
+    wait_ready(&mut h);
+    h.run_steps(4);
+    let app = h.state();
+    assert_eq!(app.regions.window.size(), egui::vec2(size[0], size[1]));
+    let central = app.regions.central;
+    for (name, r) in [
+        ("inventory", app.regions.inventory.unwrap()),
+        ("side panel", app.regions.side.unwrap()),
+        ("event log", app.regions.log.unwrap()),
+    ] {
+        assert!(
+            !r.shrink(1.0).intersects(central),
+            "the {name} {r:?} overlaps the middle {central:?} at {size:?}"
+        );
+    }
+    assert!(
+        central.width() >= 400.0,
+        "the middle is {central:?} at {size:?}"
+    );
+
+    // Details of a VM: its Migrate… button, and the ratings table's last column.
+    h.state_mut().selection = Some(Selection::Vm("web-01".into()));
+    h.run_steps(3);
+    assert_inside(&mut h, "Migrate…", Region::Central);
+    assert_reachable(&mut h, "Fault", Region::Central);
+
+    // Failover.
+    click(&mut h, "Failover");
+    assert_eq!(h.state().main_tab, MainTab::Failover);
+    assert_inside(&mut h, drconsole::gui::failover::SCAN, Region::Central);
+    assert_inside(&mut h, drconsole::gui::failover::RUN, Region::Central);
+
+    // Resilience: array health, hosts, datastore clusters and maintenance mode.
+    click(&mut h, "Resilience");
+    assert_eq!(h.state().main_tab, MainTab::Resilience);
+    assert_inside(&mut h, "Fault array-pa", Region::Central);
+    assert_inside(&mut h, "Fail esx-pa-1", Region::Central);
+    assert_inside(&mut h, "Balance dsc-gold", Region::Central);
+    h.get_by_label("Enter maintenance ds-local-2").click();
+    step_until(&mut h, "maintenance mode", Duration::from_secs(10), |a| {
+        a.live.snapshot.as_ref().is_some_and(|s| {
+            s.placement
+                .iter()
+                .flat_map(|c| &c.datastores)
+                .any(|d| d.id == "ds-local-2" && d.in_maintenance)
+        })
+    });
+    assert_reachable(&mut h, "Exit maintenance ds-local-2", Region::Central);
+
+    // The side panel's two tabs.
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Replication")
+        .click();
+    h.run_steps(3);
+    assert_eq!(h.state().side_tab, SideTab::Replication);
+    assert_inside(&mut h, "Link down", Region::Side);
+    assert_inside(&mut h, &disaster_button("pa"), Region::Side);
+    for g in ["cg-gold-a", "ds-bronze-1"] {
+        assert_inside(&mut h, &replicate_now_name(g), Region::Side);
+    }
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "Migrations")
+        .click();
+    h.run_steps(3);
+    assert_eq!(h.state().side_tab, SideTab::Migrations);
+    assert_inside(&mut h, "Copy progress", Region::Side);
+    assert_inside(&mut h, "Guest write latency", Region::Side);
+
+    // The event log.
+    assert_inside(&mut h, "Export…", Region::Log);
+    assert_inside(&mut h, "Filter the log", Region::Log);
+
+    // Folding the side panels away gives the middle their room; they come back.
+    let before = h.state().regions.central.width();
+    click(&mut h, drconsole::gui::HIDE_INVENTORY);
+    click(&mut h, drconsole::gui::HIDE_SIDE_PANEL);
+    h.run_steps(20);
+    assert!(h.state().regions.inventory.is_none() && h.state().regions.side.is_none());
+    assert!(h.state().regions.central.width() > before + 300.0);
+    click(&mut h, drconsole::gui::SHOW_INVENTORY);
+    click(&mut h, drconsole::gui::SHOW_SIDE_PANEL);
+    h.run_steps(20);
+    assert!(h.state().regions.inventory.is_some() && h.state().regions.side.is_some());
+}
+
+#[test]
+fn key_controls_are_reachable_at_1024x700() {
+    key_controls_are_reachable_at([1024.0, 700.0]);
+}
+
+#[test]
+fn key_controls_are_reachable_at_1600x1000() {
+    key_controls_are_reachable_at([1600.0, 1000.0]);
+}
+
+/// Toasts cover no control: stacked over the event log's rows (which hold the same lines),
+/// clipped to them however many there are; with the log folded away, in a strip of their
+/// own above the status bar.
+#[test]
+fn toasts_stay_over_the_log_or_in_a_strip_of_their_own() {
+    let startup = Startup::from_path(None).browse_only();
+    let mut h = Harness::builder()
+        .with_size([1024.0, 700.0])
+        .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup));
+    h.run_steps(2);
+    for i in 1..=4 {
+        h.state_mut().log.error(format!(
+            "Toast number {i}: something went wrong with a long enough explanation to wrap over two lines"
+        ));
+    }
+    h.run_steps(4);
+    assert_eq!(h.state().log.visible_toasts().len(), 4);
+    let panels = |h: &Harness<'static, DrApp>| {
+        let r = h.state().regions;
+        [Some(r.central), r.inventory, r.side]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+    };
+    // As many as the log's rows hold, the newest; each whole inside the log.
+    let log = h.state().regions.log.unwrap();
+    let shown: Vec<egui::Rect> = h
+        .query_all_by_label_contains("Toast number")
+        .map(|n| n.rect())
+        .collect();
+    assert!(!shown.is_empty());
+    for r in &shown {
+        assert!(
+            log.contains_rect(*r),
+            "a toast at {r:?} is outside the log {log:?}"
+        );
+        for p in panels(&h) {
+            assert!(!r.intersects(p), "{r:?} covers {p:?}");
+        }
+    }
+    assert!(
+        shown.len() < 8,
+        "the older toasts wait their turn: {shown:?}"
+    );
+    // The newest is there, as a toast and as a line of the log.
+    assert_eq!(h.query_all_by_label_contains("Toast number 4").count(), 2);
+
+    // The log folded away: a strip between the panels and the status bar.
+    h.state_mut()
+        .log
+        .error("Toast number 5: with the log folded away");
+    h.get_by_label("View").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(egui::accesskit::Role::CheckBox, "Event log")
+        .click();
+    h.run_steps(2);
+    h.key_press(egui::Key::Escape);
+    h.run_steps(20);
+    assert!(h.state().regions.log.is_none());
+    let toast = h.get_by_label_contains("Toast number 5").rect();
+    for p in panels(&h) {
+        assert!(!toast.intersects(p), "{toast:?} covers {p:?}");
+    }
+    assert!(h.state().regions.window.contains_rect(toast));
+}

@@ -91,35 +91,44 @@ fn a_sample_plays_through_the_panels_and_ends_as_the_headless_run() {
         let app = h.state();
         let p = app.demo.player.as_ref().unwrap();
         let report = &p.reports[i];
-        // The caption is on screen with the step's outcome.
         let caption = step.caption.clone().unwrap();
-        assert_eq!(h.query_all_by_label(&caption).count(), 1, "{caption}");
-        // It sits in its own strip above the panels, covering none of them: above the
-        // middle's tabs and the inventory's filter, whatever the step acts on below.
-        let below = h.get_by_label(&caption).rect().bottom();
-        for label in [
-            "Details",
-            "Failover",
-            "Resilience",
-            "Migrations",
-            "Replication",
-            "Filter",
-        ] {
-            for n in h.query_all_by_label(label) {
-                assert!(
-                    n.rect().top() >= below,
-                    "step {}: the caption (bottom {below}) is not above {label} at {:?}",
-                    i + 1,
-                    n.rect()
-                );
+        if i + 1 == total {
+            // The demo is over: its caption goes (its result stays in the log, and the
+            // verdicts in the player bar).
+            assert!(h.query_by_label(&caption).is_none(), "{caption}");
+            assert!(app.demo.player.as_ref().unwrap().caption.is_none());
+            h.get_by_label("✔ 3 passed");
+            h.get_by_label(&format!("step {total} of {total}"));
+        } else {
+            // The caption is on screen with the step's outcome.
+            assert_eq!(h.query_all_by_label(&caption).count(), 1, "{caption}");
+            // It sits in its own strip above the panels, covering none of them: above the
+            // middle's tabs and the inventory's filter, whatever the step acts on below.
+            let below = h.get_by_label(&caption).rect().bottom();
+            for label in [
+                "Details",
+                "Failover",
+                "Resilience",
+                "Migrations",
+                "Replication",
+                "Filter",
+            ] {
+                for n in h.query_all_by_label(label) {
+                    assert!(
+                        n.rect().top() >= below,
+                        "step {}: the caption (bottom {below}) is not above {label} at {:?}",
+                        i + 1,
+                        n.rect()
+                    );
+                }
             }
+            h.get_by_label(&format!("step {} of {total}", i + 1));
+            h.get_by_label(&format!(
+                "{} — {}",
+                outcome_words(report.outcome),
+                report.detail
+            ));
         }
-        h.get_by_label(&format!("step {} of {total}", i + 1));
-        h.get_by_label(&format!(
-            "{} — {}",
-            outcome_words(report.outcome),
-            report.detail
-        ));
         if let Action::Expect(_) = step.action {
             assert_eq!(report.outcome, StepOutcome::Pass, "{report:?}");
         } else {
@@ -394,4 +403,53 @@ fn a_presenters_keys_step_through_a_whole_demo() {
         );
     }
     assert!(h.state().demo.player.as_ref().unwrap().finished());
+}
+
+/// Close demo goes back to what the console showed before the demo: its topology, its
+/// workspace and its clock speed.
+#[test]
+fn close_demo_returns_to_the_topology_workspace_and_speed_from_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = console(dir.path());
+    click(&mut h, "10×");
+    step_until(&mut h, "10×", Duration::from_secs(10), |a| {
+        a.live.clock.speed == 10.0
+    });
+    let before = h.state().live.status.clone();
+    assert_eq!(before, Status::Open(dir.path().join("console")));
+    h.state_mut()
+        .demo_open_paused(sample("disaster_mid_copy.ron"));
+    step_until(
+        &mut h,
+        "the demo to wait at its start",
+        Duration::from_secs(60),
+        |a| a.demo.player.as_ref().is_some_and(|p| p.ready()) && a.engine_ready(),
+    );
+    assert_ne!(h.state().live.status, before);
+    click(&mut h, STEP);
+    step_until(&mut h, "step 1", Duration::from_secs(60), |a| {
+        a.demo
+            .player
+            .as_ref()
+            .is_some_and(|p| p.reports.len() == 1 && p.ready())
+    });
+    assert_eq!(
+        h.state().live.clock.speed,
+        drconsole::gui::demo::DEFAULT_SPEED
+    );
+    assert_eq!(h.state().title(), "drconsole — Patent timelines");
+
+    click(&mut h, drconsole::gui::demo::CLOSE);
+    assert!(h.state().demo.player.is_none());
+    assert_eq!(h.state().title(), "drconsole — Two-site demo");
+    step_until(
+        &mut h,
+        "the console's own workspace at its own speed",
+        Duration::from_secs(30),
+        |a| a.engine_ready() && a.live.status == before && a.live.clock.speed == 10.0,
+    );
+    h.run_steps(5);
+    assert_eq!(h.state().live.clock.speed, 10.0);
+    assert_eq!(h.state().doc.topology.name, "Two-site demo");
+    h.get_by_label_contains("pa — Palo Alto (protected)");
 }

@@ -514,3 +514,130 @@ fn a_planned_failover_asks_first_and_loses_no_write() {
     assert_eq!(h.query_all_by_label("consistent").count(), 2);
     h.get_by_label("the VMs run on the replicas");
 }
+
+/// The failover's Scan and Run sit in a footer: scrolled to the end of a long plan, Run is
+/// still in the window (it sat above the plan and scrolled away with it).
+#[test]
+fn run_stays_in_view_below_a_long_plan_at_1024x700() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = common::app_sized(dir.path(), &[], [1024.0, 700.0]);
+    common::wait_ready(&mut h);
+    h.get_by_role_and_label(Role::Button, "Failover").click();
+    h.run_steps(2);
+    for pg in ["🛡 pg-tier1", "🛡 pg-tier2"] {
+        h.get_by_role_and_label(Role::CheckBox, pg).click();
+        h.run_steps(2);
+    }
+    click(&mut h, SCAN);
+    let plan = scanned_plan(&mut h);
+    assert_eq!(plan.vms.len(), 7);
+    // Down to the plan's last VM: the plan is taller than the view.
+    let last = plan.vms.last().unwrap().election.vm.clone().unwrap();
+    let row = |h: &Harness<'static, DrApp>| {
+        let central = h.state().regions.central;
+        h.query_all_by_label_contains(&last)
+            .map(|n| n.rect())
+            .filter(|r| central.x_range().contains(r.left()))
+            .max_by(|a, b| a.top().total_cmp(&b.top()))
+            .unwrap()
+    };
+    let top_before = row(&h).top();
+    assert!(
+        top_before > 700.0,
+        "the plan fits the window ({top_before}): not long enough to test"
+    );
+    h.query_all_by_label_contains(&last)
+        .filter(|n| {
+            h.state()
+                .regions
+                .central
+                .x_range()
+                .contains(n.rect().left())
+        })
+        .last()
+        .unwrap()
+        .scroll_to_me();
+    h.run_steps(4);
+    assert!(row(&h).top() < 700.0, "scrolled down to the last VM");
+    common::assert_inside(&mut h, RUN, common::Region::Central);
+    common::assert_inside(&mut h, SCAN, common::Region::Central);
+    assert!(
+        !h.get_by_label(RUN).accesskit_node().is_disabled(),
+        "the plan can run"
+    );
+}
+
+/// Once the protected site is lost, the Failover tab offers the failover that recovers its
+/// VMs: unplanned (the operator can still choose another).
+#[test]
+fn a_lost_protected_site_preselects_an_unplanned_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = replicating(dir.path());
+    assert_eq!(h.state().failover.kind, FailoverKind::Test);
+    open_modal(&mut h, &disaster_button("pa"));
+    click(&mut h, &disaster_confirm("pa"));
+    step_until(&mut h, "site pa to go down", Duration::from_secs(10), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.sites_down == ["pa"])
+    });
+    assert_eq!(h.state().failover.kind, FailoverKind::Unplanned);
+    h.get_by_role_and_label(Role::Button, "Failover").click();
+    h.run_steps(2);
+    assert_eq!(
+        h.get_by_role_and_label(Role::RadioButton, "unplanned")
+            .accesskit_node()
+            .toggled(),
+        Some(egui::accesskit::Toggled::True),
+        "the unplanned radio is chosen"
+    );
+    // The operator's choice stands on later updates.
+    h.get_by_role_and_label(Role::RadioButton, "test").click();
+    h.run_steps(10);
+    assert_eq!(h.state().failover.kind, FailoverKind::Test);
+}
+
+/// A group over its RPO leads the Replication tab's list and its protection group's
+/// recovery points in the Failover tab.
+#[test]
+fn groups_violating_their_rpo_come_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = replicating(dir.path());
+    // cg-gold-b (second of four, RPO 20 min) stops shipping and falls behind.
+    click(&mut h, &pause_name("cg-gold-b"));
+    click(&mut h, "600×");
+    step_until(
+        &mut h,
+        "cg-gold-b over its RPO",
+        Duration::from_secs(30),
+        |a| group(a, "cg-gold-b").rpo_violation,
+    );
+    click(&mut h, "1×");
+    assert!(
+        groups(h.state())
+            .iter()
+            .filter(|g| g.id != "cg-gold-b")
+            .all(|g| !g.rpo_violation)
+    );
+    let top =
+        |h: &Harness<'static, DrApp>, g: &str| h.get_by_label(&replicate_now_name(g)).rect().top();
+    for other in ["cg-gold-a", "cg-silver", "ds-bronze-1"] {
+        assert!(
+            top(&h, "cg-gold-b") < top(&h, other),
+            "cg-gold-b is not above {other}"
+        );
+    }
+    // In the failover tab, pg-tier1's recovery points: cg-gold-b, then cg-gold-a.
+    h.get_by_role_and_label(Role::Button, "Failover").click();
+    h.run_steps(2);
+    let left = |h: &Harness<'static, DrApp>, g: &str| {
+        let central = h.state().regions.central;
+        h.query_all_by_label_contains(g)
+            .map(|n| n.rect())
+            .find(|r| central.contains_rect(*r))
+            .unwrap_or_else(|| panic!("no {g} in the failover tab"))
+            .left()
+    };
+    assert!(left(&h, "cg-gold-b") < left(&h, "cg-gold-a"));
+}

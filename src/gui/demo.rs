@@ -171,6 +171,8 @@ pub struct Player {
     pub playing: bool,
     stage: Stage,
     pub caption: Option<Caption>,
+    /// When the last step's caption goes, once the demo has finished.
+    caption_until: Option<Instant>,
     /// Why the demo stopped early.
     pub error: Option<String>,
 }
@@ -232,6 +234,17 @@ pub struct Demo {
     /// Scenario loads (and dialogs) not yet answered.
     loading: usize,
     pub player: Option<Player>,
+    /// What the console showed before the demo started: Close demo goes back to it.
+    before: Option<Before>,
+}
+
+/// The topology, workspace and clock the operator had before a demo.
+struct Before {
+    topology: Topology,
+    source: TopologySource,
+    workspace: WorkspaceChoice,
+    speed: f64,
+    paused: bool,
 }
 
 /// `<data dir>/drconsole/demos`, or `./drconsole-demos` without a home directory.
@@ -291,6 +304,7 @@ impl Demo {
             autoplay: true,
             loading: 0,
             player: None,
+            before: None,
         };
         demo.spawn(|| Loaded::Samples(samples_dir().map(|d| list_samples(&d)).unwrap_or_default()));
         demo
@@ -461,6 +475,15 @@ impl DrApp {
     /// Starts `script` in a fresh demo workspace, playing or waiting for Play or Step.
     fn demo_start_with(&mut self, script: Script, play: bool) {
         self.demo_close_panels();
+        if self.demo.player.is_none() && self.demo.before.is_none() {
+            self.demo.before = Some(Before {
+                topology: self.doc.topology.clone(),
+                source: self.doc.source.clone(),
+                workspace: self.workspace.clone(),
+                speed: self.live.clock.speed,
+                paused: self.live.clock.paused,
+            });
+        }
         let slug = crate::workspace::workspace_slug(&script.scenario.name);
         let root = self.demo.workspaces.join(slug);
         self.log.info(format!(
@@ -490,6 +513,7 @@ impl DrApp {
             playing: play,
             stage: Stage::Opening,
             caption: None,
+            caption_until: None,
             error: None,
         });
     }
@@ -501,7 +525,9 @@ impl DrApp {
         }
     }
 
-    /// Ends the demo; the console keeps its workspace as the demo left it.
+    /// Ends the demo and goes back to the topology, workspace and clock speed the console
+    /// had before it (the demo's workspace stays on disk as the demo left it, for a look
+    /// with `--workspace`).
     pub fn demo_close(&mut self) {
         if let Some(p) = self.demo.player.take() {
             if matches!(
@@ -513,9 +539,44 @@ impl DrApp {
             if p.epoch == self.epoch {
                 self.worker.send(Request::ClearStop);
             }
-            self.log
-                .info(format!("Demo \"{}\" closed", p.script.scenario.name));
+            self.log.info(format!(
+                "Demo \"{}\" closed; its workspace stays in {}",
+                p.script.scenario.name,
+                p.root.display()
+            ));
+            if p.epoch == self.epoch {
+                self.demo_restore_before();
+            }
         }
+        self.demo.before = None;
+    }
+
+    /// Reopens what the console showed before the demo, at the clock speed it ran at.
+    fn demo_restore_before(&mut self) {
+        let Some(b) = self.demo.before.take() else {
+            return;
+        };
+        self.demo_close_panels();
+        self.log
+            .info(format!("Back to \"{}\" from {}", b.topology.name, b.source));
+        self.doc = Document::new(b.topology, b.source);
+        self.selection = None;
+        self.filter.clear();
+        self.wizard = wizard::Wizard::default();
+        self.workspace = b.workspace;
+        if self.workspace == WorkspaceChoice::None {
+            // Browsing only, as before: the demo's engine reports to nobody.
+            self.epoch += 1;
+            self.live = super::Live::new(super::Status::Off);
+            self.failover.reset();
+        }
+        self.open_workspace();
+        self.worker.send(Request::SetSpeed(b.speed));
+        self.worker.send(if b.paused {
+            Request::Pause
+        } else {
+            Request::Resume
+        });
     }
 
     /// Plays on from where the demo stands.
@@ -589,6 +650,10 @@ impl DrApp {
         };
         p.stage = Stage::Finished;
         p.playing = false;
+        // The last caption stays to be read, then goes: the demo is over and the console
+        // is the operator's again (the player bar keeps the verdicts).
+        p.caption_until = Some(Instant::now() + self.demo.dwell * CAPTION_LINGER);
+        self.ctx.request_repaint();
         self.worker.send(Request::ClearStop);
         let (pass, fail) = p.verdicts();
         let name = p.script.scenario.name.clone();
@@ -636,12 +701,22 @@ impl DrApp {
             // Another topology or workspace was opened: the demo's is gone.
             let name = p.script.scenario.name.clone();
             self.demo.player = None;
+            // The operator chose where to go: nothing to go back to.
+            self.demo.before = None;
             self.log.info(format!(
                 "Demo \"{name}\" closed: another workspace was opened"
             ));
             return;
         }
         let now = Instant::now();
+        match p.caption_until {
+            Some(until) if now >= until => {
+                p.caption = None;
+                p.caption_until = None;
+            }
+            Some(until) => self.ctx.request_repaint_after(until - now),
+            None => {}
+        }
         match p.stage {
             Stage::Opening => {
                 if let super::Status::Failed { error, .. } = &self.live.status {
@@ -1153,7 +1228,9 @@ impl DrApp {
                 }
                 if ui
                     .button(CLOSE)
-                    .on_hover_text("End the demo; the workspace stays as it is")
+                    .on_hover_text(
+                        "End the demo and go back to the topology, workspace and clock speed from before it",
+                    )
                     .clicked()
                 {
                     click = Some(CLOSE);
@@ -1247,6 +1324,9 @@ impl DrApp {
             });
     }
 }
+
+/// How many beats' dwell the last caption stays after a demo finishes.
+const CAPTION_LINGER: u32 = 4;
 
 /// The caption strip's least inner height: a counter line and one line of caption, so a
 /// one-line caption and a two-line one move the console by one line at most.

@@ -21,7 +21,7 @@ pub fn show(
         overview(ui, doc);
         return;
     };
-    egui::ScrollArea::vertical()
+    egui::ScrollArea::both()
         .auto_shrink([false, false])
         .show(ui, |ui| {
             let found = match &sel {

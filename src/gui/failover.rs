@@ -65,6 +65,8 @@ pub struct FailoverPanel {
     pub confirming: bool,
     /// Buttons to press on the next frame, as clicks would (the demo player's hooks).
     press: Press,
+    /// The protected sites down at the last update ([`FailoverPanel::follow_sites`]).
+    protected_down: Vec<String>,
 }
 
 /// The buttons [`FailoverPanel`] presses on the next frame if they are enabled then.
@@ -86,6 +88,7 @@ impl Default for FailoverPanel {
             scan: None,
             confirming: false,
             press: Press::default(),
+            protected_down: Vec::new(),
         }
     }
 }
@@ -119,6 +122,7 @@ impl FailoverPanel {
         self.scan = None;
         self.confirming = false;
         self.press = Press::default();
+        self.protected_down.clear();
     }
 
     /// Ticks exactly these protection groups and chooses `kind` (the demo player drives
@@ -255,20 +259,26 @@ impl FailoverPanel {
     ) {
         let t = &doc.topology;
         self.selected.retain(|id| t.protection_group(id).is_some());
-        egui::ScrollArea::vertical()
+        // Scan and Run in a footer that stays put however long the plan below grows.
+        egui::Panel::bottom("failover-footer")
+            .resizable(false)
+            .frame(egui::Frame::new().inner_margin(egui::Margin::symmetric(0, 6)))
+            .show(ui, |ui| {
+                ui.separator();
+                self.controls(ui, t, live, actions);
+            });
+        egui::ScrollArea::both()
             .id_salt("failover-panel")
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 ui.label(
                     RichText::new(
-                        "Recover protection groups at the recovery site: tick them, choose the kind, scan the replicas, read the plan, run.",
+                        "Recover protection groups at the recovery site: tick them, choose the kind, scan the replicas (below), read the plan, run.",
                     )
                     .weak(),
                 );
                 ui.add_space(4.0);
                 self.choose(ui, t, live);
-                ui.add_space(6.0);
-                self.controls(ui, t, live, actions);
                 if let Some(scan) = &self.scan {
                     ui.add_space(10.0);
                     let stale = self.stale(t, live);
@@ -281,6 +291,20 @@ impl FailoverPanel {
             });
     }
 
+    /// Follows the lost sites (each update of the engine, drawn or not): when a protected
+    /// site goes down, the kind becomes unplanned, the one failover that recovers its VMs.
+    /// The operator (or a demo's prefill) may still choose another afterwards.
+    pub fn follow_sites(&mut self, t: &Topology, snap: Option<&Snapshot>) {
+        let down: Vec<String> = sites_down(snap)
+            .into_iter()
+            .filter(|s| t.site_role(s) == Some(crate::topology::SiteRole::Protected))
+            .collect();
+        if down.iter().any(|s| !self.protected_down.contains(s)) {
+            self.kind = FailoverKind::Unplanned;
+        }
+        self.protected_down = down;
+    }
+
     fn choose(&mut self, ui: &mut Ui, t: &Topology, live: &Live) {
         let snap = live.snapshot.as_ref();
         ui.strong("Protection groups");
@@ -289,7 +313,8 @@ impl FailoverPanel {
         }
         for pg in &t.protection_groups {
             let mut on = self.selected.contains(&pg.id);
-            ui.horizontal(|ui| {
+            // Wrapped: a long list of datastores would widen the whole tab.
+            ui.horizontal_wrapped(|ui| {
                 if ui
                     .checkbox(&mut on, format!("{} {}", glyph::PROTECTION_GROUP, pg.id))
                     .changed()
@@ -322,11 +347,7 @@ impl FailoverPanel {
                 );
             });
             if let Some(s) = snap {
-                let groups: Vec<&GroupView> = s
-                    .groups
-                    .iter()
-                    .filter(|g| g.pairs.iter().any(|p| pg.datastores.contains(&p.datastore)))
-                    .collect();
+                let groups = groups_of_pgs(t, s, std::slice::from_ref(&pg.id));
                 if !groups.is_empty() {
                     ui.horizontal_wrapped(|ui| {
                         ui.add_space(26.0);
@@ -394,7 +415,7 @@ impl FailoverPanel {
         let press_scan = std::mem::take(&mut self.press.scan);
         let press_run = std::mem::take(&mut self.press.run);
         let can_scan = open && !none && self.pending.is_none();
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             let scan = ui
                 .add_enabled(can_scan, egui::Button::new(format!("🔍 {SCAN}")))
                 .on_hover_text(
@@ -648,17 +669,21 @@ fn short_paths(paths: &[String]) -> String {
         .join(", ")
 }
 
-/// The replication groups that replicate the datastores of these protection groups.
+/// The replication groups that replicate the datastores of these protection groups, those
+/// violating their RPO first (what needs attention leads), else in the engine's order.
 fn groups_of_pgs<'a>(t: &Topology, s: &'a Snapshot, pgs: &[String]) -> Vec<&'a GroupView> {
     let ds: BTreeSet<&str> = pgs
         .iter()
         .filter_map(|id| t.protection_group(id))
         .flat_map(|p| p.datastores.iter().map(String::as_str))
         .collect();
-    s.groups
+    let mut groups: Vec<&GroupView> = s
+        .groups
         .iter()
         .filter(|g| g.pairs.iter().any(|p| ds.contains(p.datastore.as_str())))
-        .collect()
+        .collect();
+    groups.sort_by_key(|g| !g.rpo_violation);
+    groups
 }
 
 fn section_heading(ui: &mut Ui, title: &str, detail: String) {

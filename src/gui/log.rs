@@ -227,10 +227,21 @@ pub struct EventLog {
 }
 
 /// What the operator asked of the log view.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogResponse {
     /// The Export… button was clicked.
     pub export: bool,
+    /// Where the rows are, under the filters: the toasts go over them.
+    pub rows: egui::Rect,
+}
+
+impl Default for LogResponse {
+    fn default() -> Self {
+        LogResponse {
+            export: false,
+            rows: egui::Rect::NOTHING,
+        }
+    }
 }
 
 /// Characters of the simulated-time column ("sim mm:ss.s" and a space), so rows line up.
@@ -494,6 +505,7 @@ impl EventLog {
         // The chips may have changed the filter.
         self.refresh();
         ui.separator();
+        response.rows = ui.available_rect_before_wrap();
         if self.entries.is_empty() {
             ui.weak("Nothing has happened yet.");
             return response;
@@ -518,8 +530,12 @@ impl EventLog {
         response
     }
 
-    /// Draws the toasts in the top-right corner and drops the expired ones.
-    pub fn toasts(&mut self, ui: &mut egui::Ui) {
+    /// Draws the toasts and drops the expired ones. With `over` (the event log's rows,
+    /// which hold the same lines) they stack in its bottom-right corner, clipped to it; with
+    /// the log folded away they take a strip of their own above the status bar. Either way
+    /// they cover no control: floating over the panels they hid Link down, Disaster and the
+    /// capacity table.
+    pub fn toasts(&mut self, ui: &mut egui::Ui, over: Option<egui::Rect>) {
         let now = Instant::now();
         self.toasts.retain(|t| t.until > now);
         if self.toasts.is_empty() {
@@ -527,33 +543,45 @@ impl EventLog {
         }
         let dark = ui.visuals().dark_mode;
         let mut close = None;
-        // Bottom right, over the event log that holds the same lines (and above the
-        // status bar): at the top right they covered the Migrations and Replication panel,
-        // and under a demo's caption the panel a step acts on.
-        egui::Area::new(egui::Id::unique("toasts"))
-            .anchor(egui::Align2::RIGHT_BOTTOM, [-12.0, -34.0])
-            .order(egui::Order::Foreground)
-            .show(ui.ctx(), |ui| {
-                ui.set_max_width(460.0);
-                for (i, t) in self.toasts.iter().enumerate() {
-                    egui::Frame::popup(ui.style())
-                        .stroke(egui::Stroke::new(1.5, t.level.color(dark)))
-                        .show(ui, |ui| {
-                            ui.horizontal(|ui| {
-                                ui.label(
-                                    RichText::new(t.level.as_str().to_uppercase())
-                                        .color(t.level.color(dark))
-                                        .strong(),
-                                );
-                                if ui.small_button("✖").on_hover_text("Dismiss").clicked() {
-                                    close = Some(i);
-                                }
-                            });
-                            ui.label(&t.message);
+        match over {
+            Some(rows) => {
+                let width = TOAST_WIDTH.min(rows.width() * 0.5);
+                egui::Area::new(egui::Id::unique("toasts"))
+                    .pivot(egui::Align2::RIGHT_BOTTOM)
+                    .fixed_pos(rows.right_bottom() - egui::vec2(12.0, 4.0))
+                    .order(egui::Order::Foreground)
+                    .show(ui.ctx(), |ui| {
+                        ui.set_clip_rect(rows);
+                        ui.set_max_width(width);
+                        // Newest at the bottom, next to the log's newest line, as many as
+                        // the rows hold: the older wait their turn (they are in the log).
+                        let fit = ((rows.height() + 4.0) / TOAST_SLOT).floor().max(1.0) as usize;
+                        let older = self.toasts.len().saturating_sub(fit);
+                        for (i, t) in self.toasts.iter().enumerate().skip(older) {
+                            if toast(ui, t, dark) {
+                                close = Some(i);
+                            }
+                            ui.add_space(4.0);
+                        }
+                    });
+            }
+            None => {
+                egui::Panel::bottom("toasts")
+                    .resizable(false)
+                    .show(ui, |ui| {
+                        ui.horizontal_wrapped(|ui| {
+                            for (i, t) in self.toasts.iter().enumerate().rev() {
+                                ui.scope(|ui| {
+                                    ui.set_max_width(TOAST_WIDTH);
+                                    if toast(ui, t, dark) {
+                                        close = Some(i);
+                                    }
+                                });
+                            }
                         });
-                    ui.add_space(6.0);
-                }
-            });
+                    });
+            }
+        }
         if let Some(i) = close {
             self.toasts.remove(i);
         }
@@ -563,6 +591,30 @@ impl EventLog {
                 .request_repaint_after(next.saturating_duration_since(now));
         }
     }
+}
+
+/// How wide a toast grows at most.
+const TOAST_WIDTH: f32 = 420.0;
+/// The height a toast with a two-line message takes, with the gap to the next.
+const TOAST_SLOT: f32 = 76.0;
+
+/// One toast: its level, a dismiss button and the message. True when dismissed.
+fn toast(ui: &mut egui::Ui, t: &Toast, dark: bool) -> bool {
+    let mut close = false;
+    egui::Frame::popup(ui.style())
+        .stroke(egui::Stroke::new(1.5, t.level.color(dark)))
+        .show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.label(
+                    RichText::new(t.level.as_str().to_uppercase())
+                        .color(t.level.color(dark))
+                        .strong(),
+                );
+                close = ui.small_button("✖").on_hover_text("Dismiss").clicked();
+            });
+            ui.label(&t.message);
+        });
+    close
 }
 
 fn entry_row(ui: &mut egui::Ui, e: &LogEntry, dark: bool) {

@@ -62,7 +62,11 @@ pub(crate) fn show(ui: &mut Ui, doc: &Document, live: &Live, actions: &mut Vec<A
         .max_height((total * 0.58).max(140.0))
         .auto_shrink([false, true])
         .show(ui, |ui| {
-            for (i, g) in snap.groups.iter().enumerate() {
+            // Those violating their RPO first: what needs attention leads. Each keeps
+            // its index, the color of its line in the plot.
+            let mut order: Vec<(usize, &GroupView)> = snap.groups.iter().enumerate().collect();
+            order.sort_by_key(|(_, g)| !g.rpo_violation);
+            for (i, g) in order {
                 card(ui, i, g, snap, actions);
                 ui.add_space(4.0);
             }
@@ -163,10 +167,14 @@ fn lag_text(lag: u64) -> String {
     mm_ss(lag)
 }
 
+/// The least width of a card whose buttons fit beside its name, state and RPO.
+const CARD_ONE_LINE: f32 = 400.0;
+
 fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec<Action>) {
     egui::Frame::group(ui.style()).show(ui, |ui| {
         ui.set_width(ui.available_width());
         let dark = ui.visuals().dark_mode;
+        let narrow = ui.available_width() < CARD_ONE_LINE;
         ui.horizontal(|ui| {
             // The group's color in the plot.
             let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
@@ -185,10 +193,18 @@ fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec
                 state_hint(g.state),
             );
             ui.label(RichText::new(format!("RPO {} min", g.rpo_minutes)).weak());
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if !narrow {
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    buttons(ui, g, actions);
+                });
+            }
+        });
+        if narrow {
+            // Beside the name they would run over it: a line of their own.
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
                 buttons(ui, g, actions);
             });
-        });
+        }
         ui.label(
             RichText::new(
                 g.pairs

@@ -37,7 +37,7 @@ pub(crate) fn show(
     actions: &mut Vec<Action>,
 ) {
     let focus = panels.focus.take();
-    egui::ScrollArea::vertical()
+    egui::ScrollArea::both()
         .id_salt("resilience")
         .auto_shrink([false, false])
         .show(ui, |ui| {

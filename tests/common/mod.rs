@@ -29,13 +29,71 @@ pub fn browse(startup: Startup) -> Harness<'static, DrApp> {
 
 /// The console as `drconsole --workspace DIR [extra args]` starts it.
 pub fn app_with(dir: &Path, extra: &[&str]) -> Harness<'static, DrApp> {
+    app_sized(dir, extra, [1280.0, 800.0])
+}
+
+/// [`app_with`] in a window of this size.
+pub fn app_sized(dir: &Path, extra: &[&str], size: [f32; 2]) -> Harness<'static, DrApp> {
     let mut args = vec!["drconsole", "--workspace", dir.to_str().unwrap()];
     args.extend_from_slice(extra);
     let cli = Cli::try_parse_from(args).unwrap();
     let startup = Startup::from_path(cli.topology.as_deref()).with_workspace(cli.workspace);
     Harness::builder()
-        .with_size([1280.0, 800.0])
+        .with_size(size)
         .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup))
+}
+
+/// Which region of the window a control belongs in.
+#[derive(Debug, Clone, Copy)]
+pub enum Region {
+    Central,
+    Side,
+    Log,
+}
+
+fn region_rect(h: &Harness<'static, DrApp>, region: Region) -> egui::Rect {
+    let r = h.state().regions;
+    match region {
+        Region::Central => r.central,
+        Region::Side => r.side.expect("the side panel is open"),
+        Region::Log => r.log.expect("the event log is open"),
+    }
+}
+
+/// Asserts the control labelled `label` (the first of that name) lies inside its region
+/// of the window as drawn, across without scrolling (nothing cut off at the panel's edge),
+/// and down once scrolled to (a long view scrolls).
+pub fn assert_inside(h: &mut Harness<'static, DrApp>, label: &str, region: Region) {
+    let across = h
+        .query_all_by_label(label)
+        .next()
+        .unwrap_or_else(|| panic!("no control {label:?}"))
+        .rect();
+    let a = region_rect(h, region);
+    assert!(
+        across.left() >= a.left() - 0.5 && across.right() <= a.right() + 0.5,
+        "{label:?} at {across:?} is cut off across: {region:?} is {a:?} in a {:?} window",
+        h.state().regions.window.size()
+    );
+    assert_reachable(h, label, region);
+}
+
+/// Asserts the control labelled `label` comes inside its region once scrolled to (a wide
+/// table scrolls sideways).
+pub fn assert_reachable(h: &mut Harness<'static, DrApp>, label: &str, region: Region) {
+    h.query_all_by_label(label)
+        .next()
+        .unwrap_or_else(|| panic!("no control {label:?}"))
+        .scroll_to_me();
+    h.run_steps(3);
+    let rect = h.query_all_by_label(label).next().unwrap().rect();
+    let a = region_rect(h, region);
+    let window = h.state().regions.window;
+    assert!(
+        a.expand(0.5).contains_rect(rect) && window.contains_rect(rect),
+        "{label:?} at {rect:?} is outside the {region:?} {a:?} in a {:?} window",
+        window.size()
+    );
 }
 
 /// The console as `drconsole --workspace DIR` starts it: the built-in demo topology.
