@@ -516,11 +516,13 @@ fn a_planned_failover_asks_first_and_loses_no_write() {
 }
 
 /// The right edge of what the central panel shows: the window's, or the side panel's left
-/// edge while it is open.
+/// edge (its first tab, less its margin) while it is open, less the central panel's margin.
 fn central_right(h: &Harness<'static, DrApp>) -> f32 {
+    const MARGIN: f32 = 8.0;
     h.query_by_role_and_label(Role::Button, "Migrations")
-        .map_or(1024.0, |n| n.rect().left())
+        .map_or(1024.0, |n| n.rect().left() - MARGIN)
         .min(1024.0)
+        - MARGIN
 }
 
 /// At 1024×700 the capacity check reads one line per host with its Free value in view and

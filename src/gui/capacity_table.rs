@@ -67,7 +67,8 @@ pub fn show(ui: &mut Ui, plan: &FailoverPlan, scan_id: u64) {
     egui::CollapsingHeader::new(CAPACITY_BY_HOST)
         .id_salt(("failover-capacity", scan_id))
         .default_open(true)
-        .show(ui, |ui| {
+        // Unindented: a narrow panel needs the width.
+        .show_unindented(ui, |ui| {
             // Within what the operator sees: narrower than the table, the panel scrolls it
             // sideways rather than cut Free off.
             let visible = visible_width(ui);

@@ -23,7 +23,7 @@ pub(crate) fn time_axis(mark: GridMark, range: &RangeInclusive<f64>) -> String {
 
 /// Grid lines for an axis of durations counted in units of `unit_secs` seconds (60: the
 /// axis is in minutes): steps a person counts in (10 s, 30 s, 1, 2, 5, 15, 30 min, 1 h…),
-/// the labeled ones at least 32 points apart, so even a short plot labels two or three
+/// the labeled ones at least 24 points apart, so even a short plot labels two or three
 /// ticks (powers of ten left a 110-point lag plot with only its "0").
 pub(crate) fn duration_grid(unit_secs: f64) -> impl Fn(GridInput) -> Vec<GridMark> {
     const NICE_SECS: [f64; 16] = [
@@ -45,7 +45,7 @@ pub(crate) fn duration_grid(unit_secs: f64) -> impl Fn(GridInput) -> Vec<GridMar
             step / unit_secs
         };
         let base = input.base_step_size.max(f64::MIN_POSITIVE);
-        let steps = [nice(base), nice(base * 4.0), nice(base * 12.0)];
+        let steps = [nice(base), nice(base * 3.0), nice(base * 12.0)];
         let (lo, hi) = input.bounds;
         let mut marks: Vec<GridMark> = Vec::new();
         for step in steps {
@@ -202,6 +202,6 @@ mod tests {
             base_step_size: 0.05,
         });
         let steps: Vec<f64> = marks.iter().map(|m| (m.step_size * 60.0).round()).collect();
-        assert!(steps.contains(&5.0) && steps.contains(&15.0), "{steps:?}");
+        assert!(steps.contains(&5.0) && steps.contains(&10.0), "{steps:?}");
     }
 }
