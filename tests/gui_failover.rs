@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{app_in, click, open_modal, scanned_plan, step_until};
 use drconsole::engine::{FailoverKind, FailoverState, GroupState, GroupView};
-use drconsole::gui::failover::{CLEANUP, RUN, SCAN, run_confirm};
+use drconsole::gui::failover::{CAPACITY_BY_HOST, CLEANUP, RUN, SCAN, run_confirm};
 use drconsole::gui::replication::{
     disaster_button, disaster_confirm, pause_name, replicate_now_name, resume_name,
 };
@@ -640,4 +640,100 @@ fn groups_violating_their_rpo_come_first() {
             .left()
     };
     assert!(left(&h, "cg-gold-b") < left(&h, "cg-gold-a"));
+}
+
+/// The right edge of what the central panel shows: the window's, or the side panel's left
+/// edge (its first tab, less its margin) while it is open, less the central panel's margin.
+fn central_right(h: &Harness<'static, DrApp>) -> f32 {
+    const MARGIN: f32 = 8.0;
+    h.query_by_role_and_label(Role::Button, "Migrations")
+        .map_or(1024.0, |n| n.rect().left() - MARGIN)
+        .min(1024.0)
+        - MARGIN
+}
+
+/// At 1024×700 the capacity check reads one line per host with its Free value in view and
+/// lists a host's reservations on demand, and no plan decision is cut off at the panel's
+/// edge (the grid of old wrapped each host over 3–4 lines and pushed Free out of view).
+#[test]
+fn capacity_by_host_and_the_plan_fit_a_small_window() {
+    use drconsole::gui::capacity_table::{reservation_text, reservations_toggle};
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = replicating(dir.path());
+    h.set_size(egui::vec2(1024.0, 700.0));
+    h.get_by_role_and_label(Role::Button, "Failover").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::CheckBox, "🛡 pg-tier1")
+        .click();
+    h.run_steps(2);
+    click(&mut h, SCAN);
+    let plan = scanned_plan(&mut h);
+    h.run_steps(4);
+    let right = central_right(&h);
+    assert!(plan.capacity.len() >= 2, "{:?}", plan.capacity);
+    let line = h.get_by_label("Host").rect().height();
+    for c in &plan.capacity {
+        let host = h.get_by_label(&c.host).rect();
+        assert!(
+            host.height() < 1.5 * line,
+            "{}: one line, not {host:?}",
+            c.host
+        );
+        let free = format!("{} / {}", c.free_vcpus(), c.free_memory_gib());
+        // The rightmost label with that text on the host's line is its Free cell.
+        let cell = h
+            .query_all_by_label(&free)
+            .map(|n| n.rect())
+            .filter(|r| (r.center().y - host.center().y).abs() < 4.0)
+            .max_by(|a, b| a.left().total_cmp(&b.left()))
+            .unwrap_or_else(|| panic!("{}: no Free {free} on its line", c.host));
+        assert!(
+            cell.right() <= right,
+            "{}: Free {free} ends at {} beyond {right}",
+            c.host,
+            cell.right()
+        );
+    }
+    h.get_by_label("Total");
+
+    // The reservations are one toggle away, a line each.
+    let held = plan
+        .capacity
+        .iter()
+        .find(|c| !c.reserved.is_empty())
+        .expect("the plan reserves capacity");
+    let first = reservation_text(&held.reserved[0]);
+    assert!(h.query_by_label(&first).is_none(), "folded at first");
+    let toggle = reservations_toggle(&held.host);
+    // The table's rows into view (a pointer clicks there).
+    h.get_by_label(CAPACITY_BY_HOST).scroll_to_me();
+    h.run_steps(3);
+    h.get_by_label(&toggle).click();
+    h.run_steps(2);
+    for r in &held.reserved {
+        let text = reservation_text(r);
+        let node = h.get_by_label(&text);
+        assert!(node.rect().height() < 1.5 * line, "{text}: one line");
+    }
+    h.get_by_label(&toggle).click();
+    h.run_steps(2);
+    assert!(h.query_by_label(&first).is_none(), "folded again");
+
+    // Every decision is inside the panel.
+    for v in &plan.vms {
+        let d = v
+            .election
+            .recover_from
+            .as_ref()
+            .and_then(|p| v.election.instances.iter().find(|c| &c.path == p))
+            .expect("a winner");
+        for n in h.query_all_by_label(&format!("recover from {}", d.datastore)) {
+            assert!(
+                n.rect().right() <= right,
+                "{:?}: decision ends at {} beyond {right}",
+                v.election.vm,
+                n.rect().right()
+            );
+        }
+    }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{app_with, click, sample, scanned_plan, step_until, wait_ready};
 use drconsole::engine::{HostView, VmView};
+use drconsole::gui::capacity_table::reservations_toggle;
 use drconsole::gui::failover::{CAPACITY_BY_HOST, SCAN};
 use drconsole::gui::{DrApp, MainTab};
 use egui::accesskit::Role;
@@ -130,9 +131,14 @@ fn fail_and_repair_a_host_from_the_resilience_tab() {
         "{held:?}"
     );
     h.get_by_label(CAPACITY_BY_HOST);
+    // Each host's reservations are listed under it on demand.
+    for host in ["esx-pa-2", "esx-pa-3"] {
+        h.get_by_label(&reservations_toggle(host)).click_accesskit();
+        h.run_steps(2);
+    }
     h.get_by_label("8 vCPU / 32 GiB for db-01 (HA restart from esx-pa-1)");
     h.get_by_label("4 vCPU / 16 GiB for app-01 (HA restart from esx-pa-1)");
-    h.get_by_label("esx-pa-1 (failed)");
+    h.get_by_label("failed");
     h.check_accessibility();
 
     // Faster: the reserved VMs boot on their new hosts.

@@ -70,7 +70,7 @@ fn maintenance_evacuates_and_the_cross_cg_move_needs_are_you_sure() {
     h.get_by_label("Datastore clusters");
     h.get_by_label("Balance dsc-gold");
     h.get_by_label("Balance dsc-scratch");
-    h.get_by_label_contains("ds-gold-1 12.5% (128 of 1024 MiB)");
+    h.get_by_label_contains("ds-gold-1 12.5% (128 MiB of 1 GiB)");
     click(&mut h, "▶ Start workloads");
 
     // Same CG: web-01 and web-02 leave ds-gold-1 by themselves.

@@ -33,7 +33,10 @@ use crate::dr::{self, Rating};
 use crate::topology::Topology;
 use crate::workspace::{MigrationMarks, Workspace, WorkspaceError};
 use copy::{CopyCore, CopyMode, Direction, WriteRoute};
-pub use failover::{FailoverKind, FailoverPlan, FailoverReport, FailoverState, PlanVm, VmResult};
+pub use failover::{
+    FailoverKind, FailoverPlan, FailoverReport, FailoverState, HeldCapacity, HostCapacity, PlanVm,
+    VmResult,
+};
 use failover::{PendingFailover, RecoveredVm};
 pub use group::{GroupMemberView, GroupMigrationView, GroupPhase};
 pub use health::ArrayView;

@@ -306,12 +306,12 @@ fn array(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>)
 
 fn lun_summary(l: &crate::topology::Lun) -> String {
     match &l.replication {
-        None => format!("{} GiB, not replicated", l.capacity_gib),
+        None => format!("{}, not replicated", style::gib_text(l.capacity_gib)),
         Some(r) => format!(
-            "{} GiB, replicated to {} every {} min{}",
-            l.capacity_gib,
+            "{}, replicated to {} every {}{}",
+            style::gib_text(l.capacity_gib),
             r.target,
-            r.rpo_minutes,
+            style::minutes_text(r.rpo_minutes),
             r.consistency_group
                 .as_deref()
                 .map(|c| format!(", CG {c}"))
@@ -362,10 +362,13 @@ fn datastore(ui: &mut Ui, doc: &Document, id: &str, selection: &mut Option<Selec
     let mut rows = vec![
         ("Site", d.site.clone()),
         ("LUNs", d.luns.join(", ")),
-        ("Copy throughput", format!("{} MiB/s", d.throughput_mib_s)),
+        (
+            "Copy throughput",
+            format!("{} MiB/s", style::rate_text(d.throughput_mib_s)),
+        ),
     ];
     if let Some(rpo) = t.datastore_rpo_minutes(d) {
-        rows.push(("RPO", format!("{rpo} min")));
+        rows.push(("RPO", style::minutes_text(rpo)));
     }
     facts(ui, id, &rows);
     if let Some(r) = t.replica_of(d) {
@@ -457,7 +460,7 @@ fn vm(
         id,
         &[
             ("UUID", v.uuid.clone()),
-            ("Disk", format!("{} MiB", v.disk_mib)),
+            ("Disk", style::mib_text(v.disk_mib)),
             (
                 "vCPUs / memory",
                 format!("{} / {} GiB", v.vcpus, v.memory_gib),

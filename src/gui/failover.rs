@@ -358,7 +358,7 @@ impl FailoverPanel {
                                     (format!("{} failed over", g.id), Tone::Done)
                                 }
                                 (Some(l), _) => (
-                                    format!("{} {} old", g.id, mm_ss(l)),
+                                    format!("{} {} old", g.id, style::sim_duration(l)),
                                     if g.rpo_violation {
                                         Tone::Bad
                                     } else {
@@ -369,9 +369,9 @@ impl FailoverPanel {
                             };
                             ui.label(style::toned(ui, text, tone).small())
                                 .on_hover_text(format!(
-                                    "Replication group {}: RPO {} min, {}",
+                                    "Replication group {}: RPO {}, {}",
                                     g.id,
-                                    g.rpo_minutes,
+                                    style::minutes_text(g.rpo_minutes),
                                     g.state.as_str()
                                 ));
                         }
@@ -744,7 +744,7 @@ fn plan_body(ui: &mut Ui, t: &Topology, live: &Live, scan: &Scan) {
             Tone::Bad,
         ));
     }
-    capacity_by_host(ui, plan, scan.id);
+    super::capacity_table::show(ui, plan, scan.id);
     for p in &plan.problems {
         ui.label(style::toned(ui, format!("⚠ {p}"), Tone::Bad));
     }
@@ -776,10 +776,18 @@ fn plan_body(ui: &mut Ui, t: &Topology, live: &Live, scan: &Scan) {
         .weak(),
     );
     ui.add_space(4.0);
-    // Prio, VM and instances take what they need; the decision wraps in what is left.
-    let decision_w =
-        (ui.available_width() - PRIO_W - VM_W - INSTANCES_W - 3.0 * GRID_GAP - SCROLLBAR_W)
-            .max(MIN_WRAP_W);
+    // Prio, VM and instances take what they need; the decision wraps in what is left of
+    // the width the operator sees. Too narrow for that, each VM is a block with its decision
+    // under its instances, so no column is cut off at the panel's edge.
+    let visible = super::capacity_table::visible_width(ui);
+    let fixed = PRIO_W + VM_W + INSTANCES_W + 3.0 * GRID_GAP + SCROLLBAR_W;
+    if visible - fixed < MIN_WRAP_W {
+        for v in &plan.vms {
+            plan_block(ui, t, live, v, visible - SCROLLBAR_W, dark);
+        }
+        return;
+    }
+    let decision_w = visible - fixed;
     egui::Grid::new(("failover-plan-grid", scan.id))
         .num_columns(4)
         .striped(true)
@@ -798,84 +806,7 @@ fn plan_body(ui: &mut Ui, t: &Topology, live: &Live, scan: &Scan) {
 }
 
 /// The title of the plan's capacity table.
-pub const CAPACITY_BY_HOST: &str = "Capacity by host";
-
-/// The capacity check host by host: capacity, used by running VMs, reserved and by whom
-/// (this failover's placements, HA restarts after a protected-site host fault), free.
-fn capacity_by_host(ui: &mut Ui, plan: &FailoverPlan, scan_id: u64) {
-    if plan.capacity.is_empty() {
-        return;
-    }
-    let held: usize = plan.capacity.iter().map(|h| h.reserved.len()).sum();
-    egui::CollapsingHeader::new(CAPACITY_BY_HOST)
-        .id_salt(("failover-capacity", scan_id))
-        .default_open(true)
-        .show(ui, |ui| {
-            ui.label(
-                RichText::new(format!(
-                    "{held} reservation(s) held; free = capacity − used − reserved"
-                ))
-                .weak(),
-            );
-            egui::Grid::new(("failover-capacity-grid", scan_id))
-                .num_columns(6)
-                .striped(true)
-                .spacing([GRID_GAP, 3.0])
-                .show(ui, |ui| {
-                    for h in ["Host", "Site", "Capacity", "Used", "Reserved (for)", "Free"] {
-                        ui.label(RichText::new(h).strong());
-                    }
-                    ui.end_row();
-                    for h in &plan.capacity {
-                        let name = if h.failed {
-                            style::toned(ui, format!("{} (failed)", h.host), Tone::Bad)
-                        } else {
-                            RichText::new(&h.host)
-                        };
-                        ui.label(name);
-                        let role = if h.recovery_site {
-                            "recovery"
-                        } else {
-                            "protected"
-                        };
-                        ui.label(RichText::new(format!("{} ({role})", h.site)).weak());
-                        ui.label(format!("{} vCPU / {} GiB", h.cpus, h.memory_gib));
-                        ui.label(format!("{} vCPU / {} GiB", h.used_vcpus, h.used_memory_gib))
-                            .on_hover_text(if h.running.is_empty() {
-                                "No VM runs here".to_string()
-                            } else {
-                                format!("Running: {}", h.running.join(", "))
-                            });
-                        ui.vertical(|ui| {
-                            if h.reserved.is_empty() {
-                                ui.label(RichText::new("—").weak());
-                            }
-                            for r in &h.reserved {
-                                let tone = if r.for_this_failover() {
-                                    Tone::Busy
-                                } else {
-                                    Tone::Warn
-                                };
-                                ui.label(style::toned(
-                                    ui,
-                                    format!(
-                                        "{} vCPU / {} GiB for {} ({})",
-                                        r.vcpus, r.memory_gib, r.vm, r.purpose
-                                    ),
-                                    tone,
-                                ));
-                            }
-                        });
-                        ui.label(format!(
-                            "{} vCPU / {} GiB",
-                            h.free_vcpus(),
-                            h.free_memory_gib()
-                        ));
-                        ui.end_row();
-                    }
-                });
-        });
-}
+pub use super::capacity_table::CAPACITY_BY_HOST;
 
 /// Column widths of the plan and results tables (the last column wraps in the rest).
 const PRIO_W: f32 = 28.0;
@@ -888,43 +819,84 @@ const MIN_WRAP_W: f32 = 170.0;
 const SCROLLBAR_W: f32 = 12.0;
 
 fn plan_row(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, decision_w: f32, dark: bool) {
-    let e = &v.election;
-    ui.vertical(|ui| {
-        ui.label(v.priority.map_or("—".into(), |p| p.to_string()))
-            .on_hover_text("Recovery priority: 1 powers on first");
-    });
+    ui.vertical(|ui| prio_cell(ui, v));
     ui.vertical(|ui| {
         ui.set_min_width(VM_W);
-        ui.label(
-            RichText::new(format!("{} {}", glyph::VM, e.vm.as_deref().unwrap_or("?"))).strong(),
-        )
-        .on_hover_text(format!("uuid {}", e.uuid));
-        match &v.host {
-            Some(h) => ui
-                .label(RichText::new(format!("{} {h}", glyph::HOST)).small())
-                .on_hover_text("The recovery-site host reserved for it"),
-            None if e.decision == Decision::Recover => {
-                ui.label(style::toned(ui, "no host has room", Tone::Bad).small())
-            }
-            None => ui.label(RichText::new("no host needed").weak().small()),
-        };
+        vm_cell(ui, v);
     });
-    let winner = e
-        .recover_from
-        .as_ref()
-        .and_then(|p| e.instances.iter().find(|c| &c.path == p));
     ui.vertical(|ui| {
         ui.set_min_width(INSTANCES_W);
-        if e.instances.is_empty() {
-            ui.label(style::toned(ui, "none found", Tone::Bad));
-        }
-        for c in &e.instances {
-            let is_winner = winner.is_some_and(|w| w.path == c.path);
-            candidate(ui, c, is_winner, e.delete.contains(&c.path));
-        }
+        instances_cell(ui, v);
     });
     ui.vertical(|ui| {
         ui.set_width(decision_w);
+        decision_cell(ui, t, live, v, dark);
+    });
+}
+
+/// One VM of the plan on a narrow panel: priority and VM on a line, then its instances,
+/// then the decision in the whole `width`.
+fn plan_block(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, width: f32, dark: bool) {
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        let inner = width - 2.0 * ui.style().spacing.window_margin.leftf() - 4.0;
+        ui.set_width(inner.max(MIN_WRAP_W));
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("Prio").weak());
+            prio_cell(ui, v);
+            ui.vertical(|ui| vm_cell(ui, v));
+        });
+        ui.label(RichText::new("Instances on the replicas").weak());
+        instances_cell(ui, v);
+        ui.label(RichText::new("Decision").weak());
+        decision_cell(ui, t, live, v, dark);
+    });
+    ui.add_space(2.0);
+}
+
+fn prio_cell(ui: &mut Ui, v: &PlanVm) {
+    ui.label(v.priority.map_or("—".into(), |p| p.to_string()))
+        .on_hover_text("Recovery priority: 1 powers on first");
+}
+
+fn vm_cell(ui: &mut Ui, v: &PlanVm) {
+    let e = &v.election;
+    ui.label(RichText::new(format!("{} {}", glyph::VM, e.vm.as_deref().unwrap_or("?"))).strong())
+        .on_hover_text(format!("uuid {}", e.uuid));
+    match &v.host {
+        Some(h) => ui
+            .label(RichText::new(format!("{} {h}", glyph::HOST)).small())
+            .on_hover_text("The recovery-site host reserved for it"),
+        None if e.decision == Decision::Recover => {
+            ui.label(style::toned(ui, "no host has room", Tone::Bad).small())
+        }
+        None => ui.label(RichText::new("no host needed").weak().small()),
+    };
+}
+
+/// The instance the election picked, if any.
+fn winner(v: &PlanVm) -> Option<&Candidate> {
+    let e = &v.election;
+    e.recover_from
+        .as_ref()
+        .and_then(|p| e.instances.iter().find(|c| &c.path == p))
+}
+
+fn instances_cell(ui: &mut Ui, v: &PlanVm) {
+    let e = &v.election;
+    let winner = winner(v);
+    if e.instances.is_empty() {
+        ui.label(style::toned(ui, "none found", Tone::Bad));
+    }
+    for c in &e.instances {
+        let is_winner = winner.is_some_and(|w| w.path == c.path);
+        candidate(ui, c, is_winner, e.delete.contains(&c.path));
+    }
+}
+
+fn decision_cell(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, dark: bool) {
+    let e = &v.election;
+    let winner = winner(v);
+    {
         match (e.decision, winner) {
             (Decision::Recover, Some(w)) => {
                 ui.label(
@@ -935,7 +907,9 @@ fn plan_row(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, decision_w: f32,
                     let age = live
                         .snapshot
                         .as_ref()
-                        .map(|s| format!(" ({} ago)", mm_ss(s.now.saturating_sub(cut))))
+                        .map(|s| {
+                            format!(" ({} ago)", style::sim_duration(s.now.saturating_sub(cut)))
+                        })
                         .unwrap_or_default();
                     ui.label(
                         RichText::new(format!("recovery point cut at {}{age}", mm_ss(cut)))
@@ -975,7 +949,7 @@ fn plan_row(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, decision_w: f32,
             ));
         }
         metadata_line(ui, t, v, winner);
-    });
+    }
 }
 
 /// What the replicated recovery-manager metadata says, and whether it agrees with the
@@ -1249,6 +1223,7 @@ fn verification_badges(ui: &mut Ui, t: &Topology, snap: Option<&Snapshot>, r: &V
         }
     }
     if let Some(m) = r.achieved_rpo_minutes {
+        let achieved = style::duration_text(m * 60.0);
         let rpo = r
             .datastore
             .as_deref()
@@ -1259,11 +1234,11 @@ fn verification_badges(ui: &mut Ui, t: &Topology, snap: Option<&Snapshot>, r: &V
         };
         style::badge(
             ui,
-            &format!("RPO {m:.1} min"),
+            &format!("RPO {achieved}"),
             tone,
             &format!(
-                "Achieved RPO: the recovery point was cut {m:.1} min before the protected copies stopped{}",
-                rpo.map(|r| format!(" (the group's RPO is {r} min)"))
+                "Achieved RPO: the recovery point was cut {achieved} before the protected copies stopped{}",
+                rpo.map(|r| format!(" (the group's RPO is {})", style::minutes_text(r)))
                     .unwrap_or_default()
             ),
         );

@@ -4,9 +4,10 @@
 use std::ops::RangeInclusive;
 
 use egui::{RichText, Ui};
-use egui_plot::{GridMark, HoverPosition, Legend, Line, Plot};
+use egui_plot::{GridInput, GridMark, HoverPosition, Legend, Line, Plot};
 
 use super::live::{Live, mm_ss};
+use super::style::latency_text;
 use crate::engine::SECOND;
 
 /// Simulated seconds on an axis: "mm:ss", or "mm:ss.s" when zoomed in below a minute.
@@ -17,6 +18,55 @@ pub(crate) fn time_axis(mark: GridMark, range: &RangeInclusive<f64>) -> String {
         format!("{:02}:{:04.1}", m as u64, s - m * 60.0)
     } else {
         format!("{:02}:{:02}", m as u64, (s - m * 60.0).floor() as u64)
+    }
+}
+
+/// Grid lines for an axis of durations counted in units of `unit_secs` seconds (60: the
+/// axis is in minutes): steps a person counts in (10 s, 30 s, 1, 2, 5, 15, 30 min, 1 h…),
+/// the labeled ones at least 24 points apart, so even a short plot labels two or three
+/// ticks (powers of ten left a 110-point lag plot with only its "0").
+pub(crate) fn duration_grid(unit_secs: f64) -> impl Fn(GridInput) -> Vec<GridMark> {
+    const NICE_SECS: [f64; 16] = [
+        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+        21600.0, 43200.0,
+    ];
+    move |input: GridInput| {
+        // base_step_size is the plot's minimum grid spacing (8 points) in axis units.
+        let nice = |at_least: f64| {
+            let secs = at_least * unit_secs;
+            let step = NICE_SECS
+                .iter()
+                .copied()
+                .find(|&n| n >= secs)
+                .unwrap_or_else(|| {
+                    // Beyond half a day: whole days.
+                    (secs / 86_400.0).ceil() * 86_400.0
+                });
+            step / unit_secs
+        };
+        let base = input.base_step_size.max(f64::MIN_POSITIVE);
+        let steps = [nice(base), nice(base * 3.0), nice(base * 12.0)];
+        let (lo, hi) = input.bounds;
+        let mut marks: Vec<GridMark> = Vec::new();
+        for step in steps {
+            let first = (lo / step).ceil() as i64;
+            let last = (hi / step).floor() as i64;
+            // A bounded number of lines whatever the zoom: ~8 points apart at the least.
+            for k in first..=last.min(first + 1000) {
+                let value = k as f64 * step;
+                match marks
+                    .iter_mut()
+                    .find(|m| (m.value - value).abs() < step * 1e-6)
+                {
+                    Some(m) => m.step_size = m.step_size.max(step),
+                    None => marks.push(GridMark {
+                        value,
+                        step_size: step,
+                    }),
+                }
+            }
+        }
+        marks
     }
 }
 
@@ -122,36 +172,36 @@ pub fn latency(ui: &mut Ui, live: &Live, height: f32) {
         });
 }
 
-/// A latency of `us` microseconds in the unit that fits `scale_us` (the largest value shown
-/// beside it): µs below a millisecond, ms below a second, s above, with the unit named.
-pub(crate) fn latency_text(us: f64, scale_us: f64) -> String {
-    let (div, unit) = if scale_us >= 1e6 {
-        (1e6, "s")
-    } else if scale_us >= 1e3 {
-        (1e3, "ms")
-    } else {
-        (1.0, "µs")
-    };
-    format!("{} {unit}", super::style::decimals(us / div))
-}
-
 /// The "all VMs" latency line: a neutral grey, so the migrating VMs stand out.
 const ALL_VMS: egui::Color32 = egui::Color32::from_gray(140);
 
 #[cfg(test)]
 mod tests {
-    use super::latency_text;
+    use egui_plot::GridInput;
+
+    use super::duration_grid;
 
     #[test]
-    fn latencies_read_in_the_unit_that_fits() {
-        // The patent-timelines demo: a write held 100 s behind a slow copy run.
-        assert_eq!(latency_text(100_000_000.0, 100_000_000.0), "100 s");
-        assert_eq!(latency_text(25_000_000.0, 100_000_000.0), "25 s");
-        assert_eq!(latency_text(1_500.0, 1_500.0), "1.5 ms");
-        assert_eq!(latency_text(250.0, 900.0), "250 µs");
-        assert_eq!(latency_text(0.0, 100_000_000.0), "0 s");
-        assert_eq!(latency_text(12.345, 12.345), "12.35 µs");
-        // Ticks of one axis share the unit of its largest value.
-        assert_eq!(latency_text(500_000.0, 2_000_000.0), "0.5 s");
+    fn a_short_lag_axis_gets_nice_labeled_steps() {
+        // The lag plot at 1024×700: 0–34 min over about 74 points; 8 points ≈ 3.7 min.
+        let marks = duration_grid(60.0)(GridInput {
+            bounds: (0.0, 34.0),
+            base_step_size: 3.7,
+        });
+        // Labels need 20+ points (about 9 min here): the 15 min steps carry them.
+        let labeled: Vec<f64> = marks
+            .iter()
+            .filter(|m| m.step_size >= 9.0)
+            .map(|m| m.value)
+            .collect();
+        assert_eq!(labeled, [0.0, 15.0, 30.0]);
+        assert!(marks.iter().all(|m| m.step_size >= 3.7));
+        // Zoomed in to half a minute: seconds.
+        let marks = duration_grid(60.0)(GridInput {
+            bounds: (0.0, 0.5),
+            base_step_size: 0.05,
+        });
+        let steps: Vec<f64> = marks.iter().map(|m| (m.step_size * 60.0).round()).collect();
+        assert!(steps.contains(&5.0) && steps.contains(&10.0), "{steps:?}");
     }
 }

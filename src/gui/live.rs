@@ -483,10 +483,15 @@ pub fn minutes(t: SimTime) -> f64 {
     t as f64 / MINUTE as f64
 }
 
-/// Simulated time as "mm:ss" (minutes grow past 59).
+/// A point in simulated time, as the clock reads it: "mm:ss", "h:mm:ss" from the first
+/// hour on. Spans of time read otherwise ([`super::style::duration_text`]).
 pub fn mm_ss(t: SimTime) -> String {
     let s = t / SECOND;
-    format!("{:02}:{:02}", s / 60, s % 60)
+    if s < 3600 {
+        format!("{:02}:{:02}", s / 60, s % 60)
+    } else {
+        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    }
 }
 
 /// A count with thousands separators: "241,920".
@@ -502,35 +507,20 @@ pub fn count(n: u64) -> String {
     out
 }
 
-/// A duration in simulated seconds, short: "0.3 s", "42 s", "3 min 20 s".
-pub fn short_duration(secs: f64) -> String {
-    if !secs.is_finite() {
-        return "—".into();
-    }
-    if secs < 10.0 {
-        format!("{secs:.1} s")
-    } else if secs < 60.0 {
-        format!("{secs:.0} s")
-    } else {
-        let s = secs.round() as u64;
-        format!("{} min {} s", s / 60, s % 60)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn counts_and_durations_read_well() {
+    fn counts_and_clock_times_read_well() {
         assert_eq!(count(0), "0");
         assert_eq!(count(999), "999");
         assert_eq!(count(1000), "1,000");
         assert_eq!(count(241_920), "241,920");
         assert_eq!(count(1_234_567), "1,234,567");
-        assert_eq!(short_duration(0.3), "0.3 s");
-        assert_eq!(short_duration(42.4), "42 s");
-        assert_eq!(short_duration(200.0), "3 min 20 s");
         assert_eq!(mm_ss(61 * SECOND + 500_000), "01:01");
+        assert_eq!(mm_ss(3599 * SECOND), "59:59");
+        assert_eq!(mm_ss(3600 * SECOND), "1:00:00");
+        assert_eq!(mm_ss(3600 * SECOND * 25 + 62 * SECOND), "25:01:02");
     }
 }

@@ -3,6 +3,7 @@
 //! back over channels drained each frame in `logic`.
 
 pub mod bench;
+pub mod capacity_table;
 mod clock;
 pub mod demo;
 mod details;
@@ -282,6 +283,7 @@ pub struct DrApp {
 
 impl DrApp {
     pub fn new(ctx: egui::Context, startup: Startup) -> DrApp {
+        style::install(&ctx);
         let (io_tx, io_rx) = crossbeam_channel::unbounded();
         let mut app = DrApp {
             worker: Worker::spawn(ctx.clone()),

@@ -150,11 +150,11 @@ fn datastore_row(ui: &mut Ui, view: &PlacementView, k: usize, actions: &mut Vec<
         egui::ProgressBar::new(fraction)
             .desired_width(180.0)
             .text(format!(
-                "{} {} ({} of {} MiB)",
+                "{} {} ({} of {})",
                 d.id,
                 percent(d.used_bp),
-                d.used_mib,
-                d.capacity_mib
+                style::mib_text(d.used_mib),
+                style::mib_text(d.capacity_mib)
             )),
     );
     ui.horizontal(|ui| {

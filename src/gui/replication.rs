@@ -12,7 +12,7 @@ use super::live::{Live, mm_ss};
 use super::style::{self, Tone, glyph};
 use super::worker::Request;
 use super::{Action, Document};
-use crate::engine::{Command, GroupState, GroupView, Snapshot, human_bytes};
+use crate::engine::{Command, GroupState, GroupView, Snapshot};
 use crate::topology::{SiteRole, Topology};
 
 /// The Disaster button's text for `site` (also its accessible name).
@@ -162,9 +162,9 @@ fn sites_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Actio
     }
 }
 
-/// Lag as "mm:ss".
+/// Lag, a span of simulated time: "20 min 29 s".
 fn lag_text(lag: u64) -> String {
-    mm_ss(lag)
+    style::sim_duration(lag)
 }
 
 /// The least width of a card whose buttons fit beside its name, state and RPO.
@@ -192,7 +192,7 @@ fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec
                 style::group_state_tone(g.state),
                 state_hint(g.state),
             );
-            ui.label(RichText::new(format!("RPO {} min", g.rpo_minutes)).weak());
+            ui.label(RichText::new(format!("RPO {}", style::minutes_text(g.rpo_minutes))).weak());
             if !narrow {
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     buttons(ui, g, actions);
@@ -261,8 +261,8 @@ fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec
             RichText::new(format!(
                 "{} cycle(s)  ·  shipped {} in all  ·  last point {}",
                 g.cycles,
-                human_bytes(g.bytes_shipped),
-                human_bytes(g.last_cycle_bytes)
+                style::size_text(g.bytes_shipped),
+                style::size_text(g.last_cycle_bytes)
             ))
             .weak(),
         );
@@ -274,7 +274,7 @@ fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec
                     // The engine numbers a cycle when it cuts: the one in flight is the last.
                     "cycle {}: {} cut at {}, publishes at {}",
                     g.cycles,
-                    human_bytes(bytes),
+                    style::size_text(bytes),
                     mm_ss(cut),
                     mm_ss(ends)
                 )),
@@ -291,9 +291,9 @@ fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec
                 ui.label(style::toned(
                     ui,
                     format!(
-                        "lag {} is above the RPO of {} min",
+                        "lag {} is above the RPO of {}",
                         lag_text(g.lag.unwrap_or(0)),
-                        g.rpo_minutes
+                        style::minutes_text(g.rpo_minutes)
                     ),
                     Tone::Bad,
                 ));
@@ -379,7 +379,7 @@ fn buttons(ui: &mut Ui, g: &GroupView, actions: &mut Vec<Action>) {
 fn lag_plot(ui: &mut Ui, snap: &Snapshot, live: &Live, height: f32) {
     ui.horizontal(|ui| {
         ui.strong("Replication lag");
-        ui.label(RichText::new("minutes behind; dashed: each group's RPO").weak());
+        ui.label(RichText::new("how far each replica is behind; dashed: each group's RPO").weak());
     });
     if live.lag.values().all(|l| l.is_empty()) {
         empty(
@@ -401,9 +401,20 @@ fn lag_plot(ui: &mut Ui, snap: &Snapshot, live: &Live, height: f32) {
         .include_y(0.0)
         .include_y(f64::from(max_rpo) * 1.15)
         .x_axis_formatter(time_axis)
-        .y_axis_label("min")
+        .x_axis_label("simulated time")
+        // The lag is in minutes; each tick names its unit, picked from the visible range
+        // (seconds while zoomed in, hours for a long outage).
+        .y_axis_formatter(|mark, range| {
+            let scale = range.start().abs().max(range.end().abs());
+            style::duration_tick(mark.value * 60.0, scale * 60.0)
+        })
+        .y_grid_spacer(super::graphs::duration_grid(60.0))
+        .y_axis_min_width(48.0)
+        .y_axis_label("lag")
         .allow_scroll(false)
-        .label_formatter(hover_text(|y| format!("lag {y:.1} min")))
+        .label_formatter(hover_text(|y| {
+            format!("lag {}", style::duration_text(y * 60.0))
+        }))
         .show(ui, |plot| {
             for (i, g) in snap.groups.iter().enumerate() {
                 let color = style::series_color(i);
@@ -576,7 +587,7 @@ pub fn disaster_modal(
                     (Some(c), Some(l)) => ui.label(format!(
                         "{id}: the point cut at {} ({} ago); what was written since is lost",
                         mm_ss(*c),
-                        mm_ss(*l)
+                        style::sim_duration(*l)
                     )),
                     _ => ui.label(style::toned(
                         ui,

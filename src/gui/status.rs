@@ -59,7 +59,7 @@ pub(crate) fn bar(ui: &mut Ui, live: &Live, actions: &mut Vec<Action>) {
             .strong(),
         )
         .on_hover_text(
-            "Simulated time (minutes:seconds) since the workspace was created. It runs on across restarts: the workspace keeps it.",
+            "Simulated time (mm:ss, h:mm:ss from the first hour) since the workspace was created. It runs on across restarts: the workspace keeps it.",
         );
         ui.separator();
         speed(ui, live, open);

@@ -183,7 +183,7 @@ fn card(ui: &mut Ui, v: &DistributedView, actions: &mut Vec<Action>) {
                 ui.label(format!(
                     "· {} tracked block(s) ({})",
                     v.tracked_blocks,
-                    crate::engine::human_bytes(v.tracked_blocks * BLOCK_SIZE as u64)
+                    style::size_text(v.tracked_blocks * BLOCK_SIZE as u64)
                 ));
                 if !v.instances.is_empty() {
                     ui.label(

@@ -5,7 +5,7 @@
 use egui::{RichText, Ui};
 
 use super::Action;
-use super::live::{Live, Status, Task, TaskState, count, short_duration};
+use super::live::{Live, Status, Task, TaskState, count};
 use super::style::{self, glyph};
 use super::worker::Request;
 use crate::engine::{Command, Phase};
@@ -161,7 +161,7 @@ fn card(ui: &mut Ui, t: &Task, actions: &mut Vec<Action>) {
                 RichText::new(format!(
                     "{} MiB/s  ·  ETA {}  ·  {} blocks left  ·  mirror queue {}",
                     super::style::rate_text(v.mib_per_s),
-                    short_duration(v.eta_s),
+                    super::style::duration_text(v.eta_s),
                     count(v.blocks_left),
                     count(v.mirror_pending as u64)
                 ))

@@ -4,7 +4,7 @@
 use egui::{RichText, Ui};
 
 use super::Document;
-use super::live::{Live, short_duration};
+use super::live::Live;
 use super::style::{self, glyph};
 use crate::dr::{Impact, Rating};
 use crate::engine::Command;
@@ -367,7 +367,7 @@ impl Wizard {
             RichText::new(format!(
                 "Copies at {} MiB/s (the slower datastore): about {} of simulated time, plus what the guest writes meanwhile.",
                 super::style::rate_text(mib_s),
-                short_duration(need as f64 / mib_s)
+                super::style::duration_text(need as f64 / mib_s)
             ))
             .weak(),
         );
@@ -435,9 +435,5 @@ impl Wizard {
 
 /// MiB as "64 MiB" or "255.9 GiB".
 pub fn size(mib: u64) -> String {
-    if mib >= 10 * 1024 {
-        format!("{:.1} GiB", mib as f64 / 1024.0)
-    } else {
-        format!("{mib} MiB")
-    }
+    super::style::mib_text(mib)
 }
