@@ -233,7 +233,7 @@ struct Row {
 pub struct TreeOutput {
     /// A VM was double-clicked: open the migration wizard for it.
     pub open_wizard: Option<String>,
-    /// Enter was pressed on the selection: show its details.
+    /// A row was clicked, or Enter pressed on the selection: show its details.
     pub show_details: bool,
 }
 
@@ -255,6 +255,8 @@ pub struct TreeView {
     dirty: bool,
     /// The row the keyboard last moved to or a click picked.
     cursor: Option<usize>,
+    /// The node of the cursor's row (to find it again when the rows are rebuilt).
+    cursor_key: Option<NodeKey>,
     /// Scroll this row into view on the next frame.
     scroll_to: Option<usize>,
     /// The selection as the tree last saw it (to notice changes made elsewhere).
@@ -277,6 +279,7 @@ impl Default for TreeView {
             rows: Vec::new(),
             dirty: true,
             cursor: None,
+            cursor_key: None,
             scroll_to: None,
             seen_selection: None,
             offset: 0.0,
@@ -359,6 +362,9 @@ impl TreeView {
             return;
         }
         self.dirty = false;
+        // The cursor's row moves with the rebuild: keep it on the same node (a VM shows
+        // under its host and its datastore; the keys are unique within a section).
+        let cursor_key = self.cursor.and(self.cursor_key.take());
         self.cursor = None;
         let keep = (!self.needle.is_empty()).then(|| matches(inv, &self.needle));
         let kept = |n: usize| keep.as_ref().is_none_or(|k| k[n]);
@@ -385,6 +391,15 @@ impl TreeView {
             }
         }
         self.rows = rows;
+        if let Some(key) = cursor_key {
+            let r = self
+                .rows
+                .iter()
+                .position(|r| matches!(r.kind, RowKind::Node(n) if Self::key(inv, n) == key));
+            if let Some(r) = r {
+                self.set_cursor(inv, r);
+            }
+        }
     }
 
     fn push_rows(
@@ -438,8 +453,16 @@ impl TreeView {
     fn select_row(&mut self, inv: &Inventory, r: usize, selection: &mut Option<Selection>) {
         if let RowKind::Node(n) = self.rows[r].kind {
             *selection = Some(inv.nodes[n].select.clone());
-            self.cursor = Some(r);
+            self.set_cursor(inv, r);
             self.scroll_to = Some(r);
+        }
+    }
+
+    /// Puts the cursor on row `r` (a node's row).
+    fn set_cursor(&mut self, inv: &Inventory, r: usize) {
+        if let RowKind::Node(n) = self.rows[r].kind {
+            self.cursor = Some(r);
+            self.cursor_key = Some(Self::key(inv, n));
         }
     }
 
@@ -579,7 +602,7 @@ pub fn inventory(
     if *selection != view.seen_selection {
         // Selected elsewhere (a link in the details, a test): show it if it is in view.
         if let Some(r) = view.selected_row(inv, selection) {
-            view.cursor = Some(r);
+            view.set_cursor(inv, r);
             view.scroll_to = Some(r);
         }
     }
@@ -650,7 +673,9 @@ pub fn inventory(
             RowEvent::Select(r) => {
                 if let RowKind::Node(n) = view.rows[r].kind {
                     *selection = Some(inv.nodes[n].select.clone());
-                    view.cursor = Some(r);
+                    view.set_cursor(inv, r);
+                    // Whichever main tab is open, also when it was selected already.
+                    out.show_details = true;
                 }
             }
             RowEvent::DoubleClick(r) => {
