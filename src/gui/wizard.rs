@@ -5,7 +5,7 @@ use egui::{RichText, Ui};
 
 use super::Document;
 use super::live::{Live, short_duration};
-use super::style::{self, glyph};
+use super::style::{self, Tone, glyph};
 use crate::dr::{Impact, Rating};
 use crate::engine::Command;
 use crate::engine::copy::CopyMode;
@@ -35,6 +35,8 @@ pub struct Wizard {
     pub confirmed: bool,
     /// Press Start on the next frame if it is enabled then ([`Wizard::press_start`]).
     press_start: bool,
+    /// Step 1's search: the VMs whose id, host or datastore contain it (any case).
+    pub search: String,
 }
 
 impl Default for Wizard {
@@ -47,6 +49,7 @@ impl Default for Wizard {
             mode: CopyMode::Mirror,
             confirmed: false,
             press_start: false,
+            search: String::new(),
         }
     }
 }
@@ -55,6 +58,12 @@ impl Default for Wizard {
 pub const TITLE: &str = "Migrate a VM";
 /// The start button's text.
 pub const START: &str = "Start migration";
+/// Step 1's search box (its accessible name).
+pub const FIND: &str = "Find a VM";
+
+/// The window's size, the same on every step (capped by the screen), so it does not jump
+/// or resize as the pages change; a page taller than it scrolls above the fixed footer.
+const SIZE: egui::Vec2 = egui::vec2(580.0, 500.0);
 
 impl Wizard {
     /// Opens at the destination step for `vm`, or at the first step.
@@ -108,27 +117,99 @@ impl Wizard {
         // Below the top bars (and a demo's caption), so the caption stays readable.
         let mut area = ctx.content_rect();
         area.min.y = area.min.y.max(super::demo::content_top(ctx));
+        let margin = 16.0;
+        let size = SIZE.min(area.size() - egui::vec2(2.0 * margin, 2.0 * margin + 40.0));
         egui::Window::new(TITLE)
             .open(&mut open)
             .collapsible(false)
             .resizable(false)
-            .default_width(540.0)
-            .pivot(egui::Align2::CENTER_CENTER)
-            .default_pos(area.center())
+            .fixed_size(size)
+            // Its top edge stays where it opened: a page of another height does not move
+            // the steps header or the buttons.
+            .pivot(egui::Align2::CENTER_TOP)
+            .default_pos(egui::pos2(area.center().x, area.top() + margin))
             .constrain_to(area)
             .show(ctx, |ui| {
-                ui.set_width(540.0);
                 self.steps_header(ui);
                 ui.separator();
-                match self.step {
-                    Step::Vm => self.choose_vm(ui, doc, live),
-                    Step::Destination => self.choose_destination(ui, doc, live),
-                    Step::Review => command = self.review(ui, doc, live, press),
-                }
+                let row = ui.spacing().interact_size.y;
+                let footer = row + 3.0 * ui.spacing().item_spacing.y + 6.0;
+                let body = (ui.available_height() - footer).max(row);
+                let start = match self.step {
+                    Step::Vm => {
+                        self.choose_vm(ui, doc, live, footer);
+                        Err("Pick a VM, then a destination, to review the move.".to_string())
+                    }
+                    Step::Destination => {
+                        egui::ScrollArea::vertical()
+                            .id_salt("wizard-destination")
+                            .max_height(body)
+                            .min_scrolled_height(body)
+                            .auto_shrink([false, false])
+                            .show(ui, |ui| self.choose_destination(ui, doc, live));
+                        Err("Pick a destination to review the move.".to_string())
+                    }
+                    Step::Review => egui::ScrollArea::vertical()
+                        .id_salt("wizard-review")
+                        .max_height(body)
+                        .min_scrolled_height(body)
+                        .auto_shrink([false, false])
+                        .show(ui, |ui| self.review(ui, doc, live))
+                        .inner
+                        .unwrap_or_else(|| Err("Pick a destination to review the move.".into())),
+                };
+                ui.separator();
+                command = self.footer(ui, start, press);
             });
         if !open || command.is_some() {
             self.open = false;
         }
+        command
+    }
+
+    /// Back, and Start: enabled only when the move can start, else greyed out with why
+    /// (beside it and on hover).
+    fn footer(
+        &mut self,
+        ui: &mut Ui,
+        start: Result<Command, String>,
+        press: bool,
+    ) -> Option<Command> {
+        let mut command = None;
+        ui.horizontal(|ui| {
+            let back = ui.add_enabled(self.step != Step::Vm, egui::Button::new("◀ Back"));
+            if back.clicked() {
+                self.step = match self.step {
+                    Step::Review => Step::Destination,
+                    _ => Step::Vm,
+                };
+                self.confirmed = false;
+            }
+            let button = ui
+                .add_enabled(
+                    start.is_ok(),
+                    egui::Button::new(RichText::new(START).strong()),
+                )
+                .on_disabled_hover_text(start.as_ref().err().cloned().unwrap_or_default());
+            match start {
+                Err(why) => {
+                    let why = RichText::new(why);
+                    ui.add(
+                        egui::Label::new(if self.step == Step::Review {
+                            why.color(ui.visuals().warn_fg_color)
+                        } else {
+                            why.weak()
+                        })
+                        .wrap(),
+                    );
+                }
+                Ok(c) => {
+                    if button.clicked() || press {
+                        command = Some(c);
+                    }
+                }
+            }
+        });
         command
     }
 
@@ -173,7 +254,24 @@ impl Wizard {
         });
     }
 
-    fn choose_vm(&mut self, ui: &mut Ui, doc: &Document, live: &Live) {
+    /// The VMs matching step 1's search, by index in the topology.
+    fn found(&self, t: &crate::topology::Topology) -> Vec<usize> {
+        let needle = self.search.trim().to_lowercase();
+        t.vms
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| {
+                needle.is_empty()
+                    || [&v.id, &v.host, &v.datastore]
+                        .iter()
+                        .any(|f| f.to_lowercase().contains(&needle))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Step 1; the list scrolls above the last `reserve` points (the footer's).
+    fn choose_vm(&mut self, ui: &mut Ui, doc: &Document, live: &Live, reserve: f32) {
         let t = &doc.topology;
         ui.label("Which VM's disk should move?");
         ui.add_space(4.0);
@@ -181,16 +279,36 @@ impl Wizard {
             ui.weak("This topology has no VMs.");
             return;
         }
+        ui.horizontal(|ui| {
+            let label = ui.label(FIND);
+            ui.add(
+                egui::TextEdit::singleline(&mut self.search)
+                    .hint_text("id, host or datastore")
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(label.id);
+        });
+        ui.add_space(4.0);
+        let found = self.found(t);
+        if found.is_empty() {
+            ui.weak(format!(
+                "No VM matches \"{}\" (by id, host or datastore).",
+                self.search.trim()
+            ));
+            return;
+        }
         let row_h = ui.spacing().interact_size.y;
+        let height = (ui.available_height() - reserve).max(row_h);
         egui::ScrollArea::vertical()
-            .max_height(320.0)
-            .auto_shrink([false, true])
-            .show_rows(ui, row_h, t.vms.len(), |ui, rows| {
+            .id_salt("wizard-vms")
+            .max_height(height)
+            .auto_shrink([false, false])
+            .show_rows(ui, row_h, found.len(), |ui, rows| {
                 egui::Grid::new("wizard-vms")
                     .num_columns(3)
                     .spacing([12.0, ui.spacing().item_spacing.y])
                     .show(ui, |ui| {
-                        for v in &t.vms[rows] {
+                        for v in found[rows].iter().map(|&i| &t.vms[i]) {
                             let migrating = live.migration_of(&v.id);
                             let pick = ui.add_enabled(
                                 migrating.is_none(),
@@ -274,18 +392,20 @@ impl Wizard {
                     }
                 });
         }
-        ui.add_space(8.0);
-        ui.horizontal(|ui| {
-            if ui.button("◀ Back").clicked() {
-                self.step = Step::Vm;
-            }
-            if live.free_mib.is_empty() {
-                ui.label(RichText::new("Free space shows once the workspace is open.").weak());
-            }
-        });
+        if live.free_mib.is_empty() {
+            ui.add_space(8.0);
+            ui.label(RichText::new("Free space shows once the workspace is open.").weak());
+        }
     }
 
-    fn review(&mut self, ui: &mut Ui, doc: &Document, live: &Live, press: bool) -> Option<Command> {
+    /// The review page; returns the command Start sends, or why Start is disabled (None
+    /// when there is nothing to review).
+    fn review(
+        &mut self,
+        ui: &mut Ui,
+        doc: &Document,
+        live: &Live,
+    ) -> Option<Result<Command, String>> {
         let t = &doc.topology;
         let (Some(vm), Some(to)) = (self.vm.clone(), self.to.clone()) else {
             return None;
@@ -338,7 +458,7 @@ impl Wizard {
                 ui.radio_value(&mut self.mode, m, m.as_str());
             }
         });
-        ui.label(RichText::new(self.mode.disaster_note()).weak());
+        mode_note(ui, self.mode);
 
         ui.add_space(8.0);
         ui.strong("Space and time");
@@ -404,33 +524,41 @@ impl Wizard {
         } else {
             None
         };
-
-        ui.add_space(10.0);
-        let mut command = None;
-        ui.horizontal(|ui| {
-            if ui.button("◀ Back").clicked() {
-                self.step = Step::Destination;
-                self.confirmed = false;
-            }
-            let start = ui
-                .add_enabled(
-                    blocker.is_none(),
-                    egui::Button::new(RichText::new(START).strong()),
-                )
-                .on_disabled_hover_text(blocker.clone().unwrap_or_default());
-            if let Some(why) = &blocker {
-                ui.label(RichText::new(why.as_str()).color(ui.visuals().warn_fg_color));
-            } else if start.clicked() || press {
-                command = Some(Command::Migrate {
-                    vm: vm.clone(),
-                    to: to.clone(),
-                    mode: self.mode,
-                    confirm: needs_override && self.confirmed,
-                });
-            }
-        });
-        command
+        Some(match blocker {
+            Some(why) => Err(why),
+            None => Ok(Command::Migrate {
+                vm,
+                to,
+                mode: self.mode,
+                confirm: needs_override && self.confirmed,
+            }),
+        })
     }
+}
+
+/// What a disaster mid-copy leaves at the source in `mode`: a plain note for mirror, a
+/// warning (framed and colored as the rating's risk above it) for the modes that lose
+/// writes (redirect) or leave the source inconsistent (split).
+fn mode_note(ui: &mut Ui, mode: CopyMode) {
+    let tone = match mode {
+        CopyMode::Mirror => {
+            ui.label(RichText::new(mode.disaster_note()).weak());
+            return;
+        }
+        CopyMode::Redirect => Tone::Warn,
+        CopyMode::Split => Tone::Bad,
+    };
+    let color = tone.text(ui.visuals().dark_mode);
+    egui::Frame::group(ui.style())
+        .stroke(egui::Stroke::new(1.5, color))
+        .show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.label(style::toned(
+                ui,
+                format!("⚠ {}", mode.disaster_note()),
+                tone,
+            ));
+        });
 }
 
 /// MiB as "64 MiB" or "255.9 GiB".
