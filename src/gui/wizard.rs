@@ -112,6 +112,7 @@ impl Wizard {
             return None;
         }
         self.revalidate(doc);
+        let step = self.step;
         let mut open = true;
         let mut command = None;
         // Below the top bars (and a demo's caption), so the caption stays readable.
@@ -163,6 +164,11 @@ impl Wizard {
             });
         if !open || command.is_some() {
             self.open = false;
+        }
+        if self.step != step {
+            // A click on this frame turned the page: draw the new one now, not on the
+            // next input.
+            ctx.request_repaint();
         }
         command
     }
