@@ -119,7 +119,9 @@ impl Wizard {
         let mut area = ctx.content_rect();
         area.min.y = area.min.y.max(super::demo::content_top(ctx));
         let margin = 16.0;
-        let size = SIZE.min(area.size() - egui::vec2(2.0 * margin, 2.0 * margin + 40.0));
+        let size = SIZE
+            .min(area.size() - egui::vec2(2.0 * margin, 2.0 * margin + 40.0))
+            .max(egui::vec2(280.0, 200.0));
         egui::Window::new(TITLE)
             .open(&mut open)
             .collapsible(false)
