@@ -135,34 +135,26 @@ impl Wizard {
             .show(ctx, |ui| {
                 self.steps_header(ui);
                 ui.separator();
-                let row = ui.spacing().interact_size.y;
-                let footer = row + 3.0 * ui.spacing().item_spacing.y + 6.0;
-                let body = (ui.available_height() - footer).max(row);
-                let start = match self.step {
-                    Step::Vm => {
-                        self.choose_vm(ui, doc, live, footer);
-                        Err("Pick a VM, then a destination, to review the move.".to_string())
-                    }
+                // The footer first, at the bottom: Start and what it waits for ("Are you
+                // sure?") stay in view however long the page above them.
+                egui::Panel::bottom("wizard-footer")
+                    .show_separator_line(true)
+                    .show(ui, |ui| command = self.footer(ui, doc, live, press));
+                match self.step {
+                    Step::Vm => self.choose_vm(ui, doc, live),
                     Step::Destination => {
                         egui::ScrollArea::vertical()
                             .id_salt("wizard-destination")
-                            .max_height(body)
-                            .min_scrolled_height(body)
                             .auto_shrink([false, false])
                             .show(ui, |ui| self.choose_destination(ui, doc, live));
-                        Err("Pick a destination to review the move.".to_string())
                     }
-                    Step::Review => egui::ScrollArea::vertical()
-                        .id_salt("wizard-review")
-                        .max_height(body)
-                        .min_scrolled_height(body)
-                        .auto_shrink([false, false])
-                        .show(ui, |ui| self.review(ui, doc, live))
-                        .inner
-                        .unwrap_or_else(|| Err("Pick a destination to review the move.".into())),
-                };
-                ui.separator();
-                command = self.footer(ui, start, press);
+                    Step::Review => {
+                        egui::ScrollArea::vertical()
+                            .id_salt("wizard-review")
+                            .auto_shrink([false, false])
+                            .show(ui, |ui| self.review(ui, doc, live));
+                    }
+                }
             });
         if !open || command.is_some() {
             self.open = false;
@@ -175,14 +167,73 @@ impl Wizard {
         command
     }
 
-    /// Back, and Start: enabled only when the move can start, else greyed out with why
-    /// (beside it and on hover).
-    fn footer(
-        &mut self,
-        ui: &mut Ui,
-        start: Result<Command, String>,
-        press: bool,
-    ) -> Option<Command> {
+    /// The move under review: the VM, its destination, the impact.
+    fn reviewed(&self, doc: &Document) -> Option<(String, String, Impact)> {
+        let (vm, to) = (self.vm.clone()?, self.to.clone()?);
+        let impact = doc.destinations(&vm).iter().find(|i| i.to == to)?.clone();
+        Some((vm, to, impact))
+    }
+
+    /// What Start sends now, or why it cannot start.
+    fn start_state(&self, doc: &Document, live: &Live) -> Result<Command, String> {
+        let pick_destination = || "Pick a destination to review the move.".to_string();
+        match self.step {
+            Step::Vm => return Err("Pick a VM, then a destination, to review the move.".into()),
+            Step::Destination => return Err(pick_destination()),
+            Step::Review => {}
+        }
+        let Some((vm, to, impact)) = self.reviewed(doc) else {
+            return Err(pick_destination());
+        };
+        let need = doc.topology.vm(&vm).map_or(0, |v| v.disk_mib);
+        let fits = live.free_mib.get(&to).is_some_and(|&f| f >= need);
+        let needs_override = impact.rating > Rating::None;
+        if !live.is_open() {
+            Err("No workspace is open: nothing can move.".to_string())
+        } else if let Some(m) = live.migration_of(&vm) {
+            Err(format!("{vm} is already migrating to {}.", m.to))
+        } else if !fits {
+            Err(format!("{to} does not have room for {vm}."))
+        } else if needs_override && !self.confirmed {
+            Err(format!(
+                "Tick \"Are you sure?\" to start a move rated {}.",
+                impact.rating
+            ))
+        } else {
+            Ok(Command::Migrate {
+                vm,
+                to,
+                mode: self.mode,
+                confirm: needs_override && self.confirmed,
+            })
+        }
+    }
+
+    /// "Are you sure?" (for a rated move under review), Back, and Start: enabled only when
+    /// the move can start, else greyed out with why (beside it and on hover).
+    fn footer(&mut self, ui: &mut Ui, doc: &Document, live: &Live, press: bool) -> Option<Command> {
+        ui.add_space(4.0);
+        if self.step == Step::Review
+            && let Some((vm, _, impact)) = self.reviewed(doc)
+            && impact.rating > Rating::None
+        {
+            let color = style::rating_color(impact.rating, ui.visuals().dark_mode);
+            egui::Frame::group(ui.style())
+                .stroke(egui::Stroke::new(1.5, color))
+                .show(ui, |ui| {
+                    ui.set_width(ui.available_width());
+                    ui.checkbox(
+                        &mut self.confirmed,
+                        format!(
+                            "Are you sure? Move {vm} anyway and accept the {} risk ({}). The override is recorded in the event log.",
+                            impact.rating,
+                            impact.fault.map(|f| f.as_str()).unwrap_or("none")
+                        ),
+                    );
+                });
+            ui.add_space(2.0);
+        }
+        let start = self.start_state(doc, live);
         let mut command = None;
         ui.horizontal(|ui| {
             let back = ui.add_enabled(self.step != Step::Vm, egui::Button::new("◀ Back"));
@@ -193,11 +244,12 @@ impl Wizard {
                 };
                 self.confirmed = false;
             }
+            // Strong text only when it can start: strong text greyed out still reads as
+            // enabled.
+            let text = RichText::new(START);
+            let text = if start.is_ok() { text.strong() } else { text };
             let button = ui
-                .add_enabled(
-                    start.is_ok(),
-                    egui::Button::new(RichText::new(START).strong()),
-                )
+                .add_enabled(start.is_ok(), egui::Button::new(text))
                 .on_disabled_hover_text(start.as_ref().err().cloned().unwrap_or_default());
             match start {
                 Err(why) => {
@@ -218,6 +270,7 @@ impl Wizard {
                 }
             }
         });
+        ui.add_space(2.0);
         command
     }
 
@@ -278,8 +331,8 @@ impl Wizard {
             .collect()
     }
 
-    /// Step 1; the list scrolls above the last `reserve` points (the footer's).
-    fn choose_vm(&mut self, ui: &mut Ui, doc: &Document, live: &Live, reserve: f32) {
+    /// Step 1: the search, and the VMs it finds in a list that fills the page.
+    fn choose_vm(&mut self, ui: &mut Ui, doc: &Document, live: &Live) {
         let t = &doc.topology;
         ui.label("Which VM's disk should move?");
         ui.add_space(4.0);
@@ -306,10 +359,8 @@ impl Wizard {
             return;
         }
         let row_h = ui.spacing().interact_size.y;
-        let height = (ui.available_height() - reserve).max(row_h);
         egui::ScrollArea::vertical()
             .id_salt("wizard-vms")
-            .max_height(height)
             .auto_shrink([false, false])
             .show_rows(ui, row_h, found.len(), |ui, rows| {
                 egui::Grid::new("wizard-vms")
@@ -406,20 +457,14 @@ impl Wizard {
         }
     }
 
-    /// The review page; returns the command Start sends, or why Start is disabled (None
-    /// when there is nothing to review).
-    fn review(
-        &mut self,
-        ui: &mut Ui,
-        doc: &Document,
-        live: &Live,
-    ) -> Option<Result<Command, String>> {
+    /// The review page: the rating and what it means, the copy mode, space and time ("Are
+    /// you sure?" and Start are in the footer).
+    fn review(&mut self, ui: &mut Ui, doc: &Document, live: &Live) {
         let t = &doc.topology;
-        let (Some(vm), Some(to)) = (self.vm.clone(), self.to.clone()) else {
-            return None;
+        let Some((vm, to, impact)) = self.reviewed(doc) else {
+            return;
         };
-        let impact: Impact = doc.destinations(&vm).iter().find(|i| i.to == to)?.clone();
-        let v = t.vm(&vm)?;
+        let Some(v) = t.vm(&vm) else { return };
         let dark = ui.visuals().dark_mode;
         let color = style::rating_color(impact.rating, dark);
 
@@ -499,48 +544,6 @@ impl Wizard {
             ))
             .weak(),
         );
-
-        let needs_override = impact.rating > Rating::None;
-        if needs_override {
-            ui.add_space(8.0);
-            egui::Frame::group(ui.style())
-                .stroke(egui::Stroke::new(1.5, color))
-                .show(ui, |ui| {
-                    ui.set_width(ui.available_width());
-                    ui.checkbox(
-                        &mut self.confirmed,
-                        format!(
-                            "Are you sure? Move {vm} anyway and accept the {} risk ({}). The override is recorded in the event log.",
-                            impact.rating,
-                            impact.fault.map(|f| f.as_str()).unwrap_or("none")
-                        ),
-                    );
-                });
-        }
-
-        let blocker = if !live.is_open() {
-            Some("No workspace is open: nothing can move.".to_string())
-        } else if let Some(m) = live.migration_of(&vm) {
-            Some(format!("{vm} is already migrating to {}.", m.to))
-        } else if !fits {
-            Some(format!("{to} does not have room for {vm}."))
-        } else if needs_override && !self.confirmed {
-            Some(format!(
-                "Tick \"Are you sure?\" to start a move rated {}.",
-                impact.rating
-            ))
-        } else {
-            None
-        };
-        Some(match blocker {
-            Some(why) => Err(why),
-            None => Ok(Command::Migrate {
-                vm,
-                to,
-                mode: self.mode,
-                confirm: needs_override && self.confirmed,
-            }),
-        })
     }
 }
 
