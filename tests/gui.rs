@@ -402,3 +402,117 @@ fn toasts_stay_over_the_log_or_in_a_strip_of_their_own() {
     }
     assert!(h.state().regions.window.contains_rect(toast));
 }
+
+fn press(h: &mut Harness<'static, DrApp>, key: egui::Key) {
+    h.key_press(key);
+    h.run_steps(2);
+}
+
+fn tree_rows(h: &Harness<'static, DrApp>, label: &str) -> usize {
+    h.query_all_by_role_and_label(egui::accesskit::Role::Button, label)
+        .count()
+}
+
+/// Left walks up: from a leaf to its parent, folds an open node, and from a folded node
+/// goes to its parent; Right unfolds and then walks into the first child.
+#[test]
+fn left_on_a_folded_node_moves_to_its_parent() {
+    let mut h = default_app();
+    h.run_steps(2);
+    let vm = |id: &str| Some(Selection::Vm(id.into()));
+    let host = |id: &str| Some(Selection::Host(id.into()));
+    assert_eq!(
+        tree_rows(&h, "💻 db-01"),
+        2,
+        "under its host and its datastore"
+    );
+    // The first db-01 is under its host, in Sites.
+    h.get_all_by_label("💻 db-01").next().unwrap().click();
+    h.run_steps(2);
+    assert_eq!(h.state().selection, vm("db-01"));
+    press(&mut h, egui::Key::ArrowLeft);
+    assert_eq!(
+        h.state().selection,
+        host("esx-pa-2"),
+        "a leaf: up to its host"
+    );
+    press(&mut h, egui::Key::ArrowLeft);
+    assert_eq!(h.state().selection, host("esx-pa-2"), "an open node folds");
+    assert_eq!(
+        tree_rows(&h, "💻 db-01"),
+        1,
+        "folded: only under its datastore"
+    );
+    press(&mut h, egui::Key::ArrowLeft);
+    assert_eq!(
+        h.state().selection,
+        Some(Selection::Site("pa".into())),
+        "a folded node: up to its parent"
+    );
+    // Right on the open site walks into its first host; Left folds it, Right opens it and
+    // once more walks into its first VM.
+    press(&mut h, egui::Key::ArrowRight);
+    assert_eq!(h.state().selection, host("esx-pa-1"));
+    press(&mut h, egui::Key::ArrowLeft);
+    assert_eq!(tree_rows(&h, "💻 web-01"), 1, "esx-pa-1 folded");
+    press(&mut h, egui::Key::ArrowRight);
+    assert_eq!(tree_rows(&h, "💻 web-01"), 2, "esx-pa-1 open again");
+    assert_eq!(h.state().selection, host("esx-pa-1"));
+    press(&mut h, egui::Key::ArrowRight);
+    assert_eq!(h.state().selection, vm("web-01"));
+
+    // The second db-01 is under its datastore: Left goes to the datastore, not the host,
+    // also after the rows were rebuilt (a section folded and unfolded).
+    h.get_by_label("🖥 esx-pa-2").click();
+    h.run_steps(2);
+    press(&mut h, egui::Key::ArrowRight);
+    assert_eq!(tree_rows(&h, "💻 db-01"), 2, "esx-pa-2 open again");
+    // Tall enough for the whole tree, Arrays folded: no scrolling to reach the datastores.
+    h.set_size(egui::vec2(1280.0, 1400.0));
+    let luns = |h: &Harness<'static, DrApp>| h.query_all_by_label_contains("🖴 ").count();
+    h.get_by_label_contains("Arrays (").click();
+    h.run_steps(2);
+    assert_eq!(luns(&h), 0, "Arrays folded");
+    h.get_all_by_label("💻 db-01").nth(1).unwrap().click();
+    h.run_steps(2);
+    assert_eq!(h.state().selection, vm("db-01"));
+    h.get_by_label_contains("Arrays (").click();
+    h.run_steps(2);
+    assert!(luns(&h) > 0, "Arrays open again");
+    press(&mut h, egui::Key::ArrowLeft);
+    let ds = h
+        .state()
+        .doc
+        .topology
+        .vm("db-01")
+        .unwrap()
+        .datastore
+        .clone();
+    assert_eq!(h.state().selection, Some(Selection::Datastore(ds)));
+}
+
+/// A click in the tree shows the object's details whichever main tab is open, also when
+/// the object was already selected.
+#[test]
+fn clicking_a_vm_on_another_tab_shows_its_details() {
+    use drconsole::gui::MainTab;
+    let mut h = default_app();
+    h.run_steps(2);
+    h.state_mut().main_tab = MainTab::Failover;
+    h.run_steps(2);
+    h.get_all_by_label("💻 web-01").next().unwrap().click();
+    h.run_steps(2);
+    assert_eq!(h.state().main_tab, MainTab::Details);
+    h.get_by_label("Where can it go?");
+    // Already selected: the click still shows it.
+    for tab in [MainTab::Failover, MainTab::Resilience] {
+        h.state_mut().main_tab = tab;
+        h.run_steps(2);
+        assert!(h.query_by_label("Where can it go?").is_none());
+        h.get_all_by_label("💻 web-01").next().unwrap().click();
+        h.run_steps(2);
+        assert_eq!(h.state().main_tab, MainTab::Details, "from {tab:?}");
+        assert_eq!(h.state().selection, Some(Selection::Vm("web-01".into())));
+        h.get_by_label("Where can it go?");
+    }
+}

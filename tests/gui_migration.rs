@@ -260,3 +260,163 @@ fn a_locked_workspace_leaves_the_console_browsable() {
     drop(h);
     holder.close().unwrap();
 }
+
+fn wizard_rect(h: &Harness<'static, DrApp>) -> egui::Rect {
+    h.get_by_label(drconsole::gui::wizard::TITLE).rect()
+}
+
+fn start_disabled(h: &Harness<'static, DrApp>) -> bool {
+    h.get_by_label(drconsole::gui::wizard::START)
+        .accesskit_node()
+        .is_disabled()
+}
+
+/// Every step shows Start, disabled with why until the move can start; step 1 finds VMs;
+/// the window keeps its place and size from step to step; split warns as a risk.
+#[test]
+fn the_wizard_stays_put_finds_vms_and_says_why_start_waits() {
+    use drconsole::gui::wizard::{FIND, Step, TITLE};
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app_in(dir.path());
+    step_until(&mut h, "the workspace", Duration::from_secs(30), |a| {
+        a.engine_ready()
+    });
+    h.get_by_label("Migrate").click();
+    h.run_steps(2);
+    h.get_by_label("Migrate a VM…").click();
+    h.run_steps(4);
+    assert_eq!(h.state().wizard.step(), Step::Vm);
+    let at_first = wizard_rect(&h);
+    assert!(start_disabled(&h), "no VM yet: Start is disabled");
+    h.get_by_label_contains("Pick a VM, then a destination");
+
+    // The search narrows the list by id, host or datastore, in any case.
+    let window = h.get_by_label(TITLE);
+    window.get_by_label(FIND).focus();
+    window.get_by_label(FIND).type_text("DB");
+    h.run_steps(3);
+    let listed = |h: &Harness<'static, DrApp>, vm: &str| {
+        h.get_by_label(TITLE)
+            .query_all_by_role_and_label(Role::Button, &format!("💻 {vm}"))
+            .count()
+    };
+    assert_eq!((listed(&h, "db-01"), listed(&h, "erp-db")), (1, 1));
+    assert_eq!(listed(&h, "web-01"), 0);
+    h.state_mut().wizard.search = "ds-bronze-1".into();
+    h.run_steps(2);
+    assert_eq!((listed(&h, "build-01"), listed(&h, "db-01")), (1, 0));
+    h.state_mut().wizard.search = "no-such-vm".into();
+    h.run_steps(2);
+    h.get_by_label_contains("No VM matches \"no-such-vm\"");
+    h.state_mut().wizard.search = "db-01".into();
+    h.run_steps(2);
+    assert_eq!(wizard_rect(&h), at_first, "the list's length moves nothing");
+
+    h.get_by_label(TITLE)
+        .get_by_role_and_label(Role::Button, "💻 db-01")
+        .click();
+    h.run_steps(3);
+    assert_eq!(h.state().wizard.step(), Step::Destination);
+    assert_eq!(
+        wizard_rect(&h),
+        at_first,
+        "step 2 in the same place and size"
+    );
+    assert!(start_disabled(&h), "no destination yet: Start is disabled");
+    h.get_by_label_contains("Pick a destination to review the move.");
+
+    h.get_by_label(TITLE)
+        .get_by_role_and_label(Role::Button, "🗀 ds-local")
+        .click();
+    h.run_steps(3);
+    assert_eq!(h.state().wizard.step(), Step::Review);
+    assert_eq!(
+        wizard_rect(&h),
+        at_first,
+        "step 3 in the same place and size"
+    );
+    assert!(start_disabled(&h));
+    h.get_by_label_contains("Tick \"Are you sure?\"");
+
+    // Mirror's note is a plain note; split and redirect are warned about.
+    let warned = |h: &Harness<'static, DrApp>, mode: CopyMode| {
+        h.query_by_label(&format!("⚠ {}", mode.disaster_note()))
+            .is_some()
+    };
+    assert!(!warned(&h, CopyMode::Mirror));
+    h.get_by_label_contains(CopyMode::Mirror.disaster_note());
+    h.get_by_role_and_label(Role::RadioButton, "split").click();
+    h.run_steps(2);
+    assert!(
+        warned(&h, CopyMode::Split),
+        "split leaves the source inconsistent"
+    );
+    h.get_by_role_and_label(Role::RadioButton, "redirect")
+        .click();
+    h.run_steps(2);
+    assert!(warned(&h, CopyMode::Redirect));
+    assert_eq!(wizard_rect(&h), at_first, "a longer note moves nothing");
+
+    // Ticked, Start is enabled; Back goes to step 2 and clears the tick.
+    h.get_by_label(TITLE).get_by_role(Role::CheckBox).click();
+    h.run_steps(2);
+    assert!(!start_disabled(&h));
+    h.get_by_label("◀ Back").click();
+    h.run_steps(2);
+    assert_eq!(h.state().wizard.step(), Step::Destination);
+    assert!(!h.state().wizard.confirmed);
+    assert!(start_disabled(&h));
+}
+
+/// The VM details' "Where can it go?" lists each destination's free space, and a click on
+/// a row shows what that move could lose below the table, without hovering.
+#[test]
+fn where_can_it_go_shows_free_space_and_the_picked_rows_explanation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app_in(dir.path());
+    step_until(&mut h, "free space", Duration::from_secs(30), |a| {
+        a.engine_ready() && !a.live.free_mib.is_empty()
+    });
+    h.get_all_by_label("💻 web-01").next().unwrap().click();
+    h.run_steps(2);
+    h.get_by_label("Where can it go?");
+    h.get_by_label("Free");
+    let free = h.state().live.free_mib["ds-local"];
+    assert!(
+        h.query_all_by_label(&drconsole::gui::wizard::size(free))
+            .count()
+            >= 1
+    );
+    let explanation = h
+        .state()
+        .doc
+        .destinations("web-01")
+        .iter()
+        .find(|i| i.to == "ds-local")
+        .unwrap()
+        .explanation
+        .clone();
+    assert!(
+        h.query_by_label(&explanation).is_none(),
+        "nothing picked yet"
+    );
+    h.get_by_label("🗀 ds-local").click();
+    h.run_steps(2);
+    h.get_by_label(&explanation);
+    h.get_by_label("To 🗀 ds-local:");
+    // Another row replaces it; a second click on the picked row hides it.
+    // (The tree lists ds-gold-2 under its protection group too: the details' is rightmost.)
+    let row = |h: &Harness<'static, DrApp>| {
+        h.get_all_by_label("🗀 ds-gold-2")
+            .max_by(|a, b| a.rect().left().total_cmp(&b.rect().left()))
+            .unwrap()
+            .click()
+    };
+    row(&h);
+    h.run_steps(2);
+    assert!(h.query_by_label(&explanation).is_none());
+    h.get_by_label("To 🗀 ds-gold-2:");
+    row(&h);
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("To 🗀 ").is_none());
+}

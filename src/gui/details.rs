@@ -541,15 +541,24 @@ fn vm(
             );
         }
     });
+    where_can_it_go(ui, doc, live, &v.id);
+    true
+}
+
+/// "Where can it go?": the VM's destinations, safest first, with their free space; a
+/// click on a row shows what that move could lose below the table (hovering shows it too).
+fn where_can_it_go(ui: &mut Ui, doc: &Document, live: &Live, vm: &str) {
     section(ui, "Where can it go?");
-    let dests = doc.destinations(&v.id);
+    let dests = doc.destinations(vm);
     if dests.is_empty() {
         ui.weak("There is no other protected-site datastore to move to.");
-        return true;
+        return;
     }
     ui.label(
-        RichText::new("Every other protected datastore, safest first. Hover a row for what the move could lose.")
-            .weak(),
+        RichText::new(
+            "Every other protected datastore, safest first. Click a row for what the move could lose.",
+        )
+        .weak(),
     );
     // Datastores in maintenance mode take no VM: the move would be refused.
     let maintenance: Vec<&str> = live
@@ -560,51 +569,85 @@ fn vm(
         .filter(|d| d.in_maintenance)
         .map(|d| d.id.as_str())
         .collect();
+    // The row picked, per VM, for as long as the console runs.
+    let picked_id = egui::Id::unique(("where-can-it-go", vm));
+    let mut picked: Option<String> = ui.data(|d| d.get_temp(picked_id));
     let row_h = ui.text_style_height(&egui::TextStyle::Body) + 6.0;
     TableBuilder::new(ui)
-        .id_salt(("destinations", &v.id))
+        .id_salt(("destinations", vm))
         .striped(true)
-        .sense(egui::Sense::hover())
+        .sense(egui::Sense::click())
         .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
-        .column(Column::auto().at_least(140.0))
-        .column(Column::auto().at_least(130.0))
-        .column(Column::remainder().at_least(200.0))
+        .column(Column::auto().at_least(120.0))
+        .column(Column::auto().at_least(110.0))
+        .column(Column::auto().at_least(70.0))
+        .column(Column::remainder().at_least(160.0))
         .header(row_h, |mut h| {
-            h.col(|ui| {
-                ui.strong("Destination");
-            });
-            h.col(|ui| {
-                ui.strong("Rating");
-            });
-            h.col(|ui| {
-                ui.strong("Fault");
-            });
+            for title in ["Destination", "Rating", "Free", "Fault"] {
+                h.col(|ui| {
+                    ui.strong(title);
+                });
+            }
         })
         .body(|body| {
             body.rows(row_h, dests.len(), |mut row| {
                 let i = &dests[row.index()];
+                row.set_selected(picked.as_deref() == Some(i.to.as_str()));
                 row.col(|ui| {
-                    ui.label(format!("{} {}", glyph::DATASTORE, i.to));
+                    ui.add(
+                        egui::Label::new(format!("{} {}", glyph::DATASTORE, i.to))
+                            .selectable(false),
+                    );
                 });
                 row.col(|ui| {
-                    ui.label(style::rating_text(ui, i.rating));
+                    ui.add(egui::Label::new(style::rating_text(ui, i.rating)).selectable(false));
                 });
                 row.col(|ui| {
-                    if maintenance.contains(&i.to.as_str()) {
-                        ui.label(style::toned(
-                            ui,
-                            "in maintenance mode: takes no VM",
-                            Tone::Warn,
-                        ));
+                    let free = live.free_mib.get(&i.to);
+                    ui.add(
+                        egui::Label::new(free.map_or("—".into(), |&f| super::wizard::size(f)))
+                            .selectable(false),
+                    );
+                });
+                row.col(|ui| {
+                    let text = if maintenance.contains(&i.to.as_str()) {
+                        style::toned(ui, "in maintenance mode: takes no VM", Tone::Warn)
                     } else {
-                        ui.label(i.fault.map(|f| f.as_str()).unwrap_or("allowed"));
-                    }
+                        RichText::new(i.fault.map(|f| f.as_str()).unwrap_or("allowed"))
+                    };
+                    ui.add(egui::Label::new(text).selectable(false));
                 });
-                row.response().on_hover_ui(|ui| {
+                let r = row.response();
+                if r.clicked() {
+                    picked = (picked.as_deref() != Some(i.to.as_str())).then(|| i.to.clone());
+                }
+                r.on_hover_ui(|ui| {
                     ui.set_max_width(420.0);
                     ui.label(&i.explanation);
                 });
             });
         });
-    true
+    ui.data_mut(|d| match &picked {
+        Some(p) => {
+            d.insert_temp(picked_id, p.clone());
+        }
+        None => d.remove::<String>(picked_id),
+    });
+    let Some(i) = picked.and_then(|p| dests.iter().find(|i| i.to == p)) else {
+        return;
+    };
+    ui.add_space(6.0);
+    egui::Frame::group(ui.style())
+        .stroke(egui::Stroke::new(
+            1.0,
+            style::rating_color(i.rating, ui.visuals().dark_mode),
+        ))
+        .show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.horizontal_wrapped(|ui| {
+                ui.strong(format!("To {} {}:", glyph::DATASTORE, i.to));
+                ui.label(style::rating_text(ui, i.rating));
+            });
+            ui.label(&i.explanation);
+        });
 }

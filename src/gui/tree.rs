@@ -233,7 +233,7 @@ struct Row {
 pub struct TreeOutput {
     /// A VM was double-clicked: open the migration wizard for it.
     pub open_wizard: Option<String>,
-    /// Enter was pressed on the selection: show its details.
+    /// A row was clicked, or Enter pressed on the selection: show its details.
     pub show_details: bool,
 }
 
@@ -255,6 +255,8 @@ pub struct TreeView {
     dirty: bool,
     /// The row the keyboard last moved to or a click picked.
     cursor: Option<usize>,
+    /// The node of the cursor's row (to find it again when the rows are rebuilt).
+    cursor_key: Option<NodeKey>,
     /// Scroll this row into view on the next frame.
     scroll_to: Option<usize>,
     /// The selection as the tree last saw it (to notice changes made elsewhere).
@@ -277,6 +279,7 @@ impl Default for TreeView {
             rows: Vec::new(),
             dirty: true,
             cursor: None,
+            cursor_key: None,
             scroll_to: None,
             seen_selection: None,
             offset: 0.0,
@@ -359,6 +362,9 @@ impl TreeView {
             return;
         }
         self.dirty = false;
+        // The cursor's row moves with the rebuild: keep it on the same node (a VM shows
+        // under its host and its datastore; the keys are unique within a section).
+        let cursor_key = self.cursor.and(self.cursor_key.take());
         self.cursor = None;
         let keep = (!self.needle.is_empty()).then(|| matches(inv, &self.needle));
         let kept = |n: usize| keep.as_ref().is_none_or(|k| k[n]);
@@ -385,6 +391,15 @@ impl TreeView {
             }
         }
         self.rows = rows;
+        if let Some(key) = cursor_key {
+            let r = self
+                .rows
+                .iter()
+                .position(|r| matches!(r.kind, RowKind::Node(n) if Self::key(inv, n) == key));
+            if let Some(r) = r {
+                self.set_cursor(inv, r);
+            }
+        }
     }
 
     fn push_rows(
@@ -438,8 +453,16 @@ impl TreeView {
     fn select_row(&mut self, inv: &Inventory, r: usize, selection: &mut Option<Selection>) {
         if let RowKind::Node(n) = self.rows[r].kind {
             *selection = Some(inv.nodes[n].select.clone());
-            self.cursor = Some(r);
+            self.set_cursor(inv, r);
             self.scroll_to = Some(r);
+        }
+    }
+
+    /// Puts the cursor on row `r` (a node's row).
+    fn set_cursor(&mut self, inv: &Inventory, r: usize) {
+        if let RowKind::Node(n) = self.rows[r].kind {
+            self.cursor = Some(r);
+            self.cursor_key = Some(Self::key(inv, n));
         }
     }
 
@@ -535,6 +558,70 @@ fn matches(inv: &Inventory, needle: &str) -> Vec<bool> {
     keep
 }
 
+/// Where `needle` (lower case) occurs in `label`, case-insensitively: byte ranges of
+/// `label`, in order, not overlapping. Lower-casing can change a character's length, so
+/// the search runs on the lower-cased text and maps back character by character.
+fn match_ranges(label: &str, needle: &str) -> Vec<std::ops::Range<usize>> {
+    if needle.is_empty() {
+        return Vec::new();
+    }
+    let mut lower = String::with_capacity(label.len());
+    // For each byte of `lower`: the range in `label` of the character it came from.
+    let mut origin = Vec::with_capacity(label.len());
+    for (i, c) in label.char_indices() {
+        let before = lower.len();
+        lower.extend(c.to_lowercase());
+        origin.extend(std::iter::repeat_n(
+            i..i + c.len_utf8(),
+            lower.len() - before,
+        ));
+    }
+    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find(needle) {
+        let (start, end) = (from + at, from + at + needle.len());
+        let range = origin[start].start..origin[end - 1].end;
+        match ranges.last_mut() {
+            Some(last) if last.end >= range.start => last.end = last.end.max(range.end),
+            _ => ranges.push(range),
+        }
+        from = end;
+    }
+    ranges
+}
+
+/// The highlight of the filter's matches in a label: dark text on amber, in both themes
+/// (as a browser's find does), so it stands out from the selection's own color.
+const MATCH_BG: egui::Color32 = egui::Color32::from_rgb(250, 210, 80);
+const MATCH_FG: egui::Color32 = egui::Color32::from_rgb(20, 20, 20);
+
+/// A node's label with the filter's matches highlighted; the plain label if none.
+fn label_text(ui: &Ui, label: &str, needle: &str) -> egui::WidgetText {
+    let ranges = match_ranges(label, needle);
+    if ranges.is_empty() {
+        return label.into();
+    }
+    let style = ui.style();
+    let font = egui::FontSelection::Style(egui::TextStyle::Button);
+    let mut job = egui::text::LayoutJob::default();
+    let plain = |job: &mut egui::text::LayoutJob, text: &str| {
+        if !text.is_empty() {
+            RichText::new(text).append_to(job, style, font.clone(), egui::Align::Center);
+        }
+    };
+    let mut at = 0;
+    for r in ranges {
+        plain(&mut job, &label[at..r.start]);
+        RichText::new(&label[r.clone()])
+            .color(MATCH_FG)
+            .background_color(MATCH_BG)
+            .append_to(&mut job, style, font.clone(), egui::Align::Center);
+        at = r.end;
+    }
+    plain(&mut job, &label[at..]);
+    job.into()
+}
+
 /// What a click on a row did.
 enum RowEvent {
     Toggle(usize),
@@ -579,7 +666,7 @@ pub fn inventory(
     if *selection != view.seen_selection {
         // Selected elsewhere (a link in the details, a test): show it if it is in view.
         if let Some(r) = view.selected_row(inv, selection) {
-            view.cursor = Some(r);
+            view.set_cursor(inv, r);
             view.scroll_to = Some(r);
         }
     }
@@ -619,9 +706,10 @@ pub fn inventory(
     }
     let mut events = Vec::new();
     let rows = &view.rows;
+    let needle = view.needle.as_str();
     let draw = |ui: &mut Ui, range: std::ops::Range<usize>, events: &mut Vec<RowEvent>| {
         for r in range {
-            row_ui(ui, inv, rows[r], r, row_h, selection, events);
+            row_ui(ui, inv, rows[r], r, row_h, needle, selection, events);
         }
     };
     let output = if rows.len() <= LAY_OUT_ALL_MAX_ROWS {
@@ -650,7 +738,9 @@ pub fn inventory(
             RowEvent::Select(r) => {
                 if let RowKind::Node(n) = view.rows[r].kind {
                     *selection = Some(inv.nodes[n].select.clone());
-                    view.cursor = Some(r);
+                    view.set_cursor(inv, r);
+                    // Whichever main tab is open, also when it was selected already.
+                    out.show_details = true;
                 }
             }
             RowEvent::DoubleClick(r) => {
@@ -666,13 +756,16 @@ pub fn inventory(
     out
 }
 
-/// One row: indentation, the open/close toggle (if it has children), the label.
+/// One row: indentation, the open/close toggle (if it has children), the label with the
+/// filter's matches (`needle`) highlighted.
+#[allow(clippy::too_many_arguments)]
 fn row_ui(
     ui: &mut Ui,
     inv: &Inventory,
     row: Row,
     r: usize,
     row_h: f32,
+    needle: &str,
     selection: &Option<Selection>,
     events: &mut Vec<RowEvent>,
 ) {
@@ -717,7 +810,7 @@ fn row_ui(
                 RowKind::Node(n) => {
                     let node = &inv.nodes[n];
                     let selected = selection.as_ref() == Some(&node.select);
-                    let resp = ui.selectable_label(selected, &node.label);
+                    let resp = ui.selectable_label(selected, label_text(ui, &node.label, needle));
                     if resp.clicked() {
                         events.push(RowEvent::Select(r));
                     }
@@ -777,6 +870,61 @@ mod tests {
         assert!(!ctx.fonts_mut(|f| f.has_glyphs(&font, "\u{F0000}")));
         let distinct: HashSet<_> = kinds.iter().collect();
         assert_eq!(distinct.len(), kinds.len(), "one glyph per kind");
+    }
+
+    #[test]
+    fn filter_matches_are_found_case_insensitively_in_the_label() {
+        let label = "🏢 pa — Palo Alto (protected)";
+        let at = |r: &std::ops::Range<usize>| &label[r.clone()];
+        let m = match_ranges(label, "pa");
+        assert_eq!(m.iter().map(at).collect::<Vec<_>>(), ["pa", "Pa"]);
+        assert_eq!(
+            match_ranges(label, "alto (p")
+                .iter()
+                .map(at)
+                .collect::<Vec<_>>(),
+            ["Alto (p"]
+        );
+        assert!(match_ranges(label, "").is_empty());
+        assert!(match_ranges(label, "ny").is_empty());
+        // Lower-casing 'İ' gives two characters: the ranges stay on character boundaries.
+        let odd = "💻 İstanbul-İ";
+        let m = match_ranges(odd, "i\u{307}s");
+        assert_eq!(m.len(), 1);
+        assert_eq!(&odd[m[0].clone()], "İs");
+        let m = match_ranges(odd, "\u{307}");
+        assert_eq!(
+            m.iter().map(|r| &odd[r.clone()]).collect::<Vec<_>>(),
+            ["İ", "İ"]
+        );
+        // Overlapping matches of a repeated letter merge into one highlight.
+        assert_eq!(match_ranges("aaa", "aa"), vec![0..2]);
+    }
+
+    #[test]
+    fn a_label_with_a_match_is_drawn_highlighted() {
+        let ctx = egui::Context::default();
+        ctx.run_ui(egui::RawInput::default(), |ui| {
+            let plain = label_text(ui, "💻 db-01", "web");
+            assert!(
+                matches!(plain, egui::WidgetText::Text(_)),
+                "no match, no highlight"
+            );
+            let egui::WidgetText::LayoutJob(job) =
+                label_text(ui, "💻 db-01", "DB".to_lowercase().as_str())
+            else {
+                panic!("a match is a layout job");
+            };
+            assert_eq!(job.text, "💻 db-01", "the same text (and accessible name)");
+            let lit: Vec<&str> = job
+                .sections
+                .iter()
+                .filter(|s| s.format.background == MATCH_BG)
+                .map(|s| &job.text[s.byte_range.start.0..s.byte_range.end.0])
+                .collect();
+            assert_eq!(lit, ["db"]);
+        })
+        .drop_without_applying_deltas();
     }
 
     #[test]

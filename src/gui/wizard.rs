@@ -5,7 +5,7 @@ use egui::{RichText, Ui};
 
 use super::Document;
 use super::live::Live;
-use super::style::{self, glyph};
+use super::style::{self, Tone, glyph};
 use crate::dr::{Impact, Rating};
 use crate::engine::Command;
 use crate::engine::copy::CopyMode;
@@ -35,6 +35,8 @@ pub struct Wizard {
     pub confirmed: bool,
     /// Press Start on the next frame if it is enabled then ([`Wizard::press_start`]).
     press_start: bool,
+    /// Step 1's search: the VMs whose id, host or datastore contain it (any case).
+    pub search: String,
 }
 
 impl Default for Wizard {
@@ -47,6 +49,7 @@ impl Default for Wizard {
             mode: CopyMode::Mirror,
             confirmed: false,
             press_start: false,
+            search: String::new(),
         }
     }
 }
@@ -55,6 +58,12 @@ impl Default for Wizard {
 pub const TITLE: &str = "Migrate a VM";
 /// The start button's text.
 pub const START: &str = "Start migration";
+/// Step 1's search box (its accessible name).
+pub const FIND: &str = "Find a VM";
+
+/// The window's size, the same on every step (capped by the screen), so it does not jump
+/// or resize as the pages change; a page taller than it scrolls above the fixed footer.
+const SIZE: egui::Vec2 = egui::vec2(580.0, 500.0);
 
 impl Wizard {
     /// Opens at the destination step for `vm`, or at the first step.
@@ -103,32 +112,165 @@ impl Wizard {
             return None;
         }
         self.revalidate(doc);
+        let step = self.step;
         let mut open = true;
         let mut command = None;
         // Below the top bars (and a demo's caption), so the caption stays readable.
         let mut area = ctx.content_rect();
         area.min.y = area.min.y.max(super::demo::content_top(ctx));
+        let margin = 16.0;
+        let size = SIZE
+            .min(area.size() - egui::vec2(2.0 * margin, 2.0 * margin + 40.0))
+            .max(egui::vec2(280.0, 200.0));
         egui::Window::new(TITLE)
             .open(&mut open)
             .collapsible(false)
             .resizable(false)
-            .default_width(540.0)
-            .pivot(egui::Align2::CENTER_CENTER)
-            .default_pos(area.center())
+            .fixed_size(size)
+            // Its top edge stays where it opened: a page of another height does not move
+            // the steps header or the buttons.
+            .pivot(egui::Align2::CENTER_TOP)
+            .default_pos(egui::pos2(area.center().x, area.top() + margin))
             .constrain_to(area)
             .show(ctx, |ui| {
-                ui.set_width(540.0);
                 self.steps_header(ui);
                 ui.separator();
+                // The footer first, at the bottom: Start and what it waits for ("Are you
+                // sure?") stay in view however long the page above them.
+                egui::Panel::bottom("wizard-footer")
+                    .show_separator_line(true)
+                    .show(ui, |ui| command = self.footer(ui, doc, live, press));
                 match self.step {
                     Step::Vm => self.choose_vm(ui, doc, live),
-                    Step::Destination => self.choose_destination(ui, doc, live),
-                    Step::Review => command = self.review(ui, doc, live, press),
+                    Step::Destination => {
+                        egui::ScrollArea::vertical()
+                            .id_salt("wizard-destination")
+                            .auto_shrink([false, false])
+                            .show(ui, |ui| self.choose_destination(ui, doc, live));
+                    }
+                    Step::Review => {
+                        egui::ScrollArea::vertical()
+                            .id_salt("wizard-review")
+                            .auto_shrink([false, false])
+                            .show(ui, |ui| self.review(ui, doc, live));
+                    }
                 }
             });
         if !open || command.is_some() {
             self.open = false;
         }
+        if self.step != step {
+            // A click on this frame turned the page: draw the new one now, not on the
+            // next input.
+            ctx.request_repaint();
+        }
+        command
+    }
+
+    /// The move under review: the VM, its destination, the impact.
+    fn reviewed(&self, doc: &Document) -> Option<(String, String, Impact)> {
+        let (vm, to) = (self.vm.clone()?, self.to.clone()?);
+        let impact = doc.destinations(&vm).iter().find(|i| i.to == to)?.clone();
+        Some((vm, to, impact))
+    }
+
+    /// What Start sends now, or why it cannot start.
+    fn start_state(&self, doc: &Document, live: &Live) -> Result<Command, String> {
+        let pick_destination = || "Pick a destination to review the move.".to_string();
+        match self.step {
+            Step::Vm => return Err("Pick a VM, then a destination, to review the move.".into()),
+            Step::Destination => return Err(pick_destination()),
+            Step::Review => {}
+        }
+        let Some((vm, to, impact)) = self.reviewed(doc) else {
+            return Err(pick_destination());
+        };
+        let need = doc.topology.vm(&vm).map_or(0, |v| v.disk_mib);
+        let fits = live.free_mib.get(&to).is_some_and(|&f| f >= need);
+        let needs_override = impact.rating > Rating::None;
+        if !live.is_open() {
+            Err("No workspace is open: nothing can move.".to_string())
+        } else if let Some(m) = live.migration_of(&vm) {
+            Err(format!("{vm} is already migrating to {}.", m.to))
+        } else if !fits {
+            Err(format!("{to} does not have room for {vm}."))
+        } else if needs_override && !self.confirmed {
+            Err(format!(
+                "Tick \"Are you sure?\" to start a move rated {}.",
+                impact.rating
+            ))
+        } else {
+            Ok(Command::Migrate {
+                vm,
+                to,
+                mode: self.mode,
+                confirm: needs_override && self.confirmed,
+            })
+        }
+    }
+
+    /// "Are you sure?" (for a rated move under review), Back, and Start: enabled only when
+    /// the move can start, else greyed out with why (beside it and on hover).
+    fn footer(&mut self, ui: &mut Ui, doc: &Document, live: &Live, press: bool) -> Option<Command> {
+        ui.add_space(4.0);
+        if self.step == Step::Review
+            && let Some((vm, _, impact)) = self.reviewed(doc)
+            && impact.rating > Rating::None
+        {
+            let color = style::rating_color(impact.rating, ui.visuals().dark_mode);
+            egui::Frame::group(ui.style())
+                .stroke(egui::Stroke::new(1.5, color))
+                .show(ui, |ui| {
+                    ui.set_width(ui.available_width());
+                    ui.checkbox(
+                        &mut self.confirmed,
+                        format!(
+                            "Are you sure? Move {vm} anyway and accept the {} risk ({}). The override is recorded in the event log.",
+                            impact.rating,
+                            impact.fault.map(|f| f.as_str()).unwrap_or("none")
+                        ),
+                    );
+                });
+            ui.add_space(2.0);
+        }
+        let start = self.start_state(doc, live);
+        let mut command = None;
+        ui.horizontal(|ui| {
+            let back = ui.add_enabled(self.step != Step::Vm, egui::Button::new("◀ Back"));
+            if back.clicked() {
+                self.step = match self.step {
+                    Step::Review => Step::Destination,
+                    _ => Step::Vm,
+                };
+                self.confirmed = false;
+            }
+            // Strong text only when it can start: strong text greyed out still reads as
+            // enabled.
+            let text = RichText::new(START);
+            let text = if start.is_ok() { text.strong() } else { text };
+            let button = ui
+                .add_enabled(start.is_ok(), egui::Button::new(text))
+                .on_disabled_hover_text(start.as_ref().err().cloned().unwrap_or_default());
+            match start {
+                Err(why) => {
+                    let why = RichText::new(why);
+                    ui.add(
+                        egui::Label::new(if self.step == Step::Review {
+                            why.color(ui.visuals().warn_fg_color)
+                        } else {
+                            why.weak()
+                        })
+                        .wrap(),
+                    );
+                }
+                Ok(c) => {
+                    if button.clicked() || press {
+                        command = Some(c);
+                    }
+                }
+            }
+        });
+        ui.add_space(2.0);
         command
     }
 
@@ -173,6 +315,23 @@ impl Wizard {
         });
     }
 
+    /// The VMs matching step 1's search, by index in the topology.
+    fn found(&self, t: &crate::topology::Topology) -> Vec<usize> {
+        let needle = self.search.trim().to_lowercase();
+        t.vms
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| {
+                needle.is_empty()
+                    || [&v.id, &v.host, &v.datastore]
+                        .iter()
+                        .any(|f| f.to_lowercase().contains(&needle))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Step 1: the search, and the VMs it finds in a list that fills the page.
     fn choose_vm(&mut self, ui: &mut Ui, doc: &Document, live: &Live) {
         let t = &doc.topology;
         ui.label("Which VM's disk should move?");
@@ -181,16 +340,34 @@ impl Wizard {
             ui.weak("This topology has no VMs.");
             return;
         }
+        ui.horizontal(|ui| {
+            let label = ui.label(FIND);
+            ui.add(
+                egui::TextEdit::singleline(&mut self.search)
+                    .hint_text("id, host or datastore")
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(label.id);
+        });
+        ui.add_space(4.0);
+        let found = self.found(t);
+        if found.is_empty() {
+            ui.weak(format!(
+                "No VM matches \"{}\" (by id, host or datastore).",
+                self.search.trim()
+            ));
+            return;
+        }
         let row_h = ui.spacing().interact_size.y;
         egui::ScrollArea::vertical()
-            .max_height(320.0)
-            .auto_shrink([false, true])
-            .show_rows(ui, row_h, t.vms.len(), |ui, rows| {
+            .id_salt("wizard-vms")
+            .auto_shrink([false, false])
+            .show_rows(ui, row_h, found.len(), |ui, rows| {
                 egui::Grid::new("wizard-vms")
                     .num_columns(3)
                     .spacing([12.0, ui.spacing().item_spacing.y])
                     .show(ui, |ui| {
-                        for v in &t.vms[rows] {
+                        for v in found[rows].iter().map(|&i| &t.vms[i]) {
                             let migrating = live.migration_of(&v.id);
                             let pick = ui.add_enabled(
                                 migrating.is_none(),
@@ -274,24 +451,20 @@ impl Wizard {
                     }
                 });
         }
-        ui.add_space(8.0);
-        ui.horizontal(|ui| {
-            if ui.button("◀ Back").clicked() {
-                self.step = Step::Vm;
-            }
-            if live.free_mib.is_empty() {
-                ui.label(RichText::new("Free space shows once the workspace is open.").weak());
-            }
-        });
+        if live.free_mib.is_empty() {
+            ui.add_space(8.0);
+            ui.label(RichText::new("Free space shows once the workspace is open.").weak());
+        }
     }
 
-    fn review(&mut self, ui: &mut Ui, doc: &Document, live: &Live, press: bool) -> Option<Command> {
+    /// The review page: the rating and what it means, the copy mode, space and time ("Are
+    /// you sure?" and Start are in the footer).
+    fn review(&mut self, ui: &mut Ui, doc: &Document, live: &Live) {
         let t = &doc.topology;
-        let (Some(vm), Some(to)) = (self.vm.clone(), self.to.clone()) else {
-            return None;
+        let Some((vm, to, impact)) = self.reviewed(doc) else {
+            return;
         };
-        let impact: Impact = doc.destinations(&vm).iter().find(|i| i.to == to)?.clone();
-        let v = t.vm(&vm)?;
+        let Some(v) = t.vm(&vm) else { return };
         let dark = ui.visuals().dark_mode;
         let color = style::rating_color(impact.rating, dark);
 
@@ -338,7 +511,7 @@ impl Wizard {
                 ui.radio_value(&mut self.mode, m, m.as_str());
             }
         });
-        ui.label(RichText::new(self.mode.disaster_note()).weak());
+        mode_note(ui, self.mode);
 
         ui.add_space(8.0);
         ui.strong("Space and time");
@@ -371,66 +544,32 @@ impl Wizard {
             ))
             .weak(),
         );
-
-        let needs_override = impact.rating > Rating::None;
-        if needs_override {
-            ui.add_space(8.0);
-            egui::Frame::group(ui.style())
-                .stroke(egui::Stroke::new(1.5, color))
-                .show(ui, |ui| {
-                    ui.set_width(ui.available_width());
-                    ui.checkbox(
-                        &mut self.confirmed,
-                        format!(
-                            "Are you sure? Move {vm} anyway and accept the {} risk ({}). The override is recorded in the event log.",
-                            impact.rating,
-                            impact.fault.map(|f| f.as_str()).unwrap_or("none")
-                        ),
-                    );
-                });
-        }
-
-        let blocker = if !live.is_open() {
-            Some("No workspace is open: nothing can move.".to_string())
-        } else if let Some(m) = live.migration_of(&vm) {
-            Some(format!("{vm} is already migrating to {}.", m.to))
-        } else if !fits {
-            Some(format!("{to} does not have room for {vm}."))
-        } else if needs_override && !self.confirmed {
-            Some(format!(
-                "Tick \"Are you sure?\" to start a move rated {}.",
-                impact.rating
-            ))
-        } else {
-            None
-        };
-
-        ui.add_space(10.0);
-        let mut command = None;
-        ui.horizontal(|ui| {
-            if ui.button("◀ Back").clicked() {
-                self.step = Step::Destination;
-                self.confirmed = false;
-            }
-            let start = ui
-                .add_enabled(
-                    blocker.is_none(),
-                    egui::Button::new(RichText::new(START).strong()),
-                )
-                .on_disabled_hover_text(blocker.clone().unwrap_or_default());
-            if let Some(why) = &blocker {
-                ui.label(RichText::new(why.as_str()).color(ui.visuals().warn_fg_color));
-            } else if start.clicked() || press {
-                command = Some(Command::Migrate {
-                    vm: vm.clone(),
-                    to: to.clone(),
-                    mode: self.mode,
-                    confirm: needs_override && self.confirmed,
-                });
-            }
-        });
-        command
     }
+}
+
+/// What a disaster mid-copy leaves at the source in `mode`: a plain note for mirror, a
+/// warning (framed and colored as the rating's risk above it) for the modes that lose
+/// writes (redirect) or leave the source inconsistent (split).
+fn mode_note(ui: &mut Ui, mode: CopyMode) {
+    let tone = match mode {
+        CopyMode::Mirror => {
+            ui.label(RichText::new(mode.disaster_note()).weak());
+            return;
+        }
+        CopyMode::Redirect => Tone::Warn,
+        CopyMode::Split => Tone::Bad,
+    };
+    let color = tone.text(ui.visuals().dark_mode);
+    egui::Frame::group(ui.style())
+        .stroke(egui::Stroke::new(1.5, color))
+        .show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.label(style::toned(
+                ui,
+                format!("⚠ {}", mode.disaster_note()),
+                tone,
+            ));
+        });
 }
 
 /// MiB as "64 MiB" or "255.9 GiB".
