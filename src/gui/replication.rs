@@ -8,7 +8,7 @@ use egui::{RichText, Ui};
 use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
 
 use super::graphs::{empty, hover_text, time_axis};
-use super::live::{Live, mm_ss};
+use super::live::{LinkState, Live, mm_ss};
 use super::style::{self, Tone, glyph};
 use super::worker::Request;
 use super::{Action, Document};
@@ -49,7 +49,7 @@ pub(crate) fn show(ui: &mut Ui, doc: &Document, live: &Live, actions: &mut Vec<A
     };
     let t = &doc.topology;
     ui.add_space(4.0);
-    link_row(ui, t, snap, actions);
+    link_row(ui, t, snap, &live.link().unwrap_or(LinkState::Up), actions);
     sites_row(ui, t, snap, actions);
     ui.separator();
     if snap.groups.is_empty() {
@@ -73,7 +73,13 @@ pub(crate) fn show(ui: &mut Ui, doc: &Document, live: &Live, actions: &mut Vec<A
     lag_plot(ui, snap, live, h);
 }
 
-fn link_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Action>) {
+fn link_row(
+    ui: &mut Ui,
+    t: &Topology,
+    snap: &Snapshot,
+    link: &LinkState,
+    actions: &mut Vec<Action>,
+) {
     ui.horizontal(|ui| {
         let ends = t
             .links
@@ -82,16 +88,21 @@ fn link_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Action
             .unwrap_or_else(|| "between the sites".into());
         ui.label(RichText::new("Replication link").strong())
             .on_hover_text(ends.clone());
-        if snap.link_up {
-            style::badge(ui, "up", Tone::Good, &format!("The link is up ({ends})"));
-        } else {
-            style::badge(
+        let _ = match link {
+            LinkState::Up => style::badge(ui, "up", Tone::Good, &format!("The link is up ({ends})")),
+            LinkState::Down => style::badge(
                 ui,
                 "down",
                 Tone::Warn,
                 "The link is down: no group publishes; changes keep being tracked and ship when it is back",
-            );
-        }
+            ),
+            LinkState::SiteLost(site) => style::badge(
+                ui,
+                &format!("down: site {site} lost"),
+                Tone::Bad,
+                "One end of the link is lost in a disaster: nothing replicates between the sites any more",
+            ),
+        };
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             let (text, command, hint) = if snap.link_up {
                 (
@@ -106,7 +117,15 @@ fn link_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Action
                     "Restore the link: overdue groups replicate at once, shipping only what changed while it was down",
                 )
             };
-            if ui.button(text).on_hover_text(hint).clicked() {
+            let lost = matches!(link, LinkState::SiteLost(_));
+            let b = ui
+                .add_enabled(!lost, egui::Button::new(text))
+                .on_hover_text(hint)
+                .on_disabled_hover_text(format!(
+                    "Nothing to switch: {}, so the link has no other end",
+                    link.reason()
+                ));
+            if b.clicked() {
                 actions.push(Action::Request(Request::Engine(command)));
             }
         });
@@ -140,7 +159,8 @@ fn sites_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Actio
                     )
                     .on_hover_text(
                         "Simulate losing the whole site at once. Asks first, naming what stops.",
-                    );
+                    )
+                    .on_disabled_hover_text(format!("Site {} is already lost", s.id));
                 if b.clicked() {
                     actions.push(Action::AskDisaster(s.id.clone()));
                 }
