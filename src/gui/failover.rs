@@ -577,6 +577,13 @@ impl FailoverPanel {
                     let names: Vec<String> = groups
                         .iter()
                         .map(|g| match (kind, g.lag) {
+                            // The engine measures the lag of a lost site's group to the
+                            // disaster: the window its last point leaves out.
+                            (FailoverKind::Unplanned, Some(l)) if g.lost_at.is_some() => format!(
+                                "{} (the writes of the last {} before the disaster are lost)",
+                                g.id,
+                                mm_ss(l)
+                            ),
                             (FailoverKind::Unplanned, Some(l)) => {
                                 format!("{} (writes of the last {} lost)", g.id, mm_ss(l))
                             }
@@ -907,11 +914,17 @@ fn plan_row(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, decision_w: f32,
                 );
                 ui.add(egui::Label::new(RichText::new(&v.reason).weak()).wrap());
                 if let Some(cut) = v.point_cut_at {
-                    let age = live
-                        .snapshot
-                        .as_ref()
-                        .map(|s| format!(" ({} ago)", mm_ss(s.now.saturating_sub(cut))))
-                        .unwrap_or_default();
+                    // A point of a lost site ages no more: its age is what the disaster
+                    // lost, measured to the disaster.
+                    let lost_at = (live.snapshot.iter())
+                        .flat_map(|s| &s.groups)
+                        .find(|g| g.pairs.iter().any(|p| p.replica == w.datastore))
+                        .and_then(|g| g.lost_at);
+                    let age = match (live.point_age(cut, lost_at), lost_at) {
+                        (Some(a), Some(_)) => format!(" ({} before the disaster)", mm_ss(a)),
+                        (Some(a), None) => format!(" ({} ago)", mm_ss(a)),
+                        (None, _) => String::new(),
+                    };
                     ui.label(
                         RichText::new(format!("recovery point cut at {}{age}", mm_ss(cut)))
                             .weak()
