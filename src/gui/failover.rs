@@ -336,6 +336,12 @@ impl FailoverPanel {
                                 (_, crate::engine::GroupState::FailedOver) => {
                                     (format!("{} failed over", g.id), Tone::Done)
                                 }
+                                // A lost site's point ages no more: its lag stops at
+                                // the disaster.
+                                (Some(l), _) if g.lost_at.is_some() => (
+                                    format!("{} {} old at the disaster", g.id, mm_ss(l)),
+                                    Tone::Bad,
+                                ),
                                 (Some(l), _) => (
                                     format!("{} {} old", g.id, mm_ss(l)),
                                     if g.rpo_violation {

@@ -230,6 +230,15 @@ fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec
                     if g.state == GroupState::FailedOver {
                         // The replicas run the VMs now: nothing lags behind anything.
                         ui.label(RichText::new("the VMs run on the replicas").weak());
+                    } else if g.lost_at.is_some() {
+                        // The engine stops the lag at the disaster: what it lost.
+                        ui.label(
+                            style::toned(ui, format!("lag {} at the disaster", lag_text(lag)), Tone::Bad)
+                                .strong(),
+                        )
+                        .on_hover_text(
+                            "The disaster's time minus the cut of the last published point: the writes of that window are lost",
+                        );
                     } else {
                         let tone = if g.rpo_violation { Tone::Bad } else { Tone::Good };
                         ui.label(style::toned(ui, format!("lag {}", lag_text(lag)), tone).strong())
