@@ -560,6 +560,25 @@ fn vm(
         }
     });
     section(ui, "Where can it go?");
+    // The moves rated here are protected-site moves: none applies to a VM that failed over
+    // or whose site is lost.
+    match running {
+        Some(r) if r.recovered => {
+            ui.weak(format!(
+                "{} failed over: it runs from a replica at site {}, and no protected-site move applies.",
+                v.id, r.site
+            ));
+            return true;
+        }
+        Some(r) if live.site_lost_at(&r.site).is_some() => {
+            ui.weak(format!(
+                "Site {} is lost: its datastores take no VM. Recover {} from the Failover tab.",
+                r.site, v.id
+            ));
+            return true;
+        }
+        _ => {}
+    }
     let dests = doc.destinations(&v.id);
     if dests.is_empty() {
         ui.weak("There is no other protected-site datastore to move to.");
