@@ -600,6 +600,13 @@ fn after_a_disaster_and_a_failover_every_view_shows_where_things_run_now() {
             .accesskit_node()
             .is_disabled()
     );
+    assert!(
+        h.get_by_label(&replicate_now_name("cg-silver"))
+            .accesskit_node()
+            .is_disabled(),
+        "a lost site's group cannot replicate"
+    );
+    assert!(h.query_by_label(&pause_name("cg-silver")).is_none());
     h.get_by_label("DR").click();
     h.run_steps(4);
     assert!(

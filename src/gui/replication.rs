@@ -341,25 +341,34 @@ fn buttons(ui: &mut Ui, g: &GroupView, actions: &mut Vec<Action>) {
         Some(p) => p.datastore.clone(),
         None => return,
     };
-    if matches!(
+    // A group that replicates no more (or not until its resync): Replicate now stays,
+    // disabled with the reason; there is nothing to pause.
+    let finished = matches!(
         g.state,
         GroupState::SiteDown | GroupState::FailedOver | GroupState::Swapped
-    ) {
-        // Nothing to do for a group that replicates no more (or not until its resync).
-        return;
-    }
+    );
     // Right to left: Replicate now is the outer button.
     let can_ship = matches!(g.state, GroupState::Idle | GroupState::Transferring);
     let name = replicate_now_name(&g.id);
     let b = ui
         .add_enabled(can_ship, egui::Button::new("Replicate now"))
         .on_hover_text("Cut and ship a cycle at once; the next one comes an RPO later")
-        .on_disabled_hover_text(format!("The group cannot replicate: {}", g.state.as_str()));
+        .on_disabled_hover_text(format!(
+            "The group cannot replicate: {}",
+            if finished {
+                state_hint(g.state)
+            } else {
+                g.state.as_str()
+            }
+        ));
     b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, can_ship, &name));
     if b.clicked() {
         actions.push(Action::Request(Request::Engine(Command::ReplicateNow {
             datastore: ds.clone(),
         })));
+    }
+    if finished {
+        return;
     }
     let paused = g.state == GroupState::Paused;
     let (text, name, command, hint) = if paused {
