@@ -989,15 +989,28 @@ impl Engine {
         Ok("Link up".into())
     }
 
+    /// When group `g`'s protected site was lost, if it was.
+    fn source_lost_at(&self, g: usize) -> Option<SimTime> {
+        self.sites_down
+            .get(&self.groups[g].spec.source_site)
+            .copied()
+    }
+
+    /// The time group `g`'s lag and RPO are measured to: now, or the loss of its protected
+    /// site (no write is added to what is at risk after it).
+    fn measured_until(&self, g: usize) -> SimTime {
+        self.source_lost_at(g).map_or(self.now, |t| t.min(self.now))
+    }
+
     /// Logs RPO violations once per violation.
     pub(super) fn check_rpo_alarms(&mut self) {
-        let now = self.now;
         for g in 0..self.groups.len() {
+            let until = self.measured_until(g);
             let grp = &self.groups[g];
             if grp.saved.failed_over {
                 continue;
             }
-            let violated = grp.rpo_violated(now);
+            let violated = grp.rpo_violated(until);
             if violated && !grp.alarmed {
                 let msg = format!(
                     "RPO violation: {} lags more than its RPO of {} min",
@@ -1018,8 +1031,8 @@ impl Engine {
             .map(|(g, grp)| {
                 // Once its protected site is lost no write is added to what is at risk:
                 // the lag, and the RPO it is held to, are measured to the disaster.
-                let lost_at = self.sites_down.get(&grp.spec.source_site).copied();
-                let until = lost_at.map_or(self.now, |t| t.min(self.now));
+                let lost_at = self.source_lost_at(g);
+                let until = self.measured_until(g);
                 let lag = grp
                     .published
                     .as_ref()

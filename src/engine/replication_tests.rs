@@ -418,6 +418,12 @@ fn unplanned_failover_after_a_disaster_recovers_consistent_points() {
         assert!(!g.rpo_violation, "{}", g.id);
     }
     let lags: Vec<_> = snap.groups.iter().map(|g| g.lag).collect();
+    assert!(
+        !e.take_log()
+            .iter()
+            .any(|l| l.message.contains("RPO violation")),
+        "no alarm for what the disaster can no longer lose"
+    );
     let plan = e
         .scan_failover(&["pg-a".into(), "pg-b".into()], FailoverKind::Unplanned)
         .unwrap();
