@@ -13,7 +13,7 @@ use drconsole::gui::failover::{CAPACITY_BY_HOST, CLEANUP, RUN, SCAN, run_confirm
 use drconsole::gui::replication::{
     disaster_button, disaster_confirm, pause_name, replicate_now_name, resume_name,
 };
-use drconsole::gui::{DrApp, MainTab, SideTab};
+use drconsole::gui::{DrApp, MainTab, Selection, SideTab};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
@@ -156,7 +156,8 @@ fn replicate_now_pause_and_the_link_change_the_group_states() {
     for g in groups(app).iter().filter(|g| g.id != "cg-gold-a") {
         assert_eq!(g.state, GroupState::LinkDown, "{}", g.id);
     }
-    assert_eq!(h.query_all_by_label("link down").count(), 3);
+    // Three groups' badges and the status bar.
+    assert_eq!(h.query_all_by_label("link down").count(), 4);
     h.get_by_label("replication link down");
     h.get_by_label("Link up");
     assert!(h.query_by_label("Link down").is_none());
@@ -736,4 +737,218 @@ fn capacity_by_host_and_the_plan_fit_a_small_window() {
             );
         }
     }
+}
+
+/// Simulated time as "mm:ss", as the console writes a point in time.
+fn mm_ss(t: u64) -> String {
+    let s = t / 1_000_000;
+    format!("{:02}:{:02}", s / 60, s % 60)
+}
+
+/// A span of simulated time, as the console writes it.
+fn span(t: u64) -> String {
+    drconsole::gui::style::sim_duration(t)
+}
+
+/// The simulated time now.
+fn now(app: &DrApp) -> u64 {
+    app.live.snapshot.as_ref().map_or(0, |s| s.now)
+}
+
+/// Lets simulated time run on by at least `secs` seconds at 60×, then stops it again.
+fn let_time_pass(h: &mut Harness<'static, DrApp>, secs: u64) {
+    let from = now(h.state());
+    click(h, "60×");
+    step_until(h, "time to pass", Duration::from_secs(60), |a| {
+        now(a) > from + secs * 1_000_000
+    });
+    click(h, "1×");
+}
+
+/// The top of the first (highest) widget labelled exactly `label`.
+fn top_of(h: &Harness<'static, DrApp>, label: &str) -> f64 {
+    h.query_all_by_label(label)
+        .filter_map(|n| n.accesskit_node().bounding_box())
+        .map(|b| b.y0)
+        .reduce(f64::min)
+        .unwrap_or_else(|| panic!("no {label} on screen"))
+}
+
+#[test]
+fn after_a_disaster_and_a_failover_every_view_shows_where_things_run_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = replicating(dir.path());
+    click(&mut h, "▶ Start workloads");
+    click(&mut h, "60×");
+    step_until(&mut h, "a minute of writes", Duration::from_secs(60), |a| {
+        now(a) > 60_000_000
+    });
+    click(&mut h, &replicate_now_name("cg-gold-a"));
+    step_until(
+        &mut h,
+        "a point with writes",
+        Duration::from_secs(60),
+        |a| {
+            let g = group(a, "cg-gold-a");
+            g.transfer.is_none() && g.last_cut_at > Some(60_000_000)
+        },
+    );
+    // Writes go on past the point, then the site is lost.
+    let cut = group(h.state(), "cg-gold-a").last_cut_at.unwrap();
+    step_until(
+        &mut h,
+        "writes after the point",
+        Duration::from_secs(60),
+        |a| now(a) > cut + 30_000_000,
+    );
+    click(&mut h, "1×");
+    open_modal(&mut h, &disaster_button("pa"));
+    click(&mut h, &disaster_confirm("pa"));
+    step_until(&mut h, "site pa to go down", Duration::from_secs(60), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.sites_down == ["pa"])
+    });
+    let lost_at = h.state().live.snapshot.as_ref().unwrap().sites_lost_at["pa"];
+    assert!(lost_at > cut);
+    let window = lost_at - cut;
+
+    // The link shows down everywhere, and cannot be switched with one end gone.
+    h.get_by_label("down: site pa lost");
+    assert!(h.query_by_label("up").is_none(), "the link badge says down");
+    h.get_by_label("replication link down");
+    h.get_by_label("link down");
+    assert!(
+        h.get_by_label("Link down").accesskit_node().is_disabled(),
+        "no link to take down with the site gone"
+    );
+    assert!(
+        h.get_by_label(&disaster_button("pa"))
+            .accesskit_node()
+            .is_disabled()
+    );
+    assert!(
+        h.get_by_label(&replicate_now_name("cg-silver"))
+            .accesskit_node()
+            .is_disabled(),
+        "a lost site's group cannot replicate"
+    );
+    assert!(h.query_by_label(&pause_name("cg-silver")).is_none());
+    h.get_by_label("DR").click();
+    h.run_steps(4);
+    assert!(
+        h.get_by_label("Take the link down")
+            .accesskit_node()
+            .is_disabled(),
+        "DR ▶ Take the link down is disabled with the site gone"
+    );
+    h.key_press(egui::Key::Escape);
+    h.run_steps(4);
+    // A lost group's lag is what the disaster lost: it stops growing.
+    let_time_pass(&mut h, 30);
+    assert_eq!(group(h.state(), "cg-gold-a").lag, Some(window));
+    assert!(!group(h.state(), "cg-gold-a").rpo_violation);
+    h.get_by_label(&format!("lag {} at the disaster", span(window)));
+
+    // The lost site's arrays are lost, not healthy.
+    h.get_by_role_and_label(Role::Button, "Resilience").click();
+    h.run_steps(4);
+    h.get_by_label("Array health");
+    assert!(
+        h.query_all_by_label("lost").count() >= 1,
+        "array-pa is lost"
+    );
+    assert!(h.query_all_by_label("lost: no I/O, no replication").count() >= 1);
+    assert!(
+        h.get_by_label("Fault array-pa")
+            .accesskit_node()
+            .is_disabled()
+    );
+
+    // The plan ages its points to the disaster, and the confirmation names the window the
+    // disaster lost: disaster − point, however long after the disaster it runs.
+    h.get_by_role_and_label(Role::Button, "Failover").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::CheckBox, "🛡 pg-tier1")
+        .click();
+    h.get_by_role_and_label(Role::RadioButton, "unplanned")
+        .click();
+    h.run_steps(2);
+    click(&mut h, SCAN);
+    scanned_plan(&mut h);
+    let age = format!(
+        "recovery point cut at {} ({} before the disaster)",
+        mm_ss(cut),
+        span(window)
+    );
+    assert!(h.query_all_by_label(&age).count() >= 1, "{age}");
+    let_time_pass(&mut h, 60);
+    assert!(h.query_all_by_label(&age).count() >= 1, "the age is frozen");
+    open_modal(&mut h, RUN);
+    let lost_writes = format!(
+        "cg-gold-a (the writes of the last {} before the disaster are lost)",
+        span(window)
+    );
+    h.get_by_label_contains(&lost_writes);
+    click(&mut h, &run_confirm(FailoverKind::Unplanned));
+    step_until(&mut h, "the failover", Duration::from_secs(60), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.failover.as_ref())
+            .is_some_and(|f| f.state == FailoverState::Done)
+    });
+    let app = h.state();
+    let snap = app.live.snapshot.as_ref().unwrap();
+    let web = snap.vms.iter().find(|v| v.id == "web-01").unwrap();
+    assert!(web.recovered && web.site == "ny");
+    let host = web.host.clone();
+    let r = snap.failover.as_ref().unwrap().results.iter();
+    let rpo = r
+        .filter(|r| r.vm.as_deref() == Some("web-01"))
+        .find_map(|r| r.achieved_rpo_minutes)
+        .unwrap();
+    assert!(
+        (rpo - window as f64 / 60_000_000.0).abs() < 1e-6,
+        "the confirmation's window is the achieved RPO: {rpo} min"
+    );
+
+    // The tree lists it under the recovery host it runs on; the lost site stays, marked.
+    h.get_by_label("🏢 pa — Palo Alto (protected, lost)");
+    h.get_by_label("🖥 esx-pa-1 (lost)");
+    h.get_by_label(&format!("💻 web-01 — failed over to {host}"));
+    assert!(h.query_all_by_label("💻 build-01 — not running").count() >= 1);
+    let recovered = top_of(&h, "💻 web-01 — recovered from pa");
+    assert!(top_of(&h, &format!("🖥 {host}")) < recovered);
+    let next_host = h
+        .state()
+        .doc
+        .topology
+        .hosts
+        .iter()
+        .skip_while(|x| x.id != host)
+        .nth(1)
+        .map(|x| x.id.clone());
+    if let Some(next) = next_host {
+        assert!(recovered < top_of(&h, &format!("🖥 {next}")));
+    }
+    // The VM's details say where it runs now.
+    h.state_mut().selection = Some(Selection::Vm("web-01".into()));
+    h.get_by_role_and_label(Role::Button, "Details").click();
+    h.run_steps(4);
+    h.get_by_label("Runs on");
+    assert!(
+        h.query_all_by_label(&format!("🖥 {host}")).count() >= 1,
+        "details link to {host}"
+    );
+    assert!(
+        h.query_by_label("🖥 esx-pa-1").is_none(),
+        "no link says it runs on esx-pa-1"
+    );
+    assert!(
+        h.get_by_label("Migrate…").accesskit_node().is_disabled(),
+        "a failed-over VM does not migrate"
+    );
+    h.get_by_label_contains("web-01 failed over: it runs from a replica at site ny");
 }

@@ -356,6 +356,8 @@ pub struct Snapshot {
     pub groups: Vec<GroupView>,
     pub link_up: bool,
     pub sites_down: Vec<String>,
+    /// When each site of `sites_down` was lost (simulated time).
+    pub sites_lost_at: BTreeMap<String, SimTime>,
     /// The latest failover, if any.
     pub failover: Option<FailoverReport>,
     pub test_failover_up: bool,
@@ -2196,6 +2198,7 @@ impl Engine {
             groups: self.group_views(),
             link_up: self.link_up,
             sites_down: self.sites_down.keys().cloned().collect(),
+            sites_lost_at: self.sites_down.clone(),
             failover: self.failovers.last().cloned(),
             test_failover_up: self.test_dir.is_some(),
             distributed: self.stretch_views(),

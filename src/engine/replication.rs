@@ -250,8 +250,11 @@ pub struct GroupView {
     pub last_cut_at: Option<SimTime>,
     pub last_published_at: Option<SimTime>,
     pub next_cut_at: Option<SimTime>,
-    /// now − cut time of the last published point (None before the first).
+    /// now − cut time of the last published point (None before the first); once the
+    /// protected site is lost, the disaster's time − that cut: what the disaster lost.
     pub lag: Option<SimTime>,
+    /// When its protected (source) site was lost, if it was.
+    pub lost_at: Option<SimTime>,
     pub rpo_violation: bool,
     /// The cycle number of the last published point (`cycles` counts the one in flight).
     pub point_cycle: Option<u64>,
@@ -986,15 +989,28 @@ impl Engine {
         Ok("Link up".into())
     }
 
+    /// When group `g`'s protected site was lost, if it was.
+    fn source_lost_at(&self, g: usize) -> Option<SimTime> {
+        self.sites_down
+            .get(&self.groups[g].spec.source_site)
+            .copied()
+    }
+
+    /// The time group `g`'s lag and RPO are measured to: now, or the loss of its protected
+    /// site (no write is added to what is at risk after it).
+    fn measured_until(&self, g: usize) -> SimTime {
+        self.source_lost_at(g).map_or(self.now, |t| t.min(self.now))
+    }
+
     /// Logs RPO violations once per violation.
     pub(super) fn check_rpo_alarms(&mut self) {
-        let now = self.now;
         for g in 0..self.groups.len() {
+            let until = self.measured_until(g);
             let grp = &self.groups[g];
             if grp.saved.failed_over {
                 continue;
             }
-            let violated = grp.rpo_violated(now);
+            let violated = grp.rpo_violated(until);
             if violated && !grp.alarmed {
                 let msg = format!(
                     "RPO violation: {} lags more than its RPO of {} min",
@@ -1013,10 +1029,14 @@ impl Engine {
             .iter()
             .enumerate()
             .map(|(g, grp)| {
+                // Once its protected site is lost no write is added to what is at risk:
+                // the lag, and the RPO it is held to, are measured to the disaster.
+                let lost_at = self.source_lost_at(g);
+                let until = self.measured_until(g);
                 let lag = grp
                     .published
                     .as_ref()
-                    .map(|p| self.now.saturating_sub(p.cut_at));
+                    .map(|p| until.saturating_sub(p.cut_at));
                 let state = match self.group_blocked(g) {
                     Some(s) => s,
                     None if grp.transfer.is_some() => GroupState::Transferring,
@@ -1033,7 +1053,8 @@ impl Engine {
                     last_published_at: grp.published.as_ref().map(|p| p.published_at),
                     next_cut_at: grp.saved.next_cut,
                     lag,
-                    rpo_violation: !grp.saved.failed_over && grp.rpo_violated(self.now),
+                    lost_at,
+                    rpo_violation: !grp.saved.failed_over && grp.rpo_violated(until),
                     point_cycle: grp.published.as_ref().map(|p| p.cycle),
                     bytes_shipped: grp.saved.bytes_shipped,
                     last_cycle_bytes: grp.published.as_ref().map_or(0, |p| p.bytes),

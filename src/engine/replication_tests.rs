@@ -399,13 +399,30 @@ fn unplanned_failover_after_a_disaster_recovers_consistent_points() {
         "cycles on schedule raise no alarm: {log:#?}"
     );
     e.apply(Command::Disaster { site: "pa".into() }).unwrap();
+    let lost_at = e.now;
     let writes = e.snapshot().vms.iter().map(|v| v.writes).sum::<u64>();
     // The failover runs half an hour later; the achieved RPO counts to the disaster.
     e.advance(e.now + 30 * MINUTE).unwrap();
+    let snap = e.snapshot();
     assert_eq!(
         writes,
-        e.snapshot().vms.iter().map(|v| v.writes).sum::<u64>(),
+        snap.vms.iter().map(|v| v.writes).sum::<u64>(),
         "pa stopped"
+    );
+    assert_eq!(snap.sites_lost_at.get("pa"), Some(&lost_at));
+    // What the disaster lost stops growing: each group's lag is measured to it, and an
+    // RPO kept until then is not violated half an hour later.
+    for g in &snap.groups {
+        assert_eq!(g.lost_at, Some(lost_at), "{}", g.id);
+        assert_eq!(g.lag, Some(lost_at - g.last_cut_at.unwrap()), "{}", g.id);
+        assert!(!g.rpo_violation, "{}", g.id);
+    }
+    let lags: Vec<_> = snap.groups.iter().map(|g| g.lag).collect();
+    assert!(
+        !e.take_log()
+            .iter()
+            .any(|l| l.message.contains("RPO violation")),
+        "no alarm for what the disaster can no longer lose"
     );
     let plan = e
         .scan_failover(&["pg-a".into(), "pg-b".into()], FailoverKind::Unplanned)
@@ -428,6 +445,15 @@ fn unplanned_failover_after_a_disaster_recovers_consistent_points() {
         assert!(rpo > 0.0 && rpo <= 2.0, "{r:#?}");
     }
     assert!(report.results.iter().any(|r| r.writes_lost.unwrap() > 0));
+    // Each result's achieved RPO is its group's lag: the window the disaster lost.
+    for r in &report.results {
+        let rpo = r.achieved_rpo_minutes.unwrap();
+        assert!(
+            lags.iter()
+                .any(|l| l.is_some_and(|l| (l as f64 / MINUTE as f64 - rpo).abs() < 1e-9)),
+            "{r:#?} against {lags:?}"
+        );
+    }
 }
 
 #[test]

@@ -103,12 +103,18 @@ fn dr_alarms(ui: &mut Ui, live: &Live, actions: &mut Vec<Action>) {
             actions.push(Action::ShowMain(MainTab::Failover));
         }
     }
-    if !s.link_up
+    let link = live.link();
+    let lost = matches!(link, Some(super::live::LinkState::SiteLost(_)));
+    if link.is_some_and(|l| !l.is_up())
         && alarm(
             ui,
             "replication link down",
-            Tone::Warn,
-            "Nothing publishes while the link is down. Click for the replication view.",
+            if lost { Tone::Bad } else { Tone::Warn },
+            if lost {
+                "A site is lost: nothing replicates between the sites. Click for the replication view."
+            } else {
+                "Nothing publishes while the link is down. Click for the replication view."
+            },
         )
     {
         actions.push(Action::ShowSide(SideTab::Replication));

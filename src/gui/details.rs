@@ -26,7 +26,7 @@ pub fn show(
         .show(ui, |ui| {
             let found = match &sel {
                 Selection::Site(id) => site(ui, t, id, selection),
-                Selection::Host(id) => host(ui, doc, id, selection),
+                Selection::Host(id) => host(ui, doc, live, id, selection),
                 Selection::Vm(id) => vm(ui, doc, live, id, selection, actions),
                 Selection::Array(id) => array(ui, t, id, selection),
                 Selection::Lun(id) => lun(ui, t, id, selection),
@@ -233,11 +233,26 @@ fn site(ui: &mut Ui, t: &Topology, id: &str, selection: &mut Option<Selection>) 
     true
 }
 
-fn host(ui: &mut Ui, doc: &Document, id: &str, selection: &mut Option<Selection>) -> bool {
+fn host(
+    ui: &mut Ui,
+    doc: &Document,
+    live: &Live,
+    id: &str,
+    selection: &mut Option<Selection>,
+) -> bool {
     let t = &doc.topology;
     let Some(h) = t.host(id) else { return false };
     heading(ui, glyph::HOST, "host", &h.id);
-    let vms = doc.inventory.vms_on_host(&h.id);
+    if live.site_lost_at(&h.site).is_some() {
+        ui.label(style::toned(
+            ui,
+            format!("Site {} is lost: this host runs nothing.", h.site),
+            Tone::Bad,
+        ));
+    }
+    // What runs on it now: a lost site's VMs run nowhere, failed-over VMs on the
+    // recovery hosts.
+    let vms = &doc.inventory.vms_running_on_host(t, &h.id);
     let cpus: u32 = vms.iter().map(|&v| t.vms[v].vcpus).sum();
     let mem: u32 = vms.iter().map(|&v| t.vms[v].memory_gib).sum();
     facts(
@@ -469,40 +484,43 @@ fn vm(
             ("Workload", workload),
         ],
     );
-    ui.horizontal(|ui| {
-        ui.label(RichText::new("Runs on").weak());
+    // Where the engine runs it now (a disaster or a failover moves it off the topology's
+    // placement); the topology's placement while no engine runs.
+    let running = live.vm(&v.id);
+    let (host_now, ds_now) = running.map_or((v.host.as_str(), v.datastore.as_str()), |r| {
+        (r.host.as_str(), r.datastore.as_str())
+    });
+    let down = running.is_some_and(|r| r.down);
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new(if down { "Ran on" } else { "Runs on" }).weak());
         goto(
             ui,
-            format!("{} {}", glyph::HOST, v.host),
-            Selection::Host(v.host.clone()),
+            format!("{} {}", glyph::HOST, host_now),
+            Selection::Host(host_now.to_string()),
             selection,
         );
         ui.label(RichText::new("stored on").weak());
         goto(
             ui,
-            format!("{} {}", glyph::DATASTORE, v.datastore),
-            Selection::Datastore(v.datastore.clone()),
+            format!("{} {}", glyph::DATASTORE, ds_now),
+            Selection::Datastore(ds_now.to_string()),
             selection,
         );
     });
-    if let Some(tags) = doc.tags_of(&v.datastore) {
+    if let Some(tags) = doc.tags_of(ds_now) {
         tag_chips(ui, tags);
     }
-    // Where the engine runs it now: a disaster or a failover moves it off the topology's
-    // placement.
-    let running = live.vm(&v.id);
     let away = running.is_some_and(|r| r.down || r.recovered);
     if let Some(r) = running {
         if r.recovered {
             ui.label(style::toned(
                 ui,
                 format!(
-                    "Failed over: runs at site {} on {} {}, host {} {}",
+                    "Failed over: runs at site {} (it was on {} {} at site {})",
                     r.site,
-                    glyph::DATASTORE,
-                    r.datastore,
                     glyph::HOST,
-                    r.host
+                    v.host,
+                    t.host(&v.host).map_or("?", |h| h.site.as_str())
                 ),
                 Tone::Done,
             ));
@@ -520,10 +538,13 @@ fn vm(
         let b = ui
             .add_enabled(migrating.is_none() && !away, egui::Button::new("Migrate…"))
             .on_hover_text("Move this VM's disk to another datastore: pick a destination by its DR rating, review, start")
-            .on_disabled_hover_text(if away {
-                "This VM no longer runs at the protected site"
-            } else {
-                "A migration of this VM is in flight; see the Migrations panel"
+            .on_disabled_hover_text(match running {
+                Some(r) if r.recovered => format!(
+                    "{} failed over: it runs from a replica at site {}, where no migration applies",
+                    v.id, r.site
+                ),
+                Some(r) if r.down => format!("{} is not running: {}", v.id, r.down_reason),
+                _ => "A migration of this VM is in flight; see the Migrations panel".to_string(),
             });
         if b.clicked() {
             actions.push(Action::OpenWizard(Some(v.id.clone())));
@@ -549,6 +570,25 @@ fn vm(
 /// click on a row shows what that move could lose below the table (hovering shows it too).
 fn where_can_it_go(ui: &mut Ui, doc: &Document, live: &Live, vm: &str) {
     section(ui, "Where can it go?");
+    // The moves rated here are protected-site moves: none applies to a VM that failed over
+    // or whose site is lost.
+    match live.vm(vm) {
+        Some(r) if r.recovered => {
+            ui.weak(format!(
+                "{} failed over: it runs from a replica at site {}, and no protected-site move applies.",
+                vm, r.site
+            ));
+            return;
+        }
+        Some(r) if live.site_lost_at(&r.site).is_some() => {
+            ui.weak(format!(
+                "Site {} is lost: its datastores take no VM. Recover {} from the Failover tab.",
+                r.site, vm
+            ));
+            return;
+        }
+        _ => {}
+    }
     let dests = doc.destinations(vm);
     if dests.is_empty() {
         ui.weak("There is no other protected-site datastore to move to.");

@@ -357,6 +357,12 @@ impl FailoverPanel {
                                 (_, crate::engine::GroupState::FailedOver) => {
                                     (format!("{} failed over", g.id), Tone::Done)
                                 }
+                                // A lost site's point ages no more: its lag stops at
+                                // the disaster.
+                                (Some(l), _) if g.lost_at.is_some() => (
+                                    format!("{} {} old at the disaster", g.id, style::sim_duration(l)),
+                                    Tone::Bad,
+                                ),
                                 (Some(l), _) => (
                                     format!("{} {} old", g.id, style::sim_duration(l)),
                                     if g.rpo_violation {
@@ -598,8 +604,15 @@ impl FailoverPanel {
                     let names: Vec<String> = groups
                         .iter()
                         .map(|g| match (kind, g.lag) {
+                            // The engine measures the lag of a lost site's group to the
+                            // disaster: the window its last point leaves out.
+                            (FailoverKind::Unplanned, Some(l)) if g.lost_at.is_some() => format!(
+                                "{} (the writes of the last {} before the disaster are lost)",
+                                g.id,
+                                style::sim_duration(l)
+                            ),
                             (FailoverKind::Unplanned, Some(l)) => {
-                                format!("{} (writes of the last {} lost)", g.id, mm_ss(l))
+                                format!("{} (writes of the last {} lost)", g.id, style::sim_duration(l))
                             }
                             _ => g.id.clone(),
                         })
@@ -904,13 +917,17 @@ fn decision_cell(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, dark: bool)
                 );
                 ui.add(egui::Label::new(RichText::new(&v.reason).weak()).wrap());
                 if let Some(cut) = v.point_cut_at {
-                    let age = live
-                        .snapshot
-                        .as_ref()
-                        .map(|s| {
-                            format!(" ({} ago)", style::sim_duration(s.now.saturating_sub(cut)))
-                        })
-                        .unwrap_or_default();
+                    // A point of a lost site ages no more: its age is what the disaster
+                    // lost, measured to the disaster.
+                    let lost_at = (live.snapshot.iter())
+                        .flat_map(|s| &s.groups)
+                        .find(|g| g.pairs.iter().any(|p| p.replica == w.datastore))
+                        .and_then(|g| g.lost_at);
+                    let age = match (live.point_age(cut, lost_at), lost_at) {
+                        (Some(a), Some(_)) => format!(" ({} before the disaster)", style::sim_duration(a)),
+                        (Some(a), None) => format!(" ({} ago)", style::sim_duration(a)),
+                        (None, _) => String::new(),
+                    };
                     ui.label(
                         RichText::new(format!("recovery point cut at {}{age}", mm_ss(cut)))
                             .weak()

@@ -41,6 +41,8 @@ pub(crate) fn show(
         );
     }
     for a in &snap.arrays {
+        // The single source of what the array can do: its site is there or it is lost.
+        let lost = snap.sites_down.contains(&a.site);
         ui.horizontal(|ui| {
             ui.label(RichText::new(&a.id).strong());
             let site = doc
@@ -48,7 +50,17 @@ pub(crate) fn show(
                 .site(&a.site)
                 .map_or(a.site.clone(), |s| format!("{} ({})", a.site, s.name));
             ui.label(RichText::new(format!("at {site}")).weak());
-            if a.faulted {
+            if lost {
+                style::badge(
+                    ui,
+                    "lost",
+                    Tone::Bad,
+                    &format!(
+                        "Site {} is lost in a disaster: the array serves no I/O and replicates nothing",
+                        a.site
+                    ),
+                );
+            } else if a.faulted {
                 style::badge(
                     ui,
                     "faulted",
@@ -72,13 +84,34 @@ pub(crate) fn show(
                         "Report a health condition: drain each pair with a final cycle, then swap its VMs' I/O to the replicas",
                     )
                 };
-                if ui.button(text).on_hover_text(hint).clicked() {
+                if ui
+                    .add_enabled(!lost, egui::Button::new(text))
+                    .on_hover_text(hint)
+                    .on_disabled_hover_text(format!(
+                        "Site {} is lost: the array reports nothing any more",
+                        a.site
+                    ))
+                    .clicked()
+                {
                     actions.push(Action::Request(Request::Engine(command)));
                 }
             }
         });
         ui.indent(("array-health", &a.id), |ui| {
             for p in &a.pairs {
+                if lost {
+                    ui.horizontal_wrapped(|ui| {
+                        ui.label(RichText::new(&p.group).strong());
+                        let pairs: Vec<String> = p
+                            .datastores
+                            .iter()
+                            .map(|(d, r)| format!("{d} ▶ {r}"))
+                            .collect();
+                        ui.label(RichText::new(pairs.join(", ")).weak());
+                        ui.label(style::toned(ui, "lost: no I/O, no replication", Tone::Bad));
+                    });
+                    continue;
+                }
                 let tone = match p.phase.as_deref() {
                     Some("draining") => Tone::Warn,
                     Some("swapped") => Tone::Warn,

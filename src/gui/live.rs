@@ -2,7 +2,7 @@
 //! latest snapshot and clock, free space, every migration as a task, and the bounded
 //! history the graphs draw. Nothing here does I/O.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -138,6 +138,75 @@ impl LagHistory {
     }
 }
 
+/// The replication link as every view shows it: derived from the link's own state and
+/// the lost sites (a link with a lost end carries nothing, whatever its switch says).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    Up,
+    /// Taken down by the operator (or a scenario).
+    Down,
+    /// A site is lost: the link has nothing at that end.
+    SiteLost(String),
+}
+
+impl LinkState {
+    pub fn is_up(&self) -> bool {
+        *self == LinkState::Up
+    }
+
+    /// Why the link carries nothing, in words (empty while up).
+    pub fn reason(&self) -> String {
+        match self {
+            LinkState::Up => String::new(),
+            LinkState::Down => "the link is down".into(),
+            LinkState::SiteLost(site) => format!("site {site} is lost"),
+        }
+    }
+}
+
+/// Where the VMs are now, where that differs from the topology's placement: what the
+/// views built once per topology (the inventory tree) must show on top of it. Derived from
+/// the engine's snapshot only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Whereabouts {
+    pub lost_sites: BTreeSet<String>,
+    /// The VMs that do not run where the topology places them, by id.
+    pub away: BTreeMap<String, Away>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Away {
+    /// Not running (its site was lost, its host failed, a planned failover stopped it).
+    Down,
+    /// Failed over: runs on this recovery-site host, from this replica datastore.
+    Recovered { host: String, datastore: String },
+}
+
+impl Whereabouts {
+    pub fn of(snap: &Snapshot) -> Whereabouts {
+        Whereabouts {
+            lost_sites: snap.sites_down.iter().cloned().collect(),
+            away: snap
+                .vms
+                .iter()
+                .filter_map(|v| {
+                    let away = if v.recovered {
+                        Away::Recovered {
+                            host: v.host.clone(),
+                            datastore: v.datastore.clone(),
+                        }
+                    } else if v.down {
+                        Away::Down
+                    } else {
+                        return None;
+                    };
+                    Some((v.id.clone(), away))
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Points kept per latency line and per progress line; older ones are dropped.
 const LATENCY_POINTS: usize = 4000;
 /// Points kept over all the per-VM latency lines of VMs without a migration.
@@ -169,6 +238,8 @@ pub struct Live {
     vm_index: HashMap<String, usize>,
     /// Updates taken in since the workspace opened.
     pub updates: u64,
+    /// Where the VMs are now, from the latest snapshot.
+    pub whereabouts: Whereabouts,
 }
 
 impl Live {
@@ -184,6 +255,7 @@ impl Live {
             lag: BTreeMap::new(),
             vm_index: HashMap::new(),
             updates: 0,
+            whereabouts: Whereabouts::default(),
         }
     }
 
@@ -200,6 +272,30 @@ impl Live {
             .and_then(|&i| vms.get(i))
             .filter(|v| v.id == id)
             .or_else(|| vms.iter().find(|v| v.id == id))
+    }
+
+    /// The replication link as it is now (None before the engine reports).
+    pub fn link(&self) -> Option<LinkState> {
+        let s = self.snapshot.as_ref()?;
+        Some(if let Some(site) = s.sites_down.first() {
+            LinkState::SiteLost(site.clone())
+        } else if s.link_up {
+            LinkState::Up
+        } else {
+            LinkState::Down
+        })
+    }
+
+    /// When `site` was lost, if it was.
+    pub fn site_lost_at(&self, site: &str) -> Option<SimTime> {
+        self.snapshot.as_ref()?.sites_lost_at.get(site).copied()
+    }
+
+    /// The age of a recovery point cut at `cut`: to now, or, for a group whose protected
+    /// site is lost, to the disaster (what it holds stops ageing: nothing newer can come).
+    pub fn point_age(&self, cut: SimTime, lost_at: Option<SimTime>) -> Option<SimTime> {
+        let now = self.snapshot.as_ref()?.now;
+        Some(lost_at.map_or(now, |t| t.min(now)).saturating_sub(cut))
     }
 
     /// The migration of `vm` in flight, if any.
@@ -356,6 +452,7 @@ impl Live {
             self.free_mib = free.clone();
         }
         self.clock = u.clock;
+        self.whereabouts = Whereabouts::of(&u.snapshot);
         // The engine lists its VMs in one order for as long as a workspace is open; a
         // lookup checks the id it finds, so a count that stays the same is enough here.
         if self.snapshot.as_ref().map(|s| s.vms.len()) != Some(u.snapshot.vms.len()) {

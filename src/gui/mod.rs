@@ -69,9 +69,15 @@ pub struct Document {
 
 impl Document {
     pub fn new(topology: Topology, source: TopologySource) -> Document {
+        Document::at(topology, source, live::Whereabouts::default())
+    }
+
+    /// The document of `topology` with where things are now on top (see
+    /// [`tree::Inventory::at`]).
+    pub fn at(topology: Topology, source: TopologySource, at: live::Whereabouts) -> Document {
         let tags = dr::discover_tags(&topology);
         Document {
-            inventory: tree::Inventory::new(&topology),
+            inventory: tree::Inventory::at(&topology, at),
             destinations: RefCell::default(),
             topology,
             source,
@@ -455,7 +461,12 @@ impl DrApp {
                             t.name
                         ));
                     }
-                    self.doc = Document::new(t, self.doc.source.clone());
+                    self.doc =
+                        Document::at(t, self.doc.source.clone(), self.live.whereabouts.clone());
+                } else if *self.doc.inventory.whereabouts() != self.live.whereabouts {
+                    // A site was lost, VMs stopped or failed over: the tree shows it.
+                    self.doc.inventory =
+                        tree::Inventory::at(&self.doc.topology, self.live.whereabouts.clone());
                 }
                 self.first_update = false;
             }
@@ -800,7 +811,16 @@ impl DrApp {
                     } else {
                         ("Bring the link up", crate::engine::Command::LinkUp)
                     };
-                    if ui.button(text).clicked() {
+                    let link = self.live.link().unwrap_or(live::LinkState::Up);
+                    let lost = matches!(link, live::LinkState::SiteLost(_));
+                    if ui
+                        .add_enabled(!lost, egui::Button::new(text))
+                        .on_disabled_hover_text(format!(
+                            "Nothing to switch: {}, so the link has no other end",
+                            link.reason()
+                        ))
+                        .clicked()
+                    {
                         link_command = Some(command);
                     }
                     for site in self
@@ -816,6 +836,7 @@ impl DrApp {
                                 !down,
                                 egui::Button::new(replication::disaster_button(&site.id)),
                             )
+                            .on_disabled_hover_text(format!("Site {} is already lost", site.id))
                             .clicked()
                         {
                             self.disaster = Some(site.id.clone());

@@ -8,7 +8,7 @@ use egui::{RichText, Ui};
 use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
 
 use super::graphs::{empty, hover_text, time_axis};
-use super::live::{Live, mm_ss};
+use super::live::{LinkState, Live, mm_ss};
 use super::style::{self, Tone, glyph};
 use super::worker::Request;
 use super::{Action, Document};
@@ -49,7 +49,7 @@ pub(crate) fn show(ui: &mut Ui, doc: &Document, live: &Live, actions: &mut Vec<A
     };
     let t = &doc.topology;
     ui.add_space(4.0);
-    link_row(ui, t, snap, actions);
+    link_row(ui, t, snap, &live.link().unwrap_or(LinkState::Up), actions);
     sites_row(ui, t, snap, actions);
     ui.separator();
     if snap.groups.is_empty() {
@@ -77,7 +77,13 @@ pub(crate) fn show(ui: &mut Ui, doc: &Document, live: &Live, actions: &mut Vec<A
     lag_plot(ui, snap, live, h);
 }
 
-fn link_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Action>) {
+fn link_row(
+    ui: &mut Ui,
+    t: &Topology,
+    snap: &Snapshot,
+    link: &LinkState,
+    actions: &mut Vec<Action>,
+) {
     ui.horizontal(|ui| {
         let ends = t
             .links
@@ -86,16 +92,21 @@ fn link_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Action
             .unwrap_or_else(|| "between the sites".into());
         ui.label(RichText::new("Replication link").strong())
             .on_hover_text(ends.clone());
-        if snap.link_up {
-            style::badge(ui, "up", Tone::Good, &format!("The link is up ({ends})"));
-        } else {
-            style::badge(
+        let _ = match link {
+            LinkState::Up => style::badge(ui, "up", Tone::Good, &format!("The link is up ({ends})")),
+            LinkState::Down => style::badge(
                 ui,
                 "down",
                 Tone::Warn,
                 "The link is down: no group publishes; changes keep being tracked and ship when it is back",
-            );
-        }
+            ),
+            LinkState::SiteLost(site) => style::badge(
+                ui,
+                &format!("down: site {site} lost"),
+                Tone::Bad,
+                "One end of the link is lost in a disaster: nothing replicates between the sites any more",
+            ),
+        };
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             let (text, command, hint) = if snap.link_up {
                 (
@@ -110,7 +121,15 @@ fn link_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Action
                     "Restore the link: overdue groups replicate at once, shipping only what changed while it was down",
                 )
             };
-            if ui.button(text).on_hover_text(hint).clicked() {
+            let lost = matches!(link, LinkState::SiteLost(_));
+            let b = ui
+                .add_enabled(!lost, egui::Button::new(text))
+                .on_hover_text(hint)
+                .on_disabled_hover_text(format!(
+                    "Nothing to switch: {}, so the link has no other end",
+                    link.reason()
+                ));
+            if b.clicked() {
                 actions.push(Action::Request(Request::Engine(command)));
             }
         });
@@ -144,7 +163,8 @@ fn sites_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Actio
                     )
                     .on_hover_text(
                         "Simulate losing the whole site at once. Asks first, naming what stops.",
-                    );
+                    )
+                    .on_disabled_hover_text(format!("Site {} is already lost", s.id));
                 if b.clicked() {
                     actions.push(Action::AskDisaster(s.id.clone()));
                 }
@@ -226,6 +246,15 @@ fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec
                     if g.state == GroupState::FailedOver {
                         // The replicas run the VMs now: nothing lags behind anything.
                         ui.label(RichText::new("the VMs run on the replicas").weak());
+                    } else if g.lost_at.is_some() {
+                        // The engine stops the lag at the disaster: what it lost.
+                        ui.label(
+                            style::toned(ui, format!("lag {} at the disaster", lag_text(lag)), Tone::Bad)
+                                .strong(),
+                        )
+                        .on_hover_text(
+                            "The disaster's time minus the cut of the last published point: the writes of that window are lost",
+                        );
                     } else {
                         let tone = if g.rpo_violation { Tone::Bad } else { Tone::Good };
                         ui.label(style::toned(ui, format!("lag {}", lag_text(lag)), tone).strong())
@@ -328,25 +357,34 @@ fn buttons(ui: &mut Ui, g: &GroupView, actions: &mut Vec<Action>) {
         Some(p) => p.datastore.clone(),
         None => return,
     };
-    if matches!(
+    // A group that replicates no more (or not until its resync): Replicate now stays,
+    // disabled with the reason; there is nothing to pause.
+    let finished = matches!(
         g.state,
         GroupState::SiteDown | GroupState::FailedOver | GroupState::Swapped
-    ) {
-        // Nothing to do for a group that replicates no more (or not until its resync).
-        return;
-    }
+    );
     // Right to left: Replicate now is the outer button.
     let can_ship = matches!(g.state, GroupState::Idle | GroupState::Transferring);
     let name = replicate_now_name(&g.id);
     let b = ui
         .add_enabled(can_ship, egui::Button::new("Replicate now"))
         .on_hover_text("Cut and ship a cycle at once; the next one comes an RPO later")
-        .on_disabled_hover_text(format!("The group cannot replicate: {}", g.state.as_str()));
+        .on_disabled_hover_text(format!(
+            "The group cannot replicate: {}",
+            if finished {
+                state_hint(g.state)
+            } else {
+                g.state.as_str()
+            }
+        ));
     b.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, can_ship, &name));
     if b.clicked() {
         actions.push(Action::Request(Request::Engine(Command::ReplicateNow {
             datastore: ds.clone(),
         })));
+    }
+    if finished {
+        return;
     }
     let paused = g.state == GroupState::Paused;
     let (text, name, command, hint) = if paused {

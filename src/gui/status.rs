@@ -86,6 +86,24 @@ pub(crate) fn bar(ui: &mut Ui, live: &Live, actions: &mut Vec<Action>) {
         }
         ui.separator();
 
+        if let Some(link) = live.link().filter(|l| open && !l.is_up()) {
+            let tone = match link {
+                super::live::LinkState::SiteLost(_) => Tone::Bad,
+                _ => Tone::Warn,
+            };
+            if clickable(
+                ui,
+                toned(ui, "link down", tone),
+                format!(
+                    "The replication link carries nothing: {}. Click for the replication view.",
+                    link.reason()
+                ),
+            ) {
+                actions.push(Action::ShowSide(SideTab::Replication));
+            }
+            ui.separator();
+        }
+
         let running = live.running_tasks();
         let tone = if running > 0 { Tone::Busy } else { Tone::Muted };
         if clickable(

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use egui::{Key, RichText, Ui};
 
+use super::live::{Away, Whereabouts};
 use super::style::glyph;
 use super::{Document, Selection};
 use crate::topology::{SiteRole, Topology, Vm};
@@ -46,12 +47,28 @@ pub struct Inventory {
     /// Datastore id → indexes of the VMs stored on it.
     by_datastore: HashMap<String, Vec<usize>>,
     vm_count: usize,
+    /// Where the VMs are now where that differs from the topology (the engine's view when
+    /// the inventory was built): lost sites, stopped VMs, failed-over VMs.
+    at: Whereabouts,
+    /// Recovery host → indexes of the VMs failed over onto it.
+    recovered_on_host: HashMap<String, Vec<usize>>,
+    /// Replica datastore → indexes of the VMs failed over onto it.
+    recovered_on_datastore: HashMap<String, Vec<usize>>,
 }
 
 static REVISION: AtomicU64 = AtomicU64::new(1);
 
 impl Inventory {
+    /// The topology as placed, with nothing lost or moved.
+    #[cfg(test)]
     pub fn new(t: &Topology) -> Inventory {
+        Inventory::at(t, Whereabouts::default())
+    }
+
+    /// The topology with where things are now on top: a lost site marked lost, its
+    /// stopped VMs marked not running, a failed-over VM marked so where it was and listed
+    /// under the recovery host and replica datastore it runs from.
+    pub fn at(t: &Topology, at: Whereabouts) -> Inventory {
         let mut by_host: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_datastore: HashMap<String, Vec<usize>> = HashMap::new();
         let mut vm_index = HashMap::with_capacity(t.vms.len());
@@ -59,6 +76,23 @@ impl Inventory {
             vm_index.entry(v.id.clone()).or_insert(i);
             by_host.entry(v.host.clone()).or_default().push(i);
             by_datastore.entry(v.datastore.clone()).or_default().push(i);
+        }
+        let mut recovered_on_host: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut recovered_on_datastore: HashMap<String, Vec<usize>> = HashMap::new();
+        for (id, away) in &at.away {
+            if let (Away::Recovered { host, datastore }, Some(&i)) = (away, vm_index.get(id)) {
+                recovered_on_host.entry(host.clone()).or_default().push(i);
+                recovered_on_datastore
+                    .entry(datastore.clone())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        for v in recovered_on_host
+            .values_mut()
+            .chain(recovered_on_datastore.values_mut())
+        {
+            v.sort_unstable();
         }
         let mut inv = Inventory {
             revision: REVISION.fetch_add(1, Ordering::Relaxed),
@@ -69,6 +103,9 @@ impl Inventory {
             by_host,
             by_datastore,
             vm_count: t.vms.len(),
+            at,
+            recovered_on_host,
+            recovered_on_datastore,
         };
         inv.build(t);
         inv
@@ -97,16 +134,43 @@ impl Inventory {
         i
     }
 
-    fn add_vms(&mut self, section: u8, parent: usize, t: &Topology, vms: &[usize]) {
+    /// The VMs placed under `parent` by the topology (marked if they are not running, or
+    /// run elsewhere now), then those failed over onto it.
+    fn add_vms(
+        &mut self,
+        section: u8,
+        parent: usize,
+        t: &Topology,
+        vms: &[usize],
+        recovered: &[usize],
+    ) {
         for &v in vms {
             let id = &t.vms[v].id;
+            let label = match self.at.away.get(id) {
+                None => format!("{} {id}", glyph::VM),
+                Some(Away::Down) => format!("{} {id} — not running", glyph::VM),
+                Some(Away::Recovered { host, datastore }) => {
+                    let to = if section == 0 { host } else { datastore };
+                    format!("{} {id} — failed over to {to}", glyph::VM)
+                }
+            };
+            self.add(section, Some(parent), label, Selection::Vm(id.clone()));
+        }
+        for &v in recovered {
+            let vm = &t.vms[v];
+            let from = t.host(&vm.host).map_or("?", |h| h.site.as_str());
             self.add(
                 section,
                 Some(parent),
-                format!("{} {id}", glyph::VM),
-                Selection::Vm(id.clone()),
+                format!("{} {} — recovered from {from}", glyph::VM, vm.id),
+                Selection::Vm(vm.id.clone()),
             );
         }
+    }
+
+    /// Is `site` lost (its objects are marked so)?
+    fn lost(&self, site: &str) -> bool {
+        self.at.lost_sites.contains(site)
     }
 
     fn build(&mut self, t: &Topology) {
@@ -120,28 +184,32 @@ impl Inventory {
                 SiteRole::Protected => "protected",
                 SiteRole::Recovery => "recovery",
             };
+            let lost = if self.lost(&s.id) { ", lost" } else { "" };
             let site = self.add(
                 0,
                 None,
-                format!("{} {} — {} ({role})", glyph::SITE, s.id, s.name),
+                format!("{} {} — {} ({role}{lost})", glyph::SITE, s.id, s.name),
                 Selection::Site(s.id.clone()),
             );
             for h in hosts_of.get(s.id.as_str()).map_or(&[][..], |v| &v[..]) {
+                let lost = if self.lost(&s.id) { " (lost)" } else { "" };
                 let host = self.add(
                     0,
                     Some(site),
-                    format!("{} {}", glyph::HOST, h.id),
+                    format!("{} {}{lost}", glyph::HOST, h.id),
                     Selection::Host(h.id.clone()),
                 );
                 let vms = self.by_host.get(&h.id).unwrap_or(&none).clone();
-                self.add_vms(0, host, t, &vms);
+                let recovered = self.recovered_on_host.get(&h.id).unwrap_or(&none).clone();
+                self.add_vms(0, host, t, &vms, &recovered);
             }
         }
         for a in &t.arrays {
+            let lost = if self.lost(&a.site) { ", lost" } else { "" };
             let array = self.add(
                 1,
                 None,
-                format!("{} {} ({})", glyph::ARRAY, a.id, a.site),
+                format!("{} {} ({}{lost})", glyph::ARRAY, a.id, a.site),
                 Selection::Array(a.id.clone()),
             );
             for l in &a.luns {
@@ -154,14 +222,18 @@ impl Inventory {
             }
         }
         for d in &t.datastores {
+            let lost = if self.lost(&d.site) { ", lost" } else { "" };
             let ds = self.add(
                 2,
                 None,
-                format!("{} {} ({})", glyph::DATASTORE, d.id, d.site),
+                format!("{} {} ({}{lost})", glyph::DATASTORE, d.id, d.site),
                 Selection::Datastore(d.id.clone()),
             );
             let vms = self.by_datastore.get(&d.id).unwrap_or(&none).clone();
-            self.add_vms(2, ds, t, &vms);
+            let recovered = (self.recovered_on_datastore.get(&d.id))
+                .unwrap_or(&none)
+                .clone();
+            self.add_vms(2, ds, t, &vms, &recovered);
         }
         for p in &t.protection_groups {
             let pg = self.add(
@@ -192,6 +264,29 @@ impl Inventory {
     /// Indexes (in `topology.vms`) of the VMs running on `host`.
     pub fn vms_on_host(&self, host: &str) -> &[usize] {
         self.by_host.get(host).map_or(&[], |v| &v[..])
+    }
+
+    /// Indexes (in `topology.vms`) of the VMs running on `host` now: those placed there
+    /// that are not stopped or failed over, and those failed over onto it.
+    pub fn vms_running_on_host(&self, t: &Topology, host: &str) -> Vec<usize> {
+        let mut v: Vec<usize> = (self.vms_on_host(host).iter())
+            .copied()
+            .filter(|&i| !self.at.away.contains_key(&t.vms[i].id))
+            .chain(
+                self.recovered_on_host
+                    .get(host)
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            )
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Where things were when this inventory was built.
+    pub fn whereabouts(&self) -> &Whereabouts {
+        &self.at
     }
 
     /// Indexes (in `topology.vms`) of the VMs stored on `datastore`.
@@ -943,6 +1038,68 @@ mod tests {
         assert!(!shown.iter().any(|l| l.contains("lun-")), "{shown:?}");
         view.update(&inv, "no such thing");
         assert!(view.rows.is_empty());
+    }
+
+    #[test]
+    fn a_lost_site_is_marked_and_failed_over_vms_sit_under_their_recovery_hosts() {
+        let t = Topology::builtin_default();
+        let at = Whereabouts {
+            lost_sites: ["pa".to_string()].into(),
+            away: [
+                (
+                    "web-01".to_string(),
+                    Away::Recovered {
+                        host: "esx-ny-2".into(),
+                        datastore: "ds-gold-1-r".into(),
+                    },
+                ),
+                ("build-01".to_string(), Away::Down),
+            ]
+            .into(),
+        };
+        let inv = Inventory::at(&t, at);
+        let node = |label: &str| {
+            (0..inv.nodes.len())
+                .find(|&n| inv.nodes[n].label == label)
+                .unwrap_or_else(|| panic!("no node {label}"))
+        };
+        let parent = |label: &str| {
+            inv.nodes[inv.nodes[node(label)].parent.unwrap()]
+                .label
+                .clone()
+        };
+        node("🏢 pa — Palo Alto (protected, lost)");
+        assert_eq!(
+            parent("💻 web-01 — failed over to esx-ny-2"),
+            "🖥 esx-pa-1 (lost)"
+        );
+        assert_eq!(parent("💻 web-01 — recovered from pa"), "🖥 esx-ny-2");
+        assert_eq!(parent("💻 build-01 — not running"), "🖥 esx-pa-1 (lost)");
+        assert_eq!(
+            parent("💻 web-01 — failed over to ds-gold-1-r"),
+            "🗀 ds-gold-1 (pa, lost)"
+        );
+        // Both "recovered from pa" rows: under the host and under the replica datastore.
+        let recovered: Vec<_> = (0..inv.nodes.len())
+            .filter(|&n| inv.nodes[n].label == "💻 web-01 — recovered from pa")
+            .map(|n| inv.nodes[inv.nodes[n].parent.unwrap()].label.clone())
+            .collect();
+        assert_eq!(recovered.len(), 2, "{recovered:?}");
+        assert!(recovered[1].contains("ds-gold-1-r"), "{recovered:?}");
+        // What runs on the hosts now.
+        let on = |h: &str| -> Vec<&str> {
+            (inv.vms_running_on_host(&t, h).iter())
+                .map(|&i| t.vms[i].id.as_str())
+                .collect()
+        };
+        assert!(
+            on("esx-pa-1")
+                .iter()
+                .all(|v| *v != "web-01" && *v != "build-01")
+        );
+        assert!(on("esx-ny-2").contains(&"web-01"));
+        // Nothing lost: the plain inventory.
+        assert_eq!(Inventory::new(&t).node_count() + 2, inv.node_count());
     }
 
     #[test]
