@@ -839,6 +839,49 @@ mod tests {
         });
     }
 
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let dst = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &dst);
+            } else {
+                std::fs::copy(e.path(), &dst).unwrap();
+            }
+        }
+    }
+
+    /// The files of a workspace as a crash leaves them (copied while it is open, nothing
+    /// closed) reopen at the time the console last showed, not at the state saved last.
+    #[test]
+    fn after_a_crash_the_clock_resumes_where_the_console_showed_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let w = Worker::spawn(egui::Context::default());
+        open(&w, ws.clone());
+        // Saved with the state at zero; nothing saves it while the clock runs.
+        w.send(Request::Engine(Command::StartWorkloads));
+        w.send(Request::RunUntil {
+            at: from_minutes(2.0),
+            rush: true,
+        });
+        wait_for(&w, "the stop", |r| {
+            matches!(r, Report::Reached { .. }).then_some(())
+        });
+        let shown = clock_now(&w).0;
+        assert!(shown >= from_minutes(2.0));
+        let crashed = dir.path().join("crashed");
+        copy_dir(&ws, &crashed);
+        let e = Engine::open(&crashed).unwrap();
+        assert!(
+            e.now() >= shown,
+            "resumed at {} after showing {}",
+            crate::engine::format_time(e.now()),
+            crate::engine::format_time(shown)
+        );
+    }
+
     #[test]
     fn the_clock_stops_exactly_at_the_instant_asked_for() {
         let dir = tempfile::tempdir().unwrap();
@@ -960,7 +1003,7 @@ mod tests {
                 break error;
             }
         };
-        assert!(error.contains("not a workspace"), "{error}");
+        assert!(error.contains("not a drconsole workspace"), "{error}");
         assert_eq!(std::fs::read(other.join("keep.txt")).unwrap(), b"mine");
     }
 }
