@@ -167,9 +167,13 @@ pub fn show(ctx: &egui::Context, files: &mut Files) -> Option<Answer> {
                         .hint_text("/path/to/file"),
                 )
                 .labelled_by(label.id);
+            // Until it has taken (a modal's first frames only lay it out).
             if p.focus {
-                field.request_focus();
-                p.focus = false;
+                if field.has_focus() {
+                    p.focus = false;
+                } else {
+                    field.request_focus();
+                }
             }
             let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if let Some(e) = &p.error {

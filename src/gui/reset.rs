@@ -154,6 +154,14 @@ pub fn show(ctx: &egui::Context, ask: &Ask) -> Option<Answer> {
     answer
 }
 
+impl Drop for DrApp {
+    /// What the last frames logged reaches the workspace's history: the worker (dropped
+    /// after this) takes it before it closes the workspace.
+    fn drop(&mut self) {
+        self.record_history();
+    }
+}
+
 /// What restarting needs to remember across frames.
 #[derive(Default)]
 pub struct Restart {
@@ -202,8 +210,13 @@ impl DrApp {
         } else if created {
             format!("Created workspace {}", root.display())
         } else if restored > 0 {
+            let entries = if restored == 1 {
+                "the entry above is".to_string()
+            } else {
+                format!("the {restored} entries above are")
+            };
             format!(
-                "Opened workspace {} again: the clock resumes at {}; the {restored} entries above are its history",
+                "Opened workspace {} again: the clock resumes at {}; {entries} its history",
                 root.display(),
                 mm_ss(before.now)
             )
