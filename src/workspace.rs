@@ -818,6 +818,63 @@ impl Workspace {
     }
 }
 
+/// What a workspace directory holds besides the lock file: what [`discard`] removes.
+const WORKSPACE_ENTRIES: [&str; 4] = [TOPOLOGY_FILE, "sites", "journal", "state"];
+
+/// Discards the workspace at `root` so that it can be created afresh from its topology
+/// (File ▶ Reset workspace…, a demo's fresh start): removes `topology.ron`, `sites/`,
+/// `journal/` and `state/` — and nothing else, not even another file in `root` (those are
+/// returned, left alone) — while holding the workspace's lock, so a workspace another
+/// process uses is refused. A missing or empty directory is fine (nothing to discard). A
+/// directory that does not look like a workspace (no topology.ron, or its directories are
+/// not directories) is refused and left untouched.
+pub fn discard(root: &Path) -> Result<Vec<PathBuf>, WorkspaceError> {
+    let mut entries = match fs::read_dir(root) {
+        Ok(e) => e.peekable(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(root)(e)),
+    };
+    if entries.peek().is_none() {
+        return Ok(Vec::new());
+    }
+    topology_of_workspace(root)?;
+    for name in &WORKSPACE_ENTRIES[1..] {
+        let dir = root.join(name);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            _ => {
+                return Err(WorkspaceError::NotAWorkspace {
+                    root: root.display().to_string(),
+                });
+            }
+        }
+    }
+    let _lock = take_lock(root)?;
+    let mut left = Vec::new();
+    for e in fs::read_dir(root).map_err(io_err(root))? {
+        let e = e.map_err(io_err(root))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let path = e.path();
+        if WORKSPACE_ENTRIES.contains(&name.as_ref()) {
+            if path.is_dir() && !path.is_symlink() {
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            } else {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+            }
+        } else if name != LOCK_FILE && !name.starts_with(&format!(".{TOPOLOGY_FILE}.tmp-")) {
+            left.push(path);
+        } else if name != LOCK_FILE {
+            // A temp file an interrupted atomic write of topology.ron left.
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    sync_dir(root)?;
+    left.sort();
+    Ok(left)
+}
+
 /// Default location of a topology's workspace when none is given:
 /// `<user data dir>/drconsole/workspaces/<slug>`, or `./drconsole-workspaces/<slug>` when
 /// there is no home directory.
@@ -1053,6 +1110,48 @@ mod tests {
             ws.list_instances("nope"),
             Err(WorkspaceError::UnknownDatastore { .. })
         ));
+    }
+
+    #[test]
+    fn discard_removes_the_workspace_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ws");
+        let ws = Workspace::create(&root, &patent()).unwrap();
+        // In use: refused, nothing removed.
+        assert!(matches!(discard(&root), Err(WorkspaceError::Locked { .. })));
+        assert!(root.join(TOPOLOGY_FILE).is_file());
+        drop(ws);
+        std::fs::write(root.join("notes.txt"), "mine").unwrap();
+        std::fs::write(dir.path().join("beside.txt"), "mine").unwrap();
+        assert_eq!(discard(&root).unwrap(), [root.join("notes.txt")]);
+        for name in WORKSPACE_ENTRIES {
+            assert!(!root.join(name).exists(), "{name} removed");
+        }
+        assert!(root.join("notes.txt").exists() && dir.path().join("beside.txt").exists());
+        // Created afresh in the same place.
+        Workspace::create(&root, &patent()).unwrap();
+
+        // Not a workspace: refused, untouched; a missing directory is nothing to discard.
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(other.join("state")).unwrap();
+        std::fs::write(other.join("state/keep"), "x").unwrap();
+        assert!(matches!(
+            discard(&other),
+            Err(WorkspaceError::NotAWorkspace { .. })
+        ));
+        assert!(other.join("state/keep").exists());
+        std::fs::write(other.join(TOPOLOGY_FILE), "x").unwrap();
+        std::fs::remove_dir_all(other.join("state")).unwrap();
+        std::fs::write(other.join("state"), "a file").unwrap();
+        assert!(matches!(
+            discard(&other),
+            Err(WorkspaceError::NotAWorkspace { .. })
+        ));
+        assert!(other.join("state").is_file());
+        assert_eq!(
+            discard(&dir.path().join("none")).unwrap(),
+            Vec::<PathBuf>::new()
+        );
     }
 
     #[test]

@@ -516,3 +516,91 @@ fn clicking_a_vm_on_another_tab_shows_its_details() {
         h.get_by_label("Where can it go?");
     }
 }
+
+#[test]
+fn file_open_without_a_chooser_offers_a_path_field() {
+    use drconsole::gui::open_path::OPEN_LABEL;
+    let mut h = default_app();
+    h.run_steps(2);
+    // As on a system with no desktop portal: the chooser gives nothing.
+    h.state_mut().files.chooser = |_| None;
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_all_by_label_contains("Open…")
+        .find(|n| {
+            egui_kittest::kittest::NodeT::accesskit_node(n).role() == egui::accesskit::Role::Button
+        })
+        .expect("File ▶ Open…")
+        .click();
+    wait_for_io(&mut h);
+    h.run_steps(4);
+    let app = h.state();
+    assert!(app.files.prompt.is_some(), "the path field is offered");
+    assert!(
+        app.log
+            .visible_toasts()
+            .iter()
+            .any(|t| t.contains("the file chooser returned nothing")),
+        "{:?}",
+        app.log.visible_toasts()
+    );
+    assert!(
+        app.log
+            .entries
+            .iter()
+            .any(|e| e.message.contains("the file chooser returned nothing"))
+    );
+
+    // A path that is not there: the error names it, in the dialog, which stays.
+    let bad = "/no/such/dir/topology.ron";
+    h.get_by_label(OPEN_LABEL).focus();
+    h.get_by_label(OPEN_LABEL).type_text(bad);
+    h.run_steps(2);
+    h.get_by_label("Open").click();
+    wait_for_io(&mut h);
+    h.run_steps(2);
+    let error = h.state().files.prompt.as_ref().unwrap().error.clone();
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains(bad)),
+        "{error:?}"
+    );
+    assert_eq!(h.state().doc.source, TopologySource::BuiltIn);
+
+    // A sample: it opens, the dialog goes.
+    let good = sample("patent_hazard.ron");
+    h.state_mut().files.prompt.as_mut().unwrap().text.clear();
+    h.run_steps(2);
+    h.get_by_label(OPEN_LABEL).focus();
+    h.get_by_label(OPEN_LABEL)
+        .type_text(&good.display().to_string());
+    h.run_steps(2);
+    h.get_by_label("Open").click();
+    wait_for_io(&mut h);
+    h.run_steps(2);
+    let app = h.state();
+    assert_eq!(app.doc.source, TopologySource::File(good));
+    assert!(app.files.prompt.is_none());
+}
+
+#[test]
+fn a_dropped_topology_file_opens() {
+    let mut h = default_app();
+    h.run_steps(2);
+    let path = sample("impact_tour.ron");
+    #[derive(Debug)]
+    struct Dropped(std::path::PathBuf);
+    impl egui::DroppedFile for Dropped {
+        fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+        fn bytes(&self) -> Result<Vec<u8>, String> {
+            std::fs::read(&self.0).map_err(|e| e.to_string())
+        }
+    }
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(path.clone())));
+    h.run_steps(2);
+    wait_for_io(&mut h);
+    assert_eq!(h.state().doc.source, TopologySource::File(path));
+}

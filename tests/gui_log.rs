@@ -278,3 +278,182 @@ fn a_last_topology_that_is_gone_falls_back_to_the_demo_with_an_error() {
     // The demo is what reopens next time.
     assert_eq!(app.persisted().last_topology, None);
 }
+
+fn sim_now(app: &DrApp) -> u64 {
+    app.live.snapshot.as_ref().map_or(0, |s| s.now)
+}
+
+#[test]
+fn the_clock_and_the_log_survive_closing_and_reopening_the_workspace() {
+    use drconsole::engine::SECOND;
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app_in(dir.path());
+    wait_ready(&mut h);
+    h.get_by_label("60×").click();
+    h.get_by_label("▶ Start workloads").click();
+    step_until(&mut h, "a minute to pass", Duration::from_secs(30), |a| {
+        sim_now(a) >= 60 * SECOND
+    });
+    let before = sim_now(h.state());
+    let earlier: Vec<String> = h
+        .state()
+        .log
+        .entries
+        .iter()
+        .map(|e| e.message.clone())
+        .collect();
+    assert!(earlier.iter().any(|m| m == "Operator: Start workloads"));
+    drop(h); // closes the workspace
+
+    let mut h = app_in(dir.path());
+    wait_ready(&mut h);
+    let app = h.state();
+    assert!(
+        sim_now(app) >= before,
+        "the clock went back: {} after {before}",
+        sim_now(app)
+    );
+    // What was logged while the workspace was open comes back, with its simulated time,
+    // before a line that marks the reopen.
+    let find = |text: &str| {
+        app.log
+            .entries
+            .iter()
+            .position(|e| e.message == text)
+            .unwrap_or_else(|| panic!("no entry {text:?}: {:#?}", app.log.entries))
+    };
+    let start = find("Operator: Start workloads");
+    assert_eq!(app.log.entries[start].kind, Kind::Command);
+    assert!(app.log.entries[start].sim.is_some());
+    let started = app
+        .log
+        .entries
+        .iter()
+        .position(|e| e.message.starts_with("Guests started"))
+        .expect("the engine's line is back");
+    let reopened = app
+        .log
+        .entries
+        .iter()
+        .position(|e| e.message.contains("again: the clock resumes at"))
+        .expect("the reopen is marked");
+    assert!(start < reopened && started < reopened);
+    assert!(
+        app.log.entries[reopened]
+            .message
+            .contains(&dir.path().display().to_string())
+    );
+    // Recorded once: a second reopen does not double the history.
+    let count = app
+        .log
+        .entries
+        .iter()
+        .filter(|e| e.message == "Operator: Start workloads")
+        .count();
+    assert_eq!(count, 1);
+    drop(h);
+    let mut h = app_in(dir.path());
+    wait_ready(&mut h);
+    let count = h
+        .state()
+        .log
+        .entries
+        .iter()
+        .filter(|e| e.message == "Operator: Start workloads")
+        .count();
+    assert_eq!(count, 1);
+}
+
+#[test]
+fn reopening_after_a_disaster_offers_the_reset_and_the_file_menu_resets() {
+    use drconsole::gui::replication::disaster_confirm;
+    use drconsole::gui::reset;
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app_in(dir.path());
+    wait_ready(&mut h);
+    h.get_by_label("60×").click();
+    h.get_by_label("▶ Start workloads").click();
+    step_until(&mut h, "time to pass", Duration::from_secs(30), |a| {
+        sim_now(a) >= 30 * drconsole::engine::SECOND
+    });
+    h.state_mut().disaster = Some("pa".into());
+    h.run_steps(6);
+    h.get_by_label(&disaster_confirm("pa")).click();
+    step_until(&mut h, "site pa to go down", Duration::from_secs(10), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.sites_down == ["pa"])
+    });
+    drop(h);
+
+    // Reopened as the demo starts: the lost site is not carried on without a word.
+    let mut h = app_in(dir.path());
+    wait_ready(&mut h);
+    h.run_steps(6);
+    assert!(
+        matches!(h.state().restart.ask, Some(reset::Ask::Offer { .. })),
+        "the reset is offered"
+    );
+    h.get_by_label_contains("This workspace has site pa lost since 00:");
+    // Continue it: the workspace runs on as it was, the site still lost.
+    h.get_by_label(reset::CONTINUE).click();
+    h.run_steps(2);
+    assert!(h.state().restart.ask.is_none());
+    assert_eq!(h.state().live.snapshot.as_ref().unwrap().sites_down, ["pa"]);
+    drop(h);
+
+    let mut h = app_in(dir.path());
+    wait_ready(&mut h);
+    h.run_steps(6);
+    h.get_by_label(reset::CONFIRM).click();
+    step_until(&mut h, "the reset", Duration::from_secs(30), |a| {
+        a.engine_ready()
+            && a.live
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.sites_down.is_empty())
+    });
+    assert!(h.state().restart.ask.is_none());
+    assert!(
+        h.state()
+            .log
+            .entries
+            .iter()
+            .any(|e| e.message.starts_with("Reset workspace")),
+    );
+
+    // File ▶ Reset workspace…: a confirmation that names what goes, then afresh.
+    step_until(&mut h, "time to pass", Duration::from_secs(30), |a| {
+        sim_now(a) >= drconsole::engine::SECOND
+    });
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label(reset::MENU).click();
+    h.run_steps(6);
+    h.get_by_label(reset::TITLE);
+    h.get_by_label_contains("the event log's history and the simulated clock");
+    h.get_by_label_contains(&format!(
+        "Everything in {} is discarded",
+        dir.path().display()
+    ));
+    h.get_by_label("Cancel").click();
+    h.run_steps(2);
+    assert!(h.state().restart.ask.is_none());
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label(reset::MENU).click();
+    h.run_steps(6);
+    let n = h.state().log.entries.len();
+    h.get_by_label(reset::CONFIRM).click();
+    step_until(&mut h, "the second reset", Duration::from_secs(30), |a| {
+        a.engine_ready()
+            && a.log.entries[n..]
+                .iter()
+                .any(|e| e.message.starts_with("Reset workspace"))
+    });
+    assert!(sim_now(h.state()) < 30 * drconsole::engine::SECOND);
+    assert!(dir.path().join("notes.txt").exists(), "not the workspace's");
+    assert!(dir.path().join("topology.ron").exists());
+}

@@ -604,6 +604,25 @@ fn remove_file_if_exists(p: &Path) -> Result<(), EngineError> {
     }
 }
 
+/// The file of [`Engine::record_clock`] in `state/`.
+pub const CLOCK_FILE: &str = "clock";
+
+/// The clock record: the time (u64 LE) and its bitwise complement, so a torn or foreign
+/// record is recognized.
+fn clock_record(now: SimTime) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&now.to_le_bytes());
+    b[8..].copy_from_slice(&(!now).to_le_bytes());
+    b
+}
+
+/// The time of a clock record, if it is one.
+fn read_clock_record(b: &[u8]) -> Option<SimTime> {
+    let now = SimTime::from_le_bytes(b.get(..8)?.try_into().ok()?);
+    let check = SimTime::from_le_bytes(b.get(8..16)?.try_into().ok()?);
+    (check == !now).then_some(now)
+}
+
 /// Simulated bytes per microsecond for a rate in MiB/s.
 fn bytes_per_us(mib_s: f64) -> f64 {
     mib_s * 1024.0 * 1024.0 / SECOND as f64
@@ -736,11 +755,40 @@ impl Engine {
         ws.state_dir().join("clean-shutdown")
     }
 
+    fn clock_path(ws: &Workspace) -> PathBuf {
+        ws.state_dir().join(CLOCK_FILE)
+    }
+
+    /// Records the simulated time in `state/clock`, so that a reopen after a crash never
+    /// starts before a time the operator has seen. engine.ron holds `now` only as of the
+    /// last command, event or close that saved the state; the console calls this after
+    /// every slice of the clock, so it is cheap: 16 bytes written in place, not synced
+    /// (a process crash keeps what the kernel has). The record carries its own check, so a
+    /// torn one is ignored and the open falls back to engine.ron.
+    pub fn record_clock(&self) -> Result<(), EngineError> {
+        use std::os::unix::fs::FileExt;
+        let path = Engine::clock_path(&self.ws);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(path.display().to_string()))?;
+        file.write_all_at(&clock_record(self.now), 0)
+            .map_err(io_err(path.display().to_string()))
+    }
+
     fn start(ws: Workspace) -> Result<Engine, EngineError> {
         let state: EngineState = read_ron(&ws.state_dir().join("engine.ron"))?;
         let locations: Locations = read_ron(&ws.state_dir().join("locations.ron"))?;
         let topo = ws.topology().clone();
         let was_clean = Engine::clean_marker(&ws).exists();
+        // The clock never goes back: the last time recorded ([`Engine::record_clock`]) may
+        // be later than the state saved last (a crash between two saves).
+        let recorded = std::fs::read(Engine::clock_path(&ws))
+            .ok()
+            .and_then(|b| read_clock_record(&b));
+        let now = state.now.max(recorded.unwrap_or(0));
 
         // Journals: drop a cut-short last line, learn each site's last seq and each VM's
         // last write to every block (the guests' oracle).
@@ -847,7 +895,7 @@ impl Engine {
         let mut engine = Engine {
             ws,
             opts: state.options.clone(),
-            now: state.now,
+            now,
             workloads_on: false,
             next_migration: state.next_migration,
             vms,
@@ -880,6 +928,13 @@ impl Engine {
         if was_clean {
             std::fs::remove_file(Engine::clean_marker(&engine.ws))
                 .map_err(io_err("removing the clean-shutdown marker"))?;
+        }
+        if now > state.now {
+            engine.info(format!(
+                "Recovery: the clock resumes at {}, the last time recorded (the state was saved at {})",
+                format_time(now),
+                format_time(state.now)
+            ));
         }
         engine.recover_migrations()?;
         engine.roll_back_unsaved_group()?;
@@ -1122,6 +1177,11 @@ impl Engine {
 
     pub fn now(&self) -> SimTime {
         self.now
+    }
+
+    /// The sites lost in a disaster, and when.
+    pub fn sites_lost(&self) -> &BTreeMap<String, SimTime> {
+        &self.sites_down
     }
 
     pub fn workspace(&self) -> &Workspace {

@@ -323,6 +323,56 @@ fn crash_mid_copy_resumes_on_reopen() {
     }
 }
 
+/// The clock after a reopen is never earlier than before: after a clean close, and after
+/// a crash long after the state was last saved (the console records the clock as it runs).
+#[test]
+fn the_clock_never_goes_back_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ws");
+    let mut e = engine(dir.path(), 200, 4, EngineOptions::default());
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(e.now() + 90 * SECOND).unwrap();
+    let before = e.now();
+    e.close().unwrap();
+    let mut e = Engine::open(&root).unwrap();
+    assert!(e.now() >= before, "clean close: {} < {before}", e.now());
+
+    // Saved by the command, then the clock runs on for minutes with nothing saving the
+    // state; the console records the clock after each slice, as the worker does.
+    e.apply(Command::StartWorkloads).unwrap();
+    let saved = e.now();
+    for _ in 0..30 {
+        e.advance(e.now() + 10 * SECOND).unwrap();
+        e.record_clock().unwrap();
+    }
+    let before = e.now();
+    assert!(before >= saved + 300 * SECOND);
+    drop(e); // a crash: no close
+    let mut e = Engine::open(&root).unwrap();
+    assert!(
+        e.now() >= before,
+        "after a crash: {} < {before}",
+        format_time(e.now())
+    );
+    let log = e.take_log();
+    assert!(
+        log.iter()
+            .any(|l| l.message.contains("the clock resumes at")),
+        "{log:?}"
+    );
+    // Recovered as usual, and running on from there.
+    assert_clean(&e);
+    e.advance(e.now() + 5 * SECOND).unwrap();
+    assert_clean(&e);
+
+    // A torn or foreign record is ignored: the saved state's time stands.
+    e.close().unwrap();
+    let state_now = Engine::open(&root).unwrap().now();
+    std::fs::write(root.join("state").join(CLOCK_FILE), b"garbage, not a clock").unwrap();
+    let e = Engine::open(&root).unwrap();
+    assert_eq!(e.now(), state_now);
+}
+
 #[test]
 fn same_seed_same_journal() {
     let run = || {

@@ -11,12 +11,15 @@ pub mod failover;
 mod graphs;
 mod group_panel;
 mod health_panel;
+mod history;
 mod hosts_panel;
 mod live;
 mod log;
+pub mod open_path;
 mod persist;
 mod placement_panel;
 pub mod replication;
+pub mod reset;
 mod resilience;
 mod status;
 mod stretch_panel;
@@ -116,8 +119,9 @@ enum IoResult {
     Exported(Result<(PathBuf, usize), String>),
     /// The recent files that were not found.
     RecentMissing(Vec<PathBuf>),
-    /// A file dialog returned nothing: the operator cancelled (or no dialog is available).
-    Cancelled,
+    /// A file dialog returned nothing: the operator cancelled, or no dialog is available
+    /// (rfd cannot tell which).
+    ChooserNone(open_path::FileAsk),
 }
 
 /// The shortcuts of the File menu.
@@ -285,6 +289,10 @@ pub struct DrApp {
     pub demo: demo::Demo,
     /// The recent topology files (File → Open Recent).
     recent: RecentFiles,
+    /// The file chooser and the path dialog that stands in for it.
+    pub files: open_path::Files,
+    /// Reset workspace, and what a reopen brings back.
+    pub restart: reset::Restart,
 }
 
 impl DrApp {
@@ -319,7 +327,10 @@ impl DrApp {
             resilience: resilience::Panels::default(),
             disaster: None,
             recent: RecentFiles::default(),
+            files: open_path::Files::default(),
+            restart: reset::Restart::default(),
         };
+        app.restart.loaded = Some(app.doc.topology.clone());
         app.log.info(format!(
             "Opened \"{}\" from {}",
             app.doc.topology.name, app.doc.source
@@ -349,6 +360,11 @@ impl DrApp {
 
     /// Asks the worker to run the current topology in `root` (see [`Request::Open`]).
     fn open_root(&mut self, root: PathBuf, options: crate::engine::EngineOptions, fresh: bool) {
+        // What the open workspace logged goes to its history before it closes.
+        self.record_history();
+        self.restart.record_from = None;
+        self.restart.opening_fresh = fresh;
+        self.restart.ask = None;
         self.epoch += 1;
         self.live = Live::new(Status::Opening(root.clone()));
         self.first_update = false;
@@ -434,12 +450,14 @@ impl DrApp {
                 epoch,
                 root,
                 created,
+                before,
             } if epoch == self.epoch => {
-                let verb = if created { "Created" } else { "Opened" };
-                self.log
-                    .info(format!("{verb} workspace {}", root.display()));
-                self.live.status = Status::Open(root);
-                self.first_update = true;
+                self.opened(root, created, *before);
+            }
+            Report::NotRecorded { epoch, error } if epoch == self.epoch => {
+                self.log.warning(format!(
+                    "{error}; the event log's history in the workspace stops here"
+                ));
             }
             Report::OpenFailed { epoch, root, error } if epoch == self.epoch => {
                 self.log.error(format!(
@@ -498,6 +516,7 @@ impl DrApp {
             | Report::OpenFailed { .. }
             | Report::Update { .. }
             | Report::FailoverScan { .. }
+            | Report::NotRecorded { .. }
             | Report::Closed { .. } => {}
         }
     }
@@ -529,16 +548,15 @@ impl DrApp {
         self.spawn_io(move || IoResult::Opened(Box::new(load(path))));
     }
 
-    /// Asks for a file with a dialog (off the UI thread), then opens it.
+    /// Asks for a file with a dialog (off the UI thread), then opens it; without an
+    /// answer, offers a path field ([`open_path`]).
     pub fn open_dialog(&mut self) {
-        self.spawn_io(|| {
-            match rfd::FileDialog::new()
-                .set_title("Open topology")
-                .add_filter("Topology (RON)", &["ron"])
-                .pick_file()
-            {
+        let chooser = self.files.chooser;
+        self.spawn_io(move || {
+            let ask = open_path::FileAsk::Open;
+            match chooser(&ask) {
                 Some(path) => IoResult::Opened(Box::new(load(path))),
-                None => IoResult::Cancelled,
+                None => IoResult::ChooserNone(ask),
             }
         });
     }
@@ -573,20 +591,17 @@ impl DrApp {
                 .unwrap_or_default(),
             TopologySource::BuiltIn => "two_site_demo.ron".to_string(),
         };
+        let chooser = self.files.chooser;
         self.spawn_io(move || {
-            match rfd::FileDialog::new()
-                .set_title("Save topology as")
-                .add_filter("Topology (RON)", &["ron"])
-                .set_file_name(file_name)
-                .save_file()
-            {
+            let ask = open_path::FileAsk::SaveAs { file_name };
+            match chooser(&ask) {
                 Some(path) => IoResult::Saved(
                     topology
                         .save(&path)
                         .map(|()| path)
                         .map_err(|e| e.to_string()),
                 ),
-                None => IoResult::Cancelled,
+                None => IoResult::ChooserNone(ask),
             }
         });
     }
@@ -601,15 +616,12 @@ impl DrApp {
     /// Asks where to export the event log (off the UI thread), then writes it there.
     pub fn export_log_dialog(&mut self) {
         let entries = self.log.entries.clone();
+        let chooser = self.files.chooser;
         self.spawn_io(move || {
-            match rfd::FileDialog::new()
-                .set_title("Export the event log")
-                .add_filter("JSON lines", &["jsonl"])
-                .set_file_name("drconsole-log.jsonl")
-                .save_file()
-            {
+            let ask = open_path::FileAsk::ExportLog;
+            match chooser(&ask) {
                 Some(path) => IoResult::Exported(write_log(&path, &entries)),
-                None => IoResult::Cancelled,
+                None => IoResult::ChooserNone(ask),
             }
         });
     }
@@ -642,8 +654,11 @@ impl DrApp {
     /// Shows `topology` in place of the current one and runs it in its default workspace
     /// (unless the console runs nothing).
     fn show_topology(&mut self, topology: Topology, source: TopologySource) {
+        // What the open workspace logged is its history; the new topology's line is not.
+        self.record_history();
         self.log
             .info(format!("Opened \"{}\" from {source}", topology.name));
+        self.restart.loaded = Some(topology.clone());
         self.doc = Document::new(topology, source);
         self.selection = None;
         // The old filter would hide the new inventory's objects behind names it lacks.
@@ -657,6 +672,7 @@ impl DrApp {
 
     fn handle_io(&mut self, result: IoResult) {
         self.io_pending = self.io_pending.saturating_sub(1);
+        self.prompt_result(&result);
         match result {
             IoResult::Opened(opened) => match *opened {
                 Ok((path, topology)) => {
@@ -685,7 +701,11 @@ impl DrApp {
             ),
             IoResult::Exported(Err(e)) => self.log.error(e),
             IoResult::RecentMissing(missing) => self.recent.set_missing(missing),
-            IoResult::Cancelled => {}
+            IoResult::ChooserNone(ask) => {
+                self.log
+                    .push(Level::Info, open_path::chooser_gave_nothing(&ask), true);
+                self.files.prompt = Some(open_path::Prompt::new(ask));
+            }
         }
     }
 
@@ -752,6 +772,8 @@ impl DrApp {
                 {
                     self.save_as_dialog();
                 }
+                ui.separator();
+                self.reset_menu_item(ui);
                 ui.separator();
                 if ui.button("Quit").clicked() {
                     ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
@@ -919,6 +941,7 @@ impl DrApp {
         }
         self.handle_input(ctx);
         self.demo_tick();
+        self.record_history();
         let title = self.title();
         if title != self.title_shown {
             ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
@@ -1056,6 +1079,7 @@ impl DrApp {
                 None => {}
             }
         }
+        self.restart_dialogs(ui.ctx());
         for a in actions {
             self.apply(a);
         }

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::history;
+use super::log::ExportedEntry;
 use crate::engine::{
     Command, Engine, EngineOptions, FailoverKind, FailoverPlan, LogLine, Outcome, SECOND, SimTime,
     Snapshot,
@@ -97,6 +99,12 @@ pub enum Request {
     },
     /// Simulated seconds per wall second (one of [`SPEEDS`]; any positive value works).
     SetSpeed(f64),
+    /// Entries the console logged while the workspace of `epoch` was open: appended to its
+    /// history ([`super::history`]), so a reopen shows them.
+    Record {
+        epoch: u64,
+        entries: Vec<ExportedEntry>,
+    },
     /// Close the engine cleanly and end the thread.
     Shutdown,
 }
@@ -156,6 +164,8 @@ pub enum Report {
         root: PathBuf,
         /// The workspace did not exist and was materialized from the topology.
         created: bool,
+        /// What happened in it before (boxed: the event log's history can be long).
+        before: Box<Before>,
     },
     OpenFailed {
         epoch: u64,
@@ -190,11 +200,32 @@ pub enum Report {
         number: usize,
         result: Result<StepReport, String>,
     },
+    /// The event log's history could not be written; it is not written again.
+    NotRecorded {
+        epoch: u64,
+        error: String,
+    },
     /// A command arrived while no workspace was open.
     NotApplied {
         command: Command,
         reason: String,
     },
+}
+
+/// What an opened workspace went through before this open.
+#[derive(Debug, Clone, Default)]
+pub struct Before {
+    /// The event log's history ([`super::history`]), oldest first.
+    pub entries: Vec<ExportedEntry>,
+    /// Why some history is missing (a line torn by a crash, entries cut to keep it
+    /// bounded, a file that could not be read), in words.
+    pub note: Option<String>,
+    /// The simulated time the clock resumes at.
+    pub now: SimTime,
+    /// Sites lost in a disaster, and when.
+    pub sites_lost: Vec<(String, SimTime)>,
+    /// Failovers run in it.
+    pub failovers: usize,
 }
 
 /// The UI's end of the worker: a sender, a receiver and the thread, shut down on drop.
@@ -256,6 +287,10 @@ struct Session {
     results: Vec<CommandResult>,
     /// Send the topology and free space with the next update.
     fresh: bool,
+    /// Appending to the event log's history failed (said once).
+    history_failed: bool,
+    /// Recording the clock failed (said once).
+    clock_failed: bool,
 }
 
 /// Measures the achieved speed over a window of slices.
@@ -463,6 +498,17 @@ impl Driver {
                 }
                 true
             }
+            Request::Record { epoch, entries } => {
+                if let Some(s) = self.session.as_mut().filter(|s| s.epoch == epoch)
+                    && !s.history_failed
+                    && let Err(e) = history::append(&s.root, &entries)
+                {
+                    // Said once: the workspace runs on, its history stops here.
+                    s.history_failed = true;
+                    self.report(Report::NotRecorded { epoch, error: e });
+                }
+                false
+            }
             Request::Shutdown => return None,
         };
         Some(changed)
@@ -525,6 +571,37 @@ impl Driver {
         let created = !root.join(crate::workspace::TOPOLOGY_FILE).exists();
         match Engine::open_or_create(&root, topology, options) {
             Ok(engine) => {
+                let mut before = Before {
+                    now: engine.now(),
+                    sites_lost: engine
+                        .sites_lost()
+                        .iter()
+                        .map(|(s, t)| (s.clone(), *t))
+                        .collect(),
+                    failovers: engine.failovers().len(),
+                    ..Before::default()
+                };
+                match history::load(&root) {
+                    Ok(h) => {
+                        let mut notes = Vec::new();
+                        if h.skipped > 0 {
+                            notes.push(format!(
+                                "{} torn line(s) skipped (a crash cut them short)",
+                                h.skipped
+                            ));
+                        }
+                        if h.dropped > 0 {
+                            notes.push(format!(
+                                "the {} oldest entries dropped to keep it at {}",
+                                h.dropped,
+                                history::KEEP_LINES
+                            ));
+                        }
+                        before.note = (!notes.is_empty()).then(|| notes.join("; "));
+                        before.entries = h.entries;
+                    }
+                    Err(e) => before.note = Some(e),
+                }
                 self.session = Some(Session {
                     epoch,
                     root: root.clone(),
@@ -534,6 +611,8 @@ impl Driver {
                     last_latency: None,
                     results: Vec::new(),
                     fresh: true,
+                    history_failed: false,
+                    clock_failed: false,
                 });
                 self.restart_clock();
                 if fresh {
@@ -543,6 +622,7 @@ impl Driver {
                     epoch,
                     root,
                     created,
+                    before: Box::new(before),
                 });
             }
             Err(e) => self.report(Report::OpenFailed {
@@ -630,6 +710,20 @@ impl Driver {
         let Some(s) = self.session.as_mut() else {
             return;
         };
+        // Every time the console shows is recorded first: a reopen never starts earlier.
+        let mut log = s.engine.take_log();
+        if !s.clock_failed
+            && let Err(e) = s.engine.record_clock()
+        {
+            s.clock_failed = true;
+            log.push(LogLine {
+                at: s.engine.now(),
+                level: crate::engine::LogLevel::Warning,
+                message: format!(
+                    "Recording the simulated clock failed ({e}); after a crash the clock may resume earlier"
+                ),
+            });
+        }
         let mut snapshot = s.engine.snapshot();
         let last = s.last_latency;
         snapshot.latencies.retain(|l| Some(l.0) > last);
@@ -663,7 +757,7 @@ impl Driver {
         s.fresh = false;
         let update = Update {
             snapshot,
-            log: s.engine.take_log(),
+            log,
             topology,
             free_mib,
             clock,
@@ -678,25 +772,18 @@ impl Driver {
     }
 }
 
-/// Deletes the workspace at `root` so it can be created afresh; a missing or empty
-/// directory is fine. Anything else than a workspace is left alone: an error says so.
+/// Discards the workspace at `root` so it can be created afresh
+/// ([`crate::workspace::discard`]); a missing or empty directory is fine. Anything else
+/// than a workspace is left alone: an error says so.
 fn empty_workspace(root: &std::path::Path) -> Result<(), String> {
-    let mut entries = match std::fs::read_dir(root) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("{}: cannot read: {e}", root.display())),
-    };
-    if entries.next().is_none() {
-        return Ok(());
-    }
-    if !root.join(crate::workspace::TOPOLOGY_FILE).is_file() {
-        return Err(format!(
-            "{}: not a workspace (no {}), so it is not emptied for a fresh run",
+    crate::workspace::discard(root).map(|_| ()).map_err(|e| match e {
+        crate::workspace::WorkspaceError::NotAWorkspace { .. } => format!(
+            "{}: not a drconsole workspace (no {} beside sites/, journal/ and state/), so nothing in it was discarded",
             root.display(),
             crate::workspace::TOPOLOGY_FILE
-        ));
-    }
-    std::fs::remove_dir_all(root).map_err(|e| format!("{}: cannot empty: {e}", root.display()))
+        ),
+        e => format!("{}: cannot discard the workspace: {e}", root.display()),
+    })
 }
 
 #[cfg(test)]
@@ -750,6 +837,49 @@ mod tests {
         wait_for(w, "the workspace to open", |r| {
             matches!(r, Report::Opened { .. }).then_some(())
         });
+    }
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let dst = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &dst);
+            } else {
+                std::fs::copy(e.path(), &dst).unwrap();
+            }
+        }
+    }
+
+    /// The files of a workspace as a crash leaves them (copied while it is open, nothing
+    /// closed) reopen at the time the console last showed, not at the state saved last.
+    #[test]
+    fn after_a_crash_the_clock_resumes_where_the_console_showed_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let w = Worker::spawn(egui::Context::default());
+        open(&w, ws.clone());
+        // Saved with the state at zero; nothing saves it while the clock runs.
+        w.send(Request::Engine(Command::StartWorkloads));
+        w.send(Request::RunUntil {
+            at: from_minutes(2.0),
+            rush: true,
+        });
+        wait_for(&w, "the stop", |r| {
+            matches!(r, Report::Reached { .. }).then_some(())
+        });
+        let shown = clock_now(&w).0;
+        assert!(shown >= from_minutes(2.0));
+        let crashed = dir.path().join("crashed");
+        copy_dir(&ws, &crashed);
+        let e = Engine::open(&crashed).unwrap();
+        assert!(
+            e.now() >= shown,
+            "resumed at {} after showing {}",
+            crate::engine::format_time(e.now()),
+            crate::engine::format_time(shown)
+        );
     }
 
     #[test]
@@ -873,7 +1003,7 @@ mod tests {
                 break error;
             }
         };
-        assert!(error.contains("not a workspace"), "{error}");
+        assert!(error.contains("not a drconsole workspace"), "{error}");
         assert_eq!(std::fs::read(other.join("keep.txt")).unwrap(), b"mine");
     }
 }
