@@ -360,7 +360,11 @@ impl FailoverPanel {
                                 // A lost site's point ages no more: its lag stops at
                                 // the disaster.
                                 (Some(l), _) if g.lost_at.is_some() => (
-                                    format!("{} {} old at the disaster", g.id, style::sim_duration(l)),
+                                    format!(
+                                        "{} {} old at the disaster",
+                                        g.id,
+                                        style::sim_duration(l)
+                                    ),
                                     Tone::Bad,
                                 ),
                                 (Some(l), _) => (
@@ -924,7 +928,9 @@ fn decision_cell(ui: &mut Ui, t: &Topology, live: &Live, v: &PlanVm, dark: bool)
                         .find(|g| g.pairs.iter().any(|p| p.replica == w.datastore))
                         .and_then(|g| g.lost_at);
                     let age = match (live.point_age(cut, lost_at), lost_at) {
-                        (Some(a), Some(_)) => format!(" ({} before the disaster)", style::sim_duration(a)),
+                        (Some(a), Some(_)) => {
+                            format!(" ({} before the disaster)", style::sim_duration(a))
+                        }
                         (Some(a), None) => format!(" ({} ago)", style::sim_duration(a)),
                         (None, _) => String::new(),
                     };
