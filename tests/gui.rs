@@ -557,8 +557,14 @@ fn file_open_without_a_chooser_offers_a_path_field() {
     h.get_by_label(OPEN_LABEL).type_text(bad);
     h.run_steps(2);
     h.get_by_label("Open").click();
-    wait_for_io(&mut h);
-    h.run_steps(2);
+    // The click is taken in the next frame and the load runs in the background: wait
+    // for its outcome, not for an idle moment that can come before the click is taken.
+    common::step_until(
+        &mut h,
+        "the path field's error",
+        std::time::Duration::from_secs(10),
+        |a| a.files.prompt.as_ref().is_some_and(|p| p.error.is_some()),
+    );
     let error = h.state().files.prompt.as_ref().unwrap().error.clone();
     assert!(
         error.as_deref().is_some_and(|e| e.contains(bad)),
@@ -575,7 +581,12 @@ fn file_open_without_a_chooser_offers_a_path_field() {
         .type_text(&good.display().to_string());
     h.run_steps(2);
     h.get_by_label("Open").click();
-    wait_for_io(&mut h);
+    common::step_until(
+        &mut h,
+        "the sample to open",
+        std::time::Duration::from_secs(10),
+        |a| a.doc.source != TopologySource::BuiltIn,
+    );
     h.run_steps(2);
     let app = h.state();
     assert_eq!(app.doc.source, TopologySource::File(good));

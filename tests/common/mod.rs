@@ -138,6 +138,9 @@ pub fn open_modal(h: &mut Harness<'static, DrApp>, label: &str) {
 
 /// Steps the app until its background I/O (opening, saving, exporting) has reported.
 pub fn wait_for_io(h: &mut Harness<'static, DrApp>) {
+    // A click is taken in the next frame, which starts the job: without that frame the
+    // wait could end before the job began.
+    h.run_steps(1);
     step_until(h, "background I/O", Duration::from_secs(10), |a| {
         !a.io_busy()
     });
