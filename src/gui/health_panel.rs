@@ -99,20 +99,8 @@ pub(crate) fn show(
         });
         ui.indent(("array-health", &a.id), |ui| {
             for p in &a.pairs {
-                if lost {
-                    ui.horizontal_wrapped(|ui| {
-                        ui.label(RichText::new(&p.group).strong());
-                        let pairs: Vec<String> = p
-                            .datastores
-                            .iter()
-                            .map(|(d, r)| format!("{d} ▶ {r}"))
-                            .collect();
-                        ui.label(RichText::new(pairs.join(", ")).weak());
-                        ui.label(style::toned(ui, "lost: no I/O, no replication", Tone::Bad));
-                    });
-                    continue;
-                }
                 let tone = match p.phase.as_deref() {
+                    _ if lost => Tone::Bad,
                     Some("draining") => Tone::Warn,
                     Some("swapped") => Tone::Warn,
                     Some("resyncing") => Tone::Busy,
@@ -126,6 +114,10 @@ pub(crate) fn show(
                         .map(|(d, r)| format!("{d} ▶ {r}"))
                         .collect();
                     ui.label(RichText::new(pairs.join(", ")).weak());
+                    if lost {
+                        ui.label(style::toned(ui, "lost: no I/O, no replication", tone));
+                        return;
+                    }
                     ui.label(format!("I/O on {}", p.serving));
                     ui.label(style::toned(
                         ui,
@@ -134,6 +126,9 @@ pub(crate) fn show(
                     ));
                     ui.label(RichText::new(format!("replication {}", p.direction)).weak());
                 });
+                if lost {
+                    continue;
+                }
                 ui.label(RichText::new(&p.state).small());
                 match p.phase.as_deref() {
                     Some("resyncing") => {
