@@ -311,13 +311,7 @@ fn a_disaster_then_an_unplanned_failover_recovers_tier1_consistent() {
     assert!(h.state().failover.confirming);
     h.get_by_label("Are you sure? Run an unplanned failover of pg-tier1");
     click(&mut h, &run_confirm(FailoverKind::Unplanned));
-    step_until(&mut h, "the failover", Duration::from_secs(15), |a| {
-        a.live
-            .snapshot
-            .as_ref()
-            .and_then(|s| s.failover.as_ref())
-            .is_some_and(|f| f.state == FailoverState::Done)
-    });
+    wait_failover_done(&mut h, Duration::from_secs(15));
 
     let app = h.state();
     let snap = app.live.snapshot.as_ref().unwrap();
@@ -892,13 +886,7 @@ fn after_a_disaster_and_a_failover_every_view_shows_where_things_run_now() {
     );
     h.get_by_label_contains(&lost_writes);
     click(&mut h, &run_confirm(FailoverKind::Unplanned));
-    step_until(&mut h, "the failover", Duration::from_secs(60), |a| {
-        a.live
-            .snapshot
-            .as_ref()
-            .and_then(|s| s.failover.as_ref())
-            .is_some_and(|f| f.state == FailoverState::Done)
-    });
+    wait_failover_done(&mut h, Duration::from_secs(60));
     let app = h.state();
     let snap = app.live.snapshot.as_ref().unwrap();
     let web = snap.vms.iter().find(|v| v.id == "web-01").unwrap();
@@ -951,4 +939,15 @@ fn after_a_disaster_and_a_failover_every_view_shows_where_things_run_now() {
         "a failed-over VM does not migrate"
     );
     h.get_by_label_contains("web-01 failed over: it runs from a replica at site ny");
+}
+
+/// Steps the console until the latest failover is done.
+fn wait_failover_done(h: &mut Harness<'static, DrApp>, limit: Duration) {
+    step_until(h, "the failover", limit, |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.failover.as_ref())
+            .is_some_and(|f| f.state == FailoverState::Done)
+    });
 }
