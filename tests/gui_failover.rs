@@ -36,7 +36,16 @@ fn group<'a>(app: &'a DrApp, id: &str) -> &'a GroupView {
 /// Opens a fresh workspace of the demo, shows the replication view and waits until every
 /// group has published its first recovery point.
 fn replicating(dir: &Path) -> Harness<'static, DrApp> {
-    let mut h = app_in(dir);
+    replicating_in(app_in(dir))
+}
+
+/// `replicating`, in a console opened at `size`: the panels take their widths from the
+/// window they open in, so a window shrunk afterwards would show other widths.
+fn replicating_sized(dir: &Path, size: [f32; 2]) -> Harness<'static, DrApp> {
+    replicating_in(common::app_sized(dir, &[], size))
+}
+
+fn replicating_in(mut h: Harness<'static, DrApp>) -> Harness<'static, DrApp> {
     step_until(
         &mut h,
         "the workspace to open",
@@ -654,8 +663,7 @@ fn central_right(h: &Harness<'static, DrApp>) -> f32 {
 fn capacity_by_host_and_the_plan_fit_a_small_window() {
     use drconsole::gui::capacity_table::{reservation_text, reservations_toggle};
     let dir = tempfile::tempdir().unwrap();
-    let mut h = replicating(dir.path());
-    h.set_size(egui::vec2(1024.0, 700.0));
+    let mut h = replicating_sized(dir.path(), [1024.0, 700.0]);
     h.get_by_role_and_label(Role::Button, "Failover").click();
     h.run_steps(2);
     h.get_by_role_and_label(Role::CheckBox, "🛡 pg-tier1")
