@@ -463,14 +463,7 @@ fn a_planned_failover_asks_first_and_loses_no_write() {
             .as_ref()
             .is_some_and(|s| s.vms.iter().any(|v| v.id == "erp-db" && v.writes > 100))
     });
-    h.get_by_role_and_label(Role::Button, "Failover").click();
-    h.run_steps(2);
-    h.get_by_role_and_label(Role::CheckBox, "🛡 pg-tier2")
-        .click();
-    h.get_by_role_and_label(Role::RadioButton, "planned")
-        .click();
-    h.run_steps(2);
-    click(&mut h, SCAN);
+    scan_failover(&mut h, "pg-tier2", "planned");
     step_until(&mut h, "the scan", Duration::from_secs(10), |a| {
         a.failover.scan.is_some()
     });
@@ -870,14 +863,7 @@ fn after_a_disaster_and_a_failover_every_view_shows_where_things_run_now() {
 
     // The plan ages its points to the disaster, and the confirmation names the window the
     // disaster lost: disaster − point, however long after the disaster it runs.
-    h.get_by_role_and_label(Role::Button, "Failover").click();
-    h.run_steps(2);
-    h.get_by_role_and_label(Role::CheckBox, "🛡 pg-tier1")
-        .click();
-    h.get_by_role_and_label(Role::RadioButton, "unplanned")
-        .click();
-    h.run_steps(2);
-    click(&mut h, SCAN);
+    scan_failover(&mut h, "pg-tier1", "unplanned");
     scanned_plan(&mut h);
     let age = format!(
         "recovery point cut at {} ({} before the disaster)",
@@ -958,4 +944,16 @@ fn wait_failover_done(h: &mut Harness<'static, DrApp>, limit: Duration) {
             .and_then(|s| s.failover.as_ref())
             .is_some_and(|f| f.state == FailoverState::Done)
     });
+}
+
+/// On the Failover tab, ticks protection group `pg`, picks the kind labelled `kind` and
+/// presses Scan.
+fn scan_failover(h: &mut Harness<'static, DrApp>, pg: &str, kind: &str) {
+    h.get_by_role_and_label(Role::Button, "Failover").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::CheckBox, &format!("🛡 {pg}"))
+        .click();
+    h.get_by_role_and_label(Role::RadioButton, kind).click();
+    h.run_steps(2);
+    click(h, SCAN);
 }

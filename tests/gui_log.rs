@@ -9,6 +9,7 @@ use common::{app_in, browse, sample, step_until, wait_for_io, wait_ready};
 use drconsole::gui::{DrApp, ExportedEntry, Kind, Level, Persisted, Startup, ThemeChoice};
 use drconsole::topology::TopologySource;
 use egui::accesskit::Role;
+use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
 fn messages_of(app: &mut DrApp) -> Vec<String> {
@@ -283,17 +284,23 @@ fn sim_now(app: &DrApp) -> u64 {
     app.live.snapshot.as_ref().map_or(0, |s| s.now)
 }
 
-#[test]
-fn the_clock_and_the_log_survive_closing_and_reopening_the_workspace() {
-    use drconsole::engine::SECOND;
-    let dir = tempfile::tempdir().unwrap();
-    let mut h = app_in(dir.path());
+/// A console on a fresh workspace in `dir` whose guests have run for `secs` simulated
+/// seconds (at 60×).
+fn running_for(dir: &std::path::Path, secs: u64) -> Harness<'static, DrApp> {
+    let mut h = app_in(dir);
     wait_ready(&mut h);
     h.get_by_label("60×").click();
     h.get_by_label("▶ Start workloads").click();
-    step_until(&mut h, "a minute to pass", Duration::from_secs(30), |a| {
-        sim_now(a) >= 60 * SECOND
+    step_until(&mut h, "time to pass", Duration::from_secs(30), |a| {
+        sim_now(a) >= secs * drconsole::engine::SECOND
     });
+    h
+}
+
+#[test]
+fn the_clock_and_the_log_survive_closing_and_reopening_the_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = running_for(dir.path(), 60);
     let before = sim_now(h.state());
     let earlier: Vec<String> = h
         .state()
@@ -369,13 +376,7 @@ fn reopening_after_a_disaster_offers_the_reset_and_the_file_menu_resets() {
     use drconsole::gui::replication::disaster_confirm;
     use drconsole::gui::reset;
     let dir = tempfile::tempdir().unwrap();
-    let mut h = app_in(dir.path());
-    wait_ready(&mut h);
-    h.get_by_label("60×").click();
-    h.get_by_label("▶ Start workloads").click();
-    step_until(&mut h, "time to pass", Duration::from_secs(30), |a| {
-        sim_now(a) >= 30 * drconsole::engine::SECOND
-    });
+    let mut h = running_for(dir.path(), 30);
     h.state_mut().disaster = Some("pa".into());
     h.run_steps(6);
     h.get_by_label(&disaster_confirm("pa")).click();
