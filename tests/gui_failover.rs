@@ -10,9 +10,7 @@ use std::time::Duration;
 use common::{app_in, click, open_modal, scanned_plan, step_until};
 use drconsole::engine::{FailoverKind, FailoverState, GroupState, GroupView};
 use drconsole::gui::failover::{CAPACITY_BY_HOST, CLEANUP, RUN, SCAN, run_confirm};
-use drconsole::gui::replication::{
-    disaster_button, disaster_confirm, pause_name, replicate_now_name, resume_name,
-};
+use drconsole::gui::replication::{disaster_button, pause_name, replicate_now_name, resume_name};
 use drconsole::gui::{DrApp, MainTab, Selection, SideTab};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -236,14 +234,7 @@ fn a_disaster_then_an_unplanned_failover_recovers_tier1_consistent() {
             .is_empty()
     );
 
-    open_modal(&mut h, &disaster_button("pa"));
-    click(&mut h, &disaster_confirm("pa"));
-    step_until(&mut h, "site pa to go down", Duration::from_secs(10), |a| {
-        a.live
-            .snapshot
-            .as_ref()
-            .is_some_and(|s| s.sites_down == ["pa"])
-    });
+    common::declare_disaster(&mut h, "pa", Duration::from_secs(10));
     h.get_by_label("site pa down");
     assert!(h.query_all_by_label("site down").count() >= 1);
     let app = h.state();
@@ -571,14 +562,7 @@ fn a_lost_protected_site_preselects_an_unplanned_failover() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = replicating(dir.path());
     assert_eq!(h.state().failover.kind, FailoverKind::Test);
-    open_modal(&mut h, &disaster_button("pa"));
-    click(&mut h, &disaster_confirm("pa"));
-    step_until(&mut h, "site pa to go down", Duration::from_secs(10), |a| {
-        a.live
-            .snapshot
-            .as_ref()
-            .is_some_and(|s| s.sites_down == ["pa"])
-    });
+    common::declare_disaster(&mut h, "pa", Duration::from_secs(10));
     assert_eq!(h.state().failover.kind, FailoverKind::Unplanned);
     h.get_by_role_and_label(Role::Button, "Failover").click();
     h.run_steps(2);
@@ -797,14 +781,7 @@ fn after_a_disaster_and_a_failover_every_view_shows_where_things_run_now() {
         |a| now(a) > cut + 30_000_000,
     );
     click(&mut h, "1×");
-    open_modal(&mut h, &disaster_button("pa"));
-    click(&mut h, &disaster_confirm("pa"));
-    step_until(&mut h, "site pa to go down", Duration::from_secs(60), |a| {
-        a.live
-            .snapshot
-            .as_ref()
-            .is_some_and(|s| s.sites_down == ["pa"])
-    });
+    common::declare_disaster(&mut h, "pa", Duration::from_secs(60));
     let lost_at = h.state().live.snapshot.as_ref().unwrap().sites_lost_at["pa"];
     assert!(lost_at > cut);
     let window = lost_at - cut;

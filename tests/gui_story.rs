@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{app_in, click, open_modal, scanned_plan, step_until, wait_ready};
 use drconsole::engine::{FailoverKind, FailoverState, GroupView};
 use drconsole::gui::failover::{RUN, SCAN, run_confirm};
-use drconsole::gui::replication::{disaster_button, disaster_confirm, replicate_now_name};
+use drconsole::gui::replication::replicate_now_name;
 use drconsole::gui::wizard::{START, Step, TITLE};
 use drconsole::gui::{DrApp, ExportedEntry, Kind, MainTab, TaskState};
 use egui::accesskit::Role;
@@ -86,14 +86,7 @@ fn the_operator_story_from_open_to_an_exported_log() {
     );
 
     // Disaster at the protected site.
-    open_modal(&mut h, &disaster_button("pa"));
-    click(&mut h, &disaster_confirm("pa"));
-    step_until(&mut h, "site pa to go down", Duration::from_secs(10), |a| {
-        a.live
-            .snapshot
-            .as_ref()
-            .is_some_and(|s| s.sites_down == ["pa"])
-    });
+    common::declare_disaster(&mut h, "pa", Duration::from_secs(10));
 
     // Scan the replicas of Tier 1: web-01 comes back from its new datastore's replica.
     h.get_by_role_and_label(Role::Button, "Failover").click();

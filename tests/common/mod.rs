@@ -156,3 +156,17 @@ pub fn scanned_plan(h: &mut Harness<'static, DrApp>) -> drconsole::engine::Failo
     let scan = h.state().failover.scan.as_ref().expect("scanned");
     scan.result.clone().expect("the scan succeeded")
 }
+
+/// Declares a disaster at `site` from its button and confirmation, and waits until the
+/// engine reports the site down (and no other).
+pub fn declare_disaster(h: &mut Harness<'static, DrApp>, site: &str, limit: Duration) {
+    use drconsole::gui::replication::{disaster_button, disaster_confirm};
+    open_modal(h, &disaster_button(site));
+    click(h, &disaster_confirm(site));
+    step_until(h, &format!("site {site} to go down"), limit, |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.sites_down == [site])
+    });
+}
