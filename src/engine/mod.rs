@@ -7,6 +7,7 @@
 //! a run byte for byte. The bytes are real: every write is a 4 KiB `pwrite` plus a journal
 //! line, every copy run a large read and write.
 
+mod command;
 pub mod copy;
 mod failover;
 mod group;
@@ -32,6 +33,7 @@ use crate::disk::{
 use crate::dr::{self, Rating};
 use crate::topology::Topology;
 use crate::workspace::{MigrationMarks, Workspace, WorkspaceError};
+pub use command::{Command, Outcome};
 use copy::{CopyCore, CopyMode, Direction, WriteRoute};
 pub use failover::{
     FailoverKind, FailoverPlan, FailoverReport, FailoverState, HeldCapacity, HostCapacity, PlanVm,
@@ -116,104 +118,6 @@ impl EngineOptions {
     fn metadata_interval(&self) -> SimTime {
         from_minutes(self.metadata_interval_minutes).max(SECOND)
     }
-}
-
-/// What an operator (or a scenario) asks of the engine.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    StartWorkloads,
-    StopWorkloads,
-    Migrate {
-        vm: String,
-        to: String,
-        mode: CopyMode,
-        /// The operator's "Are you sure?" for a rating above `none`.
-        confirm: bool,
-    },
-    CancelMigration {
-        vm: String,
-    },
-    /// Retries a redirect/split roll-back that stopped on an I/O error (phase
-    /// `RollbackFailed`): the blocks still newer on the destination are copied back.
-    RetryRollback {
-        vm: String,
-    },
-    /// A replication cycle of the datastore's group, at once.
-    ReplicateNow {
-        datastore: String,
-    },
-    PauseReplication {
-        datastore: String,
-    },
-    ResumeReplication {
-        datastore: String,
-    },
-    LinkDown,
-    LinkUp,
-    /// Everything at the site stops at once.
-    Disaster {
-        site: String,
-    },
-    Failover {
-        protection_groups: Vec<String>,
-        kind: FailoverKind,
-    },
-    /// Removes a test failover's isolated copies.
-    CleanupTestFailover,
-    /// Creates a planned distributed datastore (`distributed: Some(.., created: false)`).
-    CreateDatastore {
-        datastore: String,
-    },
-    /// The site is cut off from the others (inter-site network partition).
-    PartitionSite {
-        site: String,
-    },
-    HealPartition,
-    /// An array reports a health condition (swap its pairs' I/O to the healthy side).
-    ArrayFault {
-        array: String,
-    },
-    ArrayHealthy {
-        array: String,
-    },
-    /// A protected-site host fails: reserve capacity elsewhere, restart its VMs there.
-    HostFault {
-        host: String,
-    },
-    HostHealthy {
-        host: String,
-    },
-    /// Moves every VM of consistency group `from` to CG `to`, as one operation.
-    MigrateGroup {
-        from: String,
-        to: String,
-        confirm: bool,
-    },
-    EnterMaintenance {
-        datastore: String,
-        confirm: bool,
-    },
-    ExitMaintenance {
-        datastore: String,
-    },
-    /// Evens out space use in a datastore cluster.
-    Balance {
-        cluster: String,
-        confirm: bool,
-    },
-    /// Rescan arrays (SPEC §2): re-reads the topology file and adopts its arrays, LUNs,
-    /// datastores, protection groups, hosts and links; tags and replication groups follow.
-    Rescan {
-        file: PathBuf,
-    },
-}
-
-/// How a command ended when it did not fail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Done(String),
-    /// Not carried out by rule (a migration needing an override without one).
-    Refused(String),
 }
 
 #[derive(Debug, thiserror::Error)]
