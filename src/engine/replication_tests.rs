@@ -1,5 +1,6 @@
 //! Replication and failover on real files, checked with the stamp verifier.
 
+use super::guest::splitmix;
 use super::test_support::run_until;
 use super::*;
 use crate::recovery;
