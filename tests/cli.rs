@@ -1,5 +1,14 @@
 //! Runs the built binary on good and bad files and checks exit codes, stdout and stderr.
 
+#[path = "cli/crash.rs"]
+mod crash;
+#[path = "cli/crash_replication.rs"]
+mod crash_replication;
+#[path = "cli/recover.rs"]
+mod recover;
+#[path = "cli/scenario.rs"]
+mod scenario;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -15,8 +15,8 @@ use drconsole::scenario::Scenario;
 use drconsole::topology::Topology;
 use drconsole::workspace::{VmConfig, Workspace};
 
-const TOPOLOGY: &str = include_str!("../sample_topologies/two_site_demo.ron");
-const SCENARIO: &str = include_str!("../sample_scenarios/live_migration.ron");
+const TOPOLOGY: &str = include_str!("../../sample_topologies/two_site_demo.ron");
+const SCENARIO: &str = include_str!("../../sample_scenarios/live_migration.ron");
 const VM_RON: &str = r#"VmConfig(
     uuid: "8f0c6f4e-3c1a-4f7e-9a51-0d2f6b7c9e11",
     name: "web-01",
