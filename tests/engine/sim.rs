@@ -8,7 +8,10 @@
 
 use std::time::Instant;
 
-use drconsole::sim::{SimConfig, run_seed};
+#[path = "sim/harness.rs"]
+mod harness;
+
+use harness::{SimConfig, run_seed};
 
 /// Seeds `cargo test` runs by default (each run is a few simulated seconds to minutes).
 const DEFAULT_SEEDS: u64 = 200;
