@@ -106,7 +106,7 @@ impl SimFailure {
     /// The one command that replays this run.
     pub fn replay_command(&self) -> String {
         format!(
-            "DRCONSOLE_SIM_SEED={} cargo test --test sim -- --nocapture",
+            "DRCONSOLE_SIM_SEED={} cargo test --test engine sim:: -- --nocapture",
             self.seed
         )
     }
