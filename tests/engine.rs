@@ -3,6 +3,8 @@
 //! (`sim`). `cargo test --test engine` runs them; `cargo test --test engine sim::` only the
 //! simulation.
 
+mod testkit;
+
 #[path = "engine/bad_input.rs"]
 mod bad_input;
 #[path = "engine/faults.rs"]
