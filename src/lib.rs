@@ -15,6 +15,5 @@ pub mod gui;
 pub mod recovery;
 pub mod replica;
 pub mod scenario;
-pub mod sim;
 pub mod topology;
 pub mod workspace;

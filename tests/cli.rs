@@ -1,9 +1,22 @@
 //! Runs the built binary on good and bad files and checks exit codes, stdout and stderr.
 
+mod testkit;
+
+#[path = "cli/crash.rs"]
+mod crash;
+#[path = "cli/crash_replication.rs"]
+mod crash_replication;
+#[path = "cli/recover.rs"]
+mod recover;
+#[path = "cli/scenario.rs"]
+mod scenario;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+
+use testkit::process::{bin, drconsole};
 
 fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_topologies")
@@ -11,13 +24,6 @@ fn samples() -> PathBuf {
 
 fn sample(name: &str) -> String {
     samples().join(name).display().to_string()
-}
-
-fn drconsole(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_drconsole"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -378,7 +384,7 @@ fn bench_replicate_without_rsync_skips_the_comparison() {
         &d,
     ];
     let run = |json: bool, env: (&str, &std::ffi::OsStr)| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_drconsole"));
+        let mut cmd = Command::new(bin());
         cmd.args(args)
             .env_remove("DRCONSOLE_RSYNC")
             .env(env.0, env.1);

@@ -1,13 +1,36 @@
 //! Drives the console headless with egui_kittest: the real app, real files. These tests
-//! browse and edit topologies without a workspace; tests/gui_migration.rs runs one.
+//! browse and edit topologies without a workspace; tests/gui/migration.rs runs one.
 
-mod common;
+mod testkit;
 
-use common::{browse, sample, wait_for_io};
+#[path = "gui/demo.rs"]
+mod demo;
+#[path = "gui/failover.rs"]
+mod failover;
+#[path = "gui/group.rs"]
+mod group;
+#[path = "gui/health.rs"]
+mod health;
+#[path = "gui/hosts.rs"]
+mod hosts;
+#[path = "gui/large.rs"]
+mod large;
+#[path = "gui/log.rs"]
+mod log;
+#[path = "gui/migration.rs"]
+mod migration;
+#[path = "gui/placement.rs"]
+mod placement;
+#[path = "gui/story.rs"]
+mod story;
+#[path = "gui/stretch.rs"]
+mod stretch;
+
 use drconsole::gui::{DrApp, Selection, Startup};
 use drconsole::topology::TopologySource;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+use testkit::{browse, sample, wait_for_io};
 
 fn default_app() -> Harness<'static, DrApp> {
     browse(Startup::from_path(None))
@@ -174,13 +197,13 @@ fn rescan_arrays_shows_an_edited_files_new_tag() {
     let text = std::fs::read_to_string(sample("patent_hazard.ron")).unwrap();
     std::fs::write(&file, &text).unwrap();
     let ws = dir.path().join("ws");
-    let mut h = common::app_with(&ws, &["--topology", file.to_str().unwrap()]);
-    common::wait_ready(&mut h);
+    let mut h = testkit::app_with(&ws, &["--topology", file.to_str().unwrap()]);
+    testkit::wait_ready(&mut h);
     h.state_mut().selection = Some(Selection::Datastore("ds-2".into()));
     h.run_steps(2);
     h.get_by_label("replication:cg=cg-2");
     // A group with a cycle in flight refuses to change: wait for the first recovery points.
-    common::step_until(
+    testkit::step_until(
         &mut h,
         "the first recovery points",
         std::time::Duration::from_secs(30),
@@ -202,7 +225,7 @@ fn rescan_arrays_shows_an_edited_files_new_tag() {
     h.get_by_label("DR").click();
     h.run_steps(2);
     h.get_by_label("Rescan arrays").click();
-    common::step_until(
+    testkit::step_until(
         &mut h,
         "the rescan to reach the details panel",
         std::time::Duration::from_secs(30),
@@ -236,14 +259,14 @@ fn rescan_arrays_shows_an_edited_files_new_tag() {
 /// them: inside the window and inside their own panel (not cut off at its edge, not under
 /// the next one); tables that do not fit scroll sideways to their last column.
 fn key_controls_are_reachable_at(size: [f32; 2]) {
-    use common::{Region, assert_inside, assert_reachable, click, step_until, wait_ready};
     use drconsole::gui::replication::{disaster_button, replicate_now_name};
     use drconsole::gui::{MainTab, SideTab};
     use std::time::Duration;
+    use testkit::{Region, assert_inside, assert_reachable, click, step_until, wait_ready};
 
     let dir = tempfile::tempdir().unwrap();
     let topo = sample("clusters.ron");
-    let mut h = common::app_sized(dir.path(), &["--topology", topo.to_str().unwrap()], size);
+    let mut h = testkit::app_sized(dir.path(), &["--topology", topo.to_str().unwrap()], size);
     wait_ready(&mut h);
     h.run_steps(4);
     let app = h.state();
@@ -559,7 +582,7 @@ fn file_open_without_a_chooser_offers_a_path_field() {
     h.get_by_label("Open").click();
     // The click is taken in the next frame and the load runs in the background: wait
     // for its outcome, not for an idle moment that can come before the click is taken.
-    common::step_until(
+    testkit::step_until(
         &mut h,
         "the path field's error",
         std::time::Duration::from_secs(10),
@@ -581,7 +604,7 @@ fn file_open_without_a_chooser_offers_a_path_field() {
         .type_text(&good.display().to_string());
     h.run_steps(2);
     h.get_by_label("Open").click();
-    common::step_until(
+    testkit::step_until(
         &mut h,
         "the sample to open",
         std::time::Duration::from_secs(10),

@@ -17,127 +17,103 @@ fn hazard() -> Topology {
     .unwrap()
 }
 
-fn check(t: &Topology, vm: &str, to: &str, rating: Rating, fault: Option<Fault>) {
-    let i = impact_for_vm(t, vm, to).unwrap();
-    assert_eq!((i.rating, i.fault), (rating, fault), "{vm} -> {to}");
-    assert_eq!(i.allowed, rating == Rating::None, "{vm} -> {to}");
-    assert!(!i.explanation.is_empty());
-}
+/// The impact matrix of SPEC §3, one row a case: the VM, the destination, the rating and
+/// the fault the tour topology must give.
+const MATRIX: [(&str, &str, &str, Rating, Option<Fault>); 11] = [
+    (
+        "neither replicated",
+        "vm-plain",
+        "ds-plain-2",
+        Rating::None,
+        None,
+    ),
+    (
+        "within one consistency group",
+        "vm-gold",
+        "ds-pg1-a2",
+        Rating::None,
+        None,
+    ),
+    (
+        "not replicated to replicated, outside a PG",
+        "vm-plain",
+        "ds-rep",
+        Rating::Mild,
+        Some(Fault::ReplicationOverhead),
+    ),
+    (
+        "not replicated to replicated, in a PG",
+        "vm-plain",
+        "ds-pg1-a",
+        Rating::Mild,
+        Some(Fault::ProtectionOverhead),
+    ),
+    (
+        "replicated to not replicated, outside a PG",
+        "vm-rep",
+        "ds-plain",
+        Rating::HeightenedMild,
+        Some(Fault::LossOfReplication),
+    ),
+    (
+        "replicated to not replicated, in a PG",
+        "vm-gold",
+        "ds-plain",
+        Rating::Severe,
+        Some(Fault::LossOfProtection),
+    ),
+    (
+        "other CG, same PG",
+        "vm-gold",
+        "ds-pg1-b",
+        Rating::HeightenedMild,
+        Some(Fault::ReplicationWithinGroup),
+    ),
+    (
+        "other CG, different PGs",
+        "vm-gold",
+        "ds-pg2",
+        Rating::Severe,
+        Some(Fault::ReplicationOutsideGroup),
+    ),
+    (
+        "only the source in a PG",
+        "vm-gold",
+        "ds-rep",
+        Rating::HeightenedSevere,
+        Some(Fault::ReplicationLossOfProtection),
+    ),
+    (
+        "only the destination in a PG",
+        "vm-rep",
+        "ds-pg1-a",
+        Rating::Mild,
+        Some(Fault::ReplicationProtectionOverhead),
+    ),
+    // ds-rep has no CG, ds-rep-2 is in cg-x: "other CG or none".
+    (
+        "neither in a PG",
+        "vm-rep",
+        "ds-rep-2",
+        Rating::Mild,
+        Some(Fault::ReplicationNoProtection),
+    ),
+];
 
 #[test]
-fn allowed_when_neither_is_replicated() {
-    check(&tour(), "vm-plain", "ds-plain-2", Rating::None, None);
-}
-
-#[test]
-fn allowed_within_one_consistency_group() {
+fn the_impact_matrix_row_by_row() {
     let t = tour();
-    check(&t, "vm-gold", "ds-pg1-a2", Rating::None, None);
+    for (row, vm, to, rating, fault) in MATRIX {
+        let i = impact_for_vm(&t, vm, to).unwrap();
+        assert_eq!((i.rating, i.fault), (rating, fault), "{row}: {vm} -> {to}");
+        assert_eq!(i.allowed, rating == Rating::None, "{row}: {vm} -> {to}");
+        assert!(!i.explanation.is_empty(), "{row}");
+    }
     let i = impact(&t, "ds-pg1-a", "ds-pg1-a2").unwrap();
     assert!(
         i.explanation.contains("same consistency group"),
         "{}",
         i.explanation
-    );
-}
-
-#[test]
-fn row_not_replicated_to_replicated_outside_pg() {
-    check(
-        &tour(),
-        "vm-plain",
-        "ds-rep",
-        Rating::Mild,
-        Some(Fault::ReplicationOverhead),
-    );
-}
-
-#[test]
-fn row_not_replicated_to_replicated_in_pg() {
-    check(
-        &tour(),
-        "vm-plain",
-        "ds-pg1-a",
-        Rating::Mild,
-        Some(Fault::ProtectionOverhead),
-    );
-}
-
-#[test]
-fn row_replicated_to_not_replicated_outside_pg() {
-    check(
-        &tour(),
-        "vm-rep",
-        "ds-plain",
-        Rating::HeightenedMild,
-        Some(Fault::LossOfReplication),
-    );
-}
-
-#[test]
-fn row_replicated_to_not_replicated_in_pg() {
-    check(
-        &tour(),
-        "vm-gold",
-        "ds-plain",
-        Rating::Severe,
-        Some(Fault::LossOfProtection),
-    );
-}
-
-#[test]
-fn row_other_cg_same_pg() {
-    check(
-        &tour(),
-        "vm-gold",
-        "ds-pg1-b",
-        Rating::HeightenedMild,
-        Some(Fault::ReplicationWithinGroup),
-    );
-}
-
-#[test]
-fn row_other_cg_different_pgs() {
-    check(
-        &tour(),
-        "vm-gold",
-        "ds-pg2",
-        Rating::Severe,
-        Some(Fault::ReplicationOutsideGroup),
-    );
-}
-
-#[test]
-fn row_only_source_in_pg() {
-    check(
-        &tour(),
-        "vm-gold",
-        "ds-rep",
-        Rating::HeightenedSevere,
-        Some(Fault::ReplicationLossOfProtection),
-    );
-}
-
-#[test]
-fn row_only_destination_in_pg() {
-    check(
-        &tour(),
-        "vm-rep",
-        "ds-pg1-a",
-        Rating::Mild,
-        Some(Fault::ReplicationProtectionOverhead),
-    );
-}
-
-#[test]
-fn row_neither_in_pg() {
-    // ds-rep has no CG, ds-rep-2 is in cg-x: "other CG or none".
-    check(
-        &tour(),
-        "vm-rep",
-        "ds-rep-2",
-        Rating::Mild,
-        Some(Fault::ReplicationNoProtection),
     );
 }
 

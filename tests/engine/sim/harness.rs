@@ -14,16 +14,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
-use crate::disk::{self, Horizon, ImageFile, VmDisk};
-use crate::engine::{
+use drconsole::disk::{self, Horizon, ImageFile, VmDisk};
+use drconsole::engine::{
     Command, Engine, EngineError, EngineOptions, FailoverKind, GroupSpec, Outcome, Phase, SECOND,
     SimTime, copy::CopyMode, format_time, groups_of,
 };
-use crate::recovery::{self, ElectionError};
-use crate::topology::Topology;
+use drconsole::recovery::{self, ElectionError};
+use drconsole::topology::Topology;
 
 /// The patent-timelines sample topology, built in so the simulation needs no file.
-const PATENT_TIMELINES_RON: &str = include_str!("../sample_topologies/patent_timelines.ron");
+const PATENT_TIMELINES_RON: &str = include_str!("../../../sample_topologies/patent_timelines.ron");
 
 /// splitmix64: a tiny, good-enough generator whose whole state is one `u64`.
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ impl SimFailure {
     /// The one command that replays this run.
     pub fn replay_command(&self) -> String {
         format!(
-            "DRCONSOLE_SIM_SEED={} cargo test --test sim -- --nocapture",
+            "DRCONSOLE_SIM_SEED={} cargo test --test engine sim:: -- --nocapture",
             self.seed
         )
     }
@@ -132,6 +132,8 @@ impl fmt::Display for SimFailure {
 /// What a passing run did, for the driver's totals.
 #[derive(Debug, Clone, Default)]
 pub struct SimSummary {
+    // Read only through `{:#?}` when one seed is replayed.
+    #[allow(dead_code)]
     pub topology: String,
     pub steps: usize,
     pub migrations: usize,
@@ -662,7 +664,7 @@ impl<'a> Sim<'a> {
             .topology()
             .sites
             .iter()
-            .find(|s| s.role == crate::topology::SiteRole::Protected)
+            .find(|s| s.role == drconsole::topology::SiteRole::Protected)
             .map(|s| s.id.clone())
             .unwrap_or_default();
         // The points a failover now recovers from, per replica datastore.
@@ -802,7 +804,7 @@ pub fn run_seed(seed: u64, dir: &Path, cfg: &SimConfig) -> Result<SimSummary, Si
         .datastores
         .iter()
         .filter(|d| topo.is_protected_datastore(d) && topo.replica_of(d).is_some())
-        .filter_map(|d| crate::dr::datastore_cg(&topo, d).map(|cg| (d.id.clone(), cg)))
+        .filter_map(|d| drconsole::dr::datastore_cg(&topo, d).map(|cg| (d.id.clone(), cg)))
         .collect();
     let protected_ds: Vec<String> = topo
         .datastores

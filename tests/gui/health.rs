@@ -2,11 +2,9 @@
 //! fault array-pa (its pairs drain and swap to array-ny), then mark it healthy (resync,
 //! swap back, replication restarts), driven through the UI with egui_kittest.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{app_in, click, step_until, wait_ready};
+use crate::testkit::{app_in, click, step_until, wait_ready};
 use drconsole::engine::ArrayView;
 use drconsole::gui::{DrApp, MainTab};
 use egui_kittest::kittest::Queryable;

@@ -3,16 +3,11 @@
 //! point (the replicas are the cut state of the published record, block for block), before
 //! and after reopening the workspace.
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
+use crate::testkit::process::{drconsole, run_killed_at};
 use drconsole::disk::{self, Horizon, ImageFile};
 use drconsole::workspace::Workspace;
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_drconsole")
-}
 
 /// Two VMs in one CG over two datastores, replicated over an 8 Mbit/s link (a cycle of a
 /// few MiB takes seconds of simulated time), cut every minute and on demand.
@@ -51,20 +46,6 @@ fn write_scenario(dir: &Path) -> PathBuf {
     )
     .unwrap();
     s
-}
-
-/// Runs the scenario in a child that SIGKILLs itself at the `nth` pass of fault point
-/// `point` (`DRCONSOLE_KILL_AT`); whether the kill happened (the point was reached).
-fn run_killed_at(s: &Path, ws: &Path, point: &str, nth: u64) -> bool {
-    let status = Command::new(bin())
-        .args(["run", &s.display().to_string(), "--workspace"])
-        .arg(ws)
-        .env(drconsole::fault::KILL_AT_ENV, format!("{point}#{nth}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    status.signal() == Some(libc::SIGKILL)
 }
 
 /// The published cycle, and whether the replicas hold exactly its cut (None before any).
@@ -159,10 +140,7 @@ fn sigkill_during_replication_leaves_the_published_point() {
             check_published(&ws)
         };
         // Reopen (recovery runs), then the point must hold; it is never older.
-        let o = Command::new(bin())
-            .args(["verify", &ws.display().to_string(), "--repair", "--json"])
-            .output()
-            .unwrap();
+        let o = drconsole(&["verify", &ws.display().to_string(), "--repair", "--json"]);
         assert_eq!(
             o.status.code(),
             Some(0),

@@ -3,12 +3,10 @@
 //! captions, and ends exactly as the headless `drconsole run` of the same scenario does; a
 //! bad scenario file is reported and changes nothing.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{click, step_until, wait_ready};
+use crate::testkit::{click, step_until, wait_ready};
 use drconsole::engine::FailoverState;
 use drconsole::gui::demo::{STEP, outcome_words};
 use drconsole::gui::{DrApp, Kind, Level, MainTab, Status};
@@ -26,7 +24,7 @@ fn sample(name: &str) -> PathBuf {
 /// The console on the built-in demo in `dir/console`, with demos going to `dir/demos`,
 /// each beat of the choreography one frame long, and demos waiting for Step.
 fn console(dir: &Path) -> Harness<'static, DrApp> {
-    let mut h = common::app_in(&dir.join("console"));
+    let mut h = crate::testkit::app_in(&dir.join("console"));
     wait_ready(&mut h);
     let app = h.state_mut();
     app.demo.workspaces = dir.join("demos");

@@ -4,11 +4,9 @@
 //! repair the host so the VM that did not fit restarts on it — driven through the UI with
 //! egui_kittest.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{app_with, click, sample, scanned_plan, step_until, wait_ready};
+use crate::testkit::{app_with, click, sample, scanned_plan, step_until, wait_ready};
 use drconsole::engine::{HostView, VmView};
 use drconsole::gui::capacity_table::reservations_toggle;
 use drconsole::gui::failover::{CAPACITY_BY_HOST, SCAN};

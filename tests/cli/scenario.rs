@@ -1,20 +1,10 @@
 //! The headless scenario runner and `verify`, through the built binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
-fn drconsole(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_drconsole"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+use crate::testkit::process::{drconsole, repo};
 
 fn run_json(scenario: &Path, ws: &Path) -> (Option<i32>, Vec<u8>) {
     let o = drconsole(&[

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command as Process;
 
 use proptest::prelude::*;
 
@@ -15,8 +14,10 @@ use drconsole::scenario::Scenario;
 use drconsole::topology::Topology;
 use drconsole::workspace::{VmConfig, Workspace};
 
-const TOPOLOGY: &str = include_str!("../sample_topologies/two_site_demo.ron");
-const SCENARIO: &str = include_str!("../sample_scenarios/live_migration.ron");
+use crate::testkit::process::drconsole;
+
+const TOPOLOGY: &str = include_str!("../../sample_topologies/two_site_demo.ron");
+const SCENARIO: &str = include_str!("../../sample_scenarios/live_migration.ron");
 const VM_RON: &str = r#"VmConfig(
     uuid: "8f0c6f4e-3c1a-4f7e-9a51-0d2f6b7c9e11",
     name: "web-01",
@@ -326,10 +327,7 @@ fn verify_cli(ws: &Path) -> std::process::Output {
     // As in `open_err`: a lock this process just dropped may linger in a forking child.
     let ours = format!("by another drconsole process (pid {})", std::process::id());
     for _ in 0..100 {
-        let o = Process::new(env!("CARGO_BIN_EXE_drconsole"))
-            .args(["verify", &ws.display().to_string(), "--repair", "--json"])
-            .output()
-            .unwrap();
+        let o = drconsole(&["verify", &ws.display().to_string(), "--repair", "--json"]);
         if !String::from_utf8_lossy(&o.stderr).contains(&ours) {
             return o;
         }
@@ -633,15 +631,12 @@ fn the_recovery_scan_ignores_links_out_of_the_workspace() {
     assert_eq!(web.recover_from, None);
     drop(ws);
     // The CLI agrees.
-    let o = Process::new(env!("CARGO_BIN_EXE_drconsole"))
-        .args([
-            "recover",
-            &root.display().to_string(),
-            "--dry-run",
-            "--json",
-        ])
-        .output()
-        .unwrap();
+    let o = drconsole(&[
+        "recover",
+        &root.display().to_string(),
+        "--dry-run",
+        "--json",
+    ]);
     assert_eq!(
         o.status.code(),
         Some(0),

@@ -2,9 +2,10 @@
 //! recovery-site datastore directories, nothing else.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
+
+use crate::testkit::process::{drconsole, drconsole_ok};
 
 fn vm_ron(dir: &Path, uuid: &str, name: &str, marks: &str) {
     std::fs::create_dir_all(dir).unwrap();
@@ -105,10 +106,7 @@ fn dry_run_elects_from_replica_datastores_only() {
 
     assert_eq!(tree(ws), before, "a dry run changes nothing");
 
-    let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
-        .args(["recover", &ws.display().to_string(), "--json"])
-        .output()
-        .unwrap();
+    let o = drconsole(&["recover", &ws.display().to_string(), "--json"]);
     assert_eq!(
         o.status.code(),
         Some(2),
@@ -148,10 +146,7 @@ fn dry_run_reports_incomplete_and_ambiguous() {
         "None",
     );
     let before = tree(ws);
-    let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
-        .args(["recover", &ws.display().to_string(), "--dry-run", "--json"])
-        .output()
-        .unwrap();
+    let o = drconsole(&["recover", &ws.display().to_string(), "--dry-run", "--json"]);
     assert_eq!(o.status.code(), Some(0));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let by = |u: &str| {
@@ -315,21 +310,6 @@ fn opts() -> drconsole::engine::EngineOptions {
         seed: 3,
         ..Default::default()
     }
-}
-
-/// Runs `drconsole ARGS`, which must exit 0; its output.
-fn drconsole_ok(args: &[&str]) -> std::process::Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_drconsole"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "drconsole {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
 }
 
 /// `drconsole recover WS --dry-run --json`, which must succeed.

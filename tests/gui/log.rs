@@ -1,11 +1,9 @@
 //! The event log (kinds, filter, JSON-lines export), the status bar and what the console
 //! remembers between runs, driven headless with egui_kittest.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{app_in, browse, sample, step_until, wait_for_io, wait_ready};
+use crate::testkit::{app_in, browse, sample, step_until, wait_for_io, wait_ready};
 use drconsole::gui::{DrApp, ExportedEntry, Kind, Level, Persisted, Startup, ThemeChoice};
 use drconsole::topology::TopologySource;
 use egui::accesskit::Role;

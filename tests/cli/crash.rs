@@ -2,15 +2,10 @@
 //! at every step of its completion); after each kill, `verify --repair` (which opens the
 //! workspace and recovers) must be clean and the VM must have exactly one complete instance.
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
+use crate::testkit::process::{drconsole, run_killed_at};
 use drconsole::workspace::Workspace;
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_drconsole")
-}
 
 /// A 32 MiB VM copied at 2 MiB/s (16 simulated seconds) while its guest writes 2000 IOPS.
 fn write_scenario(dir: &Path, mode: &str) -> PathBuf {
@@ -40,21 +35,6 @@ fn write_scenario(dir: &Path, mode: &str) -> PathBuf {
     )
     .unwrap();
     s
-}
-
-/// Runs the scenario in a child process that SIGKILLs itself at the `nth` pass of fault
-/// point `point` (`DRCONSOLE_KILL_AT`): the kill lands at a chosen step, not after a guessed
-/// sleep. Returns whether the kill happened (the point was reached).
-fn run_killed_at(s: &Path, ws: &Path, point: &str, nth: u64) -> bool {
-    let status = Command::new(bin())
-        .args(["run", &s.display().to_string(), "--workspace"])
-        .arg(ws)
-        .env(drconsole::fault::KILL_AT_ENV, format!("{point}#{nth}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    status.signal() == Some(libc::SIGKILL)
 }
 
 /// The fault points the scenario passes and how often, from the same run in this process
@@ -146,10 +126,7 @@ fn sigkill_anywhere_then_verify_is_clean() {
             if point == "copy.run-landed" {
                 assert_eq!(records, 1, "{mode} killed at {point}#{nth}: mid-copy");
             }
-            let o = Command::new(bin())
-                .args(["verify", &ws.display().to_string(), "--repair", "--json"])
-                .output()
-                .unwrap();
+            let o = drconsole(&["verify", &ws.display().to_string(), "--repair", "--json"]);
             let out = String::from_utf8_lossy(&o.stdout);
             assert_eq!(
                 o.status.code(),

@@ -1,14 +1,17 @@
 //! Deterministic simulation (VOPR-style, issue 6): random schedules of migrations in every
 //! mode, cancels, "Replicate now", pauses, link flaps, crashes, a disaster and its failover,
-//! with the invariants checked after every step (see `drconsole::sim::run_seed`).
+//! with the invariants checked after every step (see `harness::run_seed`).
 //!
-//! `cargo test --test sim` runs the default seeds; `DRCONSOLE_SIM_SEEDS=N` runs seeds 1..=N;
+//! `cargo test --test engine sim::` runs the default seeds; `DRCONSOLE_SIM_SEEDS=N` runs seeds 1..=N;
 //! `DRCONSOLE_SIM_SEED=S` runs exactly seed S. A failing seed panics with the command that
 //! replays it and the schedule so far.
 
 use std::time::Instant;
 
-use drconsole::sim::{SimConfig, run_seed};
+#[path = "sim/harness.rs"]
+mod harness;
+
+use harness::{SimConfig, run_seed};
 
 /// Seeds `cargo test` runs by default (each run is a few simulated seconds to minutes).
 const DEFAULT_SEEDS: u64 = 200;
@@ -122,7 +125,9 @@ fn a_damaged_recovery_point_is_caught() {
             assert!(f.invariant.starts_with("b:"), "{f}");
             assert_eq!(f.step, 3, "{f}");
             let text = f.to_string();
-            assert!(text.contains(&format!("DRCONSOLE_SIM_SEED={seed} cargo test --test sim")));
+            assert!(text.contains(&format!(
+                "DRCONSOLE_SIM_SEED={seed} cargo test --test engine sim::"
+            )));
             assert!(
                 text.contains("SABOTAGE"),
                 "the schedule shows the damage: {text}"

@@ -1,12 +1,10 @@
 //! The console running a real workspace (a temp dir passed as `--workspace`): the migration
 //! wizard, the task list and the clock, driven through the UI with egui_kittest.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{app_in, step_until};
+use crate::testkit::{app_in, step_until};
 use drconsole::engine::copy::CopyMode;
 use drconsole::engine::{Engine, EngineOptions};
 use drconsole::gui::{DrApp, Status, TaskState};

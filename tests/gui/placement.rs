@@ -3,11 +3,9 @@
 //! itself, ds-gold-3's only move (across CGs) waits as a recommendation until the
 //! operator ticks "Are you sure?" and applies it, then Balance; driven with egui_kittest.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{app_with, click, sample, step_until, wait_ready};
+use crate::testkit::{app_with, click, sample, step_until, wait_ready};
 use drconsole::engine::PlacementView;
 use drconsole::gui::{DrApp, MainTab, Selection};
 use egui_kittest::Harness;

@@ -2,12 +2,10 @@
 //! passed as `--workspace`), driven through the UI with egui_kittest: replication groups,
 //! the link, a disaster, then scanning the replicas and failing over.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{app_in, click, open_modal, scanned_plan, step_until};
+use crate::testkit::{app_in, click, open_modal, scanned_plan, step_until};
 use drconsole::engine::{FailoverKind, FailoverState, GroupState, GroupView};
 use drconsole::gui::failover::{CAPACITY_BY_HOST, CLEANUP, RUN, SCAN, run_confirm};
 use drconsole::gui::replication::{disaster_button, pause_name, replicate_now_name, resume_name};
@@ -40,7 +38,7 @@ fn replicating(dir: &Path) -> Harness<'static, DrApp> {
 /// `replicating`, in a console opened at `size`: the panels take their widths from the
 /// window they open in, so a window shrunk afterwards would show other widths.
 fn replicating_sized(dir: &Path, size: [f32; 2]) -> Harness<'static, DrApp> {
-    replicating_in(common::app_sized(dir, &[], size))
+    replicating_in(crate::testkit::app_sized(dir, &[], size))
 }
 
 fn replicating_in(mut h: Harness<'static, DrApp>) -> Harness<'static, DrApp> {
@@ -234,7 +232,7 @@ fn a_disaster_then_an_unplanned_failover_recovers_tier1_consistent() {
             .is_empty()
     );
 
-    common::declare_disaster(&mut h, "pa", Duration::from_secs(10));
+    crate::testkit::declare_disaster(&mut h, "pa", Duration::from_secs(10));
     h.get_by_label("site pa down");
     assert!(h.query_all_by_label("site down").count() >= 1);
     let app = h.state();
@@ -508,8 +506,8 @@ fn a_planned_failover_asks_first_and_loses_no_write() {
 #[test]
 fn run_stays_in_view_below_a_long_plan_at_1024x700() {
     let dir = tempfile::tempdir().unwrap();
-    let mut h = common::app_sized(dir.path(), &[], [1024.0, 700.0]);
-    common::wait_ready(&mut h);
+    let mut h = crate::testkit::app_sized(dir.path(), &[], [1024.0, 700.0]);
+    crate::testkit::wait_ready(&mut h);
     h.get_by_role_and_label(Role::Button, "Failover").click();
     h.run_steps(2);
     for pg in ["🛡 pg-tier1", "🛡 pg-tier2"] {
@@ -547,8 +545,8 @@ fn run_stays_in_view_below_a_long_plan_at_1024x700() {
         .scroll_to_me();
     h.run_steps(4);
     assert!(row(&h).top() < 700.0, "scrolled down to the last VM");
-    common::assert_inside(&mut h, RUN, common::Region::Central);
-    common::assert_inside(&mut h, SCAN, common::Region::Central);
+    crate::testkit::assert_inside(&mut h, RUN, crate::testkit::Region::Central);
+    crate::testkit::assert_inside(&mut h, SCAN, crate::testkit::Region::Central);
     assert!(
         !h.get_by_label(RUN).accesskit_node().is_disabled(),
         "the plan can run"
@@ -562,7 +560,7 @@ fn a_lost_protected_site_preselects_an_unplanned_failover() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = replicating(dir.path());
     assert_eq!(h.state().failover.kind, FailoverKind::Test);
-    common::declare_disaster(&mut h, "pa", Duration::from_secs(10));
+    crate::testkit::declare_disaster(&mut h, "pa", Duration::from_secs(10));
     assert_eq!(h.state().failover.kind, FailoverKind::Unplanned);
     h.get_by_role_and_label(Role::Button, "Failover").click();
     h.run_steps(2);
@@ -781,7 +779,7 @@ fn after_a_disaster_and_a_failover_every_view_shows_where_things_run_now() {
         |a| now(a) > cut + 30_000_000,
     );
     click(&mut h, "1×");
-    common::declare_disaster(&mut h, "pa", Duration::from_secs(60));
+    crate::testkit::declare_disaster(&mut h, "pa", Duration::from_secs(60));
     let lost_at = h.state().live.snapshot.as_ref().unwrap().sites_lost_at["pa"];
     assert!(lost_at > cut);
     let window = lost_at - cut;

@@ -3,11 +3,9 @@
 //! done → ship it → disaster → scan the replicas → fail over → verified badges → export
 //! the event log. Real files in a temp workspace; the worker thread runs the engine.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{app_in, click, open_modal, scanned_plan, step_until, wait_ready};
+use crate::testkit::{app_in, click, open_modal, scanned_plan, step_until, wait_ready};
 use drconsole::engine::{FailoverKind, FailoverState, GroupView};
 use drconsole::gui::failover::{RUN, SCAN, run_confirm};
 use drconsole::gui::replication::replicate_now_name;
@@ -86,7 +84,7 @@ fn the_operator_story_from_open_to_an_exported_log() {
     );
 
     // Disaster at the protected site.
-    common::declare_disaster(&mut h, "pa", Duration::from_secs(10));
+    crate::testkit::declare_disaster(&mut h, "pa", Duration::from_secs(10));
 
     // Scan the replicas of Tier 1: web-01 comes back from its new datastore's replica.
     h.get_by_role_and_label(Role::Button, "Failover").click();

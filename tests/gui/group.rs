@@ -1,11 +1,9 @@
 //! The Resilience tab's group migration section on the demo topology: pick cg-gold-a ▶
 //! cg-gold-b, see the rating, confirm, and watch the whole group move.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{app_in, step_until, wait_ready};
+use crate::testkit::{app_in, step_until, wait_ready};
 use drconsole::engine::GroupPhase;
 use drconsole::gui::DrApp;
 use egui::accesskit::Role;

@@ -3,11 +3,9 @@
 //! leg only, out of compliance), heal (the New York leg is created, in compliance), driven
 //! through the UI with egui_kittest.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{app_with, click, sample, step_until, wait_ready};
+use crate::testkit::{app_with, click, sample, step_until, wait_ready};
 use drconsole::engine::DistributedView;
 use drconsole::gui::{DrApp, MainTab};
 use egui_kittest::kittest::Queryable;
