@@ -1,0 +1,190 @@
+//! The run confirmation of planned and unplanned failovers: what will be recovered, lost
+//! and deleted, and which replication stops, before the operator confirms.
+
+use egui::RichText;
+
+use super::{FailoverPanel, groups_of_pgs, kind_hint, run_confirm};
+use crate::engine::{Command, FailoverKind, PlanVm};
+use crate::gui::Document;
+use crate::gui::live::Live;
+use crate::gui::style::{self, Tone};
+use crate::recovery::Decision;
+
+impl FailoverPanel {
+    /// The run confirmation for planned and unplanned failovers; returns the command once
+    /// confirmed.
+    pub fn confirm_modal(
+        &mut self,
+        ctx: &egui::Context,
+        doc: &Document,
+        live: &Live,
+    ) -> Option<Command> {
+        let press_confirm = std::mem::take(&mut self.press.confirm);
+        if !self.confirming {
+            return None;
+        }
+        let t = &doc.topology;
+        let plan = match self.scan.as_ref().map(|s| &s.result) {
+            Some(Ok(p)) if self.run_blocker(t, live).is_none() => p.clone(),
+            // The plan went stale under the dialog: close it.
+            _ => {
+                self.confirming = false;
+                return None;
+            }
+        };
+        let kind = plan.kind;
+        let pgs = plan.protection_groups.clone();
+        let mut answer: Option<bool> = None;
+        let id = egui::Id::unique("failover-confirm");
+        let modal = egui::Modal::new(id).area(super::replication::top_anchored(ctx, id)).show(ctx, |ui| {
+            ui.set_width(560.0);
+            let tone = if kind == FailoverKind::Unplanned {
+                Tone::Bad
+            } else {
+                Tone::Warn
+            };
+            ui.label(
+                style::toned(
+                    ui,
+                    format!(
+                        "Are you sure? Run {} {} failover of {}",
+                        if kind == FailoverKind::Unplanned { "an" } else { "a" },
+                        kind.as_str(),
+                        pgs.join(", ")
+                    ),
+                    tone,
+                )
+                .heading()
+                .size(18.0),
+            );
+            ui.add_space(4.0);
+            ui.label(kind_hint(kind));
+            ui.add_space(6.0);
+            let recover: Vec<&PlanVm> = plan
+                .vms
+                .iter()
+                .filter(|v| v.election.decision == Decision::Recover && v.election.vm.is_some())
+                .collect();
+            let lost: Vec<&PlanVm> = plan
+                .vms
+                .iter()
+                .filter(|v| !(v.election.decision == Decision::Recover && v.election.vm.is_some()))
+                .collect();
+            ui.label(format!(
+                "{} VM(s) are recovered and powered on on their reserved hosts, priority 1 first: {}",
+                recover.len(),
+                recover
+                    .iter()
+                    .map(|v| format!(
+                        "{} on {}",
+                        v.election.vm.as_deref().unwrap_or("?"),
+                        v.host.as_deref().unwrap_or("?")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            if !lost.is_empty() {
+                ui.label(style::toned(
+                    ui,
+                    format!(
+                        "{} cannot be recovered: {}",
+                        lost.len(),
+                        lost.iter()
+                            .map(|v| format!(
+                                "{} ({})",
+                                v.election.vm.as_deref().unwrap_or(&v.election.uuid),
+                                v.election.error.map_or("not in the topology", |e| e.as_str())
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    Tone::Bad,
+                ));
+            }
+            let deletes: Vec<&String> =
+                plan.vms.iter().flat_map(|v| v.election.delete.iter()).collect();
+            if !deletes.is_empty() {
+                ui.label(style::toned(
+                    ui,
+                    format!(
+                        "Deleted from the replicas (the losing instances): {}",
+                        deletes
+                            .iter()
+                            .map(|d| d.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    Tone::Warn,
+                ));
+            }
+            if let Some(s) = &live.snapshot {
+                let groups = groups_of_pgs(t, s, &pgs);
+                if !groups.is_empty() {
+                    let names: Vec<String> = groups
+                        .iter()
+                        .map(|g| match (kind, g.lag) {
+                            // The engine measures the lag of a lost site's group to the
+                            // disaster: the window its last point leaves out.
+                            (FailoverKind::Unplanned, Some(l)) if g.lost_at.is_some() => format!(
+                                "{} (the writes of the last {} before the disaster are lost)",
+                                g.id,
+                                style::sim_duration(l)
+                            ),
+                            (FailoverKind::Unplanned, Some(l)) => {
+                                format!("{} (writes of the last {} lost)", g.id, style::sim_duration(l))
+                            }
+                            _ => g.id.clone(),
+                        })
+                        .collect();
+                    ui.label(format!(
+                        "Replication of {} stops: {} over.",
+                        names.join(", "),
+                        if names.len() == 1 {
+                            "the group fails"
+                        } else {
+                            "the groups fail"
+                        }
+                    ));
+                }
+            }
+            ui.label(
+                RichText::new(
+                    "The engine scans the replicas again as it runs: what it finds then is what it recovers, and the results show here.",
+                )
+                .weak(),
+            );
+            ui.add_space(10.0);
+            ui.horizontal(|ui| {
+                if ui.button("Cancel").clicked() {
+                    answer = Some(false);
+                }
+                let go = egui::Button::new(
+                    RichText::new(run_confirm(kind))
+                        .strong()
+                        .color(egui::Color32::WHITE),
+                )
+                .fill(tone.fill());
+                if ui.add(go).clicked() || press_confirm {
+                    answer = Some(true);
+                }
+            });
+        });
+        if answer.is_none() && modal.should_close() {
+            answer = Some(false);
+        }
+        match answer {
+            Some(true) => {
+                self.confirming = false;
+                Some(Command::Failover {
+                    protection_groups: pgs,
+                    kind,
+                })
+            }
+            Some(false) => {
+                self.confirming = false;
+                None
+            }
+            None => None,
+        }
+    }
+}

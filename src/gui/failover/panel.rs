@@ -1,0 +1,263 @@
+//! The panel itself: the protection groups and kind to choose, and the footer's Scan, Run
+//! and clean-up buttons; the plan and results sections are drawn by their own modules.
+
+use egui::{RichText, Ui};
+
+use super::plan::plan_section;
+use super::results::results_section;
+use super::{CLEANUP, FailoverPanel, RUN, SCAN, groups_of_pgs, kind_hint, sites_down};
+use crate::engine::{Command, FailoverKind, Snapshot};
+use crate::gui::live::Live;
+use crate::gui::style::{self, Tone, glyph};
+use crate::gui::worker::Request;
+use crate::gui::{Action, Document};
+use crate::topology::Topology;
+
+impl FailoverPanel {
+    /// The panel (the central area's Failover tab).
+    pub(crate) fn show(
+        &mut self,
+        ui: &mut Ui,
+        doc: &Document,
+        live: &Live,
+        actions: &mut Vec<Action>,
+    ) {
+        let t = &doc.topology;
+        self.selected.retain(|id| t.protection_group(id).is_some());
+        // Scan and Run in a footer that stays put however long the plan below grows.
+        egui::Panel::bottom("failover-footer")
+            .resizable(false)
+            .frame(egui::Frame::new().inner_margin(egui::Margin::symmetric(0, 6)))
+            .show(ui, |ui| {
+                ui.separator();
+                self.controls(ui, t, live, actions);
+            });
+        egui::ScrollArea::both()
+            .id_salt("failover-panel")
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                ui.label(
+                    RichText::new(
+                        "Recover protection groups at the recovery site: tick them, choose the kind, scan the replicas (below), read the plan, run.",
+                    )
+                    .weak(),
+                );
+                ui.add_space(4.0);
+                self.choose(ui, t, live);
+                if let Some(scan) = &self.scan {
+                    ui.add_space(10.0);
+                    let stale = self.stale(t, live);
+                    plan_section(ui, t, live, scan, stale);
+                }
+                if let Some(f) = live.snapshot.as_ref().and_then(|s| s.failover.as_ref()) {
+                    ui.add_space(12.0);
+                    results_section(ui, t, live, f);
+                }
+            });
+    }
+
+    /// Follows the lost sites (each update of the engine, drawn or not): when a protected
+    /// site goes down, the kind becomes unplanned, the one failover that recovers its VMs.
+    /// The operator (or a demo's prefill) may still choose another afterwards.
+    pub fn follow_sites(&mut self, t: &Topology, snap: Option<&Snapshot>) {
+        let down: Vec<String> = sites_down(snap)
+            .into_iter()
+            .filter(|s| t.site_role(s) == Some(crate::topology::SiteRole::Protected))
+            .collect();
+        if down.iter().any(|s| !self.protected_down.contains(s)) {
+            self.kind = FailoverKind::Unplanned;
+        }
+        self.protected_down = down;
+    }
+
+    fn choose(&mut self, ui: &mut Ui, t: &Topology, live: &Live) {
+        let snap = live.snapshot.as_ref();
+        ui.strong("Protection groups");
+        if t.protection_groups.is_empty() {
+            ui.label(RichText::new("This topology has no protection group.").weak());
+        }
+        for pg in &t.protection_groups {
+            let mut on = self.selected.contains(&pg.id);
+            // Wrapped: a long list of datastores would widen the whole tab.
+            ui.horizontal_wrapped(|ui| {
+                if ui
+                    .checkbox(&mut on, format!("{} {}", glyph::PROTECTION_GROUP, pg.id))
+                    .changed()
+                {
+                    if on {
+                        self.selected.insert(pg.id.clone());
+                    } else {
+                        self.selected.remove(&pg.id);
+                    }
+                }
+                let vms = match snap {
+                    Some(s) => s
+                        .vms
+                        .iter()
+                        .filter(|v| !v.recovered && pg.datastores.contains(&v.datastore))
+                        .count(),
+                    None => t
+                        .vms
+                        .iter()
+                        .filter(|v| pg.datastores.contains(&v.datastore))
+                        .count(),
+                };
+                ui.label(
+                    RichText::new(format!(
+                        "{}  ·  {vms} VM(s) to recover  ·  {}",
+                        pg.name,
+                        pg.datastores.join(", ")
+                    ))
+                    .weak(),
+                );
+            });
+            if let Some(s) = snap {
+                let groups = groups_of_pgs(t, s, std::slice::from_ref(&pg.id));
+                if !groups.is_empty() {
+                    ui.horizontal_wrapped(|ui| {
+                        ui.add_space(26.0);
+                        ui.label(RichText::new("recovery points:").weak().small());
+                        for g in groups {
+                            let (text, tone) = match (g.lag, g.state) {
+                                (_, crate::engine::GroupState::FailedOver) => {
+                                    (format!("{} failed over", g.id), Tone::Done)
+                                }
+                                // A lost site's point ages no more: its lag stops at
+                                // the disaster.
+                                (Some(l), _) if g.lost_at.is_some() => (
+                                    format!(
+                                        "{} {} old at the disaster",
+                                        g.id,
+                                        style::sim_duration(l)
+                                    ),
+                                    Tone::Bad,
+                                ),
+                                (Some(l), _) => (
+                                    format!("{} {} old", g.id, style::sim_duration(l)),
+                                    if g.rpo_violation {
+                                        Tone::Bad
+                                    } else {
+                                        Tone::Good
+                                    },
+                                ),
+                                (None, _) => (format!("{} none yet", g.id), Tone::Warn),
+                            };
+                            ui.label(style::toned(ui, text, tone).small())
+                                .on_hover_text(format!(
+                                    "Replication group {}: RPO {}, {}",
+                                    g.id,
+                                    style::minutes_text(g.rpo_minutes),
+                                    g.state.as_str()
+                                ));
+                        }
+                    });
+                }
+            }
+        }
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            ui.strong("Kind");
+            for k in FailoverKind::ALL {
+                ui.radio_value(&mut self.kind, k, k.as_str())
+                    .on_hover_text(kind_hint(k));
+            }
+        });
+        ui.label(RichText::new(kind_hint(self.kind)).weak());
+        if let Some(s) = snap.filter(|s| !s.sites_down.is_empty()) {
+            // Said for every kind, so the buttons below do not move when it changes.
+            let down = s.sites_down.join(", ");
+            if self.kind == FailoverKind::Unplanned {
+                ui.label(
+                    RichText::new(format!(
+                        "Site {down} is down: an unplanned failover is the one that recovers its VMs."
+                    ))
+                    .weak(),
+                );
+            } else {
+                ui.label(style::toned(
+                    ui,
+                    format!("Site {down} is down: recover its VMs with an unplanned failover."),
+                    Tone::Warn,
+                ));
+            }
+        }
+    }
+
+    fn controls(&mut self, ui: &mut Ui, t: &Topology, live: &Live, actions: &mut Vec<Action>) {
+        let open = live.is_open();
+        let none = self.selected.is_empty();
+        let blocker = self.run_blocker(t, live);
+        let press_scan = std::mem::take(&mut self.press.scan);
+        let press_run = std::mem::take(&mut self.press.run);
+        let can_scan = open && !none && self.pending.is_none();
+        ui.horizontal_wrapped(|ui| {
+            let scan = ui
+                .add_enabled(can_scan, egui::Button::new(format!("🔍 {SCAN}")))
+                .on_hover_text(
+                    "Find every instance of the VMs on the replica datastores, elect the one to recover, reserve recovery hosts. Changes nothing.",
+                )
+                .on_disabled_hover_text(if !open {
+                    "No workspace is open."
+                } else if none {
+                    "Tick at least one protection group."
+                } else {
+                    "Scanning…"
+                });
+            scan.widget_info(|| {
+                egui::WidgetInfo::labeled(egui::Role::Button, can_scan, SCAN)
+            });
+            if scan.clicked() || (press_scan && can_scan) {
+                actions.push(self.request_scan(t, live));
+            }
+            if self.pending.is_some() {
+                ui.spinner();
+            }
+            let run = ui
+                .add_enabled(
+                    blocker.is_none(),
+                    egui::Button::new(RichText::new(format!("⚡ {RUN}")).strong()),
+                )
+                .on_hover_text(if self.kind == FailoverKind::Test {
+                    "Recover into an isolated copy and verify"
+                } else {
+                    "Asks first"
+                })
+                .on_disabled_hover_text(blocker.clone().unwrap_or_default());
+            run.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, blocker.is_none(), RUN));
+            if run.clicked() || (press_run && blocker.is_none()) {
+                let pgs = self.chosen(t);
+                if self.kind == FailoverKind::Test {
+                    actions.push(Action::Request(Request::Engine(Command::Failover {
+                        protection_groups: pgs,
+                        kind: FailoverKind::Test,
+                    })));
+                } else {
+                    self.confirming = true;
+                }
+            }
+            if let Some(why) = &blocker
+                && self.scan.is_some()
+            {
+                ui.label(style::toned(ui, why.as_str(), Tone::Warn));
+            }
+        });
+        if live.snapshot.as_ref().is_some_and(|s| s.test_failover_up) {
+            ui.horizontal(|ui| {
+                ui.label(style::toned(
+                    ui,
+                    "A test failover's isolated copies are still up.",
+                    Tone::Busy,
+                ));
+                if ui
+                    .button(CLEANUP)
+                    .on_hover_text("Delete the isolated copies of the last test failover")
+                    .clicked()
+                {
+                    actions.push(Action::Request(Request::Engine(
+                        Command::CleanupTestFailover,
+                    )));
+                }
+            });
+        }
+    }
+}
