@@ -12,6 +12,7 @@ mod lookup;
 mod validate;
 
 pub use load::*;
+pub use lookup::datastore_cg;
 
 /// The longest id the contract allows.
 pub const MAX_ID_LEN: usize = 64;

@@ -103,3 +103,17 @@ impl Topology {
             .collect()
     }
 }
+
+/// The consistency group a datastore is in: the CG that every one of its LUNs is in.
+pub fn datastore_cg(t: &Topology, ds: &Datastore) -> Option<String> {
+    let mut cg: Option<&String> = None;
+    for lun_id in &ds.luns {
+        let (_, lun) = t.lun(lun_id)?;
+        let this = lun.replication.as_ref()?.consistency_group.as_ref()?;
+        if cg.is_some_and(|c| c != this) {
+            return None;
+        }
+        cg = Some(this);
+    }
+    cg.cloned()
+}
