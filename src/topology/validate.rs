@@ -517,7 +517,7 @@ impl Validator {
         // A CG's datastores are all in the same PG or all in none.
         let mut cg_members: BTreeMap<String, Vec<&Datastore>> = BTreeMap::new();
         for d in &t.datastores {
-            if let Some(cg) = crate::dr::datastore_cg(t, d) {
+            if let Some(cg) = datastore_cg(t, d) {
                 cg_members.entry(cg).or_default().push(d);
             }
         }
