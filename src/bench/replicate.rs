@@ -118,23 +118,8 @@ pub(super) fn run_replicate(
     corrupt_replica: bool,
     rsync: Result<PathBuf, String>,
 ) -> Result<BenchReplicateReport, BenchError> {
-    let bytes = args
-        .size_mib
-        .checked_mul(1 << 20)
-        .filter(|&b| b > 0 && b <= i64::MAX as u64)
-        .ok_or_else(|| {
-            BenchError::Replicate(format!(
-                "--size-mib must be at least 1 and fit in a file (got {})",
-                args.size_mib
-            ))
-        })?;
+    let blocks = image_blocks(args)?;
     let pct = args.changed_pct;
-    if !(pct > 0.0 && pct <= 100.0) {
-        return Err(BenchError::Replicate(format!(
-            "--changed-pct must be more than 0 and at most 100 (got {pct})"
-        )));
-    }
-    let blocks = bytes / BLOCK_SIZE as u64;
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = WorkDir::create(&parent)?;
     let src_path = work.src.join("disk0.img");
@@ -154,18 +139,7 @@ pub(super) fn run_replicate(
         .map_err(io_err("setting the rsync copy's mtime", &rsync_path))?;
 
     let count = ((blocks as f64 * pct / 100.0).round() as u64).clamp(1, blocks);
-    let mut changed = distinct_blocks(blocks, count, REPLICATE_SEED);
-    let tracker = Arc::new(DirtyTracker::new(blocks));
-    src.set_tracker(Some(Arc::clone(&tracker)));
-    let mut buf: Block = [0; BLOCK_SIZE];
-    for &b in &changed {
-        disk::stamp_block(&BENCH_UUID, b, FILL_SEQ + 1, &mut buf);
-        src.write_block(b, &buf)
-            .map_err(io_err("changing the source image", &src_path))?;
-    }
-    src.sync()
-        .map_err(io_err("syncing the source image", &src_path))?;
-    changed.sort_unstable();
+    let (changed, tracker) = change_source(&mut src, &src_path, blocks, count)?;
     for (what, path) in [
         ("the replica", &replica_path),
         ("the rsync copy", &rsync_path),
@@ -180,32 +154,14 @@ pub(super) fn run_replicate(
         }
     }
 
-    let replica_err = |step| move |source| BenchError::Replica { step, source };
-    let start = Instant::now();
-    let dirty = tracker.take();
-    let took = start.elapsed();
-    let shipped = replica::write_delta(&src, &dirty, &delta_path)
-        .map_err(replica_err("writing the delta"))?;
-    let written = start.elapsed();
-    replica::apply_delta(&delta_path, &replica_path, blocks)
-        .map_err(replica_err("applying the delta"))?;
-    let seconds = start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
-
+    let Cycle {
+        took,
+        written,
+        seconds,
+        shipped,
+    } = time_cycle(&src, &tracker, &delta_path, &replica_path, blocks)?;
     let rsync_seconds = match &rsync {
-        Ok(program) => Some(
-            time_command(
-                Command::new(program)
-                    .args(["--inplace", "--no-whole-file"])
-                    .arg(&src_path)
-                    .arg(&rsync_path),
-            )
-            .map_err(|message| BenchError::Rsync {
-                from: src_path.display().to_string(),
-                to: rsync_path.display().to_string(),
-                message,
-            })?
-            .max(f64::MIN_POSITIVE),
-        ),
+        Ok(program) => Some(time_rsync(program, &src_path, &rsync_path)?),
         Err(_) => None,
     };
 
@@ -215,22 +171,11 @@ pub(super) fn run_replicate(
             .write_block(blocks / 2, &[0u8; BLOCK_SIZE])
             .map_err(io_err("corrupting the replica", &replica_path))?;
     }
-    let mut copies = vec![("replication cycle", &replica_path)];
+    let mut copies = vec![("replication cycle", replica_path.as_path())];
     if rsync_seconds.is_some() {
-        copies.push(("rsync", &rsync_path));
+        copies.push(("rsync", rsync_path.as_path()));
     }
-    for (what, path) in copies {
-        let differ = compare_to_source(&src, path)?;
-        if let Some(&first) = differ.first() {
-            return Err(BenchError::WrongCopy {
-                what,
-                image: path.display().to_string(),
-                source_image: src_path.display().to_string(),
-                count: differ.len(),
-                first,
-            });
-        }
-    }
+    check_copies(&src, &src_path, &copies)?;
     drop(src);
     drop(work);
 
@@ -251,6 +196,129 @@ pub(super) fn run_replicate(
         identical: true,
         rsync_note: rsync.err(),
     })
+}
+
+/// The image's size in blocks, or the error that `--size-mib` or `--changed-pct` is out of
+/// range.
+fn image_blocks(args: &BenchReplicateArgs) -> Result<u64, BenchError> {
+    let bytes = args
+        .size_mib
+        .checked_mul(1 << 20)
+        .filter(|&b| b > 0 && b <= i64::MAX as u64)
+        .ok_or_else(|| {
+            BenchError::Replicate(format!(
+                "--size-mib must be at least 1 and fit in a file (got {})",
+                args.size_mib
+            ))
+        })?;
+    let pct = args.changed_pct;
+    if !(pct > 0.0 && pct <= 100.0) {
+        return Err(BenchError::Replicate(format!(
+            "--changed-pct must be more than 0 and at most 100 (got {pct})"
+        )));
+    }
+    Ok(bytes / BLOCK_SIZE as u64)
+}
+
+/// Stamps `count` distinct seeded blocks of the source anew (seq 2) through a
+/// [`DirtyTracker`] attached to it, and fsyncs it; returns the changed blocks, sorted, and
+/// the tracker.
+fn change_source(
+    src: &mut ImageFile,
+    src_path: &Path,
+    blocks: u64,
+    count: u64,
+) -> Result<(Vec<u64>, Arc<DirtyTracker>), BenchError> {
+    let mut changed = distinct_blocks(blocks, count, REPLICATE_SEED);
+    let tracker = Arc::new(DirtyTracker::new(blocks));
+    src.set_tracker(Some(Arc::clone(&tracker)));
+    let mut buf: Block = [0; BLOCK_SIZE];
+    for &b in &changed {
+        disk::stamp_block(&BENCH_UUID, b, FILL_SEQ + 1, &mut buf);
+        src.write_block(b, &buf)
+            .map_err(io_err("changing the source image", src_path))?;
+    }
+    src.sync()
+        .map_err(io_err("syncing the source image", src_path))?;
+    changed.sort_unstable();
+    Ok((changed, tracker))
+}
+
+/// The timings of one replication cycle, from its start.
+struct Cycle {
+    /// When the dirty blocks were taken.
+    took: Duration,
+    /// When the delta file was written.
+    written: Duration,
+    /// The whole cycle, in seconds (never zero).
+    seconds: f64,
+    /// What the delta shipped.
+    shipped: replica::DeltaStats,
+}
+
+/// Times one incremental cycle as the engine runs it per image: take the dirty blocks, write
+/// the delta, apply it onto the replica.
+fn time_cycle(
+    src: &ImageFile,
+    tracker: &DirtyTracker,
+    delta_path: &Path,
+    replica_path: &Path,
+    blocks: u64,
+) -> Result<Cycle, BenchError> {
+    let replica_err = |step| move |source| BenchError::Replica { step, source };
+    let start = Instant::now();
+    let dirty = tracker.take();
+    let took = start.elapsed();
+    let shipped =
+        replica::write_delta(src, &dirty, delta_path).map_err(replica_err("writing the delta"))?;
+    let written = start.elapsed();
+    replica::apply_delta(delta_path, replica_path, blocks)
+        .map_err(replica_err("applying the delta"))?;
+    let seconds = start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+    Ok(Cycle {
+        took,
+        written,
+        seconds,
+        shipped,
+    })
+}
+
+/// Times `rsync --inplace --no-whole-file` of the source onto its copy, in seconds.
+fn time_rsync(program: &Path, src_path: &Path, rsync_path: &Path) -> Result<f64, BenchError> {
+    Ok(time_command(
+        Command::new(program)
+            .args(["--inplace", "--no-whole-file"])
+            .arg(src_path)
+            .arg(rsync_path),
+    )
+    .map_err(|message| BenchError::Rsync {
+        from: src_path.display().to_string(),
+        to: rsync_path.display().to_string(),
+        message,
+    })?
+    .max(f64::MIN_POSITIVE))
+}
+
+/// Each copy (what it is, its path) must be byte-identical to the source: a wrong copy is an
+/// error.
+fn check_copies(
+    src: &ImageFile,
+    src_path: &Path,
+    copies: &[(&'static str, &Path)],
+) -> Result<(), BenchError> {
+    for &(what, path) in copies {
+        let differ = compare_to_source(src, path)?;
+        if let Some(&first) = differ.first() {
+            return Err(BenchError::WrongCopy {
+                what,
+                image: path.display().to_string(),
+                source_image: src_path.display().to_string(),
+                count: differ.len(),
+                first,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Copies an image byte for byte and fsyncs the copy, so its writeback does not land in a
