@@ -239,33 +239,8 @@ pub(super) fn run_bench(
                 (cp_figure, cp_cpu) = (mib_per_s(seconds), cpu);
             }
             Phase::Live => {
-                let dst = ImageFile::create(&dst_path, blocks)
-                    .map_err(disk_err("creating the destination image"))?;
-                let live = live_copy(
-                    &src,
-                    &dst,
-                    args.mode,
-                    args.write_iops,
-                    blocks,
-                    args.copy_io,
-                    tuning,
-                )?;
+                let live = live_round(&mut src, &dst_path, args, blocks, tuning)?;
                 copy_io = copy_io.max(live.copy_io);
-                if tuning.corrupt_destination {
-                    dst.write_block(blocks / 2, &[0u8; BLOCK_SIZE])
-                        .map_err(io_err("corrupting the destination image", &dst_path))?;
-                }
-                verify_copy(
-                    &mut src,
-                    dst,
-                    args.mode,
-                    blocks,
-                    &live.journal,
-                    live.before_switch,
-                )?;
-                fs::remove_file(&dst_path)
-                    .map_err(io_err("removing the destination image", &dst_path))?;
-                restore_source(&src, &live.journal)?;
                 latencies_ns.extend(live.latencies_ns);
                 waits += live.waits;
                 let live_figure = mib_per_s(live.seconds);
@@ -281,7 +256,63 @@ pub(super) fn run_bench(
     }
     drop(src);
     drop(work);
+    Ok(report(
+        args,
+        tuning,
+        per_round,
+        latencies_ns,
+        waits,
+        copy_io,
+    ))
+}
 
+/// One round's live copy into a fresh destination at `dst_path`: copies, verifies (after
+/// corrupting the destination if the tuning says so), removes the destination and restores
+/// the source to its fill.
+fn live_round(
+    src: &mut ImageFile,
+    dst_path: &Path,
+    args: &BenchCopyArgs,
+    blocks: u64,
+    tuning: &Tuning,
+) -> Result<LiveResult, BenchError> {
+    let dst =
+        ImageFile::create(dst_path, blocks).map_err(disk_err("creating the destination image"))?;
+    let live = live_copy(
+        src,
+        &dst,
+        args.mode,
+        args.write_iops,
+        blocks,
+        args.copy_io,
+        tuning,
+    )?;
+    if tuning.corrupt_destination {
+        dst.write_block(blocks / 2, &[0u8; BLOCK_SIZE])
+            .map_err(io_err("corrupting the destination image", dst_path))?;
+    }
+    verify_copy(
+        src,
+        dst,
+        args.mode,
+        blocks,
+        &live.journal,
+        live.before_switch,
+    )?;
+    fs::remove_file(dst_path).map_err(io_err("removing the destination image", dst_path))?;
+    restore_source(src, &live.journal)?;
+    Ok(live)
+}
+
+/// The report of the rounds: medians and spreads of the figures, the guest's latencies.
+fn report(
+    args: &BenchCopyArgs,
+    tuning: &Tuning,
+    per_round: Vec<CopyRound>,
+    mut latencies_ns: Vec<u64>,
+    waits: u64,
+    copy_io: CopyIo,
+) -> BenchCopyReport {
     let spread = |figure: fn(&CopyRound) -> f64| {
         let figures: Vec<f64> = per_round.iter().map(figure).collect();
         Spread::of(&figures).unwrap_or(Spread {
@@ -296,7 +327,7 @@ pub(super) fn run_bench(
         spread(|r| r.ratio),
     );
     latencies_ns.sort_unstable();
-    Ok(BenchCopyReport {
+    BenchCopyReport {
         mib_per_s: live.median,
         guest_write_p50_us: percentile_us(&latencies_ns, 50.0),
         guest_write_p99_us: percentile_us(&latencies_ns, 99.0),
@@ -321,7 +352,7 @@ pub(super) fn run_bench(
         per_round,
         run_mib: run_blocks(tuning) as f64 * BLOCK_SIZE as f64 / f64::from(1 << 20),
         consistent: true,
-    })
+    }
 }
 
 /// Nearest-rank percentile of sorted nanoseconds, in microseconds; 0 for no samples.
