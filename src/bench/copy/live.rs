@@ -43,7 +43,34 @@ struct Live<'a> {
     mode: CopyMode,
 }
 
-impl Live<'_> {
+impl<'a> Live<'a> {
+    /// The shared state of a live copy from `src` to `dst` of `blocks` blocks.
+    fn new(
+        src: &'a ImageFile,
+        dst: &'a ImageFile,
+        mode: CopyMode,
+        blocks: u64,
+        tuning: &Tuning,
+    ) -> Live<'a> {
+        Live {
+            state: Mutex::new(State {
+                core: CopyCore::new(mode, blocks, run_blocks(tuning)),
+                guest_pending: Vec::new(),
+                mirror_queue: VecDeque::with_capacity(MIRROR_MAX_PENDING),
+                mirror_pending: 0,
+                switched_at: None,
+                error: None,
+                waiting: [false; 3],
+            }),
+            cvs: [Condvar::new(), Condvar::new(), Condvar::new()],
+            finished: AtomicBool::new(false),
+            src,
+            dst,
+            uuid: BENCH_UUID,
+            mode,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking thread records an error (see `PanicGuard`); the state stays usable.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -143,23 +170,7 @@ pub(super) fn live_copy(
     copy_io: CopyIo,
     tuning: &Tuning,
 ) -> Result<LiveResult, BenchError> {
-    let live = Live {
-        state: Mutex::new(State {
-            core: CopyCore::new(mode, blocks, run_blocks(tuning)),
-            guest_pending: Vec::new(),
-            mirror_queue: VecDeque::with_capacity(MIRROR_MAX_PENDING),
-            mirror_pending: 0,
-            switched_at: None,
-            error: None,
-            waiting: [false; 3],
-        }),
-        cvs: [Condvar::new(), Condvar::new(), Condvar::new()],
-        finished: AtomicBool::new(false),
-        src,
-        dst,
-        uuid: BENCH_UUID,
-        mode,
-    };
+    let live = Live::new(src, dst, mode, blocks, tuning);
     let guest_runs = write_iops > 0;
     let start_line = Barrier::new(if guest_runs { 2 } else { 1 });
     let ((started, copy_io, copier_cpu_seconds), guest) = thread::scope(|s| {
@@ -168,22 +179,7 @@ pub(super) fn live_copy(
                 live: &live,
                 thread: "copier",
             };
-            // Untimed: the descriptors `copy_file_range` needs.
-            let files = match copy_io {
-                CopyIo::Kernel => kernel_copy_files(live.src, live.dst).map(Some),
-                CopyIo::Buffered => Ok(None),
-            };
-            start_line.wait();
-            let started = Instant::now();
-            let cpu = cpu_seconds(libc::RUSAGE_THREAD);
-            let used = match files {
-                Ok(files) => copier(&live, tuning, files.as_ref()),
-                Err(e) => {
-                    live.fail(e);
-                    copy_io
-                }
-            };
-            (started, used, cpu_seconds(libc::RUSAGE_THREAD) - cpu)
+            copier_thread(&live, tuning, copy_io, &start_line)
         });
         let mirror = (mode == CopyMode::Mirror).then(|| {
             s.spawn(|| {
@@ -233,6 +229,32 @@ pub(super) fn live_copy(
         copy_io,
         copier_cpu_seconds,
     })
+}
+
+/// The copier thread, after its panic guard: opens what `copy_io` needs (untimed), waits at
+/// the start line, copies; returns when it started, the I/O it used and its CPU seconds.
+fn copier_thread(
+    live: &Live<'_>,
+    tuning: &Tuning,
+    copy_io: CopyIo,
+    start_line: &Barrier,
+) -> (Instant, CopyIo, f64) {
+    // Untimed: the descriptors `copy_file_range` needs.
+    let files = match copy_io {
+        CopyIo::Kernel => kernel_copy_files(live.src, live.dst).map(Some),
+        CopyIo::Buffered => Ok(None),
+    };
+    start_line.wait();
+    let started = Instant::now();
+    let cpu = cpu_seconds(libc::RUSAGE_THREAD);
+    let used = match files {
+        Ok(files) => copier(live, tuning, files.as_ref()),
+        Err(e) => {
+            live.fail(e);
+            copy_io
+        }
+    };
+    (started, used, cpu_seconds(libc::RUSAGE_THREAD) - cpu)
 }
 
 /// The source opened for reading and the destination for writing, for `copy_file_range`
@@ -422,6 +444,75 @@ fn mirror(live: &Live<'_>, tuning: &Tuning) {
     }
 }
 
+/// Sleeps until `next` in steps of at most 5 ms; false if the copy finished meanwhile.
+fn wait_until(live: &Live<'_>, next: Instant) -> bool {
+    loop {
+        if live.finished.load(Ordering::Acquire) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= next {
+            return true;
+        }
+        thread::sleep((next - now).min(Duration::from_millis(5)));
+    }
+}
+
+/// Routes the guest's write `seq` to `block` under the lock, waiting while it must (and
+/// setting `waited`): the image to write it to, and whether it is pending (before the
+/// switch). None after an error.
+fn route_guest_write<'a>(
+    live: &Live<'a>,
+    block: u64,
+    seq: u64,
+    waited: &mut bool,
+) -> Option<(&'a ImageFile, bool)> {
+    let mut st = live.lock();
+    loop {
+        if st.error.is_some() {
+            return None;
+        }
+        if st.switched_at.is_some() {
+            // The VM runs on the destination now.
+            break Some((live.dst, false));
+        }
+        let in_run = st
+            .core
+            .in_flight
+            .as_ref()
+            .is_some_and(|r| r.contains(&block));
+        // As in the engine: a mirrored write waits while the queue is full, and once
+        // the copy is done every write waits for the switch-over.
+        let hold = live.mode == CopyMode::Mirror
+            && !in_run
+            && ((block < st.core.cursor
+                && crate::engine::copy::mirror_must_wait(st.mirror_pending, MIRROR_MAX_PENDING))
+                || st.core.done());
+        let route = if hold {
+            WriteRoute::Wait
+        } else {
+            st.core.route_write(block)
+        };
+        let image = match route {
+            WriteRoute::Wait => {
+                *waited = true;
+                st = live.wait(Who::Guest, st);
+                continue;
+            }
+            WriteRoute::Source => live.src,
+            WriteRoute::Destination => live.dst,
+            WriteRoute::SourceAndMirror => {
+                st.mirror_queue.push_back((block, seq));
+                st.mirror_pending += 1;
+                live.wake(&st, Who::Mirror);
+                live.src
+            }
+        };
+        st.guest_pending.push(block);
+        break Some((image, true));
+    }
+}
+
 /// The guest: `iops` stamped 4 KiB writes a second to random blocks, paced by real time
 /// (a late write is issued at once, so the average rate holds), until the switch.
 fn guest(live: &Live<'_>, iops: u32, blocks: u64) -> GuestLog {
@@ -432,68 +523,15 @@ fn guest(live: &Live<'_>, iops: u32, blocks: u64) -> GuestLog {
     let mut next = Instant::now();
     let mut buf: Block = [0; BLOCK_SIZE];
     loop {
-        loop {
-            if live.finished.load(Ordering::Acquire) {
-                return log;
-            }
-            let now = Instant::now();
-            if now >= next {
-                break;
-            }
-            thread::sleep((next - now).min(Duration::from_millis(5)));
+        if !wait_until(live, next) {
+            return log;
         }
         next += interval;
         let issued = Instant::now();
         let block = splitmix(&mut rng) % blocks;
         let mut waited = false;
-        let (image, pending) = {
-            let mut st = live.lock();
-            loop {
-                if st.error.is_some() {
-                    return log;
-                }
-                if st.switched_at.is_some() {
-                    // The VM runs on the destination now.
-                    break (live.dst, false);
-                }
-                let in_run = st
-                    .core
-                    .in_flight
-                    .as_ref()
-                    .is_some_and(|r| r.contains(&block));
-                // As in the engine: a mirrored write waits while the queue is full, and once
-                // the copy is done every write waits for the switch-over.
-                let hold = live.mode == CopyMode::Mirror
-                    && !in_run
-                    && ((block < st.core.cursor
-                        && crate::engine::copy::mirror_must_wait(
-                            st.mirror_pending,
-                            MIRROR_MAX_PENDING,
-                        ))
-                        || st.core.done());
-                let route = if hold {
-                    WriteRoute::Wait
-                } else {
-                    st.core.route_write(block)
-                };
-                let image = match route {
-                    WriteRoute::Wait => {
-                        waited = true;
-                        st = live.wait(Who::Guest, st);
-                        continue;
-                    }
-                    WriteRoute::Source => live.src,
-                    WriteRoute::Destination => live.dst,
-                    WriteRoute::SourceAndMirror => {
-                        st.mirror_queue.push_back((block, seq));
-                        st.mirror_pending += 1;
-                        live.wake(&st, Who::Mirror);
-                        live.src
-                    }
-                };
-                st.guest_pending.push(block);
-                break (image, true);
-            }
+        let Some((image, pending)) = route_guest_write(live, block, seq, &mut waited) else {
+            return log;
         };
         disk::stamp_block(&live.uuid, block, seq, &mut buf);
         if let Err(e) = image.write_block(block, &buf) {
