@@ -276,6 +276,20 @@ fn walk_delta(
         crc: crc32fast::Hasher::new(),
         pos: 0,
     };
+    let runs = read_header(&mut r, len, blocks)?;
+    let body_end = len - CRC_BYTES;
+    let total = read_runs(&mut r, len, blocks, runs, &mut on_data)?;
+    check_tail(&mut r, body_end)?;
+    Ok(DeltaStats {
+        blocks: total,
+        bytes: len,
+    })
+}
+
+/// Reads and checks a delta's header (magic, version, image size) up to its run count,
+/// which it returns. `len` is the delta's size in bytes.
+fn read_header(r: &mut DeltaIn<'_>, len: u64, blocks: u64) -> Result<u64, ReplicaError> {
+    let path = r.path;
     if len < DELTA_MAGIC.len() as u64 {
         return Err(bad(path, format!("{len} bytes is too short for a delta")));
     }
@@ -315,7 +329,19 @@ fn walk_delta(
             ),
         ));
     }
-    let runs = r.u64()?;
+    r.u64()
+}
+
+/// Reads the delta's `runs` runs, checking each lies in the image after the previous one,
+/// and hands their blocks to `on_data` in pieces; returns the blocks read.
+fn read_runs(
+    r: &mut DeltaIn<'_>,
+    len: u64,
+    blocks: u64,
+    runs: u64,
+    on_data: &mut impl FnMut(u64, &[u8]) -> Result<(), ReplicaError>,
+) -> Result<u64, ReplicaError> {
+    let path = r.path;
     let body_end = len - CRC_BYTES;
     let mut next_free = 0u64; // the lowest block the next run may start at
     let mut total = 0u64;
@@ -365,6 +391,12 @@ fn walk_delta(
         next_free = end;
         total += count;
     }
+    Ok(total)
+}
+
+/// Checks that the runs end where the CRC begins (`body_end`) and that the CRC matches.
+fn check_tail(r: &mut DeltaIn<'_>, body_end: u64) -> Result<(), ReplicaError> {
+    let path = r.path;
     if r.pos != body_end {
         return Err(bad(
             path,
@@ -386,10 +418,7 @@ fn walk_delta(
             format!("CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"),
         ));
     }
-    Ok(DeltaStats {
-        blocks: total,
-        bytes: len,
-    })
+    Ok(())
 }
 
 /// The delta being read: every byte read goes into the CRC.
