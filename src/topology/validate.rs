@@ -63,8 +63,17 @@ impl Validator {
             self.err("topology", "a topology needs at least one site");
         }
 
-        let role = |site: &str| t.site_role(site);
         self.check_links(t, &sites);
+        self.check_hosts(t, &sites);
+        self.check_arrays(t, &sites, &luns);
+        self.check_datastores(t, &sites, &luns);
+        self.check_consistency_groups(t);
+        self.check_protection_groups(t, &datastores);
+        self.check_clusters(t, &datastores);
+        self.check_vms(t);
+    }
+
+    fn check_hosts(&mut self, t: &Topology, sites: &BTreeSet<&str>) {
         for h in &t.hosts {
             let obj = format!("host {:?}", h.id);
             if !sites.contains(h.site.as_str()) {
@@ -74,11 +83,11 @@ impl Validator {
                 self.err(&obj, "a host needs at least 1 cpu and 1 GiB of memory");
             }
         }
-        self.check_arrays(t, &sites, &luns);
-        self.check_datastores(t, &sites, &luns);
-        self.check_consistency_groups(t);
-        self.check_protection_groups(t, &datastores);
-        self.check_clusters(t, &datastores);
+    }
+
+    /// Every VM's uuid, host, datastore, priority and size; then that no two share a uuid.
+    fn check_vms(&mut self, t: &Topology) {
+        let role = |site: &str| t.site_role(site);
         for vm in &t.vms {
             let obj = format!("VM {:?}", vm.id);
             if uuid::Uuid::parse_str(&vm.uuid).is_err() || vm.uuid.len() != 36 {
