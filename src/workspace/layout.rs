@@ -23,78 +23,9 @@ impl Workspace {
     /// are not instance names are ignored, as [`Workspace::list_instances`] ignores them.
     /// Reads only directory entries and link metadata; changes nothing.
     pub fn check_layout(&self) -> Result<(), WorkspaceError> {
-        let no_link = |path: &Path| -> Result<bool, WorkspaceError> {
-            match fs::symlink_metadata(path) {
-                Ok(m) if m.file_type().is_symlink() => Err(WorkspaceError::Symlink {
-                    path: path.display().to_string(),
-                    target: fs::read_link(path)
-                        .map(|t| t.display().to_string())
-                        .unwrap_or_else(|e| format!("unreadable: {e}")),
-                }),
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(io_err(path)(e)),
-            }
-        };
-        // Every entry of the directory `dir` (if it is one) that is a symbolic link.
-        let links_inside = |dir: &Path| -> Result<(), WorkspaceError> {
-            let Ok(entries) = fs::read_dir(dir) else {
-                // Not a directory (a stray file), or gone: nothing inside to follow.
-                return Ok(());
-            };
-            for entry in entries {
-                let entry = entry.map_err(io_err(dir))?;
-                if entry
-                    .file_type()
-                    .map_err(io_err(&entry.path()))?
-                    .is_symlink()
-                {
-                    no_link(&entry.path())?;
-                }
-            }
-            Ok(())
-        };
         let sites = self.root.join("sites");
         if no_link(&sites)? {
-            for site in &self.topology.sites {
-                let dir = sites.join(&site.id);
-                if no_link(&dir)? {
-                    no_link(&dir.join("datastores"))?;
-                }
-            }
-            // A distributed datastore's second leg lives at its remote site.
-            let second_legs = self.topology.datastores.iter().filter_map(|ds| {
-                let d = ds.distributed.as_ref()?;
-                Some(sites.join(&d.remote_site).join("datastores").join(&ds.id))
-            });
-            let dirs = self
-                .topology
-                .datastores
-                .iter()
-                .map(|ds| self.datastore_dir(&ds.id))
-                .collect::<Result<Vec<_>, _>>()?;
-            for dir in dirs.into_iter().chain(second_legs) {
-                if !no_link(&dir)? {
-                    continue;
-                }
-                for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
-                    let entry = entry.map_err(io_err(&dir))?;
-                    let instance_named = entry
-                        .file_name()
-                        .to_str()
-                        .is_some_and(|n| instance_name_problem(n).is_none());
-                    let is_link = entry
-                        .file_type()
-                        .map_err(io_err(&entry.path()))?
-                        .is_symlink();
-                    if instance_named && is_link {
-                        no_link(&entry.path())?;
-                    } else if instance_named {
-                        // Nor a file inside an instance (its image, its vm.ron).
-                        links_inside(&entry.path())?;
-                    }
-                }
-            }
+            self.check_sites_layout(&sites)?;
         }
         no_link(&self.root.join("journal"))?;
         for site in &self.topology.sites {
@@ -117,6 +48,51 @@ impl Workspace {
         Ok(())
     }
 
+    /// The sites' directories, their datastores' directories (both legs of a distributed
+    /// one) and the instances in them: none may be a symbolic link.
+    fn check_sites_layout(&self, sites: &Path) -> Result<(), WorkspaceError> {
+        for site in &self.topology.sites {
+            let dir = sites.join(&site.id);
+            if no_link(&dir)? {
+                no_link(&dir.join("datastores"))?;
+            }
+        }
+        // A distributed datastore's second leg lives at its remote site.
+        let second_legs = self.topology.datastores.iter().filter_map(|ds| {
+            let d = ds.distributed.as_ref()?;
+            Some(sites.join(&d.remote_site).join("datastores").join(&ds.id))
+        });
+        let dirs = self
+            .topology
+            .datastores
+            .iter()
+            .map(|ds| self.datastore_dir(&ds.id))
+            .collect::<Result<Vec<_>, _>>()?;
+        for dir in dirs.into_iter().chain(second_legs) {
+            if !no_link(&dir)? {
+                continue;
+            }
+            for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+                let entry = entry.map_err(io_err(&dir))?;
+                let instance_named = entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| instance_name_problem(n).is_none());
+                let is_link = entry
+                    .file_type()
+                    .map_err(io_err(&entry.path()))?
+                    .is_symlink();
+                if instance_named && is_link {
+                    no_link(&entry.path())?;
+                } else if instance_named {
+                    // Nor a file inside an instance (its image, its vm.ron).
+                    links_inside(&entry.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `root/journal/<site>.log`.
     pub fn journal_path(&self, site: &str) -> PathBuf {
         self.root.join("journal").join(format!("{site}.log"))
@@ -126,6 +102,40 @@ impl Workspace {
     pub fn state_dir(&self) -> PathBuf {
         self.root.join("state")
     }
+}
+
+/// Is there anything at `path` (false if not)? A symbolic link there is an error.
+fn no_link(path: &Path) -> Result<bool, WorkspaceError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(WorkspaceError::Symlink {
+            path: path.display().to_string(),
+            target: fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|e| format!("unreadable: {e}")),
+        }),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Every entry of the directory `dir` (if it is one) that is a symbolic link is an error.
+fn links_inside(dir: &Path) -> Result<(), WorkspaceError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        // Not a directory (a stray file), or gone: nothing inside to follow.
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        if entry
+            .file_type()
+            .map_err(io_err(&entry.path()))?
+            .is_symlink()
+        {
+            no_link(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// What a workspace directory holds besides the lock file: what [`discard`] removes.

@@ -44,6 +44,39 @@ impl Workspace {
                     .into(),
             ));
         }
+        self.check_kept_datastores(read, &refuse)?;
+        if let Some(ds) = read
+            .datastores
+            .iter()
+            .find(|d| d.distributed.is_some() && old.datastore(&d.id).is_none())
+        {
+            return Err(refuse(
+                format!("datastore {:?}", ds.id),
+                "a new distributed datastore; plan it in a new workspace".into(),
+            ));
+        }
+        let mut t = read.clone();
+        t.name = old.name.clone();
+        t.sites = old.sites.clone();
+        t.vms = old.vms.clone();
+        // A created distributed datastore says so in the workspace (CreateDatastore).
+        for ds in &mut t.datastores {
+            if let Some(d) = old.datastore(&ds.id) {
+                ds.distributed = d.distributed.clone();
+            }
+        }
+        check_topology(&t, Path::new(file))?;
+        Ok(t)
+    }
+
+    /// The rescan's rules for the workspace's datastores: one that leaves must hold no
+    /// instance, one that stays keeps its site and its distributed legs.
+    fn check_kept_datastores(
+        &self,
+        read: &Topology,
+        refuse: &dyn Fn(String, String) -> WorkspaceError,
+    ) -> Result<(), WorkspaceError> {
+        let old = &self.topology;
         for ds in &old.datastores {
             let obj = || format!("datastore {:?}", ds.id);
             match read.datastore(&ds.id) {
@@ -91,28 +124,7 @@ impl Workspace {
                 Some(_) => {}
             }
         }
-        if let Some(ds) = read
-            .datastores
-            .iter()
-            .find(|d| d.distributed.is_some() && old.datastore(&d.id).is_none())
-        {
-            return Err(refuse(
-                format!("datastore {:?}", ds.id),
-                "a new distributed datastore; plan it in a new workspace".into(),
-            ));
-        }
-        let mut t = read.clone();
-        t.name = old.name.clone();
-        t.sites = old.sites.clone();
-        t.vms = old.vms.clone();
-        // A created distributed datastore says so in the workspace (CreateDatastore).
-        for ds in &mut t.datastores {
-            if let Some(d) = old.datastore(&ds.id) {
-                ds.distributed = d.distributed.clone();
-            }
-        }
-        check_topology(&t, Path::new(file))?;
-        Ok(t)
+        Ok(())
     }
 
     /// Adopts `t` (from [`Workspace::rescan_topology`]): makes the directories of datastores
