@@ -155,6 +155,29 @@ pub fn verify_set(
     let in_flight = journal.last_seq.checked_add(1);
 
     // Pass 2: one pass over the journal, building the expected seq of every block.
+    let (expected, lost) = expected_seqs(disks, &scans, journal, horizon_seq);
+
+    // Pass 3: compare, in memory.
+    let vms = disks
+        .iter()
+        .enumerate()
+        .map(|(i, disk)| compare(disk, &scans[i], &expected[i], lost[i], in_flight))
+        .collect::<Vec<_>>();
+    Ok(SetVerify {
+        horizon_seq,
+        consistent: vms.iter().all(|v| v.consistent),
+        vms,
+    })
+}
+
+/// For every block of every disk, the seq of the last journal entry at or below
+/// `horizon_seq` (0: none), and per disk the entries above it (writes lost).
+fn expected_seqs(
+    disks: &[VmDisk<'_>],
+    scans: &[Scan],
+    journal: &Journal,
+    horizon_seq: u64,
+) -> (Vec<Vec<u64>>, Vec<u64>) {
     let mut by_uuid: HashMap<RawUuid, Vec<usize>> = HashMap::new();
     for (i, disk) in disks.iter().enumerate() {
         by_uuid.entry(disk.uuid).or_default().push(i);
@@ -178,57 +201,58 @@ pub fn verify_set(
             }
         }
     }
+    (expected, lost)
+}
 
-    // Pass 3: compare, in memory.
-    let mut vms = Vec::with_capacity(disks.len());
-    for (i, disk) in disks.iter().enumerate() {
-        let scan = &scans[i];
-        let mut mismatched = 0u64;
-        let mut examples = Vec::new();
-        for (b, (&found, &want)) in scan.found.iter().zip(&expected[i]).enumerate() {
-            let b = b as u64;
-            let bad = match found {
-                Found::Zero if want == 0 => None,
-                Found::Zero => Some("zero".to_string()),
-                Found::Torn => Some("torn".to_string()),
-                Found::Own(seq) if seq == want || Some(seq) == in_flight => None,
-                Found::Own(seq) => Some(format!("seq {seq}")),
-                Found::Foreign => Some(match scan.foreign.iter().find(|(fb, _)| *fb == b) {
-                    Some((_, s)) => {
-                        format!("foreign {}/{} seq {}", uuid_string(&s.uuid), s.block, s.seq)
-                    }
-                    // Unreachable for an example: the first foreign stamps are kept.
-                    None => "foreign".to_string(),
-                }),
-            };
-            let Some(text) = bad else { continue };
-            if !matches!(found, Found::Torn) {
-                mismatched += 1;
-            }
-            if examples.len() < MAX_EXAMPLES {
-                examples.push(Mismatch {
-                    block: b,
-                    expected_seq: want,
-                    found: text,
-                });
-            }
+/// One disk's result: its scan compared with the expected seq of each block (`in_flight`:
+/// the seq a crash may have left half journaled); `lost` writes beyond the horizon.
+fn compare(
+    disk: &VmDisk<'_>,
+    scan: &Scan,
+    expected: &[u64],
+    lost: u64,
+    in_flight: Option<u64>,
+) -> VmVerify {
+    let mut mismatched = 0u64;
+    let mut examples = Vec::new();
+    for (b, (&found, &want)) in scan.found.iter().zip(expected).enumerate() {
+        let b = b as u64;
+        let bad = match found {
+            Found::Zero if want == 0 => None,
+            Found::Zero => Some("zero".to_string()),
+            Found::Torn => Some("torn".to_string()),
+            Found::Own(seq) if seq == want || Some(seq) == in_flight => None,
+            Found::Own(seq) => Some(format!("seq {seq}")),
+            Found::Foreign => Some(match scan.foreign.iter().find(|(fb, _)| *fb == b) {
+                Some((_, s)) => {
+                    format!("foreign {}/{} seq {}", uuid_string(&s.uuid), s.block, s.seq)
+                }
+                // Unreachable for an example: the first foreign stamps are kept.
+                None => "foreign".to_string(),
+            }),
+        };
+        let Some(text) = bad else { continue };
+        if !matches!(found, Found::Torn) {
+            mismatched += 1;
         }
-        vms.push(VmVerify {
-            name: disk.name.clone(),
-            uuid: uuid_string(&disk.uuid),
-            consistent: scan.torn == 0 && mismatched == 0,
-            blocks: scan.found.len() as u64,
-            written_blocks: scan.written,
-            torn_blocks: scan.torn,
-            mismatched_blocks: mismatched,
-            examples,
-            writes_lost: lost[i],
-            last_seq_found: scan.max_seq,
-        });
+        if examples.len() < MAX_EXAMPLES {
+            examples.push(Mismatch {
+                block: b,
+                expected_seq: want,
+                found: text,
+            });
+        }
     }
-    Ok(SetVerify {
-        horizon_seq,
-        consistent: vms.iter().all(|v| v.consistent),
-        vms,
-    })
+    VmVerify {
+        name: disk.name.clone(),
+        uuid: uuid_string(&disk.uuid),
+        consistent: scan.torn == 0 && mismatched == 0,
+        blocks: scan.found.len() as u64,
+        written_blocks: scan.written,
+        torn_blocks: scan.torn,
+        mismatched_blocks: mismatched,
+        examples,
+        writes_lost: lost,
+        last_seq_found: scan.max_seq,
+    }
 }
