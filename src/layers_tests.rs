@@ -174,7 +174,7 @@ fn every_module_has_a_layer() {
 fn the_reader_finds_plain_grouped_and_binary_paths() {
     let text = "use crate::disk::Block;\nuse crate::{fsutil, topology::{Topology, Vm}};\n\
                 // crate::gui in a comment\nfn f() { drconsole::cli::run(); mycrate::engine(); }\n\
-                #[cfg(test)]\nmod tests { use crate::gui; }\n";
+                #[cfg(test)]\nmod tests {\n    use crate::gui;\n}\n";
     let names: Vec<String> = named_modules(text).into_iter().collect();
     assert_eq!(names, ["cli", "disk", "fsutil", "topology"]);
 }
