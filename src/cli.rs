@@ -274,20 +274,24 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, CliError> {
         Command::Recover(a) => recover(a, out).map(|()| 0),
         Command::Bench(BenchCommand::Copy(a)) => bench_copy(a, out).map(|()| 0),
         Command::Bench(BenchCommand::Replicate(a)) => bench_replicate(a, out).map(|()| 0),
-        Command::Bench(BenchCommand::Ui(a)) => bench_ui(a, out).map(|()| 0),
+        // `bench ui` opens the GUI stack, which is above this library's CLI: the binary
+        // runs it (src/main.rs, through gui::bench::run_cli).
+        Command::Bench(BenchCommand::Ui(_)) => Err(CliError(
+            "bench ui is run by the drconsole binary, not the library's CLI".into(),
+        )),
         Command::Generate(a) => generate(a, out).map(|()| 0),
     }
 }
 
-fn load(path: &Path) -> Result<Topology, CliError> {
+pub fn load(path: &Path) -> Result<Topology, CliError> {
     Topology::load(path).map_err(|e| CliError(e.to_string()))
 }
 
-fn emit(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
+pub fn emit(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
     writeln!(out, "{text}").map_err(|e| CliError(format!("cannot write output: {e}")))
 }
 
-fn emit_json<T: Serialize>(out: &mut dyn Write, value: &T) -> Result<(), CliError> {
+pub fn emit_json<T: Serialize>(out: &mut dyn Write, value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError(e.to_string()))?;
     emit(out, &text)
 }
@@ -656,50 +660,4 @@ fn generate(a: &GenerateArgs, out: &mut dyn Write) -> Result<(), CliError> {
     .map_err(|e| CliError(e.to_string()))?;
     out.write_all(t.to_ron_string().as_bytes())
         .map_err(|e| CliError(format!("cannot write output: {e}")))
-}
-
-fn bench_ui(a: &BenchUiCli, out: &mut dyn Write) -> Result<(), CliError> {
-    if a.frames == 0 {
-        return Err(CliError("--frames must be at least 1".into()));
-    }
-    let topology = load(&a.topology)?;
-    let r = crate::gui::bench::bench_ui(crate::gui::bench::BenchUiArgs {
-        topology,
-        source: crate::topology::TopologySource::File(a.topology.clone()),
-        frames: a.frames,
-        dir: a.dir.clone(),
-    })
-    .map_err(|e| CliError(e.to_string()))?;
-    if a.json {
-        return emit_json(out, &r);
-    }
-    let s = &r.stats;
-    emit(
-        out,
-        &format!(
-            "{}: {} VMs, {} datastores, {} tree rows, {} frames of {}x{}: frame p50 {:.2} ms, \
-             p99 {:.2} ms, max {:.2} ms (logic {:.2}, draw {:.2}, tessellate {:.2} ms at p50; \
-             {} engine updates); workspace open in {:.1} s, guests running after {:.1} s; baseline ({} VMs): p50 {:.2} ms, \
-             p99 {:.2} ms",
-            r.topology,
-            s.vms,
-            s.datastores,
-            s.tree_rows,
-            r.frames,
-            r.screen[0],
-            r.screen[1],
-            s.frame_ms_p50,
-            s.frame_ms_p99,
-            s.frame_ms_max,
-            s.logic_ms_p50,
-            s.draw_ms_p50,
-            s.tessellate_ms_p50,
-            s.updates,
-            s.open_s,
-            s.running_s,
-            r.baseline_vms,
-            r.baseline_frame_ms_p50,
-            r.baseline_frame_ms_p99
-        ),
-    )
 }

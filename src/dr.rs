@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub use crate::topology::datastore_cg;
 use crate::topology::{Datastore, Topology};
 
 /// The tags the recovery manager puts on one datastore.
@@ -15,20 +16,6 @@ pub struct DatastoreTags {
     pub consistency_group: Option<String>,
     pub protection_group: Option<String>,
     pub tags: Vec<String>,
-}
-
-/// The consistency group a datastore is in: the CG that every one of its LUNs is in.
-pub fn datastore_cg(t: &Topology, ds: &Datastore) -> Option<String> {
-    let mut cg: Option<&String> = None;
-    for lun_id in &ds.luns {
-        let (_, lun) = t.lun(lun_id)?;
-        let this = lun.replication.as_ref()?.consistency_group.as_ref()?;
-        if cg.is_some_and(|c| c != this) {
-            return None;
-        }
-        cg = Some(this);
-    }
-    cg.cloned()
 }
 
 /// Discovers one datastore's tags from its LUNs' replication properties ("all or nothing").

@@ -112,6 +112,52 @@ struct Planned {
 
 /// Makes the topology `opts` asks for.
 pub fn generate(opts: GenerateOptions) -> Result<Topology, GenerateError> {
+    check_options(&opts)?;
+    let mut rng = Rng(opts.seed ^ 0x6472_636f_6e73_6f6c);
+    let planned = plan_datastores(&mut rng, opts.datastores);
+    let vms = plan_vms(&mut rng, opts.vms, &planned);
+    let mut used_mib = vec![0u64; planned.len()];
+    for (ds, vm) in &vms {
+        used_mib[*ds] += vm.disk_mib;
+    }
+    let (arrays, datastores) = storage(&mut rng, &planned, &used_mib);
+    let protection_groups = protection_groups(&planned);
+    let hosts = hosts_for(&vms);
+    let vms = place_vms(&mut rng, vms, &planned, &hosts, digits(opts.vms));
+
+    Ok(Topology {
+        name: format!(
+            "Generated: {} VMs on {} datastores (seed {})",
+            opts.vms, opts.datastores, opts.seed
+        ),
+        sites: vec![
+            Site {
+                id: PROTECTED.into(),
+                name: "Palo Alto".into(),
+                role: SiteRole::Protected,
+            },
+            Site {
+                id: RECOVERY.into(),
+                name: "New York".into(),
+                role: SiteRole::Recovery,
+            },
+        ],
+        links: vec![Link {
+            from: PROTECTED.into(),
+            to: RECOVERY.into(),
+            mbps: 10_000.0,
+        }],
+        hosts,
+        arrays,
+        datastores,
+        protection_groups,
+        vms,
+        datastore_clusters: Vec::new(),
+    })
+}
+
+/// Refuses counts of VMs or datastores out of range.
+fn check_options(opts: &GenerateOptions) -> Result<(), GenerateError> {
     if opts.vms == 0 {
         return Err(GenerateError::NoVms(opts.vms));
     }
@@ -124,24 +170,13 @@ pub fn generate(opts: GenerateOptions) -> Result<Topology, GenerateError> {
     if opts.datastores > MAX_DATASTORES {
         return Err(GenerateError::TooManyDatastores(opts.datastores));
     }
-    let mut rng = Rng(opts.seed ^ 0x6472_636f_6e73_6f6c);
-    let planned = plan_datastores(&mut rng, opts.datastores);
-    let pg_count = planned
-        .iter()
-        .filter_map(|p| match p.kind {
-            Kind::InCg { pg, .. } | Kind::Standalone { pg } => pg,
-            Kind::Local => None,
-        })
-        .max()
-        .map_or(0, |m| m + 1);
+    Ok(())
+}
 
-    let vms = plan_vms(&mut rng, opts.vms, &planned);
-    let mut used_mib = vec![0u64; planned.len()];
-    for (ds, vm) in &vms {
-        used_mib[*ds] += vm.disk_mib;
-    }
-
-    // LUNs and datastores. A datastore's LUNs hold at least twice its VMs' disks.
+/// LUNs, arrays and datastores for the planned datastores (`used_mib`: their VMs' disks),
+/// the replicas' after the protected site's. A datastore's LUNs hold at least twice its
+/// VMs' disks.
+fn storage(rng: &mut Rng, planned: &[Planned], used_mib: &[u64]) -> (Vec<Array>, Vec<Datastore>) {
     let mut pa_luns: Vec<Lun> = Vec::new();
     let mut ny_luns: Vec<Lun> = Vec::new();
     let mut datastores: Vec<Datastore> = Vec::new();
@@ -153,19 +188,7 @@ pub fn generate(opts: GenerateOptions) -> Result<Topology, GenerateError> {
         for k in 0..p.luns {
             let capacity_gib = rng.pick(&[256u64, 512, 1024, 2048]).max(need_gib);
             let id = format!("lun-{}-{k}", &p.id[3..]);
-            let replication = match p.kind {
-                Kind::Local => None,
-                Kind::InCg { cg, .. } => Some(LunReplication {
-                    target: format!("{id}r"),
-                    rpo_minutes: p.rpo,
-                    consistency_group: Some(cg_id(cg)),
-                }),
-                Kind::Standalone { .. } => Some(LunReplication {
-                    target: format!("{id}r"),
-                    rpo_minutes: p.rpo,
-                    consistency_group: None,
-                }),
-            };
+            let replication = lun_replication(p, &id);
             if let Some(r) = &replication {
                 ny_luns.push(Lun {
                     id: r.target.clone(),
@@ -201,8 +224,37 @@ pub fn generate(opts: GenerateOptions) -> Result<Topology, GenerateError> {
     datastores.extend(replicas);
     let mut arrays = arrays_of(PROTECTED, pa_luns);
     arrays.extend(arrays_of(RECOVERY, ny_luns));
+    (arrays, datastores)
+}
 
-    let protection_groups = (0..pg_count)
+/// The replication of LUN `id` of datastore `p`: none for a local one, else to `<id>r`.
+fn lun_replication(p: &Planned, id: &str) -> Option<LunReplication> {
+    match p.kind {
+        Kind::Local => None,
+        Kind::InCg { cg, .. } => Some(LunReplication {
+            target: format!("{id}r"),
+            rpo_minutes: p.rpo,
+            consistency_group: Some(cg_id(cg)),
+        }),
+        Kind::Standalone { .. } => Some(LunReplication {
+            target: format!("{id}r"),
+            rpo_minutes: p.rpo,
+            consistency_group: None,
+        }),
+    }
+}
+
+/// One protection group per tier a planned datastore is in (none left empty).
+fn protection_groups(planned: &[Planned]) -> Vec<ProtectionGroup> {
+    let pg_count = planned
+        .iter()
+        .filter_map(|p| match p.kind {
+            Kind::InCg { pg, .. } | Kind::Standalone { pg } => pg,
+            Kind::Local => None,
+        })
+        .max()
+        .map_or(0, |m| m + 1);
+    (0..pg_count)
         .map(|g| ProtectionGroup {
             id: pg_id(g),
             name: format!("Tier {} ({})", g + 1, TIER_NAMES[g % TIER_NAMES.len()]),
@@ -215,10 +267,12 @@ pub fn generate(opts: GenerateOptions) -> Result<Topology, GenerateError> {
                 .collect(),
         })
         .filter(|pg| !pg.datastores.is_empty())
-        .collect();
+        .collect()
+}
 
-    // Hosts: enough at each site for every VM (the recovery site must take them all in a
-    // failover), with a fifth to spare.
+/// Hosts: enough at each site for every VM (the recovery site must take them all in a
+/// failover), with a fifth to spare; the protected site's first, then as many at recovery.
+fn hosts_for(vms: &[(usize, Vm)]) -> Vec<Host> {
     let vcpus: u64 = vms.iter().map(|(_, v)| u64::from(v.vcpus)).sum();
     let memory: u64 = vms.iter().map(|(_, v)| u64::from(v.memory_gib)).sum();
     let per_host =
@@ -232,11 +286,21 @@ pub fn generate(opts: GenerateOptions) -> Result<Topology, GenerateError> {
     };
     let mut hosts: Vec<Host> = (0..host_count).map(|n| host(PROTECTED, n)).collect();
     hosts.extend((0..host_count).map(|n| host(RECOVERY, n)));
-    let mut free: Vec<(u32, u32)> = vec![(HOST_CPUS, HOST_MEMORY_GIB); host_count];
+    hosts
+}
 
-    let width = digits(opts.vms);
-    let vms = vms
-        .into_iter()
+/// Names the VMs (`width` digits) and places each on its datastore and a protected-site
+/// host with room.
+fn place_vms(
+    rng: &mut Rng,
+    vms: Vec<(usize, Vm)>,
+    planned: &[Planned],
+    hosts: &[Host],
+    width: usize,
+) -> Vec<Vm> {
+    let host_count = hosts.len() / 2;
+    let mut free: Vec<(u32, u32)> = vec![(HOST_CPUS, HOST_MEMORY_GIB); host_count];
+    vms.into_iter()
         .enumerate()
         .map(|(n, (ds, mut vm))| {
             // A random host with room, else the next one with room (there is always one:
@@ -253,37 +317,7 @@ pub fn generate(opts: GenerateOptions) -> Result<Topology, GenerateError> {
             vm.datastore = planned[ds].id.clone();
             vm
         })
-        .collect();
-
-    Ok(Topology {
-        name: format!(
-            "Generated: {} VMs on {} datastores (seed {})",
-            opts.vms, opts.datastores, opts.seed
-        ),
-        sites: vec![
-            Site {
-                id: PROTECTED.into(),
-                name: "Palo Alto".into(),
-                role: SiteRole::Protected,
-            },
-            Site {
-                id: RECOVERY.into(),
-                name: "New York".into(),
-                role: SiteRole::Recovery,
-            },
-        ],
-        links: vec![Link {
-            from: PROTECTED.into(),
-            to: RECOVERY.into(),
-            mbps: 10_000.0,
-        }],
-        hosts,
-        arrays,
-        datastores,
-        protection_groups,
-        vms,
-        datastore_clusters: Vec::new(),
-    })
+        .collect()
 }
 
 const TIER_NAMES: [&str; 4] = [

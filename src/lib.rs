@@ -12,6 +12,8 @@ pub mod fault;
 pub mod fsutil;
 pub mod generate;
 pub mod gui;
+#[cfg(test)]
+mod layers_tests;
 pub mod recovery;
 pub mod replica;
 pub mod scenario;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use drconsole::cli::{self, Cli};
+use drconsole::cli::{self, BenchCommand, Cli, Command};
 use drconsole::gui;
 
 fn main() -> ExitCode {
@@ -17,7 +17,13 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             let stdout = std::io::stdout();
-            match cli::run(&command, &mut stdout.lock()) {
+            let mut out = stdout.lock();
+            // `bench ui` opens the GUI stack, so the binary runs it, not the library's CLI.
+            let result = match &command {
+                Command::Bench(BenchCommand::Ui(a)) => gui::bench::run_cli(a, &mut out).map(|()| 0),
+                command => cli::run(command, &mut out),
+            };
+            match result {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("drconsole: error: {e}");

@@ -14,6 +14,7 @@
 //!
 //! The baseline, measured in the same run the same way, is the built-in 10-VM demo.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 use super::worker::Request;
 use super::{Action, DrApp, Selection, Startup, Status, WorkspaceChoice};
+use crate::cli::{BenchUiCli, CliError, emit, emit_json, load};
 use crate::engine::Command;
 use crate::topology::{Topology, TopologySource};
 
@@ -126,6 +128,54 @@ pub fn bench_ui(args: BenchUiArgs) -> Result<BenchUiReport, BenchUiError> {
         baseline_frame_ms_p50: baseline.frame_ms_p50,
         baseline_frame_ms_p99: baseline.frame_ms_p99,
     })
+}
+
+/// `drconsole bench ui`: runs [`bench_ui`] and prints its report (text, or JSON with
+/// `--json`). The binary dispatches it here, so the library's CLI does not depend on the GUI.
+pub fn run_cli(a: &BenchUiCli, out: &mut dyn Write) -> Result<(), CliError> {
+    if a.frames == 0 {
+        return Err(CliError("--frames must be at least 1".into()));
+    }
+    let topology = load(&a.topology)?;
+    let r = bench_ui(BenchUiArgs {
+        topology,
+        source: TopologySource::File(a.topology.clone()),
+        frames: a.frames,
+        dir: a.dir.clone(),
+    })
+    .map_err(|e| CliError(e.to_string()))?;
+    if a.json {
+        return emit_json(out, &r);
+    }
+    let s = &r.stats;
+    emit(
+        out,
+        &format!(
+            "{}: {} VMs, {} datastores, {} tree rows, {} frames of {}x{}: frame p50 {:.2} ms, \
+             p99 {:.2} ms, max {:.2} ms (logic {:.2}, draw {:.2}, tessellate {:.2} ms at p50; \
+             {} engine updates); workspace open in {:.1} s, guests running after {:.1} s; baseline ({} VMs): p50 {:.2} ms, \
+             p99 {:.2} ms",
+            r.topology,
+            s.vms,
+            s.datastores,
+            s.tree_rows,
+            r.frames,
+            r.screen[0],
+            r.screen[1],
+            s.frame_ms_p50,
+            s.frame_ms_p99,
+            s.frame_ms_max,
+            s.logic_ms_p50,
+            s.draw_ms_p50,
+            s.tessellate_ms_p50,
+            s.updates,
+            s.open_s,
+            s.running_s,
+            r.baseline_vms,
+            r.baseline_frame_ms_p50,
+            r.baseline_frame_ms_p99
+        ),
+    )
 }
 
 /// Runs one measurement in a fresh directory under `base`, removed afterwards.

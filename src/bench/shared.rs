@@ -1,0 +1,154 @@
+//! What both benchmarks use: the work directory, the source image, timing `cp`/`rsync`.
+
+use super::*;
+
+/// A fresh directory with `src/` and `dst/`, removed with everything in it when dropped.
+pub(super) struct WorkDir {
+    pub(super) root: PathBuf,
+    pub(super) src: PathBuf,
+    pub(super) dst: PathBuf,
+}
+
+impl WorkDir {
+    pub(super) fn create(parent: &Path) -> Result<WorkDir, BenchError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!(
+            "drconsole-bench-{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let root = parent.join(name);
+        fs::create_dir(&root).map_err(io_err("creating the benchmark directory", &root))?;
+        let work = WorkDir {
+            src: root.join("src"),
+            dst: root.join("dst"),
+            root,
+        };
+        for dir in [&work.src, &work.dst] {
+            fs::create_dir(dir).map_err(io_err("creating the benchmark directory", dir))?;
+        }
+        Ok(work)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        // Best effort: nothing useful to do about a failure here.
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Creates the fresh source: every block stamped with seq 1, written in large chunks, fsynced.
+pub(super) fn make_source(
+    path: &Path,
+    blocks: u64,
+    uuid: &RawUuid,
+) -> Result<ImageFile, BenchError> {
+    let img = ImageFile::create(path, blocks).map_err(disk_err("creating the source image"))?;
+    let chunk_blocks = (FILL_CHUNK_BYTES / BLOCK_SIZE) as u64;
+    let mut buf = vec![0u8; FILL_CHUNK_BYTES];
+    let mut first = 0;
+    while first < blocks {
+        let n = chunk_blocks.min(blocks - first);
+        let bytes = &mut buf[..n as usize * BLOCK_SIZE];
+        let (stamps, _) = bytes.as_chunks_mut::<BLOCK_SIZE>();
+        for (b, stamp) in (first..).zip(stamps.iter_mut()) {
+            disk::stamp_block(uuid, b, FILL_SEQ, stamp);
+        }
+        img.write_at(first * BLOCK_SIZE as u64, bytes)
+            .map_err(io_err("writing the source image", path))?;
+        first += n;
+    }
+    img.sync()
+        .map_err(io_err("syncing the source image", path))?;
+    Ok(img)
+}
+
+/// Gives every block the guest wrote its fill stamp back, and fsyncs the source: each round
+/// starts from the same clean, fully stamped image (in redirect and split modes some of
+/// the round's writes went to the destination only, now deleted).
+pub(super) fn restore_source(
+    src: &ImageFile,
+    guest_journal: &[(u64, u64)],
+) -> Result<(), BenchError> {
+    let mut buf: Block = [0; BLOCK_SIZE];
+    for &(_, block) in guest_journal {
+        disk::stamp_block(&BENCH_UUID, block, FILL_SEQ, &mut buf);
+        src.write_block(block, &buf)
+            .map_err(io_err("restoring the source image", src.path()))?;
+    }
+    src.sync()
+        .map_err(io_err("syncing the source image", src.path()))
+}
+
+/// Runs `cp from to` and returns its wall time in seconds; deletes `to` afterwards (untimed).
+/// Also returns the CPU time `cp` used (user and system).
+pub(super) fn run_cp(from: &Path, to: &Path) -> Result<(f64, f64), BenchError> {
+    let cpu_before = cpu_seconds(libc::RUSAGE_CHILDREN);
+    let seconds =
+        time_command(Command::new("cp").arg(from).arg(to)).map_err(|message| BenchError::Cp {
+            from: from.display().to_string(),
+            to: to.display().to_string(),
+            message,
+        })?;
+    let cpu = cpu_seconds(libc::RUSAGE_CHILDREN) - cpu_before;
+    fs::remove_file(to).map_err(io_err("removing the cp copy", to))?;
+    Ok((seconds, cpu))
+}
+
+/// CPU time, user and system, in seconds: of the calling thread (`RUSAGE_THREAD`) or of the
+/// children waited for (`RUSAGE_CHILDREN`). CPU time does not depend on the machine's load
+/// the way wall time does, so it shows what a copy costs on a busy machine. 0 if the
+/// kernel cannot tell.
+pub(super) fn cpu_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only the struct it is given, which we own.
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Runs a baseline command to its end and returns its wall time in seconds, process start
+/// included; a failure to start it or an unsuccessful exit is the message (with its stderr).
+pub(super) fn time_command(cmd: &mut Command) -> Result<f64, String> {
+    let start = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                format!(
+                    "{:?} is not installed (not found on PATH): {e}",
+                    cmd.get_program()
+                )
+            } else {
+                e.to_string()
+            }
+        })?;
+    let seconds = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        return Err(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(seconds)
+}
+
+/// splitmix64: the guest's seeded block choice.
+pub(super) fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
