@@ -1,6 +1,7 @@
 //! Distributed datastores on real files: created during a partition, tracked, rebuilt.
 
 use super::super::*;
+use super::views::LegState;
 use super::*;
 use crate::disk::BLOCK_SIZE;
 
