@@ -2,11 +2,17 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 use super::FailoverKind;
 use super::copy::CopyMode;
 
-/// What an operator (or a scenario) asks of the engine.
-#[derive(Debug, Clone, PartialEq)]
+/// What an operator (or a scenario) asks of the engine: the one list of commands. Its
+/// serde shape is the scenario file's (SPEC §10): `Migrate(vm: "vm1", to: "ds-2", mode:
+/// Mirror, confirm: true)`, `LinkDown` (`scenario::Action` writes and reads it). A new
+/// command is added here (and carried out in `Engine::apply`); scenarios, the demo player and the
+/// console's messages follow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     StartWorkloads,
     StopWorkloads,
