@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use egui::{RichText, Ui};
 
-use super::live::{describe, mm_ss};
+use super::live::mm_ss;
 use super::style::{self, Tone};
 use super::worker::Request;
 use super::{Document, DrApp, MainTab, Selection, SideTab, WorkspaceChoice, wizard};
@@ -331,9 +331,9 @@ pub fn action_words(action: &Action) -> String {
     match action {
         Action::Expect(e) => expectation_words(e),
         Action::Command(c @ Command::Migrate { confirm: true, .. }) => {
-            format!("{}, the operator confirming the risk", describe(c))
+            format!("{c}, the operator confirming the risk")
         }
-        Action::Command(c) => describe(c),
+        Action::Command(c) => c.to_string(),
     }
 }
 
@@ -396,35 +396,7 @@ fn outcome_tone(o: StepOutcome) -> Tone {
 /// groups their own way and send `confirm` only for a risky move, so those are compared
 /// loosely.
 fn issues(step: &Step, c: &Command) -> bool {
-    match (step.action.command(), c) {
-        (
-            Some(Command::Migrate { vm, to, mode, .. }),
-            Command::Migrate {
-                vm: v2,
-                to: t2,
-                mode: m2,
-                ..
-            },
-        ) => vm == v2 && to == t2 && mode == m2,
-        (
-            Some(Command::Failover {
-                protection_groups,
-                kind,
-            }),
-            Command::Failover {
-                protection_groups: p2,
-                kind: k2,
-            },
-        ) => {
-            let mut a = protection_groups.clone();
-            let mut b = p2.clone();
-            a.sort();
-            b.sort();
-            kind == k2 && a == b
-        }
-        (Some(own), c) => own == c,
-        (None, _) => false,
-    }
+    step.action.command().is_some_and(|own| own.same_request(c))
 }
 
 impl DrApp {

@@ -5,12 +5,13 @@ use crate::engine::FailoverKind;
 use crate::engine::copy::CopyMode;
 
 /// Every command, as a scenario file writes it (the text the hand-written `Display` wrote
-/// before `Command` carried the serde shape: recorded runs and saved files keep it).
-fn every_command() -> Vec<(Command, &'static str)> {
+/// before `Command` carried the serde shape: recorded runs and saved files keep it), and
+/// in the words the console says it.
+fn every_command() -> Vec<(Command, &'static str, &'static str)> {
     let s = |x: &str| x.to_string();
     vec![
-        (Command::StartWorkloads, "StartWorkloads"),
-        (Command::StopWorkloads, "StopWorkloads"),
+        (Command::StartWorkloads, "StartWorkloads", "Start workloads"),
+        (Command::StopWorkloads, "StopWorkloads", "Stop workloads"),
         (
             Command::Migrate {
                 vm: s("vm1"),
@@ -19,38 +20,45 @@ fn every_command() -> Vec<(Command, &'static str)> {
                 confirm: true,
             },
             r#"Migrate(vm: "vm1", to: "ds-2", mode: Mirror, confirm: true)"#,
+            "Migrate vm1 to ds-2 (mirror)",
         ),
         (
             Command::CancelMigration { vm: s("vm1") },
             r#"CancelMigration(vm: "vm1")"#,
+            "Cancel the migration of vm1",
         ),
         (
             Command::RetryRollback { vm: s("vm1") },
             r#"RetryRollback(vm: "vm1")"#,
+            "Retry the roll-back of vm1's migration",
         ),
         (
             Command::ReplicateNow {
                 datastore: s("ds-1"),
             },
             r#"ReplicateNow(datastore: "ds-1")"#,
+            "Replicate ds-1 now",
         ),
         (
             Command::PauseReplication {
                 datastore: s("ds-1"),
             },
             r#"PauseReplication(datastore: "ds-1")"#,
+            "Pause replication of ds-1",
         ),
         (
             Command::ResumeReplication {
                 datastore: s("ds-1"),
             },
             r#"ResumeReplication(datastore: "ds-1")"#,
+            "Resume replication of ds-1",
         ),
-        (Command::LinkDown, "LinkDown"),
-        (Command::LinkUp, "LinkUp"),
+        (Command::LinkDown, "LinkDown", "Link down"),
+        (Command::LinkUp, "LinkUp", "Link up"),
         (
             Command::Disaster { site: s("pa") },
             r#"Disaster(site: "pa")"#,
+            "Disaster at pa",
         ),
         (
             Command::Failover {
@@ -58,34 +66,49 @@ fn every_command() -> Vec<(Command, &'static str)> {
                 kind: FailoverKind::Unplanned,
             },
             r#"Failover(protection_groups: ["pg-a", "pg-b"], kind: Unplanned)"#,
+            "unplanned failover of pg-a, pg-b",
         ),
-        (Command::CleanupTestFailover, "CleanupTestFailover"),
+        (
+            Command::CleanupTestFailover,
+            "CleanupTestFailover",
+            "Clean up the test failover",
+        ),
         (
             Command::CreateDatastore {
                 datastore: s("dd-1"),
             },
             r#"CreateDatastore(datastore: "dd-1")"#,
+            "Create datastore dd-1",
         ),
         (
             Command::PartitionSite { site: s("ny") },
             r#"PartitionSite(site: "ny")"#,
+            "Partition site ny away",
         ),
-        (Command::HealPartition, "HealPartition"),
+        (
+            Command::HealPartition,
+            "HealPartition",
+            "Heal the partition",
+        ),
         (
             Command::ArrayFault { array: s("arr-1") },
             r#"ArrayFault(array: "arr-1")"#,
+            "Array arr-1 reports a fault",
         ),
         (
             Command::ArrayHealthy { array: s("arr-1") },
             r#"ArrayHealthy(array: "arr-1")"#,
+            "Array arr-1 is healthy again",
         ),
         (
             Command::HostFault { host: s("esx-1") },
             r#"HostFault(host: "esx-1")"#,
+            "Host esx-1 fails",
         ),
         (
             Command::HostHealthy { host: s("esx-1") },
             r#"HostHealthy(host: "esx-1")"#,
+            "Host esx-1 is repaired",
         ),
         (
             Command::MigrateGroup {
@@ -94,6 +117,7 @@ fn every_command() -> Vec<(Command, &'static str)> {
                 confirm: false,
             },
             r#"MigrateGroup(from: "cg-a", to: "cg-b", confirm: false)"#,
+            "Migrate consistency group cg-a to cg-b",
         ),
         (
             Command::EnterMaintenance {
@@ -101,12 +125,14 @@ fn every_command() -> Vec<(Command, &'static str)> {
                 confirm: true,
             },
             r#"EnterMaintenance(datastore: "ds-1", confirm: true)"#,
+            "Enter maintenance mode on ds-1",
         ),
         (
             Command::ExitMaintenance {
                 datastore: s("ds-1"),
             },
             r#"ExitMaintenance(datastore: "ds-1")"#,
+            "Exit maintenance mode on ds-1",
         ),
         (
             Command::Balance {
@@ -114,12 +140,14 @@ fn every_command() -> Vec<(Command, &'static str)> {
                 confirm: true,
             },
             r#"Balance(cluster: "dsc-1", confirm: true)"#,
+            "Balance datastore cluster dsc-1",
         ),
         (
             Command::Rescan {
                 file: "topo.ron".into(),
             },
             r#"Rescan(file: "topo.ron")"#,
+            "Rescan arrays from topo.ron",
         ),
     ]
 }
@@ -136,16 +164,18 @@ fn one_step(action: &str) -> Result<Action, ScenarioError> {
 }
 
 #[test]
-fn every_command_reads_and_writes_as_its_scenario_text() {
+fn every_command_reads_and_writes_as_its_scenario_text_and_says_its_phrase() {
     let table = every_command();
-    for (command, text) in &table {
+    for (command, text, phrase) in &table {
         let action = Action::Command(command.clone());
         assert_eq!(action.to_string(), *text);
         assert_eq!(one_step(text).unwrap(), action, "{text}");
+        assert_eq!(command.to_string(), *phrase);
+        assert!(command.same_request(command), "{text}");
     }
     let mut named: Vec<&str> = table
         .iter()
-        .map(|(_, text)| text.split('(').next().unwrap())
+        .map(|(_, text, _)| text.split('(').next().unwrap())
         .collect();
     named.sort();
     let mut all = command_variants().to_vec();
