@@ -4,14 +4,13 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de};
 
 use crate::dr::Rating;
-use crate::engine::copy::CopyMode;
 use crate::engine::{
-    Command, Engine, EngineError, EngineOptions, FailoverKind, LogLevel, Outcome, from_minutes,
-    to_minutes,
+    Command, Engine, EngineError, EngineOptions, LogLevel, Outcome, from_minutes, to_minutes,
 };
 use crate::topology::{Topology, TopologyError};
 
@@ -35,83 +34,15 @@ pub struct Step {
     pub caption: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// What a step does: issue one of the engine's commands (written as the command itself,
+/// `Migrate(vm: "vm1", …)`), or check an expectation (`Expect(Lost(vm: "vm1"))`).
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    StartWorkloads,
-    StopWorkloads,
-    Migrate {
-        vm: String,
-        to: String,
-        mode: CopyMode,
-        confirm: bool,
-    },
-    CancelMigration {
-        vm: String,
-    },
-    /// Retries a roll-back that stopped on an I/O error.
-    RetryRollback {
-        vm: String,
-    },
-    /// These three act on the datastore's whole replication group.
-    ReplicateNow {
-        datastore: String,
-    },
-    PauseReplication {
-        datastore: String,
-    },
-    ResumeReplication {
-        datastore: String,
-    },
-    LinkDown,
-    LinkUp,
-    Disaster {
-        site: String,
-    },
-    Failover {
-        protection_groups: Vec<String>,
-        kind: FailoverKind,
-    },
-    /// Creates a planned distributed datastore (local leg only while partitioned).
-    CreateDatastore {
-        datastore: String,
-    },
-    PartitionSite {
-        site: String,
-    },
-    HealPartition,
-    ArrayFault {
-        array: String,
-    },
-    ArrayHealthy {
-        array: String,
-    },
-    HostFault {
-        host: String,
-    },
-    HostHealthy {
-        host: String,
-    },
-    /// Every VM of consistency group `from` to CG `to`, as one operation.
-    MigrateGroup {
-        from: String,
-        to: String,
-        confirm: bool,
-    },
-    EnterMaintenance {
-        datastore: String,
-        confirm: bool,
-    },
-    ExitMaintenance {
-        datastore: String,
-    },
-    Balance {
-        cluster: String,
-        confirm: bool,
-    },
+    Command(Command),
     Expect(Expectation),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Expectation {
     /// Its live instance is on this datastore now.
     Located {
@@ -181,105 +112,150 @@ pub enum Expectation {
     },
 }
 
+/// Writes `value` as one line of RON, as a scenario file spells it: `Name(field: value,
+/// …)`, lists as `["a", "b"]`, strings quoted and escaped as Rust's `{:?}` does.
+fn write_ron<T: Serialize>(f: &mut fmt::Formatter<'_>, value: &T) -> fmt::Result {
+    let config = ron::ser::PrettyConfig::new()
+        .compact_structs(true)
+        .compact_arrays(true);
+    let text = ron::ser::to_string_pretty(value, config).map_err(|_| fmt::Error)?;
+    // RON escapes a single quote in a string (`\\'`), `{:?}` does not; every other
+    // backslash RON writes starts an escape of its own, so this undoes only that one.
+    f.write_str(&text.replace("\\'", "'"))
+}
+
 impl fmt::Display for Action {
+    /// The action as its scenario file writes it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Action::StartWorkloads => f.write_str("StartWorkloads"),
-            Action::StopWorkloads => f.write_str("StopWorkloads"),
-            Action::Migrate {
-                vm,
-                to,
-                mode,
-                confirm,
-            } => write!(
-                f,
-                "Migrate(vm: {vm:?}, to: {to:?}, mode: {mode:?}, confirm: {confirm})"
-            ),
-            Action::CancelMigration { vm } => write!(f, "CancelMigration(vm: {vm:?})"),
-            Action::RetryRollback { vm } => write!(f, "RetryRollback(vm: {vm:?})"),
-            Action::ReplicateNow { datastore } => {
-                write!(f, "ReplicateNow(datastore: {datastore:?})")
-            }
-            Action::PauseReplication { datastore } => {
-                write!(f, "PauseReplication(datastore: {datastore:?})")
-            }
-            Action::ResumeReplication { datastore } => {
-                write!(f, "ResumeReplication(datastore: {datastore:?})")
-            }
-            Action::LinkDown => f.write_str("LinkDown"),
-            Action::LinkUp => f.write_str("LinkUp"),
-            Action::Disaster { site } => write!(f, "Disaster(site: {site:?})"),
-            Action::Failover {
-                protection_groups,
-                kind,
-            } => write!(
-                f,
-                "Failover(protection_groups: {protection_groups:?}, kind: {kind:?})"
-            ),
-            Action::CreateDatastore { datastore } => {
-                write!(f, "CreateDatastore(datastore: {datastore:?})")
-            }
-            Action::PartitionSite { site } => write!(f, "PartitionSite(site: {site:?})"),
-            Action::HealPartition => f.write_str("HealPartition"),
-            Action::ArrayFault { array } => write!(f, "ArrayFault(array: {array:?})"),
-            Action::ArrayHealthy { array } => write!(f, "ArrayHealthy(array: {array:?})"),
-            Action::HostFault { host } => write!(f, "HostFault(host: {host:?})"),
-            Action::HostHealthy { host } => write!(f, "HostHealthy(host: {host:?})"),
-            Action::MigrateGroup { from, to, confirm } => write!(
-                f,
-                "MigrateGroup(from: {from:?}, to: {to:?}, confirm: {confirm})"
-            ),
-            Action::EnterMaintenance { datastore, confirm } => write!(
-                f,
-                "EnterMaintenance(datastore: {datastore:?}, confirm: {confirm})"
-            ),
-            Action::ExitMaintenance { datastore } => {
-                write!(f, "ExitMaintenance(datastore: {datastore:?})")
-            }
-            Action::Balance { cluster, confirm } => {
-                write!(f, "Balance(cluster: {cluster:?}, confirm: {confirm})")
-            }
-            Action::Expect(e) => write!(f, "Expect({e})"),
-        }
+        write_ron(f, self)
     }
 }
 
 impl fmt::Display for Expectation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_ron(f, self)
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Expectation::Located { vm, datastore } => {
-                write!(f, "Located(vm: {vm:?}, datastore: {datastore:?})")
+            Action::Command(c) => c.serialize(s),
+            Action::Expect(e) => s.serialize_newtype_variant("Action", 0, "Expect", e),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    /// Reads the variant's name, then either the expectation (`Expect`) or, handing the
+    /// name back, the command's own derived reader: no second list of commands.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
+        d.deserialize_enum("Action", action_variants(), ActionVisitor)
+    }
+}
+
+struct ActionVisitor;
+
+impl<'de> de::Visitor<'de> for ActionVisitor {
+    type Value = Action;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a command or Expect(...)")
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Action, A::Error> {
+        let (VariantName(name), variant) = data.variant()?;
+        if name == "Expect" {
+            return de::VariantAccess::newtype_variant(variant).map(Action::Expect);
+        }
+        if !command_variants().contains(&name.as_str()) {
+            return Err(de::Error::unknown_variant(&name, action_variants()));
+        }
+        let named = Named { name, variant };
+        Command::deserialize(de::value::EnumAccessDeserializer::new(named)).map(Action::Command)
+    }
+}
+
+/// An enum variant's name, read as an identifier (RON reads a `String` only in quotes).
+struct VariantName(String);
+
+impl<'de> Deserialize<'de> for VariantName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<VariantName, D::Error> {
+        struct Name;
+        impl de::Visitor<'_> for Name {
+            type Value = VariantName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a variant name")
             }
-            Expectation::Consistent { vm } => write!(f, "Consistent(vm: {vm:?})"),
-            Expectation::WritesLost { vm, max } => write!(f, "WritesLost(vm: {vm:?}, max: {max})"),
-            Expectation::Rating { vm, to, rating } => {
-                write!(f, "Rating(vm: {vm:?}, to: {to:?}, rating: {rating:?})")
-            }
-            Expectation::MigrationDone { vm } => write!(f, "MigrationDone(vm: {vm:?})"),
-            Expectation::Recovered { vm, datastore } => {
-                write!(f, "Recovered(vm: {vm:?}, datastore: {datastore:?})")
-            }
-            Expectation::Lost { vm } => write!(f, "Lost(vm: {vm:?})"),
-            Expectation::Compliant { datastore } => {
-                write!(f, "Compliant(datastore: {datastore:?})")
-            }
-            Expectation::OutOfCompliance { datastore } => {
-                write!(f, "OutOfCompliance(datastore: {datastore:?})")
-            }
-            Expectation::ServedBy { vm, array } => {
-                write!(f, "ServedBy(vm: {vm:?}, array: {array:?})")
-            }
-            Expectation::Replicating { datastore } => {
-                write!(f, "Replicating(datastore: {datastore:?})")
-            }
-            Expectation::OnHost { vm, host } => write!(f, "OnHost(vm: {vm:?}, host: {host:?})"),
-            Expectation::GroupMigrated { from, to } => {
-                write!(f, "GroupMigrated(from: {from:?}, to: {to:?})")
-            }
-            Expectation::InMaintenance { datastore } => {
-                write!(f, "InMaintenance(datastore: {datastore:?})")
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<VariantName, E> {
+                Ok(VariantName(v.to_string()))
             }
         }
+        d.deserialize_identifier(Name)
+    }
+}
+
+/// An enum's variant whose name was already read: gives it again to the next reader.
+struct Named<V> {
+    name: String,
+    variant: V,
+}
+
+impl<'de, V: de::VariantAccess<'de>> de::EnumAccess<'de> for Named<V> {
+    type Error = V::Error;
+    type Variant = V;
+
+    fn variant_seed<T: de::DeserializeSeed<'de>>(self, seed: T) -> Result<(T::Value, V), V::Error> {
+        let value = seed.deserialize(de::IntoDeserializer::into_deserializer(self.name))?;
+        Ok((value, self.variant))
+    }
+}
+
+/// The names of [`Command`]'s variants, as its derived reader knows them.
+pub fn command_variants() -> &'static [&'static str] {
+    static NAMES: OnceLock<&'static [&'static str]> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut probe = VariantProbe(&[]);
+        // The probe fails every read: it only notes the list the reader asks for.
+        let _ = Command::deserialize(&mut probe);
+        probe.0
+    })
+}
+
+/// A step's action names: every command, then `Expect`.
+fn action_variants() -> &'static [&'static str] {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names = command_variants().to_vec();
+        names.push("Expect");
+        names
+    })
+}
+
+/// A reader that only records the variant names an enum's reader asks for.
+struct VariantProbe(&'static [&'static str]);
+
+impl<'de> serde::Deserializer<'de> for &mut VariantProbe {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("only an enum's variant names are probed"))
+    }
+
+    fn deserialize_enum<V: de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0 = variants;
+        Err(de::Error::custom("probed"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+        byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map struct
+        identifier ignored_any
     }
 }
 
@@ -422,78 +398,11 @@ pub struct RunReport {
 
 impl Action {
     /// The engine command this action issues; `None` for an `Expect`, which only looks.
-    pub fn command(&self) -> Option<Command> {
-        self.command_or_check().ok()
-    }
-
-    /// The command this action issues, or the expectation it checks.
-    fn command_or_check(&self) -> Result<Command, &Expectation> {
-        Ok(match self {
-            Action::StartWorkloads => Command::StartWorkloads,
-            Action::StopWorkloads => Command::StopWorkloads,
-            Action::Migrate {
-                vm,
-                to,
-                mode,
-                confirm,
-            } => Command::Migrate {
-                vm: vm.clone(),
-                to: to.clone(),
-                mode: *mode,
-                confirm: *confirm,
-            },
-            Action::CancelMigration { vm } => Command::CancelMigration { vm: vm.clone() },
-            Action::RetryRollback { vm } => Command::RetryRollback { vm: vm.clone() },
-            Action::ReplicateNow { datastore } => Command::ReplicateNow {
-                datastore: datastore.clone(),
-            },
-            Action::PauseReplication { datastore } => Command::PauseReplication {
-                datastore: datastore.clone(),
-            },
-            Action::ResumeReplication { datastore } => Command::ResumeReplication {
-                datastore: datastore.clone(),
-            },
-            Action::LinkDown => Command::LinkDown,
-            Action::LinkUp => Command::LinkUp,
-            Action::Disaster { site } => Command::Disaster { site: site.clone() },
-            Action::Failover {
-                protection_groups,
-                kind,
-            } => Command::Failover {
-                protection_groups: protection_groups.clone(),
-                kind: *kind,
-            },
-            Action::CreateDatastore { datastore } => Command::CreateDatastore {
-                datastore: datastore.clone(),
-            },
-            Action::PartitionSite { site } => Command::PartitionSite { site: site.clone() },
-            Action::HealPartition => Command::HealPartition,
-            Action::ArrayFault { array } => Command::ArrayFault {
-                array: array.clone(),
-            },
-            Action::ArrayHealthy { array } => Command::ArrayHealthy {
-                array: array.clone(),
-            },
-            Action::HostFault { host } => Command::HostFault { host: host.clone() },
-            Action::HostHealthy { host } => Command::HostHealthy { host: host.clone() },
-            Action::MigrateGroup { from, to, confirm } => Command::MigrateGroup {
-                from: from.clone(),
-                to: to.clone(),
-                confirm: *confirm,
-            },
-            Action::EnterMaintenance { datastore, confirm } => Command::EnterMaintenance {
-                datastore: datastore.clone(),
-                confirm: *confirm,
-            },
-            Action::ExitMaintenance { datastore } => Command::ExitMaintenance {
-                datastore: datastore.clone(),
-            },
-            Action::Balance { cluster, confirm } => Command::Balance {
-                cluster: cluster.clone(),
-                confirm: *confirm,
-            },
-            Action::Expect(e) => return Err(e),
-        })
+    pub fn command(&self) -> Option<&Command> {
+        match self {
+            Action::Command(c) => Some(c),
+            Action::Expect(_) => None,
+        }
     }
 }
 
@@ -508,14 +417,14 @@ pub fn run_step(
     step: &Step,
 ) -> Result<StepReport, EngineError> {
     engine.advance(from_minutes(step.at))?;
-    let (outcome, detail) = match step.action.command_or_check() {
-        Ok(cmd) => match engine.apply(cmd) {
+    let (outcome, detail) = match &step.action {
+        Action::Command(cmd) => match engine.apply(cmd.clone()) {
             Ok(Outcome::Done(m)) => (StepOutcome::Ok, m),
             Ok(Outcome::Refused(m)) => (StepOutcome::Refused, m),
             // A command the engine rejects is reported, and the run goes on.
             Err(e) => (StepOutcome::Error, e.to_string()),
         },
-        Err(e) => check(engine, e),
+        Action::Expect(e) => check(engine, e),
     };
     Ok(StepReport {
         step: number,
@@ -748,22 +657,4 @@ pub fn run_file(path: &Path, workspace: &Path) -> Result<RunReport, ScenarioErro
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_rollback_is_a_scenario_action() {
-        let s = Scenario::from_ron_str(
-            r#"Scenario(name: "r", topology: "t.ron", seed: 1,
-                steps: [Step(at: 1.0, action: RetryRollback(vm: "vm1"))])"#,
-            "r.ron",
-        )
-        .unwrap();
-        let a = &s.steps[0].action;
-        assert_eq!(
-            a.command(),
-            Some(Command::RetryRollback { vm: "vm1".into() })
-        );
-        assert_eq!(a.to_string(), r#"RetryRollback(vm: "vm1")"#);
-    }
-}
+mod tests;

@@ -1,12 +1,19 @@
 //! The engine's command vocabulary: what an operator, a scenario or the GUI asks of it.
 
+use std::fmt;
 use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 use super::FailoverKind;
 use super::copy::CopyMode;
 
-/// What an operator (or a scenario) asks of the engine.
-#[derive(Debug, Clone, PartialEq)]
+/// What an operator (or a scenario) asks of the engine: the one list of commands. Its
+/// serde shape is the scenario file's (SPEC §10): `Migrate(vm: "vm1", to: "ds-2", mode:
+/// Mirror, confirm: true)`, `LinkDown` (`scenario::Action` writes and reads it). A new
+/// command is added here (and carried out in `Engine::apply`); scenarios, the demo player and the
+/// console's messages follow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     StartWorkloads,
     StopWorkloads,
@@ -93,6 +100,95 @@ pub enum Command {
     Rescan {
         file: PathBuf,
     },
+}
+
+impl fmt::Display for Command {
+    /// The command in a few words, as the console's messages and the demo's captions say
+    /// it: "Migrate vm1 to ds-2 (mirror)". (A scenario file's RON spelling is
+    /// `scenario::Action`'s `Display`.)
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let phrase = match self {
+            Command::StartWorkloads => "Start workloads".into(),
+            Command::StopWorkloads => "Stop workloads".into(),
+            Command::Migrate { vm, to, mode, .. } => {
+                format!("Migrate {vm} to {to} ({})", mode.as_str())
+            }
+            Command::CancelMigration { vm } => format!("Cancel the migration of {vm}"),
+            Command::RetryRollback { vm } => format!("Retry the roll-back of {vm}'s migration"),
+            Command::ReplicateNow { datastore } => format!("Replicate {datastore} now"),
+            Command::PauseReplication { datastore } => format!("Pause replication of {datastore}"),
+            Command::ResumeReplication { datastore } => {
+                format!("Resume replication of {datastore}")
+            }
+            Command::LinkDown => "Link down".into(),
+            Command::LinkUp => "Link up".into(),
+            Command::Disaster { site } => format!("Disaster at {site}"),
+            Command::Failover {
+                protection_groups,
+                kind,
+            } => format!(
+                "{} failover of {}",
+                kind.as_str(),
+                protection_groups.join(", ")
+            ),
+            Command::CleanupTestFailover => "Clean up the test failover".into(),
+            Command::CreateDatastore { datastore } => format!("Create datastore {datastore}"),
+            Command::PartitionSite { site } => format!("Partition site {site} away"),
+            Command::HealPartition => "Heal the partition".into(),
+            Command::ArrayFault { array } => format!("Array {array} reports a fault"),
+            Command::ArrayHealthy { array } => format!("Array {array} is healthy again"),
+            Command::HostFault { host } => format!("Host {host} fails"),
+            Command::HostHealthy { host } => format!("Host {host} is repaired"),
+            Command::MigrateGroup { from, to, .. } => {
+                format!("Migrate consistency group {from} to {to}")
+            }
+            Command::EnterMaintenance { datastore, .. } => {
+                format!("Enter maintenance mode on {datastore}")
+            }
+            Command::ExitMaintenance { datastore } => {
+                format!("Exit maintenance mode on {datastore}")
+            }
+            Command::Balance { cluster, .. } => format!("Balance datastore cluster {cluster}"),
+            Command::Rescan { file } => format!("Rescan arrays from {}", file.display()),
+        };
+        f.write_str(&phrase)
+    }
+}
+
+impl Command {
+    /// Does `other` ask for what `self` asks? As a panel would send it: a migration's
+    /// `confirm` (the wizard sends it only for a risky move) and the order of a failover's
+    /// protection groups do not count.
+    pub fn same_request(&self, other: &Command) -> bool {
+        match (self, other) {
+            (
+                Command::Migrate { vm, to, mode, .. },
+                Command::Migrate {
+                    vm: v2,
+                    to: t2,
+                    mode: m2,
+                    ..
+                },
+            ) => vm == v2 && to == t2 && mode == m2,
+            (
+                Command::Failover {
+                    protection_groups,
+                    kind,
+                },
+                Command::Failover {
+                    protection_groups: p2,
+                    kind: k2,
+                },
+            ) => {
+                let mut a = protection_groups.clone();
+                let mut b = p2.clone();
+                a.sort();
+                b.sort();
+                kind == k2 && a == b
+            }
+            (own, other) => own == other,
+        }
+    }
 }
 
 /// How a command ended when it did not fail.

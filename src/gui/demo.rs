@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use egui::{RichText, Ui};
 
-use super::live::{describe, mm_ss};
+use super::live::mm_ss;
 use super::style::{self, Tone};
 use super::worker::Request;
 use super::{Document, DrApp, MainTab, Selection, SideTab, WorkspaceChoice, wizard};
@@ -328,13 +328,12 @@ impl Demo {
 
 /// The action of a step in words, for a step without a caption.
 pub fn action_words(action: &Action) -> String {
-    match (action, action.command()) {
-        (Action::Expect(e), _) => expectation_words(e),
-        (Action::Migrate { confirm: true, .. }, Some(c)) => {
-            format!("{}, the operator confirming the risk", describe(&c))
+    match action {
+        Action::Expect(e) => expectation_words(e),
+        Action::Command(c @ Command::Migrate { confirm: true, .. }) => {
+            format!("{c}, the operator confirming the risk")
         }
-        (_, Some(c)) => describe(&c),
-        (a, None) => a.to_string(),
+        Action::Command(c) => c.to_string(),
     }
 }
 
@@ -397,35 +396,7 @@ fn outcome_tone(o: StepOutcome) -> Tone {
 /// groups their own way and send `confirm` only for a risky move, so those are compared
 /// loosely.
 fn issues(step: &Step, c: &Command) -> bool {
-    match (step.action.command(), c) {
-        (
-            Some(Command::Migrate { vm, to, mode, .. }),
-            Command::Migrate {
-                vm: v2,
-                to: t2,
-                mode: m2,
-                ..
-            },
-        ) => vm == *v2 && to == *t2 && mode == *m2,
-        (
-            Some(Command::Failover {
-                protection_groups,
-                kind,
-            }),
-            Command::Failover {
-                protection_groups: p2,
-                kind: k2,
-            },
-        ) => {
-            let mut a = protection_groups.clone();
-            let mut b = p2.clone();
-            a.sort();
-            b.sort();
-            kind == *k2 && a == b
-        }
-        (Some(own), c) => own == *c,
-        (None, _) => false,
-    }
+    step.action.command().is_some_and(|own| own.same_request(c))
 }
 
 impl DrApp {
@@ -795,34 +766,35 @@ impl DrApp {
             due: now + after,
         };
         let stage = match &step.action {
-            Action::Migrate { vm, to, mode, .. } => {
+            Action::Command(Command::Migrate { vm, to, mode, .. }) => {
                 self.select_vm(vm);
                 self.show_side(SideTab::Migrations);
                 self.wizard.prefill(vm, to, *mode);
                 show(Beat::Confirm, dwell / 2)
             }
-            Action::CancelMigration { vm } | Action::RetryRollback { vm } => {
+            Action::Command(Command::CancelMigration { vm })
+            | Action::Command(Command::RetryRollback { vm }) => {
                 self.select_vm(vm);
                 self.show_side(SideTab::Migrations);
                 show(Beat::Direct, dwell / 2)
             }
-            Action::ReplicateNow { .. }
-            | Action::PauseReplication { .. }
-            | Action::ResumeReplication { .. }
-            | Action::LinkDown
-            | Action::LinkUp => {
+            Action::Command(Command::ReplicateNow { .. })
+            | Action::Command(Command::PauseReplication { .. })
+            | Action::Command(Command::ResumeReplication { .. })
+            | Action::Command(Command::LinkDown)
+            | Action::Command(Command::LinkUp) => {
                 self.show_side(SideTab::Replication);
                 show(Beat::Direct, dwell / 2)
             }
-            Action::Disaster { site } => {
+            Action::Command(Command::Disaster { site }) => {
                 self.show_side(SideTab::Replication);
                 self.disaster = Some(site.clone());
                 show(Beat::CloseDisaster, dwell)
             }
-            Action::Failover {
+            Action::Command(Command::Failover {
                 protection_groups,
                 kind,
-            } => {
+            }) => {
                 self.show_side(SideTab::Replication);
                 self.main_tab = MainTab::Failover;
                 self.failover.reset();
@@ -851,22 +823,27 @@ impl DrApp {
                 }
                 show(Beat::Direct, Duration::ZERO)
             }
-            Action::StartWorkloads | Action::StopWorkloads => show(Beat::Direct, Duration::ZERO),
-            Action::MigrateGroup { .. }
-            | Action::EnterMaintenance { .. }
-            | Action::ExitMaintenance { .. }
-            | Action::Balance { .. } => {
+            Action::Command(
+                Command::StartWorkloads
+                | Command::StopWorkloads
+                | Command::CleanupTestFailover
+                | Command::Rescan { .. },
+            ) => show(Beat::Direct, Duration::ZERO),
+            Action::Command(Command::MigrateGroup { .. })
+            | Action::Command(Command::EnterMaintenance { .. })
+            | Action::Command(Command::ExitMaintenance { .. })
+            | Action::Command(Command::Balance { .. }) => {
                 self.show_side(SideTab::Migrations);
                 self.show_resilience(&step.action);
                 show(Beat::Direct, dwell / 2)
             }
-            Action::CreateDatastore { .. }
-            | Action::PartitionSite { .. }
-            | Action::HealPartition
-            | Action::ArrayFault { .. }
-            | Action::ArrayHealthy { .. }
-            | Action::HostFault { .. }
-            | Action::HostHealthy { .. } => {
+            Action::Command(Command::CreateDatastore { .. })
+            | Action::Command(Command::PartitionSite { .. })
+            | Action::Command(Command::HealPartition)
+            | Action::Command(Command::ArrayFault { .. })
+            | Action::Command(Command::ArrayHealthy { .. })
+            | Action::Command(Command::HostFault { .. })
+            | Action::Command(Command::HostHealthy { .. }) => {
                 self.show_resilience(&step.action);
                 show(Beat::Direct, dwell / 2)
             }
@@ -881,20 +858,19 @@ impl DrApp {
     fn show_resilience(&mut self, action: &Action) {
         use super::resilience::Section;
         let section = match action {
-            Action::CreateDatastore { .. }
-            | Action::PartitionSite { .. }
-            | Action::HealPartition
+            Action::Command(Command::CreateDatastore { .. })
+            | Action::Command(Command::PartitionSite { .. })
+            | Action::Command(Command::HealPartition)
             | Action::Expect(Expectation::Compliant { .. })
             | Action::Expect(Expectation::OutOfCompliance { .. }) => Section::Distributed,
-            Action::HostFault { .. }
-            | Action::HostHealthy { .. }
+            Action::Command(Command::HostFault { .. })
+            | Action::Command(Command::HostHealthy { .. })
             | Action::Expect(Expectation::OnHost { .. }) => Section::Hosts,
-            Action::MigrateGroup { .. } | Action::Expect(Expectation::GroupMigrated { .. }) => {
-                Section::GroupMigration
-            }
-            Action::EnterMaintenance { .. }
-            | Action::ExitMaintenance { .. }
-            | Action::Balance { .. }
+            Action::Command(Command::MigrateGroup { .. })
+            | Action::Expect(Expectation::GroupMigrated { .. }) => Section::GroupMigration,
+            Action::Command(Command::EnterMaintenance { .. })
+            | Action::Command(Command::ExitMaintenance { .. })
+            | Action::Command(Command::Balance { .. })
             | Action::Expect(Expectation::InMaintenance { .. }) => Section::Clusters,
             _ => Section::ArrayHealth,
         };
@@ -924,7 +900,7 @@ impl DrApp {
         let now = Instant::now();
         let next = match beat {
             Beat::Confirm => {
-                if let Action::Migrate { confirm, .. } = step.action {
+                if let Action::Command(Command::Migrate { confirm, .. }) = step.action {
                     self.wizard.confirmed = confirm;
                 }
                 Stage::Show {
@@ -1363,13 +1339,13 @@ mod tests {
 
     #[test]
     fn panel_commands_match_their_steps_loosely() {
-        let m = step(Action::Migrate {
+        let m = step(Action::Command(Command::Migrate {
             vm: "vm1".into(),
             to: "ds-2".into(),
             mode: crate::engine::copy::CopyMode::Mirror,
             confirm: true,
-        });
-        let mut c = m.action.command().unwrap();
+        }));
+        let mut c = m.action.command().unwrap().clone();
         assert!(issues(&m, &c));
         if let Command::Migrate { confirm, .. } = &mut c {
             *confirm = false;
@@ -1387,10 +1363,10 @@ mod tests {
                 confirm: true,
             }
         ));
-        let f = step(Action::Failover {
+        let f = step(Action::Command(Command::Failover {
             protection_groups: vec!["pg-b".into(), "pg-a".into()],
             kind: crate::engine::FailoverKind::Unplanned,
-        });
+        }));
         assert!(issues(
             &f,
             &Command::Failover {
@@ -1409,18 +1385,21 @@ mod tests {
             &step(Action::Expect(Expectation::Lost { vm: "vm1".into() })),
             &Command::LinkDown
         ));
-        assert!(issues(&step(Action::LinkDown), &Command::LinkDown));
+        assert!(issues(
+            &step(Action::Command(Command::LinkDown)),
+            &Command::LinkDown
+        ));
     }
 
     #[test]
     fn steps_without_a_caption_say_what_they_do() {
         assert_eq!(
-            action_words(&Action::Migrate {
+            action_words(&Action::Command(Command::Migrate {
                 vm: "vm1".into(),
                 to: "ds-2".into(),
                 mode: crate::engine::copy::CopyMode::Mirror,
                 confirm: true,
-            }),
+            })),
             "Migrate vm1 to ds-2 (mirror), the operator confirming the risk"
         );
         assert_eq!(
@@ -1430,7 +1409,10 @@ mod tests {
             })),
             "Check: db-01 lost at most 0 acknowledged write(s)"
         );
-        assert_eq!(action_words(&Action::LinkDown), "Link down");
+        assert_eq!(
+            action_words(&Action::Command(Command::LinkDown)),
+            "Link down"
+        );
     }
 
     #[test]

@@ -500,7 +500,7 @@ fn report_result(r: &CommandResult, topology: &Topology, log: &mut EventLog) {
     }
 }
 
-/// [`describe`], naming a replication command by its group as the group's button does: the
+/// The command in a few words (its `Display`), naming a replication command by its group as the group's button does: the
 /// command carries one datastore of the group, so cg-silver's *Replicate now* is
 /// "Replicate cg-silver now", not "Replicate ds-silver-1 now".
 pub fn describe_in(c: &Command, t: &Topology) -> String {
@@ -514,53 +514,7 @@ pub fn describe_in(c: &Command, t: &Topology) -> String {
     {
         *datastore = cg;
     }
-    describe(&c)
-}
-
-/// A command in a few words, for error messages.
-pub fn describe(c: &Command) -> String {
-    match c {
-        Command::StartWorkloads => "Start workloads".into(),
-        Command::StopWorkloads => "Stop workloads".into(),
-        Command::Migrate { vm, to, mode, .. } => {
-            format!("Migrate {vm} to {to} ({})", mode.as_str())
-        }
-        Command::CancelMigration { vm } => format!("Cancel the migration of {vm}"),
-        Command::RetryRollback { vm } => format!("Retry the roll-back of {vm}'s migration"),
-        Command::ReplicateNow { datastore } => format!("Replicate {datastore} now"),
-        Command::PauseReplication { datastore } => format!("Pause replication of {datastore}"),
-        Command::ResumeReplication { datastore } => format!("Resume replication of {datastore}"),
-        Command::LinkDown => "Link down".into(),
-        Command::LinkUp => "Link up".into(),
-        Command::Disaster { site } => format!("Disaster at {site}"),
-        Command::Failover {
-            protection_groups,
-            kind,
-        } => format!(
-            "{} failover of {}",
-            kind.as_str(),
-            protection_groups.join(", ")
-        ),
-        Command::CleanupTestFailover => "Clean up the test failover".into(),
-        Command::CreateDatastore { datastore } => format!("Create datastore {datastore}"),
-        Command::PartitionSite { site } => format!("Partition site {site} away"),
-        Command::HealPartition => "Heal the partition".into(),
-        Command::ArrayFault { array } => format!("Array {array} reports a fault"),
-        Command::ArrayHealthy { array } => format!("Array {array} is healthy again"),
-        Command::HostFault { host } => format!("Host {host} fails"),
-        Command::HostHealthy { host } => format!("Host {host} is repaired"),
-        Command::MigrateGroup { from, to, .. } => {
-            format!("Migrate consistency group {from} to {to}")
-        }
-        Command::EnterMaintenance { datastore, .. } => {
-            format!("Enter maintenance mode on {datastore}")
-        }
-        Command::ExitMaintenance { datastore } => {
-            format!("Exit maintenance mode on {datastore}")
-        }
-        Command::Balance { cluster, .. } => format!("Balance datastore cluster {cluster}"),
-        Command::Rescan { file } => format!("Rescan arrays from {}", file.display()),
-    }
+    c.to_string()
 }
 
 /// Appends `p`, dropping the oldest points down to three quarters of `cap` when `cap` is
