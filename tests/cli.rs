@@ -251,7 +251,7 @@ fn bad_destinations_exit_2() {
 
 #[test]
 fn broken_files_exit_2_naming_the_problem() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let syntax = dir.path().join("syntax.ron");
     std::fs::write(
         &syntax,
@@ -310,7 +310,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn bench_copy_reports_against_cp() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     for mode in ["mirror", "redirect", "split"] {
         let v = json(&drconsole(&[
             "bench",
@@ -370,8 +370,8 @@ fn bench_copy_reports_against_cp() {
 /// missing: not on PATH (PATH is an empty directory), or DRCONSOLE_RSYNC names no program.
 #[test]
 fn bench_replicate_without_rsync_skips_the_comparison() {
-    let dir = tempfile::tempdir().unwrap();
-    let empty = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
+    let empty = crate::testkit::scratch();
     let d = dir.path().display().to_string();
     let args = [
         "bench",
@@ -428,7 +428,7 @@ fn bench_replicate_without_rsync_skips_the_comparison() {
 
 #[test]
 fn generate_prints_a_topology_that_passes_check() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let args = [
         "generate",
         "--vms",
@@ -529,7 +529,7 @@ fn first_stamped_block(image: &Path) -> (u64, Vec<u8>) {
 
 #[test]
 fn verify_repair_json_on_a_clean_workspace_is_ok() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let ws = busy_workspace(dir.path());
     let o = drconsole(&["verify", &ws.display().to_string(), "--repair", "--json"]);
     let v = json(&o);
@@ -558,7 +558,7 @@ fn verify_repair_json_on_a_clean_workspace_is_ok() {
 
 #[test]
 fn verify_repair_json_names_the_vm_with_a_foreign_block() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let ws = busy_workspace(dir.path());
     let ds = ws.join("sites/pa/datastores/ds-1");
     let (_, foreign) = first_stamped_block(&ds.join("vm-a/disk0.img"));
@@ -605,7 +605,7 @@ fn verify_repair_json_names_the_vm_with_a_foreign_block() {
 
 #[test]
 fn verify_repair_reports_the_recovery_of_a_crashed_migration() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let ws = busy_workspace_with(dir.path(), true);
     let o = drconsole(&["verify", &ws.display().to_string(), "--repair", "--json"]);
     let v = json(&o);

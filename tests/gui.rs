@@ -67,7 +67,7 @@ fn clicking_a_vm_shows_its_ratings_table() {
 
 #[test]
 fn opening_a_broken_file_shows_the_error_and_keeps_the_topology() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let broken = dir.path().join("broken.ron");
     let text = std::fs::read_to_string(sample("patent_hazard.ron"))
         .unwrap()
@@ -159,7 +159,7 @@ fn filter_narrows_the_tree() {
 
 #[test]
 fn save_as_then_open_round_trips() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let out = dir.path().join("saved.ron");
     let mut h = default_app();
     h.run_steps(1);
@@ -192,7 +192,7 @@ fn a_bad_startup_file_opens_the_demo_with_the_error() {
 /// cg-1), the running workspace adopts it and the details panel shows the new tag.
 #[test]
 fn rescan_arrays_shows_an_edited_files_new_tag() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let file = dir.path().join("hazard.ron");
     let text = std::fs::read_to_string(sample("patent_hazard.ron")).unwrap();
     std::fs::write(&file, &text).unwrap();
@@ -264,7 +264,7 @@ fn key_controls_are_reachable_at(size: [f32; 2]) {
     use std::time::Duration;
     use testkit::{Region, assert_inside, assert_reachable, click, step_until, wait_ready};
 
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let topo = sample("clusters.ron");
     let mut h = testkit::app_sized(dir.path(), &["--topology", topo.to_str().unwrap()], size);
     wait_ready(&mut h);

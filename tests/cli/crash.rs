@@ -94,7 +94,7 @@ fn complete_instances(ws: &Path) -> usize {
 
 #[test]
 fn sigkill_anywhere_then_verify_is_clean() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     for mode in ["Mirror", "Redirect", "Split"] {
         let s = write_scenario(dir.path(), mode);
         let hits = points_passed(&s, &dir.path().join(format!("full-{mode}")));

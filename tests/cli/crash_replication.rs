@@ -89,7 +89,7 @@ fn check_published(ws: &Path) -> Option<u64> {
 
 #[test]
 fn sigkill_during_replication_leaves_the_published_point() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let s = write_scenario(dir.path());
     // The points the run passes, from the same deterministic run in this process.
     let full = dir.path().join("full");

@@ -44,7 +44,7 @@ fn tree(dir: &Path) -> Vec<String> {
 
 #[test]
 fn dry_run_elects_from_replica_datastores_only() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let ws = dir.path();
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_topologies/patent_hazard.ron"),
@@ -116,7 +116,7 @@ fn dry_run_elects_from_replica_datastores_only() {
 
 #[test]
 fn dry_run_reports_incomplete_and_ambiguous() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let ws = dir.path();
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_topologies/patent_hazard.ron"),
@@ -182,7 +182,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// elects the source and names the partial target for deletion.
 #[test]
 fn dry_run_on_what_a_real_disaster_leaves() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let topo = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_topologies/patent_timelines.ron");
     let scenario = dir.path().join("mid_copy.ron");
     std::fs::write(
@@ -324,7 +324,7 @@ fn dry_run(ws: &Path) -> Value {
 #[test]
 fn dry_run_leaves_the_workspace_byte_identical() {
     use drconsole::engine::{Command as Cmd, Engine, MINUTE};
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let ws = dir.path().join("ws");
     let mut e = Engine::create(&ws, &small_cg(), opts()).unwrap();
     e.apply(Cmd::StartWorkloads).unwrap();
@@ -355,7 +355,7 @@ fn dry_run_reads_through_a_committed_publish_a_crash_cut_short() {
     use drconsole::engine::copy::CopyMode;
     use drconsole::engine::{Command as Cmd, Engine, MINUTE};
     use drconsole::fault;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let ws = dir.path().join("ws");
     let mut e = Engine::create(&ws, &small_cg(), opts()).unwrap();
     e.apply(Cmd::StartWorkloads).unwrap();

@@ -24,7 +24,7 @@ fn run_json(scenario: &Path, ws: &Path) -> (Option<i32>, Vec<u8>) {
 
 #[test]
 fn sample_scenario_passes_and_is_deterministic() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let scenario = repo("sample_scenarios/live_migration.ron");
     let (code, a) = run_json(&scenario, &dir.path().join("one"));
     assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&a));
@@ -79,7 +79,7 @@ fn sample_scenario_passes_and_is_deterministic() {
 
 #[test]
 fn a_failed_expect_exits_1_and_different_seeds_differ() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let text = std::fs::read_to_string(repo("sample_scenarios/live_migration.ron"))
         .unwrap()
         .replace(
@@ -115,7 +115,7 @@ fn a_failed_expect_exits_1_and_different_seeds_differ() {
 
 #[test]
 fn bad_scenarios_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let bad = dir.path().join("bad.ron");
     std::fs::write(&bad, "Scenario(name: \"x\", topology: \"t.ron\", seed: 1, steps: [ Step(at: 1.0, action: Fly) ])").unwrap();
     let o = drconsole(&[
@@ -169,7 +169,7 @@ fn bad_scenarios_exit_2() {
 /// failover ones recover or lose exactly what their story says.
 #[test]
 fn every_sample_scenario_passes_headless() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut names: Vec<PathBuf> = std::fs::read_dir(repo("sample_scenarios"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -207,7 +207,7 @@ fn every_sample_scenario_passes_headless() {
 
 #[test]
 fn the_cross_cg_hazard_loses_the_vm_and_says_why() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let (code, out) = run_json(
         &repo("sample_scenarios/cross_cg_hazard.ron"),
         &dir.path().join("ws"),

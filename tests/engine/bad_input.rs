@@ -90,7 +90,7 @@ fn mutate(text: &str, ms: &[Mutation]) -> Vec<u8> {
 /// Writes `bytes` to a file and loads it as the reader's kind through the real loader
 /// (which also meets non-UTF-8 bytes); checks that an error names the file.
 fn load_file_names_it(kind: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     // read_config reads <dir>/vm.ron; the other loaders take the path.
     let path = dir.path().join("vm.ron");
     std::fs::write(&path, bytes).unwrap();
@@ -356,7 +356,7 @@ fn verify_ok(ws: &Path) {
 
 #[test]
 fn a_symlink_out_of_the_workspace_is_never_followed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let ws = workspace(dir.path());
     let ds1 = ws.join("sites/pa/datastores/ds-1");
 
@@ -478,7 +478,7 @@ fn set_mode(path: &Path, mode: u32) {
 
 #[test]
 fn a_read_only_datastore_is_refused_with_its_path_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     if !permissions_enforced(dir.path()) {
         eprintln!("note: skipped: permissions are not enforced for this user (root?)");
         return;
@@ -524,7 +524,7 @@ fn a_read_only_datastore_is_refused_with_its_path_and_loses_nothing() {
 
 #[test]
 fn a_truncated_image_is_refused_with_its_path_and_sizes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let ws = workspace(dir.path());
     let image = ws.join("sites/pa/datastores/ds-1/vm-b/disk0.img");
     let f = std::fs::OpenOptions::new()
@@ -543,7 +543,7 @@ fn a_truncated_image_is_refused_with_its_path_and_sizes() {
 
 #[test]
 fn a_garbage_vm_ron_is_named_and_kept() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let ws = workspace(dir.path());
     let cfg = ws.join("sites/pa/datastores/ds-1/vm-b/vm.ron");
     std::fs::write(&cfg, b"VmConfig(uuid: \xff\xfe garbage").unwrap();
@@ -586,7 +586,7 @@ fn a_garbage_vm_ron_is_named_and_kept() {
 
 #[test]
 fn a_missing_journal_is_refused_not_replaced() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let ws = workspace(dir.path());
     let journal = ws.join("journal/pa.log");
     std::fs::remove_file(&journal).unwrap();
@@ -604,7 +604,7 @@ fn a_missing_journal_is_refused_not_replaced() {
 /// workspace is ignored, and what it points at is never read or changed.
 #[test]
 fn the_recovery_scan_ignores_links_out_of_the_workspace() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let root = dir.path().join("ws");
     let ws = Workspace::create(
         &root,

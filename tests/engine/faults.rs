@@ -374,7 +374,7 @@ fn crash_run(root: &Path, name: &str, nth: u64, n: u64, reference: &BTreeMap<Str
 #[test]
 fn a_crash_at_every_fault_point_recovers() {
     let start = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     fault::record();
     let (crashed, mut e, at_create) = run_schedule(&dir.path().join("record"));
     let record_s = start.elapsed().as_secs_f64();

@@ -13,20 +13,10 @@ mod harness;
 
 use harness::{SimConfig, run_seed};
 
+use crate::testkit::scratch;
+
 /// Seeds `cargo test` runs by default (each run is a few simulated seconds to minutes).
 const DEFAULT_SEEDS: u64 = 200;
-
-/// A scratch directory for one run: on tmpfs when there is one (the engine fsyncs its state
-/// files; on a disk that, not the simulation, would set the pace), else the system's temp.
-fn scratch() -> tempfile::TempDir {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir()
-        && let Ok(d) = tempfile::tempdir_in(shm)
-    {
-        return d;
-    }
-    tempfile::tempdir().unwrap()
-}
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;

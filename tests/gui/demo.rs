@@ -44,7 +44,7 @@ fn commands_logged(app: &DrApp) -> Vec<String> {
 
 #[test]
 fn a_sample_plays_through_the_panels_and_ends_as_the_headless_run() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let path = sample("disaster_mid_copy.ron");
     let scenario = Scenario::load(&path).unwrap();
     let mut h = console(dir.path());
@@ -232,7 +232,7 @@ fn a_sample_plays_through_the_panels_and_ends_as_the_headless_run() {
 
 #[test]
 fn playing_runs_the_steps_at_their_times_by_itself() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let path = sample("planned_failover.ron");
     let mut h = console(dir.path());
     {
@@ -263,7 +263,7 @@ fn playing_runs_the_steps_at_their_times_by_itself() {
 
 #[test]
 fn a_bad_scenario_file_is_reported_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = console(dir.path());
     let topo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("sample_topologies/patent_timelines.ron")
@@ -336,7 +336,7 @@ fn a_bad_scenario_file_is_reported_and_changes_nothing() {
 
 #[test]
 fn every_sample_plays_to_the_headless_result() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = console(dir.path());
     let samples = drconsole::gui::demo::list_samples(&sample(""));
     assert!(samples.len() >= 6);
@@ -370,7 +370,7 @@ fn every_sample_plays_to_the_headless_result() {
 
 #[test]
 fn a_presenters_keys_step_through_a_whole_demo() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let path = sample("live_migration.ron");
     let total = Scenario::load(&path).unwrap().steps.len();
     let mut h = console(dir.path());
@@ -407,7 +407,7 @@ fn a_presenters_keys_step_through_a_whole_demo() {
 /// workspace and its clock speed.
 #[test]
 fn close_demo_returns_to_the_topology_workspace_and_speed_from_before() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = console(dir.path());
     click(&mut h, "10×");
     step_until(&mut h, "10×", Duration::from_secs(10), |a| {

@@ -81,7 +81,7 @@ fn replicating_in(mut h: Harness<'static, DrApp>) -> Harness<'static, DrApp> {
 
 #[test]
 fn replicate_now_pause_and_the_link_change_the_group_states() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = replicating(dir.path());
     h.check_accessibility();
 
@@ -194,7 +194,7 @@ fn replicate_now_pause_and_the_link_change_the_group_states() {
 
 #[test]
 fn a_disaster_then_an_unplanned_failover_recovers_tier1_consistent() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = replicating(dir.path());
 
     // Guests write for a while, and the gold groups ship a point with data in it.
@@ -361,7 +361,7 @@ fn a_disaster_then_an_unplanned_failover_recovers_tier1_consistent() {
 
 #[test]
 fn a_test_failover_runs_without_asking_and_cleans_up() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = replicating(dir.path());
     h.get_by_role_and_label(Role::Button, "Failover").click();
     h.run_steps(2);
@@ -443,7 +443,7 @@ fn a_test_failover_runs_without_asking_and_cleans_up() {
 
 #[test]
 fn a_planned_failover_asks_first_and_loses_no_write() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = replicating(dir.path());
     click(&mut h, "▶ Start workloads");
     step_until(&mut h, "some writes", Duration::from_secs(10), |a| {
@@ -505,7 +505,7 @@ fn a_planned_failover_asks_first_and_loses_no_write() {
 /// still in the window (it sat above the plan and scrolled away with it).
 #[test]
 fn run_stays_in_view_below_a_long_plan_at_1024x700() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = crate::testkit::app_sized(dir.path(), &[], [1024.0, 700.0]);
     crate::testkit::wait_ready(&mut h);
     h.get_by_role_and_label(Role::Button, "Failover").click();
@@ -557,7 +557,7 @@ fn run_stays_in_view_below_a_long_plan_at_1024x700() {
 /// VMs: unplanned (the operator can still choose another).
 #[test]
 fn a_lost_protected_site_preselects_an_unplanned_failover() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = replicating(dir.path());
     assert_eq!(h.state().failover.kind, FailoverKind::Test);
     crate::testkit::declare_disaster(&mut h, "pa", Duration::from_secs(10));
@@ -581,7 +581,7 @@ fn a_lost_protected_site_preselects_an_unplanned_failover() {
 /// recovery points in the Failover tab.
 #[test]
 fn groups_violating_their_rpo_come_first() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = replicating(dir.path());
     // cg-gold-b (second of four, RPO 20 min) stops shipping and falls behind.
     click(&mut h, &pause_name("cg-gold-b"));
@@ -637,7 +637,7 @@ fn central_right(h: &Harness<'static, DrApp>) -> f32 {
 #[test]
 fn capacity_by_host_and_the_plan_fit_a_small_window() {
     use drconsole::gui::capacity_table::{reservation_text, reservations_toggle};
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = replicating_sized(dir.path(), [1024.0, 700.0]);
     h.get_by_role_and_label(Role::Button, "Failover").click();
     h.run_steps(2);
@@ -753,7 +753,7 @@ fn top_of(h: &Harness<'static, DrApp>, label: &str) -> f64 {
 
 #[test]
 fn after_a_disaster_and_a_failover_every_view_shows_where_things_run_now() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = replicating(dir.path());
     click(&mut h, "▶ Start workloads");
     click(&mut h, "60×");

@@ -34,7 +34,7 @@ fn pick(h: &mut Harness<'static, DrApp>, cg: &str) {
 
 #[test]
 fn the_group_section_moves_cg_gold_a_to_cg_gold_b() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = app_in(dir.path());
     wait_ready(&mut h);
     h.get_by_role_and_label(Role::Button, "Resilience").click();

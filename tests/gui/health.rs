@@ -33,7 +33,7 @@ fn first_points_published(app: &DrApp) -> bool {
 
 #[test]
 fn fault_then_healthy_swaps_io_to_the_replicas_and_back() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = app_in(dir.path());
     wait_ready(&mut h);
     click(&mut h, "Resilience");

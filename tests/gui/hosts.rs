@@ -41,7 +41,7 @@ fn press(h: &mut Harness<'static, DrApp>, label: &str) {
 
 #[test]
 fn fail_and_repair_a_host_from_the_resilience_tab() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let topo = sample("host_ha.ron");
     let mut h = app_with(dir.path(), &["--topology", topo.to_str().unwrap()]);
     wait_ready(&mut h);

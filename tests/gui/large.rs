@@ -17,7 +17,7 @@ fn large() -> (tempfile::TempDir, Topology, Harness<'static, DrApp>) {
         seed: 7,
     })
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let path = dir.path().join("large.ron");
     t.save(&path).unwrap();
     let startup = Startup::from_path(Some(&path)).browse_only();

@@ -16,7 +16,7 @@ fn messages_of(app: &mut DrApp) -> Vec<String> {
 
 #[test]
 fn commands_and_errors_are_logged_by_kind_and_the_filter_narrows_the_list() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = app_in(dir.path());
     wait_ready(&mut h);
 
@@ -111,7 +111,7 @@ fn commands_and_errors_are_logged_by_kind_and_the_filter_narrows_the_list() {
 
 #[test]
 fn the_log_exports_as_json_lines() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = browse(Startup::from_path(None));
     h.run_steps(2);
     h.state_mut().log.warning("Something to look at");
@@ -175,7 +175,7 @@ fn the_log_exports_as_json_lines() {
 
 #[test]
 fn settings_and_the_last_topology_come_back_in_a_new_app() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let first = dir.path().join("first.ron");
     let second = dir.path().join("second.ron");
     std::fs::copy(sample("patent_hazard.ron"), &first).unwrap();
@@ -240,7 +240,7 @@ fn settings_and_the_last_topology_come_back_in_a_new_app() {
 
 #[test]
 fn a_last_topology_that_is_gone_falls_back_to_the_demo_with_an_error() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let gone = dir.path().join("gone.ron");
     let saved = Persisted {
         last_topology: Some(gone.clone()),
@@ -297,7 +297,7 @@ fn running_for(dir: &std::path::Path, secs: u64) -> Harness<'static, DrApp> {
 
 #[test]
 fn the_clock_and_the_log_survive_closing_and_reopening_the_workspace() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let h = running_for(dir.path(), 60);
     let before = sim_now(h.state());
     let earlier: Vec<String> = h
@@ -373,7 +373,7 @@ fn the_clock_and_the_log_survive_closing_and_reopening_the_workspace() {
 fn reopening_after_a_disaster_offers_the_reset_and_the_file_menu_resets() {
     use drconsole::gui::replication::disaster_confirm;
     use drconsole::gui::reset;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = running_for(dir.path(), 30);
     h.state_mut().disaster = Some("pa".into());
     h.run_steps(6);

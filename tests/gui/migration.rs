@@ -55,7 +55,7 @@ fn review_web01_to_local(dir: &Path) -> Harness<'static, DrApp> {
 
 #[test]
 fn a_severe_move_cannot_start_without_are_you_sure() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = review_web01_to_local(dir.path());
     h.check_accessibility();
 
@@ -101,7 +101,7 @@ fn a_severe_move_cannot_start_without_are_you_sure() {
 
 #[test]
 fn a_confirmed_severe_move_runs_in_the_task_list_and_moves_the_vm() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = review_web01_to_local(dir.path());
 
     // Pause the clock so the task can be seen running before it finishes.
@@ -216,7 +216,7 @@ fn a_confirmed_severe_move_runs_in_the_task_list_and_moves_the_vm() {
 
 #[test]
 fn a_locked_workspace_leaves_the_console_browsable() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let holder = Engine::open_or_create(
         dir.path(),
         &Topology::builtin_default(),
@@ -274,7 +274,7 @@ fn start_disabled(h: &Harness<'static, DrApp>) -> bool {
 #[test]
 fn the_wizard_stays_put_finds_vms_and_says_why_start_waits() {
     use drconsole::gui::wizard::{FIND, Step, TITLE};
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = app_in(dir.path());
     step_until(&mut h, "the workspace", Duration::from_secs(30), |a| {
         a.engine_ready()
@@ -370,7 +370,7 @@ fn the_wizard_stays_put_finds_vms_and_says_why_start_waits() {
 /// a row shows what that move could lose below the table, without hovering.
 #[test]
 fn where_can_it_go_shows_free_space_and_the_picked_rows_explanation() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let mut h = app_in(dir.path());
     step_until(&mut h, "free space", Duration::from_secs(30), |a| {
         a.engine_ready() && !a.live.free_mib.is_empty()

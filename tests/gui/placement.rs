@@ -59,7 +59,7 @@ fn idle(app: &DrApp) -> bool {
 
 #[test]
 fn maintenance_evacuates_and_the_cross_cg_move_needs_are_you_sure() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let topo = sample("clusters.ron");
     let mut h = app_with(dir.path(), &["--topology", topo.to_str().unwrap()]);
     wait_ready(&mut h);

@@ -24,7 +24,7 @@ fn group<'a>(app: &'a DrApp, id: &str) -> &'a GroupView {
 
 #[test]
 fn the_operator_story_from_open_to_an_exported_log() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let ws = dir.path().join("ws");
     let mut h = app_in(&ws);
     wait_ready(&mut h);

@@ -20,7 +20,7 @@ fn dist<'a>(app: &'a DrApp, id: &str) -> &'a DistributedView {
 
 #[test]
 fn create_during_a_partition_then_heal() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::testkit::scratch();
     let topo = sample("stretched.ron");
     let mut h = app_with(dir.path(), &["--topology", topo.to_str().unwrap()]);
     wait_ready(&mut h);

@@ -21,6 +21,19 @@ pub fn sample(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A scratch directory for one test (a workspace, files to read): on tmpfs when there is
+/// one (the engine fsyncs its state files; on a disk that, not the test, would set the
+/// pace), else the system's temp.
+pub fn scratch() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(d) = tempfile::tempdir_in(shm)
+    {
+        return d;
+    }
+    tempfile::tempdir().unwrap()
+}
+
 /// The console without a workspace: browsing only, nothing runs.
 pub fn browse(startup: Startup) -> Harness<'static, DrApp> {
     let startup = startup.browse_only();
