@@ -68,7 +68,7 @@ pub use replication::{
     GroupSpec, GroupState, GroupView, Pair, PublishedPoint, groups_of, human_bytes,
     pending_publishes,
 };
-use sched::{Ev, Queued};
+use sched::{Ev, Queued, VmIx};
 pub use stretch::DistributedView;
 use time::duration_for;
 pub use time::{MINUTE, SECOND, SimTime, format_time, from_minutes, to_minutes};
@@ -177,11 +177,15 @@ pub struct Engine {
     workloads_on: bool,
     next_migration: u64,
     vms: Vec<VmRt>,
+    /// Each VM's index in `vms` by id, kept in step with it (VMs are only added at start).
+    vm_ix: HashMap<String, VmIx>,
     sites: BTreeMap<String, SiteIo>,
     /// The next guest write's seq: one sequence for all sites, so a VM's history stays
     /// ordered across a failover.
     next_seq: u64,
     queue: BinaryHeap<Queued>,
+    /// The next event's [`Scheduled::seq`].
+    sched_seq: u64,
     log: Vec<LogLine>,
     latencies: VecDeque<(SimTime, usize, u64)>,
     groups: Vec<GroupRt>,
@@ -252,7 +256,7 @@ impl Engine {
     }
 
     fn vm_index(&self, id: &str) -> Option<usize> {
-        self.vms.iter().position(|v| v.id == id)
+        self.vm_ix.get(id).map(|ix| ix.0)
     }
 
     /// Carries out a command at the current simulated time.
