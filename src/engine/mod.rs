@@ -6,6 +6,32 @@
 //! one queue, processed in time order with deterministic tie-breaks, so a seed reproduces
 //! a run byte for byte. The bytes are real: every write is a 4 KiB `pwrite` plus a journal
 //! line, every copy run a large read and write.
+//!
+//! # How the engine is built
+//!
+//! A small core and one subsystem per capability. The core (this file and `time`,
+//! `sched`, `guest`, `persist`, `recover`, `verify`, `views`) owns the simulated clock,
+//! the typed event queue (`sched::Scheduled`: each event carries its own typed index,
+//! `VmIx`, `GroupIx`, …), the VMs with their guests, images and journals, the id → index
+//! maps and the workspace. Each capability is one module owning its state machine and its
+//! runtime/saved state in a field of [`Engine`]: live migration (`migrate`, `migration`,
+//! `copy`), replication, failover, stretch, health, hosts, group moves and placement.
+//!
+//! A new capability plugs in by implementing the same hooks the others do, each called
+//! from exactly one place in the core:
+//! - **events**: an `Ev` variant with its typed index, queued with `Engine::schedule`
+//!   and dispatched in `Engine::advance` (`sched.rs`) to its `on_*_event`;
+//! - **guest writes**: an `*_after_write` called from `Engine::after_guest_write`;
+//! - **migration ends**: a `*_migration_ended` called from `Engine::migration_ended`;
+//! - **save/restore**: a `*Saved` field of `EngineState` filled by `*_saved` in
+//!   `Engine::persist_state` and read back by `restore_*` in `Engine::start`;
+//! - **views**: a view type in [`Snapshot`] built by `*_views` in `Engine::snapshot`;
+//! - **invariants**: a rule in `Engine::check_invariants` (`invariants.rs`), run after
+//!   every command and every `advance` in debug builds.
+//!
+//! A new command is added in exactly one place, `engine/command.rs` (the [`Command`]
+//! vocabulary every front end and scenario shares), then handled in the engine's one
+//! dispatch, `Engine::apply`.
 
 mod command;
 pub mod copy;
