@@ -41,6 +41,7 @@ mod group;
 mod guest;
 mod health;
 mod hosts;
+mod invariants;
 mod migrate;
 mod migration;
 mod persist;
@@ -81,6 +82,7 @@ pub use group::{GroupMemberView, GroupMigrationView, GroupPhase};
 use guest::{GuestOp, OpKind, seed_for};
 pub use health::ArrayView;
 pub use hosts::HostView;
+pub use invariants::Broken;
 pub use migration::Phase;
 use migration::{Migration, MigrationRecord, RoutedReader};
 pub use persist::{CLOCK_FILE, Location, Locations};
@@ -337,6 +339,7 @@ impl Engine {
             Command::Rescan { file } => self.rescan_file(&file)?,
         };
         self.persist_state()?;
+        self.debug_check_invariants();
         Ok(out)
     }
 
@@ -399,3 +402,6 @@ mod replication_tests;
 
 #[cfg(test)]
 mod rescan_tests;
+
+#[cfg(test)]
+mod invariants_tests;

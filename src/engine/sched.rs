@@ -113,6 +113,7 @@ impl Engine {
         }
         self.now = self.now.max(until);
         self.check_rpo_alarms();
+        self.debug_check_invariants();
         Ok(())
     }
 
