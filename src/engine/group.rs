@@ -135,8 +135,6 @@ pub(super) struct GroupMoveRt {
     starting: Option<u64>,
 }
 
-/// Event `i` values: a check (a copy finished) or the once-a-second poll.
-
 /// The protected-site datastores of consistency group `cg`, in topology order.
 pub fn cg_datastores(t: &crate::topology::Topology, cg: &str) -> Vec<String> {
     t.datastores
