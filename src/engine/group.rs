@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::copy::{CopyMode, Direction};
+use super::sched::GroupTick;
 use super::{
     Engine, EngineError, Ev, Location, Locations, LogLevel, Outcome, SECOND, SimTime, fault_point,
     format_time, io_err, read_ron, write_ron,
@@ -134,10 +135,6 @@ pub(super) struct GroupMoveRt {
     starting: Option<u64>,
 }
 
-/// Event `i` values: a check (a copy finished) or the once-a-second poll.
-const CHECK: usize = 0;
-const POLL: usize = 1;
-
 /// The protected-site datastores of consistency group `cg`, in topology order.
 pub fn cg_datastores(t: &crate::topology::Topology, cg: &str) -> Vec<String> {
     t.datastores
@@ -175,8 +172,8 @@ impl Engine {
             .is_some_and(|(_, p)| p == GroupPhase::Copying)
     }
 
-    fn queue_group(&mut self, at: SimTime, kind: usize, id: u64) {
-        self.queue.push(Reverse((at, Ev::Group, kind, id)));
+    fn queue_group(&mut self, at: SimTime, tick: GroupTick, op: u64) {
+        self.schedule(at, Ev::Group { tick, op });
     }
 
     /// Restores the saved state right after the engine is built (before migrations are
@@ -218,7 +215,7 @@ impl Engine {
             op.phase.as_str()
         ));
         let now = self.now;
-        self.queue_group(now, POLL, op.id);
+        self.queue_group(now, GroupTick::Poll, op.id);
         Ok(())
     }
 
@@ -233,16 +230,16 @@ impl Engine {
     }
 
     /// A queued `Ev::Group` event fell due.
-    pub(super) fn on_group_event(&mut self, kind: usize, gen_: u64) -> Result<(), EngineError> {
+    pub(super) fn on_group_event(&mut self, tick: GroupTick, gen_: u64) -> Result<(), EngineError> {
         let Some(k) = self.active_group_op() else {
             return Ok(());
         };
         if self.group.saved.ops[k].id != gen_ {
             return Ok(());
         }
-        if kind == POLL {
+        if tick == GroupTick::Poll {
             let next = self.now + SECOND;
-            self.queue_group(next, POLL, gen_);
+            self.queue_group(next, GroupTick::Poll, gen_);
         }
         // A disaster or a failover stopped a member: the replicas decide now.
         let stopped: Vec<String> = self.group.saved.ops[k]
@@ -439,7 +436,7 @@ impl Engine {
             reverse_writes: 0,
             message: String::new(),
         });
-        self.queue_group(now + SECOND, POLL, id);
+        self.queue_group(now + SECOND, GroupTick::Poll, id);
         self.info(msg.clone());
         Ok(Outcome::Done(msg))
     }
@@ -546,7 +543,7 @@ impl Engine {
             return Ok(false);
         };
         let (now, id) = (self.now, self.group.saved.ops[k].id);
-        self.queue_group(now, CHECK, id);
+        self.queue_group(now, GroupTick::Check, id);
         Ok(true)
     }
 

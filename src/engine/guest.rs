@@ -63,14 +63,11 @@ impl Engine {
         vm.guest_gen += 1;
         let gen_ = vm.guest_gen;
         // A random phase so guests do not all fire at once.
-        for (iops, ev) in [
-            (vm.write_iops, Ev::GuestWrite),
-            (vm.read_iops, Ev::GuestRead),
-        ] {
+        for (iops, kind) in [(vm.write_iops, OpKind::Write), (vm.read_iops, OpKind::Read)] {
             if iops > 0 {
                 let interval = SECOND / u64::from(iops);
-                let phase = splitmix(&mut vm.rng) % interval.max(1);
-                self.queue.push(Reverse((now + phase, ev, i, gen_)));
+                let phase = splitmix(&mut self.vms[i].rng) % interval.max(1);
+                self.schedule(now + phase, Ev::guest(kind, VmIx(i), gen_));
             }
         }
     }
@@ -207,7 +204,7 @@ impl Engine {
             let lands = t.max(m.dst_busy_until) + svc;
             m.dst_busy_until = lands;
             m.mirror_pending.push_back((lands, block, seq));
-            self.queue.push(Reverse((lands, Ev::MirrorLand, i, 0)));
+            self.schedule(lands, Ev::MirrorLand { vm: VmIx(i) });
         }
         // Acknowledged when its first copy lands.
         let latency = t - op.issued + svc;

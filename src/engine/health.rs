@@ -24,12 +24,12 @@
 //! A CG swaps as a whole (write-order consistency), even if only one of its datastores is
 //! on the faulted array.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::sched::SwapId;
 use super::{Engine, EngineError, Ev, LogLevel, Outcome, SECOND, SimTime, format_time, io_err};
 use crate::disk::{BLOCK_SIZE, Block, ImageFile};
 use crate::topology::SiteRole;
@@ -186,12 +186,11 @@ impl Engine {
     fn queue_health(&mut self, k: usize, at: SimTime) {
         let s = &mut self.health.swaps[k];
         s.generation += 1;
-        self.queue.push(Reverse((
-            at.max(self.now),
-            Ev::Health,
-            s.saved.id as usize,
-            s.generation,
-        )));
+        let ev = Ev::Health {
+            swap: SwapId(s.saved.id),
+            gen_: s.generation,
+        };
+        self.schedule(at.max(self.now), ev);
     }
 
     /// Re-points VM `i`'s I/O to its replica instance (on the pair's replica datastore)
@@ -338,8 +337,8 @@ impl Engine {
     }
 
     /// A queued `Ev::Health` event fell due.
-    pub(super) fn on_health_event(&mut self, id: usize, gen_: u64) -> Result<(), EngineError> {
-        let Some(k) = self.swap_index(id as u64) else {
+    pub(super) fn on_health_event(&mut self, id: SwapId, gen_: u64) -> Result<(), EngineError> {
+        let Some(k) = self.swap_index(id.0) else {
             return Ok(());
         };
         if self.health.swaps[k].generation != gen_ {

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::sched::VmIx;
 use super::{Engine, EngineError, Ev, LogLevel, Outcome, SECOND, SimTime, format_time};
 use crate::topology::SiteRole;
 
@@ -214,8 +215,7 @@ impl Engine {
             }
         }
         for (at, i, gen_) in pending {
-            self.queue
-                .push(Reverse((at.max(self.now), Ev::Host, i, gen_)));
+            self.schedule(at.max(self.now), Ev::Host { vm: VmIx(i), gen_ });
         }
         Ok(())
     }
@@ -457,7 +457,7 @@ impl Engine {
                     let restart_at = self.now + BOOT_DELAY + booted as u64 * BOOT_STAGGER;
                     booted += 1;
                     if let Some(i) = self.vm_index(&vm) {
-                        self.queue.push(Reverse((restart_at, Ev::Host, i, gen_)));
+                        self.schedule(restart_at, Ev::Host { vm: VmIx(i), gen_ });
                     }
                     self.info(format!(
                         "Host HA: reserved {cpus} vCPU / {mem} GiB on {host} for {vm}; it boots at {}",
@@ -649,7 +649,7 @@ impl Engine {
                     let gen_ = self.hosts.next_gen;
                     let restart_at = now + BOOT_DELAY + restarted.len() as u64 * BOOT_STAGGER;
                     if let Some(i) = self.vm_index(vm) {
-                        self.queue.push(Reverse((restart_at, Ev::Host, i, gen_)));
+                        self.schedule(restart_at, Ev::Host { vm: VmIx(i), gen_ });
                     }
                     self.info(format!(
                         "Host HA: reserved {cpus} vCPU / {mem} GiB on {to} for {vm}; it boots at {}",

@@ -303,7 +303,13 @@ impl Engine {
             let ends = t.max(m.dst_busy_until) + duration_for(bytes, rate);
             m.dst_busy_until = ends;
             m.run_ends_at = Some(ends);
-            self.queue.push(Reverse((ends, Ev::RunDone, i, run_gen)));
+            self.schedule(
+                ends,
+                Ev::RunDone {
+                    vm: VmIx(i),
+                    run_gen,
+                },
+            );
             return Ok(());
         }
         match m.core.direction {

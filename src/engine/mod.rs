@@ -6,6 +6,32 @@
 //! one queue, processed in time order with deterministic tie-breaks, so a seed reproduces
 //! a run byte for byte. The bytes are real: every write is a 4 KiB `pwrite` plus a journal
 //! line, every copy run a large read and write.
+//!
+//! # How the engine is built
+//!
+//! A small core and one subsystem per capability. The core (this file and `time`,
+//! `sched`, `guest`, `persist`, `recover`, `verify`, `views`) owns the simulated clock,
+//! the typed event queue (`sched::Scheduled`: each event carries its own typed index,
+//! `VmIx`, `GroupIx`, …), the VMs with their guests, images and journals, the id → index
+//! maps and the workspace. Each capability is one module owning its state machine and its
+//! runtime/saved state in a field of [`Engine`]: live migration (`migrate`, `migration`,
+//! `copy`), replication, failover, stretch, health, hosts, group moves and placement.
+//!
+//! A new capability plugs in by implementing the same hooks the others do, each called
+//! from exactly one place in the core:
+//! - **events**: an `Ev` variant with its typed index, queued with `Engine::schedule`
+//!   and dispatched in `Engine::advance` (`sched.rs`) to its `on_*_event`;
+//! - **guest writes**: an `*_after_write` called from `Engine::after_guest_write`;
+//! - **migration ends**: a `*_migration_ended` called from `Engine::migration_ended`;
+//! - **save/restore**: a `*Saved` field of `EngineState` filled by `*_saved` in
+//!   `Engine::persist_state` and read back by `restore_*` in `Engine::start`;
+//! - **views**: a view type in [`Snapshot`] built by `*_views` in `Engine::snapshot`;
+//! - **invariants**: a rule in `Engine::check_invariants` (`invariants.rs`), run after
+//!   every command and every `advance` in debug builds.
+//!
+//! A new command is added in exactly one place, `engine/command.rs` (the [`Command`]
+//! vocabulary every front end and scenario shares), then handled in the engine's one
+//! dispatch, `Engine::apply`.
 
 mod command;
 pub mod copy;
@@ -15,6 +41,7 @@ mod group;
 mod guest;
 mod health;
 mod hosts;
+mod invariants;
 mod migrate;
 mod migration;
 mod persist;
@@ -55,6 +82,7 @@ pub use group::{GroupMemberView, GroupMigrationView, GroupPhase};
 use guest::{GuestOp, OpKind, seed_for};
 pub use health::ArrayView;
 pub use hosts::HostView;
+pub use invariants::Broken;
 pub use migration::Phase;
 use migration::{Migration, MigrationRecord, RoutedReader};
 pub use persist::{CLOCK_FILE, Location, Locations};
@@ -68,7 +96,7 @@ pub use replication::{
     GroupSpec, GroupState, GroupView, Pair, PublishedPoint, groups_of, human_bytes,
     pending_publishes,
 };
-use sched::{Ev, Queued};
+use sched::{Ev, Queued, VmIx};
 pub use stretch::DistributedView;
 use time::duration_for;
 pub use time::{MINUTE, SECOND, SimTime, format_time, from_minutes, to_minutes};
@@ -177,11 +205,15 @@ pub struct Engine {
     workloads_on: bool,
     next_migration: u64,
     vms: Vec<VmRt>,
+    /// Each VM's index in `vms` by id, kept in step with it (VMs are only added at start).
+    vm_ix: HashMap<String, VmIx>,
     sites: BTreeMap<String, SiteIo>,
     /// The next guest write's seq: one sequence for all sites, so a VM's history stays
     /// ordered across a failover.
     next_seq: u64,
     queue: BinaryHeap<Queued>,
+    /// The next event's [`Scheduled::seq`].
+    sched_seq: u64,
     log: Vec<LogLine>,
     latencies: VecDeque<(SimTime, usize, u64)>,
     groups: Vec<GroupRt>,
@@ -252,7 +284,7 @@ impl Engine {
     }
 
     fn vm_index(&self, id: &str) -> Option<usize> {
-        self.vms.iter().position(|v| v.id == id)
+        self.vm_ix.get(id).map(|ix| ix.0)
     }
 
     /// Carries out a command at the current simulated time.
@@ -307,6 +339,7 @@ impl Engine {
             Command::Rescan { file } => self.rescan_file(&file)?,
         };
         self.persist_state()?;
+        self.debug_check_invariants();
         Ok(out)
     }
 
@@ -369,3 +402,6 @@ mod replication_tests;
 
 #[cfg(test)]
 mod rescan_tests;
+
+#[cfg(test)]
+mod invariants_tests;

@@ -6,12 +6,12 @@
 //! their own); the engine side applies their plans with ordinary `Mirror` migrations, so
 //! every move is a real copy that keeps the source complete until the switch-over.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use super::copy::CopyMode;
+use super::sched::VmIx;
 use super::{Engine, EngineError, LogLevel, Outcome};
 use crate::dr::{self, Fault, Rating};
 use crate::topology::Topology;
@@ -142,7 +142,7 @@ impl Engine {
     /// this time. If it landed on a datastore in maintenance mode (the move started before
     /// the datastore entered it), it is evacuated again; then emptied datastores are
     /// announced. Runs as its own event so no migration starts inside another's completion.
-    pub(super) fn on_placement_event(&mut self, i: usize, _gen: u64) -> Result<(), EngineError> {
+    pub(super) fn on_placement_event(&mut self, i: usize) -> Result<(), EngineError> {
         let Some(v) = self.vms.get(i) else {
             return Ok(());
         };
@@ -504,8 +504,7 @@ impl Engine {
         }
         if !self.placement.maintenance.is_empty() {
             // Follow up at once, but outside this migration's completion.
-            self.queue
-                .push(Reverse((self.now, super::Ev::Placement, i, 0)));
+            self.schedule(self.now, super::Ev::Placement { vm: VmIx(i) });
         }
         Ok(())
     }

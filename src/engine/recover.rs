@@ -209,10 +209,16 @@ impl Engine {
             now,
             workloads_on: false,
             next_migration: state.next_migration,
+            vm_ix: vms
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.id.clone(), VmIx(i)))
+                .collect(),
             vms,
             sites,
             next_seq,
             queue: BinaryHeap::new(),
+            sched_seq: 0,
             log: Vec::new(),
             latencies: VecDeque::new(),
             groups: Vec::new(),
@@ -255,7 +261,7 @@ impl Engine {
         engine.start_replication(&state.groups)?;
         engine.attach_trackers()?;
         let first = engine.now + engine.opts.metadata_interval();
-        engine.queue.push(Reverse((first, Ev::Metadata, 0, 0)));
+        engine.schedule(first, Ev::Metadata { gen_: 0 });
         if state.workloads_on {
             engine.start_workloads();
         }

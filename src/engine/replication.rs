@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::sched::GroupIx;
 use super::{
     Engine, EngineError, Ev, LogLevel, MINUTE, Outcome, SECOND, SimTime, format_time, io_err,
     read_ron, remove_dir_if_exists, remove_file_if_exists, write_ron,
@@ -313,8 +314,14 @@ impl Engine {
         grp.generation += 1;
         if let Some(t) = grp.saved.next_cut {
             let t = t.max(self.now);
-            self.queue
-                .push(std::cmp::Reverse((t, Ev::Cut, g, grp.generation)));
+            let gen_ = grp.generation;
+            self.schedule(
+                t,
+                Ev::Cut {
+                    group: GroupIx(g),
+                    gen_,
+                },
+            );
         }
     }
 
@@ -525,12 +532,12 @@ impl Engine {
             return Ok(());
         }
         let interval = self.opts.metadata_interval();
-        self.queue.push(std::cmp::Reverse((
+        self.schedule(
             self.now + interval,
-            Ev::Metadata,
-            0,
-            self.metadata_gen,
-        )));
+            Ev::Metadata {
+                gen_: self.metadata_gen,
+            },
+        );
         if !self.link_up {
             return Ok(());
         }

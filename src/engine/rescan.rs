@@ -18,6 +18,7 @@ use std::path::Path;
 
 use super::group::GroupPhase;
 use super::replication::{GroupRt, GroupSaved, GroupSpec, groups_of};
+use super::sched::GroupIx;
 use super::{Engine, EngineError, Ev, Outcome, fault_point};
 use crate::topology::Topology;
 use crate::workspace::WorkspaceError;
@@ -264,15 +265,17 @@ impl Engine {
         }
         let removed = by_key.into_keys().collect();
         let queued = std::mem::take(&mut self.queue).into_vec();
-        for Reverse((t, ev, i, gen_)) in queued {
-            let i = match ev {
-                Ev::Cut | Ev::Publish => match new_index.get(i).copied().flatten() {
-                    Some(ni) => ni,
-                    None => continue,
-                },
-                _ => i,
-            };
-            self.queue.push(Reverse((t, ev, i, gen_)));
+        for Reverse(mut s) in queued {
+            match &mut s.ev {
+                Ev::Cut { group, .. } | Ev::Publish { group, .. } => {
+                    match new_index.get(group.0).copied().flatten() {
+                        Some(ni) => *group = GroupIx(ni),
+                        None => continue,
+                    }
+                }
+                _ => {}
+            }
+            self.queue.push(Reverse(s));
         }
         for g in due {
             debug_assert!(self.groups[g].transfer.is_none(), "checked before adopting");

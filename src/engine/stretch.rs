@@ -14,13 +14,13 @@
 //! VMs' image handles are swapped with the other leg's); an array fault on the serving
 //! leg's array does the same. After the rebuild the preferred (own) leg serves again.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::copy::Bitmap;
+use super::sched::DsIx;
 use super::{Engine, EngineError, Ev, LogLevel, Outcome, SimTime, alive, duration_for, io_err};
 use crate::disk::{BLOCK_SIZE, Block, ImageFile};
 use crate::workspace::Workspace;
@@ -357,7 +357,13 @@ impl Engine {
             now + duration_for(first * BLOCK_SIZE as u64, rate)
         };
         let gen_ = rt.gen_;
-        self.queue.push(Reverse((at, Ev::Stretch, index, gen_)));
+        self.schedule(
+            at,
+            Ev::Stretch {
+                ds: DsIx(index),
+                gen_,
+            },
+        );
     }
 
     /// A queued `Ev::Stretch` event fell due: the next chunk of a rebuild lands.
@@ -443,7 +449,13 @@ impl Engine {
             let next = left.min(REBUILD_CHUNK_BLOCKS);
             let at = self.now + duration_for(next * BLOCK_SIZE as u64, rate);
             let g = rt.gen_;
-            self.queue.push(Reverse((at, Ev::Stretch, i, g)));
+            self.schedule(
+                at,
+                Ev::Stretch {
+                    ds: DsIx(i),
+                    gen_: g,
+                },
+            );
         } else {
             rt.rebuilding = false;
             let (rebuilt, total) = (rt.saved.rebuilt, rt.saved.rebuild_total);

@@ -3,7 +3,10 @@
 use super::*;
 
 /// The seq stamped in each block of `img` for `uuid` (0 where none): the guest's view.
-pub(in crate::engine) fn stamps_of(img: &ImageFile, uuid: &disk::RawUuid) -> Result<Vec<u64>, EngineError> {
+pub(in crate::engine) fn stamps_of(
+    img: &ImageFile,
+    uuid: &disk::RawUuid,
+) -> Result<Vec<u64>, EngineError> {
     let mut out = vec![0; img.block_count() as usize];
     let mut buf: Block = [0; BLOCK_SIZE];
     for (b, slot) in out.iter_mut().enumerate() {

@@ -194,14 +194,23 @@ impl Engine {
             ends_at,
             taken: std::mem::take(taken),
         });
-        self.queue
-            .push(std::cmp::Reverse((ends_at, Ev::Publish, g, gen_)));
+        self.schedule(
+            ends_at,
+            Ev::Publish {
+                group: GroupIx(g),
+                gen_,
+            },
+        );
         self.persist_state()?;
         Ok(())
     }
 
     /// Gives an abandoned cycle's blocks back to their trackers and drops its staging.
-    pub(in crate::engine) fn abandon_transfer(&mut self, g: usize, why: &str) -> Result<(), EngineError> {
+    pub(in crate::engine) fn abandon_transfer(
+        &mut self,
+        g: usize,
+        why: &str,
+    ) -> Result<(), EngineError> {
         let Some(tr) = self.groups[g].transfer.take() else {
             return Ok(());
         };

@@ -130,7 +130,10 @@ impl Engine {
     /// A fault on the array of the serving leg swaps VM I/O to the other leg if that one
     /// is caught up (else the serving leg stays, with a warning); a fault on the other
     /// leg's array leaves it behind, tracking.
-    pub(in crate::engine) fn stretch_array_fault(&mut self, array: &str) -> Result<Vec<String>, EngineError> {
+    pub(in crate::engine) fn stretch_array_fault(
+        &mut self,
+        array: &str,
+    ) -> Result<Vec<String>, EngineError> {
         if self.stretch.faulted_arrays.contains(array) {
             return Ok(Vec::new());
         }

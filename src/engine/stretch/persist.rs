@@ -66,7 +66,10 @@ impl Engine {
 
     /// Restores the saved state right after the engine is built (before migrations are
     /// recovered and replication starts); may queue events.
-    pub(in crate::engine) fn restore_stretch(&mut self, saved: StretchSaved) -> Result<(), EngineError> {
+    pub(in crate::engine) fn restore_stretch(
+        &mut self,
+        saved: StretchSaved,
+    ) -> Result<(), EngineError> {
         self.stretch.partitioned = saved.partitioned.iter().cloned().collect();
         self.stretch.faulted_arrays = saved.faulted_arrays.iter().cloned().collect();
         self.stretch.link_taken_down = saved.link_taken_down;
