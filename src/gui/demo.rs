@@ -254,18 +254,7 @@ impl DrApp {
         self.workspace = WorkspaceChoice::Dir(root.clone());
         self.open_root(root.clone(), script.scenario.engine_options(), true);
         self.worker.send(Request::SetSpeed(self.demo.speed));
-        self.demo.player = Some(Player {
-            script,
-            root,
-            epoch: self.epoch,
-            next: 0,
-            reports: Vec::new(),
-            playing: play,
-            stage: Stage::Opening,
-            caption: None,
-            caption_until: None,
-            error: None,
-        });
+        self.demo.player = Some(Player::new(script, root, self.epoch, play));
     }
 
     /// Starts the demo over from a fresh workspace.

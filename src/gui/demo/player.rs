@@ -121,6 +121,23 @@ pub struct Player {
 }
 
 impl Player {
+    /// A player at the start of `script`, its workspace `root` being opened in the
+    /// console's workspace `epoch`; `playing`: steps follow each other once it is open.
+    pub fn new(script: Script, root: PathBuf, epoch: u64, playing: bool) -> Player {
+        Player {
+            script,
+            root,
+            epoch,
+            next: 0,
+            reports: Vec::new(),
+            playing,
+            stage: Stage::Opening,
+            caption: None,
+            caption_until: None,
+            error: None,
+        }
+    }
+
     pub fn total(&self) -> usize {
         self.script.scenario.steps.len()
     }
@@ -222,3 +239,6 @@ pub fn outcome_words(o: StepOutcome) -> &'static str {
 pub(super) fn issues(step: &Step, c: &Command) -> bool {
     step.action.command().is_some_and(|own| own.same_request(c))
 }
+
+#[cfg(test)]
+mod tests;
