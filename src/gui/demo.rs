@@ -16,18 +16,22 @@
 //! disabled, nothing to run), the step runs directly and its outcome says why, as in a
 //! headless run.
 
+mod draw;
+mod player;
+
+use player::{Beat, Press, Stage, issues};
+pub use player::{Caption, Player, Script, action_words, outcome_words};
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use egui::{RichText, Ui};
 
 use super::live::mm_ss;
-use super::style::{self, Tone};
 use super::worker::Request;
 use super::{Document, DrApp, MainTab, Selection, SideTab, WorkspaceChoice, wizard};
 use crate::engine::{Command, SimTime, from_minutes};
-use crate::scenario::{Action, Expectation, Scenario, Step, StepOutcome, StepReport};
+use crate::scenario::{Action, Expectation, Scenario, StepOutcome, StepReport};
 use crate::topology::{Topology, TopologySource};
 
 /// The directory of sample scenarios, looked for in the working directory and the crate's.
@@ -55,27 +59,6 @@ pub struct Sample {
     pub name: String,
 }
 
-/// A scenario file loaded with its topology, ready to play.
-#[derive(Debug, Clone)]
-pub struct Script {
-    pub path: PathBuf,
-    pub scenario: Scenario,
-    pub topology: Topology,
-}
-
-impl Script {
-    /// Reads and checks the scenario and its topology (file I/O: not on the UI thread).
-    pub fn load(path: &Path) -> Result<Script, String> {
-        let scenario = Scenario::load(path).map_err(|e| e.to_string())?;
-        let topology = scenario.load_topology(path).map_err(|e| e.to_string())?;
-        Ok(Script {
-            path: path.to_path_buf(),
-            scenario,
-            topology,
-        })
-    }
-}
-
 /// What the demo's background jobs report.
 enum Loaded {
     Samples(Vec<Sample>),
@@ -83,137 +66,6 @@ enum Loaded {
     Script(Result<Box<Script>, String>, bool),
     /// The file dialog was cancelled.
     Cancelled,
-}
-
-/// The scenario on the caption overlay.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Caption {
-    /// The step's number, from 1.
-    pub number: usize,
-    pub at: SimTime,
-    /// The step's caption, or its action in words.
-    pub text: String,
-    /// How it ended, once it ran.
-    pub outcome: Option<StepOutcome>,
-    pub detail: String,
-}
-
-/// Where the player is in its scenario.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Stage {
-    /// The workspace is being created.
-    Opening,
-    /// The clock runs to the next step's time (or stands still, paused, while the demo
-    /// waits for Play or Step): the worker stops it there. `rush`: Step was pressed.
-    Arriving {
-        rush: bool,
-    },
-    /// The clock stands at the next step's time, `at`, and the demo waits for Play or
-    /// Step (the clock got there while the demo was paused).
-    AtStep(SimTime),
-    /// Showing the step in the panels; `beat` comes at `due`.
-    Show {
-        beat: Beat,
-        due: Instant,
-    },
-    /// A button was pressed this frame; the command it issues should have arrived.
-    Pressed(Press),
-    /// The step runs on the worker.
-    Running,
-    /// Holding a caption before the next step, which runs at the same instant.
-    Reading {
-        due: Instant,
-    },
-    Finished,
-}
-
-/// The beats of the steps' choreography.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Beat {
-    /// Tick (or not) the wizard's "Are you sure?".
-    Confirm,
-    /// Press the wizard's Start.
-    Start,
-    /// Press the failover panel's Scan.
-    Scan,
-    /// Wait for the scan, then show the plan.
-    Scanned,
-    /// Press the failover panel's Run.
-    Run,
-    /// Press the run confirmation's confirm button.
-    ConfirmRun,
-    /// Close the Disaster confirmation and run the step.
-    CloseDisaster,
-    /// Run the step directly.
-    Direct,
-}
-
-/// What was pressed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Press {
-    Start,
-    Run,
-    ConfirmRun,
-}
-
-/// A scenario being played.
-pub struct Player {
-    pub script: Script,
-    /// The demo's workspace.
-    pub root: PathBuf,
-    /// The console's workspace epoch the demo runs in.
-    epoch: u64,
-    /// The index of the next step to run (or the one running).
-    next: usize,
-    /// The reports of the steps run, in order: what `drconsole run` reports.
-    pub reports: Vec<StepReport>,
-    /// Play (steps follow each other) rather than step by step.
-    pub playing: bool,
-    stage: Stage,
-    pub caption: Option<Caption>,
-    /// When the last step's caption goes, once the demo has finished.
-    caption_until: Option<Instant>,
-    /// Why the demo stopped early.
-    pub error: Option<String>,
-}
-
-impl Player {
-    pub fn total(&self) -> usize {
-        self.script.scenario.steps.len()
-    }
-
-    /// Every step has run (or the demo stopped on an engine failure).
-    pub fn finished(&self) -> bool {
-        self.stage == Stage::Finished
-    }
-
-    /// Waiting for Play or Step.
-    pub fn ready(&self) -> bool {
-        !self.playing && matches!(self.stage, Stage::Arriving { .. } | Stage::AtStep(_))
-    }
-
-    /// The step on screen: the one in progress, else the last one run (0 before any).
-    pub fn shown_step(&self) -> usize {
-        match self.stage {
-            Stage::Show { .. } | Stage::Pressed(_) | Stage::Running => self.next + 1,
-            _ => self.reports.len(),
-        }
-    }
-
-    /// "step 3 of 7".
-    pub fn counter(&self) -> String {
-        format!("step {} of {}", self.shown_step(), self.total())
-    }
-
-    /// Expectations passed and failed so far.
-    pub fn verdicts(&self) -> (usize, usize) {
-        let count = |o| self.reports.iter().filter(|r| r.outcome == o).count();
-        (count(StepOutcome::Pass), count(StepOutcome::Fail))
-    }
-
-    fn step(&self) -> Option<&Step> {
-        self.script.scenario.steps.get(self.next)
-    }
 }
 
 /// The demo player and the Demo menu's list.
@@ -326,79 +178,6 @@ impl Demo {
     }
 }
 
-/// The action of a step in words, for a step without a caption.
-pub fn action_words(action: &Action) -> String {
-    match action {
-        Action::Expect(e) => expectation_words(e),
-        Action::Command(c @ Command::Migrate { confirm: true, .. }) => {
-            format!("{c}, the operator confirming the risk")
-        }
-        Action::Command(c) => c.to_string(),
-    }
-}
-
-fn expectation_words(e: &Expectation) -> String {
-    match e {
-        Expectation::Located { vm, datastore } => format!("Check: {vm} lives on {datastore}"),
-        Expectation::Consistent { vm } => format!("Check: {vm} is write-order consistent"),
-        Expectation::WritesLost { vm, max } => {
-            format!("Check: {vm} lost at most {max} acknowledged write(s)")
-        }
-        Expectation::Rating { vm, to, rating } => {
-            format!("Check: moving {vm} to {to} is rated {rating}")
-        }
-        Expectation::MigrationDone { vm } => format!("Check: {vm}'s migration has completed"),
-        Expectation::Recovered { vm, datastore } => {
-            format!("Check: {vm} was recovered from {datastore}")
-        }
-        Expectation::Lost { vm } => format!("Check: {vm} could not be recovered"),
-        Expectation::Compliant { datastore } => {
-            format!("Check: {datastore} is in compliance, its two legs identical")
-        }
-        Expectation::OutOfCompliance { datastore } => {
-            format!("Check: {datastore} is out of compliance (one leg)")
-        }
-        Expectation::ServedBy { vm, array } => format!("Check: {vm}'s I/O goes to {array}"),
-        Expectation::Replicating { datastore } => {
-            format!("Check: {datastore} replicates in its original direction again")
-        }
-        Expectation::OnHost { vm, host } => format!("Check: {vm} runs on {host}"),
-        Expectation::GroupMigrated { from, to } => {
-            format!("Check: the group migration {from} ▶ {to} declared success")
-        }
-        Expectation::InMaintenance { datastore } => {
-            format!("Check: {datastore} is in maintenance mode and empty")
-        }
-    }
-}
-
-/// A step's outcome in a word or two.
-pub fn outcome_words(o: StepOutcome) -> &'static str {
-    match o {
-        StepOutcome::Ok => "done",
-        StepOutcome::Refused => "refused",
-        StepOutcome::Error => "error",
-        StepOutcome::Pass => "✔ passed",
-        StepOutcome::Fail => "✘ FAILED",
-    }
-}
-
-fn outcome_tone(o: StepOutcome) -> Tone {
-    match o {
-        StepOutcome::Ok => Tone::Busy,
-        StepOutcome::Pass => Tone::Good,
-        StepOutcome::Refused => Tone::Warn,
-        StepOutcome::Error | StepOutcome::Fail => Tone::Bad,
-    }
-}
-
-/// Does `c`, sent by a panel, issue the step's command? The panels order protection
-/// groups their own way and send `confirm` only for a risky move, so those are compared
-/// loosely.
-fn issues(step: &Step, c: &Command) -> bool {
-    step.action.command().is_some_and(|own| own.same_request(c))
-}
-
 impl DrApp {
     /// Loads a scenario file off the UI thread and plays it once loaded; a bad file is
     /// reported and the console stays as it was.
@@ -475,18 +254,7 @@ impl DrApp {
         self.workspace = WorkspaceChoice::Dir(root.clone());
         self.open_root(root.clone(), script.scenario.engine_options(), true);
         self.worker.send(Request::SetSpeed(self.demo.speed));
-        self.demo.player = Some(Player {
-            script,
-            root,
-            epoch: self.epoch,
-            next: 0,
-            reports: Vec::new(),
-            playing: play,
-            stage: Stage::Opening,
-            caption: None,
-            caption_until: None,
-            error: None,
-        });
+        self.demo.player = Some(Player::new(script, root, self.epoch, play));
     }
 
     /// Starts the demo over from a fresh workspace.
@@ -1109,204 +877,10 @@ impl DrApp {
             self.demo_advance(false);
         }
     }
-
-    /// The Demo menu: the sample scenarios and "Open scenario…".
-    pub(super) fn demo_menu(&mut self, ui: &mut Ui) {
-        let mut chosen = None;
-        match &self.demo.samples {
-            None => {
-                ui.horizontal(|ui| {
-                    ui.spinner();
-                    ui.weak("Looking for sample scenarios…");
-                });
-            }
-            Some(s) if s.is_empty() => {
-                ui.weak(format!(
-                    "No {SAMPLES_DIR}/ directory here or next to the crate."
-                ));
-            }
-            Some(samples) => {
-                for s in samples {
-                    if ui
-                        .button(&s.name)
-                        .on_hover_text(format!(
-                            "Play {} from the start in a fresh demo workspace",
-                            s.path.display()
-                        ))
-                        .clicked()
-                    {
-                        chosen = Some(s.path.clone());
-                    }
-                }
-            }
-        }
-        ui.separator();
-        if ui
-            .button(OPEN_SCENARIO)
-            .on_hover_text("Play a scenario file (SPEC §10) with captions")
-            .clicked()
-        {
-            self.demo_open_dialog();
-        }
-        if let Some(path) = chosen {
-            self.demo_open(path);
-        }
-    }
-
-    /// The player bar, shown while a demo is loaded.
-    pub(super) fn demo_bar(&mut self, ui: &mut Ui) {
-        if self.demo.player.is_none() {
-            return;
-        }
-        let mut click = None;
-        egui::Panel::top("demo_bar").show(ui, |ui| {
-            let Some(p) = self.demo.player.as_ref() else {
-                return;
-            };
-            ui.add_space(2.0);
-            ui.horizontal(|ui| {
-                ui.label(RichText::new(format!("🎬 {}", p.script.scenario.name)).strong())
-                    .on_hover_text(p.script.path.display().to_string());
-                ui.separator();
-                let can_play = !p.finished() && p.stage != Stage::Opening;
-                if p.playing && !p.finished() {
-                    if ui
-                        .button(PAUSE)
-                        .on_hover_text("Stop after this step (F5)")
-                        .clicked()
-                    {
-                        click = Some(PAUSE);
-                    }
-                } else if ui
-                    .add_enabled(can_play, egui::Button::new(PLAY))
-                    .on_hover_text("Run the steps one after the other, in simulated time (F5)")
-                    .clicked()
-                {
-                    click = Some(PLAY);
-                }
-                let can_step = matches!(
-                    p.stage,
-                    Stage::Arriving { .. } | Stage::AtStep(_) | Stage::Reading { .. }
-                );
-                if ui
-                    .add_enabled(can_step, egui::Button::new(STEP))
-                    .on_hover_text("Run the next step now, then wait (Page Down)")
-                    .clicked()
-                {
-                    click = Some(STEP);
-                }
-                if ui
-                    .button(RESTART)
-                    .on_hover_text("Start over from the scenario's topology in a fresh workspace")
-                    .clicked()
-                {
-                    click = Some(RESTART);
-                }
-                if ui
-                    .button(CLOSE)
-                    .on_hover_text(
-                        "End the demo and go back to the topology, workspace and clock speed from before it",
-                    )
-                    .clicked()
-                {
-                    click = Some(CLOSE);
-                }
-                ui.separator();
-                ui.label(RichText::new(p.counter()).monospace().strong());
-                let (pass, fail) = p.verdicts();
-                if pass + fail > 0 {
-                    ui.label(style::toned(ui, format!("✔ {pass} passed"), Tone::Good));
-                    if fail > 0 {
-                        ui.label(style::toned(ui, format!("✘ {fail} failed"), Tone::Bad));
-                    }
-                }
-                let state = match (&p.error, p.stage) {
-                    (Some(e), _) => style::toned(ui, format!("stopped: {e}"), Tone::Bad),
-                    (None, Stage::Opening) => RichText::new("creating the workspace…").weak(),
-                    (None, Stage::Finished) => style::toned(ui, "finished", Tone::Done),
-                    (None, Stage::Arriving { .. } | Stage::AtStep(_)) => match p.step() {
-                        Some(s) => RichText::new(format!(
-                            "next: step {} at {}",
-                            p.next + 1,
-                            mm_ss(from_minutes(s.at))
-                        ))
-                        .weak(),
-                        None => RichText::new(""),
-                    },
-                    (None, _) => RichText::new(""),
-                };
-                ui.label(state);
-            });
-            ui.add_space(2.0);
-        });
-        match click {
-            Some(PLAY) => self.demo_play(),
-            Some(PAUSE) => self.demo_pause(),
-            Some(STEP) => self.demo_step(),
-            Some(RESTART) => self.demo_restart(),
-            Some(CLOSE) => self.demo_close(),
-            _ => {}
-        }
-    }
-
-    /// The caption, in a strip of its own under the player bar: docked, it covers no panel
-    /// (floating over the middle, it hid the very rows and buttons a step acts on), and the
-    /// windows and confirmations a step opens are placed below it ([`content_top`]). The
-    /// strip keeps its height from step to step, so the console does not jump.
-    pub(super) fn demo_caption(&self, ui: &mut Ui) {
-        let Some(c) = self.demo.player.as_ref().and_then(|p| p.caption.as_ref()) else {
-            return;
-        };
-        let total = self.demo.player.as_ref().map_or(0, |p| p.total());
-        let dark = ui.visuals().dark_mode;
-        let fill = if dark {
-            egui::Color32::from_gray(12)
-        } else {
-            egui::Color32::from_gray(250)
-        };
-        let stroke = c.outcome.map_or(Tone::Muted, outcome_tone).text(dark);
-        egui::Panel::top("demo_caption")
-            .resizable(false)
-            .frame(
-                egui::Frame::new()
-                    .fill(fill)
-                    .stroke(egui::Stroke::new(2.0, stroke))
-                    .inner_margin(egui::Margin::symmetric(16, 8)),
-            )
-            .show(ui, |ui| {
-                ui.set_min_height(CAPTION_HEIGHT);
-                ui.horizontal(|ui| {
-                    ui.label(
-                        RichText::new(format!(
-                            "Step {} of {total}  ·  sim {}",
-                            c.number,
-                            mm_ss(c.at)
-                        ))
-                        .weak(),
-                    );
-                    if let Some(o) = c.outcome {
-                        ui.add(
-                            egui::Label::new(
-                                RichText::new(format!("{} — {}", outcome_words(o), c.detail))
-                                    .size(15.0)
-                                    .color(outcome_tone(o).text(dark)),
-                            )
-                            .truncate(),
-                        )
-                        .on_hover_text(&c.detail);
-                    }
-                });
-                ui.add(egui::Label::new(RichText::new(&c.text).size(22.0).strong()).wrap());
-            });
-    }
 }
 
 /// How many beats' dwell the last caption stays after a demo finishes.
 const CAPTION_LINGER: u32 = 4;
-
-/// The caption strip's least inner height: a counter line and one line of caption, so a
-/// one-line caption and a two-line one move the console by one line at most.
-const CAPTION_HEIGHT: f32 = 50.0;
 
 /// Where the window's content starts below the top bars (menu, clock, demo player and
 /// caption), as [`DrApp::draw`] last recorded it: modals and the wizard open below it, so
@@ -1328,6 +902,7 @@ fn content_top_id() -> egui::Id {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::Step;
 
     fn step(action: Action) -> Step {
         Step {
