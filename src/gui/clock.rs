@@ -5,19 +5,10 @@
 use egui::{RichText, Ui};
 
 use super::live::Live;
-use super::style::Tone;
+use super::style::{Tone, speed_label};
 use super::worker::{Request, SPEEDS};
 use super::{Action, MainTab, SideTab};
 use crate::engine::Command;
-
-/// "600×", "37×", "0.4×".
-pub fn speed_label(speed: f64) -> String {
-    if speed >= 10.0 || speed.fract() == 0.0 {
-        format!("{speed:.0}×")
-    } else {
-        format!("{speed:.1}×")
-    }
-}
 
 pub fn toolbar(ui: &mut Ui, live: &Live, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {

@@ -427,7 +427,7 @@ impl DrApp {
             Request::Pause => "Pause the simulated clock".into(),
             Request::Resume => "Resume the simulated clock".into(),
             Request::SetSpeed(s) => {
-                format!("Run the simulated clock at {}", clock::speed_label(*s))
+                format!("Run the simulated clock at {}", style::speed_label(*s))
             }
             _ => return,
         };

@@ -7,9 +7,8 @@ use std::path::Path;
 
 use egui::{RichText, Sense, Ui};
 
-use super::clock::speed_label;
 use super::live::{Live, Status, mm_ss};
-use super::style::{Tone, toned};
+use super::style::{Tone, speed_label, toned};
 use super::{Action, SideTab};
 
 /// The number of path components the bar shows of the workspace ("…/workspaces/demo").

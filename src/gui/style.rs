@@ -44,6 +44,15 @@ pub fn duration_text(secs: f64) -> String {
     }
 }
 
+/// "600×", "37×", "0.4×".
+pub fn speed_label(speed: f64) -> String {
+    if speed >= 10.0 || speed.fract() == 0.0 {
+        format!("{speed:.0}×")
+    } else {
+        format!("{speed:.1}×")
+    }
+}
+
 /// [`duration_text`] of a span of simulated time.
 pub fn sim_duration(t: crate::engine::SimTime) -> String {
     duration_text(t as f64 / crate::engine::SECOND as f64)
