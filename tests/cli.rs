@@ -472,25 +472,9 @@ fn generate_prints_a_topology_that_passes_check() {
 /// slow ds-2 and the engine is dropped unclosed mid-copy, as a crash leaves it). Returns
 /// the workspace path.
 fn busy_workspace_with(dir: &Path, crash_mid_migration: bool) -> PathBuf {
-    use drconsole::engine::{Command as EngineCommand, Engine, EngineOptions, from_minutes};
-    let text = r#"Topology(name: "verify", sites: [Site(id: "pa", name: "P", role: Protected)],
-    hosts: [Host(id: "h", site: "pa", cpus: 4, memory_gib: 8)],
-    arrays: [Array(id: "a", site: "pa", luns: [Lun(id: "l1", capacity_gib: 4), Lun(id: "l2", capacity_gib: 4)])],
-    datastores: [Datastore(id: "ds-1", site: "pa", luns: ["l1"]),
-                 Datastore(id: "ds-2", site: "pa", luns: ["l2"], throughput_mib_s: 0.25)],
-    vms: [
-        Vm(id: "vm-a", uuid: "0f0e0d0c-0b0a-4908-8706-050403020100", host: "h", datastore: "ds-1",
-           disk_mib: 2, vcpus: 1, memory_gib: 1, priority: 1,
-           workload: Some(Workload(write_iops: 200, read_iops: 0))),
-        Vm(id: "vm-b", uuid: "1f0e0d0c-0b0a-4908-8706-050403020100", host: "h", datastore: "ds-1",
-           disk_mib: 2, vcpus: 1, memory_gib: 1, priority: 1,
-           workload: Some(Workload(write_iops: 200, read_iops: 0))),
-    ])"#;
-    let topo = drconsole::topology::Topology::from_ron_str(text, "verify.ron").unwrap();
-    let ws = dir.join("ws");
-    let mut e = Engine::create(&ws, &topo, EngineOptions::default()).unwrap();
-    e.apply(EngineCommand::StartWorkloads).unwrap();
-    e.advance(from_minutes(0.05)).unwrap();
+    use drconsole::engine::{Command as EngineCommand, from_minutes};
+    let topo = testkit::workspace::two_busy_vms("verify", "verify.ron", ", throughput_mib_s: 0.25");
+    let (mut e, ws) = testkit::workspace::busy_engine(dir, &topo);
     if crash_mid_migration {
         e.apply(EngineCommand::Migrate {
             vm: "vm-a".into(),

@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
-use drconsole::engine::{Command, Engine, EngineOptions, from_minutes};
+use drconsole::engine::{Command, Engine, EngineOptions};
 use drconsole::scenario::Scenario;
 use drconsole::topology::Topology;
 use drconsole::workspace::{VmConfig, Workspace};
 
 use crate::testkit::process::drconsole;
+use crate::testkit::workspace::{busy_engine, two_busy_vms};
 
 const TOPOLOGY: &str = include_str!("../../sample_topologies/two_site_demo.ron");
 const SCENARIO: &str = include_str!("../../sample_scenarios/live_migration.ron");
@@ -248,24 +249,8 @@ fn the_unmutated_files_are_valid() {
 
 /// Two busy VMs on ds-1, an empty ds-2; a few simulated seconds of writes, closed cleanly.
 fn workspace(dir: &Path) -> PathBuf {
-    let text = r#"Topology(name: "bad input", sites: [Site(id: "pa", name: "P", role: Protected)],
-    hosts: [Host(id: "h", site: "pa", cpus: 4, memory_gib: 8)],
-    arrays: [Array(id: "a", site: "pa", luns: [Lun(id: "l1", capacity_gib: 4), Lun(id: "l2", capacity_gib: 4)])],
-    datastores: [Datastore(id: "ds-1", site: "pa", luns: ["l1"]),
-                 Datastore(id: "ds-2", site: "pa", luns: ["l2"])],
-    vms: [
-        Vm(id: "vm-a", uuid: "0f0e0d0c-0b0a-4908-8706-050403020100", host: "h", datastore: "ds-1",
-           disk_mib: 2, vcpus: 1, memory_gib: 1, priority: 1,
-           workload: Some(Workload(write_iops: 200, read_iops: 0))),
-        Vm(id: "vm-b", uuid: "1f0e0d0c-0b0a-4908-8706-050403020100", host: "h", datastore: "ds-1",
-           disk_mib: 2, vcpus: 1, memory_gib: 1, priority: 1,
-           workload: Some(Workload(write_iops: 200, read_iops: 0))),
-    ])"#;
-    let topo = Topology::from_ron_str(text, "bad-input.ron").unwrap();
-    let ws = dir.join("ws");
-    let mut e = Engine::create(&ws, &topo, EngineOptions::default()).unwrap();
-    e.apply(Command::StartWorkloads).unwrap();
-    e.advance(from_minutes(0.05)).unwrap();
+    let topo = two_busy_vms("bad input", "bad-input.ron", "");
+    let (e, ws) = busy_engine(dir, &topo);
     e.close().unwrap();
     ws
 }

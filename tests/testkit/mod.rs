@@ -1,9 +1,11 @@
-//! What the test binaries share: the built binary (`process`); for the GUI tests, starting
-//! the console as the command line would, and stepping it while the worker thread runs.
+//! What the test binaries share: the built binary (`process`), workspaces to start from
+//! (`workspace`), a scratch directory; for the GUI tests, starting the console as the
+//! command line would, and stepping it while the worker thread runs.
 // Each test crate uses its own subset.
 #![allow(dead_code)]
 
 pub mod process;
+pub mod workspace;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
