@@ -22,8 +22,11 @@ fn run_json(scenario: &Path, ws: &Path) -> (Option<i32>, Vec<u8>) {
     (o.status.code(), o.stdout)
 }
 
+/// The live-migration sample: the same seed gives the same report and journal byte for
+/// byte, `verify` agrees with the run, a failed expectation exits 1, and another seed drives
+/// the guests differently.
 #[test]
-fn sample_scenario_passes_and_is_deterministic() {
+fn sample_scenario_is_deterministic_and_its_seed_drives_the_guests() {
     let dir = crate::testkit::scratch();
     let scenario = repo("sample_scenarios/live_migration.ron");
     let (code, a) = run_json(&scenario, &dir.path().join("one"));
@@ -31,8 +34,9 @@ fn sample_scenario_passes_and_is_deterministic() {
     let (code, b) = run_json(&scenario, &dir.path().join("two"));
     assert_eq!(code, Some(0));
     assert_eq!(a, b, "same scenario and seed, same report byte for byte");
+    let j42 = std::fs::read(dir.path().join("one/journal/pa.log")).unwrap();
     assert_eq!(
-        std::fs::read(dir.path().join("one/journal/pa.log")).unwrap(),
+        j42,
         std::fs::read(dir.path().join("two/journal/pa.log")).unwrap(),
         "and the same journal"
     );
@@ -75,12 +79,9 @@ fn sample_scenario_passes_and_is_deterministic() {
             .join("one/sites/pa/datastores/ds-gold-1/web-01")
             .exists()
     );
-}
 
-#[test]
-fn a_failed_expect_exits_1_and_different_seeds_differ() {
-    let dir = crate::testkit::scratch();
-    let text = std::fs::read_to_string(repo("sample_scenarios/live_migration.ron"))
+    // Seed 7 and an expectation that cannot hold: exit 1, and other guest writes.
+    let text = std::fs::read_to_string(&scenario)
         .unwrap()
         .replace(
             "../sample_topologies/",
@@ -105,11 +106,6 @@ fn a_failed_expect_exits_1_and_different_seeds_differ() {
             .any(|s| s["outcome"] == "fail")
     );
     let j7 = std::fs::read(dir.path().join("ws/journal/pa.log")).unwrap();
-    let (_, _) = run_json(
-        &repo("sample_scenarios/live_migration.ron"),
-        &dir.path().join("ws42"),
-    );
-    let j42 = std::fs::read(dir.path().join("ws42/journal/pa.log")).unwrap();
     assert_ne!(j7, j42, "the seed drives the guests");
 }
 
@@ -165,11 +161,15 @@ fn bad_scenarios_exit_2() {
     assert_eq!(o.status.code(), Some(2));
 }
 
-/// Every shipped scenario (the patent's timelines included) passes headless, and the
-/// failover ones recover or lose exactly what their story says.
+/// Every shipped scenario (the patent's timelines included) passes headless, and its
+/// `run --json` report is the one recorded in `tests/golden/<name>.run.json`, byte for byte:
+/// a change of behaviour shows up here, and in the diff of the recorded file. After a change
+/// that is meant, `DRCONSOLE_BLESS=1 cargo test --test cli every_sample` records the new
+/// reports (review their diff before committing them).
 #[test]
-fn every_sample_scenario_passes_headless() {
+fn every_sample_scenario_passes_headless_as_recorded() {
     let dir = crate::testkit::scratch();
+    let bless = std::env::var_os("DRCONSOLE_BLESS").is_some();
     let mut names: Vec<PathBuf> = std::fs::read_dir(repo("sample_scenarios"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -177,10 +177,8 @@ fn every_sample_scenario_passes_headless() {
         .collect();
     names.sort();
     assert!(names.len() >= 6, "{names:?}");
+    let mut changed = Vec::new();
     for (i, scenario) in names.iter().enumerate() {
-        if scenario.ends_with("live_migration.ron") {
-            continue; // its own test above
-        }
         let (code, out) = run_json(scenario, &dir.path().join(i.to_string()));
         let v: Value = serde_json::from_slice(&out).unwrap();
         let failed: Vec<&Value> = v["steps"]
@@ -202,6 +200,24 @@ fn every_sample_scenario_passes_headless() {
             "{}: only {expects} expectations",
             scenario.display()
         );
+        let golden = crate::testkit::golden_report_path(scenario);
+        if bless {
+            std::fs::write(&golden, &out).unwrap();
+        } else if std::fs::read(&golden).ok().as_deref() != Some(&out[..]) {
+            let got = dir.path().join(golden.file_name().unwrap());
+            std::fs::write(&got, &out).unwrap();
+            changed.push(format!(
+                "{} differs from {} (diff it against {})",
+                scenario.display(),
+                golden.display(),
+                got.display()
+            ));
+        }
+    }
+    if !changed.is_empty() {
+        // Keep the reports for the diff: the scratch directory would go with `dir`.
+        let _ = dir.keep();
+        panic!("{}", changed.join("\n"));
     }
 }
 

@@ -23,6 +23,24 @@ pub fn sample(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Where the recorded `run --json` report of a sample scenario is kept:
+/// `tests/golden/<name>.run.json` (the CLI test checks the binary still writes it).
+pub fn golden_report_path(scenario: &Path) -> PathBuf {
+    let name = scenario.file_stem().unwrap().to_string_lossy();
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.run.json"))
+}
+
+/// The steps of a sample scenario's recorded headless report, as JSON: what the player
+/// of the console must report too.
+pub fn golden_steps(scenario: &Path) -> serde_json::Value {
+    let path = golden_report_path(scenario);
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let report: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    report["steps"].clone()
+}
+
 /// A scratch directory for one test (a workspace, files to read): on tmpfs when there is
 /// one (the engine fsyncs its state files; on a disk that, not the test, would set the
 /// pace), else the system's temp.
