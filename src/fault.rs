@@ -114,6 +114,12 @@ fn slow(name: Option<&'static str>) -> io::Result<()> {
     })
 }
 
+/// Whether this thread records or injects faults: work that would spread over helper
+/// threads stays on this one then, so that every step passes its points here.
+pub fn active() -> bool {
+    ON.with(Cell::get)
+}
+
 /// Starts recording, on this thread, which points are passed (and clears any arming).
 pub fn record() {
     STATE.with(|s| {

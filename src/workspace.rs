@@ -20,6 +20,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fsutil::Barrier;
 use crate::topology::{SiteRole, Topology, TopologyError, Violation, id_problem};
 
 mod config;
@@ -42,6 +43,8 @@ pub const LOCK_FILE: &str = "workspace.lock";
 pub const TOPOLOGY_FILE: &str = "topology.ron";
 /// The VM config file's name inside an instance directory.
 pub const VM_CONFIG_FILE: &str = "vm.ron";
+/// Present while a workspace is being created (see [`Workspace::create_with_progress`]).
+pub const CREATING_FILE: &str = "workspace.creating";
 /// The name of the first (and usually only) disk of a VM.
 pub const FIRST_DISK: &str = "disk0.img";
 
@@ -104,6 +107,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WorkspaceError + '_ {
     }
 }
 
+/// How far a long piece of work on a workspace has come: `done` of `total` VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+}
+
 /// An open workspace. Holds the lock on `workspace.lock` until dropped.
 #[derive(Debug)]
 pub struct Workspace {
@@ -125,11 +135,28 @@ pub fn datastore_path(root: &Path, site: &str, datastore: &str) -> PathBuf {
 
 impl Workspace {
     /// Materializes `topology` into `root` (created if missing; it must not already hold a
-    /// topology.ron). Lays out every site's datastore directories, one instance per VM on its
-    /// datastore (vm.ron and a zeroed disk0.img of disk_mib MiB), an empty journal per
-    /// protected site and `state/`. topology.ron is written last, so an interrupted create
-    /// leaves no workspace behind and can simply be run again.
+    /// topology.ron). See [`Workspace::create_with_progress`].
     pub fn create(root: &Path, topology: &Topology) -> Result<Workspace, WorkspaceError> {
+        Workspace::create_with_progress(root, topology, &mut |_| {})
+    }
+
+    /// Materializes `topology` into `root` (created if missing; it must not already hold a
+    /// topology.ron): every site's datastore directories, one instance per VM on its
+    /// datastore (vm.ron and a sparse, zeroed disk0.img of disk_mib MiB), an empty journal
+    /// per protected site and `state/`. `progress` hears how many VMs are done, now and
+    /// then and once at the end.
+    ///
+    /// Crash safety without an fsync per file: [`CREATING_FILE`] is written (durably)
+    /// first, every other file plainly, on every core; then one [`Barrier`] makes them all
+    /// durable, and only then is topology.ron written (atomically), which makes the
+    /// workspace valid. A crash before it leaves a directory without topology.ron, which
+    /// opens as "never created": the next create finds the marker, removes what the
+    /// interrupted one made and builds it again.
+    pub fn create_with_progress(
+        root: &Path,
+        topology: &Topology,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Workspace, WorkspaceError> {
         fs::create_dir_all(root).map_err(io_err(root))?;
         let lock = take_lock(root)?;
         let topo_path = root.join(TOPOLOGY_FILE);
@@ -144,10 +171,23 @@ impl Workspace {
             _lock: Some(lock),
             topology: topology.clone(),
         };
+        let marker = root.join(CREATING_FILE);
+        if exists_no_follow(&marker).map_err(io_err(&marker))? {
+            // An interrupted create: what it made is rebuilt from nothing.
+            remove_workspace_entries(root)?;
+        }
+        File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&marker))?;
+        sync_dir(root)?;
+        crate::fault::point("create.marker-written").map_err(io_err(&marker))?;
 
+        let mut barrier = Barrier::new();
         for site in &topology.sites {
             let dir = ws.root.join("sites").join(&site.id).join("datastores");
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            barrier.dir(&dir);
+            barrier.dir(dir.parent().unwrap_or(&dir));
         }
         for ds in &topology.datastores {
             // A planned distributed datastore gets its directory when it is created.
@@ -156,31 +196,67 @@ impl Workspace {
             }
             let dir = ws.datastore_dir(&ds.id)?;
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            barrier.dir(&dir);
         }
-        for vm in &topology.vms {
-            let ds_dir = ws.datastore_dir(&vm.datastore)?;
-            let dir = ds_dir.join(&vm.id);
-            // A previous, interrupted create may have left the directory: rewrite it.
-            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-            materialize_instance(&dir, &VmConfig::for_vm(vm), vm.disk_mib)?;
-            sync_dir(&ds_dir)?;
-        }
+        barrier.absorb(ws.create_instances(progress)?);
 
         let journal = ws.root.join("journal");
         fs::create_dir_all(&journal).map_err(io_err(&journal))?;
+        barrier.dir(&journal);
         for site in &topology.sites {
             if site.role == SiteRole::Protected {
                 let path = ws.journal_path(&site.id);
-                let f = File::create(&path).map_err(io_err(&path))?;
-                f.sync_all().map_err(io_err(&path))?;
+                File::create(&path).map_err(io_err(&path))?;
+                barrier.file(&path);
             }
         }
-        sync_dir(&journal)?;
         let state = ws.state_dir();
         fs::create_dir_all(&state).map_err(io_err(&state))?;
+        barrier.dir(&state);
 
+        barrier.commit().map_err(|e| WorkspaceError::Io {
+            path: e.path.display().to_string(),
+            source: e.source,
+        })?;
+        crate::fault::point("create.synced").map_err(io_err(root))?;
         topology.save(&topo_path)?;
+        // The workspace is valid from here; a marker left by a crash now is never read
+        // (only a create reads it, and a create refuses a workspace).
+        fs::remove_file(&marker).map_err(io_err(&marker))?;
         Ok(ws)
+    }
+
+    /// Every VM's instance on its datastore, spread over the cores ([`crate::fsutil::spread`]).
+    fn create_instances(
+        &self,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Barrier, WorkspaceError> {
+        let total = self.topology.vms.len();
+        let ds_dirs: std::collections::HashMap<&str, PathBuf> = self
+            .topology
+            .datastores
+            .iter()
+            .map(|d| (d.id.as_str(), datastore_path(&self.root, &d.site, &d.id)))
+            .collect();
+        let make = |vm: &crate::topology::Vm, barrier: &mut Barrier| {
+            let ds_dir = ds_dirs.get(vm.datastore.as_str()).ok_or_else(|| {
+                WorkspaceError::UnknownDatastore {
+                    datastore: vm.datastore.clone(),
+                }
+            })?;
+            let dir = ds_dir.join(&vm.id);
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            barrier.dir(&dir);
+            let config = VmConfig::for_vm(vm);
+            materialize_disks(&dir, &config, vm.disk_mib, barrier)?;
+            let path = dir.join(VM_CONFIG_FILE);
+            fs::write(&path, config.to_ron_string()).map_err(io_err(&path))?;
+            barrier.file(&path);
+            crate::fault::point("create.instance-made").map_err(io_err(&dir))
+        };
+        crate::fsutil::spread(&self.topology.vms, make, &mut |done| {
+            progress(Progress { done, total })
+        })
     }
 
     /// Opens an existing workspace: takes the lock, loads and validates topology.ron.
@@ -189,6 +265,11 @@ impl Workspace {
         let topo_path = topology_of_workspace(root)?;
         let lock = take_lock(root)?;
         let topology = Topology::load(&topo_path)?;
+        // A crash right after topology.ron left the creation's marker: it is done with.
+        let marker = root.join(CREATING_FILE);
+        if exists_no_follow(&marker).map_err(io_err(&marker))? {
+            fs::remove_file(&marker).map_err(io_err(&marker))?;
+        }
         Ok(Workspace {
             root: root.to_path_buf(),
             _lock: Some(lock),

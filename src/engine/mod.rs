@@ -68,6 +68,7 @@ use crate::disk::{
 };
 use crate::dr::{self, Rating};
 use crate::topology::Topology;
+pub use crate::workspace::Progress;
 use crate::workspace::{MigrationMarks, Workspace, WorkspaceError};
 pub use command::{Command, Outcome};
 use copy::{CopyCore, CopyMode, Direction, WriteRoute};
@@ -218,7 +219,8 @@ pub struct Engine {
     latencies: VecDeque<(SimTime, usize, u64)>,
     groups: Vec<GroupRt>,
     /// Change tracking of every image on a replicated datastore, by path.
-    trackers: HashMap<PathBuf, Arc<DirtyTracker>>,
+    /// By image path, ordered, so a datastore's trackers are one range of keys.
+    trackers: BTreeMap<PathBuf, Arc<DirtyTracker>>,
     link_up: bool,
     sites_down: BTreeMap<String, SimTime>,
     failovers: Vec<FailoverReport>,

@@ -131,7 +131,17 @@ impl Engine {
         topology: &Topology,
         opts: EngineOptions,
     ) -> Result<Engine, EngineError> {
-        let ws = Workspace::create(root, topology)?;
+        Engine::create_with_progress(root, topology, opts, &mut |_| {})
+    }
+
+    /// [`Engine::create`], telling `progress` how many VMs' instances are made.
+    pub fn create_with_progress(
+        root: &Path,
+        topology: &Topology,
+        opts: EngineOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Engine, EngineError> {
+        let ws = Workspace::create_with_progress(root, topology, progress)?;
         fault_point("create.workspace-made")?;
         Engine::write_initial_state(&ws, topology, opts)?;
         // Nothing has run yet: there is no write in flight to look for.
@@ -227,10 +237,21 @@ impl Engine {
         topology: &Topology,
         opts: EngineOptions,
     ) -> Result<Engine, EngineError> {
+        Engine::open_or_create_with_progress(root, topology, opts, &mut |_| {})
+    }
+
+    /// [`Engine::open_or_create`], telling `progress` how a creation advances (an open
+    /// of an existing workspace reports nothing).
+    pub fn open_or_create_with_progress(
+        root: &Path,
+        topology: &Topology,
+        opts: EngineOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Engine, EngineError> {
         if root.join("topology.ron").exists() {
             Engine::open_adopting(root, topology, opts)
         } else {
-            Engine::create(root, topology, opts)
+            Engine::create_with_progress(root, topology, opts, progress)
         }
     }
 

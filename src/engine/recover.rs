@@ -222,7 +222,7 @@ impl Engine {
             log: Vec::new(),
             latencies: VecDeque::new(),
             groups: Vec::new(),
-            trackers: HashMap::new(),
+            trackers: BTreeMap::new(),
             link_up: state.link_up,
             sites_down: state.sites_down.clone(),
             failovers: state.failovers.clone(),

@@ -161,7 +161,17 @@ impl Workspace {
             }
             Err(e) => return Err(io_err(&dir)(e)),
         }
-        let made = materialize_instance(&dir, config, disk_mib).and_then(|()| sync_dir(&ds_dir));
+        let made = (|| {
+            let mut barrier = Barrier::new();
+            materialize_disks(&dir, config, disk_mib, &mut barrier)?;
+            barrier.commit().map_err(|e| WorkspaceError::Io {
+                path: e.path.display().to_string(),
+                source: e.source,
+            })?;
+            Workspace::write_config(&dir, config)?;
+            sync_dir(&dir)?;
+            sync_dir(&ds_dir)
+        })();
         if let Err(e) = made {
             let _ = fs::remove_dir_all(&dir);
             return Err(e);
@@ -236,12 +246,13 @@ impl Workspace {
     }
 }
 
-/// Writes the disks (sparse zeros) and then vm.ron of an instance into an existing `dir`,
-/// fsyncing each and the directory.
-pub(super) fn materialize_instance(
+/// Creates the disks of an instance in an existing `dir`: sparse files of `disk_mib` MiB
+/// of zeros, recorded in `barrier` (not synced here).
+pub(super) fn materialize_disks(
     dir: &Path,
     config: &VmConfig,
     disk_mib: u64,
+    barrier: &mut Barrier,
 ) -> Result<(), WorkspaceError> {
     let bytes = disk_mib
         .checked_mul(MIB)
@@ -256,8 +267,7 @@ pub(super) fn materialize_instance(
         let path = dir.join(disk);
         let f = File::create(&path).map_err(io_err(&path))?;
         f.set_len(bytes).map_err(io_err(&path))?;
-        f.sync_all().map_err(io_err(&path))?;
+        barrier.file(&path);
     }
-    Workspace::write_config(dir, config)?;
-    sync_dir(dir)
+    Ok(())
 }

@@ -146,8 +146,8 @@ pub(super) const WORKSPACE_ENTRIES: [&str; 4] = [TOPOLOGY_FILE, "sites", "journa
 /// `journal/` and `state/` — and nothing else, not even another file in `root` (those are
 /// returned, left alone) — while holding the workspace's lock, so a workspace another
 /// process uses is refused. A missing or empty directory is fine (nothing to discard). A
-/// directory that does not look like a workspace (no topology.ron, or its directories are
-/// not directories) is refused and left untouched.
+/// directory that does not look like a workspace (no topology.ron nor the marker of an
+/// interrupted create, or its directories are not directories) is refused and left untouched.
 pub fn discard(root: &Path) -> Result<Vec<PathBuf>, WorkspaceError> {
     let mut entries = match fs::read_dir(root) {
         Ok(e) => e.peekable(),
@@ -157,7 +157,10 @@ pub fn discard(root: &Path) -> Result<Vec<PathBuf>, WorkspaceError> {
     if entries.peek().is_none() {
         return Ok(Vec::new());
     }
-    topology_of_workspace(root)?;
+    // A workspace, or what an interrupted create left (its marker, no topology.ron yet).
+    if !root.join(CREATING_FILE).is_file() {
+        topology_of_workspace(root)?;
+    }
     for name in &WORKSPACE_ENTRIES[1..] {
         let dir = root.join(name);
         match fs::symlink_metadata(&dir) {
@@ -171,26 +174,7 @@ pub fn discard(root: &Path) -> Result<Vec<PathBuf>, WorkspaceError> {
         }
     }
     let _lock = take_lock(root)?;
-    let mut left = Vec::new();
-    for e in fs::read_dir(root).map_err(io_err(root))? {
-        let e = e.map_err(io_err(root))?;
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        let path = e.path();
-        if WORKSPACE_ENTRIES.contains(&name.as_ref()) {
-            if path.is_dir() && !path.is_symlink() {
-                fs::remove_dir_all(&path).map_err(io_err(&path))?;
-            } else {
-                fs::remove_file(&path).map_err(io_err(&path))?;
-            }
-        } else if name != LOCK_FILE && !name.starts_with(&format!(".{TOPOLOGY_FILE}.tmp-")) {
-            left.push(path);
-        } else if name != LOCK_FILE {
-            // A temp file an interrupted atomic write of topology.ron left.
-            fs::remove_file(&path).map_err(io_err(&path))?;
-        }
-    }
-    sync_dir(root)?;
+    let mut left = remove_workspace_entries(root)?;
     left.sort();
     Ok(left)
 }
@@ -230,6 +214,37 @@ pub fn workspace_slug(topology_name: &str) -> String {
     } else {
         slug.to_string()
     }
+}
+
+/// Removes what a workspace holds besides its lock file ([`WORKSPACE_ENTRIES`], the
+/// creation marker, temp files of topology.ron) and returns the other entries, left alone.
+/// The caller holds the lock.
+pub(super) fn remove_workspace_entries(root: &Path) -> Result<Vec<PathBuf>, WorkspaceError> {
+    let mut left = Vec::new();
+    for e in fs::read_dir(root).map_err(io_err(root))? {
+        let e = e.map_err(io_err(root))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let path = e.path();
+        if WORKSPACE_ENTRIES.contains(&name.as_ref()) {
+            if path.is_dir() && !path.is_symlink() {
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            } else {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+            }
+        } else if name != LOCK_FILE
+            && name != CREATING_FILE
+            && !name.starts_with(&format!(".{TOPOLOGY_FILE}.tmp-"))
+        {
+            left.push(path);
+        } else if name != LOCK_FILE {
+            // The marker of an interrupted create, or a temp file an interrupted atomic
+            // write of topology.ron left.
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    sync_dir(root)?;
+    Ok(left)
 }
 
 /// `root/topology.ron`, or the error that `root` is not a workspace.

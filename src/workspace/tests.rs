@@ -422,3 +422,73 @@ fn default_workspace_dir_slugs_the_name() {
         dir.display()
     );
 }
+
+#[test]
+fn an_interrupted_create_is_rebuilt_from_nothing_and_reports_its_progress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("ws");
+    let full = crate::generate::generate(crate::generate::GenerateOptions {
+        vms: 200,
+        datastores: 4,
+        seed: 3,
+    })
+    .unwrap();
+    // A crash (an injected fault: nothing after it is written) halfway through the VMs.
+    crate::fault::arm("create.instance-made", 100);
+    let err = Workspace::create(&root, &full).unwrap_err();
+    crate::fault::disarm();
+    assert!(err.to_string().contains("injected fault"), "{err}");
+    assert!(!root.join(TOPOLOGY_FILE).exists(), "not a workspace yet");
+    assert!(root.join(CREATING_FILE).exists(), "the creation is marked");
+    assert!(matches!(
+        Workspace::open(&root),
+        Err(WorkspaceError::NotAWorkspace { .. })
+    ));
+
+    // Created again from a smaller topology: nothing of the first attempt is left over.
+    let mut small = full.clone();
+    small.vms.truncate(50);
+    let mut heard = Vec::new();
+    let ws = Workspace::create_with_progress(&root, &small, &mut |p| heard.push(p)).unwrap();
+    assert!(
+        !root.join(CREATING_FILE).exists(),
+        "the marker goes once it is valid"
+    );
+    let mut names = Vec::new();
+    for ds in &small.datastores {
+        names.extend(
+            ws.list_instances(&ds.id)
+                .unwrap()
+                .into_iter()
+                .map(|i| i.name),
+        );
+    }
+    names.sort();
+    let mut want: Vec<String> = small.vms.iter().map(|v| v.id.clone()).collect();
+    want.sort();
+    assert_eq!(names, want, "exactly the small topology's instances");
+    assert_eq!(
+        heard.last(),
+        Some(&Progress {
+            done: 50,
+            total: 50
+        })
+    );
+    assert!(
+        heard.iter().all(|p| p.total == 50 && p.done <= 50),
+        "{heard:?}"
+    );
+}
+
+#[test]
+fn discard_takes_what_an_interrupted_create_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("ws");
+    crate::fault::arm("create.synced", 1);
+    Workspace::create(&root, &patent()).unwrap_err();
+    crate::fault::disarm();
+    assert!(root.join(CREATING_FILE).exists() && root.join("sites").is_dir());
+    discard(&root).unwrap();
+    assert!(!root.join(CREATING_FILE).exists() && !root.join("sites").exists());
+    drop(Workspace::create(&root, &patent()).unwrap());
+}

@@ -140,3 +140,104 @@ fn sigkill_anywhere_then_verify_is_clean() {
         }
     }
 }
+
+/// SIGKILL `drconsole run` at every step of a workspace's creation (before its marker is
+/// written through after topology.ron), then open it as the console does: a workspace
+/// killed before topology.ron opens as "never created" and is rebuilt from its marker, one
+/// killed after opens; either way `verify` is clean and every VM has exactly one instance,
+/// on its datastore, and nothing else is there.
+#[test]
+fn sigkill_during_creation_then_the_open_rebuilds_or_finishes_it() {
+    use drconsole::engine::{Engine, EngineOptions};
+    let dir = crate::testkit::scratch();
+    let topology = drconsole::generate::generate(drconsole::generate::GenerateOptions {
+        vms: 150,
+        datastores: 6,
+        seed: 11,
+    })
+    .unwrap();
+    std::fs::write(dir.path().join("big.ron"), topology.to_ron_string()).unwrap();
+    let s = dir.path().join("s.ron");
+    std::fs::write(
+        &s,
+        r#"Scenario(name: "create", topology: "big.ron", seed: 1, steps: [
+    Step(at: 0.0, action: StartWorkloads),
+])"#,
+    )
+    .unwrap();
+    let hits = points_passed(&s, &dir.path().join("full"));
+    let passes = |name: &str| hits.iter().find(|(n, _)| *n == name).map_or(0, |(_, c)| *c);
+    assert_eq!(passes("create.instance-made"), 150, "{hits:?}");
+    let kills = [
+        ("create.marker-written", 1),
+        ("create.instance-made", 1),
+        ("create.instance-made", 75),
+        ("create.instance-made", 150),
+        ("create.synced", 1),
+        // topology.ron is the first file replaced atomically: its temp file, then in place.
+        ("atomic.temp-written", 1),
+        ("atomic.renamed", 1),
+        ("create.workspace-made", 1),
+        ("create.state-written", 1),
+    ];
+    for (k, &(point, nth)) in kills.iter().enumerate() {
+        assert!(
+            passes(point) >= nth,
+            "the run passes {point}#{nth}: {hits:?}"
+        );
+        let ws = dir.path().join(format!("ws-{k}"));
+        assert!(
+            run_killed_at(&s, &ws, point, nth),
+            "the child reached {point}#{nth} and was killed there"
+        );
+        let valid = ws.join("topology.ron").exists();
+        assert_eq!(
+            valid,
+            !matches!(
+                point,
+                "create.marker-written"
+                    | "create.instance-made"
+                    | "create.synced"
+                    | "atomic.temp-written"
+            ),
+            "killed at {point}#{nth}: topology.ron makes the workspace valid, and only it"
+        );
+        if !valid {
+            assert!(
+                ws.join(drconsole::workspace::CREATING_FILE).exists(),
+                "killed at {point}#{nth}: the marker says a creation was under way"
+            );
+        }
+        Engine::open_or_create(&ws, &topology, EngineOptions::default())
+            .unwrap_or_else(|e| panic!("killed at {point}#{nth}: the open fails: {e}"))
+            .close()
+            .unwrap();
+        assert!(
+            !ws.join(drconsole::workspace::CREATING_FILE).exists(),
+            "killed at {point}#{nth}: the marker is gone once the workspace is valid"
+        );
+        let o = drconsole(&["verify", &ws.display().to_string(), "--json"]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "killed at {point}#{nth}: {out}");
+        let w = Workspace::open(&ws).unwrap();
+        let mut instances = 0;
+        for ds in &topology.datastores {
+            instances += w.list_instances(&ds.id).unwrap().len();
+        }
+        assert_eq!(instances, topology.vms.len(), "killed at {point}#{nth}");
+        for vm in &topology.vms {
+            let names: Vec<String> = w
+                .list_instances(&vm.datastore)
+                .unwrap()
+                .into_iter()
+                .map(|i| i.name)
+                .collect();
+            assert!(
+                names.contains(&vm.id),
+                "killed at {point}#{nth}: {} has its instance on {}",
+                vm.id,
+                vm.datastore
+            );
+        }
+    }
+}
