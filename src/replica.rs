@@ -36,6 +36,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
 use crate::disk::{BLOCK_SIZE, DiskError, ImageFile};
+use crate::fsutil::Barrier;
 
 /// The first 8 bytes of every delta file.
 pub const DELTA_MAGIC: &[u8; 8] = b"DRCDELTA";
@@ -47,6 +48,9 @@ const IO_BYTES: usize = 256 << 10;
 pub const RUN_MAX_BLOCKS: u64 = (IO_BYTES / BLOCK_SIZE) as u64;
 /// Magic, version, block count, run count.
 const HEADER_BYTES: u64 = 8 + 4 + 8 + 8;
+/// The size of a delta of no blocks: what a cycle counts as shipped for a new image that
+/// holds no data yet, which it creates at the replica without a delta file.
+pub const EMPTY_DELTA_BYTES: u64 = HEADER_BYTES + CRC_BYTES;
 /// First block and block count.
 const RUN_HEADER_BYTES: u64 = 16;
 const CRC_BYTES: u64 = 4;
@@ -113,17 +117,6 @@ fn bad(path: &Path, rule: String) -> ReplicaError {
         path: path.display().to_string(),
         rule,
     }
-}
-
-/// Fsyncs the directory holding `path`, so that a file just created there survives a crash.
-fn sync_parent(path: &Path) -> Result<(), ReplicaError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir, "syncing the directory"))
 }
 
 /// Splits an ascending, duplicate-free block list into runs of adjacent blocks of at most
@@ -196,29 +189,27 @@ impl DeltaOut<'_> {
         Ok(())
     }
 
-    /// Writes the CRC and fsyncs the file and its directory; returns the file's size.
+    /// Writes the CRC; returns the file's size.
     fn finish(mut self) -> Result<u64, ReplicaError> {
         self.flush()?;
         let crc = self.crc.clone().finalize();
         self.file
             .write_all(&crc.to_le_bytes())
             .map_err(io_err(self.path, "writing the delta"))?;
-        self.file
-            .sync_data()
-            .map_err(io_err(self.path, "syncing the delta"))?;
-        sync_parent(self.path)?;
         Ok(self.written + CRC_BYTES)
     }
 }
 
 /// Writes the listed blocks (ascending, deduplicated; error otherwise) of `src` to a new
-/// delta file at `path` (replacing any file there), fsynced with its directory. Adjacent
-/// blocks are coalesced into runs, and each run is read with one positional read of at most
-/// 256 KiB. On error the partial delta is removed.
+/// delta file at `path` (replacing any file there), recorded in `barrier`: the caller makes
+/// it durable before it commits to the delta. Adjacent blocks are coalesced into runs, and
+/// each run is read with one positional read of at most 256 KiB. On error the partial delta
+/// is removed.
 pub fn write_delta(
     src: &ImageFile,
     blocks: &[u64],
     path: &Path,
+    barrier: &mut Barrier,
 ) -> Result<DeltaStats, ReplicaError> {
     let runs = runs_of(src, blocks)?;
     let file = OpenOptions::new()
@@ -245,10 +236,13 @@ pub fn write_delta(
         out.finish()
     })();
     match result {
-        Ok(bytes) => Ok(DeltaStats {
-            blocks: blocks.len() as u64,
-            bytes,
-        }),
+        Ok(bytes) => {
+            barrier.file(path);
+            Ok(DeltaStats {
+                blocks: blocks.len() as u64,
+                bytes,
+            })
+        }
         Err(e) => {
             // Best effort: a partial delta is invalid anyway (its CRC is missing).
             let _ = std::fs::remove_file(path);
@@ -462,18 +456,20 @@ impl DeltaIn<'_> {
 /// Reads and fully validates the delta at `delta` (magic, version, header, runs in range and
 /// ascending, CRC) before touching the image, then writes its runs into the image at
 /// `image_path`, creating it sparse with `blocks` blocks if it is missing (an error if it
-/// exists with another size), and fsyncs it. Idempotent: a crash in mid-apply is rolled
+/// exists with another size), and records it in `barrier`: the caller makes it durable
+/// before it records the point as published. Idempotent: a crash in mid-apply is rolled
 /// forward by applying the same delta again.
 pub fn apply_delta(
     delta: &Path,
     image_path: &Path,
     blocks: u64,
+    barrier: &mut Barrier,
 ) -> Result<DeltaStats, ReplicaError> {
     walk_delta(delta, blocks, |_, _| Ok(()))?;
-    let (image, created) = match ImageFile::open(image_path) {
-        Ok(img) => (img, false),
+    let image = match ImageFile::open(image_path) {
+        Ok(img) => img,
         Err(DiskError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            (ImageFile::create(image_path, blocks)?, true)
+            ImageFile::create(image_path, blocks)?
         }
         Err(e) => return Err(e.into()),
     };
@@ -484,18 +480,40 @@ pub fn apply_delta(
             expected: blocks,
         });
     }
-    if created {
-        sync_parent(image_path)?;
-    }
     let stats = walk_delta(delta, blocks, |first, data| {
         image
             .write_at(first * BLOCK_SIZE as u64, data)
             .map_err(io_err(image_path, "writing the replica image"))
     })?;
-    image
-        .sync()
-        .map_err(io_err(image_path, "syncing the replica image"))?;
+    barrier.file(image_path);
     Ok(stats)
+}
+
+/// The replica of a new image that holds no data yet: created sparse with `blocks` blocks
+/// and recorded in `barrier`. Idempotent like [`apply_delta`]: an image already there with
+/// that size (a publish rolled forward after a crash) is left as it is; another size is an
+/// error naming it.
+pub fn create_empty_replica(
+    image_path: &Path,
+    blocks: u64,
+    barrier: &mut Barrier,
+) -> Result<(), ReplicaError> {
+    let image = match ImageFile::open_read_only(image_path) {
+        Ok(img) => img,
+        Err(DiskError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            ImageFile::create(image_path, blocks)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if image.block_count() != blocks {
+        return Err(ReplicaError::ImageSize {
+            path: image_path.display().to_string(),
+            found: image.block_count(),
+            expected: blocks,
+        });
+    }
+    barrier.file(image_path);
+    Ok(())
 }
 
 fn is_zero(block: &[u8]) -> bool {

@@ -269,11 +269,22 @@ fn time_cycle(
     let start = Instant::now();
     let dirty = tracker.take();
     let took = start.elapsed();
-    let shipped =
-        replica::write_delta(src, &dirty, delta_path).map_err(replica_err("writing the delta"))?;
+    // Durable where the engine makes them durable: the delta before its cycle commits,
+    // the replica before the point is published (one image: an fsync each).
+    let synced = |barrier: crate::fsutil::Barrier| {
+        barrier
+            .commit()
+            .map_err(|e| io_err("syncing", &e.path)(e.source))
+    };
+    let mut barrier = crate::fsutil::Barrier::new();
+    let shipped = replica::write_delta(src, &dirty, delta_path, &mut barrier)
+        .map_err(replica_err("writing the delta"))?;
+    synced(barrier)?;
     let written = start.elapsed();
-    replica::apply_delta(delta_path, replica_path, blocks)
+    let mut barrier = crate::fsutil::Barrier::new();
+    replica::apply_delta(delta_path, replica_path, blocks, &mut barrier)
         .map_err(replica_err("applying the delta"))?;
+    synced(barrier)?;
     let seconds = start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
     Ok(Cycle {
         took,

@@ -29,6 +29,7 @@ use super::{
     read_ron, remove_dir_if_exists, remove_file_if_exists, write_ron,
 };
 use crate::disk::{DirtyTracker, ImageFile};
+use crate::fsutil::Barrier;
 use crate::topology::Topology;
 use crate::workspace::Workspace;
 use crate::{recovery, replica};
@@ -161,10 +162,39 @@ struct Entry {
     instance: String,
     /// Deletes the replica instance; nothing else of the entry counts.
     delete: bool,
-    /// `vm.ron` changed: staged as `<replica>/<instance>/vm.ron`.
+    /// `vm.ron` changed, staged as `<replica>/<instance>/vm.ron` (how cycles cut before
+    /// `config_text` carry it; still read, no longer written).
+    #[serde(default)]
     config: bool,
+    /// `vm.ron` changed: its new text, carried in the manifest (no file per instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    config_text: Option<String>,
     /// Disks with a delta: (file name, block count).
     disks: Vec<(String, u64)>,
+    /// Disks of a new instance that hold no data yet: (file name, block count), created
+    /// sparse at publish without a delta file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    empty_disks: Vec<(String, u64)>,
+}
+
+impl Entry {
+    /// The new `vm.ron` of the entry, if it has one: from the manifest, or from the staged
+    /// file of a cycle cut in the earlier format.
+    fn new_config(&self, staging: &Path) -> Result<Option<Vec<u8>>, EngineError> {
+        if let Some(text) = &self.config_text {
+            return Ok(Some(text.clone().into_bytes()));
+        }
+        if !self.config {
+            return Ok(None);
+        }
+        let cfg = staging
+            .join(&self.replica)
+            .join(&self.instance)
+            .join(crate::workspace::VM_CONFIG_FILE);
+        std::fs::read(&cfg)
+            .map(Some)
+            .map_err(io_err(cfg.display().to_string()))
+    }
 }
 
 /// The schedule side of a group, persisted with the engine state.

@@ -67,7 +67,7 @@ fn tracked_cycles_round_trip_byte_identical() {
     assert!(!same_files(src.path(), &replica));
 
     let delta = dir.path().join("cycle1.delta");
-    let stats = write_delta(&src, &taken, &delta).expect("write_delta");
+    let stats = write_delta(&src, &taken, &delta, &mut Barrier::new()).expect("write_delta");
     // Runs: [0], [10..74), [74..138), [138..150), [152], [154, 155], [299].
     let runs = 7;
     assert_eq!(stats.blocks, taken.len() as u64);
@@ -76,12 +76,12 @@ fn tracked_cycles_round_trip_byte_identical() {
         HEADER_BYTES + runs * RUN_HEADER_BYTES + taken.len() as u64 * 4096 + CRC_BYTES
     );
     assert_eq!(fs::metadata(&delta).expect("meta").len(), stats.bytes);
-    let applied = apply_delta(&delta, &replica, blocks).expect("apply");
+    let applied = apply_delta(&delta, &replica, blocks, &mut Barrier::new()).expect("apply");
     assert_eq!(applied, stats);
     assert!(same_files(src.path(), &replica));
 
     // Applying again changes nothing (roll-forward after a crash in mid-apply).
-    apply_delta(&delta, &replica, blocks).expect("apply again");
+    apply_delta(&delta, &replica, blocks, &mut Barrier::new()).expect("apply again");
     assert!(same_files(src.path(), &replica));
 
     // A second cycle ships only what changed since the first.
@@ -89,25 +89,50 @@ fn tracked_cycles_round_trip_byte_identical() {
         .expect("write_at");
     let taken = tracker.take();
     assert_eq!(taken, vec![200, 201]);
-    let stats = write_delta(&src, &taken, &delta).expect("write_delta 2");
+    let stats = write_delta(&src, &taken, &delta, &mut Barrier::new()).expect("write_delta 2");
     assert_eq!(
         stats.bytes,
         HEADER_BYTES + RUN_HEADER_BYTES + 2 * 4096 + CRC_BYTES
     );
-    apply_delta(&delta, &replica, blocks).expect("apply 2");
+    apply_delta(&delta, &replica, blocks, &mut Barrier::new()).expect("apply 2");
     assert!(same_files(src.path(), &replica));
 
     // An empty cycle is a valid, header-only delta.
-    let stats = write_delta(&src, &[], &delta).expect("empty");
+    let stats = write_delta(&src, &[], &delta, &mut Barrier::new()).expect("empty");
     assert_eq!(
         stats,
         DeltaStats {
             blocks: 0,
-            bytes: HEADER_BYTES + CRC_BYTES
+            bytes: EMPTY_DELTA_BYTES
         }
     );
-    apply_delta(&delta, &replica, blocks).expect("apply empty");
+    apply_delta(&delta, &replica, blocks, &mut Barrier::new()).expect("apply empty");
     assert!(same_files(src.path(), &replica));
+}
+
+#[test]
+fn an_empty_replica_is_made_sparse_once_and_a_wrong_size_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk0.img");
+    let mut barrier = Barrier::new();
+    create_empty_replica(&path, 64, &mut barrier).expect("create");
+    let img = ImageFile::open_read_only(&path).unwrap();
+    assert_eq!(img.block_count(), 64);
+    assert_eq!(
+        fs::metadata(&path).unwrap().blocks(),
+        0,
+        "sparse: nothing allocated"
+    );
+    assert!(!barrier.is_empty(), "recorded for the barrier");
+    // Rolled forward after a crash: the same image is left as it is.
+    stamp(&ImageFile::open(&path).unwrap(), 3, 9);
+    create_empty_replica(&path, 64, &mut barrier).expect("again");
+    assert_ne!(
+        fs::read(&path).unwrap()[3 * BLOCK_SIZE..4 * BLOCK_SIZE],
+        [0u8; BLOCK_SIZE]
+    );
+    let err = create_empty_replica(&path, 32, &mut barrier).expect_err("other size");
+    assert!(err.to_string().contains("disk0.img"), "{err}");
 }
 
 #[test]
@@ -120,7 +145,7 @@ fn half_applied_delta_is_rolled_forward() {
         stamp(&src, b, 3);
     }
     let delta = dir.path().join("d.delta");
-    write_delta(&src, &changed, &delta).expect("write");
+    write_delta(&src, &changed, &delta, &mut Barrier::new()).expect("write");
     // The crash: only the first few blocks landed.
     let partial = ImageFile::open(&replica).expect("open");
     let mut buf = [0u8; BLOCK_SIZE];
@@ -129,7 +154,7 @@ fn half_applied_delta_is_rolled_forward() {
         partial.write_block(b, &buf).expect("write");
     }
     drop(partial);
-    apply_delta(&delta, &replica, 128).expect("roll forward");
+    apply_delta(&delta, &replica, 128, &mut Barrier::new()).expect("roll forward");
     assert!(same_files(src.path(), &replica));
 }
 
@@ -140,11 +165,11 @@ fn initial_full_copy_creates_a_sparse_replica() {
     let (dir, src) = source(blocks, written.iter().copied());
     assert_eq!(nonzero_blocks(&src).expect("scan"), written);
     let delta = dir.path().join("full.delta");
-    let stats = write_delta(&src, &written, &delta).expect("write");
+    let stats = write_delta(&src, &written, &delta, &mut Barrier::new()).expect("write");
     assert_eq!(stats.blocks, 5);
     let replica = dir.path().join("sub").join("replica.img");
     fs::create_dir(replica.parent().expect("parent")).expect("mkdir");
-    apply_delta(&delta, &replica, blocks).expect("apply");
+    apply_delta(&delta, &replica, blocks, &mut Barrier::new()).expect("apply");
     assert!(same_files(src.path(), &replica));
     let meta = fs::metadata(&replica).expect("meta");
     assert_eq!(meta.len(), blocks * 4096);
@@ -204,14 +229,19 @@ fn bad_block_lists_are_refused_and_leave_no_delta() {
             "block 16 (entry 1) is outside the image (16 blocks)",
         ),
     ] {
-        let err = write_delta(&src, &list, &delta).expect_err("bad list");
+        let err = write_delta(&src, &list, &delta, &mut Barrier::new()).expect_err("bad list");
         let msg = err.to_string();
         assert!(matches!(err, ReplicaError::BlockList { .. }), "{msg}");
         assert!(msg.contains("src.img") && msg.contains(rule), "{msg}");
         assert!(!delta.exists());
     }
-    let err =
-        write_delta(&src, &[1], &dir.path().join("no/such/dir.delta")).expect_err("missing dir");
+    let err = write_delta(
+        &src,
+        &[1],
+        &dir.path().join("no/such/dir.delta"),
+        &mut Barrier::new(),
+    )
+    .expect_err("missing dir");
     assert!(matches!(err, ReplicaError::Io { .. }), "{err}");
     assert!(err.to_string().contains("creating the delta"), "{err}");
 }
@@ -223,7 +253,7 @@ fn bad_deltas_are_refused_before_touching_the_image() {
     let blocks = 64;
     let (dir, src) = source(blocks, 0..blocks);
     let good_path = dir.path().join("good.delta");
-    write_delta(&src, &[1, 2, 3, 40], &good_path).expect("write");
+    write_delta(&src, &[1, 2, 3, 40], &good_path, &mut Barrier::new()).expect("write");
     let good = fs::read(&good_path).expect("read");
     let replica = dir.path().join("replica.img");
     ImageFile::create(&replica, blocks).expect("create");
@@ -305,7 +335,7 @@ fn bad_deltas_are_refused_before_touching_the_image() {
     for (name, bytes, rule) in cases {
         fs::write(&path, &bytes).expect("write");
         for target in [&replica, &missing] {
-            let err = apply_delta(&path, target, blocks).expect_err(name);
+            let err = apply_delta(&path, target, blocks, &mut Barrier::new()).expect_err(name);
             let msg = err.to_string();
             assert!(
                 matches!(err, ReplicaError::BadDelta { .. }),
@@ -323,10 +353,18 @@ fn bad_deltas_are_refused_before_touching_the_image() {
     // The crafted deltas are well-formed when nothing is broken.
     fs::write(&path, craft(1, blocks, &[(10, 3), (13, 1)], &[])).expect("write");
     assert_eq!(
-        apply_delta(&path, &missing, blocks).expect("apply").blocks,
+        apply_delta(&path, &missing, blocks, &mut Barrier::new())
+            .expect("apply")
+            .blocks,
         4
     );
-    let err = apply_delta(&dir.path().join("none.delta"), &replica, blocks).expect_err("none");
+    let err = apply_delta(
+        &dir.path().join("none.delta"),
+        &replica,
+        blocks,
+        &mut Barrier::new(),
+    )
+    .expect_err("none");
     assert!(matches!(err, ReplicaError::Io { .. }), "{err}");
     assert!(
         err.to_string().contains("none.delta: opening the delta"),
@@ -338,12 +376,14 @@ fn bad_deltas_are_refused_before_touching_the_image() {
 fn replica_of_another_size_is_refused_untouched() {
     let (dir, src) = source(32, 0..32);
     let delta = dir.path().join("d.delta");
-    write_delta(&src, &[0, 1], &delta).expect("write");
+    write_delta(&src, &[0, 1], &delta, &mut Barrier::new()).expect("write");
     let replica: PathBuf = dir.path().join("replica.img");
     ImageFile::create(&replica, 16).expect("create");
-    let err = apply_delta(&delta, &replica, 16).expect_err("delta for 32 blocks");
+    let err =
+        apply_delta(&delta, &replica, 16, &mut Barrier::new()).expect_err("delta for 32 blocks");
     assert!(matches!(err, ReplicaError::BadDelta { .. }), "{err}");
-    let err = apply_delta(&delta, &replica, 32).expect_err("image of 16 blocks");
+    let err =
+        apply_delta(&delta, &replica, 32, &mut Barrier::new()).expect_err("image of 16 blocks");
     let msg = err.to_string();
     assert!(
         matches!(
@@ -362,7 +402,7 @@ fn replica_of_another_size_is_refused_untouched() {
     );
     assert_eq!(fs::read(&replica).expect("read"), vec![0u8; 16 * 4096]);
     fs::write(&replica, vec![0u8; 4096 * 32 + 1]).expect("write");
-    let err = apply_delta(&delta, &replica, 32).expect_err("ragged image");
+    let err = apply_delta(&delta, &replica, 32, &mut Barrier::new()).expect_err("ragged image");
     assert!(
         matches!(err, ReplicaError::Disk(DiskError::Truncated { .. })),
         "{err}"

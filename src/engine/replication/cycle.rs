@@ -96,6 +96,7 @@ impl Engine {
         std::fs::create_dir_all(&staging).map_err(io_err(staging.display().to_string()))?;
         let cycle = self.groups[g].saved.cycles + 1;
         let mut entries = Vec::new();
+        let mut barrier = Barrier::new();
         let mut bytes = 0u64;
         for pair in &spec.pairs {
             let instances = self.ws.list_instances(&pair.datastore)?;
@@ -104,39 +105,48 @@ impl Engine {
             let names: BTreeSet<&str> = instances.iter().map(|i| i.name.as_str()).collect();
             // Forget trackers of images that are gone.
             let ds_dir = self.ws.datastore_dir(&pair.datastore)?;
-            self.trackers
-                .retain(|p, _| !p.starts_with(&ds_dir) || p.exists());
+            let gone: Vec<PathBuf> = self
+                .trackers
+                .range(ds_dir.clone()..)
+                .map(|(p, _)| p)
+                .take_while(|p| p.starts_with(&ds_dir))
+                .filter(|p| !p.exists())
+                .cloned()
+                .collect();
+            for p in gone {
+                self.trackers.remove(&p);
+            }
             for inst in &instances {
+                // The instance's staging directory, made when it first gets a delta.
                 let stage = staging.join(&pair.replica).join(&inst.name);
-                std::fs::create_dir_all(&stage).map_err(io_err(stage.display().to_string()))?;
                 let mut entry = Entry {
                     replica: pair.replica.clone(),
                     instance: inst.name.clone(),
                     delete: false,
                     config: false,
+                    config_text: None,
                     disks: Vec::new(),
+                    empty_disks: Vec::new(),
                 };
                 let cfg_src = inst.dir.join(crate::workspace::VM_CONFIG_FILE);
-                let cfg = std::fs::read(&cfg_src).map_err(io_err(cfg_src.display().to_string()))?;
+                let cfg = std::fs::read_to_string(&cfg_src)
+                    .map_err(io_err(cfg_src.display().to_string()))?;
                 let rep_inst = rep_dir.join(&inst.name);
-                if read_bytes(&rep_inst.join(crate::workspace::VM_CONFIG_FILE)).as_ref()
-                    != Some(&cfg)
+                if read_bytes(&rep_inst.join(crate::workspace::VM_CONFIG_FILE)).as_deref()
+                    != Some(cfg.as_bytes())
                 {
-                    crate::fsutil::write_atomic(
-                        &stage.join(crate::workspace::VM_CONFIG_FILE),
-                        &cfg,
-                    )
-                    .map_err(io_err(stage.display().to_string()))?;
-                    entry.config = true;
                     bytes += cfg.len() as u64;
+                    entry.config_text = Some(cfg);
                 }
                 for disk in &inst.config.disks {
                     let path = inst.dir.join(disk);
                     let src = ImageFile::open_read_only(&path)?.without_readahead();
                     let tracker = self.tracker_for(&pair.datastore, &path)?;
                     let rep_img = rep_inst.join(disk);
-                    let same_size = ImageFile::open_read_only(&rep_img)
-                        .is_ok_and(|r| r.block_count() == src.block_count());
+                    let replica_blocks = ImageFile::open_read_only(&rep_img)
+                        .ok()
+                        .map(|r| r.block_count());
+                    let same_size = replica_blocks == Some(src.block_count());
                     let tracked = tracker.as_ref().map(|t| t.take()).unwrap_or_default();
                     // Listed before anything else can fail, to be given back then.
                     if !tracked.is_empty() {
@@ -145,19 +155,35 @@ impl Engine {
                     let blocks = if same_size {
                         tracked
                     } else {
-                        // A new instance: the whole image (its non-zero blocks).
+                        // A new instance: the whole image (its data ranges' non-zero blocks).
                         replica::nonzero_blocks(&src)?
                     };
                     if blocks.is_empty() && same_size {
                         continue;
                     }
+                    if blocks.is_empty() && replica_blocks.is_none() {
+                        // A new image holding no data yet: the publish creates it sparse.
+                        // It ships what its empty delta would (the replica learns its size).
+                        bytes += replica::EMPTY_DELTA_BYTES;
+                        entry.empty_disks.push((disk.clone(), src.block_count()));
+                        continue;
+                    }
+                    if entry.disks.is_empty() {
+                        std::fs::create_dir_all(&stage)
+                            .map_err(io_err(stage.display().to_string()))?;
+                        barrier.dir(&stage);
+                        barrier.dir(stage.parent().unwrap_or(&staging));
+                    }
                     let delta = stage.join(format!("{disk}.delta"));
                     super::super::alive()?;
-                    let stats = replica::write_delta(&src, &blocks, &delta)?;
+                    let stats = replica::write_delta(&src, &blocks, &delta, &mut barrier)?;
                     bytes += stats.bytes;
                     entry.disks.push((disk.clone(), src.block_count()));
                 }
-                if entry.config || !entry.disks.is_empty() {
+                if entry.config_text.is_some()
+                    || !entry.disks.is_empty()
+                    || !entry.empty_disks.is_empty()
+                {
                     entries.push(entry);
                 }
             }
@@ -167,10 +193,15 @@ impl Engine {
                     instance: rep.name.clone(),
                     delete: true,
                     config: false,
+                    config_text: None,
                     disks: Vec::new(),
+                    empty_disks: Vec::new(),
                 });
             }
         }
+        // Every staged file durable before the manifest that lists them (one barrier,
+        // not an fsync per file: an initial copy stages every instance of the group).
+        barrier.commit().map_err(barrier_err)?;
         let manifest = Manifest {
             group: spec.key.clone(),
             cycle,
@@ -320,30 +351,53 @@ impl Engine {
     pub(super) fn apply_manifest(&mut self, g: usize, m: &Manifest) -> Result<(), EngineError> {
         let spec = self.groups[g].spec.clone();
         let staging = self.staging_dir(&spec);
-        for e in &m.entries {
+        // Deletions first (an entry deletes or writes an instance, never both names).
+        for e in m.entries.iter().filter(|e| e.delete) {
             let dir = self.ws.datastore_dir(&e.replica)?.join(&e.instance);
-            if e.delete {
-                if dir.exists() {
-                    self.remove_instance_dir(&dir)?;
-                }
-                continue;
+            if dir.exists() {
+                self.remove_instance_dir(&dir)?;
             }
+        }
+        // The writes, spread over the cores: an initial copy writes every instance.
+        let writes: Vec<&Entry> = m.entries.iter().filter(|e| !e.delete).collect();
+        let ws = &self.ws;
+        let write = |e: &&Entry, barrier: &mut Barrier| -> Result<(), EngineError> {
+            let dir = ws.datastore_dir(&e.replica)?.join(&e.instance);
             super::super::alive()?;
-            std::fs::create_dir_all(&dir).map_err(io_err(dir.display().to_string()))?;
+            if !dir.exists() {
+                std::fs::create_dir_all(&dir).map_err(io_err(dir.display().to_string()))?;
+                barrier.dir(&dir);
+            }
             let stage = staging.join(&e.replica).join(&e.instance);
             for (disk, blocks) in &e.disks {
                 let delta = stage.join(format!("{disk}.delta"));
-                replica::apply_delta(&delta, &dir.join(disk), *blocks)?;
+                replica::apply_delta(&delta, &dir.join(disk), *blocks, barrier)?;
                 super::super::fault_point("publish.replica-disk-applied")?;
             }
-            if e.config {
-                let cfg = stage.join(crate::workspace::VM_CONFIG_FILE);
-                let text = std::fs::read(&cfg).map_err(io_err(cfg.display().to_string()))?;
-                crate::fsutil::write_atomic(&dir.join(crate::workspace::VM_CONFIG_FILE), &text)
-                    .map_err(io_err(dir.display().to_string()))?;
+            for (disk, blocks) in &e.empty_disks {
+                replica::create_empty_replica(&dir.join(disk), *blocks, barrier)?;
+                super::super::fault_point("publish.replica-disk-applied")?;
+            }
+            if let Some(text) = e.new_config(&staging)? {
+                let path = dir.join(crate::workspace::VM_CONFIG_FILE);
+                if path.exists() {
+                    // Replacing a replica's config is atomic (SPEC §4).
+                    crate::fsutil::write_atomic(&path, &text)
+                        .map_err(io_err(dir.display().to_string()))?;
+                } else {
+                    // A new one needs no temp file: until the barrier below the publish
+                    // is only committed, and a crash rolls it forward, rewriting it.
+                    super::super::alive()?;
+                    std::fs::write(&path, &text).map_err(io_err(path.display().to_string()))?;
+                    barrier.file(&path);
+                }
             }
             super::super::fault_point("publish.replica-applied")?;
-        }
+            Ok(())
+        };
+        let barrier = crate::fsutil::spread(&writes, write, &mut |_| {})?;
+        // Every replica written durable before the point says it is published.
+        barrier.commit().map_err(barrier_err)?;
         let point = PublishedPoint {
             group: spec.key.clone(),
             cycle: m.cycle,
@@ -363,4 +417,9 @@ impl Engine {
         super::super::fault_point("publish.staging-removed")?;
         Ok(())
     }
+}
+
+/// A barrier that failed, as the engine's I/O error naming the path.
+fn barrier_err(e: crate::fsutil::BarrierError) -> EngineError {
+    io_err(e.path.display().to_string())(e.source)
 }

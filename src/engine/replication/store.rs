@@ -80,8 +80,14 @@ pub fn pending_publishes(ws: &Workspace) -> Result<recovery::PendingChanges, Eng
             if e.delete {
                 out.configs.remove(&key);
                 out.removed.insert(key);
-            } else if e.config {
-                let config = Workspace::read_config(&staging.join(&e.replica).join(&e.instance))?;
+            } else if let Some(bytes) = e.new_config(&staging)? {
+                let file = staging
+                    .join(&e.replica)
+                    .join(&e.instance)
+                    .join(crate::workspace::VM_CONFIG_FILE);
+                let text = String::from_utf8_lossy(&bytes);
+                let config =
+                    crate::workspace::VmConfig::from_ron_str(&text, &file.display().to_string())?;
                 out.removed.remove(&key);
                 out.configs.insert(key, config);
             }
