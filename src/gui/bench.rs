@@ -87,6 +87,8 @@ pub struct BenchUiReport {
     pub baseline_vms: usize,
     pub baseline_frame_ms_p50: f64,
     pub baseline_frame_ms_p99: f64,
+    pub baseline_open_s: f64,
+    pub baseline_running_s: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,8 @@ pub fn bench_ui(args: BenchUiArgs) -> Result<BenchUiReport, BenchUiError> {
         baseline_vms: baseline.vms,
         baseline_frame_ms_p50: baseline.frame_ms_p50,
         baseline_frame_ms_p99: baseline.frame_ms_p99,
+        baseline_open_s: baseline.open_s,
+        baseline_running_s: baseline.running_s,
     })
 }
 
@@ -153,8 +157,8 @@ pub fn run_cli(a: &BenchUiCli, out: &mut dyn Write) -> Result<(), CliError> {
         &format!(
             "{}: {} VMs, {} datastores, {} tree rows, {} frames of {}x{}: frame p50 {:.2} ms, \
              p99 {:.2} ms, max {:.2} ms (logic {:.2}, draw {:.2}, tessellate {:.2} ms at p50; \
-             {} engine updates); workspace open in {:.1} s, guests running after {:.1} s; baseline ({} VMs): p50 {:.2} ms, \
-             p99 {:.2} ms",
+             {} engine updates); workspace open in {:.2} s, guests running after {:.2} s; baseline ({} VMs): p50 {:.2} ms, \
+             p99 {:.2} ms, open in {:.2} s, running after {:.2} s",
             r.topology,
             s.vms,
             s.datastores,
@@ -173,7 +177,9 @@ pub fn run_cli(a: &BenchUiCli, out: &mut dyn Write) -> Result<(), CliError> {
             s.running_s,
             r.baseline_vms,
             r.baseline_frame_ms_p50,
-            r.baseline_frame_ms_p99
+            r.baseline_frame_ms_p99,
+            r.baseline_open_s,
+            r.baseline_running_s
         ),
     )
 }

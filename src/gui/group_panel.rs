@@ -90,7 +90,7 @@ pub(crate) fn show(
         return;
     }
     let Some(snap) = live.snapshot.as_ref().filter(|_| live.is_open()) else {
-        ui.label(RichText::new("No workspace is open: nothing can migrate.").weak());
+        super::status::not_running(ui, live, "No workspace is open: nothing can migrate.");
         return;
     };
     ui.label(

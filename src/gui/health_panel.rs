@@ -29,7 +29,11 @@ pub(crate) fn show(
 ) {
     ui.heading("Array health");
     let Some(snap) = live.snapshot.as_ref().filter(|_| live.is_open()) else {
-        ui.label(RichText::new("No workspace is open: no array reports its health.").weak());
+        super::status::not_running(
+            ui,
+            live,
+            "No workspace is open: no array reports its health.",
+        );
         return;
     };
     if snap.arrays.is_empty() || !snap.arrays.iter().any(|a| a.can_fault) {

@@ -34,7 +34,7 @@ pub(crate) fn show(
 ) {
     ui.heading("Hosts");
     let Some(snap) = live.snapshot.as_ref().filter(|_| live.is_open()) else {
-        ui.label(RichText::new("No workspace is open, so no host runs VMs.").weak());
+        super::status::not_running(ui, live, "No workspace is open, so no host runs VMs.");
         return;
     };
     if snap.hosts.is_empty() {

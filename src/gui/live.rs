@@ -15,8 +15,8 @@ use super::worker::{Clock, CommandResult, Update};
 use crate::dr::{self, Rating};
 use crate::engine::copy::CopyMode;
 use crate::engine::{
-    Command, GroupState, GroupView, LogLevel, MINUTE, MigrationView, Outcome, Phase, SECOND,
-    SimTime, Snapshot, VmView,
+    Command, GroupState, GroupView, LogLevel, MINUTE, MigrationView, Outcome, Phase, Progress,
+    SECOND, SimTime, Snapshot, VmView,
 };
 use crate::topology::Topology;
 
@@ -240,6 +240,8 @@ pub struct Live {
     pub updates: u64,
     /// Where the VMs are now, from the latest snapshot.
     pub whereabouts: Whereabouts,
+    /// How far the creation of the workspace being opened has come, while it is made.
+    pub preparing: Option<Progress>,
 }
 
 impl Live {
@@ -256,6 +258,7 @@ impl Live {
             vm_index: HashMap::new(),
             updates: 0,
             whereabouts: Whereabouts::default(),
+            preparing: None,
         }
     }
 

@@ -451,6 +451,9 @@ impl DrApp {
             } if epoch == self.epoch => {
                 self.opened(root, created, *before);
             }
+            Report::Preparing { epoch, progress } if epoch == self.epoch => {
+                self.live.preparing = Some(progress);
+            }
             Report::NotRecorded { epoch, error } if epoch == self.epoch => {
                 self.log.warning(format!(
                     "{error}; the event log's history in the workspace stops here"
@@ -511,6 +514,7 @@ impl DrApp {
             // Closed cleanly, or from a workspace the console has left.
             Report::Opened { .. }
             | Report::OpenFailed { .. }
+            | Report::Preparing { .. }
             | Report::Update { .. }
             | Report::FailoverScan { .. }
             | Report::NotRecorded { .. }

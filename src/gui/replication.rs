@@ -39,11 +39,10 @@ pub fn resume_name(group: &str) -> String {
 pub(crate) fn show(ui: &mut Ui, doc: &Document, live: &Live, actions: &mut Vec<Action>) {
     let Some(snap) = live.snapshot.as_ref().filter(|_| live.is_open()) else {
         ui.add_space(4.0);
-        ui.label(
-            RichText::new(
-                "No workspace is open, so nothing replicates. The replication tags of every datastore can still be read in the inventory.",
-            )
-            .weak(),
+        super::status::not_running(
+            ui,
+            live,
+            "No workspace is open, so nothing replicates. The replication tags of every datastore can still be read in the inventory.",
         );
         return;
     };

@@ -10,6 +10,7 @@ use egui::{RichText, Sense, Ui};
 use super::live::{Live, Status, mm_ss};
 use super::style::{Tone, speed_label, toned};
 use super::{Action, SideTab};
+use crate::engine::Progress;
 
 /// The number of path components the bar shows of the workspace ("…/workspaces/demo").
 const PATH_TAIL: usize = 2;
@@ -114,7 +115,7 @@ pub(crate) fn bar(ui: &mut Ui, live: &Live, actions: &mut Vec<Action>) {
         }
 
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            workspace(ui, &live.status);
+            workspace(ui, live);
         });
     });
 }
@@ -149,19 +150,63 @@ fn speed(ui: &mut Ui, live: &Live, open: bool) {
     }
 }
 
-fn workspace(ui: &mut Ui, status: &Status) {
-    match status {
+/// What the console says while the workspace opens: how far its creation has come, or
+/// that it is being opened (an existing workspace, recovering from a crash if needed).
+pub fn opening_text(preparing: Option<Progress>) -> String {
+    match preparing {
+        Some(p) if p.done < p.total => {
+            format!("Preparing the workspace — {} of {} VMs", p.done, p.total)
+        }
+        Some(p) => format!("Preparing the workspace — {} VMs made, starting", p.total),
+        None => "Opening the workspace…".to_string(),
+    }
+}
+
+/// The fraction of the workspace's creation done, if it is being created.
+fn opening_fraction(preparing: Option<Progress>) -> Option<f32> {
+    preparing.map(|p| p.done as f32 / p.total.max(1) as f32)
+}
+
+/// Stands in for a panel that needs the running workspace: while the workspace opens, how
+/// far it has come (a progress bar while it is created); otherwise `closed`, why nothing
+/// runs.
+pub fn not_running(ui: &mut Ui, live: &Live, closed: &str) {
+    if !matches!(live.status, Status::Opening(_)) {
+        ui.label(RichText::new(closed).weak());
+        return;
+    }
+    ui.horizontal(|ui| {
+        ui.spinner();
+        ui.label(RichText::new(opening_text(live.preparing)).weak());
+    });
+    if let Some(f) = opening_fraction(live.preparing) {
+        ui.add(
+            egui::ProgressBar::new(f)
+                .desired_width(ui.available_width().min(320.0))
+                .show_percentage(),
+        );
+    }
+}
+
+fn workspace(ui: &mut Ui, live: &Live) {
+    match &live.status {
         Status::Off => {
             ui.label(RichText::new("No workspace: browsing only").weak())
                 .on_hover_text("Started without a workspace: the topology can be browsed and rated, nothing runs.");
         }
         Status::Opening(root) => {
             ui.spinner();
-            ui.label(RichText::new(format!("Opening {}…", short_path(root))).weak())
-                .on_hover_text(format!(
-                    "Opening the workspace {} (recovering from a crash if needed)",
-                    root.display()
-                ));
+            if let Some(f) = opening_fraction(live.preparing) {
+                ui.add(egui::ProgressBar::new(f).desired_width(120.0));
+            }
+            let text = match live.preparing {
+                Some(_) => opening_text(live.preparing),
+                None => format!("Opening {}…", short_path(root)),
+            };
+            ui.label(RichText::new(text).weak()).on_hover_text(format!(
+                "Opening the workspace {} (creating it from the topology, or recovering from a crash if needed). The inventory, the ratings and \"Where can it go?\" answer meanwhile.",
+                root.display()
+            ));
         }
         Status::Open(root) => {
             ui.add(

@@ -54,9 +54,10 @@ pub(crate) fn show(
         return;
     }
     let Some(snap) = live.snapshot.as_ref().filter(|_| live.is_open()) else {
-        ui.label(
-            RichText::new("No workspace is open: the legs and their compliance show once one is.")
-                .weak(),
+        super::status::not_running(
+            ui,
+            live,
+            "No workspace is open: the legs and their compliance show once one is.",
         );
         return;
     };

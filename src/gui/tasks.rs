@@ -37,12 +37,11 @@ pub fn show(ui: &mut Ui, live: &mut Live, max_height: f32, actions: &mut Vec<Act
             Status::Open(_) => {
                 "No migrations yet. Select a VM and press \"Migrate…\", or use Migrate ▶ Migrate a VM…"
             }
-            Status::Opening(_) => "Opening the workspace…",
-            Status::Off | Status::Failed { .. } => {
+            Status::Opening(_) | Status::Off | Status::Failed { .. } => {
                 "No workspace is open, so nothing can move. The topology can still be browsed and every move rated."
             }
         };
-        ui.label(RichText::new(hint).weak());
+        super::status::not_running(ui, live, hint);
         return;
     }
     // Running first (oldest first), then finished (newest first).

@@ -30,7 +30,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::log::ExportedEntry;
 use crate::engine::{
-    Command, EngineOptions, FailoverKind, FailoverPlan, LogLine, Outcome, SimTime, Snapshot,
+    Command, EngineOptions, FailoverKind, FailoverPlan, LogLine, Outcome, Progress, SimTime,
+    Snapshot,
 };
 use crate::scenario::{Step, StepReport};
 use crate::topology::Topology;
@@ -175,6 +176,11 @@ pub enum Report {
         epoch: u64,
         root: PathBuf,
         error: String,
+    },
+    /// The workspace being opened is being created: how many VMs' instances are made.
+    Preparing {
+        epoch: u64,
+        progress: Progress,
     },
     Update {
         epoch: u64,

@@ -147,3 +147,69 @@ fn down_from_the_filter_moves_into_the_matches() {
     press(&mut h, Key::Enter);
     h.get_by_label(&deep.uuid);
 }
+
+/// While a large workspace is being created the console answers: the inventory, the
+/// selection and "Where can it go?" work, and the panels that need the running workspace
+/// and the status bar say how far its preparation is, with a progress bar. The state is
+/// set as the worker's reports set it, so nothing races the worker.
+#[test]
+fn while_the_workspace_is_prepared_the_console_answers_and_says_how_far_it_is() {
+    let (dir, t, mut h) = large();
+    let app = h.state_mut();
+    app.live.status = drconsole::gui::Status::Opening(dir.path().join("ws"));
+    app.live.preparing = Some(drconsole::engine::Progress {
+        done: 1_216,
+        total: 2_000,
+    });
+    app.selection = Some(Selection::Vm(t.vms[1_500].id.clone()));
+    h.run_steps(4);
+    let text = "Preparing the workspace — 1216 of 2000 VMs";
+    // The Migrations panel and the status bar.
+    assert_eq!(h.query_all_by_label(text).count(), 2);
+    assert!(
+        h.query_all_by_role(Role::ProgressIndicator).count() >= 2,
+        "a progress bar in the panel and in the status bar"
+    );
+    h.get_by_label("Where can it go?");
+    h.get_by_label(&t.vms[1_500].uuid);
+
+    // Once every instance is made, the engine starts: the status bar says so.
+    h.state_mut().live.preparing = Some(drconsole::engine::Progress {
+        done: 2_000,
+        total: 2_000,
+    });
+    h.run_steps(2);
+    h.get_all_by_label_contains("2000 VMs made, starting")
+        .next()
+        .unwrap();
+}
+
+/// A real creation reports its progress up to every VM, and the workspace opens.
+#[test]
+fn a_created_workspace_reports_its_progress_to_the_end() {
+    let t = generate(GenerateOptions {
+        vms: 2_000,
+        datastores: 60,
+        seed: 7,
+    })
+    .unwrap();
+    let dir = crate::testkit::scratch();
+    let path = dir.path().join("large.ron");
+    t.save(&path).unwrap();
+    let startup = Startup::from_path(Some(&path)).with_workspace(Some(dir.path().join("ws")));
+    let mut h = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(|cc| DrApp::new(cc.egui_ctx.clone(), startup));
+    crate::testkit::wait_ready(&mut h);
+    assert_eq!(
+        h.state().live.preparing,
+        Some(drconsole::engine::Progress {
+            done: 2_000,
+            total: 2_000
+        })
+    );
+    assert!(matches!(
+        h.state().live.status,
+        drconsole::gui::Status::Open(_)
+    ));
+}

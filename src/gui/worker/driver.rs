@@ -311,7 +311,12 @@ impl Driver {
             return;
         }
         let created = !root.join(crate::workspace::TOPOLOGY_FILE).exists();
-        match Engine::open_or_create(&root, topology, options) {
+        let (tx, ctx) = (self.tx.clone(), self.ctx.clone());
+        let mut progress = |progress| {
+            let _ = tx.send(Report::Preparing { epoch, progress });
+            ctx.request_repaint();
+        };
+        match Engine::open_or_create_with_progress(&root, topology, options, &mut progress) {
             Ok(engine) => {
                 let mut before = Before {
                     now: engine.now(),
