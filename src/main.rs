@@ -8,6 +8,7 @@ use drconsole::gui;
 
 fn main() -> ExitCode {
     let args = Cli::parse();
+    raise_open_file_limit();
     match args.command {
         Some(command) => {
             // Crash tests kill a child at a named fault point (RELIABILITY.md); the
@@ -41,6 +42,25 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// The engine keeps each VM's image open, so a large inventory needs more files than the
+/// usual soft limit (1,024 on many Linux systems): take the soft limit up to the hard one,
+/// which an unprivileged process may do. Best effort: if it fails, the open reports the
+/// file it could not open.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the one struct passed, which lives
+    // on this stack frame for both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }
