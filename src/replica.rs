@@ -466,20 +466,7 @@ pub fn apply_delta(
     barrier: &mut Barrier,
 ) -> Result<DeltaStats, ReplicaError> {
     walk_delta(delta, blocks, |_, _| Ok(()))?;
-    let image = match ImageFile::open(image_path) {
-        Ok(img) => img,
-        Err(DiskError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            ImageFile::create(image_path, blocks)?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if image.block_count() != blocks {
-        return Err(ReplicaError::ImageSize {
-            path: image_path.display().to_string(),
-            found: image.block_count(),
-            expected: blocks,
-        });
-    }
+    let image = replica_image(image_path, blocks)?;
     let stats = walk_delta(delta, blocks, |first, data| {
         image
             .write_at(first * BLOCK_SIZE as u64, data)
@@ -498,7 +485,15 @@ pub fn create_empty_replica(
     blocks: u64,
     barrier: &mut Barrier,
 ) -> Result<(), ReplicaError> {
-    let image = match ImageFile::open_read_only(image_path) {
+    replica_image(image_path, blocks)?;
+    barrier.file(image_path);
+    Ok(())
+}
+
+/// The replica image at `image_path`, opened for writing, or created sparse with `blocks`
+/// blocks if it is missing; one of another size is an error naming it.
+fn replica_image(image_path: &Path, blocks: u64) -> Result<ImageFile, ReplicaError> {
+    let image = match ImageFile::open(image_path) {
         Ok(img) => img,
         Err(DiskError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             ImageFile::create(image_path, blocks)?
@@ -512,8 +507,7 @@ pub fn create_empty_replica(
             expected: blocks,
         });
     }
-    barrier.file(image_path);
-    Ok(())
+    Ok(image)
 }
 
 fn is_zero(block: &[u8]) -> bool {

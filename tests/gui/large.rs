@@ -10,7 +10,8 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
-fn large() -> (tempfile::TempDir, Topology, Harness<'static, DrApp>) {
+/// The 2,000-VM topology saved in a scratch directory: (directory, topology, its file).
+fn large_topology() -> (tempfile::TempDir, Topology, std::path::PathBuf) {
     let t = generate(GenerateOptions {
         vms: 2_000,
         datastores: 60,
@@ -20,6 +21,11 @@ fn large() -> (tempfile::TempDir, Topology, Harness<'static, DrApp>) {
     let dir = crate::testkit::scratch();
     let path = dir.path().join("large.ron");
     t.save(&path).unwrap();
+    (dir, t, path)
+}
+
+fn large() -> (tempfile::TempDir, Topology, Harness<'static, DrApp>) {
+    let (dir, t, path) = large_topology();
     let startup = Startup::from_path(Some(&path)).browse_only();
     assert!(startup.error.is_none(), "{:?}", startup.error);
     let mut h = Harness::builder()
@@ -187,15 +193,7 @@ fn while_the_workspace_is_prepared_the_console_answers_and_says_how_far_it_is() 
 /// A real creation reports its progress up to every VM, and the workspace opens.
 #[test]
 fn a_created_workspace_reports_its_progress_to_the_end() {
-    let t = generate(GenerateOptions {
-        vms: 2_000,
-        datastores: 60,
-        seed: 7,
-    })
-    .unwrap();
-    let dir = crate::testkit::scratch();
-    let path = dir.path().join("large.ron");
-    t.save(&path).unwrap();
+    let (dir, _t, path) = large_topology();
     let startup = Startup::from_path(Some(&path)).with_workspace(Some(dir.path().join("ws")));
     let mut h = Harness::builder()
         .with_size([1280.0, 800.0])
