@@ -100,6 +100,12 @@ pub enum WorkspaceError {
     },
 }
 
+impl From<crate::fsutil::BarrierError> for WorkspaceError {
+    fn from(e: crate::fsutil::BarrierError) -> Self {
+        io_err(&e.path)(e.source)
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WorkspaceError + '_ {
     move |source| WorkspaceError::Io {
         path: path.display().to_string(),
@@ -214,10 +220,7 @@ impl Workspace {
         fs::create_dir_all(&state).map_err(io_err(&state))?;
         barrier.dir(&state);
 
-        barrier.commit().map_err(|e| WorkspaceError::Io {
-            path: e.path.display().to_string(),
-            source: e.source,
-        })?;
+        barrier.commit()?;
         crate::fault::point("create.synced").map_err(io_err(root))?;
         topology.save(&topo_path)?;
         // The workspace is valid from here; a marker left by a crash now is never read

@@ -164,10 +164,7 @@ impl Workspace {
         let made = (|| {
             let mut barrier = Barrier::new();
             materialize_disks(&dir, config, disk_mib, &mut barrier)?;
-            barrier.commit().map_err(|e| WorkspaceError::Io {
-                path: e.path.display().to_string(),
-                source: e.source,
-            })?;
+            barrier.commit()?;
             Workspace::write_config(&dir, config)?;
             sync_dir(&dir)?;
             sync_dir(&ds_dir)

@@ -201,7 +201,9 @@ impl Engine {
         }
         // Every staged file durable before the manifest that lists them (one barrier,
         // not an fsync per file: an initial copy stages every instance of the group).
-        barrier.commit().map_err(barrier_err)?;
+        barrier
+            .commit()
+            .map_err(crate::workspace::WorkspaceError::from)?;
         let manifest = Manifest {
             group: spec.key.clone(),
             cycle,
@@ -397,7 +399,9 @@ impl Engine {
         };
         let barrier = crate::fsutil::spread(&writes, write, &mut |_| {})?;
         // Every replica written durable before the point says it is published.
-        barrier.commit().map_err(barrier_err)?;
+        barrier
+            .commit()
+            .map_err(crate::workspace::WorkspaceError::from)?;
         let point = PublishedPoint {
             group: spec.key.clone(),
             cycle: m.cycle,
@@ -417,9 +421,4 @@ impl Engine {
         super::super::fault_point("publish.staging-removed")?;
         Ok(())
     }
-}
-
-/// A barrier that failed, as the engine's I/O error naming the path.
-fn barrier_err(e: crate::fsutil::BarrierError) -> EngineError {
-    io_err(e.path.display().to_string())(e.source)
 }
