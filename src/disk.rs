@@ -14,12 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod dirty;
+mod handles;
 mod image;
 mod journal;
 mod stamp;
 mod verify;
 
 pub use dirty::*;
+pub use handles::{OPEN_IMAGES_VAR, close_idle_images, open_images};
 pub use image::*;
 pub use journal::*;
 pub use stamp::*;

@@ -1,5 +1,6 @@
 //! Raw image files: block reads and writes, and the [`BlockRead`] trait.
 
+use super::handles::HANDLES;
 use super::*;
 
 /// Something that yields a disk's 4 KiB blocks: a plain image file, or a migration's routed
@@ -9,11 +10,19 @@ pub trait BlockRead {
     fn read_block(&mut self, index: u64, buf: &mut Block) -> io::Result<()>;
 }
 
-/// A raw disk image file, read and written with positional I/O.
+/// A raw disk image file, read and written with positional I/O. Its descriptor is held in
+/// the process's bounded cache ([`super::handles`]): the image opens its file again if the
+/// descriptor was closed to make room, and fails if the path names another file by then.
 #[derive(Debug)]
 pub struct ImageFile {
-    file: File,
+    /// The image's key in the descriptor cache.
+    key: u64,
     path: PathBuf,
+    /// Device and inode of the file opened first: a reopen must find the same file.
+    identity: (u64, u64),
+    write: bool,
+    /// Readahead turned off ([`ImageFile::without_readahead`]), again on every reopen.
+    random: bool,
     blocks: u64,
     /// Marked by every successful write (replication's dirty tracking).
     tracker: Option<Arc<DirtyTracker>>,
@@ -36,19 +45,79 @@ impl ImageFile {
             .write(write)
             .open(path)
             .map_err(|e| io_error(path, e))?;
-        let len = file.metadata().map_err(|e| io_error(path, e))?.len();
+        let meta = file.metadata().map_err(|e| io_error(path, e))?;
+        let len = meta.len();
         if len % BLOCK_SIZE as u64 != 0 {
             return Err(DiskError::Truncated {
                 path: path.display().to_string(),
                 len,
             });
         }
-        Ok(ImageFile {
+        Ok(Self::cached(
             file,
+            &meta,
+            path,
+            write,
+            len / BLOCK_SIZE as u64,
+        ))
+    }
+
+    /// An image of the open `file`, its descriptor put in the cache.
+    fn cached(
+        file: File,
+        meta: &std::fs::Metadata,
+        path: &Path,
+        write: bool,
+        blocks: u64,
+    ) -> ImageFile {
+        use std::os::unix::fs::MetadataExt;
+        let (key, _) = HANDLES.insert(file);
+        ImageFile {
+            key,
             path: path.to_path_buf(),
-            blocks: len / BLOCK_SIZE as u64,
+            identity: (meta.dev(), meta.ino()),
+            write,
+            random: false,
+            blocks,
             tracker: None,
-        })
+        }
+    }
+
+    /// The image's open file: the cached descriptor, or the file opened again (with the
+    /// same access and advice) if the cache closed it, provided it is still the same file.
+    fn file(&self) -> io::Result<Arc<File>> {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(f) = HANDLES.get(self.key) {
+            return Ok(f);
+        }
+        let reopen_error = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("{}: opening the image again: {e}", self.path.display()),
+            )
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(self.write)
+            .open(&self.path)
+            .map_err(reopen_error)?;
+        let meta = file.metadata().map_err(reopen_error)?;
+        if (meta.dev(), meta.ino()) != self.identity {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{}: the image was replaced since it was opened (another file has its \
+                     path now); it is not read or written through the new one",
+                    self.path.display()
+                ),
+            ));
+        }
+        if self.random {
+            advise_random(&file);
+        }
+        let file = Arc::new(file);
+        HANDLES.put(self.key, file.clone());
+        Ok(file)
     }
 
     /// Creates a zero-filled (sparse) image of `blocks` blocks; an error if `path` exists.
@@ -76,18 +145,16 @@ impl ImageFile {
                     io_error(path, e)
                 }
             })?;
-        if let Err(e) = file.set_len(len) {
-            drop(file);
-            // Best effort: do not leave a half-made image behind.
-            let _ = std::fs::remove_file(path);
-            return Err(io_error(path, e));
+        let meta = file.set_len(len).and_then(|()| file.metadata());
+        match meta {
+            Ok(meta) => Ok(Self::cached(file, &meta, path, true, blocks)),
+            Err(e) => {
+                drop(file);
+                // Best effort: do not leave a half-made image behind.
+                let _ = std::fs::remove_file(path);
+                Err(io_error(path, e))
+            }
         }
-        Ok(ImageFile {
-            file,
-            path: path.to_path_buf(),
-            blocks,
-            tracker: None,
-        })
     }
 
     /// Turns readahead off for this open image. The engine does this for every image it
@@ -98,11 +165,10 @@ impl ImageFile {
     /// 63% of a scenario's time went to `ext4_block_write_begin` before this (70 s ▶ 21 s).
     /// A plain streaming copy (the copy benchmark) is faster with readahead, so it stays the
     /// default. Advisory: failure changes nothing but speed.
-    pub fn without_readahead(self) -> ImageFile {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid open descriptor; posix_fadvise reads no memory of ours.
-        unsafe {
-            libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM);
+    pub fn without_readahead(mut self) -> ImageFile {
+        self.random = true;
+        if let Some(f) = HANDLES.get(self.key) {
+            advise_random(&f);
         }
         self
     }
@@ -115,7 +181,10 @@ impl ImageFile {
         use std::os::fd::AsRawFd;
         let len = self.blocks * BLOCK_SIZE as u64;
         let whole = std::iter::once(0..len).collect();
-        let fd = self.file.as_raw_fd();
+        let Ok(file) = self.file() else {
+            return whole;
+        };
+        let fd = file.as_raw_fd();
         let seek = |from: u64, whence| {
             let Ok(from) = libc::off_t::try_from(from) else {
                 return Err(None);
@@ -200,7 +269,7 @@ impl ImageFile {
     /// Writes block `index` (and marks it in the tracker once it is written).
     pub fn write_block(&self, index: u64, buf: &Block) -> io::Result<()> {
         let off = self.block_offset(index)?;
-        self.file.write_all_at(buf, off)?;
+        self.file()?.write_all_at(buf, off)?;
         if let Some(t) = &self.tracker {
             t.mark(index);
         }
@@ -210,20 +279,20 @@ impl ImageFile {
     /// Reads block `index`.
     pub fn read_block_at(&self, index: u64, buf: &mut Block) -> io::Result<()> {
         let off = self.block_offset(index)?;
-        self.file.read_exact_at(buf, off)
+        self.file()?.read_exact_at(buf, off)
     }
 
     /// Reads `buf.len()` bytes at byte `offset` (which must lie inside the image).
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.check_range(offset, buf.len())?;
-        self.file.read_exact_at(buf, offset)
+        self.file()?.read_exact_at(buf, offset)
     }
 
     /// Writes `buf` at byte `offset` (which must lie inside the image: it never grows), and
     /// then marks in the tracker every block the bytes overlap.
     pub fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         self.check_range(offset, buf.len())?;
-        self.file.write_all_at(buf, offset)?;
+        self.file()?.write_all_at(buf, offset)?;
         if let Some(t) = &self.tracker
             && !buf.is_empty()
         {
@@ -236,7 +305,22 @@ impl ImageFile {
 
     /// Flushes written data to stable storage.
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file()?.sync_data()
+    }
+}
+
+impl Drop for ImageFile {
+    fn drop(&mut self) {
+        HANDLES.remove(self.key);
+    }
+}
+
+/// Turns readahead off for `file`. Advisory: failure changes nothing but speed.
+fn advise_random(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor; posix_fadvise reads no memory of ours.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM);
     }
 }
 

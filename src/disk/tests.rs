@@ -254,6 +254,103 @@ fn image_create_write_read_reopen() {
     assert_eq!(check, [0, 0, 0, 0, 0, 7, 7, 7, 7, 7]);
 }
 
+/// An image whose descriptor the cache closed opens its file again on its next read,
+/// write or sync, with the same access: data written before and after the close is there,
+/// and a read-only image stays read-only.
+#[test]
+fn image_reopens_its_file_after_the_cache_closed_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("disk0.img");
+    let rw = ImageFile::create(&path, 8)
+        .expect("create")
+        .without_readahead();
+    let mut buf = [0u8; BLOCK_SIZE];
+    stamp_block(&uuid(U0), 2, 9, &mut buf);
+    rw.write_block(2, &buf).expect("write");
+    let ro = ImageFile::open_read_only(&path).expect("open ro");
+    close_idle_images();
+    let mut back = [0u8; BLOCK_SIZE];
+    ro.read_block_at(2, &mut back).expect("read after close");
+    assert_eq!(back, buf);
+    close_idle_images();
+    assert!(
+        ro.write_block(3, &buf).is_err(),
+        "a reopened read-only image accepts writes"
+    );
+    close_idle_images();
+    rw.write_block(3, &buf).expect("write after close");
+    close_idle_images();
+    rw.sync().expect("sync after close");
+    assert_eq!(
+        rw.data_ranges(),
+        vec![2 * 4096..4 * 4096],
+        "holes seen through the reopened file"
+    );
+    ro.read_block_at(3, &mut back).expect("read");
+    assert_eq!(back, buf);
+}
+
+/// An image never reads or writes through another file that took its path while its
+/// descriptor was closed: it fails, naming the path, and the new file is untouched.
+#[test]
+fn image_refuses_a_file_that_replaced_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("disk0.img");
+    let img = ImageFile::create(&path, 4).expect("create");
+    close_idle_images();
+    let other = dir.path().join("other.img");
+    std::fs::write(&other, vec![5u8; 4 * BLOCK_SIZE]).expect("write other");
+    std::fs::rename(&other, &path).expect("replace");
+    let mut buf = [0u8; BLOCK_SIZE];
+    let err = img
+        .read_block_at(0, &mut buf)
+        .expect_err("read of a replaced image");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("disk0.img") && msg.contains("replaced"),
+        "{msg}"
+    );
+    assert!(img.write_block(0, &[0u8; BLOCK_SIZE]).is_err());
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        vec![5u8; 4 * BLOCK_SIZE]
+    );
+    std::fs::remove_file(&path).expect("remove");
+    let err = img.sync().expect_err("sync of a removed image");
+    assert!(err.to_string().contains("disk0.img"), "{err}");
+}
+
+/// The cache holds at most its capacity of descriptors, closes the least recently used
+/// one to make room, and forgets a dropped image's.
+#[test]
+fn the_descriptor_cache_is_bounded_and_least_recently_used() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, b"x").expect("write");
+        std::fs::File::open(&p).expect("open")
+    };
+    let cache = handles::Handles::new(std::num::NonZeroUsize::new(2).expect("2"));
+    let (a, _) = cache.insert(open("a"));
+    let (b, _) = cache.insert(open("b"));
+    assert!(cache.get(a).is_some(), "a is now the most recent");
+    let (c, in_use) = cache.insert(open("c"));
+    assert_eq!(cache.len(), 2);
+    assert!(
+        cache.get(b).is_none(),
+        "the least recently used one was closed"
+    );
+    assert!(cache.get(a).is_some() && cache.get(c).is_some());
+    cache.remove(c);
+    assert!(cache.get(c).is_none());
+    assert_eq!(cache.len(), 1);
+    // A descriptor in use outlives its eviction.
+    assert_eq!(std::sync::Arc::strong_count(&in_use), 1);
+    cache.clear();
+    assert_eq!(cache.len(), 0);
+    assert_eq!(cache.capacity().get(), 2);
+}
+
 #[test]
 fn image_out_of_range_is_an_error_and_never_grows_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -221,6 +221,46 @@ fn every_sample_scenario_passes_headless_as_recorded() {
     }
 }
 
+/// With room for only two open image descriptors (`DRCONSOLE_OPEN_IMAGES=2`), the engine
+/// opens images again at nearly every read and write, and nothing it reports changes: the
+/// samples that migrate, replicate, fail over, stretch and swap arrays give their recorded
+/// reports byte for byte. This is how 50,000 VMs run under a descriptor limit of 20,000.
+#[test]
+fn a_two_descriptor_image_cache_changes_no_report() {
+    let dir = crate::testkit::scratch();
+    for name in [
+        "disaster_mid_copy",
+        "group_migration",
+        "partition_create_and_heal",
+        "array_health_swap",
+    ] {
+        let scenario = repo(&format!("sample_scenarios/{name}.ron"));
+        let o = std::process::Command::new(crate::testkit::process::bin())
+            .env(drconsole::disk::OPEN_IMAGES_VAR, "2")
+            .args([
+                "run",
+                &scenario.display().to_string(),
+                "--workspace",
+                &dir.path().join(name).display().to_string(),
+                "--json",
+            ])
+            .output()
+            .expect("the binary runs");
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let golden = crate::testkit::golden_report_path(&scenario);
+        assert!(
+            std::fs::read(&golden).expect("golden") == o.stdout,
+            "{name}: the report differs from {} with two open images",
+            golden.display()
+        );
+    }
+}
+
 #[test]
 fn the_cross_cg_hazard_loses_the_vm_and_says_why() {
     let dir = crate::testkit::scratch();
