@@ -49,6 +49,8 @@ const TICK_IDLE: Duration = Duration::from_millis(100);
 const MAX_SLICE_WALL: Duration = Duration::from_millis(250);
 /// The window over which the achieved speed is measured.
 const METER_WINDOW: Duration = Duration::from_millis(500);
+/// Updates after slices take at most one part in this many of the worker's time.
+const UPDATE_SHARE: u32 = 5;
 /// Below this fraction of the asked speed the clock counts as behind.
 const BEHIND_RATIO: f64 = 0.9;
 
