@@ -48,6 +48,10 @@ pub enum Command {
     Disaster {
         site: String,
     },
+    /// A site lost in a disaster returns as it was then (SPEC §11).
+    SiteUp {
+        site: String,
+    },
     Failover {
         protection_groups: Vec<String>,
         kind: FailoverKind,
@@ -123,6 +127,7 @@ impl fmt::Display for Command {
             Command::LinkDown => "Link down".into(),
             Command::LinkUp => "Link up".into(),
             Command::Disaster { site } => format!("Disaster at {site}"),
+            Command::SiteUp { site } => format!("Site {site} returns"),
             Command::Failover {
                 protection_groups,
                 kind,

@@ -42,6 +42,7 @@ mod guest;
 mod health;
 mod hosts;
 mod invariants;
+mod lifecycle;
 mod migrate;
 mod migration;
 mod persist;
@@ -84,6 +85,7 @@ use guest::{GuestOp, OpKind, seed_for};
 pub use health::ArrayView;
 pub use hosts::HostView;
 pub use invariants::Broken;
+pub use lifecycle::{SiteReturn, StaleInstance};
 pub use migration::Phase;
 use migration::{Migration, MigrationRecord, RoutedReader};
 pub use persist::{CLOCK_FILE, Location, Locations};
@@ -235,6 +237,7 @@ pub struct Engine {
     hosts: hosts::HostsRt,
     group: group::GroupMoveRt,
     placement: placement::PlacementRt,
+    lifecycle: lifecycle::LifecycleRt,
 }
 
 /// splitmix64: the guests' seeded random numbers.
@@ -318,6 +321,7 @@ impl Engine {
             Command::LinkDown => Outcome::Done(self.set_link(false)?),
             Command::LinkUp => Outcome::Done(self.set_link(true)?),
             Command::Disaster { site } => self.disaster(&site)?,
+            Command::SiteUp { site } => self.site_up(&site)?,
             Command::Failover {
                 protection_groups,
                 kind,
@@ -401,6 +405,9 @@ mod tests;
 
 #[cfg(test)]
 mod replication_tests;
+
+#[cfg(test)]
+mod lifecycle_tests;
 
 #[cfg(test)]
 mod rescan_tests;

@@ -38,6 +38,8 @@ pub(super) struct EngineState {
     pub(super) group: group::GroupMoveSaved,
     #[serde(default)]
     pub(super) placement: placement::PlacementSaved,
+    #[serde(default)]
+    pub(super) lifecycle: lifecycle::LifecycleSaved,
 }
 
 pub(super) fn yes() -> bool {
@@ -184,6 +186,7 @@ impl Engine {
             hosts: Default::default(),
             group: Default::default(),
             placement: Default::default(),
+            lifecycle: Default::default(),
         };
         write_ron(&ws.state_dir().join("engine.ron"), &state)?;
         let locations = Locations {
@@ -339,6 +342,7 @@ impl Engine {
                 hosts: self.hosts_saved(),
                 group: self.group_saved(),
                 placement: self.placement_saved(),
+                lifecycle: self.lifecycle_saved(),
             },
         )
     }

@@ -235,12 +235,14 @@ impl Engine {
             hosts: Default::default(),
             group: Default::default(),
             placement: Default::default(),
+            lifecycle: Default::default(),
         };
         engine.restore_stretch(state.stretch.clone())?;
         engine.restore_health(state.health.clone())?;
         engine.restore_hosts(state.hosts.clone())?;
         engine.restore_group(state.group.clone())?;
         engine.restore_placement(state.placement.clone())?;
+        engine.restore_lifecycle(state.lifecycle.clone());
         // Removed only now that every image opened: a refused open changes nothing.
         if was_clean {
             std::fs::remove_file(Engine::clean_marker(&engine.ws))

@@ -7,7 +7,7 @@ use crate::recovery;
 
 /// cg-1 = {ds-1, ds-2} (RPO `rpo` min) in pg-a; ds-3 standalone (RPO 2 min) in pg-b; ds-l
 /// not replicated. Three VMs in the CG, one on ds-3.
-fn topology(mbps: f64, rpo: u32, iops: u32) -> Topology {
+pub(super) fn topology(mbps: f64, rpo: u32, iops: u32) -> Topology {
     let text = format!(
         r#"Topology(
     name: "replication test",
@@ -53,7 +53,7 @@ fn topology(mbps: f64, rpo: u32, iops: u32) -> Topology {
     Topology::from_ron_str(&text, "replication-test.ron").unwrap()
 }
 
-fn opts(seed: u64) -> EngineOptions {
+pub(super) fn opts(seed: u64) -> EngineOptions {
     EngineOptions {
         seed,
         ..EngineOptions::default()

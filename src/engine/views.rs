@@ -73,6 +73,8 @@ pub struct Snapshot {
     pub hosts: Vec<HostView>,
     pub group_migrations: Vec<GroupMigrationView>,
     pub placement: Vec<PlacementView>,
+    /// Instances on returned sites of VMs failed over away from them (SPEC §11).
+    pub stale: Vec<super::StaleInstance>,
 }
 
 impl Engine {
@@ -98,6 +100,7 @@ impl Engine {
             hosts: self.hosts_views(),
             group_migrations: self.group_migration_views(),
             placement: self.placement_views(),
+            stale: self.stale_instances().to_vec(),
         }
     }
 

@@ -96,7 +96,7 @@ impl DrApp {
                     self.wizard.open_for(vm);
                 }
             });
-            let mut link_command = None;
+            let mut dr_command = None;
             let mut rescan = None;
             ui.menu_button("DR", |ui| {
                 if ui
@@ -147,7 +147,7 @@ impl DrApp {
                         ))
                         .clicked()
                     {
-                        link_command = Some(command);
+                        dr_command = Some(command);
                     }
                     for site in self
                         .doc
@@ -156,21 +156,23 @@ impl DrApp {
                         .iter()
                         .filter(|s| s.role == crate::topology::SiteRole::Protected)
                     {
-                        let down = snap.sites_down.contains(&site.id);
-                        if ui
-                            .add_enabled(
-                                !down,
-                                egui::Button::new(replication::disaster_button(&site.id)),
-                            )
-                            .on_disabled_hover_text(format!("Site {} is already lost", site.id))
-                            .clicked()
-                        {
+                        if snap.sites_down.contains(&site.id) {
+                            if ui
+                                .button(replication::site_up_button(&site.id))
+                                .on_hover_text(replication::SITE_UP_HINT)
+                                .clicked()
+                            {
+                                dr_command = Some(crate::engine::Command::SiteUp {
+                                    site: site.id.clone(),
+                                });
+                            }
+                        } else if ui.button(replication::disaster_button(&site.id)).clicked() {
                             self.disaster = Some(site.id.clone());
                         }
                     }
                 }
             });
-            if let Some(c) = link_command {
+            if let Some(c) = dr_command {
                 self.apply(Action::Request(Request::Engine(c)));
             }
             if let Some(file) = rescan {

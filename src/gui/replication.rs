@@ -20,6 +20,14 @@ pub fn disaster_button(site: &str) -> String {
     format!("Disaster at {site}…")
 }
 
+/// The button that brings a lost `site` back (also its accessible name).
+pub fn site_up_button(site: &str) -> String {
+    format!("Site {site} returns")
+}
+
+/// What a returned site's button says it does.
+pub const SITE_UP_HINT: &str = "Bring the site back as it was when it was lost: its VMs that were not failed over restart there, the ones that were stay off as stale copies, and its groups that were not failed over replicate again";
+
 /// The confirm button of the Disaster dialog for `site`.
 pub fn disaster_confirm(site: &str) -> String {
     format!("Lose site {site}")
@@ -141,6 +149,8 @@ fn sites_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Actio
             ui.label(format!("{} {}", glyph::SITE, s.id));
             ui.label(RichText::new(&s.name).weak());
             let down = snap.sites_down.contains(&s.id);
+            let stale: Vec<&crate::engine::StaleInstance> =
+                snap.stale.iter().filter(|x| x.site == s.id).collect();
             if down {
                 style::badge(
                     ui,
@@ -151,19 +161,41 @@ fn sites_row(ui: &mut Ui, t: &Topology, snap: &Snapshot, actions: &mut Vec<Actio
             } else {
                 style::badge(ui, "running", Tone::Good, "");
             }
+            if !stale.is_empty() {
+                let list: Vec<String> = stale
+                    .iter()
+                    .map(|x| format!("{} ({}; runs on {})", x.path, x.vm, x.running_on))
+                    .collect();
+                style::badge(
+                    ui,
+                    &format!("{} stale", stale.len()),
+                    Tone::Warn,
+                    &format!(
+                        "Instances of VMs that were failed over away from this site: older than the running copies, powered off.\n{}",
+                        list.join("\n")
+                    ),
+                );
+            }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if down {
+                    let b = ui
+                        .button(site_up_button(&s.id))
+                        .on_hover_text(SITE_UP_HINT);
+                    if b.clicked() {
+                        actions.push(Action::Request(Request::Engine(Command::SiteUp {
+                            site: s.id.clone(),
+                        })));
+                    }
+                    return;
+                }
                 let b = ui
-                    .add_enabled(
-                        !down,
-                        egui::Button::new(
-                            RichText::new(disaster_button(&s.id))
-                                .color(Tone::Bad.text(ui.visuals().dark_mode)),
-                        ),
+                    .button(
+                        RichText::new(disaster_button(&s.id))
+                            .color(Tone::Bad.text(ui.visuals().dark_mode)),
                     )
                     .on_hover_text(
                         "Simulate losing the whole site at once. Asks first, naming what stops.",
-                    )
-                    .on_disabled_hover_text(format!("Site {} is already lost", s.id));
+                    );
                 if b.clicked() {
                     actions.push(Action::AskDisaster(s.id.clone()));
                 }

@@ -40,6 +40,7 @@ fn simulated_schedules_keep_every_invariant() {
     let cfg = SimConfig::default();
     let start = Instant::now();
     let (mut migrations, mut crashes, mut points, mut disasters, mut recovered) = (0, 0, 0, 0, 0);
+    let mut returns = 0;
     let mut mid = 0;
     let mut failures = Vec::new();
     for &seed in &seeds {
@@ -52,6 +53,7 @@ fn simulated_schedules_keep_every_invariant() {
                 mid += s.elected_mid_migration;
                 disasters += usize::from(s.disaster);
                 recovered += s.vms_recovered;
+                returns += s.site_returns;
                 if seeds.len() == 1 {
                     println!("seed {seed}: {s:#?}");
                 }
@@ -70,7 +72,7 @@ fn simulated_schedules_keep_every_invariant() {
         }
     }
     println!(
-        "{} seeds in {:.1} s: {migrations} migrations, {crashes} crashes, {points} recovery points checked ({mid} VMs elected mid-migration), {disasters} disasters, {recovered} VMs recovered",
+        "{} seeds in {:.1} s: {migrations} migrations, {crashes} crashes, {points} recovery points checked ({mid} VMs elected mid-migration), {disasters} disasters, {recovered} VMs recovered, {returns} sites returned",
         seeds.len(),
         start.elapsed().as_secs_f64()
     );

@@ -8,7 +8,9 @@ use std::time::Duration;
 use crate::testkit::{app_in, click, open_modal, scanned_plan, step_until};
 use drconsole::engine::{FailoverKind, FailoverState, GroupState, GroupView};
 use drconsole::gui::failover::{CAPACITY_BY_HOST, CLEANUP, RUN, SCAN, run_confirm};
-use drconsole::gui::replication::{disaster_button, pause_name, replicate_now_name, resume_name};
+use drconsole::gui::replication::{
+    disaster_button, pause_name, replicate_now_name, resume_name, site_up_button,
+};
 use drconsole::gui::{DrApp, MainTab, Selection, SideTab};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -357,6 +359,38 @@ fn a_disaster_then_an_unplanned_failover_recovers_tier1_consistent() {
     );
     assert!(h.get_by_label(RUN).accesskit_node().is_disabled());
     h.check_accessibility();
+
+    // The site returns: what was not failed over restarts there, Tier 1's five instances
+    // at pa are stale and stay off, and the site row says so.
+    click(&mut h, &site_up_button("pa"));
+    step_until(&mut h, "the site's return", Duration::from_secs(15), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.sites_down.is_empty())
+    });
+    let snap = h.state().live.snapshot.clone().unwrap();
+    assert_eq!(snap.stale.len(), 5, "{:#?}", snap.stale);
+    for v in &snap.vms {
+        assert!(!v.down, "{} runs again", v.id);
+    }
+    assert!(
+        snap.vms
+            .iter()
+            .filter(|v| snap.stale.iter().any(|s| s.vm == v.id))
+            .all(|v| v.site == "ny"),
+        "the failed-over VMs keep running at the recovery site"
+    );
+    h.get_by_label("5 stale");
+    h.get_by_label(&disaster_button("pa"));
+    assert!(
+        h.state()
+            .log
+            .entries
+            .iter()
+            .any(|e| e.message.starts_with("Site pa returned")),
+        "the return is in the event log"
+    );
 }
 
 #[test]
@@ -796,10 +830,10 @@ fn after_a_disaster_and_a_failover_every_view_shows_where_things_run_now() {
         "no link to take down with the site gone"
     );
     assert!(
-        h.get_by_label(&disaster_button("pa"))
-            .accesskit_node()
-            .is_disabled()
+        h.query_by_label(&disaster_button("pa")).is_none(),
+        "a lost site cannot be lost again: its row offers its return instead"
     );
+    h.get_by_label(&site_up_button("pa"));
     assert!(
         h.get_by_label(&replicate_now_name("cg-silver"))
             .accesskit_node()

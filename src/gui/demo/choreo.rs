@@ -56,7 +56,8 @@ impl DrApp {
             | Action::Command(Command::PauseReplication { .. })
             | Action::Command(Command::ResumeReplication { .. })
             | Action::Command(Command::LinkDown)
-            | Action::Command(Command::LinkUp) => {
+            | Action::Command(Command::LinkUp)
+            | Action::Command(Command::SiteUp { .. }) => {
                 self.show_side(SideTab::Replication);
                 show(Beat::Direct, dwell / 2)
             }
