@@ -52,6 +52,10 @@ pub enum Command {
     SiteUp {
         site: String,
     },
+    /// Reverses the replication of failed-over PGs (SPEC §11).
+    Reprotect {
+        protection_groups: Vec<String>,
+    },
     Failover {
         protection_groups: Vec<String>,
         kind: FailoverKind,
@@ -128,6 +132,9 @@ impl fmt::Display for Command {
             Command::LinkUp => "Link up".into(),
             Command::Disaster { site } => format!("Disaster at {site}"),
             Command::SiteUp { site } => format!("Site {site} returns"),
+            Command::Reprotect { protection_groups } => {
+                format!("Reprotect {}", protection_groups.join(", "))
+            }
             Command::Failover {
                 protection_groups,
                 kind,

@@ -1,4 +1,4 @@
-//! The DR lifecycle after a failover (SPEC §11): a lost site's return.
+//! The DR lifecycle after a failover (SPEC §11): a lost site's return, and reprotect.
 //!
 //! `SiteUp(site)` brings back a site lost in a `Disaster` as it was at that instant: its
 //! images, journal and records are what they were (nothing ran there meanwhile). Its VMs
@@ -7,10 +7,24 @@
 //! *stale*: older than the copies now running at the other site. The engine names each
 //! stale instance in the log, keeps the list (persisted) for the views, and the
 //! replication groups that touch the site and were not failed over cut again.
+//!
+//! `Reprotect(protection_groups)` reverses the replication groups of failed-over PGs: the
+//! datastores the VMs run on now become the protected side, the old protected datastores
+//! their replicas. Nothing is copied whole: each running image's change tracker starts as
+//! the blocks that differ from the old side's image of the same instance (the blocks
+//! written on either side since the point the failover used), so the first reverse cycle
+//! ships only those. Instances on the old side that no running VM continues (election
+//! losers, partial targets) are deleted at once, each named.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Engine, EngineError, LogLevel, Outcome, SimTime, format_time};
+use super::failover::{FailoverKind, FailoverState};
+use super::{
+    Engine, EngineError, LogLevel, Outcome, SimTime, format_time, remove_dir_if_exists,
+    remove_file_if_exists,
+};
 
 /// An instance on a returned site of a VM that was failed over away from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +48,17 @@ pub struct SiteReturn {
     pub restarted: Vec<String>,
 }
 
+/// One reprotect: the PGs, when, and what it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReprotectRecord {
+    pub protection_groups: Vec<String>,
+    pub at: SimTime,
+    /// The groups reversed, each as `id: from-site → to-site` after the reversal.
+    pub groups: Vec<String>,
+    /// Instances deleted on the new replica side (no running VM continues them).
+    pub deleted: Vec<String>,
+}
+
 /// Persisted with the engine state.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub(super) struct LifecycleSaved {
@@ -41,12 +66,15 @@ pub(super) struct LifecycleSaved {
     stale: Vec<StaleInstance>,
     #[serde(default)]
     returns: Vec<SiteReturn>,
+    #[serde(default)]
+    reprotects: Vec<ReprotectRecord>,
 }
 
 #[derive(Default)]
 pub(super) struct LifecycleRt {
     stale: Vec<StaleInstance>,
     returns: Vec<SiteReturn>,
+    reprotects: Vec<ReprotectRecord>,
 }
 
 impl Engine {
@@ -54,6 +82,7 @@ impl Engine {
         LifecycleSaved {
             stale: self.lifecycle.stale.clone(),
             returns: self.lifecycle.returns.clone(),
+            reprotects: self.lifecycle.reprotects.clone(),
         }
     }
 
@@ -61,6 +90,7 @@ impl Engine {
         self.lifecycle = LifecycleRt {
             stale: saved.stale,
             returns: saved.returns,
+            reprotects: saved.reprotects,
         };
     }
 
@@ -72,6 +102,231 @@ impl Engine {
     /// The sites that came back, oldest return first.
     pub fn site_returns(&self) -> &[SiteReturn] {
         &self.lifecycle.returns
+    }
+
+    /// The reprotects so far, oldest first.
+    pub fn reprotects(&self) -> &[ReprotectRecord] {
+        &self.lifecycle.reprotects
+    }
+
+    /// Is PG `pg` reprotected (its groups replicate against the topology's direction)?
+    pub fn reprotected(&self, pg: &str) -> bool {
+        self.pg_groups(pg)
+            .iter()
+            .any(|&g| self.groups[g].saved.reversed)
+    }
+
+    /// The replication groups with a pair on a datastore of PG `pg`, in either direction.
+    fn pg_groups(&self, pg: &str) -> Vec<usize> {
+        let Some(p) = self.topology().protection_group(pg) else {
+            return Vec::new();
+        };
+        let ds: BTreeSet<&str> = p.datastores.iter().map(String::as_str).collect();
+        (0..self.groups.len())
+            .filter(|&g| {
+                self.groups[g].spec.pairs.iter().any(|pair| {
+                    ds.contains(pair.datastore.as_str()) || ds.contains(pair.replica.as_str())
+                })
+            })
+            .collect()
+    }
+
+    /// Why PGs `pgs` cannot be reprotected now, if they cannot.
+    fn reprotect_refusal(&self, pgs: &[String]) -> Option<String> {
+        if pgs.is_empty() {
+            return Some("choose at least one protection group".into());
+        }
+        if let Some((site, _)) = self.sites_down.iter().next() {
+            return Some(format!(
+                "site {site} is down: reprotect needs both sites up (bring it back with SiteUp)"
+            ));
+        }
+        if !self.link_up {
+            return Some("the replication link is down".into());
+        }
+        for pg in pgs {
+            if self.topology().protection_group(pg).is_none() {
+                return Some(format!("no protection group {pg:?}"));
+            }
+            if self
+                .pending_failover
+                .as_ref()
+                .is_some_and(|p| p.protection_groups.contains(pg))
+            {
+                return Some(format!("{pg}: a planned failover of it is still running"));
+            }
+            let groups = self.pg_groups(pg);
+            if groups.is_empty() {
+                return Some(format!("{pg} has no replicated datastore"));
+            }
+            for &g in &groups {
+                let grp = &self.groups[g];
+                if grp.transfer.is_some() {
+                    return Some(format!(
+                        "{pg}: replication group {} is mid-cycle; try again once it has published",
+                        grp.spec.id
+                    ));
+                }
+                if !grp.saved.failed_over {
+                    let tested = self.failovers.iter().rev().find(|f| {
+                        f.state == FailoverState::Done && f.protection_groups.contains(pg)
+                    });
+                    return Some(match tested {
+                        Some(f) if f.kind == FailoverKind::Test => format!(
+                            "{pg} was only test-failed-over (#{}): its VMs still run at {}; clean the test up, there is nothing to reverse",
+                            f.id, grp.spec.source_site
+                        ),
+                        _ => format!(
+                            "{pg} is not failed over: its group {} replicates {} to {} and its VMs run there",
+                            grp.spec.id, grp.spec.source_site, grp.spec.target_site
+                        ),
+                    });
+                }
+                // Every VM on the side that becomes the replica must have moved away.
+                let old_side: BTreeSet<&str> = grp
+                    .spec
+                    .pairs
+                    .iter()
+                    .map(|p| p.datastore.as_str())
+                    .collect();
+                let stuck: Vec<&str> = self
+                    .vms
+                    .iter()
+                    .filter(|v| old_side.contains(v.datastore.as_str()))
+                    .map(|v| v.id.as_str())
+                    .collect();
+                if !stuck.is_empty() {
+                    return Some(format!(
+                        "{pg}: {} still live on {} (not recovered by the failover); reprotecting would make that datastore a replica and delete them",
+                        stuck.join(", "),
+                        grp.spec
+                            .pairs
+                            .iter()
+                            .map(|p| p.datastore.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// `Reprotect(protection_groups)`: reverses every replication group of those PGs.
+    pub(super) fn reprotect(&mut self, pgs: &[String]) -> Result<Outcome, EngineError> {
+        if let Some(why) = self.reprotect_refusal(pgs) {
+            return Ok(Outcome::Refused(format!(
+                "Reprotect of {} refused: {why}",
+                pgs.join(", ")
+            )));
+        }
+        let mut scope: BTreeSet<usize> = BTreeSet::new();
+        for pg in pgs {
+            scope.extend(self.pg_groups(pg));
+        }
+        let now = self.now;
+        let mut reversed = Vec::new();
+        let mut deleted = Vec::new();
+        for &g in &scope {
+            let old = self.groups[g].spec.clone();
+            let new = old.reversed();
+            // Neither direction's records describe the replicas any more: the old
+            // replicas run the VMs, the new ones hold the old side's last state.
+            for spec in [&old, &new] {
+                remove_file_if_exists(&self.published_path(spec))?;
+                remove_file_if_exists(&self.commit_path(spec))?;
+                remove_dir_if_exists(&self.staging_dir(spec))?;
+            }
+            // Instances on the new replica side that no running instance continues.
+            for pair in &new.pairs {
+                let running: BTreeSet<String> = self
+                    .ws
+                    .list_instances(&pair.datastore)?
+                    .into_iter()
+                    .map(|i| i.name)
+                    .collect();
+                for inst in self.ws.list_instances(&pair.replica)? {
+                    if !running.contains(&inst.name) {
+                        self.remove_instance_dir(&inst.dir)?;
+                        deleted.push(format!(
+                            "sites/{}/datastores/{}/{}",
+                            new.target_site, pair.replica, inst.name
+                        ));
+                    }
+                }
+            }
+            // The old side's images are replicas now: nothing tracks their changes.
+            for pair in &old.pairs {
+                let dir = self.ws.datastore_dir(&pair.datastore)?;
+                let gone: Vec<std::path::PathBuf> = self
+                    .trackers
+                    .range(dir.clone()..)
+                    .map(|(p, _)| p.clone())
+                    .take_while(|p| p.starts_with(&dir))
+                    .collect();
+                for p in gone {
+                    self.trackers.remove(&p);
+                }
+            }
+            reversed.push(format!(
+                "{}: {} → {}",
+                new.id, new.source_site, new.target_site
+            ));
+            let grp = &mut self.groups[g];
+            grp.spec = new;
+            grp.published = None;
+            grp.alarmed = false;
+            grp.last_error = None;
+            grp.saved.failed_over = false;
+            grp.saved.reversed = !grp.saved.reversed;
+            grp.saved.paused = false;
+            grp.saved.next_cut = Some(now);
+            self.queue_cut(g);
+        }
+        // The running images are tracked against the new replicas from here: each
+        // tracker starts as the blocks that differ between the two.
+        let mut tracked = 0;
+        for i in 0..self.vms.len() {
+            let ds = self.vms[i].datastore.clone();
+            if !scope.iter().any(|&g| self.groups[g].spec.covers(&ds)) {
+                continue;
+            }
+            let path = self.vms[i].image.path().to_path_buf();
+            let t = self.tracker_for(&ds, &path)?;
+            tracked += t.as_ref().map_or(0, |t| t.count());
+            self.vms[i].image.set_tracker(t);
+        }
+        let new_replicas: BTreeSet<String> = scope
+            .iter()
+            .flat_map(|&g| self.groups[g].spec.pairs.iter().map(|p| p.replica.clone()))
+            .collect();
+        self.lifecycle
+            .stale
+            .retain(|s| !new_replicas.contains(&s.datastore));
+        for d in &deleted {
+            self.push_log(
+                LogLevel::Warning,
+                format!(
+                    "Reprotect of {}: deleted {d} (no running VM continues it: an election loser or a partial target)",
+                    pgs.join(", ")
+                ),
+            );
+        }
+        let msg = format!(
+            "Reprotect of {}: {} group(s) reversed ({}); the first cycles ship the {tracked} block(s) that differ between the sides, {} old instance(s) deleted",
+            pgs.join(", "),
+            reversed.len(),
+            reversed.join("; "),
+            deleted.len()
+        );
+        self.lifecycle.reprotects.push(ReprotectRecord {
+            protection_groups: pgs.to_vec(),
+            at: now,
+            groups: reversed,
+            deleted,
+        });
+        self.info(msg.clone());
+        Ok(Outcome::Done(msg))
     }
 
     /// `SiteUp(site)`: the site lost in a disaster returns as it was then.
@@ -158,7 +413,7 @@ impl Engine {
 
     /// The instances at `site` of VMs that were failed over away from it.
     fn find_stale(&self, site: &str) -> Result<Vec<StaleInstance>, EngineError> {
-        let away: std::collections::BTreeMap<[u8; 16], usize> = self
+        let away: BTreeMap<[u8; 16], usize> = self
             .vms
             .iter()
             .enumerate()

@@ -89,3 +89,200 @@ fn a_returned_site_restarts_what_was_not_failed_over_and_names_the_stale_copies(
     let again = e.apply(Command::SiteUp { site: "pa".into() }).unwrap();
     assert!(matches!(again, Outcome::Refused(_)), "{again:?}");
 }
+
+fn refused(e: &mut Engine, cmd: Command, why: &str) {
+    let out = e.apply(cmd.clone()).unwrap();
+    assert!(
+        matches!(&out, Outcome::Refused(m) if m.contains(why)),
+        "{cmd:?}: {out:?}, wanted a refusal saying {why:?}"
+    );
+}
+
+fn group<'a>(e: &'a Engine, id: &str) -> &'a super::replication::GroupRt {
+    e.groups.iter().find(|g| g.spec.id == id).unwrap()
+}
+
+/// Runs until group `id` has published a point cut at or after `after`.
+fn until_published(e: &mut Engine, id: &str, after: SimTime) {
+    for _ in 0..600 {
+        if group(e, id)
+            .published
+            .as_ref()
+            .is_some_and(|p| p.cut_at >= after)
+        {
+            return;
+        }
+        e.advance(e.now + SECOND).unwrap();
+    }
+    panic!("{id} published nothing cut after {after}");
+}
+
+/// Reprotect is refused, with its reason, until a real failover happened and both sites
+/// and the link are up. Then cg-1 replicates ny → pa: its first cycle ships only the
+/// blocks that differ between each running image and its old image at pa, a partial
+/// target left at pa is deleted and named, and once the guests stop and a cycle publishes,
+/// every old image at pa is byte for byte the running one. A failback is refused for now.
+#[test]
+fn reprotect_reverses_the_groups_and_ships_only_what_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &topology(100.0, 1, 4), opts(5)).unwrap();
+    let pg_a = || Command::Reprotect {
+        protection_groups: vec!["pg-a".into()],
+    };
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(150 * SECOND).unwrap();
+    refused(&mut e, pg_a(), "pg-a is not failed over");
+    e.apply(Command::Failover {
+        protection_groups: vec!["pg-a".into()],
+        kind: FailoverKind::Test,
+    })
+    .unwrap();
+    refused(&mut e, pg_a(), "only test-failed-over");
+    e.apply(Command::CleanupTestFailover).unwrap();
+    // A partial target at pa when it is lost: a1 is moving inside cg-1.
+    e.apply(Command::Migrate {
+        vm: "a1".into(),
+        to: "ds-2".into(),
+        mode: super::copy::CopyMode::Mirror,
+        confirm: false,
+    })
+    .unwrap();
+    e.advance(e.now + SECOND / 4).unwrap();
+    e.apply(Command::Disaster { site: "pa".into() }).unwrap();
+    e.advance(e.now + MINUTE).unwrap();
+    e.apply(Command::Failover {
+        protection_groups: vec!["pg-a".into()],
+        kind: FailoverKind::Unplanned,
+    })
+    .unwrap();
+    refused(&mut e, pg_a(), "site pa is down");
+    e.advance(e.now + 20 * SECOND).unwrap();
+    e.apply(Command::SiteUp { site: "pa".into() }).unwrap();
+    e.apply(Command::LinkDown).unwrap();
+    refused(&mut e, pg_a(), "the replication link is down");
+    e.apply(Command::LinkUp).unwrap();
+    let partial: Vec<String> = e
+        .stale_instances()
+        .iter()
+        .filter(|s| s.vm == "a1" && s.datastore == "ds-2")
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(partial.len(), 1, "{:#?}", e.stale_instances());
+
+    // What differs between the sides, block by block, before the reversal.
+    let mut differing = 0u64;
+    for vm in ["a1", "a2", "b1"] {
+        let i = e.vm_index(vm).unwrap();
+        let running = std::fs::read(e.vms[i].image.path()).unwrap();
+        let old = e.workspace().root().join(format!(
+            "sites/pa/datastores/{}/{}/disk0.img",
+            e.vms[i].datastore.trim_end_matches('r'),
+            e.vms[i].instance
+        ));
+        let old = std::fs::read(&old).unwrap();
+        assert_eq!(running.len(), old.len());
+        differing += running
+            .chunks(4096)
+            .zip(old.chunks(4096))
+            .filter(|(a, b)| a != b)
+            .count() as u64;
+    }
+    assert!(differing > 0);
+
+    let out = e.apply(pg_a()).unwrap();
+    let Outcome::Done(msg) = &out else {
+        panic!("{out:?}")
+    };
+    assert!(
+        msg.contains("cg-1: ny → pa") && msg.contains(&format!("the {differing} block(s)")),
+        "{msg}"
+    );
+    assert!(!e.workspace().root().join(&partial[0]).exists());
+    assert!(
+        e.take_log()
+            .iter()
+            .any(|l| l.message.contains(&format!("deleted {}", partial[0]))),
+        "the deletion is named"
+    );
+    assert_eq!(e.reprotects().len(), 1);
+    assert!(e.reprotected("pg-a") && !e.reprotected("pg-b"));
+    let g = group(&e, "cg-1");
+    assert_eq!(
+        (g.spec.source_site.as_str(), g.spec.target_site.as_str()),
+        ("ny", "pa")
+    );
+    assert!(g.spec.pairs.iter().all(|p| p.datastore.ends_with('r')));
+    refused(&mut e, pg_a(), "pg-a is not failed over");
+
+    // The first reverse cycle: the differing blocks, not the images.
+    let start = e.now;
+    until_published(&mut e, "cg-1", start);
+    let first = group(&e, "cg-1").published.clone().unwrap();
+    let changed = differing * 4096;
+    let whole: u64 = (2 + 1 + 2) * 1024 * 1024;
+    assert!(
+        first.bytes >= changed && first.bytes * 10 <= changed * 11 + 64 * 1024,
+        "shipped {} for {changed} changed bytes",
+        first.bytes
+    );
+    assert!(
+        first.bytes < whole / 2,
+        "shipped {} of {whole}",
+        first.bytes
+    );
+
+    // Guests stop, a cycle publishes: pa holds exactly what runs at ny.
+    e.apply(Command::StopWorkloads).unwrap();
+    e.advance(e.now + SECOND).unwrap();
+    let stopped = e.now;
+    e.apply(Command::ReplicateNow {
+        datastore: "ds-1r".into(),
+    })
+    .unwrap();
+    until_published(&mut e, "cg-1", stopped);
+    let same = |e: &Engine| {
+        for vm in ["a1", "a2", "b1"] {
+            let i = e.vm_index(vm).unwrap();
+            let rep = e.workspace().root().join(format!(
+                "sites/pa/datastores/{}/{}/disk0.img",
+                e.vms[i].datastore.trim_end_matches('r'),
+                e.vms[i].instance
+            ));
+            assert!(
+                std::fs::read(e.vms[i].image.path()).unwrap() == std::fs::read(&rep).unwrap(),
+                "{vm}: the replica at pa differs from the running image"
+            );
+        }
+    };
+    same(&e);
+
+    // Through a reopen: still reversed, still tracking, still shipping.
+    let root = e.workspace().root().to_path_buf();
+    e.close().unwrap();
+    let mut e = Engine::open(&root).unwrap();
+    assert_eq!(group(&e, "cg-1").spec.source_site, "ny");
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(e.now + 30 * SECOND).unwrap();
+    e.apply(Command::StopWorkloads).unwrap();
+    e.advance(e.now + SECOND).unwrap();
+    let stopped = e.now;
+    e.apply(Command::ReplicateNow {
+        datastore: "ds-2r".into(),
+    })
+    .unwrap();
+    until_published(&mut e, "cg-1", stopped);
+    same(&e);
+    for vm in ["a1", "a2", "b1"] {
+        assert!(e.verify_vm(vm).unwrap().consistent, "{vm}");
+    }
+    let plan = e
+        .scan_failover(&["pg-a".into()], FailoverKind::Planned)
+        .unwrap();
+    assert!(
+        plan.problems
+            .iter()
+            .any(|p| p.contains("pg-a is reprotected")),
+        "{:?}",
+        plan.problems
+    );
+}

@@ -85,7 +85,7 @@ use guest::{GuestOp, OpKind, seed_for};
 pub use health::ArrayView;
 pub use hosts::HostView;
 pub use invariants::Broken;
-pub use lifecycle::{SiteReturn, StaleInstance};
+pub use lifecycle::{ReprotectRecord, SiteReturn, StaleInstance};
 pub use migration::Phase;
 use migration::{Migration, MigrationRecord, RoutedReader};
 pub use persist::{CLOCK_FILE, Location, Locations};
@@ -322,6 +322,7 @@ impl Engine {
             Command::LinkUp => Outcome::Done(self.set_link(true)?),
             Command::Disaster { site } => self.disaster(&site)?,
             Command::SiteUp { site } => self.site_up(&site)?,
+            Command::Reprotect { protection_groups } => self.reprotect(&protection_groups)?,
             Command::Failover {
                 protection_groups,
                 kind,

@@ -72,6 +72,24 @@ impl GroupSpec {
     pub fn covers(&self, datastore: &str) -> bool {
         self.pairs.iter().any(|p| p.datastore == datastore)
     }
+
+    /// The group replicating the other way (SPEC §11, reprotect): each replica becomes the
+    /// protected side of its pair, and the sites swap. Same id and key.
+    pub fn reversed(&self) -> GroupSpec {
+        GroupSpec {
+            pairs: self
+                .pairs
+                .iter()
+                .map(|p| Pair {
+                    datastore: p.replica.clone(),
+                    replica: p.datastore.clone(),
+                })
+                .collect(),
+            source_site: self.target_site.clone(),
+            target_site: self.source_site.clone(),
+            ..self.clone()
+        }
+    }
 }
 
 /// The replication groups of a topology, CGs first (by id), then standalone datastores.
@@ -210,6 +228,10 @@ pub(super) struct GroupSaved {
     /// cycle runs until the resync back is complete.
     #[serde(default)]
     pub swapped: bool,
+    /// Reprotected an odd number of times: it replicates from the topology's replicas to
+    /// its protected datastores ([`GroupSpec::reversed`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reversed: bool,
 }
 
 /// A transfer in flight.
@@ -281,6 +303,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         for spec in groups_of(self.topology()) {
             let s = saved.get(&spec.key).cloned().unwrap_or_default();
+            let spec = if s.reversed { spec.reversed() } else { spec };
             let g = self.group_rt(spec, s)?;
             self.groups.push(g);
         }

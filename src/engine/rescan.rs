@@ -66,6 +66,16 @@ impl Engine {
     /// running workspace, or refuses with an error naming what cannot be adopted; a refusal
     /// changes nothing (topology.ron stays byte for byte).
     pub fn rescan(&mut self, read: &Topology, file: &str) -> Result<Outcome, EngineError> {
+        if let Some(g) = self.groups.iter().find(|g| g.saved.reversed) {
+            return Err(EngineError::Workspace(WorkspaceError::RescanRefused {
+                file: file.to_string(),
+                object: format!("replication group {}", g.spec.id),
+                rule: format!(
+                    "it is reprotected (replicating {} to {}); a rescan adopts replication in the topology's direction only, so fail back and reprotect first",
+                    g.spec.source_site, g.spec.target_site
+                ),
+            }));
+        }
         let new = self.ws.rescan_topology(read, file)?;
         if &new == self.topology() {
             return Ok(Outcome::Done(format!("Rescan of {file}: nothing changed")));

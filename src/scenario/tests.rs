@@ -143,6 +143,18 @@ fn every_command() -> Vec<(Command, &'static str, &'static str)> {
             "Balance datastore cluster dsc-1",
         ),
         (
+            Command::SiteUp { site: s("pa") },
+            r#"SiteUp(site: "pa")"#,
+            "Site pa returns",
+        ),
+        (
+            Command::Reprotect {
+                protection_groups: vec![s("pg-1"), s("pg-2")],
+            },
+            r#"Reprotect(protection_groups: ["pg-1", "pg-2"])"#,
+            "Reprotect pg-1, pg-2",
+        ),
+        (
             Command::Rescan {
                 file: "topo.ron".into(),
             },

@@ -261,6 +261,12 @@ impl Engine {
         if let Some(p) = &self.pending_failover {
             problems.push(format!("planned failover #{} is still running", p.id));
         }
+        for pg in pgs.iter().filter(|pg| self.reprotected(pg)) {
+            // The plan machinery recovers toward the topology's recovery site only.
+            problems.push(format!(
+                "{pg} is reprotected (it replicates back to its original datastores): a failover back to them is not supported yet"
+            ));
+        }
         if kind == FailoverKind::Test && self.test_dir.is_some() {
             problems.push("a test failover is still up: clean it up first".into());
         }

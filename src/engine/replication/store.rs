@@ -61,7 +61,11 @@ pub(super) fn committed_manifest(
 pub fn pending_publishes(ws: &Workspace) -> Result<recovery::PendingChanges, EngineError> {
     let root = ws.root();
     let mut out = recovery::PendingChanges::default();
-    for spec in groups_of(ws.topology()) {
+    // A reprotected group replicates the other way: its records are at the other site.
+    let both = groups_of(ws.topology())
+        .into_iter()
+        .flat_map(|s| [s.reversed(), s]);
+    for spec in both {
         let Some(committed) = committed_cycle(root, &spec)? else {
             continue;
         };

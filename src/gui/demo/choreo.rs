@@ -57,7 +57,8 @@ impl DrApp {
             | Action::Command(Command::ResumeReplication { .. })
             | Action::Command(Command::LinkDown)
             | Action::Command(Command::LinkUp)
-            | Action::Command(Command::SiteUp { .. }) => {
+            | Action::Command(Command::SiteUp { .. })
+            | Action::Command(Command::Reprotect { .. }) => {
                 self.show_side(SideTab::Replication);
                 show(Beat::Direct, dwell / 2)
             }
