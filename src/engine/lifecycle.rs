@@ -53,7 +53,7 @@ pub struct SiteReturn {
 pub struct ReprotectRecord {
     pub protection_groups: Vec<String>,
     pub at: SimTime,
-    /// The groups reversed, each as `id: from-site → to-site` after the reversal.
+    /// The groups reversed, each as `id: <from-site> to <to-site>` after the reversal.
     pub groups: Vec<String>,
     /// Instances deleted on the new replica side (no running VM continues them).
     pub deleted: Vec<String>,
@@ -215,10 +215,9 @@ impl Engine {
     /// `Reprotect(protection_groups)`: reverses every replication group of those PGs.
     pub(super) fn reprotect(&mut self, pgs: &[String]) -> Result<Outcome, EngineError> {
         if let Some(why) = self.reprotect_refusal(pgs) {
-            return Ok(Outcome::Refused(format!(
-                "Reprotect of {} refused: {why}",
-                pgs.join(", ")
-            )));
+            let msg = format!("Reprotect of {} refused: {why}", pgs.join(", "));
+            self.push_log(LogLevel::Warning, msg.clone());
+            return Ok(Outcome::Refused(msg));
         }
         let mut scope: BTreeSet<usize> = BTreeSet::new();
         for pg in pgs {
@@ -269,7 +268,7 @@ impl Engine {
                 }
             }
             reversed.push(format!(
-                "{}: {} → {}",
+                "{}: {} to {}",
                 new.id, new.source_site, new.target_site
             ));
             let grp = &mut self.groups[g];
@@ -335,9 +334,9 @@ impl Engine {
             return Err(EngineError::Failover(format!("no site {site:?}")));
         }
         let Some(&lost_at) = self.sites_down.get(site) else {
-            return Ok(Outcome::Refused(format!(
-                "site {site} is not down: only a site lost in a disaster can return"
-            )));
+            let msg = format!("site {site} is not down: only a site lost in a disaster can return");
+            self.push_log(LogLevel::Warning, msg.clone());
+            return Ok(Outcome::Refused(msg));
         };
         let stale = self.find_stale(site)?;
         self.sites_down.remove(site);

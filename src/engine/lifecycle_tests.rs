@@ -194,7 +194,7 @@ fn reprotect_reverses_the_groups_and_ships_only_what_differs() {
         panic!("{out:?}")
     };
     assert!(
-        msg.contains("cg-1: ny → pa") && msg.contains(&format!("the {differing} block(s)")),
+        msg.contains("cg-1: ny to pa") && msg.contains(&format!("the {differing} block(s)")),
         "{msg}"
     );
     assert!(!e.workspace().root().join(&partial[0]).exists());

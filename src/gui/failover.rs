@@ -25,6 +25,16 @@ pub const SCAN: &str = "Scan replicas";
 pub const RUN: &str = "Run failover";
 pub const CLEANUP: &str = "Clean up test failover";
 
+/// The button that asks to reprotect `pg` (also its accessible name).
+pub fn reprotect_button(pg: &str) -> String {
+    format!("Reprotect {pg}…")
+}
+
+/// The confirm button of the reprotect confirmation for `pg`.
+pub fn reprotect_confirm(pg: &str) -> String {
+    format!("Reprotect {pg}")
+}
+
 /// The confirm button of the run confirmation for `kind`.
 pub fn run_confirm(kind: FailoverKind) -> String {
     format!("Run {} failover", kind.as_str())
@@ -62,6 +72,8 @@ pub struct FailoverPanel {
     pub scan: Option<Scan>,
     /// The run confirmation (planned and unplanned) is open.
     pub confirming: bool,
+    /// The protection group whose reprotect confirmation is open.
+    pub reprotecting: Option<String>,
     /// Buttons to press on the next frame, as clicks would (the demo player's hooks).
     press: Press,
     /// The protected sites down at the last update ([`FailoverPanel::follow_sites`]).
@@ -86,6 +98,7 @@ impl Default for FailoverPanel {
             pending: None,
             scan: None,
             confirming: false,
+            reprotecting: None,
             press: Press::default(),
             protected_down: Vec::new(),
         }
@@ -272,7 +285,12 @@ fn groups_of_pgs<'a>(t: &Topology, s: &'a Snapshot, pgs: &[String]) -> Vec<&'a G
     let mut groups: Vec<&GroupView> = s
         .groups
         .iter()
-        .filter(|g| g.pairs.iter().any(|p| ds.contains(p.datastore.as_str())))
+        .filter(|g| {
+            // A reprotected group's pairs run the other way.
+            g.pairs
+                .iter()
+                .any(|p| ds.contains(p.datastore.as_str()) || ds.contains(p.replica.as_str()))
+        })
         .collect();
     groups.sort_by_key(|g| !g.rpo_violation);
     groups

@@ -126,6 +126,12 @@ impl DrApp {
         if let Some(c) = self.failover.confirm_modal(ui.ctx(), &self.doc, &self.live) {
             actions.push(Action::Request(Request::Engine(c)));
         }
+        if let Some(c) = self
+            .failover
+            .reprotect_modal(ui.ctx(), &self.doc, &self.live)
+        {
+            actions.push(Action::Request(Request::Engine(c)));
+        }
         if let Some(site) = self.disaster.clone() {
             match replication::disaster_modal(ui.ctx(), &site, &self.doc, &self.live) {
                 Some(true) => {

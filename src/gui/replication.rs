@@ -260,7 +260,7 @@ fn card(ui: &mut Ui, i: usize, g: &GroupView, snap: &Snapshot, actions: &mut Vec
             RichText::new(
                 g.pairs
                     .iter()
-                    .map(|p| format!("{} ➡ {}", p.datastore, p.replica))
+                    .map(|p| format!("{} {} {}", p.datastore, glyph::TO, p.replica))
                     .collect::<Vec<_>>()
                     .join("  ·  "),
             )

@@ -355,6 +355,8 @@ pub mod glyph {
     pub const LUN: &str = "🖴";
     pub const DATASTORE: &str = "🗀";
     pub const PROTECTION_GROUP: &str = "🛡";
+    /// From … to: replication's direction (the fonts have no "→").
+    pub const TO: &str = "➡";
 }
 
 #[cfg(test)]

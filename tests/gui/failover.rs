@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::testkit::{app_in, click, open_modal, scanned_plan, step_until};
 use drconsole::engine::{FailoverKind, FailoverState, GroupState, GroupView};
-use drconsole::gui::failover::{CAPACITY_BY_HOST, CLEANUP, RUN, SCAN, run_confirm};
+use drconsole::gui::failover::{
+    CAPACITY_BY_HOST, CLEANUP, RUN, SCAN, reprotect_button, reprotect_confirm, run_confirm,
+};
 use drconsole::gui::replication::{
     disaster_button, pause_name, replicate_now_name, resume_name, site_up_button,
 };
@@ -391,6 +393,45 @@ fn a_disaster_then_an_unplanned_failover_recovers_tier1_consistent() {
             .any(|e| e.message.starts_with("Site pa returned")),
         "the return is in the event log"
     );
+
+    // Reprotect: asked from the PG's round-trip line; refused with its reason while the
+    // link is down, then done: Tier 1's groups replicate ny → pa.
+    h.get_by_label_contains("round trip: failed over");
+    click(&mut h, "Link down");
+    open_modal(&mut h, &reprotect_button("pg-tier1"));
+    h.get_by_label("Are you sure? Reprotect pg-tier1");
+    h.get_by_label_contains("cg-gold-a reverses: ny becomes its protected site, pa its replica");
+    click(&mut h, &reprotect_confirm("pg-tier1"));
+    step_until(&mut h, "the refusal", Duration::from_secs(10), |a| {
+        a.log
+            .entries
+            .iter()
+            .any(|e| e.message == "Reprotect of pg-tier1 refused: the replication link is down")
+    });
+    h.run_steps(2);
+    assert!(
+        h.query_all_by_label_contains("refused: the replication link is down")
+            .count()
+            >= 1,
+        "the refusal shows, with its reason"
+    );
+    click(&mut h, "Link up");
+    open_modal(&mut h, &reprotect_button("pg-tier1"));
+    click(&mut h, &reprotect_confirm("pg-tier1"));
+    step_until(&mut h, "the reprotect", Duration::from_secs(10), |a| {
+        ["cg-gold-a", "cg-gold-b"]
+            .iter()
+            .all(|g| group(a, g).reversed)
+    });
+    let g = group(h.state(), "cg-gold-a");
+    assert_eq!(
+        (g.source_site.as_str(), g.target_site.as_str()),
+        ("ny", "pa")
+    );
+    h.run_steps(2);
+    h.get_by_label_contains("round trip: reprotected: replicating ny ➡ pa");
+    assert!(h.query_by_label(&reprotect_button("pg-tier1")).is_none());
+    h.check_accessibility();
 }
 
 #[test]

@@ -37,6 +37,12 @@ pub struct GroupView {
     pub id: String,
     pub consistency_group: Option<String>,
     pub pairs: Vec<Pair>,
+    /// The site it replicates from, and to.
+    pub source_site: String,
+    pub target_site: String,
+    /// Reprotected: it replicates from the topology's replicas back to its protected
+    /// datastores (SPEC §11).
+    pub reversed: bool,
     pub rpo_minutes: u32,
     pub state: GroupState,
     pub cycles: u64,
@@ -108,6 +114,9 @@ impl Engine {
                     id: grp.spec.id.clone(),
                     consistency_group: grp.spec.consistency_group.clone(),
                     pairs: grp.spec.pairs.clone(),
+                    source_site: grp.spec.source_site.clone(),
+                    target_site: grp.spec.target_site.clone(),
+                    reversed: grp.saved.reversed,
                     rpo_minutes: grp.spec.rpo_minutes,
                     state,
                     cycles: grp.saved.cycles,

@@ -3,11 +3,11 @@
 
 use egui::RichText;
 
-use super::{FailoverPanel, groups_of_pgs, kind_hint, run_confirm};
+use super::{FailoverPanel, groups_of_pgs, kind_hint, reprotect_confirm, run_confirm};
 use crate::engine::{Command, FailoverKind, PlanVm};
 use crate::gui::Document;
 use crate::gui::live::Live;
-use crate::gui::style::{self, Tone};
+use crate::gui::style::{self, Tone, glyph};
 use crate::recovery::Decision;
 
 impl FailoverPanel {
@@ -185,6 +185,108 @@ impl FailoverPanel {
                 None
             }
             None => None,
+        }
+    }
+
+    /// The reprotect confirmation: which groups reverse, which site becomes protected,
+    /// and what is deleted at the old one. Returns the command once confirmed.
+    pub fn reprotect_modal(
+        &mut self,
+        ctx: &egui::Context,
+        doc: &Document,
+        live: &Live,
+    ) -> Option<Command> {
+        let pg = self.reprotecting.clone()?;
+        let t = &doc.topology;
+        let Some(snap) = live.snapshot.as_ref() else {
+            self.reprotecting = None;
+            return None;
+        };
+        let groups = groups_of_pgs(t, snap, std::slice::from_ref(&pg));
+        let mut answer: Option<bool> = None;
+        let id = egui::Id::unique("reprotect-confirm");
+        let modal = egui::Modal::new(id)
+            .area(super::super::replication::top_anchored(ctx, id))
+            .show(ctx, |ui| {
+                ui.set_width(560.0);
+                ui.label(
+                    style::toned(ui, format!("Are you sure? Reprotect {pg}"), Tone::Warn)
+                        .heading()
+                        .size(18.0),
+                );
+                ui.add_space(4.0);
+                for g in &groups {
+                    let pairs: Vec<String> = g
+                        .pairs
+                        .iter()
+                        .map(|p| format!("{} {} {}", p.replica, glyph::TO, p.datastore))
+                        .collect();
+                    ui.label(format!(
+                        "{} reverses: {} becomes its protected site, {} its replica ({}).",
+                        g.id,
+                        g.target_site,
+                        g.source_site,
+                        pairs.join(", ")
+                    ));
+                }
+                ui.label(
+                    "The first cycle ships only the blocks that differ between each running image and its old image; nothing is copied whole.",
+                );
+                let old: Vec<&crate::engine::StaleInstance> = snap
+                    .stale
+                    .iter()
+                    .filter(|s| {
+                        groups
+                            .iter()
+                            .any(|g| g.pairs.iter().any(|p| p.datastore == s.datastore))
+                    })
+                    .collect();
+                if !old.is_empty() {
+                    ui.label(style::toned(
+                        ui,
+                        format!(
+                            "The stale instances become replicas; those no running VM continues are deleted. Stale now: {}",
+                            old.iter().map(|s| s.path.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                        Tone::Warn,
+                    ));
+                }
+                ui.label(
+                    RichText::new(
+                        "The engine checks again as it runs: both sites and the link must be up, and it says why if it refuses.",
+                    )
+                    .weak(),
+                );
+                ui.add_space(10.0);
+                ui.horizontal(|ui| {
+                    if ui.button("Cancel").clicked() {
+                        answer = Some(false);
+                    }
+                    let go = egui::Button::new(
+                        RichText::new(reprotect_confirm(&pg))
+                            .strong()
+                            .color(egui::Color32::WHITE),
+                    )
+                    .fill(Tone::Warn.fill());
+                    if ui.add(go).clicked() {
+                        answer = Some(true);
+                    }
+                });
+            });
+        if answer.is_none() && modal.should_close() {
+            answer = Some(false);
+        }
+        match answer? {
+            true => {
+                self.reprotecting = None;
+                Some(Command::Reprotect {
+                    protection_groups: vec![pg],
+                })
+            }
+            false => {
+                self.reprotecting = None;
+                None
+            }
         }
     }
 }

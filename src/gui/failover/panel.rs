@@ -70,6 +70,49 @@ impl FailoverPanel {
         self.protected_down = down;
     }
 
+    /// Where PG `pg` stands in the DR round trip (SPEC §11), and its next step's button.
+    fn round_trip(&mut self, ui: &mut Ui, pg: &str, groups: &[&crate::engine::GroupView]) {
+        let failed_over = groups
+            .iter()
+            .any(|g| g.state == crate::engine::GroupState::FailedOver);
+        let direction = |g: &crate::engine::GroupView| {
+            format!("{} {} {}", g.source_site, glyph::TO, g.target_site)
+        };
+        let (text, tone, hint) = if failed_over {
+            (
+                "failed over".to_string(),
+                Tone::Done,
+                "Its VMs run at the recovery site and nothing protects them. Reprotect reverses its replication: once the failed site is back and the link is up, the running side becomes protected and ships only what differs".to_string(),
+            )
+        } else if let Some(g) = groups.iter().find(|g| g.reversed) {
+            (
+                format!("reprotected: replicating {}", direction(g)),
+                Tone::Busy,
+                "Its VMs run at the recovery site, replicated back to their original datastores. A failback (a planned failover home) comes next".to_string(),
+            )
+        } else {
+            let d = groups.first().map(|g| direction(g)).unwrap_or_default();
+            (
+                format!("protected: replicating {d}"),
+                Tone::Good,
+                "Its VMs run at the protected site and replicate to the recovery site".to_string(),
+            )
+        };
+        ui.horizontal_wrapped(|ui| {
+            ui.add_space(26.0);
+            ui.label(style::toned(ui, format!("round trip: {text}"), tone).small())
+                .on_hover_text(hint);
+            if failed_over
+                && ui
+                    .small_button(super::reprotect_button(pg))
+                    .on_hover_text("Reverse its replication. Asks first, naming what changes.")
+                    .clicked()
+            {
+                self.reprotecting = Some(pg.to_string());
+            }
+        });
+    }
+
     fn choose(&mut self, ui: &mut Ui, t: &Topology, live: &Live) {
         let snap = live.snapshot.as_ref();
         ui.strong("Protection groups");
@@ -117,7 +160,7 @@ impl FailoverPanel {
                     ui.horizontal_wrapped(|ui| {
                         ui.add_space(26.0);
                         ui.label(RichText::new("recovery points:").weak().small());
-                        for g in groups {
+                        for g in &groups {
                             let (text, tone) = match (g.lag, g.state) {
                                 (_, crate::engine::GroupState::FailedOver) => {
                                     (format!("{} failed over", g.id), Tone::Done)
@@ -151,6 +194,7 @@ impl FailoverPanel {
                                 ));
                         }
                     });
+                    self.round_trip(ui, &pg.id, &groups);
                 }
             }
         }
