@@ -40,7 +40,7 @@ fn simulated_schedules_keep_every_invariant() {
     let cfg = SimConfig::default();
     let start = Instant::now();
     let (mut migrations, mut crashes, mut points, mut disasters, mut recovered) = (0, 0, 0, 0, 0);
-    let mut returns = 0;
+    let (mut returns, mut reprotects, mut reprotected) = (0, 0, 0);
     let mut mid = 0;
     let mut failures = Vec::new();
     for &seed in &seeds {
@@ -54,6 +54,8 @@ fn simulated_schedules_keep_every_invariant() {
                 disasters += usize::from(s.disaster);
                 recovered += s.vms_recovered;
                 returns += s.site_returns;
+                reprotects += s.reprotects;
+                reprotected += s.vms_reprotected;
                 if seeds.len() == 1 {
                     println!("seed {seed}: {s:#?}");
                 }
@@ -72,7 +74,7 @@ fn simulated_schedules_keep_every_invariant() {
         }
     }
     println!(
-        "{} seeds in {:.1} s: {migrations} migrations, {crashes} crashes, {points} recovery points checked ({mid} VMs elected mid-migration), {disasters} disasters, {recovered} VMs recovered, {returns} sites returned",
+        "{} seeds in {:.1} s: {migrations} migrations, {crashes} crashes, {points} recovery points checked ({mid} VMs elected mid-migration), {disasters} disasters, {recovered} VMs recovered, {returns} sites returned, {reprotects} reprotects ({reprotected} VMs' replicas converged)",
         seeds.len(),
         start.elapsed().as_secs_f64()
     );

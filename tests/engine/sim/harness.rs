@@ -145,6 +145,9 @@ pub struct SimSummary {
     pub vms_recovered: usize,
     /// Lost sites that returned after the failover.
     pub site_returns: usize,
+    /// Reprotects carried out, and the VMs whose old-side replica was then checked.
+    pub reprotects: usize,
+    pub vms_reprotected: usize,
     /// Every step played, in order.
     pub schedule: Vec<String>,
 }
@@ -788,6 +791,106 @@ impl<'a> Sim<'a> {
         }
         if self.rng.chance(1, 2) {
             self.site_returns(&site, &report)?;
+            if self.rng.chance(2, 3) {
+                self.reprotect()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// (f) Reprotect every PG: refused only for a VM the failover left on the old side;
+    /// otherwise the groups reverse, and once the guests stop and each has published a
+    /// point cut after that, every running image is byte for byte its replica on the old
+    /// side, and consistent.
+    fn reprotect(&mut self) -> Result<(), SimFailure> {
+        self.apply(Command::LinkUp)?;
+        let pgs = self.pgs.clone();
+        let out = self.apply(Command::Reprotect {
+            protection_groups: pgs,
+        })?;
+        match &out {
+            Some(Outcome::Done(_)) => {}
+            Some(Outcome::Refused(why)) if why.contains("still live on") => return Ok(()),
+            other => return Err(self.fail("f:reprotect", format!("{other:?}"))),
+        }
+        self.summary.reprotects += 1;
+        let dt = 1_000 * (1 + self.rng.below(3_000));
+        self.advance(dt)?;
+        if self.rng.chance(1, 2) {
+            self.crash()?;
+        }
+        self.apply(Command::StopWorkloads)?;
+        self.advance(SECOND)?;
+        let stopped = self.er().now();
+        let reversed: Vec<drconsole::engine::GroupView> = self
+            .er()
+            .snapshot()
+            .groups
+            .into_iter()
+            .filter(|g| g.reversed)
+            .collect();
+        if reversed.is_empty() {
+            return Err(self.fail("f:reprotect", "no group reversed"));
+        }
+        for g in &reversed {
+            self.apply(Command::ReplicateNow {
+                datastore: g.pairs[0].datastore.clone(),
+            })?;
+        }
+        for _ in 0..3_600 {
+            let snap = self.er().snapshot();
+            let published = snap
+                .groups
+                .iter()
+                .filter(|g| g.reversed)
+                .all(|g| g.last_cut_at.is_some_and(|t| t >= stopped) && g.transfer.is_none());
+            if published {
+                break;
+            }
+            self.advance(SECOND)?;
+        }
+        let snap = self.er().snapshot();
+        let root = self.root.to_path_buf();
+        for v in &snap.vms {
+            let Some(g) = snap
+                .groups
+                .iter()
+                .find(|g| g.reversed && g.pairs.iter().any(|p| p.datastore == v.datastore))
+            else {
+                continue;
+            };
+            if !g.last_cut_at.is_some_and(|t| t >= stopped) {
+                return Err(self.fail("f:published", format!("{g:#?}")));
+            }
+            let pair = g.pairs.iter().find(|p| p.datastore == v.datastore).unwrap();
+            let running = root.join(format!(
+                "sites/{}/datastores/{}/{}/disk0.img",
+                g.source_site, pair.datastore, v.instance
+            ));
+            let replica = root.join(format!(
+                "sites/{}/datastores/{}/{}/disk0.img",
+                g.target_site, pair.replica, v.instance
+            ));
+            let (a, b) = (std::fs::read(&running), std::fs::read(&replica));
+            if a.is_err() || a.ok() != b.ok() {
+                return Err(self.fail(
+                    "f:converged",
+                    format!(
+                        "{}: {} is not byte for byte {}",
+                        v.id,
+                        replica.display(),
+                        running.display()
+                    ),
+                ));
+            }
+            let check = self
+                .er()
+                .verify_vm(&v.id)
+                .map_err(|err| self.fail("f:verify", format!("verify_vm({}): {err}", v.id)))?;
+            if !check.consistent {
+                return Err(self.fail("f:verify", format!("{}: {check:#?}", v.id)));
+            }
+            self.summary.vms_reprotected += 1;
         }
         Ok(())
     }
@@ -876,7 +979,8 @@ impl<'a> Sim<'a> {
 /// (d) a VM elected from a mirror- or redirect-mode source, or from no migration, is
 /// consistent; recovered VMs stay consistent as they run on and through a crash; and when
 /// the lost site returns (half the seeds), (e) its VMs run again, consistent with nothing
-/// lost, and exactly the failed-over VMs' instances there are stale.
+/// lost, and exactly the failed-over VMs' instances there are stale; then (f) a reprotect
+/// converges every old-side replica to its running image, byte for byte.
 pub fn run_seed(seed: u64, dir: &Path, cfg: &SimConfig) -> Result<SimSummary, SimFailure> {
     let topo = topology_for(seed, cfg);
     let root = dir.join("ws");
