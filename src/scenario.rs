@@ -96,6 +96,11 @@ pub enum Expectation {
     Replicating {
         datastore: String,
     },
+    /// The VM runs on a replicated datastore and its group has published a point, in the
+    /// group's current direction, that holds its running instance (SPEC §11).
+    Protected {
+        vm: String,
+    },
     /// The VM runs on this host now.
     OnHost {
         vm: String,
@@ -521,6 +526,10 @@ pub fn check(eng: &Engine, e: &Expectation) -> (StepOutcome, String) {
         }
         Expectation::Replicating { datastore } => {
             let (ok, detail) = eng.expect_replicating(datastore);
+            verdict(ok, detail)
+        }
+        Expectation::Protected { vm } => {
+            let (ok, detail) = eng.expect_protected(vm);
             verdict(ok, detail)
         }
         Expectation::OnHost { vm, host } => {

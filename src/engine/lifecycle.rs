@@ -109,6 +109,70 @@ impl Engine {
         &self.lifecycle.reprotects
     }
 
+    /// `Expect(Protected(vm))`: the VM runs on a replicated datastore and its group has
+    /// published a point, in the group's current direction, holding its running instance.
+    pub fn expect_protected(&self, vm: &str) -> (bool, String) {
+        let Some(i) = self.vm_index(vm) else {
+            return (false, format!("VM {vm:?} does not exist"));
+        };
+        let v = &self.vms[i];
+        if v.down {
+            return (false, format!("{vm} is down: {}", self.down_reason(i)));
+        }
+        let Some(g) = self.groups.iter().find(|g| g.spec.covers(&v.datastore)) else {
+            return (
+                false,
+                format!(
+                    "{vm} runs on {} at {}, which no replication group protects",
+                    v.datastore, v.site
+                ),
+            );
+        };
+        let dir = format!("{} to {}", g.spec.source_site, g.spec.target_site);
+        let Some(p) = &g.published else {
+            return (
+                false,
+                format!(
+                    "{vm}'s group {} ({dir}) has published no point yet",
+                    g.spec.id
+                ),
+            );
+        };
+        let replica = g
+            .spec
+            .pairs
+            .iter()
+            .find(|p| p.datastore == v.datastore)
+            .map(|p| p.replica.clone())
+            .unwrap_or_default();
+        let held = self
+            .ws
+            .datastore_dir(&replica)
+            .map(|d| {
+                d.join(&v.instance)
+                    .join(crate::workspace::VM_CONFIG_FILE)
+                    .exists()
+            })
+            .unwrap_or(false);
+        (
+            held,
+            if held {
+                format!(
+                    "{vm} runs on {} and {} ({dir}) holds it on {replica} in point {} cut at {}",
+                    v.datastore,
+                    g.spec.id,
+                    p.cycle,
+                    format_time(p.cut_at)
+                )
+            } else {
+                format!(
+                    "{vm} runs on {} but {}'s point {} on {replica} holds no instance {}",
+                    v.datastore, g.spec.id, p.cycle, v.instance
+                )
+            },
+        )
+    }
+
     /// Is PG `pg` reprotected (its groups replicate against the topology's direction)?
     pub fn reprotected(&self, pg: &str) -> bool {
         self.pg_groups(pg)

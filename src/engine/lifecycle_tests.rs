@@ -169,6 +169,11 @@ fn reprotect_reverses_the_groups_and_ships_only_what_differs() {
         .collect();
     assert_eq!(partial.len(), 1, "{:#?}", e.stale_instances());
 
+    let (ok, why) = e.expect_protected("a2");
+    assert!(
+        !ok && why.contains("which no replication group protects"),
+        "{why}"
+    );
     // What differs between the sides, block by block, before the reversal.
     let mut differing = 0u64;
     for vm in ["a1", "a2", "b1"] {
@@ -230,6 +235,10 @@ fn reprotect_reverses_the_groups_and_ships_only_what_differs() {
         "shipped {} of {whole}",
         first.bytes
     );
+    for vm in ["a1", "a2", "b1"] {
+        let (ok, why) = e.expect_protected(vm);
+        assert!(ok && why.contains("(ny to pa)"), "{why}");
+    }
 
     // Guests stop, a cycle publishes: pa holds exactly what runs at ny.
     e.apply(Command::StopWorkloads).unwrap();

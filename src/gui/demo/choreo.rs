@@ -87,7 +87,8 @@ impl DrApp {
                     | Expectation::Consistent { vm }
                     | Expectation::WritesLost { vm, .. }
                     | Expectation::Rating { vm, .. }
-                    | Expectation::MigrationDone { vm } => self.select_vm(vm),
+                    | Expectation::MigrationDone { vm }
+                    | Expectation::Protected { vm } => self.select_vm(vm),
                     // The resilience tab shows these.
                     Expectation::Compliant { .. }
                     | Expectation::OutOfCompliance { .. }

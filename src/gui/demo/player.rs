@@ -212,6 +212,9 @@ fn expectation_words(e: &Expectation) -> String {
         Expectation::Replicating { datastore } => {
             format!("Check: {datastore} replicates in its original direction again")
         }
+        Expectation::Protected { vm } => {
+            format!("Check: {vm} is protected: a published point holds its running instance")
+        }
         Expectation::OnHost { vm, host } => format!("Check: {vm} runs on {host}"),
         Expectation::GroupMigrated { from, to } => {
             format!("Check: the group migration {from} ▶ {to} declared success")
