@@ -66,10 +66,12 @@ use crate::replica::{self, ReplicaError};
 
 mod copy;
 mod replicate;
+mod reprotect;
 mod shared;
 
 pub use copy::*;
 pub use replicate::*;
+pub use reprotect::*;
 use shared::*;
 
 #[cfg(test)]
@@ -138,6 +140,8 @@ pub enum BenchError {
     Panicked(&'static str),
     #[error("bench replicate: {0}")]
     Replicate(String),
+    #[error("bench reprotect: {0}")]
+    Reprotect(String),
     #[error("{step}: {source}")]
     Replica {
         step: &'static str,

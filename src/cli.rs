@@ -111,6 +111,10 @@ pub enum BenchCommand {
     /// image with some blocks changed, and `rsync --inplace --no-whole-file` of the same
     /// change as the baseline.
     Replicate(BenchReplicateCli),
+    /// Reprotect a 1-VM group after an unplanned failover with some blocks changed on
+    /// either side (through the engine, on real files): what its first reverse cycle ships
+    /// against what differs, and its time against `cp` of the image.
+    Reprotect(BenchReprotectCli),
     /// Run the whole console headless (engine, workspace in a temp dir, guests writing)
     /// with the inventory expanded and a VM selected, and time N frames (logic, drawing,
     /// tessellation) at 60 Hz; the built-in demo is the baseline.
@@ -129,6 +133,23 @@ pub struct BenchUiCli {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Print JSON: {"frame_ms_p50", "frame_ms_p99", ..., "baseline_frame_ms_p50", ...}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchReprotectCli {
+    /// The VM's disk in MiB.
+    #[arg(long, value_name = "N")]
+    pub size_mib: u64,
+    /// Percentage of the 4 KiB blocks changed, half on each side (more than 0, at most 100).
+    #[arg(long, value_name = "P")]
+    pub changed_pct: f64,
+    /// Where to put the workspace (default: the system temp directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print JSON: {"seconds", "bytes_shipped", "changed_bytes", "shipped_ratio",
+    /// "cp_seconds", "speedup", ...}.
     #[arg(long)]
     pub json: bool,
 }
@@ -274,6 +295,7 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, CliError> {
         Command::Recover(a) => recover(a, out).map(|()| 0),
         Command::Bench(BenchCommand::Copy(a)) => bench_copy(a, out).map(|()| 0),
         Command::Bench(BenchCommand::Replicate(a)) => bench_replicate(a, out).map(|()| 0),
+        Command::Bench(BenchCommand::Reprotect(a)) => bench_reprotect(a, out).map(|()| 0),
         // `bench ui` opens the GUI stack, which is above this library's CLI: the binary
         // runs it (src/main.rs, through gui::bench::run_cli).
         Command::Bench(BenchCommand::Ui(_)) => Err(CliError(
@@ -585,6 +607,34 @@ fn bench_copy(a: &BenchCopyCli, out: &mut dyn Write) -> Result<(), CliError> {
             r.guest_write_p50_us,
             r.guest_write_p99_us,
             r.consistent
+        ),
+    )
+}
+
+fn bench_reprotect(a: &BenchReprotectCli, out: &mut dyn Write) -> Result<(), CliError> {
+    let r = crate::bench::bench_reprotect(&crate::bench::BenchReprotectArgs {
+        size_mib: a.size_mib,
+        changed_pct: a.changed_pct,
+        dir: a.dir.clone(),
+    })
+    .map_err(|e| CliError(e.to_string()))?;
+    if a.json {
+        return emit_json(out, &r);
+    }
+    emit(
+        out,
+        &format!(
+            "{} MiB, {}% of blocks changed on either side ({} blocks differ, {} bytes): the reprotect and its first reverse cycle took {:.3} s and shipped {} bytes ({:.4}x the changed bytes); cp of the image took {:.3} s ({:.1}x); identical afterwards: {}",
+            r.size_mib,
+            r.changed_pct,
+            r.changed_blocks,
+            r.changed_bytes,
+            r.seconds,
+            r.bytes_shipped,
+            r.shipped_ratio,
+            r.cp_seconds,
+            r.speedup,
+            r.identical
         ),
     )
 }

@@ -200,7 +200,7 @@ pub(super) fn run_replicate(
 
 /// The image's size in blocks, or the error that `--size-mib` or `--changed-pct` is out of
 /// range.
-fn image_blocks(args: &BenchReplicateArgs) -> Result<u64, BenchError> {
+pub(super) fn image_blocks(args: &BenchReplicateArgs) -> Result<u64, BenchError> {
     let bytes = args
         .size_mib
         .checked_mul(1 << 20)

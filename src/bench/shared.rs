@@ -48,6 +48,14 @@ pub(super) fn make_source(
     uuid: &RawUuid,
 ) -> Result<ImageFile, BenchError> {
     let img = ImageFile::create(path, blocks).map_err(disk_err("creating the source image"))?;
+    fill_stamped(&img, uuid, FILL_SEQ)?;
+    Ok(img)
+}
+
+/// Stamps every block of `img` for `uuid` with `seq`, in large writes, and fsyncs it.
+pub(super) fn fill_stamped(img: &ImageFile, uuid: &RawUuid, seq: u64) -> Result<(), BenchError> {
+    let path = img.path();
+    let blocks = img.block_count();
     let chunk_blocks = (FILL_CHUNK_BYTES / BLOCK_SIZE) as u64;
     let mut buf = vec![0u8; FILL_CHUNK_BYTES];
     let mut first = 0;
@@ -56,15 +64,13 @@ pub(super) fn make_source(
         let bytes = &mut buf[..n as usize * BLOCK_SIZE];
         let (stamps, _) = bytes.as_chunks_mut::<BLOCK_SIZE>();
         for (b, stamp) in (first..).zip(stamps.iter_mut()) {
-            disk::stamp_block(uuid, b, FILL_SEQ, stamp);
+            disk::stamp_block(uuid, b, seq, stamp);
         }
         img.write_at(first * BLOCK_SIZE as u64, bytes)
             .map_err(io_err("writing the source image", path))?;
         first += n;
     }
-    img.sync()
-        .map_err(io_err("syncing the source image", path))?;
-    Ok(img)
+    img.sync().map_err(io_err("syncing the source image", path))
 }
 
 /// Gives every block the guest wrote its fill stamp back, and fsyncs the source: each round
