@@ -154,20 +154,7 @@ impl FailoverPanel {
                 .weak(),
             );
             ui.add_space(10.0);
-            ui.horizontal(|ui| {
-                if ui.button("Cancel").clicked() {
-                    answer = Some(false);
-                }
-                let go = egui::Button::new(
-                    RichText::new(run_confirm(kind))
-                        .strong()
-                        .color(egui::Color32::WHITE),
-                )
-                .fill(tone.fill());
-                if ui.add(go).clicked() || press_confirm {
-                    answer = Some(true);
-                }
-            });
+            answer = cancel_or_confirm(ui, &run_confirm(kind), tone, press_confirm);
         });
         if answer.is_none() && modal.should_close() {
             answer = Some(false);
@@ -258,20 +245,7 @@ impl FailoverPanel {
                     .weak(),
                 );
                 ui.add_space(10.0);
-                ui.horizontal(|ui| {
-                    if ui.button("Cancel").clicked() {
-                        answer = Some(false);
-                    }
-                    let go = egui::Button::new(
-                        RichText::new(reprotect_confirm(&pg))
-                            .strong()
-                            .color(egui::Color32::WHITE),
-                    )
-                    .fill(Tone::Warn.fill());
-                    if ui.add(go).clicked() {
-                        answer = Some(true);
-                    }
-                });
+                answer = cancel_or_confirm(ui, &reprotect_confirm(&pg), Tone::Warn, false);
             });
         if answer.is_none() && modal.should_close() {
             answer = Some(false);
@@ -289,4 +263,18 @@ impl FailoverPanel {
             }
         }
     }
+}
+
+/// A confirmation's last row: Cancel, and the confirm button filled with `tone`.
+/// `Some(false)` on Cancel, `Some(true)` on confirm (or when `press` stands in for a click).
+fn cancel_or_confirm(ui: &mut egui::Ui, confirm: &str, tone: Tone, press: bool) -> Option<bool> {
+    ui.horizontal(|ui| {
+        if ui.button("Cancel").clicked() {
+            return Some(false);
+        }
+        let go = egui::Button::new(RichText::new(confirm).strong().color(egui::Color32::WHITE))
+            .fill(tone.fill());
+        (ui.add(go).clicked() || press).then_some(true)
+    })
+    .inner
 }

@@ -300,6 +300,18 @@ impl<'a> Sim<'a> {
         Ok(())
     }
 
+    /// Runs on for up to 3 s, then, half the time, crashes, reopens and runs up to 1 s more.
+    fn run_on_maybe_crash(&mut self) -> Result<(), SimFailure> {
+        let dt = 1_000 * (1 + self.rng.below(3_000));
+        self.advance(dt)?;
+        if self.rng.chance(1, 2) {
+            self.crash()?;
+            let dt = 1_000 * (1 + self.rng.below(1_000));
+            self.advance(dt)?;
+        }
+        Ok(())
+    }
+
     /// Closes the records of migrations that are gone.
     fn observe(&mut self) {
         let e = self.engine.as_ref().expect("open");
@@ -770,13 +782,7 @@ impl<'a> Sim<'a> {
             .filter_map(|r| r.vm.clone())
             .collect();
         self.apply(Command::StartWorkloads)?;
-        let dt = 1_000 * (1 + self.rng.below(3_000));
-        self.advance(dt)?;
-        if self.rng.chance(1, 2) {
-            self.crash()?;
-            let dt = 1_000 * (1 + self.rng.below(1_000));
-            self.advance(dt)?;
-        }
+        self.run_on_maybe_crash()?;
         for vm in &recovered {
             let v = self
                 .er()
@@ -908,13 +914,7 @@ impl<'a> Sim<'a> {
         if !matches!(out, Some(Outcome::Done(_))) {
             return Err(self.fail("e:site-up", format!("SiteUp({site}) -> {out:?}")));
         }
-        let dt = 1_000 * (1 + self.rng.below(3_000));
-        self.advance(dt)?;
-        if self.rng.chance(1, 2) {
-            self.crash()?;
-            let dt = 1_000 * (1 + self.rng.below(1_000));
-            self.advance(dt)?;
-        }
+        self.run_on_maybe_crash()?;
         let snap = self.er().snapshot();
         if !snap.sites_down.is_empty() {
             return Err(self.fail("e:site-up", format!("still down: {:?}", snap.sites_down)));
