@@ -865,7 +865,7 @@ impl<'a> Sim<'a> {
             else {
                 continue;
             };
-            if !g.last_cut_at.is_some_and(|t| t >= stopped) {
+            if g.last_cut_at.is_none_or(|t| t < stopped) {
                 return Err(self.fail("f:published", format!("{g:#?}")));
             }
             let pair = g.pairs.iter().find(|p| p.datastore == v.datastore).unwrap();
