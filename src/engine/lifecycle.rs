@@ -253,15 +253,20 @@ impl Engine {
                     .iter()
                     .map(|p| p.datastore.as_str())
                     .collect();
+                // A VM migrating onto (or off) that side has an instance there too: its
+                // migration record says so, loaded or not.
+                let migrating = self.migration_records_on(&old_side);
                 let stuck: Vec<&str> = self
                     .vms
                     .iter()
-                    .filter(|v| old_side.contains(v.datastore.as_str()))
+                    .filter(|v| {
+                        old_side.contains(v.datastore.as_str()) || migrating.contains(&v.id)
+                    })
                     .map(|v| v.id.as_str())
                     .collect();
                 if !stuck.is_empty() {
                     return Some(format!(
-                        "{pg}: {} still live on {} (not recovered by the failover); reprotecting would make that datastore a replica and delete them",
+                        "{pg}: {} still live on {} (not recovered by the failover, or migrating there); reprotecting would make that datastore a replica and delete them",
                         stuck.join(", "),
                         grp.spec
                             .pairs
@@ -274,6 +279,36 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// The VMs with a migration record (in memory or on disk) from or to one of
+    /// `datastores`. A record that cannot be read counts as touching them.
+    fn migration_records_on(&self, datastores: &BTreeSet<&str>) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = self
+            .vms
+            .iter()
+            .filter(|v| {
+                v.migration.as_ref().is_some_and(|m| {
+                    datastores.contains(m.rec.to.as_str())
+                        || datastores.contains(m.rec.from.as_str())
+                })
+            })
+            .map(|v| v.id.clone())
+            .collect();
+        let dir = Engine::migrations_dir(&self.ws);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "ron")
+                && let Ok(rec) = super::read_ron::<super::migration::MigrationRecord>(&path)
+                && (datastores.contains(rec.to.as_str()) || datastores.contains(rec.from.as_str()))
+            {
+                out.insert(rec.vm);
+            }
+        }
+        out
     }
 
     /// `Reprotect(protection_groups)`: reverses every replication group of those PGs.
