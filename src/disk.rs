@@ -21,7 +21,7 @@ mod stamp;
 mod verify;
 
 pub use dirty::*;
-pub use handles::{OPEN_IMAGES_VAR, close_idle_images, open_images};
+pub use handles::{OPEN_IMAGES_VAR, close_idle_images};
 pub use image::*;
 pub use journal::*;
 pub use stamp::*;

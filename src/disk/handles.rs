@@ -72,10 +72,12 @@ impl Handles {
         drop(all); // outside the lock, as in `put`
     }
 
+    #[cfg(test)]
     pub(super) fn capacity(&self) -> NonZeroUsize {
         self.lock().cap()
     }
 
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.lock().len()
     }
@@ -113,11 +115,6 @@ fn default_capacity() -> NonZeroUsize {
 
 /// The process's image descriptors; sized on first use, after `main` raised the limit.
 pub(super) static HANDLES: LazyLock<Handles> = LazyLock::new(|| Handles::new(default_capacity()));
-
-/// How many image descriptors this process keeps open at most, and how many are open now.
-pub fn open_images() -> (usize, usize) {
-    (HANDLES.capacity().get(), HANDLES.len())
-}
 
 /// Closes every image descriptor not in use at this moment; each image opens its file
 /// again when next read or written. For tests of that reopening, and for a process about
