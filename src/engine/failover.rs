@@ -152,6 +152,12 @@ pub struct VmResult {
     pub writes_lost: Option<u64>,
     pub achieved_rpo_minutes: Option<f64>,
     pub deleted: Vec<String>,
+    /// Cut time of the recovery point the instance came from.
+    #[serde(default)]
+    pub point_cut_at: Option<SimTime>,
+    /// When it was powered on (simulated); a test failover powers nothing on.
+    #[serde(default)]
+    pub powered_on_at: Option<SimTime>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -91,6 +91,8 @@ impl Engine {
                 writes_lost: None,
                 achieved_rpo_minutes: None,
                 deleted: Vec::new(),
+                point_cut_at: pv.point_cut_at,
+                powered_on_at: None,
             };
             let (Some(path), Some(vm_id)) = (&e.recover_from, &e.vm) else {
                 if e.recover_from.is_some() {
@@ -187,6 +189,7 @@ impl Engine {
                     v.writes_lost,
                 )?;
                 powered += 1;
+                res.powered_on_at = Some(self.now);
             }
             self.info(format!(
                 "Failover #{id}: {vm_id} {} from {} ({}; {} write(s) lost{})",
@@ -228,6 +231,8 @@ impl Engine {
                 writes_lost: None,
                 achieved_rpo_minutes: None,
                 deleted: Vec::new(),
+                point_cut_at: pv.point_cut_at,
+                powered_on_at: None,
             });
         }
         if kind != FailoverKind::Test {
