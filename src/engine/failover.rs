@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Engine, EngineError, LogLevel, MINUTE, Outcome, SimTime, format_time, io_err, read_ron,
 };
-use crate::disk::{self, BLOCK_SIZE, Block, BlockContent, Horizon, ImageFile, Journal, VmDisk};
+use crate::disk::{self, BLOCK_SIZE, Block, BlockContent, Horizon, ImageFile, VmDisk};
 use crate::recovery::{self, Election};
 use crate::topology::SiteRole;
 
@@ -196,6 +196,53 @@ pub(super) struct RecoveredVm {
     /// Writes of the old site the recovered images did not hold.
     #[serde(default)]
     pub writes_lost: u64,
+}
+
+/// One closed stretch of a VM's write history (SPEC §11): its writes at `site` with a seq
+/// above `after` and at most `horizon` (the last write the images it left with held).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Hop {
+    pub site: String,
+    pub after: u64,
+    pub horizon: u64,
+}
+
+/// A VM's write history across any number of failovers: the hops it left, oldest first,
+/// then its writes at its current site with a seq above `since`. Seqs are one sequence for
+/// all sites, so a site visited twice keeps its two stretches apart.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub(super) struct VmHistory {
+    #[serde(default)]
+    pub hops: Vec<Hop>,
+    #[serde(default)]
+    pub since: u64,
+    /// Writes the failovers that closed the hops lost: they stay lost.
+    #[serde(default)]
+    pub writes_lost: u64,
+}
+
+impl VmHistory {
+    /// The history of a VM recovered before hops were kept: one hop from its old site.
+    pub(super) fn of_recovered(r: &RecoveredVm) -> VmHistory {
+        VmHistory {
+            hops: vec![Hop {
+                site: r.from_site.clone(),
+                after: 0,
+                horizon: r.horizon,
+            }],
+            since: 0,
+            writes_lost: r.writes_lost,
+        }
+    }
+
+    /// The sites whose journals hold this history, current site last.
+    pub(super) fn sites<'a>(&'a self, current: &'a str) -> BTreeSet<&'a str> {
+        self.hops
+            .iter()
+            .map(|h| h.site.as_str())
+            .chain([current])
+            .collect()
+    }
 }
 
 /// A planned failover waiting for its final cycles.

@@ -284,14 +284,148 @@ fn reprotect_reverses_the_groups_and_ships_only_what_differs() {
     for vm in ["a1", "a2", "b1"] {
         assert!(e.verify_vm(vm).unwrap().consistent, "{vm}");
     }
+    // The unplanned leg lost writes; a planned failback loses none more, and the whole
+    // history (pa, then ny, then pa again) is judged.
+    let lost_before: BTreeMap<&str, u64> = ["a1", "a2", "b1"]
+        .into_iter()
+        .map(|vm| (vm, e.verify_vm(vm).unwrap().writes_lost))
+        .collect();
+    assert!(lost_before.values().any(|&n| n > 0), "{lost_before:?}");
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(e.now + 20 * SECOND).unwrap();
+    failback(&mut e, "pg-a");
+    e.advance(e.now + 20 * SECOND).unwrap();
+    for vm in ["a1", "a2", "b1"] {
+        let v = e.verify_vm(vm).unwrap();
+        assert!(v.consistent, "{vm}: {v:?}");
+        assert_eq!(v.writes_lost, lost_before[vm], "{vm}: the unplanned leg's loss stays");
+        let i = e.vm_index(vm).unwrap();
+        assert_eq!(e.vms[i].site, "pa");
+        assert_eq!(e.vms[i].history.hops.len(), 2, "{:?}", e.vms[i].history);
+    }
+}
+
+/// A planned failback of reprotected `pg`: the scan is clean, the VMs come home.
+fn failback(e: &mut Engine, pg: &str) {
     let plan = e
-        .scan_failover(&["pg-a".into()], FailoverKind::Planned)
+        .scan_failover(&[pg.into()], FailoverKind::Planned)
         .unwrap();
+    assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    assert!(plan.unplaced.is_empty(), "{:?}", plan.unplaced);
     assert!(
-        plan.problems
-            .iter()
-            .any(|p| p.contains("pg-a is reprotected")),
-        "{:?}",
-        plan.problems
+        plan.vms.iter().all(|v| v
+            .host
+            .as_deref()
+            .is_some_and(|h| e.topology().host(h).is_some_and(|h| h.site == "pa"))),
+        "{:#?}",
+        plan.vms
     );
+    let out = e
+        .apply(Command::Failover {
+            protection_groups: vec![pg.into()],
+            kind: FailoverKind::Planned,
+        })
+        .unwrap();
+    assert!(matches!(out, Outcome::Done(_)), "{out:?}");
+    for _ in 0..600 {
+        if e.pending_failover.is_none() {
+            break;
+        }
+        e.advance(e.now + SECOND).unwrap();
+    }
+    let last = e.failovers().last().unwrap();
+    assert_eq!(last.state, FailoverState::Done, "{last:#?}");
+    assert!(last.results.iter().all(|r| r.recovered), "{last:#?}");
+}
+
+/// A round trip of planned legs: pa ➡ ny, reprotect, failback ny ➡ pa, reprotect. No write
+/// is lost, every VM runs on its own datastore and host again as a plain protected VM, and
+/// once the guests stop and a cycle publishes its replica at ny is the running image byte
+/// for byte. It all holds through a reopen.
+#[test]
+fn a_planned_round_trip_loses_no_write_and_ends_where_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &topology(100.0, 1, 4), opts(7)).unwrap();
+    let home: BTreeMap<String, (String, String)> = e
+        .topology()
+        .vms
+        .iter()
+        .map(|v| (v.id.clone(), (v.datastore.clone(), v.host.clone())))
+        .collect();
+    let pg = || vec!["pg-a".to_string()];
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(150 * SECOND).unwrap();
+    e.apply(Command::Failover {
+        protection_groups: pg(),
+        kind: FailoverKind::Planned,
+    })
+    .unwrap();
+    for _ in 0..600 {
+        if e.pending_failover.is_none() {
+            break;
+        }
+        e.advance(e.now + SECOND).unwrap();
+    }
+    assert_eq!(e.vms[e.vm_index("a1").unwrap()].site, "ny");
+    e.advance(e.now + 20 * SECOND).unwrap();
+    let out = e
+        .apply(Command::Reprotect {
+            protection_groups: pg(),
+        })
+        .unwrap();
+    assert!(matches!(out, Outcome::Done(_)), "{out:?}");
+    e.advance(e.now + 20 * SECOND).unwrap();
+    failback(&mut e, "pg-a");
+    for vm in ["a1", "a2", "b1"] {
+        let i = e.vm_index(vm).unwrap();
+        let v = &e.vms[i];
+        assert_eq!(
+            (&v.datastore, &v.host),
+            (&home[vm].0, &home[vm].1),
+            "{vm} is home"
+        );
+        assert!(v.recovered.is_none(), "{vm} is a plain protected VM again");
+    }
+    // Failed back, not yet reprotected: pa runs them, nothing replicates to ny yet.
+    let (ok, why) = e.expect_protected("a1");
+    assert!(!ok, "{why}");
+    let out = e
+        .apply(Command::Reprotect {
+            protection_groups: pg(),
+        })
+        .unwrap();
+    assert!(matches!(out, Outcome::Done(_)), "{out:?}");
+    assert!(!e.reprotected("pg-a"));
+    assert_eq!(group(&e, "cg-1").spec.source_site, "pa");
+    e.advance(e.now + 30 * SECOND).unwrap();
+    e.apply(Command::StopWorkloads).unwrap();
+    e.advance(e.now + SECOND).unwrap();
+    let stopped = e.now;
+    e.apply(Command::ReplicateNow {
+        datastore: "ds-1".into(),
+    })
+    .unwrap();
+    until_published(&mut e, "cg-1", stopped);
+    let root = e.workspace().root().to_path_buf();
+    e.close().unwrap();
+    let e = Engine::open(&root).unwrap();
+    for vm in ["a1", "a2", "b1"] {
+        let v = e.verify_vm(vm).unwrap();
+        assert!(v.consistent && v.writes_lost == 0, "{vm}: {v:?}");
+        let (ok, why) = e.expect_protected(vm);
+        assert!(ok && why.contains("(pa to ny)"), "{why}");
+        let i = e.vm_index(vm).unwrap();
+        assert_eq!(e.vms[i].datastore, home[vm].0);
+        assert!(e.vms[i].recovered.is_none());
+        let rep = root.join(format!(
+            "sites/ny/datastores/{}r/{}/disk0.img",
+            e.vms[i].datastore, e.vms[i].instance
+        ));
+        assert!(
+            std::fs::read(e.vms[i].image.path()).unwrap() == std::fs::read(&rep).unwrap(),
+            "{vm}: the replica at ny differs from the running image"
+        );
+    }
+    assert_eq!(e.failovers().len(), 2);
+    assert_eq!(e.reprotects().len(), 2);
 }

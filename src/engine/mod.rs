@@ -79,7 +79,7 @@ pub use failover::{
     FailoverKind, FailoverPlan, FailoverReport, FailoverState, HeldCapacity, HostCapacity, PlanVm,
     VmResult,
 };
-use failover::{PendingFailover, RecoveredVm};
+use failover::{PendingFailover, RecoveredVm, VmHistory};
 pub use group::{GroupMemberView, GroupMigrationView, GroupPhase};
 use guest::{GuestOp, OpKind, seed_for};
 pub use health::ArrayView;
@@ -181,8 +181,10 @@ struct VmRt {
     host: String,
     /// Stopped: its site was lost, or a failover stopped it.
     down: bool,
-    /// Where a failover brought it up.
+    /// Where a failover brought it up (until a failback brings it home).
     recovered: Option<RecoveredVm>,
+    /// Its writes across failovers: where they are journaled.
+    history: VmHistory,
     /// Bumped to drop queued guest events (workloads stopped).
     guest_gen: u64,
     /// Bumped to drop queued run events (a run abandoned by a cancel).

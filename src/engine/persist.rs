@@ -19,7 +19,11 @@ pub(super) struct EngineState {
     pub(super) sites_down: BTreeMap<String, SimTime>,
     #[serde(default)]
     pub(super) recovered: BTreeMap<String, RecoveredVm>,
-    /// VMs stopped (by a planned failover in progress).
+    /// The write histories of VMs that ever failed over (SPEC §11).
+    #[serde(default)]
+    pub(super) history: BTreeMap<String, VmHistory>,
+    /// VMs stopped (by a planned failover in progress, a host fault, or the loss of the
+    /// site they were recovered at).
     #[serde(default)]
     pub(super) stopped: Vec<String>,
     #[serde(default)]
@@ -177,6 +181,7 @@ impl Engine {
             link_up: true,
             sites_down: BTreeMap::new(),
             recovered: BTreeMap::new(),
+            history: BTreeMap::new(),
             stopped: Vec::new(),
             failovers: Vec::new(),
             pending_failover: None,
@@ -328,10 +333,16 @@ impl Engine {
                     .iter()
                     .filter_map(|v| v.recovered.clone().map(|r| (v.id.clone(), r)))
                     .collect(),
+                history: self
+                    .vms
+                    .iter()
+                    .filter(|v| !v.history.hops.is_empty())
+                    .map(|v| (v.id.clone(), v.history.clone()))
+                    .collect(),
                 stopped: self
                     .vms
                     .iter()
-                    .filter(|v| v.down && v.recovered.is_none())
+                    .filter(|v| v.down)
                     .map(|v| v.id.clone())
                     .collect(),
                 failovers: self.failovers.clone(),

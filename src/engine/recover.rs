@@ -158,14 +158,19 @@ impl Engine {
                 });
             }
             let mut last_seq = vec![0; blocks as usize];
-            for e in history(&journals, &site, recovered.as_ref(), &uuid).entries {
+            let hist = state
+                .history
+                .get(&vm.id)
+                .cloned()
+                .or_else(|| recovered.as_ref().map(VmHistory::of_recovered))
+                .unwrap_or_default();
+            for e in history(&journals, &site, &hist, &uuid).entries {
                 if let Some(s) = last_seq.get_mut(e.block as usize) {
                     *s = e.seq;
                 }
             }
             let w = vm.workload.clone();
-            let down = recovered.is_none()
-                && (state.sites_down.contains_key(&site) || state.stopped.contains(&vm.id));
+            let down = state.sites_down.contains_key(&site) || state.stopped.contains(&vm.id);
             vms.push(VmRt {
                 id: vm.id.clone(),
                 uuid,
@@ -175,6 +180,7 @@ impl Engine {
                 host,
                 down,
                 recovered,
+                history: hist,
                 dir,
                 image,
                 blocks,

@@ -2,9 +2,6 @@
 
 use super::*;
 
-/// VM `uuid`'s write history: its entries in its site's journal, after (for a recovered VM)
-/// those of its old site up to the recovered images' horizon. Entries of other VMs are left
-/// out; the result's `last_seq` is the site's.
 /// A site's journal split by VM (each VM's entries in journal order), and its last seq.
 pub(super) struct SiteJournal {
     by_uuid: HashMap<RawUuid, Vec<JournalEntry>>,
@@ -28,27 +25,54 @@ impl SiteJournal {
     }
 }
 
+/// VM `uuid`'s write history: each hop's entries in its site's journal up to the horizon
+/// of the images it left with, then its entries at its current `site` since it arrived.
+/// Entries of other VMs are left out; the result's `last_seq` is the site's.
 pub(super) fn history(
     journals: &BTreeMap<String, SiteJournal>,
     site: &str,
-    recovered: Option<&RecoveredVm>,
+    hist: &VmHistory,
     uuid: &RawUuid,
 ) -> Journal {
     let mut out = Journal::default();
-    if let Some(r) = recovered
-        && let Some(j) = journals.get(&r.from_site)
-    {
-        out.entries
-            .extend(j.of(uuid).iter().filter(|e| e.seq <= r.horizon).cloned());
+    for hop in &hist.hops {
+        if let Some(j) = journals.get(&hop.site) {
+            out.entries.extend(
+                j.of(uuid)
+                    .iter()
+                    .filter(|e| e.seq > hop.after && e.seq <= hop.horizon)
+                    .cloned(),
+            );
+        }
     }
     if let Some(j) = journals.get(site) {
-        out.entries.extend(j.of(uuid).iter().cloned());
+        out.entries
+            .extend(j.of(uuid).iter().filter(|e| e.seq > hist.since).cloned());
         out.last_seq = j.last_seq;
     }
     if let Some(last) = out.entries.last() {
         out.last_seq = out.last_seq.max(last.seq);
     }
+    debug_assert!(
+        out.entries.windows(2).all(|w| w[0].seq < w[1].seq),
+        "a VM's history across hops is in seq order"
+    );
     out
+}
+
+/// The journals of `sites`, split by VM.
+pub(super) fn site_journals<'a>(
+    ws: &Workspace,
+    sites: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeMap<String, SiteJournal>, EngineError> {
+    let mut out = BTreeMap::new();
+    for site in sites {
+        out.insert(
+            site.to_string(),
+            SiteJournal::new(disk::read_journal(&ws.journal_path(site))?),
+        );
+    }
+    Ok(out)
 }
 
 impl Engine {
@@ -59,17 +83,8 @@ impl Engine {
             .vm_index(vm)
             .ok_or_else(|| EngineError::NoSuchVm(vm.into()))?;
         let v = &self.vms[i];
-        let mut journals = BTreeMap::new();
-        for site in [Some(&v.site), v.recovered.as_ref().map(|r| &r.from_site)]
-            .into_iter()
-            .flatten()
-        {
-            journals.insert(
-                site.clone(),
-                SiteJournal::new(disk::read_journal(&self.ws.journal_path(site))?),
-            );
-        }
-        let journal = history(&journals, &v.site, v.recovered.as_ref(), &v.uuid);
+        let journals = site_journals(&self.ws, v.history.sites(&v.site))?;
+        let journal = history(&journals, &v.site, &v.history, &v.uuid);
         let mut plain;
         let mut routed;
         let reader: &mut dyn BlockRead = match v.migration.as_deref() {
@@ -94,9 +109,9 @@ impl Engine {
             .into_iter()
             .next()
             .expect("one disk in, one report out");
-        // A recovered VM's history stops at its recovered images; what the failover lost
+        // Each hop's history stops at the images it left with; what its failover lost
         // stays lost.
-        out.writes_lost += v.recovered.as_ref().map_or(0, |r| r.writes_lost);
+        out.writes_lost += v.history.writes_lost;
         Ok(out)
     }
 }

@@ -17,7 +17,10 @@ impl Engine {
         })
     }
 
-    /// The protected datastores of these PGs, and their replicas.
+    /// The datastores these PGs' VMs run on, and the replicas a failover recovers them
+    /// from. A reprotected PG replicates back (SPEC §11): its VMs run on the topology's
+    /// replicas of its datastores, and a failover (a failback) recovers them onto its
+    /// datastores.
     pub(in crate::engine) fn pg_scope(
         &self,
         pgs: &[String],
@@ -35,39 +38,68 @@ impl Engine {
                 .protection_group(id)
                 .ok_or_else(|| EngineError::Failover(format!("no protection group {id:?}")))?;
             for ds in &pg.datastores {
-                protected.insert(ds.clone());
-                if let Some(r) = t.datastore(ds).and_then(|d| t.replica_of(d)) {
-                    replicas.push(r.id.clone());
+                let back = self
+                    .groups
+                    .iter()
+                    .filter(|g| g.saved.reversed)
+                    .flat_map(|g| g.spec.pairs.iter())
+                    .find(|p| &p.replica == ds);
+                match back {
+                    Some(p) => {
+                        protected.insert(p.datastore.clone());
+                        replicas.push(ds.clone());
+                    }
+                    None => {
+                        protected.insert(ds.clone());
+                        if let Some(r) = t.datastore(ds).and_then(|d| t.replica_of(d)) {
+                            replicas.push(r.id.clone());
+                        }
+                    }
                 }
             }
         }
         Ok((protected, replicas))
     }
 
-    /// VMs a failover of these datastores moves: not yet recovered, living there now.
+    /// The site a failover of these replicas recovers to (their site; the topology's
+    /// recovery site when they have none), and every other site they are at.
+    pub(super) fn target_sites(&self, replicas: &[String]) -> Vec<String> {
+        let t = self.topology();
+        let mut sites: Vec<String> = Vec::new();
+        for r in replicas {
+            if let Some(d) = t.datastore(r)
+                && !sites.contains(&d.site)
+            {
+                sites.push(d.site.clone());
+            }
+        }
+        if sites.is_empty()
+            && let Some(s) = t.sites.iter().find(|s| s.role == SiteRole::Recovery)
+        {
+            sites.push(s.id.clone());
+        }
+        sites
+    }
+
+    /// VMs a failover of these datastores moves: the ones living there now.
     pub(super) fn vms_in_scope(&self, protected: &BTreeSet<String>) -> Vec<usize> {
         (0..self.vms.len())
-            .filter(|&i| {
-                self.vms[i].recovered.is_none() && protected.contains(&self.vms[i].datastore)
-            })
+            .filter(|&i| protected.contains(&self.vms[i].datastore))
             .collect()
     }
 
-    /// A host's capacity as it stands: the VMs running on it (recovered ones at the
-    /// recovery site) and the HA reservations it holds for a host fault.
-    pub(super) fn host_capacity(&self, h: &crate::topology::Host) -> HostCapacity {
+    /// A host's capacity as it stands: the VMs running on it (and those recovered onto
+    /// it, even while their site is down) and the HA reservations it holds for a host
+    /// fault. `target` is the site a failover recovers to.
+    pub(super) fn host_capacity(&self, h: &crate::topology::Host, target: &str) -> HostCapacity {
         let t = self.topology();
-        let recovery_site = t.site_role(&h.site) == Some(SiteRole::Recovery);
+        let recovery_site = h.site == target;
         let running: Vec<&super::super::VmRt> = self
             .vms
             .iter()
             .filter(|v| {
                 v.host == h.id
-                    && if recovery_site {
-                        v.recovered.is_some()
-                    } else {
-                        !v.down && v.recovered.is_none()
-                    }
+                    && (!v.down || v.recovered.as_ref().is_some_and(|r| r.host == h.id))
             })
             .collect();
         let (used_vcpus, used_memory_gib) = running.iter().fold((0, 0), |(c, m), v| {
@@ -100,19 +132,21 @@ impl Engine {
         }
     }
 
-    /// Places `vms` (priority order) on recovery-site hosts with room (capacity less
-    /// running VMs less reservations already held): (vm → host), unplaced, and the
+    /// Places `vms` (priority order) on hosts of the `target` site with room (capacity
+    /// less running VMs less reservations already held), a VM's own topology host first
+    /// when it is there (a failback brings it home): (vm → host), unplaced, and the
     /// capacity check host by host with this plan's reservations added.
     pub(super) fn reserve(
         &self,
         vms: &[usize],
+        target: &str,
     ) -> (BTreeMap<String, String>, Vec<String>, Vec<HostCapacity>) {
         let t = self.topology();
         let mut recovery: Vec<HostCapacity> = t
             .hosts
             .iter()
-            .filter(|h| t.site_role(&h.site) == Some(SiteRole::Recovery))
-            .map(|h| self.host_capacity(h))
+            .filter(|h| h.site == target)
+            .map(|h| self.host_capacity(h, target))
             .collect();
         let mut order: Vec<usize> = vms.to_vec();
         order.sort_by_key(|&i| {
@@ -125,9 +159,13 @@ impl Engine {
             let Some(spec) = t.vm(&self.vms[i].id) else {
                 continue;
             };
-            match recovery
-                .iter_mut()
-                .find(|h| h.free_vcpus() >= spec.vcpus && h.free_memory_gib() >= spec.memory_gib)
+            let fits = |h: &HostCapacity| {
+                h.free_vcpus() >= spec.vcpus && h.free_memory_gib() >= spec.memory_gib
+            };
+            let home = recovery.iter().position(|h| h.host == spec.host && fits(h));
+            match home
+                .or_else(|| recovery.iter().position(fits))
+                .map(|h| &mut recovery[h])
             {
                 Some(h) => {
                     h.reserved.push(HeldCapacity {
@@ -141,12 +179,12 @@ impl Engine {
                 None => unplaced.push(spec.id.clone()),
             }
         }
-        // The protected site's HA reservations, so one table says what is spoken for.
+        // The other sites' HA reservations, so one table says what is spoken for.
         recovery.extend(
             t.hosts
                 .iter()
-                .filter(|h| t.site_role(&h.site) == Some(SiteRole::Protected))
-                .map(|h| self.host_capacity(h))
+                .filter(|h| h.site != target)
+                .map(|h| self.host_capacity(h, target))
                 .filter(|c| c.failed || !c.reserved.is_empty()),
         );
         (placed, unplaced, recovery)
@@ -160,7 +198,12 @@ impl Engine {
         kind: FailoverKind,
     ) -> Result<FailoverPlan, EngineError> {
         let (protected, replicas) = self.pg_scope(pgs)?;
+        let targets = self.target_sites(&replicas);
+        let target = targets.first().cloned().unwrap_or_default();
         let in_scope = self.vms_in_scope(&protected);
+        // A VM running on one of these replicas already came this way: it is not the
+        // replicas' to give.
+        let arrived = |i: usize| replicas.contains(&self.vms[i].datastore);
         let wanted: BTreeSet<&str> = in_scope.iter().map(|&i| self.vms[i].id.as_str()).collect();
         let elections =
             recovery::scan_and_elect_in(&self.ws, &replicas, |v| wanted.contains(v.id.as_str()))?;
@@ -185,7 +228,7 @@ impl Engine {
                 continue;
             };
             let vm = &self.vms[i];
-            if vm.recovered.is_some() || to_place.contains(&i) {
+            if arrived(i) || to_place.contains(&i) {
                 continue;
             }
             if protected.contains(&vm.datastore) || self.sites_down.contains_key(&vm.site) {
@@ -204,14 +247,13 @@ impl Engine {
             }
         }
         let to_place: Vec<usize> = to_place.into_iter().collect();
-        let (placed, unplaced, capacity) = self.reserve(&to_place);
+        let (placed, unplaced, capacity) = self.reserve(&to_place, &target);
         let metadata = self.replicated_metadata();
         let mut vms = Vec::new();
         let mut out_of_scope = Vec::new();
         for e in elections {
             let ix = e.vm.as_deref().and_then(|id| self.vm_index(id));
-            // A VM recovered earlier is no longer the replicas' to give.
-            if ix.is_some_and(|i| self.vms[i].recovered.is_some()) {
+            if ix.is_some_and(arrived) {
                 continue;
             }
             let point = e
@@ -261,10 +303,11 @@ impl Engine {
         if let Some(p) = &self.pending_failover {
             problems.push(format!("planned failover #{} is still running", p.id));
         }
-        for pg in pgs.iter().filter(|pg| self.reprotected(pg)) {
-            // The plan machinery recovers toward the topology's recovery site only.
+        if targets.len() > 1 {
             problems.push(format!(
-                "{pg} is reprotected (it replicates back to its original datastores): a failover back to them is not supported yet"
+                "{} recover to different sites ({}): fail them over separately",
+                pgs.join(", "),
+                targets.join(", ")
             ));
         }
         if kind == FailoverKind::Test && self.test_dir.is_some() {

@@ -1,6 +1,7 @@
 //! Running a failover: recovering images at the recovery site and powering VMs on.
 
 use super::*;
+use crate::engine::{SiteJournal, history};
 
 /// The seq stamped in each block of `img` for `uuid` (0 where none): the guest's view.
 pub(in crate::engine) fn stamps_of(
@@ -61,19 +62,19 @@ impl Engine {
             }
         }
         let plan = self.scan_failover(pgs, kind)?;
-        let t = self.topology().clone();
+        let (_, replicas) = self.pg_scope(pgs)?;
+        let target = self
+            .target_sites(&replicas)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "recovery".to_string());
         let test_dir = (kind == FailoverKind::Test).then(|| {
-            let site = t
-                .sites
-                .iter()
-                .find(|s| s.role == SiteRole::Recovery)
-                .map_or("recovery".to_string(), |s| s.id.clone());
             PathBuf::from("sites")
-                .join(site)
+                .join(&target)
                 .join("test-failover")
                 .join(format!("f-{id:04}"))
         });
-        let mut journals: BTreeMap<String, Journal> = BTreeMap::new();
+        let mut journals: BTreeMap<String, SiteJournal> = BTreeMap::new();
         let mut results = Vec::new();
         let mut powered = 0;
         for pv in &plan.vms {
@@ -150,11 +151,17 @@ impl Engine {
                     src_dir
                 }
             };
-            if !journals.contains_key(&from_site) {
-                let j = disk::read_journal(&self.ws.journal_path(&from_site))?;
-                journals.insert(from_site.clone(), j);
+            // Its whole history: every hop it made before, then its writes at the site it
+            // leaves now.
+            let hist = self.vms[i].history.clone();
+            for site in hist.sites(&from_site) {
+                if !journals.contains_key(site) {
+                    let j = disk::read_journal(&self.ws.journal_path(site))?;
+                    journals.insert(site.to_string(), SiteJournal::new(j));
+                }
             }
             let uuid = self.vms[i].uuid;
+            let journal = history(&journals, &from_site, &hist, &uuid);
             let img = ImageFile::open_read_only(&dir.join(crate::workspace::FIRST_DISK))?
                 .without_readahead();
             let mut reader = img;
@@ -163,7 +170,7 @@ impl Engine {
                 uuid,
                 reader: &mut reader,
             }];
-            let check = disk::verify_set(&mut disks, &journals[&from_site], Horizon::FromImages)
+            let check = disk::verify_set(&mut disks, &journal, Horizon::FromImages)
                 .map_err(io_err(format!("verifying the recovered {vm_id}")))?;
             let v = check.vms.into_iter().next().expect("one disk");
             res.consistent = Some(v.consistent);
@@ -307,6 +314,25 @@ impl Engine {
             .unwrap_or_default();
         self.ensure_site_journal(&site)?;
         let from_site = self.vms[i].site.clone();
+        // The hop it leaves ends at the images it arrives with; its writes here start now.
+        let since = self.next_seq.saturating_sub(1);
+        let hist = &mut self.vms[i].history;
+        hist.hops.push(Hop {
+            site: from_site.clone(),
+            after: hist.since,
+            horizon,
+        });
+        hist.since = since;
+        hist.writes_lost += writes_lost;
+        // Back on its own datastore (a failback): it is home, no longer a recovered VM,
+        // and runs on the host it got (the topology follows, as a migration's does).
+        let home = self
+            .topology()
+            .vm(&self.vms[i].id)
+            .is_some_and(|v| v.datastore == datastore);
+        if home {
+            self.settle_home(i, datastore, &instance, host)?;
+        }
         let vm = &mut self.vms[i];
         vm.site = site.clone();
         vm.datastore = datastore.to_string();
@@ -316,7 +342,7 @@ impl Engine {
         vm.host = host.to_string();
         vm.last_seq = last_seq;
         vm.down = false;
-        vm.recovered = Some(RecoveredVm {
+        vm.recovered = (!home).then(|| RecoveredVm {
             site,
             datastore: datastore.to_string(),
             instance,
@@ -328,5 +354,35 @@ impl Engine {
         });
         self.start_guest(i);
         super::super::fault_point("failover.powered-on")
+    }
+
+    /// A VM failed back onto its own datastore: the location metadata and the topology's
+    /// host say where it runs, as after a migration.
+    fn settle_home(
+        &mut self,
+        i: usize,
+        datastore: &str,
+        instance: &str,
+        host: &str,
+    ) -> Result<(), EngineError> {
+        let id = self.vms[i].id.clone();
+        let loc_path = self.ws.state_dir().join("locations.ron");
+        let mut locations: super::super::Locations = read_ron(&loc_path).unwrap_or_default();
+        locations.vms.insert(
+            id.clone(),
+            super::super::Location {
+                datastore: datastore.to_string(),
+                instance: instance.to_string(),
+            },
+        );
+        super::super::write_ron(&loc_path, &locations)?;
+        if self.topology().vm(&id).is_some_and(|v| v.host != host) {
+            let mut topo = self.topology().clone();
+            if let Some(v) = topo.vms.iter_mut().find(|v| v.id == id) {
+                v.host = host.to_string();
+            }
+            self.ws.save_topology(&topo)?;
+        }
+        Ok(())
     }
 }
