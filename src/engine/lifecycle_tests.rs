@@ -298,7 +298,10 @@ fn reprotect_reverses_the_groups_and_ships_only_what_differs() {
     for vm in ["a1", "a2", "b1"] {
         let v = e.verify_vm(vm).unwrap();
         assert!(v.consistent, "{vm}: {v:?}");
-        assert_eq!(v.writes_lost, lost_before[vm], "{vm}: the unplanned leg's loss stays");
+        assert_eq!(
+            v.writes_lost, lost_before[vm],
+            "{vm}: the unplanned leg's loss stays"
+        );
         let i = e.vm_index(vm).unwrap();
         assert_eq!(e.vms[i].site, "pa");
         assert_eq!(e.vms[i].history.hops.len(), 2, "{:?}", e.vms[i].history);

@@ -30,6 +30,11 @@ pub fn reprotect_button(pg: &str) -> String {
     format!("Reprotect {pg}…")
 }
 
+/// The button that asks to fail `pg` back (also its accessible name).
+pub fn failback_button(pg: &str) -> String {
+    format!("Fail back {pg}…")
+}
+
 /// The confirm button of the reprotect confirmation for `pg`.
 pub fn reprotect_confirm(pg: &str) -> String {
     format!("Reprotect {pg}")
@@ -74,6 +79,8 @@ pub struct FailoverPanel {
     pub confirming: bool,
     /// The protection group whose reprotect confirmation is open.
     pub reprotecting: Option<String>,
+    /// Open the run confirmation once the scan asked for comes back clean (a failback).
+    confirm_after_scan: bool,
     /// Buttons to press on the next frame, as clicks would (the demo player's hooks).
     press: Press,
     /// The protected sites down at the last update ([`FailoverPanel::follow_sites`]).
@@ -99,6 +106,7 @@ impl Default for FailoverPanel {
             scan: None,
             confirming: false,
             reprotecting: None,
+            confirm_after_scan: false,
             press: Press::default(),
             protected_down: Vec::new(),
         }
@@ -133,6 +141,7 @@ impl FailoverPanel {
         self.pending = None;
         self.scan = None;
         self.confirming = false;
+        self.confirm_after_scan = false;
         self.press = Press::default();
         self.protected_down.clear();
     }
@@ -198,6 +207,10 @@ impl FailoverPanel {
         let Some(p) = self.pending.take_if(|p| p.id == id) else {
             return;
         };
+        let clean = result
+            .as_ref()
+            .is_ok_and(|plan| plan.problems.is_empty() && plan.unplaced.is_empty());
+        self.confirming |= std::mem::take(&mut self.confirm_after_scan) && clean;
         self.scan = Some(Scan {
             id,
             protection_groups: p.protection_groups,

@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::testkit::{app_in, click, open_modal, scanned_plan, step_until};
 use drconsole::engine::{FailoverKind, FailoverState, GroupState, GroupView};
 use drconsole::gui::failover::{
-    CAPACITY_BY_HOST, CLEANUP, RUN, SCAN, reprotect_button, reprotect_confirm, run_confirm,
+    CAPACITY_BY_HOST, CLEANUP, RUN, SCAN, failback_button, reprotect_button, reprotect_confirm,
+    run_confirm,
 };
 use drconsole::gui::replication::{
     disaster_button, pause_name, replicate_now_name, resume_name, site_up_button,
@@ -431,6 +432,74 @@ fn a_disaster_then_an_unplanned_failover_recovers_tier1_consistent() {
     h.run_steps(2);
     h.get_by_label_contains("round trip: reprotected: replicating ny ➡ pa");
     assert!(h.query_by_label(&reprotect_button("pg-tier1")).is_none());
+    h.check_accessibility();
+
+    // Fail back: the round trip's next button scans, then asks; confirmed, the final
+    // cycle ships and the VMs come home to pa.
+    step_until(
+        &mut h,
+        "the first reverse cycles",
+        Duration::from_secs(20),
+        |a| {
+            ["cg-gold-a", "cg-gold-b"]
+                .iter()
+                .all(|g| group(a, g).last_cut_at.is_some())
+        },
+    );
+    click(&mut h, &failback_button("pg-tier1"));
+    step_until(
+        &mut h,
+        "the failback's confirmation",
+        Duration::from_secs(15),
+        |a| a.failover.confirming,
+    );
+    h.run_steps(2);
+    h.get_by_label("Are you sure? Fail back pg-tier1: a planned failover from ny home to pa");
+    click(&mut h, &run_confirm(FailoverKind::Planned));
+    step_until(&mut h, "the failback", Duration::from_secs(30), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.failover.as_ref())
+            .is_some_and(|f| f.id == 2 && f.state == FailoverState::Done)
+    });
+    let snap = h.state().live.snapshot.clone().unwrap();
+    let f = snap.failover.as_ref().unwrap();
+    assert_eq!(f.kind, FailoverKind::Planned);
+    for r in &f.results {
+        let vm = r.vm.as_deref().unwrap();
+        assert!(r.recovered && r.consistent == Some(true), "{vm}: {r:?}");
+        assert_eq!(r.writes_lost, Some(0), "{vm}: a planned leg loses nothing");
+        let v = snap.vms.iter().find(|v| v.id == vm).unwrap();
+        assert!(
+            !v.recovered && !v.down && v.site == "pa",
+            "{vm} is home: {v:?}"
+        );
+    }
+    h.run_steps(2);
+    h.get_by_label_contains("round trip: failed back: runs at pa, unprotected");
+
+    // The second reprotect restores the original direction.
+    open_modal(&mut h, &reprotect_button("pg-tier1"));
+    click(&mut h, &reprotect_confirm("pg-tier1"));
+    step_until(
+        &mut h,
+        "the second reprotect",
+        Duration::from_secs(10),
+        |a| {
+            ["cg-gold-a", "cg-gold-b"]
+                .iter()
+                .all(|g| !group(a, g).reversed && group(a, g).state != GroupState::FailedOver)
+        },
+    );
+    h.run_steps(2);
+    assert_eq!(
+        h.query_all_by_label_contains("round trip: protected: replicating pa ➡ ny")
+            .count(),
+        2,
+        "both PGs are protected in the original direction again"
+    );
+    assert!(h.query_by_label(&failback_button("pg-tier1")).is_none());
     h.check_accessibility();
 }
 

@@ -98,8 +98,7 @@ impl Engine {
             .vms
             .iter()
             .filter(|v| {
-                v.host == h.id
-                    && (!v.down || v.recovered.as_ref().is_some_and(|r| r.host == h.id))
+                v.host == h.id && (!v.down || v.recovered.as_ref().is_some_and(|r| r.host == h.id))
             })
             .collect();
         let (used_vcpus, used_memory_gib) = running.iter().fold((0, 0), |(c, m), v| {

@@ -43,15 +43,28 @@ impl FailoverPanel {
             } else {
                 Tone::Warn
             };
+            let failback = live.snapshot.as_ref().and_then(|s| {
+                groups_of_pgs(t, s, &pgs)
+                    .into_iter()
+                    .find(|g| g.reversed)
+                    .map(|g| (g.source_site.clone(), g.target_site.clone()))
+            });
+            let heading = match &failback {
+                Some((from, home)) => format!(
+                    "Are you sure? Fail back {}: a planned failover from {from} home to {home}",
+                    pgs.join(", ")
+                ),
+                None => format!(
+                    "Are you sure? Run {} {} failover of {}",
+                    if kind == FailoverKind::Unplanned { "an" } else { "a" },
+                    kind.as_str(),
+                    pgs.join(", ")
+                ),
+            };
             ui.label(
                 style::toned(
                     ui,
-                    format!(
-                        "Are you sure? Run {} {} failover of {}",
-                        if kind == FailoverKind::Unplanned { "an" } else { "a" },
-                        kind.as_str(),
-                        pgs.join(", ")
-                    ),
+                    heading,
                     tone,
                 )
                 .heading()

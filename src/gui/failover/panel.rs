@@ -13,6 +13,13 @@ use crate::gui::worker::Request;
 use crate::gui::{Action, Document};
 use crate::topology::Topology;
 
+/// The round trip's next step for a PG.
+#[derive(Clone, Copy)]
+enum Next {
+    Reprotect,
+    FailBack,
+}
+
 impl FailoverPanel {
     /// The panel (the central area's Failover tab).
     pub(crate) fn show(
@@ -70,45 +77,79 @@ impl FailoverPanel {
         self.protected_down = down;
     }
 
-    /// Where PG `pg` stands in the DR round trip (SPEC §11), and its next step's button.
+    /// Where PG `pg` stands in the DR round trip (SPEC §11), and its next step's button:
+    /// protected → failed over (Reprotect) → reprotected (Fail back) → failed back
+    /// (Reprotect, which restores the original direction) → protected.
     fn round_trip(&mut self, ui: &mut Ui, pg: &str, groups: &[&crate::engine::GroupView]) {
         let failed_over = groups
             .iter()
             .any(|g| g.state == crate::engine::GroupState::FailedOver);
+        let reversed = groups.iter().find(|g| g.reversed);
         let direction = |g: &crate::engine::GroupView| {
             format!("{} {} {}", g.source_site, glyph::TO, g.target_site)
         };
-        let (text, tone, hint) = if failed_over {
-            (
-                "failed over".to_string(),
+        // A failed-over group's target is where its VMs run now.
+        let running_at = groups
+            .first()
+            .map(|g| g.target_site.clone())
+            .unwrap_or_default();
+        let (text, tone, hint, next) = match (failed_over, reversed) {
+            (true, None) => (
+                format!("failed over: runs at {running_at}, unprotected"),
                 Tone::Done,
                 "Its VMs run at the recovery site and nothing protects them. Reprotect reverses its replication: once the failed site is back and the link is up, the running side becomes protected and ships only what differs".to_string(),
-            )
-        } else if let Some(g) = groups.iter().find(|g| g.reversed) {
-            (
+                Some(Next::Reprotect),
+            ),
+            (true, Some(_)) => (
+                format!("failed back: runs at {running_at}, unprotected"),
+                Tone::Done,
+                "Its VMs are home on their original datastores and nothing protects them yet. Reprotect restores the original direction, shipping only what differs".to_string(),
+                Some(Next::Reprotect),
+            ),
+            (false, Some(g)) => (
                 format!("reprotected: replicating {}", direction(g)),
                 Tone::Busy,
                 "Its VMs run at the recovery site, replicated back to their original datastores. A failback (a planned failover home) comes next".to_string(),
-            )
-        } else {
-            let d = groups.first().map(|g| direction(g)).unwrap_or_default();
-            (
-                format!("protected: replicating {d}"),
+                Some(Next::FailBack),
+            ),
+            (false, None) => (
+                format!(
+                    "protected: replicating {}",
+                    groups.first().map(|g| direction(g)).unwrap_or_default()
+                ),
                 Tone::Good,
                 "Its VMs run at the protected site and replicate to the recovery site".to_string(),
-            )
+                None,
+            ),
         };
         ui.horizontal_wrapped(|ui| {
             ui.add_space(26.0);
             ui.label(style::toned(ui, format!("round trip: {text}"), tone).small())
                 .on_hover_text(hint);
-            if failed_over
-                && ui
-                    .small_button(super::reprotect_button(pg))
-                    .on_hover_text("Reverse its replication. Asks first, naming what changes.")
-                    .clicked()
-            {
-                self.reprotecting = Some(pg.to_string());
+            match next {
+                Some(Next::Reprotect) => {
+                    if ui
+                        .small_button(super::reprotect_button(pg))
+                        .on_hover_text("Reverse its replication. Asks first, naming what changes.")
+                        .clicked()
+                    {
+                        self.reprotecting = Some(pg.to_string());
+                    }
+                }
+                Some(Next::FailBack) => {
+                    if ui
+                        .small_button(super::failback_button(pg))
+                        .on_hover_text(
+                            "A planned failover home: stop the VMs, ship a final cycle, recover them on their original datastores. Scans first, then asks.",
+                        )
+                        .clicked()
+                    {
+                        self.prefill(&[pg.to_string()], FailoverKind::Planned);
+                        self.press_scan();
+                        self.confirm_after_scan = true;
+                    }
+                }
+                None => {}
             }
         });
     }
