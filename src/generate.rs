@@ -235,11 +235,13 @@ fn lun_replication(p: &Planned, id: &str) -> Option<LunReplication> {
             target: format!("{id}r"),
             rpo_minutes: p.rpo,
             consistency_group: Some(cg_id(cg)),
+            retain_points: 1,
         }),
         Kind::Standalone { .. } => Some(LunReplication {
             target: format!("{id}r"),
             rpo_minutes: p.rpo,
             consistency_group: None,
+            retain_points: 1,
         }),
     }
 }

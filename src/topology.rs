@@ -111,6 +111,21 @@ pub struct LunReplication {
     pub rpo_minutes: u32,
     #[serde(default)]
     pub consistency_group: Option<String>,
+    /// How many published recovery points the replica keeps (SPEC §11): 1 to 24, the
+    /// latest included; older ones cost the blocks later points overwrote.
+    #[serde(default = "one_point", skip_serializing_if = "is_one_point")]
+    pub retain_points: u32,
+}
+
+/// Most recovery points a replicated LUN keeps.
+pub const MAX_RETAIN_POINTS: u32 = 24;
+
+fn one_point() -> u32 {
+    1
+}
+
+fn is_one_point(n: &u32) -> bool {
+    *n == 1
 }
 
 fn default_throughput() -> f64 {

@@ -53,6 +53,15 @@ impl Topology {
         }
         rpo
     }
+    /// How many recovery points a replicated datastore keeps (validation makes its LUNs,
+    /// and its consistency group's, agree).
+    pub fn datastore_retain_points(&self, ds: &Datastore) -> Option<u32> {
+        let mut n = None;
+        for lun in self.datastore_luns(ds) {
+            n = Some(lun.replication.as_ref()?.retain_points);
+        }
+        n
+    }
     /// The recovery-site datastore whose LUNs are exactly the replication targets of `ds`'s
     /// LUNs, if `ds` is replicated and there is exactly one such datastore.
     pub fn replica_of(&self, ds: &Datastore) -> Option<&Datastore> {

@@ -606,3 +606,58 @@ fn absurd_sizes_are_refused() {
     let ok = BASE.replacen("disk_mib: 64,", &format!("disk_mib: {MAX_DISK_MIB},"), 1);
     load(&ok).unwrap();
 }
+
+/// `retain_points` is 1 to 24, and every LUN of a CG keeps the same number: the offenders
+/// are named.
+#[test]
+fn retain_points_are_bounded_and_agree_within_a_cg() {
+    let cg = |n: u32, m: u32| {
+        BASE.replace(
+            "rpo_minutes: 15, consistency_group: Some(\"cg-1\"))",
+            &format!("rpo_minutes: 15, consistency_group: Some(\"cg-1\"), retain_points: {n})"),
+        )
+        .replace(
+            "Lun(id: \"lun-9\", capacity_gib: 256)",
+            &format!("Lun(id: \"lun-9\", capacity_gib: 256, replication: Some(LunReplication(target: \"lun-9r\", rpo_minutes: 15, consistency_group: Some(\"cg-1\"), retain_points: {m})))"),
+        )
+        .replace("Lun(id: \"lun-1r\", capacity_gib: 512) ]", "Lun(id: \"lun-1r\", capacity_gib: 512), Lun(id: \"lun-9r\", capacity_gib: 256) ]")
+        .replace("Datastore(id: \"ds-gold-1-r\"", "Datastore(id: \"ds-local-r\", site: \"ny\", luns: [\"lun-9r\"]),\n Datastore(id: \"ds-gold-1-r\"")
+    };
+    let single = |n: u32| {
+        BASE.replace(
+            "rpo_minutes: 15, consistency_group: Some(\"cg-1\"))",
+            &format!("rpo_minutes: 15, consistency_group: Some(\"cg-1\"), retain_points: {n})"),
+        )
+    };
+    let t = load(&single(4)).unwrap();
+    let ds = t.datastore("ds-gold-1").unwrap();
+    assert_eq!(t.datastore_retain_points(ds), Some(4));
+    let t = load(BASE).unwrap();
+    assert_eq!(
+        t.datastore_retain_points(t.datastore("ds-gold-1").unwrap()),
+        Some(1)
+    );
+    let e = load(&cg(4, 6)).unwrap_err();
+    assert!(
+        e.violations()
+            .iter()
+            .any(|v| v.object == "consistency group \"cg-1\""
+                && v.rule
+                    .contains("same retain_points; found 4 (lun-1), 6 (lun-9)")),
+        "{e}"
+    );
+    let e = load(&single(25)).unwrap_err();
+    assert!(
+        e.violations().iter().any(
+            |v| v.object.contains("lun-1") && v.rule == "retain_points must be 1 to 24, not 25"
+        ),
+        "{e}"
+    );
+    let e = load(&single(0)).unwrap_err();
+    assert!(
+        e.violations()
+            .iter()
+            .any(|v| v.rule == "retain_points must be 1 to 24, not 0"),
+        "{e}"
+    );
+}

@@ -214,6 +214,16 @@ impl Validator {
                 if r.rpo_minutes == 0 {
                     self.err(&obj, "rpo_minutes must be at least 1");
                 }
+                if !(1..=crate::topology::MAX_RETAIN_POINTS).contains(&r.retain_points) {
+                    self.err(
+                        &obj,
+                        format!(
+                            "retain_points must be 1 to {}, not {}",
+                            crate::topology::MAX_RETAIN_POINTS,
+                            r.retain_points
+                        ),
+                    );
+                }
                 if let Some(cg) = &r.consistency_group
                     && let Some(p) = id_problem(cg)
                 {
@@ -273,6 +283,7 @@ impl Validator {
                 );
             }
             let mut rpos = BTreeSet::new();
+            let mut points = BTreeSet::new();
             for lun_id in &d.luns {
                 if !luns.contains(lun_id.as_str()) {
                     self.err(&obj, format!("LUN {lun_id:?} does not exist"));
@@ -298,6 +309,7 @@ impl Validator {
                 }
                 if let Some(r) = &lun.replication {
                     rpos.insert(r.rpo_minutes);
+                    points.insert(r.retain_points);
                 }
             }
             if rpos.len() > 1 {
@@ -306,6 +318,15 @@ impl Validator {
                     format!(
                         "all replicated LUNs of one datastore must have the same rpo_minutes; found {}",
                         join(rpos.iter())
+                    ),
+                );
+            }
+            if points.len() > 1 {
+                self.err(
+                    &obj,
+                    format!(
+                        "all replicated LUNs of one datastore must keep the same retain_points; found {}",
+                        join(points.iter())
                     ),
                 );
             }
@@ -467,11 +488,33 @@ impl Validator {
 
     fn check_consistency_groups(&mut self, t: &Topology) {
         let mut cg_rpo: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
+        // Every LUN of a CG keeps the same points: they are cut and recovered together.
+        let mut cg_points: BTreeMap<&str, BTreeMap<u32, Vec<&str>>> = BTreeMap::new();
         for lun in t.arrays.iter().flat_map(|a| a.luns.iter()) {
             if let Some(r) = &lun.replication
                 && let Some(cg) = &r.consistency_group
             {
                 cg_rpo.entry(cg).or_default().insert(r.rpo_minutes);
+                cg_points
+                    .entry(cg)
+                    .or_default()
+                    .entry(r.retain_points)
+                    .or_default()
+                    .push(&lun.id);
+            }
+        }
+        for (cg, by_n) in cg_points {
+            if by_n.len() > 1 {
+                self.err(
+                    format!("consistency group {cg:?}"),
+                    format!(
+                        "all LUNs of one consistency group must keep the same retain_points; found {}",
+                        by_n.iter()
+                            .map(|(n, luns)| format!("{n} ({})", luns.join(", ")))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
             }
         }
         for (cg, rpos) in cg_rpo {
