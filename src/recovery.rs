@@ -161,7 +161,18 @@ pub fn scan_and_elect_in(
     datastores: &[String],
     want: impl Fn(&crate::topology::Vm) -> bool,
 ) -> Result<Vec<Election>, WorkspaceError> {
-    elect_over(ws, datastores, want, &PendingChanges::default())
+    scan_and_elect_in_through(ws, datastores, want, &PendingChanges::default())
+}
+
+/// [`scan_and_elect_in`] over the replicas as `pending` shows them (a recovery point older
+/// than the one they hold, SPEC §11), changing nothing.
+pub fn scan_and_elect_in_through(
+    ws: &Workspace,
+    datastores: &[String],
+    want: impl Fn(&crate::topology::Vm) -> bool,
+    pending: &PendingChanges,
+) -> Result<Vec<Election>, WorkspaceError> {
+    elect_over(ws, datastores, want, pending)
 }
 
 fn elect_over(

@@ -476,6 +476,17 @@ pub fn apply_delta(
     Ok(stats)
 }
 
+/// The blocks the delta at `delta` writes, ascending, after validating it whole (for an
+/// image of `blocks` blocks).
+pub fn delta_blocks(delta: &Path, blocks: u64) -> Result<Vec<u64>, ReplicaError> {
+    let mut out = Vec::new();
+    walk_delta(delta, blocks, |first, data| {
+        out.extend(first..first + (data.len() / BLOCK_SIZE) as u64);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// The replica of a new image that holds no data yet: created sparse with `blocks` blocks
 /// and recorded in `barrier`. Idempotent like [`apply_delta`]: an image already there with
 /// that size (a publish rolled forward after a crash) is left as it is; another size is an

@@ -171,6 +171,7 @@ pub fn bench_reprotect(args: &BenchReprotectArgs) -> Result<BenchReprotectReport
         EngineCommand::Failover {
             protection_groups: vec!["pg-1".into()],
             kind: FailoverKind::Unplanned,
+            point: None,
         },
     )?;
     let running = image_of(&e)?;

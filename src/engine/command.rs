@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::FailoverKind;
 use super::copy::CopyMode;
+use super::{FailoverKind, format_time, from_minutes};
 
 /// What an operator (or a scenario) asks of the engine: the one list of commands. Its
 /// serde shape is the scenario file's (SPEC §10): `Migrate(vm: "vm1", to: "ds-2", mode:
@@ -59,6 +59,10 @@ pub enum Command {
     Failover {
         protection_groups: Vec<String>,
         kind: FailoverKind,
+        /// Recover each group from its latest retained point cut at or before this
+        /// simulated minute (SPEC §11); none: the latest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        point: Option<f64>,
     },
     /// Removes a test failover's isolated copies.
     CleanupTestFailover,
@@ -138,10 +142,17 @@ impl fmt::Display for Command {
             Command::Failover {
                 protection_groups,
                 kind,
+                point,
             } => format!(
-                "{} failover of {}",
+                "{} failover of {}{}",
                 kind.as_str(),
-                protection_groups.join(", ")
+                protection_groups.join(", "),
+                point
+                    .map(|m| format!(
+                        " to the point at or before {}",
+                        format_time(from_minutes(m))
+                    ))
+                    .unwrap_or_default()
             ),
             Command::CleanupTestFailover => "Clean up the test failover".into(),
             Command::CreateDatastore { datastore } => format!("Create datastore {datastore}"),
@@ -186,10 +197,12 @@ impl Command {
                 Command::Failover {
                     protection_groups,
                     kind,
+                    ..
                 },
                 Command::Failover {
                     protection_groups: p2,
                     kind: k2,
+                    ..
                 },
             ) => {
                 let mut a = protection_groups.clone();

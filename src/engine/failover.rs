@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Engine, EngineError, LogLevel, MINUTE, Outcome, SimTime, format_time, io_err, read_ron,
+    Engine, EngineError, LogLevel, MINUTE, Outcome, PublishedPoint, SimTime, format_time, io_err,
+    read_ron,
 };
 use crate::disk::{self, BLOCK_SIZE, Block, BlockContent, Horizon, ImageFile, VmDisk};
 use crate::recovery::{self, Election};
@@ -180,6 +181,10 @@ pub struct FailoverReport {
     pub results: Vec<VmResult>,
     /// Test failover: the isolated copies, relative to the workspace (until cleaned up).
     pub test_dir: Option<String>,
+    /// The point asked for (SPEC §11): each group recovered from its latest point cut at or
+    /// before it; none: the latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point: Option<SimTime>,
 }
 
 /// A recovered VM's new home, persisted.
@@ -262,8 +267,9 @@ impl Engine {
         &mut self,
         pgs: Vec<String>,
         kind: FailoverKind,
+        point: Option<SimTime>,
     ) -> Result<Outcome, EngineError> {
-        let plan = self.scan_failover(&pgs, kind)?;
+        let plan = self.scan_failover_at(&pgs, kind, point)?;
         if !plan.problems.is_empty() {
             return Err(EngineError::Failover(plan.problems.join("; ")));
         }
@@ -284,6 +290,7 @@ impl Engine {
             message: String::new(),
             results: Vec::new(),
             test_dir: None,
+            point,
         };
         self.failovers.push(report);
         let (protected, _) = self.pg_scope(&pgs)?;
@@ -348,7 +355,7 @@ impl Engine {
                     }
                 }
                 let reference = self.now;
-                self.run_recovery(id, &pgs, kind, reference)?;
+                self.run_recovery(id, &pgs, kind, reference, point)?;
                 let r = self.failovers.last().expect("pushed above");
                 Ok(Outcome::Done(r.message.clone()))
             }
@@ -392,7 +399,13 @@ impl Engine {
             return Ok(());
         }
         self.pending_failover = None;
-        self.run_recovery(p.id, &p.protection_groups, FailoverKind::Planned, p.stop_at)
+        self.run_recovery(
+            p.id,
+            &p.protection_groups,
+            FailoverKind::Planned,
+            p.stop_at,
+            None,
+        )
     }
 
     /// A planned failover stops on any error: the protected VMs restart where they were.

@@ -283,6 +283,7 @@ fn a_disaster_after_the_switch_recovers_the_sources() {
     e.apply(Command::Failover {
         protection_groups: vec!["pg-1".into()],
         kind: FailoverKind::Unplanned,
+        point: None,
     })
     .unwrap();
     let report = e.failovers().last().unwrap().clone();

@@ -404,6 +404,7 @@ fn a_planned_failover_takes_over_vms_waiting_to_boot() {
     e.apply(Command::Failover {
         protection_groups: vec!["pg-gold".into()],
         kind: FailoverKind::Planned,
+        point: None,
     })
     .unwrap();
     e.advance(e.now() + 5 * MINUTE).unwrap();

@@ -334,6 +334,7 @@ impl Engine {
                 remove_file_if_exists(&self.published_path(spec))?;
                 remove_file_if_exists(&self.commit_path(spec))?;
                 remove_dir_if_exists(&self.staging_dir(spec))?;
+                remove_dir_if_exists(&super::replication::points_dir(self.ws.root(), spec))?;
             }
             // Instances on the new replica side that no running instance continues.
             for pair in &new.pairs {
@@ -373,6 +374,7 @@ impl Engine {
             let grp = &mut self.groups[g];
             grp.spec = new;
             grp.published = None;
+            grp.older.clear();
             grp.alarmed = false;
             grp.last_error = None;
             grp.saved.failed_over = false;

@@ -19,6 +19,7 @@ fn a_returned_site_restarts_what_was_not_failed_over_and_names_the_stale_copies(
     e.apply(Command::Failover {
         protection_groups: vec!["pg-a".into()],
         kind: FailoverKind::Unplanned,
+        point: None,
     })
     .unwrap();
     let refused = e.apply(Command::SiteUp { site: "ny".into() }).unwrap();
@@ -135,6 +136,7 @@ fn reprotect_reverses_the_groups_and_ships_only_what_differs() {
     e.apply(Command::Failover {
         protection_groups: vec!["pg-a".into()],
         kind: FailoverKind::Test,
+        point: None,
     })
     .unwrap();
     refused(&mut e, pg_a(), "only test-failed-over");
@@ -153,6 +155,7 @@ fn reprotect_reverses_the_groups_and_ships_only_what_differs() {
     e.apply(Command::Failover {
         protection_groups: vec!["pg-a".into()],
         kind: FailoverKind::Unplanned,
+        point: None,
     })
     .unwrap();
     refused(&mut e, pg_a(), "site pa is down");
@@ -327,6 +330,7 @@ fn failback(e: &mut Engine, pg: &str) {
         .apply(Command::Failover {
             protection_groups: vec![pg.into()],
             kind: FailoverKind::Planned,
+            point: None,
         })
         .unwrap();
     assert!(matches!(out, Outcome::Done(_)), "{out:?}");
@@ -361,6 +365,7 @@ fn a_planned_round_trip_loses_no_write_and_ends_where_it_started() {
     e.apply(Command::Failover {
         protection_groups: pg(),
         kind: FailoverKind::Planned,
+        point: None,
     })
     .unwrap();
     for _ in 0..600 {
@@ -431,4 +436,163 @@ fn a_planned_round_trip_loses_no_write_and_ends_where_it_started() {
     }
     assert_eq!(e.failovers().len(), 2);
     assert_eq!(e.reprotects().len(), 2);
+}
+
+/// The replication test topology with every LUN keeping `n` recovery points.
+fn points_topology(n: u32) -> Topology {
+    let mut t = topology(100.0, 1, 2);
+    for lun in t.arrays.iter_mut().flat_map(|a| a.luns.iter_mut()) {
+        if let Some(r) = &mut lun.replication {
+            r.retain_points = n;
+        }
+    }
+    t
+}
+
+/// Every file under `dir`, by path relative to it, with its bytes.
+fn tree_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Points in time (SPEC §11): cg-1 keeps 4 points, stored as undos far smaller than its
+/// images. A test failover at an older point recovers consistent copies cut then and
+/// leaves the replicas byte for byte as they were; a point older than any kept is refused
+/// naming the group, changing nothing; after a disaster, an unplanned failover to the
+/// older point rolls the replicas back and recovers consistent images strictly older than
+/// the latest point, giving up more writes than the latest would have.
+#[test]
+fn a_failover_to_an_older_point_recovers_a_consistent_older_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &points_topology(4), opts(11)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(6 * MINUTE).unwrap();
+    let points = |e: &Engine| {
+        e.snapshot()
+            .groups
+            .into_iter()
+            .find(|g| g.id == "cg-1")
+            .unwrap()
+            .points
+    };
+    let kept = points(&e);
+    assert_eq!(kept.len(), 4, "{kept:?}");
+    assert!(kept[0].latest && kept[1..].iter().all(|p| !p.latest));
+    assert!(
+        kept.windows(2).all(|w| w[0].cut_at > w[1].cut_at),
+        "{kept:?}"
+    );
+    // An older point costs the blocks the next cycle overwrote, not a copy of the images
+    // (a1 2 MiB, a2 1 MiB, b1 2 MiB).
+    for p in &kept[1..] {
+        assert!(p.bytes > 0 && p.bytes < 5 * 1024 * 1024 / 2, "{p:?}");
+    }
+    let older = kept[2].clone();
+    let latest_cut = kept[0].cut_at;
+    let root = e.workspace().root().to_path_buf();
+    let replicas = root.join("sites/ny/datastores");
+    let before = tree_bytes(&replicas);
+
+    // A test failover at the older point: consistent copies cut then, replicas untouched.
+    let pg = || vec!["pg-a".to_string()];
+    let out = e
+        .apply(Command::Failover {
+            protection_groups: pg(),
+            kind: FailoverKind::Test,
+            point: Some(to_minutes(older.cut_at)),
+        })
+        .unwrap();
+    assert!(matches!(out, Outcome::Done(_)), "{out:?}");
+    let test = e.failovers().last().unwrap().clone();
+    assert_eq!(test.point, Some(older.cut_at));
+    assert_eq!(test.results.len(), 3, "{test:?}");
+    for r in &test.results {
+        assert!(r.recovered, "{r:?}");
+        assert_eq!(r.consistent, Some(true), "{r:?}");
+        assert_eq!(r.point_cut_at, Some(older.cut_at), "{r:?}");
+    }
+    assert_eq!(
+        before,
+        tree_bytes(&replicas),
+        "a test failover changed a replica"
+    );
+    e.apply(Command::CleanupTestFailover).unwrap();
+
+    // A point older than any kept: refused, naming the group; nothing changes.
+    e.apply(Command::Disaster { site: "pa".into() }).unwrap();
+    let lost_at = e.now;
+    e.advance(e.now + MINUTE).unwrap();
+    let reports = e.failovers().len();
+    let before = tree_bytes(&replicas);
+    let err = e
+        .apply(Command::Failover {
+            protection_groups: pg(),
+            kind: FailoverKind::Unplanned,
+            point: Some(0.5),
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("group cg-1 keeps no recovery point cut at or before 00:30.0"),
+        "{err}"
+    );
+    assert_eq!(e.failovers().len(), reports);
+    assert_eq!(before, tree_bytes(&replicas));
+    let plan = e
+        .scan_failover_at(&pg(), FailoverKind::Unplanned, Some(older.cut_at))
+        .unwrap();
+    assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    assert!(
+        plan.vms
+            .iter()
+            .all(|v| v.point_cut_at == Some(older.cut_at))
+    );
+
+    // The unplanned failover to the older point.
+    let out = e
+        .apply(Command::Failover {
+            protection_groups: pg(),
+            kind: FailoverKind::Unplanned,
+            point: Some(to_minutes(older.cut_at)),
+        })
+        .unwrap();
+    assert!(matches!(out, Outcome::Done(_)), "{out:?}");
+    let report = e.failovers().last().unwrap().clone();
+    assert_eq!(report.point, Some(older.cut_at));
+    for r in &report.results {
+        assert!(r.recovered, "{r:?}");
+        assert_eq!(r.consistent, Some(true), "{r:?}");
+        let cut = r.point_cut_at.unwrap();
+        assert!(cut == older.cut_at && cut < latest_cut, "{r:?}");
+        // Given up: the writes between the older cut and the disaster, more than the
+        // latest point would have lost.
+        let rpo = r.achieved_rpo_minutes.unwrap();
+        assert!(rpo >= to_minutes(lost_at - older.cut_at) - 1e-6, "{r:?}");
+        assert!(rpo > to_minutes(lost_at - latest_cut), "{r:?}");
+        assert!(r.writes_lost.unwrap() > 0, "{r:?}");
+        let v = e.verify_vm(r.vm.as_deref().unwrap()).unwrap();
+        assert!(v.consistent && v.writes_lost > 0, "{v:?}");
+    }
+    // The rolled-back replicas are what the VMs run on now: still consistent after a reopen.
+    let root = e.workspace().root().to_path_buf();
+    e.close().unwrap();
+    let e = Engine::open(&root).unwrap();
+    for vm in ["a1", "a2", "b1"] {
+        let v = e.verify_vm(vm).unwrap();
+        assert!(v.consistent, "{vm} after a reopen: {v:?}");
+    }
 }

@@ -96,7 +96,7 @@ use persist::{
 pub use placement::PlacementView;
 use replication::{GroupRt, GroupSaved};
 pub use replication::{
-    GroupSpec, GroupState, GroupView, Pair, PublishedPoint, groups_of, human_bytes,
+    GroupSpec, GroupState, GroupView, Pair, PublishedPoint, RetainedPoint, groups_of, human_bytes,
     pending_publishes,
 };
 use sched::{Ev, Queued, VmIx};
@@ -328,7 +328,8 @@ impl Engine {
             Command::Failover {
                 protection_groups,
                 kind,
-            } => self.failover(protection_groups, kind)?,
+                point,
+            } => self.failover(protection_groups, kind, point.map(from_minutes))?,
             Command::CleanupTestFailover => self.cleanup_test()?,
             Command::CreateDatastore { datastore } => self.create_datastore(&datastore)?,
             Command::PartitionSite { site } => self.partition_site(&site)?,

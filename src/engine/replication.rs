@@ -35,9 +35,12 @@ use crate::workspace::Workspace;
 use crate::{recovery, replica};
 
 mod cycle;
+mod points;
 mod store;
 mod views;
 
+pub use points::RetainedPoint;
+pub(super) use points::points_dir;
 pub use store::pending_publishes;
 use store::{committed_cycle, committed_manifest, read_bytes};
 pub use views::{GroupState, GroupView, human_bytes};
@@ -59,10 +62,17 @@ pub struct GroupSpec {
     pub consistency_group: Option<String>,
     pub pairs: Vec<Pair>,
     pub rpo_minutes: u32,
+    /// Recovery points kept, the latest included (SPEC §11).
+    #[serde(skip_serializing_if = "is_one")]
+    pub retain_points: u32,
     pub source_site: String,
     pub target_site: String,
     /// The link's bandwidth, megabits per second.
     pub mbps: f64,
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 impl GroupSpec {
@@ -97,6 +107,7 @@ pub fn groups_of(t: &Topology) -> Vec<GroupSpec> {
     let mut cgs: BTreeMap<String, Vec<Pair>> = BTreeMap::new();
     let mut alone: Vec<(String, Pair)> = Vec::new();
     let mut rpo: BTreeMap<String, u32> = BTreeMap::new();
+    let mut points: BTreeMap<String, u32> = BTreeMap::new();
     let mut sites: BTreeMap<String, (String, String)> = BTreeMap::new();
     for ds in t.datastores.iter().filter(|d| t.is_protected_datastore(d)) {
         let Some(r) = t.replica_of(ds) else { continue };
@@ -116,6 +127,9 @@ pub fn groups_of(t: &Topology) -> Vec<GroupSpec> {
         };
         rpo.entry(key.clone())
             .or_insert(t.datastore_rpo_minutes(ds).unwrap_or(15));
+        points
+            .entry(key.clone())
+            .or_insert(t.datastore_retain_points(ds).unwrap_or(1));
         sites
             .entry(key)
             .or_insert((ds.site.clone(), r.site.clone()));
@@ -130,6 +144,7 @@ pub fn groups_of(t: &Topology) -> Vec<GroupSpec> {
         let (src, dst) = sites.get(&key).cloned().unwrap_or_default();
         GroupSpec {
             rpo_minutes: rpo.get(&key).copied().unwrap_or(15),
+            retain_points: points.get(&key).copied().unwrap_or(1),
             mbps: mbps(&src, &dst),
             id,
             key,
@@ -251,6 +266,8 @@ pub(super) struct GroupRt {
     /// Lag above RPO was reported (reset when back under).
     pub alarmed: bool,
     pub last_error: Option<String>,
+    /// Its older retained points, newest first (`points.rs`).
+    pub older: Vec<points::PointRecord>,
 }
 
 impl GroupRt {
@@ -284,6 +301,7 @@ impl Engine {
         } else {
             None
         };
+        let older = points::read_older(self.ws.root(), &spec)?;
         Ok(GroupRt {
             spec,
             saved,
@@ -292,6 +310,7 @@ impl Engine {
             generation: 0,
             alarmed: false,
             last_error: None,
+            older,
         })
     }
 
@@ -310,6 +329,7 @@ impl Engine {
         for g in 0..self.groups.len() {
             let spec = self.groups[g].spec.clone();
             let staging = self.staging_dir(&spec);
+            self.finish_roll_back(g)?;
             if let Some(cycle) = self.finish_committed_publish(g)? {
                 self.info(format!(
                     "Recovery: the publish of cycle {cycle} of {} was interrupted after its commit; finished it",
@@ -321,6 +341,12 @@ impl Engine {
                     "Recovery: a transfer of {} was interrupted; its staging was discarded and the previous recovery point stands",
                     spec.id
                 ));
+            }
+            // A crash between a publish's cleanup and its points settling left the older
+            // point in `pending/`: settle it now (a `pending/` of a cycle that never
+            // committed goes).
+            if let Some(cycle) = self.groups[g].published.as_ref().map(|p| p.cycle) {
+                self.settle_points(g, cycle)?;
             }
             // A cut clears the next cut until its publish sets it; a crash (or a close) in
             // between left none, and no transfer survives a reopen: without this the group

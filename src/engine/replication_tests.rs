@@ -337,6 +337,7 @@ fn planned_failover_loses_no_write_and_the_vms_run_at_the_recovery_site() {
         .apply(Command::Failover {
             protection_groups: vec!["pg-a".into()],
             kind: FailoverKind::Planned,
+            point: None,
         })
         .unwrap();
     assert!(matches!(out, Outcome::Done(_)));
@@ -435,6 +436,7 @@ fn unplanned_failover_after_a_disaster_recovers_consistent_points() {
     e.apply(Command::Failover {
         protection_groups: vec!["pg-a".into(), "pg-b".into()],
         kind: FailoverKind::Unplanned,
+        point: None,
     })
     .unwrap();
     let report = e.failovers().last().unwrap().clone();
@@ -470,6 +472,7 @@ fn capacity_shortfall_stops_before_anything_changes() {
         .apply(Command::Failover {
             protection_groups: vec!["pg-a".into()],
             kind: FailoverKind::Unplanned,
+            point: None,
         })
         .unwrap_err()
         .to_string();
@@ -490,6 +493,7 @@ fn test_failover_copies_verifies_and_cleans_up_while_replication_runs() {
     e.apply(Command::Failover {
         protection_groups: vec!["pg-b".into()],
         kind: FailoverKind::Test,
+        point: None,
     })
     .unwrap();
     let r = e.failovers().last().unwrap().clone();
@@ -559,6 +563,7 @@ fn unplanned_failover_of_pg_a_for_a1(e: &mut Engine) -> VmResult {
     e.apply(Command::Failover {
         protection_groups: vec!["pg-a".into()],
         kind: FailoverKind::Unplanned,
+        point: None,
     })
     .unwrap();
     let report = e.failovers().last().unwrap();
@@ -690,6 +695,7 @@ fn planned_failover_stops_on_an_error_at(point: &str) {
     let started = e.apply(Command::Failover {
         protection_groups: vec!["pg-a".into()],
         kind: FailoverKind::Planned,
+        point: None,
     });
     // A cut fails at once; a publish after the transfer.
     let until = e.now + MINUTE;
@@ -743,6 +749,7 @@ fn planned_failover_stops_on_an_error_at(point: &str) {
     e.apply(Command::Failover {
         protection_groups: vec!["pg-a".into()],
         kind: FailoverKind::Planned,
+        point: None,
     })
     .unwrap();
     e.advance(e.now + MINUTE).unwrap();

@@ -24,6 +24,8 @@ use crate::topology::Topology;
 pub const SCAN: &str = "Scan replicas";
 pub const RUN: &str = "Run failover";
 pub const CLEANUP: &str = "Clean up test failover";
+/// The accessible name of the recovery point picker.
+pub const POINT: &str = "Recovery point";
 
 /// The button that asks to reprotect `pg` (also its accessible name).
 pub fn reprotect_button(pg: &str) -> String {
@@ -50,6 +52,7 @@ struct PendingScan {
     id: u64,
     protection_groups: Vec<String>,
     kind: FailoverKind,
+    point: Option<SimTime>,
     failover_id: Option<u64>,
     sites_down: Vec<String>,
 }
@@ -59,6 +62,8 @@ pub struct Scan {
     pub id: u64,
     pub protection_groups: Vec<String>,
     pub kind: FailoverKind,
+    /// The point in time it recovers (`None`: each group's latest point).
+    pub point: Option<SimTime>,
     /// The simulated time the replicas were scanned at.
     pub at: SimTime,
     pub result: Result<FailoverPlan, String>,
@@ -72,6 +77,9 @@ pub struct FailoverPanel {
     /// The protection groups ticked.
     pub selected: BTreeSet<String>,
     pub kind: FailoverKind,
+    /// Recover from each group's latest retained point cut at or before this time
+    /// (`None`: the latest point; SPEC §11 points in time).
+    pub point: Option<SimTime>,
     next_id: u64,
     pending: Option<PendingScan>,
     pub scan: Option<Scan>,
@@ -101,6 +109,7 @@ impl Default for FailoverPanel {
             selected: BTreeSet::new(),
             // The one kind that changes nothing in production.
             kind: FailoverKind::Test,
+            point: None,
             next_id: 1,
             pending: None,
             scan: None,
@@ -140,17 +149,24 @@ impl FailoverPanel {
     pub fn reset(&mut self) {
         self.pending = None;
         self.scan = None;
+        self.point = None;
         self.confirming = false;
         self.confirm_after_scan = false;
         self.press = Press::default();
         self.protected_down.clear();
     }
 
-    /// Ticks exactly these protection groups and chooses `kind` (the demo player drives
-    /// the panel through here and the `press_` hooks).
-    pub fn prefill(&mut self, protection_groups: &[String], kind: FailoverKind) {
+    /// Ticks exactly these protection groups and chooses `kind` and the point in time
+    /// (the demo player drives the panel through here and the `press_` hooks).
+    pub fn prefill(
+        &mut self,
+        protection_groups: &[String],
+        kind: FailoverKind,
+        point: Option<SimTime>,
+    ) {
         self.selected = protection_groups.iter().cloned().collect();
         self.kind = kind;
+        self.point = point;
         self.confirming = false;
     }
 
@@ -192,6 +208,7 @@ impl FailoverPanel {
             id,
             protection_groups: pgs.clone(),
             kind: self.kind,
+            point: self.point,
             failover_id: latest_id(snap),
             sites_down: sites_down(snap),
         });
@@ -199,6 +216,7 @@ impl FailoverPanel {
             id,
             protection_groups: pgs,
             kind: self.kind,
+            point: self.point,
         }
     }
 
@@ -215,6 +233,7 @@ impl FailoverPanel {
             id,
             protection_groups: p.protection_groups,
             kind: p.kind,
+            point: p.point,
             at,
             result,
             failover_id: p.failover_id,
@@ -230,6 +249,8 @@ impl FailoverPanel {
             Some("the protection groups ticked changed since this scan")
         } else if s.kind != self.kind {
             Some("the kind changed since this scan")
+        } else if s.point != self.point {
+            Some("the recovery point changed since this scan")
         } else if s.failover_id != latest_id(snap) {
             Some("a failover ran since this scan")
         } else if s.sites_down != sites_down(snap) {

@@ -238,6 +238,7 @@ pub(crate) enum Action {
         id: u64,
         protection_groups: Vec<String>,
         kind: crate::engine::FailoverKind,
+        point: Option<crate::engine::SimTime>,
     },
     /// Open the Disaster confirmation for this site.
     AskDisaster(String),
@@ -399,11 +400,13 @@ impl DrApp {
                 id,
                 protection_groups,
                 kind,
+                point,
             } => self.worker.send(Request::ScanFailover {
                 epoch: self.epoch,
                 id,
                 protection_groups,
                 kind,
+                point,
             }),
             Action::Request(Request::Engine(c)) if !self.live.is_open() => {
                 self.log.warning(format!(

@@ -82,6 +82,8 @@ pub enum Request {
         id: u64,
         protection_groups: Vec<String>,
         kind: FailoverKind,
+        /// Recover from the points cut at or before this time (`None`: the latest).
+        point: Option<crate::engine::SimTime>,
     },
     Pause,
     Resume,

@@ -101,6 +101,7 @@ fn disaster_and_failover(e: &mut Engine) -> Res {
     e.apply(Command::Failover {
         protection_groups: vec!["pg-a".into()],
         kind: FailoverKind::Unplanned,
+        point: None,
     })?;
     Ok(())
 }

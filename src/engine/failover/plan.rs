@@ -196,7 +196,59 @@ impl Engine {
         pgs: &[String],
         kind: FailoverKind,
     ) -> Result<FailoverPlan, EngineError> {
+        self.scan_failover_at(pgs, kind, None)
+    }
+
+    /// The recovery point each replication group in scope recovers from at `point` (SPEC
+    /// §11: its latest retained point cut at or before it; `None`: its latest), and why a
+    /// group cannot (no such point).
+    pub(in crate::engine) fn points_at(
+        &self,
+        protected: &BTreeSet<String>,
+        point: Option<SimTime>,
+    ) -> (BTreeMap<usize, PublishedPoint>, Vec<String>) {
+        let mut chosen = BTreeMap::new();
+        let mut problems = Vec::new();
+        for g in self.groups_in_scope(protected) {
+            match self.point_for(g, point) {
+                Ok(Some(p)) => {
+                    chosen.insert(g, p);
+                }
+                Ok(None) => {}
+                Err(why) => problems.push(why),
+            }
+        }
+        (chosen, problems)
+    }
+
+    /// Of `chosen`, the groups whose point is older than the one their replicas hold.
+    pub(in crate::engine) fn older_than_latest<'a>(
+        &'a self,
+        chosen: &'a BTreeMap<usize, PublishedPoint>,
+    ) -> impl Iterator<Item = (usize, u64)> + 'a {
+        chosen.iter().filter_map(|(&g, p)| {
+            self.groups[g]
+                .published
+                .as_ref()
+                .is_some_and(|l| l.cycle > p.cycle)
+                .then_some((g, p.cycle))
+        })
+    }
+
+    /// [`Engine::scan_failover`] recovering from the points cut at or before `point`: the
+    /// election sees each group's replicas as they were at its point.
+    pub fn scan_failover_at(
+        &self,
+        pgs: &[String],
+        kind: FailoverKind,
+        point: Option<SimTime>,
+    ) -> Result<FailoverPlan, EngineError> {
         let (protected, replicas) = self.pg_scope(pgs)?;
+        let (chosen, point_problems) = self.points_at(&protected, point);
+        let mut view = recovery::PendingChanges::default();
+        for (g, cycle) in self.older_than_latest(&chosen) {
+            self.point_view(g, cycle, &mut view)?;
+        }
         let targets = self.target_sites(&replicas);
         let target = targets.first().cloned().unwrap_or_default();
         let in_scope = self.vms_in_scope(&protected);
@@ -204,8 +256,26 @@ impl Engine {
         // replicas' to give.
         let arrived = |i: usize| replicas.contains(&self.vms[i].datastore);
         let wanted: BTreeSet<&str> = in_scope.iter().map(|&i| self.vms[i].id.as_str()).collect();
-        let elections =
-            recovery::scan_and_elect_in(&self.ws, &replicas, |v| wanted.contains(v.id.as_str()))?;
+        let elections = recovery::scan_and_elect_in_through(
+            &self.ws,
+            &replicas,
+            |v| wanted.contains(v.id.as_str()),
+            &view,
+        )?;
+        // The cut time of the point a replica datastore's group recovers from.
+        let cut_of = |ds: &str| {
+            let g = (0..self.groups.len()).find(|&g| {
+                self.groups[g]
+                    .spec
+                    .pairs
+                    .iter()
+                    .any(|p| p.datastore == ds || p.replica == ds)
+            })?;
+            chosen
+                .get(&g)
+                .or(self.groups[g].published.as_ref())
+                .map(|p| p.cut_at)
+        };
         let t = self.topology();
         // Capacity is reserved for exactly the VMs the election recovers (SPEC §7): every
         // winner that is a topology VM, one that moved out of these PGs after its old
@@ -263,8 +333,7 @@ impl Engine {
                         .iter()
                         .find(|c| Some(&c.path) == e.recover_from.as_ref())
                 })
-                .and_then(|c| self.published_point(&c.datastore))
-                .map(|p| p.cut_at);
+                .and_then(|c| cut_of(&c.datastore));
             let why_out = ix.and_then(|i| left_out.get(&i));
             let pv = PlanVm {
                 reason: why_out.cloned().unwrap_or_else(|| recovery::explain(&e)),
@@ -294,7 +363,12 @@ impl Engine {
                 p.election.uuid.clone(),
             )
         });
-        let mut problems = Vec::new();
+        let mut problems = point_problems;
+        if point.is_some() && kind == FailoverKind::Planned {
+            problems.push(
+                "a planned failover recovers the point its final cycle publishes: choose an older point for a test or an unplanned failover".into(),
+            );
+        }
         let sites: BTreeSet<String> = protected
             .iter()
             .filter_map(|d| t.datastore(d).map(|d| d.site.clone()))

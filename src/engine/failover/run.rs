@@ -40,13 +40,15 @@ pub(super) fn copy_instance(from: &Path, to: &Path) -> Result<(), EngineError> {
 impl Engine {
     /// Elects, deletes the losers, verifies, registers and powers on (or, for a test,
     /// copies into an isolated area and verifies there). `reference` is when the
-    /// protected copies stopped (for the achieved RPO).
+    /// protected copies stopped (for the achieved RPO); `point`, the point in time asked
+    /// for (SPEC §11).
     pub(super) fn run_recovery(
         &mut self,
         id: u64,
         pgs: &[String],
         kind: FailoverKind,
         reference: SimTime,
+        point: Option<SimTime>,
     ) -> Result<(), EngineError> {
         // A publish committed but not applied (an I/O error in mid-apply) is the replicas'
         // state: finish it before electing, as the next open would.
@@ -61,7 +63,30 @@ impl Engine {
                 ));
             }
         }
-        let plan = self.scan_failover(pgs, kind)?;
+        // An older point: a failover rolls the replicas back to it in place (their newer
+        // points go); a test rebuilds each instance at the point in its isolated copy.
+        let (chosen, problems) = self.points_at(&protected, point);
+        if !problems.is_empty() {
+            return Err(EngineError::Failover(problems.join("; ")));
+        }
+        let older: Vec<(usize, u64)> = self.older_than_latest(&chosen).collect();
+        let mut at_point: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+        for &(g, cycle) in &older {
+            let p = &chosen[&g];
+            let group = self.groups[g].spec.id.clone();
+            if kind == FailoverKind::Test {
+                for pair in &self.groups[g].spec.pairs {
+                    at_point.insert(pair.replica.clone(), (g, cycle));
+                }
+                continue;
+            }
+            self.roll_back(g, cycle)?;
+            self.info(format!(
+                "Failover #{id}: the replicas of {group} were rolled back to cycle {cycle}, cut at {}; its newer points are gone",
+                format_time(p.cut_at)
+            ));
+        }
+        let plan = self.scan_failover_at(pgs, kind, point)?;
         let (_, replicas) = self.pg_scope(pgs)?;
         let target = self
             .target_sites(&replicas)
@@ -139,7 +164,16 @@ impl Engine {
             let dir = match &test_dir {
                 Some(td) => {
                     let dst = self.ws.root().join(td).join(vm_id);
-                    copy_instance(&src_dir, &dst)?;
+                    match at_point.get(&cand.datastore) {
+                        Some(&(g, cycle)) => {
+                            let instance = Path::new(path)
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default();
+                            self.copy_at_point(g, cycle, &cand.datastore, &instance, &dst)?;
+                        }
+                        None => copy_instance(&src_dir, &dst)?,
+                    }
                     dst
                 }
                 None => {
@@ -181,9 +215,9 @@ impl Engine {
                 .get(&from_site)
                 .copied()
                 .unwrap_or(reference);
-            res.achieved_rpo_minutes = self
-                .published_point(&cand.datastore)
-                .map(|p| stopped.saturating_sub(p.cut_at) as f64 / MINUTE as f64);
+            res.achieved_rpo_minutes = pv
+                .point_cut_at
+                .map(|cut| stopped.saturating_sub(cut) as f64 / MINUTE as f64);
             res.recovered = true;
             if kind != FailoverKind::Test {
                 let host = pv.host.clone().expect("checked above: a host is reserved");

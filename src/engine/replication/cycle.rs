@@ -343,6 +343,9 @@ impl Engine {
 
     pub(super) fn publish(&mut self, g: usize, m: &Manifest) -> Result<(), EngineError> {
         let spec = self.groups[g].spec.clone();
+        // The point published now stays recoverable: what this cycle overwrites is kept
+        // before anything is committed (a group keeping one point keeps nothing).
+        self.keep_undo(g, m)?;
         write_ron(&self.commit_path(&spec), &m.cycle)?;
         super::super::fault_point("publish.commit-written")?;
         self.apply_manifest(g, m)
@@ -419,6 +422,6 @@ impl Engine {
         super::super::fault_point("publish.commit-removed")?;
         remove_dir_if_exists(&staging)?;
         super::super::fault_point("publish.staging-removed")?;
-        Ok(())
+        self.settle_points(g, m.cycle)
     }
 }

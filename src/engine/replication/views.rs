@@ -62,6 +62,10 @@ pub struct GroupView {
     /// The transfer in flight: (cut at, bytes, ends at).
     pub transfer: Option<(SimTime, u64, SimTime)>,
     pub last_error: Option<String>,
+    /// Its retained recovery points, latest first, when it keeps more than one
+    /// (`retain_points`, SPEC §11): what a failover to an earlier point can recover.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<RetainedPoint>,
 }
 
 /// "12.3 MiB".
@@ -134,6 +138,11 @@ impl Engine {
                         .as_ref()
                         .map(|t| (t.manifest.cut_at, t.manifest.bytes, t.ends_at)),
                     last_error: grp.last_error.clone(),
+                    points: if grp.spec.retain_points > 1 {
+                        self.retained_points(g)
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect()

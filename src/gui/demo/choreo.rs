@@ -70,11 +70,16 @@ impl DrApp {
             Action::Command(Command::Failover {
                 protection_groups,
                 kind,
+                point,
             }) => {
                 self.show_side(SideTab::Replication);
                 self.main_tab = MainTab::Failover;
                 self.failover.reset();
-                self.failover.prefill(protection_groups, *kind);
+                self.failover.prefill(
+                    protection_groups,
+                    *kind,
+                    point.map(crate::engine::from_minutes),
+                );
                 show(Beat::Scan, dwell / 2)
             }
             Action::Expect(e) => {

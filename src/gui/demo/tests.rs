@@ -38,12 +38,14 @@ fn panel_commands_match_their_steps_loosely() {
     let f = step(Action::Command(Command::Failover {
         protection_groups: vec!["pg-b".into(), "pg-a".into()],
         kind: crate::engine::FailoverKind::Unplanned,
+        point: None,
     }));
     assert!(issues(
         &f,
         &Command::Failover {
             protection_groups: vec!["pg-a".into(), "pg-b".into()],
             kind: crate::engine::FailoverKind::Unplanned,
+            point: None,
         }
     ));
     assert!(!issues(
@@ -51,6 +53,7 @@ fn panel_commands_match_their_steps_loosely() {
         &Command::Failover {
             protection_groups: vec!["pg-a".into()],
             kind: crate::engine::FailoverKind::Unplanned,
+            point: None,
         }
     ));
     assert!(!issues(

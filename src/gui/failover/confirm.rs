@@ -72,6 +72,16 @@ impl FailoverPanel {
             );
             ui.add_space(4.0);
             ui.label(kind_hint(kind));
+            if let Some(at) = self.scan.as_ref().and_then(|s| s.point) {
+                ui.label(style::toned(
+                    ui,
+                    format!(
+                        "An earlier point: each group recovers its latest point cut at or before {}. The writes after it are given up, and the replicas are rolled back to it.",
+                        crate::engine::format_time(at)
+                    ),
+                    Tone::Warn,
+                ));
+            }
             ui.add_space(6.0);
             let recover: Vec<&PlanVm> = plan
                 .vms
@@ -178,6 +188,7 @@ impl FailoverPanel {
                 Some(Command::Failover {
                     protection_groups: pgs,
                     kind,
+                    point: self.point.map(crate::engine::to_minutes),
                 })
             }
             Some(false) => {

@@ -5,8 +5,8 @@ use egui::{RichText, Ui};
 
 use super::plan::plan_section;
 use super::results::results_section;
-use super::{CLEANUP, FailoverPanel, RUN, SCAN, groups_of_pgs, kind_hint, sites_down};
-use crate::engine::{Command, FailoverKind, Snapshot};
+use super::{CLEANUP, FailoverPanel, POINT, RUN, SCAN, groups_of_pgs, kind_hint, sites_down};
+use crate::engine::{Command, FailoverKind, SimTime, Snapshot, format_time};
 use crate::gui::live::Live;
 use crate::gui::style::{self, Tone, glyph};
 use crate::gui::worker::Request;
@@ -126,28 +126,26 @@ impl FailoverPanel {
             ui.add_space(26.0);
             ui.label(style::toned(ui, format!("round trip: {text}"), tone).small())
                 .on_hover_text(hint);
+            let (label, hover) = match next {
+                Some(Next::Reprotect) => (
+                    super::reprotect_button(pg),
+                    "Reverse its replication. Asks first, naming what changes.",
+                ),
+                Some(Next::FailBack) => (
+                    super::failback_button(pg),
+                    "A planned failover home: stop the VMs, ship a final cycle, recover them on their original datastores. Scans first, then asks.",
+                ),
+                None => return,
+            };
+            if !ui.small_button(label).on_hover_text(hover).clicked() {
+                return;
+            }
             match next {
-                Some(Next::Reprotect) => {
-                    if ui
-                        .small_button(super::reprotect_button(pg))
-                        .on_hover_text("Reverse its replication. Asks first, naming what changes.")
-                        .clicked()
-                    {
-                        self.reprotecting = Some(pg.to_string());
-                    }
-                }
+                Some(Next::Reprotect) => self.reprotecting = Some(pg.to_string()),
                 Some(Next::FailBack) => {
-                    if ui
-                        .small_button(super::failback_button(pg))
-                        .on_hover_text(
-                            "A planned failover home: stop the VMs, ship a final cycle, recover them on their original datastores. Scans first, then asks.",
-                        )
-                        .clicked()
-                    {
-                        self.prefill(&[pg.to_string()], FailoverKind::Planned);
-                        self.press_scan();
-                        self.confirm_after_scan = true;
-                    }
+                    self.prefill(&[pg.to_string()], FailoverKind::Planned, None);
+                    self.press_scan();
+                    self.confirm_after_scan = true;
                 }
                 None => {}
             }
@@ -248,6 +246,9 @@ impl FailoverPanel {
             }
         });
         ui.label(RichText::new(kind_hint(self.kind)).weak());
+        if let Some(s) = snap {
+            self.point_picker(ui, t, s);
+        }
         if let Some(s) = snap.filter(|s| !s.sites_down.is_empty()) {
             // Said for every kind, so the buttons below do not move when it changes.
             let down = s.sites_down.join(", ");
@@ -265,6 +266,95 @@ impl FailoverPanel {
                     Tone::Warn,
                 ));
             }
+        }
+    }
+
+    /// The point in time to recover (SPEC §11), shown when a group in scope keeps more
+    /// than one: "Latest point" or a cut time, then each group's retained points (cut
+    /// time, what keeping it costs) with the one this choice recovers marked.
+    fn point_picker(&mut self, ui: &mut Ui, t: &Topology, s: &Snapshot) {
+        let groups: Vec<&crate::engine::GroupView> = groups_of_pgs(t, s, &self.chosen(t))
+            .into_iter()
+            .filter(|g| !g.points.is_empty())
+            .collect();
+        if groups.is_empty() && self.point.is_none() {
+            return;
+        }
+        let mut cuts: Vec<SimTime> = groups
+            .iter()
+            .flat_map(|g| g.points.iter().map(|p| p.cut_at))
+            .collect();
+        cuts.sort_unstable_by(|a, b| b.cmp(a));
+        cuts.dedup();
+        if let Some(p) = self.point
+            && !cuts.contains(&p)
+        {
+            // A prefilled time between cuts: keep it choosable.
+            cuts.push(p);
+            cuts.sort_unstable_by(|a, b| b.cmp(a));
+        }
+        let text = |p: Option<SimTime>| match p {
+            None => "Latest point".to_string(),
+            Some(c) => format!("at or before {}", format_time(c)),
+        };
+        ui.add_space(4.0);
+        ui.horizontal(|ui| {
+            ui.strong("Recovery point");
+            let mut chosen = self.point;
+            egui::ComboBox::from_id_salt("failover-point")
+                .selected_text(text(chosen))
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut chosen, None, text(None));
+                    for c in &cuts {
+                        ui.selectable_value(&mut chosen, Some(*c), text(Some(*c)));
+                    }
+                })
+                .response
+                .on_hover_text(
+                    "Each group recovers from its latest retained point cut at or before this time: an older point is how to get back to before a corruption, giving up the writes after it.",
+                )
+                .widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, POINT));
+            self.point = chosen;
+        });
+        for g in groups {
+            let used = match self.point {
+                None => g.points.iter().find(|p| p.latest),
+                Some(at) => g.points.iter().find(|p| p.cut_at <= at),
+            };
+            ui.horizontal_wrapped(|ui| {
+                ui.add_space(26.0);
+                ui.label(RichText::new(format!("{}:", g.id)).small());
+                for p in &g.points {
+                    let mine = used.is_some_and(|u| u.cycle == p.cycle);
+                    let label = format!(
+                        "{}{} {}",
+                        format_time(p.cut_at),
+                        if p.latest { " latest" } else { "" },
+                        style::size_text(p.bytes)
+                    );
+                    let rt = if mine {
+                        style::toned(ui, format!("▶ {label}"), Tone::Good)
+                            .small()
+                            .strong()
+                    } else {
+                        RichText::new(label).weak().small()
+                    };
+                    ui.label(rt).on_hover_text(format!(
+                        "Point of cycle {} cut at {}: {} {}",
+                        p.cycle,
+                        format_time(p.cut_at),
+                        if p.latest {
+                            "what its replicas hold now, shipped in"
+                        } else {
+                            "kept as the blocks the next cycle overwrote,"
+                        },
+                        style::size_text(p.bytes)
+                    ));
+                }
+                if used.is_none() {
+                    ui.label(style::toned(ui, "no point this old: refused", Tone::Bad).small());
+                }
+            });
         }
     }
 
@@ -315,6 +405,7 @@ impl FailoverPanel {
                     actions.push(Action::Request(Request::Engine(Command::Failover {
                         protection_groups: pgs,
                         kind: FailoverKind::Test,
+                        point: self.point.map(crate::engine::to_minutes),
                     })));
                 } else {
                     self.confirming = true;

@@ -171,12 +171,13 @@ impl Driver {
                 id,
                 protection_groups,
                 kind,
+                point,
             } => {
                 let (at, result) = match self.session.as_ref().filter(|s| s.epoch == epoch) {
                     Some(s) => (
                         s.engine.now(),
                         s.engine
-                            .scan_failover(&protection_groups, kind)
+                            .scan_failover_at(&protection_groups, kind, point)
                             .map_err(|e| e.to_string()),
                     ),
                     None => (0, Err("no workspace is open".to_string())),

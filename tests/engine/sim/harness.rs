@@ -705,6 +705,7 @@ impl<'a> Sim<'a> {
         let out = self.apply(Command::Failover {
             protection_groups: pgs,
             kind: FailoverKind::Unplanned,
+            point: None,
         })?;
         if out.is_none() {
             return Err(self.fail(
