@@ -387,9 +387,14 @@ impl Engine {
         Ok(None)
     }
 
-    /// Queues group `g`'s next cut, if it has one.
+    /// Queues group `g`'s next cut, if it has one. Not while a transfer is in flight: its
+    /// publish queues the next cut, and a new generation would orphan that publish (a
+    /// "Resume" of a group that was not paused, mid-transfer, left it transferring forever).
     pub(super) fn queue_cut(&mut self, g: usize) {
         let grp = &mut self.groups[g];
+        if grp.transfer.is_some() {
+            return;
+        }
         grp.generation += 1;
         if let Some(t) = grp.saved.next_cut {
             let t = t.max(self.now);

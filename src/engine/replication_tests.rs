@@ -814,3 +814,32 @@ fn a_failed_re_apply_of_a_committed_publish_keeps_its_staging() {
     e.close().unwrap();
     Engine::open(&root).unwrap().close().unwrap();
 }
+
+/// "Resume" of a group that was not paused, mid-transfer, leaves the transfer alone: it
+/// publishes when it ends and the group cycles on (it used to orphan the publish and stay
+/// transferring forever — found by the simulation, seed 25).
+#[test]
+fn resuming_a_running_group_mid_transfer_does_not_orphan_its_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &topology(1.0, 60, 50), opts(5)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(10 * SECOND).unwrap();
+    e.apply(Command::ReplicateNow {
+        datastore: "ds-1".into(),
+    })
+    .unwrap();
+    let g = e.groups.iter().position(|g| g.spec.id == "cg-1").unwrap();
+    let cycle = e.groups[g]
+        .transfer
+        .as_ref()
+        .expect("in flight")
+        .manifest
+        .cycle;
+    e.apply(Command::ResumeReplication {
+        datastore: "ds-1".into(),
+    })
+    .unwrap();
+    e.advance(e.now + 10 * MINUTE).unwrap();
+    let published = e.groups[g].published.as_ref().map(|p| p.cycle);
+    assert!(published >= Some(cycle), "{published:?} < {cycle}");
+}
