@@ -1,6 +1,8 @@
-//! Deterministic simulation (VOPR-style, issue 6): random schedules of migrations in every
-//! mode, cancels, "Replicate now", pauses, link flaps, crashes, a disaster and its failover,
-//! with the invariants checked after every step (see `harness::run_seed`).
+//! Deterministic simulation (VOPR-style, issues 6 and 17): random schedules of migrations
+//! in every mode, cancels, "Replicate now", pauses, link flaps, crashes, test failovers at
+//! the latest or an older point, and an ending — a disaster and its failover, a site
+//! return, reprotect and failback; or a planned round trip — with the invariants checked
+//! after every step (see `harness::run_seed`).
 //!
 //! `cargo test --test engine sim::` runs the default seeds; `DRCONSOLE_SIM_SEEDS=N` runs seeds 1..=N;
 //! `DRCONSOLE_SIM_SEED=S` runs exactly seed S. A failing seed panics with the command that
@@ -41,6 +43,7 @@ fn simulated_schedules_keep_every_invariant() {
     let start = Instant::now();
     let (mut migrations, mut crashes, mut points, mut disasters, mut recovered) = (0, 0, 0, 0, 0);
     let (mut returns, mut reprotects, mut reprotected) = (0, 0, 0);
+    let (mut tests, mut planned, mut failbacks, mut older) = (0, 0, 0, 0);
     let mut mid = 0;
     let mut failures = Vec::new();
     for &seed in &seeds {
@@ -56,6 +59,10 @@ fn simulated_schedules_keep_every_invariant() {
                 returns += s.site_returns;
                 reprotects += s.reprotects;
                 reprotected += s.vms_reprotected;
+                tests += s.test_failovers;
+                planned += s.planned_failovers;
+                failbacks += s.failbacks;
+                older += s.older_point_recoveries;
                 if seeds.len() == 1 {
                     println!("seed {seed}: {s:#?}");
                 }
@@ -74,7 +81,7 @@ fn simulated_schedules_keep_every_invariant() {
         }
     }
     println!(
-        "{} seeds in {:.1} s: {migrations} migrations, {crashes} crashes, {points} recovery points checked ({mid} VMs elected mid-migration), {disasters} disasters, {recovered} VMs recovered, {returns} sites returned, {reprotects} reprotects ({reprotected} VMs' replicas converged)",
+        "{} seeds in {:.1} s: {migrations} migrations, {crashes} crashes, {points} recovery points checked ({mid} VMs elected mid-migration), {disasters} disasters, {recovered} VMs recovered, {returns} sites returned, {reprotects} reprotects ({reprotected} VMs' replicas converged), {tests} test failovers, {planned} planned failovers, {failbacks} failbacks, {older} recoveries of an older point",
         seeds.len(),
         start.elapsed().as_secs_f64()
     );
@@ -89,6 +96,8 @@ fn simulated_schedules_keep_every_invariant() {
     // The schedule generator must exercise what it claims to (the default run covers all).
     if seeds.len() >= 50 {
         assert!(migrations > 0 && crashes > 0 && points > 0 && disasters > 0 && recovered > 0);
+        assert!(returns > 0 && reprotects > 0 && tests > 0 && planned > 0);
+        assert!(failbacks > 0 && older > 0);
     }
 }
 

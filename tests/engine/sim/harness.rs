@@ -5,10 +5,13 @@
 //! plays a random schedule drawn from a splitmix64 stream seeded by the seed: simulated time
 //! advances, workloads, migrations of random VMs to random datastores in every mode with and
 //! without the override, cancels, "Replicate now", pauses, link flaps, crashes (the engine is
-//! dropped without `close`, then reopened) and at most one disaster followed by an unplanned
-//! failover of every protection group. After every step the invariants of issue 6 are
-//! checked (see [`run_seed`]); the first broken one ends the run with a [`SimFailure`] that
-//! names the seed, the step, the invariant and the schedule so far.
+//! dropped without `close`, then reopened), test failovers at the latest or an older
+//! retained point, and at most one ending: a disaster followed by an unplanned failover of
+//! every protection group (at the latest or an older point), a site return, a reprotect, a
+//! failback and a second reprotect; or a planned round trip (planned failover, reprotect,
+//! failback, reprotect). After every step the invariants of issues 6 and 17 are checked (see
+//! [`run_seed`]); the first broken one ends the run with a [`SimFailure`] that names the
+//! seed, the step, the invariant and the schedule so far.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -16,8 +19,9 @@ use std::path::Path;
 
 use drconsole::disk::{self, Horizon, ImageFile, VmDisk};
 use drconsole::engine::{
-    Command, Engine, EngineError, EngineOptions, FailoverKind, GroupSpec, Outcome, Phase, SECOND,
-    SimTime, copy::CopyMode, format_time, groups_of,
+    Command, Engine, EngineError, EngineOptions, FailoverKind, FailoverReport, FailoverState,
+    GroupSpec, GroupView, Outcome, Phase, SECOND, SimTime, copy::CopyMode, format_time, groups_of,
+    to_minutes,
 };
 use drconsole::recovery::{self, ElectionError};
 use drconsole::topology::Topology;
@@ -148,6 +152,12 @@ pub struct SimSummary {
     /// Reprotects carried out, and the VMs whose old-side replica was then checked.
     pub reprotects: usize,
     pub vms_reprotected: usize,
+    /// Test failovers run (and how many at an older point), planned failovers that are not
+    /// failbacks, failbacks, and failovers (any kind) recovering an older point.
+    pub test_failovers: usize,
+    pub planned_failovers: usize,
+    pub failbacks: usize,
+    pub older_point_recoveries: usize,
     /// Every step played, in order.
     pub schedule: Vec<String>,
 }
@@ -184,6 +194,16 @@ pub fn topology_for(seed: u64, cfg: &SimConfig) -> Topology {
     for d in &mut t.datastores {
         d.throughput_mib_s = d.throughput_mib_s.min(cfg.max_throughput_mib_s);
     }
+    // Every group keeps 1 to 4 recovery points (the same for all, so each CG agrees).
+    let keep = 1 + ((seed / 2) % 4) as u32;
+    for r in t
+        .arrays
+        .iter_mut()
+        .flat_map(|a| a.luns.iter_mut())
+        .filter_map(|l| l.replication.as_mut())
+    {
+        r.retain_points = keep;
+    }
     for vm in &mut t.vms {
         vm.disk_mib = (vm.disk_mib / cfg.disk_divisor.max(1)).max(1);
         if let Some(w) = &mut vm.workload {
@@ -192,6 +212,13 @@ pub fn topology_for(seed: u64, cfg: &SimConfig) -> Topology {
         }
     }
     t
+}
+
+/// How a run ends, if it does before its last step.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Disaster,
+    RoundTrip,
 }
 
 struct Sim<'a> {
@@ -430,8 +457,8 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// One random step before a disaster. Returns true when the disaster happened.
-    fn random_step(&mut self) -> Result<bool, SimFailure> {
+    /// One random step before the ending. Returns the ending when it is drawn.
+    fn random_step(&mut self) -> Result<Option<Ending>, SimFailure> {
         let r = self.rng.below(100);
         match r {
             0..=27 => {
@@ -451,10 +478,11 @@ impl<'a> Sim<'a> {
             33..=47 => self.random_migrate()?,
             48..=52 => self.cut_mid_copy()?,
             53..=57 => self.random_cancel()?,
-            58..=69 => {
+            58..=66 => {
                 let ds = self.random_datastore();
                 self.apply(Command::ReplicateNow { datastore: ds })?;
             }
+            67..=69 => self.test_failover()?,
             70..=73 => {
                 let ds = self.random_datastore();
                 self.apply(Command::PauseReplication { datastore: ds })?;
@@ -472,13 +500,325 @@ impl<'a> Sim<'a> {
             86..=94 => self.crash()?,
             _ => {
                 if self.step >= 4 && self.rng.chance(1, 2) {
-                    return Ok(true);
+                    return Ok(Some(if self.rng.chance(2, 3) {
+                        Ending::Disaster
+                    } else {
+                        Ending::RoundTrip
+                    }));
                 }
                 let dt = 1_000 * (1 + self.rng.below(500));
                 self.advance(dt)?;
             }
         }
-        Ok(false)
+        Ok(None)
+    }
+
+    /// The groups as the console sees them now.
+    fn group_views(&self) -> Vec<GroupView> {
+        self.er().snapshot().groups
+    }
+
+    /// A point in time to recover: the cut of an older point one group retains, three
+    /// times in four when there is one, else the latest (`None`).
+    fn random_point(&mut self) -> Option<SimTime> {
+        let older: Vec<SimTime> = self
+            .group_views()
+            .iter()
+            .flat_map(|g| g.points.iter().filter(|p| !p.latest).map(|p| p.cut_at))
+            .collect();
+        if older.is_empty() || self.rng.chance(1, 4) {
+            return None;
+        }
+        self.rng.pick(&older).copied()
+    }
+
+    /// The cut of the point a failover at `point` recovers, per datastore (protected and
+    /// replica) of every group that has one.
+    fn cuts_at(&self, point: Option<SimTime>) -> BTreeMap<String, SimTime> {
+        let mut out = BTreeMap::new();
+        for g in self.group_views() {
+            let cut = match point {
+                None => g.last_cut_at,
+                Some(t) if g.points.is_empty() => g.last_cut_at.filter(|c| *c <= t),
+                Some(t) => g.points.iter().map(|p| p.cut_at).find(|c| *c <= t),
+            };
+            if let Some(c) = cut {
+                for pair in &g.pairs {
+                    out.insert(pair.replica.clone(), c);
+                    out.insert(pair.datastore.clone(), c);
+                }
+            }
+        }
+        out
+    }
+
+    /// Every file under the replica datastores of the groups, with its bytes.
+    fn replica_bytes(&self) -> BTreeMap<std::path::PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for g in self.group_views() {
+            for pair in &g.pairs {
+                let dir = self.root.join(format!(
+                    "sites/{}/datastores/{}",
+                    g.target_site, pair.replica
+                ));
+                let mut todo = vec![dir];
+                while let Some(d) = todo.pop() {
+                    let Ok(entries) = std::fs::read_dir(&d) else {
+                        continue;
+                    };
+                    for p in entries.flatten().map(|e| e.path()) {
+                        if p.is_dir() {
+                            todo.push(p);
+                        } else if let Ok(b) = std::fs::read(&p) {
+                            out.insert(p, b);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// (d)'s rule for one recovered VM of `report`: recovered from the point its group
+    /// keeps at the failover's point, and consistent unless a split (or a disturbed
+    /// redirect) was in flight at that point's cut.
+    fn check_recovered(
+        &self,
+        invariant: &str,
+        report: &FailoverReport,
+        cuts: &BTreeMap<String, SimTime>,
+    ) -> Result<(), SimFailure> {
+        for r in report.results.iter().filter(|r| r.recovered) {
+            let vm = r.vm.clone().unwrap_or_default();
+            let from = r.datastore.clone().unwrap_or_default();
+            let Some(&cut) = cuts.get(&from) else {
+                return Err(self.fail(
+                    invariant,
+                    format!("{vm} recovered from {from}, which had no point then: {r:#?}"),
+                ));
+            };
+            if r.point_cut_at != Some(cut) {
+                return Err(self.fail(
+                    invariant,
+                    format!(
+                        "{vm} recovered from the point cut at {:?}, not {} ({}): {r:#?}",
+                        r.point_cut_at.map(format_time),
+                        format_time(cut),
+                        report.point.map_or("the latest".into(), |p| format!(
+                            "at or before {}",
+                            format_time(p)
+                        ))
+                    ),
+                ));
+            }
+            let spans = self.migrating_at(&vm, cut);
+            let clean = spans.iter().all(|m| {
+                m.mode == CopyMode::Mirror || (m.mode == CopyMode::Redirect && !m.disturbed)
+            });
+            if clean && r.consistent != Some(true) {
+                return Err(self.fail(
+                    invariant,
+                    format!(
+                        "{vm} recovered from {from} (cut at {}) with migrations {:?} is not consistent: {r:#?}",
+                        format_time(cut),
+                        spans
+                            .iter()
+                            .map(|m| (m.mode, m.from.clone(), m.to.clone(), m.disturbed))
+                            .collect::<Vec<_>>()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// (g) A test failover of a random PG at a random point recovers each VM from its
+    /// group's point at that time, consistent per (d)'s rule, leaves every replica byte for
+    /// byte as it was, and cleans up.
+    fn test_failover(&mut self) -> Result<(), SimFailure> {
+        let pg = self.rng.pick(&self.pgs).cloned().unwrap_or_default();
+        let point = self.random_point();
+        let cuts = self.cuts_at(point);
+        let before = self.replica_bytes();
+        let out = self.apply(Command::Failover {
+            protection_groups: vec![pg],
+            kind: FailoverKind::Test,
+            point: point.map(to_minutes),
+        })?;
+        if out.is_none() {
+            return Ok(());
+        }
+        let report = self
+            .er()
+            .failovers()
+            .last()
+            .cloned()
+            .ok_or_else(|| self.fail("g:test", "no failover report"))?;
+        self.summary.test_failovers += 1;
+        self.summary.older_point_recoveries += usize::from(point.is_some());
+        self.check_recovered("g:test-recovered", &report, &cuts)?;
+        if self.replica_bytes() != before {
+            return Err(self.fail(
+                "g:test-leaves-replicas",
+                format!("test failover #{} changed a replica", report.id),
+            ));
+        }
+        let out = self.apply(Command::CleanupTestFailover)?;
+        if !matches!(out, Some(Outcome::Done(_))) {
+            return Err(self.fail("g:cleanup", format!("{out:?}")));
+        }
+        Ok(())
+    }
+
+    /// Every VM's writes lost so far (by its whole history), and whether it is consistent.
+    fn losses(&self) -> Result<BTreeMap<String, (bool, u64)>, SimFailure> {
+        let mut out = BTreeMap::new();
+        for vm in self.er().vm_ids() {
+            let v = self
+                .er()
+                .verify_vm(&vm)
+                .map_err(|err| self.fail("h:verify", format!("verify_vm({vm}): {err}")))?;
+            out.insert(vm, (v.consistent, v.writes_lost));
+        }
+        Ok(out)
+    }
+
+    /// (h) A planned failover of every PG (a failback when they are reprotected): once it
+    /// is done, each VM that was consistent before is recovered consistent with not one
+    /// write more lost. `None` when it was refused or stopped on its own terms (a planned
+    /// failover that fails restarts the VMs where they were).
+    fn planned(&mut self) -> Result<Option<FailoverReport>, SimFailure> {
+        let before = self.losses()?;
+        let pgs = self.pgs.clone();
+        if self
+            .apply(Command::Failover {
+                protection_groups: pgs,
+                kind: FailoverKind::Planned,
+                point: None,
+            })?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        for _ in 0..3_600 {
+            let running = self
+                .er()
+                .failovers()
+                .last()
+                .is_some_and(|f| f.state == FailoverState::Running);
+            if !running {
+                break;
+            }
+            self.advance(SECOND)?;
+        }
+        let report = self
+            .er()
+            .failovers()
+            .last()
+            .cloned()
+            .ok_or_else(|| self.fail("h:planned", "no failover report"))?;
+        match report.state {
+            FailoverState::Done => {}
+            FailoverState::Failed => return Ok(None),
+            FailoverState::Running => {
+                return Err(self.fail(
+                    "h:planned",
+                    format!(
+                        "still running after an hour: {report:#?}\ngroups: {:#?}",
+                        self.group_views()
+                    ),
+                ));
+            }
+        }
+        let after = self.losses()?;
+        for r in report.results.iter().filter(|r| r.recovered) {
+            let vm = r.vm.clone().unwrap_or_default();
+            let (was_consistent, lost) = before.get(&vm).copied().unwrap_or((false, 0));
+            if !was_consistent {
+                continue;
+            }
+            if r.consistent != Some(true) || after.get(&vm) != Some(&(true, lost)) {
+                return Err(self.fail(
+                    "h:planned-loses-nothing",
+                    format!(
+                        "{vm}: {lost} write(s) lost before, {:?} after: {r:#?}",
+                        after.get(&vm)
+                    ),
+                ));
+            }
+        }
+        Ok(Some(report))
+    }
+
+    /// (i) Back home: after a failback, each VM it recovered runs on the datastore it ran
+    /// on before the round trip began.
+    fn check_home(
+        &self,
+        report: &FailoverReport,
+        home: &BTreeMap<String, String>,
+    ) -> Result<(), SimFailure> {
+        for r in report.results.iter().filter(|r| r.recovered) {
+            let vm = r.vm.clone().unwrap_or_default();
+            let now = self.er().location(&vm).map(|l| l.0).unwrap_or_default();
+            if home.get(&vm) != Some(&now) {
+                return Err(self.fail(
+                    "i:home",
+                    format!(
+                        "{vm} runs on {now} after the failback, not {:?}",
+                        home.get(&vm)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The ending without a disaster: a planned round trip of every PG — planned failover,
+    /// reprotect, failback, reprotect — with (h) after each failover, (i) after the
+    /// failback and (f) after each reprotect, every replica converging byte for byte.
+    fn round_trip(&mut self) -> Result<(), SimFailure> {
+        self.apply(Command::LinkUp)?;
+        for ds in self.replicated_ds.clone() {
+            self.apply(Command::ResumeReplication { datastore: ds })?;
+        }
+        // A failover leaves migrations alone: let them finish first.
+        for _ in 0..600 {
+            let e = self.er();
+            if !e.vm_ids().iter().any(|v| e.is_migrating(v)) {
+                break;
+            }
+            self.advance(SECOND)?;
+        }
+        self.observe();
+        let home: BTreeMap<String, String> = self
+            .er()
+            .snapshot()
+            .vms
+            .iter()
+            .map(|v| (v.id.clone(), v.datastore.clone()))
+            .collect();
+        if self.planned()?.is_none() {
+            return Ok(());
+        }
+        self.summary.planned_failovers += 1;
+        self.apply(Command::StartWorkloads)?;
+        self.run_on_maybe_crash()?;
+        let Some(reversed) = self.reprotect(None)? else {
+            return Ok(());
+        };
+        self.apply(Command::StartWorkloads)?;
+        self.run_on_maybe_crash()?;
+        let Some(back) = self.planned()? else {
+            return Err(self.fail("i:failback", "the failback of reprotected PGs did not run"));
+        };
+        self.summary.failbacks += 1;
+        self.check_home(&back, &home)?;
+        self.apply(Command::StartWorkloads)?;
+        self.run_on_maybe_crash()?;
+        if self.reprotect(Some(reversed))?.is_none() {
+            return Err(self.fail("f:reprotect", "the second reprotect did not run"));
+        }
+        Ok(())
     }
 
     /// (a): one live instance per VM at the protected site, where the engine says it is, and
@@ -684,16 +1024,12 @@ impl<'a> Sim<'a> {
             .find(|s| s.role == drconsole::topology::SiteRole::Protected)
             .map(|s| s.id.clone())
             .unwrap_or_default();
-        // The points a failover now recovers from, per replica datastore.
-        let mut cut_of: BTreeMap<String, SimTime> = BTreeMap::new();
-        for g in &self.groups {
-            if let Some(p) = self.er().published_point(&g.pairs[0].datastore) {
-                for pair in &g.pairs {
-                    cut_of.insert(pair.replica.clone(), p.cut_at);
-                    cut_of.insert(pair.datastore.clone(), p.cut_at);
-                }
-            }
-        }
+        // The point to recover (the latest or an older one) and the points a failover at it
+        // recovers from, per datastore; and those of the latest, should it be refused (a
+        // group keeps no point that old).
+        let mut point = self.random_point();
+        let mut cut_of = self.cuts_at(point);
+        let latest = self.cuts_at(None);
         self.apply(Command::Disaster { site: site.clone() })?;
         self.summary.disaster = true;
         self.observe();
@@ -702,11 +1038,20 @@ impl<'a> Sim<'a> {
             self.advance(dt)?;
         }
         let pgs = self.pgs.clone();
-        let out = self.apply(Command::Failover {
-            protection_groups: pgs,
+        let mut out = self.apply(Command::Failover {
+            protection_groups: pgs.clone(),
             kind: FailoverKind::Unplanned,
-            point: None,
+            point: point.map(to_minutes),
         })?;
+        if out.is_none() && point.is_some() {
+            (point, cut_of) = (None, latest);
+            out = self.apply(Command::Failover {
+                protection_groups: pgs,
+                kind: FailoverKind::Unplanned,
+                point: None,
+            })?;
+        }
+        self.summary.older_point_recoveries += usize::from(point.is_some());
         if out.is_none() {
             return Err(self.fail(
                 "c:failover",
@@ -775,6 +1120,7 @@ impl<'a> Sim<'a> {
                 ));
             }
         }
+        self.check_recovered("d:recovered-point", &report, &cut_of)?;
         // Recovered VMs keep running at the recovery site, through a crash too.
         let recovered: Vec<String> = report
             .results
@@ -799,17 +1145,55 @@ impl<'a> Sim<'a> {
         if self.rng.chance(1, 2) {
             self.site_returns(&site, &report)?;
             if self.rng.chance(2, 3) {
-                self.reprotect()?;
+                // Home is the protected side of the replica each VM was recovered from.
+                let home: BTreeMap<String, String> = report
+                    .results
+                    .iter()
+                    .filter(|r| r.recovered)
+                    .filter_map(|r| {
+                        let from = r.datastore.as_ref()?;
+                        let pair = self
+                            .groups
+                            .iter()
+                            .flat_map(|g| g.pairs.iter())
+                            .find(|p| &p.replica == from)?;
+                        Some((r.vm.clone()?, pair.datastore.clone()))
+                    })
+                    .collect();
+                let Some(reversed) = self.reprotect(None)? else {
+                    return Ok(());
+                };
+                if self.rng.chance(1, 2) {
+                    self.apply(Command::StartWorkloads)?;
+                    self.run_on_maybe_crash()?;
+                    let Some(back) = self.planned()? else {
+                        return Err(
+                            self.fail("i:failback", "the failback of reprotected PGs did not run")
+                        );
+                    };
+                    self.summary.failbacks += 1;
+                    self.check_home(&back, &home)?;
+                    self.apply(Command::StartWorkloads)?;
+                    self.run_on_maybe_crash()?;
+                    if self.reprotect(Some(reversed))?.is_none() {
+                        return Err(self.fail("f:reprotect", "the second reprotect did not run"));
+                    }
+                }
             }
         }
         Ok(())
     }
 
     /// (f) Reprotect every PG: refused only for a VM the failover left on the old side;
-    /// otherwise the groups reverse, and once the guests stop and each has published a
-    /// point cut after that, every running image is byte for byte its replica on the old
-    /// side, and consistent.
-    fn reprotect(&mut self) -> Result<(), SimFailure> {
+    /// otherwise the groups reverse (the first reprotect: `groups` is `None`, the groups
+    /// reversed are checked) or take their original direction back (the second: `groups`
+    /// names them), and once the guests stop and each has published a point cut after
+    /// that, every running image is byte for byte its replica on the other side, and
+    /// consistent. Returns the groups checked, `None` when it was refused.
+    fn reprotect(
+        &mut self,
+        groups: Option<BTreeSet<String>>,
+    ) -> Result<Option<BTreeSet<String>>, SimFailure> {
         self.apply(Command::LinkUp)?;
         let pgs = self.pgs.clone();
         let out = self.apply(Command::Reprotect {
@@ -817,7 +1201,7 @@ impl<'a> Sim<'a> {
         })?;
         match &out {
             Some(Outcome::Done(_)) => {}
-            Some(Outcome::Refused(why)) if why.contains("still live on") => return Ok(()),
+            Some(Outcome::Refused(why)) if why.contains("still live on") => return Ok(None),
             other => return Err(self.fail("f:reprotect", format!("{other:?}"))),
         }
         self.summary.reprotects += 1;
@@ -829,16 +1213,21 @@ impl<'a> Sim<'a> {
         self.apply(Command::StopWorkloads)?;
         self.advance(SECOND)?;
         let stopped = self.er().now();
-        let reversed: Vec<drconsole::engine::GroupView> = self
-            .er()
-            .snapshot()
-            .groups
+        let reversed: Vec<GroupView> = self
+            .group_views()
             .into_iter()
-            .filter(|g| g.reversed)
+            .filter(|g| match &groups {
+                None => g.reversed,
+                Some(ids) => ids.contains(&g.id),
+            })
             .collect();
-        if reversed.is_empty() {
-            return Err(self.fail("f:reprotect", "no group reversed"));
+        if reversed.is_empty() || reversed.iter().any(|g| g.reversed != groups.is_none()) {
+            return Err(self.fail(
+                "f:reprotect",
+                format!("the groups' directions after it: {reversed:#?}"),
+            ));
         }
+        let ids: BTreeSet<String> = reversed.iter().map(|g| g.id.clone()).collect();
         for g in &reversed {
             self.apply(Command::ReplicateNow {
                 datastore: g.pairs[0].datastore.clone(),
@@ -849,7 +1238,7 @@ impl<'a> Sim<'a> {
             let published = snap
                 .groups
                 .iter()
-                .filter(|g| g.reversed)
+                .filter(|g| ids.contains(&g.id))
                 .all(|g| g.last_cut_at.is_some_and(|t| t >= stopped) && g.transfer.is_none());
             if published {
                 break;
@@ -859,11 +1248,9 @@ impl<'a> Sim<'a> {
         let snap = self.er().snapshot();
         let root = self.root.to_path_buf();
         for v in &snap.vms {
-            let Some(g) = snap
-                .groups
-                .iter()
-                .find(|g| g.reversed && g.pairs.iter().any(|p| p.datastore == v.datastore))
-            else {
+            let Some(g) = snap.groups.iter().find(|g| {
+                ids.contains(&g.id) && g.pairs.iter().any(|p| p.datastore == v.datastore)
+            }) else {
                 continue;
             };
             if g.last_cut_at.is_none_or(|t| t < stopped) {
@@ -899,7 +1286,7 @@ impl<'a> Sim<'a> {
             }
             self.summary.vms_reprotected += 1;
         }
-        Ok(())
+        Ok(Some(ids))
     }
 
     /// (e) The lost site returns: every VM there runs again and stays consistent with
@@ -981,7 +1368,11 @@ impl<'a> Sim<'a> {
 /// consistent; recovered VMs stay consistent as they run on and through a crash; and when
 /// the lost site returns (half the seeds), (e) its VMs run again, consistent with nothing
 /// lost, and exactly the failed-over VMs' instances there are stale; then (f) a reprotect
-/// converges every old-side replica to its running image, byte for byte.
+/// converges every old-side replica to its running image, byte for byte. (g) A test
+/// failover, at the latest or an older point, recovers consistent copies from the points
+/// it should and leaves every replica untouched. (h) A planned failover or failback loses
+/// no write more; (i) a failback brings each VM back to the datastore it left; and a
+/// second reprotect converges the replicas in the original direction again (f).
 pub fn run_seed(seed: u64, dir: &Path, cfg: &SimConfig) -> Result<SimSummary, SimFailure> {
     let topo = topology_for(seed, cfg);
     let root = dir.join("ws");
@@ -1043,11 +1434,18 @@ pub fn run_seed(seed: u64, dir: &Path, cfg: &SimConfig) -> Result<SimSummary, Si
     for step in 1..=steps {
         sim.step = step;
         sim.changed = false;
-        let disaster = sim.random_step()?;
+        let ending = sim.random_step()?;
         sim.observe();
-        if disaster {
-            sim.disaster()?;
-            break;
+        match ending {
+            Some(Ending::Disaster) => {
+                sim.disaster()?;
+                break;
+            }
+            Some(Ending::RoundTrip) => {
+                sim.round_trip()?;
+                break;
+            }
+            None => {}
         }
         if cfg.sabotage_replica_after_step == Some(step) {
             sim.sabotage()?;
