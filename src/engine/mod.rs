@@ -47,6 +47,7 @@ mod migrate;
 mod migration;
 mod persist;
 mod placement;
+mod publog;
 mod recover;
 mod replication;
 mod rescan;
@@ -94,6 +95,10 @@ use persist::{
     remove_file_if_exists, write_ron,
 };
 pub use placement::PlacementView;
+pub use publog::{
+    PUBLISH_LOG_FILE, PublishLog, PublishRecord, parse_publish_log, publish_log_path,
+    read_publish_log,
+};
 use replication::{GroupRt, GroupSaved};
 pub use replication::{
     GroupSpec, GroupState, GroupView, Pair, PublishedPoint, groups_of, human_bytes,
