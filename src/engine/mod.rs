@@ -48,6 +48,7 @@ mod migration;
 mod persist;
 mod placement;
 mod publog;
+mod recorded;
 mod recover;
 mod replication;
 mod rescan;
@@ -99,6 +100,7 @@ pub use publog::{
     PUBLISH_LOG_FILE, PublishLog, PublishRecord, parse_publish_log, publish_log_path,
     read_publish_log,
 };
+pub use recorded::{Disaster, Recorded, VmRecord, read_recorded};
 use replication::{GroupRt, GroupSaved};
 pub use replication::{
     GroupSpec, GroupState, GroupView, Pair, PublishedPoint, groups_of, human_bytes,
