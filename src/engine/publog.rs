@@ -102,8 +102,10 @@ pub fn parse_publish_log(text: &str) -> PublishLog {
 /// Appends `line` (ending in a newline) to the file at `path`, on a line of its own even
 /// when the file ends in a torn line.
 fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    // Read as well: the last byte says whether the file ends in a torn line.
     let mut file = std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(path)?;
     let len = file.metadata()?.len();
@@ -196,7 +198,11 @@ mod tests {
         append_line(&path, &line(&c)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let after = parse_publish_log(&text);
-        assert_eq!(after.records, [a, c], "the torn line stays skipped, c reads");
+        assert_eq!(
+            after.records,
+            [a, c],
+            "the torn line stays skipped, c reads"
+        );
         assert_eq!(after.skipped, 1);
         assert!(text.ends_with('\n'));
     }
