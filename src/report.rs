@@ -356,7 +356,7 @@ pub fn build(r: &Recorded) -> Report {
     for rp in &r.reprotects {
         events.push((rp.at, 3, reprotect_event(t, rp)));
     }
-    events.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    events.sort_by_key(|e| (e.0, e.1));
     let events: Vec<Event> = events.into_iter().map(|(_, _, e)| e).collect();
 
     let groups: Vec<GroupLag> = r.groups.iter().map(|g| group_lag(t, r, g)).collect();
@@ -472,7 +472,11 @@ fn failover_event(t: &Topology, r: &Recorded, f: &FailoverReport) -> Event {
         .iter()
         .filter(|v| v.recovered)
         .find_map(|v| v.datastore.clone());
-    let pg = f.protection_groups.first().map(String::as_str).unwrap_or("");
+    let pg = f
+        .protection_groups
+        .first()
+        .map(String::as_str)
+        .unwrap_or("");
     let (to_site, from_site) = match &recovered_ds {
         Some(ds) => (site_of(t, ds), partner_site(t, ds)),
         None => {
@@ -532,7 +536,12 @@ fn failover_event(t: &Topology, r: &Recorded, f: &FailoverReport) -> Event {
         let ds = v
             .datastore
             .clone()
-            .or_else(|| v.path.as_deref().and_then(datastore_of_path).map(String::from))
+            .or_else(|| {
+                v.path
+                    .as_deref()
+                    .and_then(datastore_of_path)
+                    .map(String::from)
+            })
             .or_else(|| {
                 v.vm.as_deref()
                     .and_then(|id| t.vm(id))
@@ -665,7 +674,8 @@ fn group_lag(t: &Topology, r: &Recorded, g: &GroupSpec) -> GroupLag {
     // The point the replicas hold, while the group replicates in its direction.
     let mut held: Option<&PublishRecord> = None;
     let mut run: Vec<(f64, f64)> = Vec::new();
-    let next_break = |from: SimTime, to: SimTime| breaks.iter().copied().find(|&b| b >= from && b < to);
+    let next_break =
+        |from: SimTime, to: SimTime| breaks.iter().copied().find(|&b| b >= from && b < to);
     for p in &pubs {
         if let Some(h) = held {
             match next_break(h.published_at, p.published_at) {
@@ -957,7 +967,9 @@ impl Report {
 }
 
 fn vm_text(o: &mut String, v: &VmFact, kind: EventKind) {
-    let prio = v.priority.map_or(String::new(), |p| format!(" (priority {p})"));
+    let prio = v
+        .priority
+        .map_or(String::new(), |p| format!(" (priority {p})"));
     if !v.recovered {
         let _ = writeln!(
             o,

@@ -192,7 +192,7 @@ mod tests {
         let whole = line(&b);
         std::fs::write(&path, line(&a) + &whole[..whole.len() / 2]).unwrap();
         let torn = parse_publish_log(&std::fs::read_to_string(&path).unwrap());
-        assert_eq!(torn.records, [a.clone()]);
+        assert_eq!(torn.records, std::slice::from_ref(&a));
         assert_eq!(torn.skipped, 1);
 
         append_line(&path, &line(&c)).unwrap();

@@ -131,8 +131,20 @@ fn cards(o: &mut String, r: &Report) {
         &format!("{} unplanned, {} planned", s.unplanned, s.planned),
         "",
     );
-    card(o, "Failbacks", &s.failbacks.to_string(), "planned moves home", "");
-    card(o, "Reprotects", &s.reprotects.to_string(), "replication reversed", "");
+    card(
+        o,
+        "Failbacks",
+        &s.failbacks.to_string(),
+        "planned moves home",
+        "",
+    );
+    card(
+        o,
+        "Reprotects",
+        &s.reprotects.to_string(),
+        "replication reversed",
+        "",
+    );
     card(o, "Tests", &s.tests.to_string(), "isolated copies", "");
     card(o, "Disasters", &s.disasters.to_string(), "sites lost", "");
     card(
@@ -164,7 +176,11 @@ fn cards(o: &mut String, r: &Report) {
         "",
     );
     let (v, d, c) = if s.inconsistent.is_empty() {
-        ("All consistent", "every recovered copy checked".to_string(), "ok")
+        (
+            "All consistent",
+            "every recovered copy checked".to_string(),
+            "ok",
+        )
     } else {
         ("INCONSISTENT", s.inconsistent.join(", "), "bad")
     };
@@ -277,14 +293,10 @@ fn markers(r: &Report, g: &GroupLag) -> Vec<(f64, String, &'static str)> {
                     "#1f7a3f",
                 ),
                 EventKind::Reprotect => ("reprotect".to_string(), "#7c3aed"),
-                EventKind::Failback => (
-                    format!("failback #{}", e.failover.unwrap_or(0)),
-                    "#1f7a3f",
-                ),
-                _ => (
-                    format!("failover #{}", e.failover.unwrap_or(0)),
-                    "#b54708",
-                ),
+                EventKind::Failback => {
+                    (format!("failback #{}", e.failover.unwrap_or(0)), "#1f7a3f")
+                }
+                _ => (format!("failover #{}", e.failover.unwrap_or(0)), "#b54708"),
             };
             // A failover's mark is where it ended (the group stopped then).
             let at = if e.kind.is_failover() {
@@ -308,9 +320,9 @@ fn lag_charts(o: &mut String, r: &Report) {
     }
     o.push_str("<div class=\"charts\">\n");
     for g in &r.groups {
-        let _ = write!(
+        let _ = writeln!(
             o,
-            "<div class=\"chart\"><h3>{} <span class=\"muted\">· RPO {} min · {} now{}</span></h3>\n",
+            "<div class=\"chart\"><h3>{} <span class=\"muted\">· RPO {} min · {} now{}</span></h3>",
             esc(&g.group),
             g.rpo_minutes,
             esc(&g.direction),
@@ -362,9 +374,9 @@ fn lag_svg(o: &mut String, r: &Report, g: &GroupLag) {
     let ymax = g.worst_lag_minutes.unwrap_or(0.0).max(rpo) * 1.15;
     let x = |v: f64| ml + v / xmax * pw;
     let y = |v: f64| mt + ph - v / ymax * ph;
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<svg viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"Replication lag of {} against its RPO of {} minutes\" font-family=\"system-ui,sans-serif\" font-size=\"11\">\n",
+        "<svg viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"Replication lag of {} against its RPO of {} minutes\" font-family=\"system-ui,sans-serif\" font-size=\"11\">",
         esc(&g.group),
         g.rpo_minutes
     );
@@ -543,16 +555,12 @@ fn rto_svg(o: &mut String, e: &Event, vms: &[&VmFact]) {
         .filter_map(|v| v.rto_minutes)
         .fold(0.0f64, f64::max);
     // Seconds read better below two minutes.
-    let (unit, scale) = if max < 2.0 {
-        ("s", 60.0)
-    } else {
-        ("min", 1.0)
-    };
+    let (unit, scale) = if max < 2.0 { ("s", 60.0) } else { ("min", 1.0) };
     let top = (max * scale).max(1e-6) * 1.05;
     let x = |v: f64| ml + v * scale / top * pw;
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<svg viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"Time to power-on of each VM of {}\" font-family=\"system-ui,sans-serif\" font-size=\"11\">\n",
+        "<svg viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"Time to power-on of each VM of {}\" font-family=\"system-ui,sans-serif\" font-size=\"11\">",
         esc(&e.title())
     );
     for t in ticks(top) {
@@ -613,9 +621,9 @@ fn details(o: &mut String, r: &Report) {
     }
     o.push_str("<h2>Failovers, failbacks and reprotects</h2>\n");
     for e in shown {
-        let _ = write!(
+        let _ = writeln!(
             o,
-            "<div class=\"event e-{}\"><h3>{}</h3><div class=\"muted\">{} · {}</div>\n",
+            "<div class=\"event e-{}\"><h3>{}</h3><div class=\"muted\">{} · {}</div>",
             kind_class(e.kind),
             esc(&e.title()),
             esc(&e.when()),
@@ -623,7 +631,9 @@ fn details(o: &mut String, r: &Report) {
         );
         if e.kind == EventKind::Reprotect {
             if e.deleted.is_empty() {
-                o.push_str("<div class=\"muted\">No instance deleted on the new replica side.</div>\n");
+                o.push_str(
+                    "<div class=\"muted\">No instance deleted on the new replica side.</div>\n",
+                );
             } else {
                 o.push_str("<div>Deleted on the new replica side:</div><ul>\n");
                 for d in &e.deleted {
