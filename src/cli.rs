@@ -66,6 +66,10 @@ pub enum Command {
     /// Elect, for every VM, the instance a failover would recover from the recovery-site
     /// datastores (SPEC §7), and print the decisions.
     Recover(RecoverArgs),
+    /// Report every failover, failback, test and reprotect recorded in a workspace, per
+    /// protection group and VM, with each replication group's lag against its RPO (SPEC
+    /// §11). Reads the workspace without starting anything.
+    Report(ReportArgs),
     /// Benchmarks, with a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -100,6 +104,19 @@ pub struct RecoverArgs {
     /// Print JSON: one entry per uuid, sorted by uuid.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The workspace directory.
+    pub workspace: PathBuf,
+    /// Print the report as JSON (the same facts as the text and the HTML page).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the report as one self-contained HTML page (inline CSS and SVG charts)
+    /// to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +310,7 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, CliError> {
         Command::Verify(a) => verify(a, out),
         Command::Run(a) => run_scenario(a, out),
         Command::Recover(a) => recover(a, out).map(|()| 0),
+        Command::Report(a) => report(a, out).map(|()| 0),
         Command::Bench(BenchCommand::Copy(a)) => bench_copy(a, out).map(|()| 0),
         Command::Bench(BenchCommand::Replicate(a)) => bench_replicate(a, out).map(|()| 0),
         Command::Bench(BenchCommand::Reprotect(a)) => bench_reprotect(a, out).map(|()| 0),
@@ -699,6 +717,32 @@ fn recover(a: &RecoverArgs, out: &mut dyn Write) -> Result<(), CliError> {
         emit(out, &format!("{} {who}: {what}{delete}", e.uuid))?;
     }
     Ok(())
+}
+
+fn report(a: &ReportArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let r = crate::report::from_workspace(&a.workspace).map_err(|e| CliError(e.to_string()))?;
+    if let Some(file) = &a.html {
+        crate::report::write_html(&r, file).map_err(|e| CliError(e.to_string()))?;
+    }
+    if a.json {
+        return emit_json(out, &r);
+    }
+    match &a.html {
+        // The page holds the report; the terminal gets where it went.
+        Some(file) => emit(
+            out,
+            &format!(
+                "Report of {} written to {} ({} event(s), {} replication group(s))",
+                a.workspace.display(),
+                file.display(),
+                r.events.len(),
+                r.groups.len()
+            ),
+        ),
+        None => out
+            .write_all(r.to_text().as_bytes())
+            .map_err(|e| CliError(format!("cannot write output: {e}"))),
+    }
 }
 
 fn generate(a: &GenerateArgs, out: &mut dyn Write) -> Result<(), CliError> {

@@ -2,7 +2,7 @@
 //! its own layer or below. The layers, low to high:
 //!
 //! fault < fsutil, disk < topology, replica < dr, workspace < recovery < engine
-//! < scenario, bench, generate < cli < gui < main
+//! < scenario, bench, generate, report < cli < gui < main
 //!
 //! The test reads every source file under `src/` (not the tests: `*tests.rs` files and what
 //! follows a `#[cfg(test)] mod tests {` line, which may drive a module from above) and fails
@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["dr", "workspace"],
     &["recovery"],
     &["engine"],
-    &["scenario", "bench", "generate"],
+    &["scenario", "bench", "generate", "report"],
     &["cli"],
     &["gui"],
     &["main"],

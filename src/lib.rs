@@ -1,7 +1,7 @@
 //! drconsole: a disaster-recovery-aware storage migration console.
 //!
 //! The library holds everything but the window: the topology model, DR tags and impact
-//! ratings, and the command line. The GUI lives in [`gui`].
+//! ratings, the DR report and the command line. The GUI lives in [`gui`].
 
 pub mod bench;
 pub mod cli;
@@ -16,6 +16,7 @@ pub mod gui;
 mod layers_tests;
 pub mod recovery;
 pub mod replica;
+pub mod report;
 pub mod scenario;
 pub mod topology;
 pub mod workspace;

@@ -8,6 +8,8 @@ mod crash;
 mod crash_replication;
 #[path = "cli/recover.rs"]
 mod recover;
+#[path = "cli/report.rs"]
+mod report;
 #[path = "cli/scenario.rs"]
 mod scenario;
 

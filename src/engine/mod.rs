@@ -47,6 +47,8 @@ mod migrate;
 mod migration;
 mod persist;
 mod placement;
+mod publog;
+mod recorded;
 mod recover;
 mod replication;
 mod rescan;
@@ -94,6 +96,11 @@ use persist::{
     remove_file_if_exists, write_ron,
 };
 pub use placement::PlacementView;
+pub use publog::{
+    PUBLISH_LOG_FILE, PublishLog, PublishRecord, parse_publish_log, publish_log_path,
+    read_publish_log,
+};
+pub use recorded::{Disaster, Recorded, VmRecord, read_recorded};
 use replication::{GroupRt, GroupSaved};
 pub use replication::{
     GroupSpec, GroupState, GroupView, Pair, PublishedPoint, RetainedPoint, groups_of, human_bytes,

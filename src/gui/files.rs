@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::worker::Request;
 use super::{
     Action, Document, DrApp, IoResult, Kind, Level, LogEntry, WorkspaceChoice, log, open_path,
-    persist, wizard,
+    persist, wizard, worker,
 };
 use crate::topology::{Topology, TopologySource};
 
@@ -16,9 +16,9 @@ impl DrApp {
         format!("drconsole — {}", self.doc.topology.name)
     }
 
-    /// Is a background open or save still running?
+    /// Is a background open, save or export still running?
     pub fn io_busy(&self) -> bool {
-        self.io_pending > 0
+        self.io_pending > 0 || self.reports_pending > 0
     }
 
     fn spawn_io(&mut self, job: impl FnOnce() -> IoResult + Send + 'static) {
@@ -116,6 +116,54 @@ impl DrApp {
         });
     }
 
+    /// Asks the engine's worker to write the DR report (SPEC §11) of the open workspace to
+    /// `path` as one HTML page; the answer lands in the log and a toast
+    /// ([`worker::Report::ReportExported`]).
+    pub fn export_report_to(&mut self, path: PathBuf) {
+        self.reports_pending += 1;
+        self.worker.send(Request::ExportReport { path });
+    }
+
+    /// File ▶ Export report…: asks where (off the UI thread), then has the worker write it.
+    pub fn export_report_dialog(&mut self) {
+        let chooser = self.files.chooser;
+        self.spawn_io(move || {
+            let ask = open_path::FileAsk::ExportReport;
+            match chooser(&ask) {
+                Some(path) => IoResult::ReportTo(path),
+                None => IoResult::ChooserNone(ask),
+            }
+        });
+    }
+
+    /// The worker wrote the DR report, or could not.
+    pub(super) fn report_exported(
+        &mut self,
+        path: PathBuf,
+        result: Result<worker::ExportedReport, String>,
+    ) {
+        self.reports_pending = self.reports_pending.saturating_sub(1);
+        self.prompt_report_result(result.as_ref().map(|_| ()));
+        match result {
+            Ok(r) => {
+                let now = self.live.snapshot.as_ref().map(|s| s.now);
+                self.log.record(
+                    Kind::Result,
+                    Level::Info,
+                    format!(
+                        "Exported the DR report of {} ({} event(s)) to {}",
+                        r.workspace.display(),
+                        r.events,
+                        path.display()
+                    ),
+                    now,
+                    true,
+                );
+            }
+            Err(e) => self.log.error(e),
+        }
+    }
+
     /// Looks for the recent files off the UI thread; the missing ones are greyed.
     pub(super) fn check_recent_files(&mut self) {
         let paths = self.recent.paths().to_vec();
@@ -191,6 +239,7 @@ impl DrApp {
             ),
             IoResult::Exported(Err(e)) => self.log.error(e),
             IoResult::RecentMissing(missing) => self.recent.set_missing(missing),
+            IoResult::ReportTo(path) => self.export_report_to(path),
             IoResult::ChooserNone(ask) => {
                 self.log
                     .push(Level::Info, open_path::chooser_gave_nothing(&ask), true);

@@ -6,6 +6,9 @@ use super::worker::Request;
 use super::{Action, DrApp, MainTab, Selection, SideTab, live, replication};
 use crate::topology::TopologySource;
 
+/// File ▶ the DR report (SPEC §11).
+pub const EXPORT_REPORT: &str = "Export report…";
+
 /// The shortcuts of the File menu.
 const OPEN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
 const SAVE: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
@@ -75,6 +78,17 @@ impl DrApp {
                     .clicked()
                 {
                     self.save_as_dialog();
+                }
+                if ui
+                    .add_enabled(self.live.is_open(), egui::Button::new(EXPORT_REPORT))
+                    .on_hover_text(
+                        "Every failover, failback, test and reprotect so far, per protection \
+                         group and VM, with replication lag against RPO: one HTML page",
+                    )
+                    .on_disabled_hover_text("No workspace is open: nothing has run to report")
+                    .clicked()
+                {
+                    self.export_report_dialog();
                 }
                 ui.separator();
                 self.reset_menu_item(ui);

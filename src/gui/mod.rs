@@ -46,6 +46,7 @@ use crate::topology::{Topology, TopologySource};
 pub use layout::{HIDE_INVENTORY, HIDE_SIDE_PANEL, Regions, SHOW_INVENTORY, SHOW_SIDE_PANEL};
 pub use live::{LagHistory, Live, Status, Task, TaskState};
 pub use log::{EventLog, ExportedEntry, Kind, Level, LogEntry, LogFilter};
+pub use menu::EXPORT_REPORT;
 pub use persist::{Persisted, RecentFiles, StartupChoice, ThemeChoice, choose_startup};
 use worker::{Report, Request, Worker};
 
@@ -122,6 +123,8 @@ enum IoResult {
     Exported(Result<(PathBuf, usize), String>),
     /// The recent files that were not found.
     RecentMissing(Vec<PathBuf>),
+    /// Where the operator chose to write the DR report (the worker writes it).
+    ReportTo(PathBuf),
     /// A file dialog returned nothing: the operator cancelled, or no dialog is available
     /// (rfd cannot tell which).
     ChooserNone(open_path::FileAsk),
@@ -261,6 +264,8 @@ pub struct DrApp {
     io_rx: Receiver<IoResult>,
     /// Background I/O jobs started and not yet reported.
     io_pending: usize,
+    /// DR report exports asked of the worker and not yet answered.
+    reports_pending: usize,
     title_shown: String,
     show_log: bool,
     show_migrations: bool,
@@ -309,6 +314,7 @@ impl DrApp {
             io_tx,
             io_rx,
             io_pending: 0,
+            reports_pending: 0,
             title_shown: String::new(),
             show_log: true,
             show_migrations: true,
@@ -509,6 +515,7 @@ impl DrApp {
                 }
                 self.failover.on_scan(id, at, result);
             }
+            Report::ReportExported { path, result } => self.report_exported(path, result),
             Report::NotApplied { command, reason } => self.log.warning(format!(
                 "{}: {reason}",
                 live::describe_in(&command, &self.doc.topology)

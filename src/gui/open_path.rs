@@ -22,6 +22,8 @@ pub enum FileAsk {
     SaveAs { file_name: String },
     /// Where to export the event log.
     ExportLog,
+    /// Where to write the DR report (HTML).
+    ExportReport,
 }
 
 /// The accessible name of the path field for opening a topology.
@@ -30,6 +32,8 @@ pub const OPEN_LABEL: &str = "Topology file path";
 pub const SAVE_LABEL: &str = "Save the topology to path";
 /// … for exporting the log.
 pub const EXPORT_LABEL: &str = "Export the event log to path";
+/// … for writing the DR report.
+pub const REPORT_LABEL: &str = "Write the DR report to path";
 
 impl FileAsk {
     /// The dialog's title.
@@ -38,6 +42,7 @@ impl FileAsk {
             FileAsk::Open => "Open topology",
             FileAsk::SaveAs { .. } => "Save topology as",
             FileAsk::ExportLog => "Export the event log",
+            FileAsk::ExportReport => "Export the DR report",
         }
     }
 
@@ -47,6 +52,7 @@ impl FileAsk {
             FileAsk::Open => OPEN_LABEL,
             FileAsk::SaveAs { .. } => SAVE_LABEL,
             FileAsk::ExportLog => EXPORT_LABEL,
+            FileAsk::ExportReport => REPORT_LABEL,
         }
     }
 
@@ -55,7 +61,7 @@ impl FileAsk {
         match self {
             FileAsk::Open => "Open",
             FileAsk::SaveAs { .. } => "Save",
-            FileAsk::ExportLog => "Export",
+            FileAsk::ExportLog | FileAsk::ExportReport => "Export",
         }
     }
 }
@@ -77,8 +83,15 @@ pub fn system_chooser(ask: &FileAsk) -> Option<PathBuf> {
             .add_filter("JSON lines", &["jsonl"])
             .set_file_name("drconsole-log.jsonl")
             .save_file(),
+        FileAsk::ExportReport => dialog
+            .add_filter("HTML page", &["html", "htm"])
+            .set_file_name(REPORT_FILE_NAME)
+            .save_file(),
     }
 }
+
+/// The DR report's suggested file name.
+pub const REPORT_FILE_NAME: &str = "drconsole-report.html";
 
 /// What the chooser's empty answer tells the operator.
 pub fn chooser_gave_nothing(ask: &FileAsk) -> String {
@@ -107,6 +120,7 @@ impl Prompt {
             FileAsk::SaveAs { file_name } => file_name.clone(),
             FileAsk::Open => String::new(),
             FileAsk::ExportLog => "drconsole-log.jsonl".into(),
+            FileAsk::ExportReport => REPORT_FILE_NAME.into(),
         };
         Prompt {
             ask,
@@ -223,6 +237,22 @@ impl DrApp {
             (FileAsk::ExportLog, IoResult::Exported(o)) => o.as_ref().map(|_| ()),
             _ => return,
         };
+        self.prompt_outcome(outcome);
+    }
+
+    /// The worker's answer to a report export reaches the path dialog waiting for it.
+    pub(super) fn prompt_report_result(&mut self, outcome: Result<(), &String>) {
+        if self
+            .files
+            .prompt
+            .as_ref()
+            .is_some_and(|p| p.busy && p.ask == FileAsk::ExportReport)
+        {
+            self.prompt_outcome(outcome);
+        }
+    }
+
+    fn prompt_outcome(&mut self, outcome: Result<(), &String>) {
         match outcome {
             Ok(()) => self.files.prompt = None,
             Err(e) => {
@@ -242,6 +272,7 @@ impl DrApp {
                 FileAsk::Open => self.open_path(path),
                 FileAsk::SaveAs { .. } => self.save_to(path),
                 FileAsk::ExportLog => self.export_log_to(path),
+                FileAsk::ExportReport => self.export_report_to(path),
             }
         }
     }

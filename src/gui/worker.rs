@@ -114,6 +114,11 @@ pub enum Request {
         epoch: u64,
         entries: Vec<ExportedEntry>,
     },
+    /// Write the DR report (SPEC §11) of the open workspace to `path` as one HTML page.
+    /// Always answered by [`Report::ReportExported`], whichever workspace is open.
+    ExportReport {
+        path: PathBuf,
+    },
     /// Close the engine cleanly and end the thread.
     Shutdown,
 }
@@ -219,11 +224,26 @@ pub enum Report {
         epoch: u64,
         error: String,
     },
+    /// The answer to [`Request::ExportReport`]: where the report went and how many events
+    /// it holds, or why it could not be written.
+    ReportExported {
+        path: PathBuf,
+        result: Result<ExportedReport, String>,
+    },
     /// A command arrived while no workspace was open.
     NotApplied {
         command: Command,
         reason: String,
     },
+}
+
+/// A DR report written by [`Request::ExportReport`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedReport {
+    /// The workspace it reports on.
+    pub workspace: PathBuf,
+    /// Failovers, failbacks, tests, reprotects, disasters and site returns.
+    pub events: usize,
 }
 
 /// What an opened workspace went through before this open.

@@ -1164,3 +1164,98 @@ fn the_recovery_point_picker_recovers_an_older_point() {
     }
     h.check_accessibility();
 }
+
+/// After a planned failover the console writes the DR report through its engine worker
+/// (File ▶ Export report… without the dialog): one HTML page with the failover's facts, a
+/// line in the event log and a toast.
+#[test]
+fn export_report_after_a_planned_failover_writes_the_page_and_says_so() {
+    let dir = crate::testkit::scratch();
+    let mut h = replicating(dir.path());
+    scan_failover(&mut h, "pg-tier2", "planned");
+    scanned_plan(&mut h);
+    open_modal(&mut h, RUN);
+    click(&mut h, &run_confirm(FailoverKind::Planned));
+    wait_failover_done(&mut h, Duration::from_secs(15));
+
+    let out = tempfile::tempdir().unwrap();
+    let page = out.path().join("dr report.html");
+    h.state_mut().export_report_to(page.clone());
+    crate::testkit::wait_for_io(&mut h);
+    let said = format!("to {}", page.display());
+    let entry = h
+        .state()
+        .log
+        .entries
+        .iter()
+        .find(|e| e.message.starts_with("Exported the DR report") && e.message.ends_with(&said))
+        .unwrap_or_else(|| panic!("no log line for the report"));
+    assert!(entry.message.contains("(1 event(s))"), "{}", entry.message);
+    assert!(
+        h.state()
+            .log
+            .visible_toasts()
+            .iter()
+            .any(|t| t.starts_with("Exported the DR report")),
+        "a toast says where it went"
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    for want in [
+        "Planned failover #1 of pg-tier2",
+        "erp-db",
+        "Tier 2 (back office)",
+        "<svg",
+    ] {
+        assert!(html.contains(want), "{want} not in the page");
+    }
+    assert!(html.contains("consistent"));
+
+    // File ▶ Export report… on a system without a file chooser: the path field. A file
+    // that cannot be written is an error naming it, in the field and a toast; the field
+    // stays.
+    h.state_mut().files.chooser = |_| None;
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label(drconsole::gui::EXPORT_REPORT).click();
+    crate::testkit::wait_for_io(&mut h);
+    h.run_steps(4);
+    let label = drconsole::gui::open_path::REPORT_LABEL;
+    assert_eq!(
+        h.state().files.prompt.as_ref().map(|p| p.text.as_str()),
+        Some(drconsole::gui::open_path::REPORT_FILE_NAME)
+    );
+    h.state_mut().files.prompt.as_mut().unwrap().text.clear();
+    h.run_steps(2);
+    let bad = out.path().join("missing/dir/report.html");
+    let bad_text = bad.display().to_string();
+    h.get_by_label(label).focus();
+    h.get_by_label(label).type_text(&bad_text);
+    h.run_steps(2);
+    h.get_by_label("Export").click();
+    step_until(
+        &mut h,
+        "the path field's error",
+        Duration::from_secs(10),
+        |a| a.files.prompt.as_ref().is_some_and(|p| p.error.is_some()),
+    );
+    let error = h
+        .state()
+        .files
+        .prompt
+        .as_ref()
+        .unwrap()
+        .error
+        .clone()
+        .unwrap();
+    assert!(error.contains(&bad_text), "{error}");
+    assert!(
+        h.state()
+            .log
+            .visible_toasts()
+            .iter()
+            .any(|t| t.contains(&bad_text) && t.starts_with("Exporting the DR report")),
+        "{:?}",
+        h.state().log.visible_toasts()
+    );
+    assert!(!bad.exists());
+}

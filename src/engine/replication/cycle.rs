@@ -415,6 +415,7 @@ impl Engine {
         };
         write_ron(&self.published_path(&spec), &point)?;
         super::super::fault_point("publish.published-written")?;
+        self.record_publish(g, &point);
         self.groups[g].published = Some(point);
         // The point is published: the commit record goes first, so that no crash can leave
         // a commit record over a staging area already partly removed.

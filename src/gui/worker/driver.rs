@@ -15,6 +15,19 @@ use crate::gui::history;
 use crate::scenario;
 use crate::topology::Topology;
 
+/// Writes the DR report of `engine`'s workspace to `path` (one HTML page, atomically).
+fn export_report(engine: &Engine, path: &std::path::Path) -> Result<super::ExportedReport, String> {
+    let fail =
+        |e: &dyn std::fmt::Display| format!("Exporting the DR report to {}: {e}", path.display());
+    let recorded = engine.recorded().map_err(|e| fail(&e))?;
+    let report = crate::report::build(&recorded);
+    crate::report::write_html(&report, path).map_err(|e| fail(&e))?;
+    Ok(super::ExportedReport {
+        workspace: recorded.root,
+        events: report.events.len(),
+    })
+}
+
 /// An open workspace and what the worker remembers between updates.
 struct Session {
     epoch: u64,
@@ -255,6 +268,17 @@ impl Driver {
                     s.history_failed = true;
                     self.report(Report::NotRecorded { epoch, error: e });
                 }
+                false
+            }
+            Request::ExportReport { path } => {
+                let result = match self.session.as_ref() {
+                    Some(s) => export_report(&s.engine, &path),
+                    None => Err(format!(
+                        "Exporting the DR report to {}: no workspace is open, so there is nothing to report",
+                        path.display()
+                    )),
+                };
+                self.report(Report::ReportExported { path, result });
                 false
             }
             Request::Shutdown => return None,

@@ -217,3 +217,24 @@ fn a_fresh_open_empties_a_workspace_and_nothing_else() {
     assert!(error.contains("not a drconsole workspace"), "{error}");
     assert_eq!(std::fs::read(other.join("keep.txt")).unwrap(), b"mine");
 }
+
+/// A report asked for with no workspace open is answered with an error naming the file,
+/// and nothing is written.
+#[test]
+fn a_report_without_a_workspace_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.html");
+    let w = Worker::spawn(egui::Context::default());
+    w.send(Request::ExportReport { path: path.clone() });
+    let (to, result) = wait_for(&w, "the report's answer", |r| match r {
+        Report::ReportExported { path, result } => Some((path, result)),
+        _ => None,
+    });
+    assert_eq!(to, path);
+    let e = result.unwrap_err();
+    assert!(
+        e.contains(&path.display().to_string()) && e.contains("no workspace is open"),
+        "{e}"
+    );
+    assert!(!path.exists());
+}

@@ -1,0 +1,1036 @@
+//! The DR report (SPEC §11, *Reports*): every failover, failback, test and reprotect so
+//! far, per protection group and VM, with the lag of each replication group against its
+//! RPO, built from what the engine recorded in a workspace ([`crate::engine::Recorded`]).
+//!
+//! One [`Report`] holds the facts; it prints as text ([`Report::to_text`]), serializes as
+//! JSON (the same facts), and renders as one self-contained HTML page with inline CSS and
+//! SVG charts ([`html::render`]). `drconsole report` and the console's *Export report…*
+//! both build it here. Times are simulated minutes from the workspace's start.
+
+pub mod html;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::engine::{
+    FailoverKind, FailoverReport, FailoverState, GroupSpec, PublishRecord, Recorded,
+    ReprotectRecord, SimTime, VmResult, format_time, to_minutes,
+};
+use crate::topology::Topology;
+
+/// Why a report could not be made: the message names the path.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReportError(pub String);
+
+/// What a report says the event was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A site lost (context for the failovers that follow).
+    Disaster,
+    /// A lost site came back (`SiteUp`).
+    SiteReturn,
+    /// A test failover: isolated copies, production untouched.
+    Test,
+    Planned,
+    Unplanned,
+    /// A failover of reprotected PGs: their VMs come home.
+    Failback,
+    Reprotect,
+}
+
+impl EventKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            EventKind::Disaster => "Disaster",
+            EventKind::SiteReturn => "Site return",
+            EventKind::Test => "Test failover",
+            EventKind::Planned => "Planned failover",
+            EventKind::Unplanned => "Unplanned failover",
+            EventKind::Failback => "Failback",
+            EventKind::Reprotect => "Reprotect",
+        }
+    }
+
+    /// A failover of any kind (test and failback included).
+    pub fn is_failover(self) -> bool {
+        matches!(
+            self,
+            EventKind::Test | EventKind::Planned | EventKind::Unplanned | EventKind::Failback
+        )
+    }
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub workspace: String,
+    /// The topology's name.
+    pub topology: String,
+    /// The simulated time the recorded history reaches (minutes).
+    pub now: f64,
+    pub summary: Summary,
+    /// Failovers, failbacks, tests and reprotects, with the disasters and site returns
+    /// around them, in the order they happened.
+    pub events: Vec<Event>,
+    /// Each replication group's lag against its RPO, from the publish log.
+    pub groups: Vec<GroupLag>,
+    /// Each VM that ever failed over: its hops and the writes lost over all of them.
+    pub vms: Vec<VmHistoryFact>,
+    /// What the report could not read, in words.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Summary {
+    pub disasters: usize,
+    pub tests: usize,
+    pub planned: usize,
+    pub unplanned: usize,
+    pub failbacks: usize,
+    pub reprotects: usize,
+    /// VM results of failovers that ran (tests included).
+    pub vms_recovered: usize,
+    pub vms_not_recovered: usize,
+    /// Writes lost by failovers that moved VMs (tests excluded: they move nothing).
+    pub writes_lost: u64,
+    pub worst_achieved_rpo_minutes: Option<f64>,
+    pub worst_rto_minutes: Option<f64>,
+    /// VMs whose recovered copy failed the consistency check, as `vm (#failover)`.
+    pub inconsistent: Vec<String>,
+}
+
+/// One event of the DR history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub kind: EventKind,
+    /// The failover's number (failovers, failbacks and tests).
+    pub failover: Option<u64>,
+    /// The kind it ran as (a failback is a planned or unplanned failover).
+    pub failover_kind: Option<FailoverKind>,
+    /// `done`, `failed` or `running` (failovers).
+    pub state: Option<String>,
+    pub protection_groups: Vec<String>,
+    /// The site lost or returned (disasters and site returns).
+    pub site: Option<String>,
+    /// Where the VMs ran before and where they were recovered (failovers); the new
+    /// direction's protected and replica sites (reprotects).
+    pub from_site: Option<String>,
+    pub to_site: Option<String>,
+    pub started_at: f64,
+    pub ended_at: Option<f64>,
+    /// The engine's own one-line account.
+    pub summary: String,
+    /// Reprotects: the groups reversed, as `id: <from> to <to>`.
+    pub groups_reversed: Vec<String>,
+    /// Reprotects: instances deleted on the new replica side.
+    pub deleted: Vec<String>,
+    /// Failovers: each protection group in scope with its VMs.
+    pub sections: Vec<PgSection>,
+}
+
+/// One protection group of a failover.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PgSection {
+    pub protection_group: String,
+    pub name: String,
+    pub vms: Vec<VmFact>,
+}
+
+/// One VM's outcome in one failover.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmFact {
+    /// The VM's id, or the uuid of an instance the topology does not know.
+    pub vm: String,
+    pub uuid: String,
+    pub priority: Option<u8>,
+    pub recovered: bool,
+    /// `no-instance`, `ambiguous`, `incomplete`, `no-host`, `moved-out`, ...
+    pub error: Option<String>,
+    /// The cut time of the recovery point its instance came from.
+    pub point_cut_at: Option<f64>,
+    /// The instance elected (relative to the workspace) and its datastore.
+    pub elected: Option<String>,
+    pub datastore: Option<String>,
+    /// Why that instance won, or what the error means.
+    pub why: String,
+    /// Instances the election deleted.
+    pub deleted: Vec<String>,
+    pub host: Option<String>,
+    pub writes_lost: Option<u64>,
+    pub achieved_rpo_minutes: Option<f64>,
+    pub powered_on_at: Option<f64>,
+    /// Time to power-on: from when the VM stopped serving (the site's loss, or the
+    /// failover's start for a site that was up) to its power-on.
+    pub rto_minutes: Option<f64>,
+    /// What the RTO is measured from, in words.
+    pub rto_from: Option<String>,
+    /// The recovered copy passed the write-order check against the journal.
+    pub consistent: Option<bool>,
+}
+
+/// One replication group's recovery points and its lag against its RPO.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupLag {
+    pub group: String,
+    pub rpo_minutes: u32,
+    /// Its direction now, `<from> to <to>`.
+    pub direction: String,
+    pub protection_groups: Vec<String>,
+    pub points: Vec<PointFact>,
+    /// The worst lag the chart shows (minutes).
+    pub worst_lag_minutes: Option<f64>,
+    /// Publishes that ended a lag above the RPO, plus a lag above it now.
+    pub over_rpo: usize,
+    /// The chart: the lag (minutes) over simulated time (minutes), one run per stretch in
+    /// which the group replicated in one direction; a break where it stopped (failed over,
+    /// reversed).
+    pub lag: Vec<Vec<(f64, f64)>>,
+}
+
+/// One published recovery point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PointFact {
+    pub cycle: u64,
+    pub direction: String,
+    pub cut_at: f64,
+    pub published_at: f64,
+    pub bytes: u64,
+    /// The lag just before the publish (the previous point's age); none for a first point.
+    pub lag_before_minutes: Option<f64>,
+    /// The lag just after (this point's age at its publish).
+    pub lag_after_minutes: f64,
+}
+
+/// A VM's history across failovers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmHistoryFact {
+    pub vm: String,
+    pub priority: Option<u8>,
+    /// The sites it left, oldest first.
+    pub left_sites: Vec<String>,
+    /// Writes lost over all its hops.
+    pub writes_lost: u64,
+}
+
+/// The report of the workspace at `root`, read without opening it for use.
+pub fn from_workspace(root: &Path) -> Result<Report, ReportError> {
+    if !root.exists() {
+        return Err(ReportError(format!(
+            "{}: no such directory (give a drconsole workspace)",
+            root.display()
+        )));
+    }
+    let recorded = crate::engine::read_recorded(root).map_err(|e| ReportError(e.to_string()))?;
+    Ok(build(&recorded))
+}
+
+/// Writes `report` as one HTML page to `path`, atomically.
+pub fn write_html(report: &Report, path: &Path) -> Result<(), ReportError> {
+    crate::fsutil::write_atomic(path, html::render(report).as_bytes()).map_err(|e| {
+        ReportError(format!(
+            "cannot write the report to {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn minutes(t: SimTime) -> f64 {
+    to_minutes(t)
+}
+
+/// The protection group holding datastore `ds`, or holding the datastore `ds` replicates.
+fn pg_of_datastore<'a>(t: &'a Topology, ds: &str) -> Option<&'a str> {
+    t.protection_groups
+        .iter()
+        .find(|pg| {
+            pg.datastores.iter().any(|d| {
+                d == ds
+                    || t.datastore(d)
+                        .and_then(|x| t.replica_of(x))
+                        .is_some_and(|r| r.id == ds)
+            })
+        })
+        .map(|pg| pg.id.as_str())
+}
+
+/// The datastore of an instance path `sites/<site>/datastores/<ds>/<instance>`.
+fn datastore_of_path(path: &str) -> Option<&str> {
+    let mut parts = path.split('/');
+    (parts.next()? == "sites").then_some(())?;
+    parts.next()?;
+    (parts.next()? == "datastores").then_some(())?;
+    parts.next()
+}
+
+/// The topology's protected and recovery sites of a PG (its datastores' site, their
+/// replicas' site).
+fn pg_sites(t: &Topology, pg: &str) -> Option<(String, String)> {
+    let p = t.protection_group(pg)?;
+    p.datastores.iter().find_map(|d| {
+        let ds = t.datastore(d)?;
+        let r = t.replica_of(ds)?;
+        Some((ds.site.clone(), r.site.clone()))
+    })
+}
+
+/// The site of datastore `ds`.
+fn site_of(t: &Topology, ds: &str) -> Option<String> {
+    t.datastore(ds).map(|d| d.site.clone())
+}
+
+/// The datastore's partner across the link: its replica, or what it replicates.
+fn partner_site(t: &Topology, ds: &str) -> Option<String> {
+    let d = t.datastore(ds)?;
+    t.replica_of(d)
+        .or_else(|| t.replica_source(d))
+        .map(|x| x.site.clone())
+}
+
+/// Groups that replicate a datastore of PG `pg` (in either direction).
+fn pg_covers(t: &Topology, pg: &str, g: &GroupSpec) -> bool {
+    t.protection_group(pg).is_some_and(|p| {
+        g.pairs.iter().any(|pair| {
+            p.datastores.contains(&pair.datastore) || p.datastores.contains(&pair.replica)
+        })
+    })
+}
+
+/// Builds the report from what the engine recorded.
+pub fn build(r: &Recorded) -> Report {
+    let t = &r.topology;
+    let mut events: Vec<(SimTime, u8, Event)> = Vec::new();
+    let mut notes = Vec::new();
+    for d in &r.disasters {
+        events.push((
+            d.lost_at,
+            0,
+            Event {
+                kind: EventKind::Disaster,
+                site: Some(d.site.clone()),
+                started_at: minutes(d.lost_at),
+                ended_at: d.returned_at.map(minutes),
+                summary: match d.returned_at {
+                    Some(back) => format!(
+                        "site {} lost at {}; it returned at {}",
+                        d.site,
+                        format_time(d.lost_at),
+                        format_time(back)
+                    ),
+                    None => format!(
+                        "site {} lost at {}; it is still down",
+                        d.site,
+                        format_time(d.lost_at)
+                    ),
+                },
+                ..empty_event(EventKind::Disaster)
+            },
+        ));
+        if let Some(back) = d.returned_at {
+            events.push((
+                back,
+                1,
+                Event {
+                    site: Some(d.site.clone()),
+                    started_at: minutes(back),
+                    ended_at: Some(minutes(back)),
+                    summary: format!(
+                        "site {} returned as it was when lost at {}; the instances of VMs failed over away from it are stale",
+                        d.site,
+                        format_time(d.lost_at)
+                    ),
+                    ..empty_event(EventKind::SiteReturn)
+                },
+            ));
+        }
+    }
+    for f in &r.failovers {
+        let e = failover_event(t, r, f);
+        let rank = if e.kind == EventKind::Failback { 4 } else { 2 };
+        events.push((f.started_at, rank, e));
+    }
+    for rp in &r.reprotects {
+        events.push((rp.at, 3, reprotect_event(t, rp)));
+    }
+    events.sort_by_key(|e| (e.0, e.1));
+    let events: Vec<Event> = events.into_iter().map(|(_, _, e)| e).collect();
+
+    let groups: Vec<GroupLag> = r.groups.iter().map(|g| group_lag(t, r, g)).collect();
+    if r.publishes.skipped > 0 {
+        notes.push(format!(
+            "{} line(s) of {} were not a record (torn by a crash?) and were skipped",
+            r.publishes.skipped,
+            crate::engine::publish_log_path(&r.root).display()
+        ));
+    }
+    let known: BTreeSet<&str> = r.groups.iter().map(|g| g.id.as_str()).collect();
+    let unknown: BTreeSet<&str> = r
+        .publishes
+        .records
+        .iter()
+        .map(|p| p.group.as_str())
+        .filter(|g| !known.contains(g))
+        .collect();
+    if !unknown.is_empty() {
+        notes.push(format!(
+            "the publish log names group(s) the topology no longer has: {}",
+            unknown.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let vms = r
+        .vms
+        .iter()
+        .map(|v| VmHistoryFact {
+            vm: v.vm.clone(),
+            priority: t.vm(&v.vm).map(|x| x.priority),
+            left_sites: v.left_sites.clone(),
+            writes_lost: v.writes_lost,
+        })
+        .collect();
+    Report {
+        workspace: r.root.display().to_string(),
+        topology: t.name.clone(),
+        now: minutes(r.now),
+        summary: summarize(&events),
+        events,
+        groups,
+        vms,
+        notes,
+    }
+}
+
+fn empty_event(kind: EventKind) -> Event {
+    Event {
+        kind,
+        failover: None,
+        failover_kind: None,
+        state: None,
+        protection_groups: Vec::new(),
+        site: None,
+        from_site: None,
+        to_site: None,
+        started_at: 0.0,
+        ended_at: None,
+        summary: String::new(),
+        groups_reversed: Vec::new(),
+        deleted: Vec::new(),
+        sections: Vec::new(),
+    }
+}
+
+fn reprotect_event(t: &Topology, rp: &ReprotectRecord) -> Event {
+    // The new direction: the PG's VMs run on the side that now protects.
+    let dir = rp
+        .groups
+        .first()
+        .and_then(|g| g.split_once(": "))
+        .and_then(|(_, d)| d.split_once(" to "))
+        .map(|(a, b)| (a.to_string(), b.to_string()));
+    Event {
+        protection_groups: rp.protection_groups.clone(),
+        from_site: dir.as_ref().map(|d| d.0.clone()),
+        to_site: dir.map(|d| d.1),
+        started_at: minutes(rp.at),
+        ended_at: Some(minutes(rp.at)),
+        summary: format!(
+            "{} group(s) reversed{}; {} old instance(s) deleted",
+            rp.groups.len(),
+            if rp.groups.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", rp.groups.join("; "))
+            },
+            rp.deleted.len()
+        ),
+        groups_reversed: rp.groups.clone(),
+        deleted: rp.deleted.clone(),
+        sections: rp
+            .protection_groups
+            .iter()
+            .map(|pg| PgSection {
+                protection_group: pg.clone(),
+                name: t
+                    .protection_group(pg)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                vms: Vec::new(),
+            })
+            .collect(),
+        ..empty_event(EventKind::Reprotect)
+    }
+}
+
+fn failover_event(t: &Topology, r: &Recorded, f: &FailoverReport) -> Event {
+    // Where the VMs went: the site of a recovered instance's datastore; else what the PGs'
+    // direction was (reversed by an odd number of reprotects before it).
+    let recovered_ds = f
+        .results
+        .iter()
+        .filter(|v| v.recovered)
+        .find_map(|v| v.datastore.clone());
+    let pg = f
+        .protection_groups
+        .first()
+        .map(String::as_str)
+        .unwrap_or("");
+    let (to_site, from_site) = match &recovered_ds {
+        Some(ds) => (site_of(t, ds), partner_site(t, ds)),
+        None => {
+            let reprotects = r
+                .reprotects
+                .iter()
+                .filter(|rp| rp.at <= f.started_at && rp.protection_groups.iter().any(|p| p == pg))
+                .count();
+            match pg_sites(t, pg) {
+                Some((prot, rec)) if reprotects % 2 == 1 => (Some(prot), Some(rec)),
+                Some((prot, rec)) => (Some(rec), Some(prot)),
+                None => (None, None),
+            }
+        }
+    };
+    let home = pg_sites(t, pg).map(|(prot, _)| prot);
+    let back_home = to_site.is_some() && to_site == home;
+    let kind = match f.kind {
+        FailoverKind::Test => EventKind::Test,
+        _ if back_home => EventKind::Failback,
+        FailoverKind::Planned => EventKind::Planned,
+        FailoverKind::Unplanned => EventKind::Unplanned,
+    };
+    // Unplanned: the VMs stopped serving when their site was lost, if it was lost.
+    let outage = from_site.as_ref().and_then(|site| {
+        r.disasters
+            .iter()
+            .filter(|d| {
+                &d.site == site
+                    && d.lost_at <= f.started_at
+                    && d.returned_at.is_none_or(|b| b > f.started_at)
+            })
+            .map(|d| d.lost_at)
+            .max()
+    });
+    let (rto_start, rto_from) = match outage {
+        Some(lost) => (
+            lost,
+            format!(
+                "the loss of site {} at {}",
+                from_site.as_deref().unwrap_or("?"),
+                format_time(lost)
+            ),
+        ),
+        None => (
+            f.started_at,
+            format!("the failover's start at {}", format_time(f.started_at)),
+        ),
+    };
+    let mut sections: BTreeMap<String, Vec<VmFact>> = f
+        .protection_groups
+        .iter()
+        .map(|p| (p.clone(), Vec::new()))
+        .collect();
+    for v in &f.results {
+        let fact = vm_fact(t, v, f.kind, rto_start, &rto_from);
+        let ds = v
+            .datastore
+            .clone()
+            .or_else(|| {
+                v.path
+                    .as_deref()
+                    .and_then(datastore_of_path)
+                    .map(String::from)
+            })
+            .or_else(|| {
+                v.vm.as_deref()
+                    .and_then(|id| t.vm(id))
+                    .map(|x| x.datastore.clone())
+            });
+        let pg_of = ds
+            .as_deref()
+            .and_then(|d| pg_of_datastore(t, d))
+            .filter(|p| sections.contains_key(*p))
+            .map(String::from);
+        let key = match (pg_of, f.protection_groups.len()) {
+            (Some(p), _) => p,
+            (None, 1) => f.protection_groups[0].clone(),
+            (None, _) => "(other)".to_string(),
+        };
+        sections.entry(key).or_default().push(fact);
+    }
+    // Sections in the failover's order of PGs, VMs by priority.
+    let mut order: Vec<String> = f.protection_groups.clone();
+    order.extend(
+        sections
+            .keys()
+            .filter(|k| !f.protection_groups.contains(k))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let sections = order
+        .into_iter()
+        .filter_map(|pg| {
+            let mut vms = sections.remove(&pg)?;
+            vms.sort_by(|a, b| {
+                (a.priority.unwrap_or(u8::MAX), &a.vm).cmp(&(b.priority.unwrap_or(u8::MAX), &b.vm))
+            });
+            Some(PgSection {
+                name: t
+                    .protection_group(&pg)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                protection_group: pg,
+                vms,
+            })
+        })
+        .collect();
+    Event {
+        failover: Some(f.id),
+        failover_kind: Some(f.kind),
+        state: Some(
+            match f.state {
+                FailoverState::Running => "running",
+                FailoverState::Done => "done",
+                FailoverState::Failed => "failed",
+            }
+            .to_string(),
+        ),
+        protection_groups: f.protection_groups.clone(),
+        from_site,
+        to_site,
+        started_at: minutes(f.started_at),
+        ended_at: f.finished_at.map(minutes),
+        summary: f.message.clone(),
+        sections,
+        ..empty_event(kind)
+    }
+}
+
+fn vm_fact(
+    t: &Topology,
+    v: &VmResult,
+    kind: FailoverKind,
+    rto_start: SimTime,
+    rto_from: &str,
+) -> VmFact {
+    let rto = v
+        .powered_on_at
+        .filter(|_| kind != FailoverKind::Test)
+        .map(|on| minutes(on.saturating_sub(rto_start)));
+    VmFact {
+        vm: v.vm.clone().unwrap_or_else(|| v.uuid.clone()),
+        uuid: v.uuid.clone(),
+        priority: v.vm.as_deref().and_then(|id| t.vm(id)).map(|x| x.priority),
+        recovered: v.recovered,
+        error: v.error.clone(),
+        point_cut_at: v.point_cut_at.map(minutes),
+        elected: v.path.clone(),
+        datastore: v.datastore.clone(),
+        why: v.reason.clone(),
+        deleted: v.deleted.clone(),
+        host: v.host.clone(),
+        writes_lost: v.writes_lost,
+        achieved_rpo_minutes: v.achieved_rpo_minutes,
+        powered_on_at: v.powered_on_at.map(minutes),
+        rto_from: rto.map(|_| rto_from.to_string()),
+        rto_minutes: rto,
+        consistent: v.consistent,
+    }
+}
+
+/// The times group `g` stopped replicating in the direction it had: a failover (not a
+/// test) of a PG it serves finished, or a reprotect reversed it.
+fn group_breaks(t: &Topology, r: &Recorded, g: &GroupSpec) -> Vec<SimTime> {
+    let mut out: Vec<SimTime> = r
+        .failovers
+        .iter()
+        .filter(|f| f.kind != FailoverKind::Test && f.state == FailoverState::Done)
+        .filter(|f| f.protection_groups.iter().any(|pg| pg_covers(t, pg, g)))
+        .filter_map(|f| f.finished_at)
+        .chain(
+            r.reprotects
+                .iter()
+                .filter(|rp| rp.protection_groups.iter().any(|pg| pg_covers(t, pg, g)))
+                .map(|rp| rp.at),
+        )
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn group_lag(t: &Topology, r: &Recorded, g: &GroupSpec) -> GroupLag {
+    let mut pubs: Vec<&PublishRecord> = r
+        .publishes
+        .records
+        .iter()
+        .filter(|p| p.group == g.id)
+        .collect();
+    pubs.sort_by_key(|p| (p.published_at, p.cycle));
+    let breaks = group_breaks(t, r, g);
+    let rpo = f64::from(g.rpo_minutes);
+    let mut lag: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut over = 0;
+    // The point the replicas hold, while the group replicates in its direction.
+    let mut held: Option<&PublishRecord> = None;
+    let mut run: Vec<(f64, f64)> = Vec::new();
+    let next_break =
+        |from: SimTime, to: SimTime| breaks.iter().copied().find(|&b| b >= from && b < to);
+    for p in &pubs {
+        if let Some(h) = held {
+            match next_break(h.published_at, p.published_at) {
+                Some(b) => {
+                    run.push((minutes(b), minutes(b.saturating_sub(h.cut_at))));
+                    lag.push(std::mem::take(&mut run));
+                }
+                None => {
+                    let before = minutes(p.published_at.saturating_sub(h.cut_at));
+                    if before > rpo {
+                        over += 1;
+                    }
+                    run.push((minutes(p.published_at), before));
+                }
+            }
+        }
+        run.push((minutes(p.published_at), minutes(p.lag_after())));
+        held = Some(p);
+    }
+    if let Some(h) = held {
+        let end = next_break(h.published_at, r.now.saturating_add(1))
+            .unwrap_or(r.now)
+            .max(h.published_at);
+        let now_lag = minutes(end.saturating_sub(h.cut_at));
+        if end == r.now && now_lag > rpo {
+            over += 1;
+        }
+        run.push((minutes(end), now_lag));
+    }
+    if !run.is_empty() {
+        lag.push(run);
+    }
+    let worst = lag
+        .iter()
+        .flatten()
+        .map(|&(_, l)| l)
+        .fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l))));
+    GroupLag {
+        group: g.id.clone(),
+        rpo_minutes: g.rpo_minutes,
+        direction: format!("{} to {}", g.source_site, g.target_site),
+        protection_groups: t
+            .protection_groups
+            .iter()
+            .filter(|pg| pg_covers(t, &pg.id, g))
+            .map(|pg| pg.id.clone())
+            .collect(),
+        points: pubs
+            .iter()
+            .map(|p| PointFact {
+                cycle: p.cycle,
+                direction: format!("{} to {}", p.source_site, p.target_site),
+                cut_at: minutes(p.cut_at),
+                published_at: minutes(p.published_at),
+                bytes: p.bytes,
+                lag_before_minutes: p.lag_before().map(minutes),
+                lag_after_minutes: minutes(p.lag_after()),
+            })
+            .collect(),
+        worst_lag_minutes: worst,
+        over_rpo: over,
+        lag,
+    }
+}
+
+fn summarize(events: &[Event]) -> Summary {
+    let mut s = Summary::default();
+    let max = |m: &mut Option<f64>, v: Option<f64>| {
+        if let Some(v) = v {
+            *m = Some(m.map_or(v, |x: f64| x.max(v)));
+        }
+    };
+    for e in events {
+        match e.kind {
+            EventKind::Disaster => s.disasters += 1,
+            EventKind::SiteReturn => {}
+            EventKind::Test => s.tests += 1,
+            EventKind::Planned => s.planned += 1,
+            EventKind::Unplanned => s.unplanned += 1,
+            EventKind::Failback => s.failbacks += 1,
+            EventKind::Reprotect => s.reprotects += 1,
+        }
+        for v in e.sections.iter().flat_map(|sec| &sec.vms) {
+            if v.recovered {
+                s.vms_recovered += 1;
+            } else {
+                s.vms_not_recovered += 1;
+            }
+            if e.kind != EventKind::Test {
+                s.writes_lost += v.writes_lost.unwrap_or(0);
+                max(&mut s.worst_achieved_rpo_minutes, v.achieved_rpo_minutes);
+            }
+            max(&mut s.worst_rto_minutes, v.rto_minutes);
+            if v.consistent == Some(false) {
+                s.inconsistent
+                    .push(format!("{} (#{})", v.vm, e.failover.unwrap_or(0)));
+            }
+        }
+    }
+    s
+}
+
+/// A time as the logs show it, `mm:ss.s`.
+pub fn clock(minutes: f64) -> String {
+    format_time(crate::engine::from_minutes(minutes))
+}
+
+/// A duration in minutes, in seconds below one minute.
+pub fn span(minutes: f64) -> String {
+    if minutes < 1.0 {
+        format!("{:.1} s", minutes * 60.0)
+    } else {
+        format!("{minutes:.1} min")
+    }
+}
+
+/// Which protection groups `e` concerns, with the topology's names.
+fn pgs_line(e: &Event) -> String {
+    e.sections
+        .iter()
+        .map(|s| {
+            if s.name.is_empty() {
+                s.protection_group.clone()
+            } else {
+                format!("{} ({})", s.protection_group, s.name)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Event {
+    /// "Unplanned failover #1 of pg-tier1, pa to ny", and the like.
+    pub fn title(&self) -> String {
+        let mut t = self.kind.label().to_string();
+        if let Some(n) = self.failover {
+            let _ = write!(t, " #{n}");
+        }
+        if let Some(site) = &self.site {
+            let _ = write!(t, " of site {site}");
+        }
+        if !self.protection_groups.is_empty() {
+            let _ = write!(t, " of {}", self.protection_groups.join(", "));
+        }
+        if let (Some(a), Some(b)) = (&self.from_site, &self.to_site) {
+            let _ = write!(t, ", {a} to {b}");
+        }
+        t
+    }
+
+    /// "02:30.0" or "08:00.0 to 08:02.1".
+    pub fn when(&self) -> String {
+        match self.ended_at {
+            Some(end) if (end - self.started_at).abs() > 1e-9 => {
+                format!("{} to {}", clock(self.started_at), clock(end))
+            }
+            _ => clock(self.started_at),
+        }
+    }
+}
+
+impl VmFact {
+    /// "consistent", "NOT consistent" or "not checked".
+    pub fn verdict(&self) -> &'static str {
+        match self.consistent {
+            Some(true) => "consistent",
+            Some(false) => "NOT consistent",
+            None => "not checked",
+        }
+    }
+}
+
+impl Report {
+    /// The report as text, for a terminal.
+    pub fn to_text(&self) -> String {
+        let mut o = String::new();
+        let s = &self.summary;
+        let _ = writeln!(
+            o,
+            "DR report of workspace {} (topology \"{}\"), simulated time {}",
+            self.workspace,
+            self.topology,
+            clock(self.now)
+        );
+        let _ = writeln!(
+            o,
+            "{} unplanned, {} planned and {} test failover(s), {} failback(s), {} reprotect(s), {} disaster(s)",
+            s.unplanned, s.planned, s.tests, s.failbacks, s.reprotects, s.disasters
+        );
+        let _ = writeln!(
+            o,
+            "VMs: {} recovered, {} not recovered; {} write(s) lost; worst achieved RPO {}; worst RTO {}; {}",
+            s.vms_recovered,
+            s.vms_not_recovered,
+            s.writes_lost,
+            s.worst_achieved_rpo_minutes.map_or("-".into(), span),
+            s.worst_rto_minutes.map_or("-".into(), span),
+            if s.inconsistent.is_empty() {
+                "every recovered copy consistent".to_string()
+            } else {
+                format!("NOT consistent: {}", s.inconsistent.join(", "))
+            }
+        );
+        if self.events.is_empty() {
+            let _ = writeln!(
+                o,
+                "\nNo failover, reprotect or disaster has been recorded in this workspace."
+            );
+        }
+        for e in &self.events {
+            let _ = writeln!(o, "\n[{}] {}", e.when(), e.title());
+            if let Some(state) = e.state.as_deref().filter(|s| *s != "done") {
+                let _ = writeln!(o, "  state: {state}");
+            }
+            if !e.summary.is_empty() {
+                let _ = writeln!(o, "  {}", e.summary);
+            }
+            if e.kind == EventKind::Reprotect {
+                let _ = writeln!(o, "  protection groups: {}", pgs_line(e));
+                for d in &e.deleted {
+                    let _ = writeln!(o, "  deleted {d}");
+                }
+                continue;
+            }
+            for sec in &e.sections {
+                let _ = writeln!(
+                    o,
+                    "  {}{}",
+                    sec.protection_group,
+                    if sec.name.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" \"{}\"", sec.name)
+                    }
+                );
+                for v in &sec.vms {
+                    vm_text(&mut o, v, e.kind);
+                }
+            }
+        }
+        if !self.vms.is_empty() {
+            let _ = writeln!(o, "\nVM histories (writes lost stay lost across hops):");
+            for v in &self.vms {
+                let _ = writeln!(
+                    o,
+                    "  {}: left {}; {} write(s) lost in all",
+                    v.vm,
+                    v.left_sites.join(", then "),
+                    v.writes_lost
+                );
+            }
+        }
+        let _ = writeln!(o, "\nReplication lag against RPO:");
+        for g in &self.groups {
+            let _ = writeln!(
+                o,
+                "  {} (RPO {} min, {} now; {}): {} point(s), worst lag {}, {} over RPO",
+                g.group,
+                g.rpo_minutes,
+                g.direction,
+                if g.protection_groups.is_empty() {
+                    "in no protection group".to_string()
+                } else {
+                    g.protection_groups.join(", ")
+                },
+                g.points.len(),
+                g.worst_lag_minutes.map_or("-".into(), span),
+                g.over_rpo
+            );
+            for p in &g.points {
+                let _ = writeln!(
+                    o,
+                    "    point {:>3} {:10} cut {} published {} shipped {:>10}  lag {} -> {}",
+                    p.cycle,
+                    p.direction,
+                    clock(p.cut_at),
+                    clock(p.published_at),
+                    crate::engine::human_bytes(p.bytes),
+                    p.lag_before_minutes.map_or("-".into(), span),
+                    span(p.lag_after_minutes)
+                );
+            }
+        }
+        for n in &self.notes {
+            let _ = writeln!(o, "\nNote: {n}");
+        }
+        o
+    }
+}
+
+fn vm_text(o: &mut String, v: &VmFact, kind: EventKind) {
+    let prio = v
+        .priority
+        .map_or(String::new(), |p| format!(" (priority {p})"));
+    if !v.recovered {
+        let _ = writeln!(
+            o,
+            "    {}{prio}: NOT recovered: {}",
+            v.vm,
+            v.error.as_deref().unwrap_or("error")
+        );
+        let _ = writeln!(o, "      why: {}", v.why);
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "    {}{prio}: {} {} (point cut {}){}",
+        v.vm,
+        if kind == EventKind::Test {
+            "test-recovered from"
+        } else {
+            "recovered from"
+        },
+        v.elected.as_deref().unwrap_or("?"),
+        v.point_cut_at.map_or("?".into(), clock),
+        match (&v.host, v.powered_on_at) {
+            (Some(h), Some(on)) => format!(", powered on on {h} at {}", clock(on)),
+            (Some(h), None) => format!(", host {h} reserved"),
+            _ => String::new(),
+        }
+    );
+    let _ = writeln!(o, "      why: {}", v.why);
+    let _ = writeln!(
+        o,
+        "      {}; {} write(s) lost; achieved RPO {}; RTO {}",
+        v.verdict(),
+        v.writes_lost.map_or("?".into(), |n| n.to_string()),
+        v.achieved_rpo_minutes.map_or("-".into(), span),
+        match (v.rto_minutes, &v.rto_from) {
+            (Some(m), Some(from)) => format!("{} (from {from})", span(m)),
+            _ => "-".into(),
+        }
+    );
+    for d in &v.deleted {
+        let _ = writeln!(o, "      deleted {d}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_paths_name_their_datastore() {
+        assert_eq!(
+            datastore_of_path("sites/ny/datastores/ds-gold-3-r/db-01"),
+            Some("ds-gold-3-r")
+        );
+        assert_eq!(datastore_of_path("elsewhere/ds/x"), None);
+    }
+
+    #[test]
+    fn spans_read_in_seconds_below_a_minute() {
+        assert_eq!(span(0.5), "30.0 s");
+        assert_eq!(span(2.0), "2.0 min");
+        assert_eq!(clock(2.5), "02:30.0");
+    }
+}
