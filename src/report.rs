@@ -131,6 +131,9 @@ pub struct Event {
     pub deleted: Vec<String>,
     /// Failovers: each protection group in scope with its VMs.
     pub sections: Vec<PgSection>,
+    /// Failovers to a point in time (minutes): each group recovered its latest point cut
+    /// at or before it; none: the latest points.
+    pub point: Option<f64>,
 }
 
 /// One protection group of a failover.
@@ -419,6 +422,7 @@ fn empty_event(kind: EventKind) -> Event {
         groups_reversed: Vec::new(),
         deleted: Vec::new(),
         sections: Vec::new(),
+        point: None,
     }
 }
 
@@ -603,6 +607,7 @@ fn failover_event(t: &Topology, r: &Recorded, f: &FailoverReport) -> Event {
         ended_at: f.finished_at.map(minutes),
         summary: f.message.clone(),
         sections,
+        point: f.point.map(minutes),
         ..empty_event(kind)
     }
 }

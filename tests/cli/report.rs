@@ -278,3 +278,50 @@ fn names_are_escaped_and_bad_paths_are_errors_naming_them() {
     ]);
     crate::fails_with(&o, &[&bad.display().to_string()]);
 }
+
+/// A failover to a point in time reports the point asked for and, per VM, the older cut
+/// it came from and the writes that gave up (the point-in-time sample: a test, then an
+/// unplanned failover of Tier 2 to the point at or before 05:00).
+#[test]
+fn a_failover_to_an_older_point_reports_the_point_and_what_it_gave_up() {
+    let dir = crate::testkit::scratch();
+    let ws = dir.path().join("ws");
+    let run = drconsole_ok(&[
+        "run",
+        &repo("sample_scenarios/point_in_time.ron")
+            .display()
+            .to_string(),
+        "--workspace",
+        &ws.display().to_string(),
+        "--json",
+    ]);
+    let run: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(run["passed"], true);
+    let r = report_json(&ws);
+    let test = events(&r, "test");
+    let unplanned = events(&r, "unplanned");
+    assert_eq!((test.len(), unplanned.len()), (1, 1), "{r:#}");
+    for e in [test[0], unplanned[0]] {
+        assert_eq!(e["point"], 5.0, "{e:#}");
+        assert!(
+            e["summary"]
+                .as_str()
+                .unwrap()
+                .contains("to the points at or before 05:00.0"),
+            "{e:#}"
+        );
+        let v = vm_fact(e, "erp-db");
+        // Recovered from the point cut at 04:00, before the 05:00 corruption, consistent.
+        assert_eq!(v["point_cut_at"], 4.0, "{v:#}");
+        assert_eq!(v["consistent"], true, "{v:#}");
+    }
+    let v = vm_fact(unplanned[0], "erp-db");
+    assert_eq!(v["achieved_rpo_minutes"], 4.0, "{v:#}");
+    assert!(v["writes_lost"].as_u64().unwrap() > 0, "{v:#}");
+    let text = drconsole_ok(&["report", &ws.display().to_string()]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("to the points at or before 05:00.0"),
+        "{text}"
+    );
+}

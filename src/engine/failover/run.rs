@@ -285,9 +285,12 @@ impl Engine {
         }
         let lost = results.iter().filter(|r| !r.recovered).count();
         let msg = format!(
-            "{} failover #{id} of {}: {} recovered{}, {lost} not recovered",
+            "{} failover #{id} of {}{}: {} recovered{}, {lost} not recovered",
             capitalized(kind.as_str()),
             pgs.join(", "),
+            point
+                .map(|t| format!(" to the points at or before {}", format_time(t)))
+                .unwrap_or_default(),
             results.len() - lost,
             if kind == FailoverKind::Test {
                 " into an isolated copy".to_string()
