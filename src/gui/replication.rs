@@ -74,7 +74,10 @@ pub(crate) fn show(ui: &mut Ui, doc: &Document, live: &Live, actions: &mut Vec<A
             let mut order: Vec<(usize, &GroupView)> = snap.groups.iter().enumerate().collect();
             order.sort_by_key(|(_, g)| !g.rpo_violation);
             for (i, g) in order {
-                card(ui, i, g, snap, actions);
+                // Ids salted by the group, not by position: a card above that grows (a
+                // transfer row) or a reorder must not change the ids of the buttons below,
+                // or a click sent to one of them (an accessibility tool's, a test's) is lost.
+                ui.push_id(&g.id, |ui| card(ui, i, g, snap, actions));
                 ui.add_space(4.0);
             }
         });

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::testkit::{app_in, click, open_modal, scanned_plan, step_until};
+use crate::testkit::{app_in, click, open_modal, press, scanned_plan, step_until};
 use drconsole::engine::{FailoverKind, FailoverState, GroupState, GroupView};
 use drconsole::gui::failover::{
     CAPACITY_BY_HOST, CLEANUP, POINT, RUN, SCAN, failback_button, reprotect_button,
@@ -1101,7 +1101,7 @@ fn the_recovery_point_picker_recovers_an_older_point() {
         // Points cut a while apart, as an operator would see them.
         let_time_pass(&mut h, 30);
         let published = group(h.state(), "cg-silver").last_published_at;
-        click(&mut h, &replicate_now_name("cg-silver"));
+        press(&mut h, &replicate_now_name("cg-silver"));
         step_until(
             &mut h,
             "a cycle of cg-silver",

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::testkit::{app_in, click, open_modal, scanned_plan, step_until, wait_ready};
+use crate::testkit::{app_in, click, open_modal, press, scanned_plan, step_until, wait_ready};
 use drconsole::engine::{FailoverKind, FailoverState, GroupView};
 use drconsole::gui::failover::{RUN, SCAN, run_confirm};
 use drconsole::gui::replication::replicate_now_name;
@@ -69,7 +69,9 @@ fn the_operator_story_from_open_to_an_exported_log() {
     h.get_by_role_and_label(Role::Button, "Replication").click();
     h.run_steps(2);
     for g in ["cg-gold-a", "cg-gold-b"] {
-        click(&mut h, &replicate_now_name(g));
+        // By its id, not its position: at 60× the cards above it grow and shrink as
+        // cycles transfer, and a pointer click can land where the button was a frame ago.
+        press(&mut h, &replicate_now_name(g));
     }
     step_until(
         &mut h,

@@ -164,6 +164,14 @@ pub fn click(h: &mut Harness<'static, DrApp>, label: &str) {
     h.run_steps(2);
 }
 
+/// Clicks the widget labelled `label` by its id (an accessibility action), then lets the
+/// app take it in: for a button in a region whose layout moves while time runs, where a
+/// pointer click at its last position could miss.
+pub fn press(h: &mut Harness<'static, DrApp>, label: &str) {
+    h.get_by_label(label).click_accesskit();
+    h.run_steps(2);
+}
+
 /// Clicks what opens a modal dialog or a window, then lets it settle (its first frames
 /// lay it out).
 pub fn open_modal(h: &mut Harness<'static, DrApp>, label: &str) {
