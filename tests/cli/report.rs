@@ -41,6 +41,24 @@ fn step_detail(run: &Value, action: &str) -> String {
         .to_string()
 }
 
+/// Runs `sample_scenarios/<name>` headless into `<scratch>/ws` and checks it passed;
+/// returns the scratch directory and the run's JSON.
+fn run_sample(name: &str) -> (tempfile::TempDir, Value) {
+    let dir = crate::testkit::scratch();
+    let run = drconsole_ok(&[
+        "run",
+        &repo(&format!("sample_scenarios/{name}"))
+            .display()
+            .to_string(),
+        "--workspace",
+        &dir.path().join("ws").display().to_string(),
+        "--json",
+    ]);
+    let run: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(run["passed"], true, "{name}");
+    (dir, run)
+}
+
 fn report_json(ws: &Path) -> Value {
     let o = drconsole_ok(&["report", &ws.display().to_string(), "--json"]);
     serde_json::from_slice(&o.stdout).unwrap()
@@ -48,19 +66,8 @@ fn report_json(ws: &Path) -> Value {
 
 #[test]
 fn the_round_trip_reports_every_hop_with_what_the_run_recorded() {
-    let dir = crate::testkit::scratch();
+    let (dir, run) = run_sample("round_trip.ron");
     let ws = dir.path().join("ws");
-    let run = drconsole_ok(&[
-        "run",
-        &repo("sample_scenarios/round_trip.ron")
-            .display()
-            .to_string(),
-        "--workspace",
-        &ws.display().to_string(),
-        "--json",
-    ]);
-    let run: Value = serde_json::from_slice(&run.stdout).unwrap();
-    assert_eq!(run["passed"], true);
 
     let r = report_json(&ws);
     let kinds: Vec<&str> = r["events"]
@@ -284,19 +291,8 @@ fn names_are_escaped_and_bad_paths_are_errors_naming_them() {
 /// unplanned failover of Tier 2 to the point at or before 05:00).
 #[test]
 fn a_failover_to_an_older_point_reports_the_point_and_what_it_gave_up() {
-    let dir = crate::testkit::scratch();
+    let (dir, _) = run_sample("point_in_time.ron");
     let ws = dir.path().join("ws");
-    let run = drconsole_ok(&[
-        "run",
-        &repo("sample_scenarios/point_in_time.ron")
-            .display()
-            .to_string(),
-        "--workspace",
-        &ws.display().to_string(),
-        "--json",
-    ]);
-    let run: Value = serde_json::from_slice(&run.stdout).unwrap();
-    assert_eq!(run["passed"], true);
     let r = report_json(&ws);
     let test = events(&r, "test");
     let unplanned = events(&r, "unplanned");

@@ -862,6 +862,22 @@ fn capacity_by_host_and_the_plan_fit_a_small_window() {
     }
 }
 
+/// Presses group `id`'s Replicate now (by its id: the cards move while time runs) and
+/// waits until `done` holds of the group.
+fn replicate_now_until(
+    h: &mut Harness<'static, DrApp>,
+    id: &str,
+    done: impl Fn(&GroupView) -> bool,
+) {
+    press(h, &replicate_now_name(id));
+    step_until(
+        h,
+        &format!("a cycle of {id}"),
+        Duration::from_secs(60),
+        |a| done(group(a, id)),
+    );
+}
+
 /// Simulated time as "mm:ss", as the console writes a point in time.
 fn mm_ss(t: u64) -> String {
     let s = t / 1_000_000;
@@ -906,16 +922,9 @@ fn after_a_disaster_and_a_failover_every_view_shows_where_things_run_now() {
     step_until(&mut h, "a minute of writes", Duration::from_secs(60), |a| {
         now(a) > 60_000_000
     });
-    click(&mut h, &replicate_now_name("cg-gold-a"));
-    step_until(
-        &mut h,
-        "a point with writes",
-        Duration::from_secs(60),
-        |a| {
-            let g = group(a, "cg-gold-a");
-            g.transfer.is_none() && g.last_cut_at > Some(60_000_000)
-        },
-    );
+    replicate_now_until(&mut h, "cg-gold-a", |g| {
+        g.transfer.is_none() && g.last_cut_at > Some(60_000_000)
+    });
     // Writes go on past the point, then the site is lost.
     let cut = group(h.state(), "cg-gold-a").last_cut_at.unwrap();
     step_until(
@@ -1101,16 +1110,9 @@ fn the_recovery_point_picker_recovers_an_older_point() {
         // Points cut a while apart, as an operator would see them.
         let_time_pass(&mut h, 30);
         let published = group(h.state(), "cg-silver").last_published_at;
-        press(&mut h, &replicate_now_name("cg-silver"));
-        step_until(
-            &mut h,
-            "a cycle of cg-silver",
-            Duration::from_secs(30),
-            |a| {
-                let g = group(a, "cg-silver");
-                g.last_published_at > published && g.state == GroupState::Idle
-            },
-        );
+        replicate_now_until(&mut h, "cg-silver", |g| {
+            g.last_published_at > published && g.state == GroupState::Idle
+        });
     }
     let points = group(h.state(), "cg-silver").points.clone();
     assert_eq!(points.len(), 3, "{points:?}");

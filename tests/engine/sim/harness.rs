@@ -806,13 +806,24 @@ impl<'a> Sim<'a> {
         let Some(reversed) = self.reprotect(None)? else {
             return Ok(());
         };
+        self.fail_back(reversed, &home)
+    }
+
+    /// The trip home after a reprotect that reversed the groups `reversed`: guests write,
+    /// a failback (h, i), guests write, and the second reprotect (f) in the original
+    /// direction.
+    fn fail_back(
+        &mut self,
+        reversed: BTreeSet<String>,
+        home: &BTreeMap<String, String>,
+    ) -> Result<(), SimFailure> {
         self.apply(Command::StartWorkloads)?;
         self.run_on_maybe_crash()?;
         let Some(back) = self.planned()? else {
             return Err(self.fail("i:failback", "the failback of reprotected PGs did not run"));
         };
         self.summary.failbacks += 1;
-        self.check_home(&back, &home)?;
+        self.check_home(&back, home)?;
         self.apply(Command::StartWorkloads)?;
         self.run_on_maybe_crash()?;
         if self.reprotect(Some(reversed))?.is_none() {
@@ -1164,20 +1175,7 @@ impl<'a> Sim<'a> {
                     return Ok(());
                 };
                 if self.rng.chance(1, 2) {
-                    self.apply(Command::StartWorkloads)?;
-                    self.run_on_maybe_crash()?;
-                    let Some(back) = self.planned()? else {
-                        return Err(
-                            self.fail("i:failback", "the failback of reprotected PGs did not run")
-                        );
-                    };
-                    self.summary.failbacks += 1;
-                    self.check_home(&back, &home)?;
-                    self.apply(Command::StartWorkloads)?;
-                    self.run_on_maybe_crash()?;
-                    if self.reprotect(Some(reversed))?.is_none() {
-                        return Err(self.fail("f:reprotect", "the second reprotect did not run"));
-                    }
+                    self.fail_back(reversed, &home)?;
                 }
             }
         }
