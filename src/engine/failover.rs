@@ -258,6 +258,11 @@ pub(super) struct PendingFailover {
     pub stop_at: SimTime,
     pub groups: Vec<String>,
     pub vms: Vec<String>,
+    /// Groups whose cycle was in flight when the guests stopped, with that cycle: it was
+    /// cut before the stop (at the same instant at the latest), so it cannot be the final
+    /// one — a cycle after it is (a cancelled split's roll-back, say, lands between).
+    #[serde(default)]
+    pub in_flight: BTreeMap<String, u64>,
 }
 
 impl Engine {
@@ -318,6 +323,13 @@ impl Engine {
                         .map(|&g| self.groups[g].spec.key.clone())
                         .collect(),
                     vms: running,
+                    in_flight: groups
+                        .iter()
+                        .filter_map(|&g| {
+                            let t = self.groups[g].transfer.as_ref()?;
+                            Some((self.groups[g].spec.key.clone(), t.manifest.cycle))
+                        })
+                        .collect(),
                 });
                 let msg = format!(
                     "Planned failover #{id} of {label}: {} VM(s) stopped; the final replication cycle is running",
@@ -393,7 +405,9 @@ impl Engine {
                 .iter()
                 .find(|g| &g.spec.key == key)
                 .and_then(|g| g.published.as_ref())
-                .is_some_and(|pt| pt.cut_at >= p.stop_at)
+                .is_some_and(|pt| {
+                    pt.cut_at >= p.stop_at && p.in_flight.get(key).is_none_or(|&c| pt.cycle > c)
+                })
         });
         if !ready {
             return Ok(());
