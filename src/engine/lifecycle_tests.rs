@@ -452,12 +452,12 @@ fn points_topology(n: u32) -> Topology {
 /// Every file under `dir`, by path relative to it, with its bytes.
 fn tree_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
         for entry in std::fs::read_dir(&d).unwrap() {
             let p = entry.unwrap().path();
             if p.is_dir() {
-                todo.push(p);
+                dirs.push(p);
             } else {
                 out.insert(
                     p.strip_prefix(dir).unwrap().to_path_buf(),

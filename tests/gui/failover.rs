@@ -541,21 +541,8 @@ fn a_test_failover_runs_without_asking_and_cleans_up() {
         !h.state().failover.confirming,
         "a test failover does not ask"
     );
-    step_until(&mut h, "the test failover", Duration::from_secs(15), |a| {
-        a.live
-            .snapshot
-            .as_ref()
-            .is_some_and(|s| s.test_failover_up && s.failover.is_some())
-    });
+    let f = test_failover_report(&mut h);
     let app = h.state();
-    let f = app
-        .live
-        .snapshot
-        .as_ref()
-        .unwrap()
-        .failover
-        .clone()
-        .unwrap();
     assert_eq!(f.kind, FailoverKind::Test);
     assert!(
         f.results
@@ -862,6 +849,22 @@ fn capacity_by_host_and_the_plan_fit_a_small_window() {
     }
 }
 
+/// Waits until the test failover Run started is up, and returns its report.
+fn test_failover_report(h: &mut Harness<'static, DrApp>) -> drconsole::engine::FailoverReport {
+    step_until(h, "the test failover", Duration::from_secs(15), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.test_failover_up && s.failover.is_some())
+    });
+    h.state()
+        .live
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.failover.clone())
+        .expect("a failover report")
+}
+
 /// Presses group `id`'s Replicate now (by its id: the cards move while time runs) and
 /// waits until `done` holds of the group.
 fn replicate_now_until(
@@ -1143,21 +1146,7 @@ fn the_recovery_point_picker_recovers_an_older_point() {
     );
 
     click(&mut h, RUN);
-    step_until(&mut h, "the test failover", Duration::from_secs(15), |a| {
-        a.live
-            .snapshot
-            .as_ref()
-            .is_some_and(|s| s.test_failover_up && s.failover.is_some())
-    });
-    let f = h
-        .state()
-        .live
-        .snapshot
-        .as_ref()
-        .unwrap()
-        .failover
-        .clone()
-        .unwrap();
+    let f = test_failover_report(&mut h);
     assert_eq!(f.point, Some(older));
     assert!(!f.results.is_empty());
     for r in &f.results {

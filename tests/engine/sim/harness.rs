@@ -561,14 +561,14 @@ impl<'a> Sim<'a> {
                     "sites/{}/datastores/{}",
                     g.target_site, pair.replica
                 ));
-                let mut todo = vec![dir];
-                while let Some(d) = todo.pop() {
+                let mut dirs = vec![dir];
+                while let Some(d) = dirs.pop() {
                     let Ok(entries) = std::fs::read_dir(&d) else {
                         continue;
                     };
                     for p in entries.flatten().map(|e| e.path()) {
                         if p.is_dir() {
-                            todo.push(p);
+                            dirs.push(p);
                         } else if let Ok(b) = std::fs::read(&p) {
                             out.insert(p, b);
                         }
