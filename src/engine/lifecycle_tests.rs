@@ -596,3 +596,53 @@ fn a_failover_to_an_older_point_recovers_a_consistent_older_image() {
         assert!(v.consistent, "{vm} after a reopen: {v:?}");
     }
 }
+
+/// A crash while an unplanned failover rolls the replicas back to an older point (at the
+/// marker, or after one or two undos applied) is finished at the next open: the replicas
+/// hold the older point, and the failover asked again recovers it, consistent.
+#[test]
+fn a_crash_mid_rollback_is_finished_at_the_next_open() {
+    for (fault, nth) in [
+        ("points.rollback-marked", 1),
+        ("points.undo-applied", 1),
+        ("points.undo-applied", 2),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let mut e = Engine::create(&ws, &points_topology(4), opts(11)).unwrap();
+        e.apply(Command::StartWorkloads).unwrap();
+        e.advance(6 * MINUTE).unwrap();
+        let g = e.groups.iter().position(|g| g.spec.id == "cg-1").unwrap();
+        let older = e.retained_points(g)[2].cut_at;
+        e.apply(Command::Disaster { site: "pa".into() }).unwrap();
+        let failover = Command::Failover {
+            protection_groups: vec!["pg-a".into()],
+            kind: FailoverKind::Unplanned,
+            point: Some(to_minutes(older)),
+        };
+        crate::fault::arm(fault, nth);
+        let crashed = e.apply(failover.clone());
+        assert!(
+            crate::fault::tripped().is_some(),
+            "{fault}#{nth}: {crashed:?}"
+        );
+        crate::fault::disarm();
+        drop(e);
+
+        let mut e = Engine::open(&ws).unwrap();
+        let point = e.groups[g].published.clone().unwrap();
+        assert_eq!(
+            point.cut_at, older,
+            "{fault}#{nth}: rolled back at the open"
+        );
+        let out = e.apply(failover).unwrap();
+        assert!(matches!(out, Outcome::Done(_)), "{fault}#{nth}: {out:?}");
+        for r in &e.failovers().last().unwrap().results {
+            assert!(
+                r.recovered && r.consistent == Some(true),
+                "{fault}#{nth}: {r:?}"
+            );
+            assert_eq!(r.point_cut_at, Some(older), "{fault}#{nth}: {r:?}");
+        }
+    }
+}
