@@ -449,6 +449,16 @@ fn points_topology(n: u32) -> Topology {
     t
 }
 
+/// Six minutes of guest writes on [`points_topology`] keeping 4 points: cg-1 has cut a
+/// point a minute, so it keeps its latest and three older ones.
+fn six_minutes_of_points() -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &points_topology(4), opts(11)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(6 * MINUTE).unwrap();
+    (dir, e)
+}
+
 /// Every file under `dir`, by path relative to it, with its bytes.
 fn tree_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -477,10 +487,7 @@ fn tree_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// the latest point, giving up more writes than the latest would have.
 #[test]
 fn a_failover_to_an_older_point_recovers_a_consistent_older_image() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut e = Engine::create(&dir.path().join("ws"), &points_topology(4), opts(11)).unwrap();
-    e.apply(Command::StartWorkloads).unwrap();
-    e.advance(6 * MINUTE).unwrap();
+    let (_dir, mut e) = six_minutes_of_points();
     let points = |e: &Engine| {
         e.snapshot()
             .groups
@@ -607,11 +614,8 @@ fn a_crash_mid_rollback_is_finished_at_the_next_open() {
         ("points.undo-applied", 1),
         ("points.undo-applied", 2),
     ] {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, mut e) = six_minutes_of_points();
         let ws = dir.path().join("ws");
-        let mut e = Engine::create(&ws, &points_topology(4), opts(11)).unwrap();
-        e.apply(Command::StartWorkloads).unwrap();
-        e.advance(6 * MINUTE).unwrap();
         let g = e.groups.iter().position(|g| g.spec.id == "cg-1").unwrap();
         let older = e.retained_points(g)[2].cut_at;
         e.apply(Command::Disaster { site: "pa".into() }).unwrap();

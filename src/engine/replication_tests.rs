@@ -815,13 +815,11 @@ fn a_failed_re_apply_of_a_committed_publish_keeps_its_staging() {
     Engine::open(&root).unwrap().close().unwrap();
 }
 
-/// "Resume" of a group that was not paused, mid-transfer, leaves the transfer alone: it
-/// publishes when it ends and the group cycles on (it used to orphan the publish and stay
-/// transferring forever — found by the simulation, seed 25).
-#[test]
-fn resuming_a_running_group_mid_transfer_does_not_orphan_its_publish() {
+/// Guests writing on a slow link (1 Mbit/s) for 10 s, then "Replicate now" of cg-1: its
+/// cycle is in flight. Returns the engine and cg-1's index.
+fn cg1_transferring(seed: u64) -> (tempfile::TempDir, Engine, usize) {
     let dir = tempfile::tempdir().unwrap();
-    let mut e = Engine::create(&dir.path().join("ws"), &topology(1.0, 60, 50), opts(5)).unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &topology(1.0, 60, 50), opts(seed)).unwrap();
     e.apply(Command::StartWorkloads).unwrap();
     e.advance(10 * SECOND).unwrap();
     e.apply(Command::ReplicateNow {
@@ -829,6 +827,15 @@ fn resuming_a_running_group_mid_transfer_does_not_orphan_its_publish() {
     })
     .unwrap();
     let g = e.groups.iter().position(|g| g.spec.id == "cg-1").unwrap();
+    (dir, e, g)
+}
+
+/// "Resume" of a group that was not paused, mid-transfer, leaves the transfer alone: it
+/// publishes when it ends and the group cycles on (it used to orphan the publish and stay
+/// transferring forever — found by the simulation, seed 25).
+#[test]
+fn resuming_a_running_group_mid_transfer_does_not_orphan_its_publish() {
+    let (_dir, mut e, g) = cg1_transferring(5);
     let cycle = e.groups[g]
         .transfer
         .as_ref()
@@ -850,15 +857,7 @@ fn resuming_a_running_group_mid_transfer_does_not_orphan_its_publish() {
 /// seed 7921) must ship too. It recovers from the cycle after it.
 #[test]
 fn a_planned_failover_does_not_take_the_cycle_in_flight_as_its_final_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut e = Engine::create(&dir.path().join("ws"), &topology(1.0, 60, 50), opts(9)).unwrap();
-    e.apply(Command::StartWorkloads).unwrap();
-    e.advance(10 * SECOND).unwrap();
-    e.apply(Command::ReplicateNow {
-        datastore: "ds-1".into(),
-    })
-    .unwrap();
-    let g = e.groups.iter().position(|g| g.spec.id == "cg-1").unwrap();
+    let (_dir, mut e, g) = cg1_transferring(9);
     let in_flight = e.groups[g]
         .transfer
         .as_ref()
