@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::testkit::process::{drconsole, drconsole_ok, repo};
+use std::sync::Arc;
+
+use crate::testkit::process::{SampleRun, drconsole, drconsole_ok, sample_run};
 
 /// The events of kind `kind` in a report's JSON.
 fn events<'a>(report: &'a Value, kind: &str) -> Vec<&'a Value> {
@@ -41,22 +43,19 @@ fn step_detail(run: &Value, action: &str) -> String {
         .to_string()
 }
 
-/// Runs `sample_scenarios/<name>` headless into `<scratch>/ws` and checks it passed;
-/// returns the scratch directory and the run's JSON.
-fn run_sample(name: &str) -> (tempfile::TempDir, Value) {
-    let dir = crate::testkit::scratch();
-    let run = drconsole_ok(&[
-        "run",
-        &repo(&format!("sample_scenarios/{name}"))
-            .display()
-            .to_string(),
-        "--workspace",
-        &dir.path().join("ws").display().to_string(),
-        "--json",
-    ]);
-    let run: Value = serde_json::from_slice(&run.stdout).unwrap();
+/// The headless run of `sample_scenarios/<name>.ron` (shared with the other tests of this
+/// binary), checked to have passed: its workspace and its JSON.
+fn run_sample(name: &str) -> (Arc<SampleRun>, Value) {
+    let r = sample_run(name);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "{name}: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let run: Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(run["passed"], true, "{name}");
-    (dir, run)
+    (r, run)
 }
 
 fn report_json(ws: &Path) -> Value {
@@ -66,8 +65,9 @@ fn report_json(ws: &Path) -> Value {
 
 #[test]
 fn the_round_trip_reports_every_hop_with_what_the_run_recorded() {
-    let (dir, run) = run_sample("round_trip.ron");
-    let ws = dir.path().join("ws");
+    let (shared, run) = run_sample("round_trip");
+    let ws = shared.ws.clone();
+    let dir = crate::testkit::scratch();
 
     let r = report_json(&ws);
     let kinds: Vec<&str> = r["events"]
@@ -222,15 +222,8 @@ fn the_round_trip_reports_every_hop_with_what_the_run_recorded() {
 #[test]
 fn names_are_escaped_and_bad_paths_are_errors_naming_them() {
     let dir = crate::testkit::scratch();
-    let ws = dir.path().join("ws");
-    drconsole_ok(&[
-        "run",
-        &repo("sample_scenarios/planned_failover.ron")
-            .display()
-            .to_string(),
-        "--workspace",
-        &ws.display().to_string(),
-    ]);
+    let (shared, _) = run_sample("planned_failover");
+    let ws = &shared.ws;
     let copy = dir.path().join("copy");
     std::fs::create_dir_all(copy.join("state")).unwrap();
     for f in ["engine.ron", "publishes.log"] {
@@ -291,8 +284,8 @@ fn names_are_escaped_and_bad_paths_are_errors_naming_them() {
 /// unplanned failover of Tier 2 to the point at or before 05:00).
 #[test]
 fn a_failover_to_an_older_point_reports_the_point_and_what_it_gave_up() {
-    let (dir, _) = run_sample("point_in_time.ron");
-    let ws = dir.path().join("ws");
+    let (shared, _) = run_sample("point_in_time");
+    let ws = &shared.ws;
     let r = report_json(&ws);
     let test = events(&r, "test");
     let unplanned = events(&r, "unplanned");

@@ -144,10 +144,16 @@ pub fn step_until(
     done: impl Fn(&DrApp) -> bool,
 ) {
     let start = Instant::now();
+    // A frame of the whole console costs a debug build milliseconds of a core that the
+    // engine's worker thread (and the other tests) need: between frames the test sleeps at
+    // least as long as the last frame took, so waiting never takes more than half a core.
+    let mut frame = Duration::from_millis(5);
     while !done(h.state()) {
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(frame.max(Duration::from_millis(5)));
+        let t = Instant::now();
         h.step();
+        frame = t.elapsed();
     }
     h.run_steps(2);
 }
