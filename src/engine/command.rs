@@ -95,6 +95,16 @@ pub enum Command {
         to: String,
         confirm: bool,
     },
+    /// Moves every VM of replicated consistency group `consistency_group` to the other
+    /// site while it runs, on its replicas (SPEC §12).
+    MigrateAcross {
+        consistency_group: String,
+        confirm: bool,
+    },
+    /// Fails a running cross-site move back to its source.
+    CancelAcross {
+        consistency_group: String,
+    },
     EnterMaintenance {
         datastore: String,
         confirm: bool,
@@ -164,6 +174,12 @@ impl fmt::Display for Command {
             Command::HostHealthy { host } => format!("Host {host} is repaired"),
             Command::MigrateGroup { from, to, .. } => {
                 format!("Migrate consistency group {from} to {to}")
+            }
+            Command::MigrateAcross {
+                consistency_group, ..
+            } => format!("Move consistency group {consistency_group} to the other site"),
+            Command::CancelAcross { consistency_group } => {
+                format!("Cancel the cross-site move of {consistency_group}")
             }
             Command::EnterMaintenance { datastore, .. } => {
                 format!("Enter maintenance mode on {datastore}")

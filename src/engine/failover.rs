@@ -397,6 +397,7 @@ impl Engine {
     /// Called after every publish: a planned failover whose final cycles are all published
     /// recovers now.
     pub(super) fn after_publish(&mut self) -> Result<(), EngineError> {
+        self.across_after_publish()?;
         let Some(p) = self.pending_failover.clone() else {
             return Ok(());
         };
@@ -504,6 +505,7 @@ impl Engine {
             });
         }
         self.fail_pending_failover(&format!("site {site} was lost"))?;
+        self.across_after_disaster(site)?;
         let msg = format!(
             "DISASTER: site {site} lost at {}: {stopped} VM(s) stopped, {frozen} migration(s) frozen, {abandoned} transfer(s) abandoned",
             format_time(self.now)

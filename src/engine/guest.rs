@@ -109,6 +109,8 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let cap = self.opts.mirror_max_pending;
         let svc = duration_for(BLOCK_SIZE as u64, self.copy_rate(i));
+        // A CG moving across sites acknowledges a write once it also crossed the link.
+        let sync = self.across_write_cost(i);
         // A copied VM held for its group's switch keeps mirroring instead of waiting.
         let held = self.group_keeps_mirroring(i);
         let vm = &mut self.vms[i];
@@ -207,7 +209,7 @@ impl Engine {
             self.schedule(lands, Ev::MirrorLand { vm: VmIx(i) });
         }
         // Acknowledged when its first copy lands.
-        let latency = t - op.issued + svc;
+        let latency = t - op.issued + svc + sync;
         if self.latencies.len() == LATENCY_SAMPLES {
             self.latencies.pop_front();
         }

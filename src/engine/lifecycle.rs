@@ -323,9 +323,47 @@ impl Engine {
             scope.extend(self.pg_groups(pg));
         }
         let now = self.now;
+        let (reversed, deleted, tracked) = self.reverse_groups(&scope)?;
+        for d in &deleted {
+            self.push_log(
+                LogLevel::Warning,
+                format!(
+                    "Reprotect of {}: deleted {d} (no running VM continues it: an election loser or a partial target)",
+                    pgs.join(", ")
+                ),
+            );
+        }
+        let msg = format!(
+            "Reprotect of {}: {} group(s) reversed ({}); the first cycles ship the {tracked} block(s) that differ between the sides, {} old instance(s) deleted",
+            pgs.join(", "),
+            reversed.len(),
+            reversed.join("; "),
+            deleted.len()
+        );
+        self.lifecycle.reprotects.push(ReprotectRecord {
+            protection_groups: pgs.to_vec(),
+            at: now,
+            groups: reversed,
+            deleted,
+        });
+        self.info(msg.clone());
+        Ok(Outcome::Done(msg))
+    }
+
+    /// Reverses replication groups `scope` (reprotect, a cross-site move's switch and its
+    /// fail-back): the datastores running the VMs become each group's protected side, the
+    /// old side its replicas, and the first reverse cycle is due now. Returns the groups as
+    /// `id: <from> to <to>`, the instances deleted on the new replica side (no running
+    /// instance continues them), and the blocks the running images' trackers start with
+    /// (those that differ between the sides).
+    pub(super) fn reverse_groups(
+        &mut self,
+        scope: &BTreeSet<usize>,
+    ) -> Result<(Vec<String>, Vec<String>, u64), EngineError> {
+        let now = self.now;
         let mut reversed = Vec::new();
         let mut deleted = Vec::new();
-        for &g in &scope {
+        for &g in scope {
             let old = self.groups[g].spec.clone();
             let new = old.reversed();
             // Neither direction's records describe the replicas any more: the old
@@ -403,30 +441,7 @@ impl Engine {
         self.lifecycle
             .stale
             .retain(|s| !new_replicas.contains(&s.datastore));
-        for d in &deleted {
-            self.push_log(
-                LogLevel::Warning,
-                format!(
-                    "Reprotect of {}: deleted {d} (no running VM continues it: an election loser or a partial target)",
-                    pgs.join(", ")
-                ),
-            );
-        }
-        let msg = format!(
-            "Reprotect of {}: {} group(s) reversed ({}); the first cycles ship the {tracked} block(s) that differ between the sides, {} old instance(s) deleted",
-            pgs.join(", "),
-            reversed.len(),
-            reversed.join("; "),
-            deleted.len()
-        );
-        self.lifecycle.reprotects.push(ReprotectRecord {
-            protection_groups: pgs.to_vec(),
-            at: now,
-            groups: reversed,
-            deleted,
-        });
-        self.info(msg.clone());
-        Ok(Outcome::Done(msg))
+        Ok((reversed, deleted, tracked))
     }
 
     /// `SiteUp(site)`: the site lost in a disaster returns as it was then.

@@ -33,6 +33,7 @@
 //! vocabulary every front end and scenario shares), then handled in the engine's one
 //! dispatch, `Engine::apply`.
 
+mod across;
 mod command;
 pub mod copy;
 mod error;
@@ -73,6 +74,7 @@ use crate::dr::{self, Rating};
 use crate::topology::Topology;
 pub use crate::workspace::Progress;
 use crate::workspace::{MigrationMarks, Workspace, WorkspaceError};
+pub use across::{AcrossMember, AcrossOp, AcrossPhase, AcrossPlan, link_write_time};
 pub use command::{Command, Outcome};
 use copy::{CopyCore, CopyMode, Direction, WriteRoute};
 pub use error::EngineError;
@@ -247,6 +249,7 @@ pub struct Engine {
     group: group::GroupMoveRt,
     placement: placement::PlacementRt,
     lifecycle: lifecycle::LifecycleRt,
+    across: across::AcrossRt,
 }
 
 /// splitmix64: the guests' seeded random numbers.
@@ -348,6 +351,13 @@ impl Engine {
             Command::MigrateGroup { from, to, confirm } => {
                 self.migrate_group(&from, &to, confirm)?
             }
+            Command::MigrateAcross {
+                consistency_group,
+                confirm,
+            } => self.migrate_across(&consistency_group, confirm)?,
+            Command::CancelAcross { consistency_group } => {
+                self.cancel_across(&consistency_group)?
+            }
             Command::EnterMaintenance { datastore, confirm } => {
                 self.enter_maintenance(&datastore, confirm)?
             }
@@ -397,7 +407,8 @@ impl Engine {
     fn after_guest_write(&mut self, i: usize, block: u64, buf: &Block) -> Result<(), EngineError> {
         self.stretch_after_write(i, block, buf)?;
         self.health_after_write(i, block, buf)?;
-        self.group_after_write(i, block, buf)
+        self.group_after_write(i, block, buf)?;
+        self.across_after_write(i, block, buf)
     }
 
     /// A migration of VM `i` ended: completed (switched to its target) or not.
@@ -419,6 +430,9 @@ mod replication_tests;
 
 #[cfg(test)]
 mod lifecycle_tests;
+
+#[cfg(test)]
+mod across_tests;
 
 #[cfg(test)]
 mod rescan_tests;

@@ -44,6 +44,8 @@ pub(super) struct EngineState {
     pub(super) placement: placement::PlacementSaved,
     #[serde(default)]
     pub(super) lifecycle: lifecycle::LifecycleSaved,
+    #[serde(default)]
+    pub(super) across: super::across::AcrossSaved,
 }
 
 pub(super) fn yes() -> bool {
@@ -192,6 +194,7 @@ impl Engine {
             group: Default::default(),
             placement: Default::default(),
             lifecycle: Default::default(),
+            across: Default::default(),
         };
         write_ron(&ws.state_dir().join("engine.ron"), &state)?;
         let locations = Locations {
@@ -354,6 +357,7 @@ impl Engine {
                 group: self.group_saved(),
                 placement: self.placement_saved(),
                 lifecycle: self.lifecycle_saved(),
+                across: self.across_saved(),
             },
         )
     }

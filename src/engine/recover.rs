@@ -242,6 +242,7 @@ impl Engine {
             group: Default::default(),
             placement: Default::default(),
             lifecycle: Default::default(),
+            across: Default::default(),
         };
         engine.restore_stretch(state.stretch.clone())?;
         engine.restore_health(state.health.clone())?;
@@ -249,6 +250,7 @@ impl Engine {
         engine.restore_group(state.group.clone())?;
         engine.restore_placement(state.placement.clone())?;
         engine.restore_lifecycle(state.lifecycle.clone());
+        engine.restore_across(state.across.clone())?;
         // Removed only now that every image opened: a refused open changes nothing.
         if was_clean {
             std::fs::remove_file(Engine::clean_marker(&engine.ws))

@@ -576,6 +576,7 @@ impl Engine {
                 "Link down: replication stops publishing; changes keep being tracked".into(),
             );
             self.fail_pending_failover("the link went down")?;
+            self.across_link_down()?;
             return Ok("Link down".into());
         }
         // Overdue groups cut at once; they ship only what changed.

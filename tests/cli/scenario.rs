@@ -285,3 +285,43 @@ fn the_cross_cg_hazard_loses_the_vm_and_says_why() {
     assert!(!ws.join("ds-1-r/vm1").exists() && !ws.join("ds-2-r/vm1").exists());
     assert!(ws.join("ds-2-r/vm2/disk0.img").exists());
 }
+
+/// The cross-site sample (SPEC §12): cg-gold-a's four VMs end in New York, and once the
+/// guests stopped and the reversed group published, each Palo Alto instance (the replica
+/// now) holds its running copy's bytes; `verify` agrees that nothing was lost.
+#[test]
+fn a_cg_moved_across_sites_leaves_its_sources_byte_identical() {
+    let run = sample_run("cg_across_sites");
+    assert_eq!(
+        run.code,
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let ws = &run.ws;
+    for (vm, ds) in [
+        ("web-01", "ds-gold-1"),
+        ("web-02", "ds-gold-1"),
+        ("app-01", "ds-gold-2"),
+        ("mail-01", "ds-gold-2"),
+    ] {
+        let read = |site: &str, ds: &str| {
+            let p = ws.join(format!("sites/{site}/datastores/{ds}/{vm}/disk0.img"));
+            std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        let running = read("ny", &format!("{ds}-r"));
+        assert!(
+            read("pa", ds) == running,
+            "{vm}: the Palo Alto instance differs from the one running in New York"
+        );
+    }
+    let o = drconsole(&["verify", &ws.display().to_string(), "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["ok"], true, "{rep:#}");
+}

@@ -135,7 +135,7 @@ impl Engine {
     /// less running VMs less reservations already held), a VM's own topology host first
     /// when it is there (a failback brings it home): (vm → host), unplaced, and the
     /// capacity check host by host with this plan's reservations added.
-    pub(super) fn reserve(
+    pub(in crate::engine) fn reserve(
         &self,
         vms: &[usize],
         target: &str,

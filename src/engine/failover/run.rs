@@ -319,7 +319,7 @@ impl Engine {
     }
 
     /// Registers VM `i` on its recovery-site instance and starts its guest there.
-    pub(super) fn power_on_recovered(
+    pub(in crate::engine) fn power_on_recovered(
         &mut self,
         i: usize,
         datastore: &str,

@@ -112,6 +112,8 @@ impl DrApp {
                 | Command::Rescan { .. },
             ) => show(Beat::Direct, Duration::ZERO),
             Action::Command(Command::MigrateGroup { .. })
+            | Action::Command(Command::MigrateAcross { .. })
+            | Action::Command(Command::CancelAcross { .. })
             | Action::Command(Command::EnterMaintenance { .. })
             | Action::Command(Command::ExitMaintenance { .. })
             | Action::Command(Command::Balance { .. }) => {
@@ -149,6 +151,8 @@ impl DrApp {
             | Action::Command(Command::HostHealthy { .. })
             | Action::Expect(Expectation::OnHost { .. }) => Section::Hosts,
             Action::Command(Command::MigrateGroup { .. })
+            | Action::Command(Command::MigrateAcross { .. })
+            | Action::Command(Command::CancelAcross { .. })
             | Action::Expect(Expectation::GroupMigrated { .. }) => Section::GroupMigration,
             Action::Command(Command::EnterMaintenance { .. })
             | Action::Command(Command::ExitMaintenance { .. })

@@ -1,0 +1,717 @@
+//! Cross-site live migration of a consistency group (SPEC §12, seed
+//! `live-migration-consistency-group-abstracts.txt`): every VM of a replicated CG moves to
+//! the other site while its guest keeps writing, onto the replica that is already there.
+//!
+//! The operation, in phases:
+//! 1. **syncing**: the group replicates synchronously. A cycle is forced at once; it ships
+//!    only the group's changes since its last published point (what is not yet at the
+//!    destination). From the start every guest write of the CG is acknowledged only once it
+//!    has also crossed the link, so it pays the write's transfer time over the link; the
+//!    destination holds those writes in order and applies them when the catch-up cycle
+//!    publishes (the tracker since the cycle's cut lists them).
+//! 2. **switched**: at that publish, in one instant, the replicas equal the sources block
+//!    for block; every VM switches to its replica instance, on a recovery-site host reserved
+//!    before the start, and the group reverses (as reprotect does). From then each write at
+//!    the destination is mirrored back to the VM's source instance (reverse replication,
+//!    again paying the link), so the source CG stays a consistent fail-back.
+//! 3. **succeeded**: the reversed group has published a point holding every VM: the
+//!    destination is protected, mirroring stops, replication runs asynchronously in the new
+//!    direction.
+//!
+//! A failure before success (the link goes down, the destination site is lost, a cancel)
+//! fails the group back: before the switch nothing moved; after it every VM returns to its
+//! source instance, which holds every write, and the group reverses back. Nothing is lost
+//! either way. A disaster at the source site interrupts the move: before the switch the
+//! replicas decide as in any disaster; after it the VMs keep running at the destination.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Engine, EngineError, LogLevel, Outcome, SimTime, duration_for, format_time, io_err};
+use crate::disk::{BLOCK_SIZE, Block, ImageFile};
+use crate::dr::{self, Fault, Rating};
+use crate::replica;
+
+/// Where a cross-site move is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AcrossPhase {
+    /// Synchronous replication; the catch-up cycle is on its way.
+    Syncing,
+    /// The VMs run at the destination; their writes are mirrored back to the sources.
+    Switched,
+    /// The destination is protected: replication runs reversed and asynchronous.
+    Succeeded,
+    /// A failure before success: every VM runs on its source again, nothing lost.
+    FailedBack,
+    /// The source site was lost: the move cannot finish.
+    Interrupted,
+}
+
+impl AcrossPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcrossPhase::Syncing => "synchronous catch-up",
+            AcrossPhase::Switched => "switched, mirroring back",
+            AcrossPhase::Succeeded => "succeeded",
+            AcrossPhase::FailedBack => "failed back",
+            AcrossPhase::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn active(self) -> bool {
+        matches!(self, AcrossPhase::Syncing | AcrossPhase::Switched)
+    }
+}
+
+/// One VM of a cross-site move: where it was and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcrossMember {
+    pub vm: String,
+    pub from_datastore: String,
+    pub from_host: String,
+    pub to_datastore: String,
+    pub to_host: String,
+    /// The instance directory (the same name on both sides).
+    pub instance: String,
+}
+
+/// One cross-site move, persisted with the engine state and shown by the console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcrossOp {
+    pub id: u64,
+    pub consistency_group: String,
+    /// The replication group's key.
+    pub group: String,
+    pub from_site: String,
+    pub to_site: String,
+    pub rating: String,
+    pub members: Vec<AcrossMember>,
+    pub phase: AcrossPhase,
+    pub started_at: SimTime,
+    pub switched_at: Option<SimTime>,
+    pub ended_at: Option<SimTime>,
+    /// The group's last cycle cut before the start: the catch-up is the first one after.
+    pub cycles_at_start: u64,
+    /// The reversed group's last cycle cut before the switch.
+    pub cycles_at_switch: u64,
+    /// Blocks not yet at the destination when the move started.
+    pub changed_blocks: u64,
+    /// Bytes the group's cycles shipped from the start to the switch.
+    pub catchup_bytes: u64,
+    /// Guest writes replicated synchronously before the switch, and blocks the
+    /// destination applied from them at the switch.
+    pub sync_writes: u64,
+    pub sync_blocks_applied: u64,
+    /// Writes mirrored back to the sources after the switch.
+    pub reverse_writes: u64,
+    pub message: String,
+    #[serde(skip)]
+    bytes_at_start: u64,
+}
+
+/// Persisted with the engine state.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub(super) struct AcrossSaved {
+    #[serde(default)]
+    ops: Vec<AcrossOp>,
+    #[serde(default)]
+    next_id: u64,
+}
+
+#[derive(Default)]
+pub(super) struct AcrossRt {
+    saved: AcrossSaved,
+    /// The source images the switched VMs' writes are mirrored back to, by VM index.
+    sources: HashMap<usize, ImageFile>,
+}
+
+/// The plan of a move: its replication group, members and the impact.
+pub struct AcrossPlan {
+    pub group: usize,
+    pub members: Vec<AcrossMember>,
+    pub impact: dr::Impact,
+}
+
+impl Engine {
+    pub(super) fn across_saved(&self) -> AcrossSaved {
+        self.across.saved.clone()
+    }
+
+    /// After an open: a move caught syncing ends (nothing had moved; the catch-up cycle is
+    /// the replication's own business); a switched one mirrors on until it succeeds.
+    pub(super) fn restore_across(&mut self, saved: AcrossSaved) -> Result<(), EngineError> {
+        self.across = AcrossRt {
+            saved,
+            sources: HashMap::new(),
+        };
+        let Some(k) = self.active_across() else {
+            return Ok(());
+        };
+        match self.across.saved.ops[k].phase {
+            AcrossPhase::Syncing => {
+                self.end_across(
+                    k,
+                    AcrossPhase::FailedBack,
+                    "the console restarted before the switch: the VMs stay at the source".into(),
+                );
+            }
+            _ => self.open_sources(k)?,
+        }
+        Ok(())
+    }
+
+    /// The cross-site moves so far, oldest first.
+    pub fn across_ops(&self) -> &[AcrossOp] {
+        &self.across.saved.ops
+    }
+
+    fn active_across(&self) -> Option<usize> {
+        self.across.saved.ops.iter().position(|o| o.phase.active())
+    }
+
+    /// What a guest write of VM `i` costs on top of its own storage: the write's transfer
+    /// over the link while its CG replicates synchronously or mirrors back (SPEC §12).
+    pub(super) fn across_write_cost(&self, i: usize) -> SimTime {
+        let Some(k) = self.active_across() else {
+            return 0;
+        };
+        let op = &self.across.saved.ops[k];
+        let vm = &self.vms[i].id;
+        if !op.members.iter().any(|m| &m.vm == vm) {
+            return 0;
+        }
+        if op.phase == AcrossPhase::Switched && !self.across.sources.contains_key(&i) {
+            return 0;
+        }
+        let Some(g) = self.group_by_key(&op.group) else {
+            return 0;
+        };
+        link_write_time(self.groups[g].spec.mbps)
+    }
+
+    /// A guest write of VM `i` landed: counted as replicated synchronously, or mirrored
+    /// back to its source instance.
+    pub(super) fn across_after_write(
+        &mut self,
+        i: usize,
+        block: u64,
+        buf: &Block,
+    ) -> Result<(), EngineError> {
+        let Some(k) = self.active_across() else {
+            return Ok(());
+        };
+        if let Some(src) = self.across.sources.get(&i) {
+            super::alive()?;
+            src.write_block(block, buf)
+                .map_err(io_err(src.path().display().to_string()))?;
+            self.across.saved.ops[k].reverse_writes += 1;
+        } else if self.across.saved.ops[k].phase == AcrossPhase::Syncing
+            && self.across.saved.ops[k]
+                .members
+                .iter()
+                .any(|m| m.vm == self.vms[i].id)
+        {
+            self.across.saved.ops[k].sync_writes += 1;
+        }
+        Ok(())
+    }
+
+    fn group_by_key(&self, key: &str) -> Option<usize> {
+        self.groups.iter().position(|g| g.spec.key == key)
+    }
+
+    /// Plans moving CG `cg` to the other site: its replication group, each VM's replica
+    /// instance and reserved host, and the rating. An error names the rule it breaks.
+    pub fn plan_across(&self, cg: &str) -> Result<AcrossPlan, EngineError> {
+        let rule = |rule: String| EngineError::Rule {
+            object: format!("consistency group {cg}"),
+            rule,
+        };
+        let g = self
+            .groups
+            .iter()
+            .position(|g| g.spec.consistency_group.as_deref() == Some(cg))
+            .ok_or_else(|| rule("is not a replicated consistency group".into()))?;
+        let spec = self.groups[g].spec.clone();
+        if let Some((site, _)) = self.sites_down.iter().next() {
+            return Err(rule(format!(
+                "site {site} is down: a cross-site move needs both sites"
+            )));
+        }
+        if !self.link_up {
+            return Err(rule("the replication link is down".into()));
+        }
+        if self.pending_failover.is_some() {
+            return Err(rule("a planned failover is running".into()));
+        }
+        if let Some(state) = self.group_blocked(g) {
+            return Err(rule(format!(
+                "its replication group cannot replicate now ({})",
+                state.as_str()
+            )));
+        }
+        let sources: BTreeMap<&str, &str> = spec
+            .pairs
+            .iter()
+            .map(|p| (p.datastore.as_str(), p.replica.as_str()))
+            .collect();
+        let on_group: Vec<usize> = (0..self.vms.len())
+            .filter(|&i| sources.contains_key(self.vms[i].datastore.as_str()))
+            .collect();
+        if on_group.is_empty() {
+            return Err(rule(format!(
+                "has no VM running on {}",
+                spec.pairs
+                    .iter()
+                    .map(|p| p.datastore.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let busy: Vec<&str> = on_group
+            .iter()
+            .filter(|&&i| self.vms[i].down || self.vms[i].migration.is_some())
+            .map(|&i| self.vms[i].id.as_str())
+            .collect();
+        if !busy.is_empty() {
+            return Err(rule(format!(
+                "{} {} stopped or migrating: every VM of the group must be running and settled",
+                busy.join(", "),
+                if busy.len() == 1 { "is" } else { "are" }
+            )));
+        }
+        let (placed, unplaced, _) = self.reserve(&on_group, &spec.target_site);
+        if !unplaced.is_empty() {
+            return Err(rule(format!(
+                "{} do(es) not fit on the hosts of {} (free vCPUs and memory)",
+                unplaced.join(", "),
+                spec.target_site
+            )));
+        }
+        let mut members = Vec::new();
+        for &i in &on_group {
+            let v = &self.vms[i];
+            let to = sources[v.datastore.as_str()];
+            let replica = self.ws.datastore_dir(to)?.join(&v.instance);
+            if !replica.join(crate::workspace::VM_CONFIG_FILE).exists() {
+                return Err(rule(format!(
+                    "{} has no replica on {to} yet: let the group publish its first point",
+                    v.id
+                )));
+            }
+            members.push(AcrossMember {
+                vm: v.id.clone(),
+                from_datastore: v.datastore.clone(),
+                from_host: v.host.clone(),
+                to_datastore: to.to_string(),
+                to_host: placed[&v.id].clone(),
+                instance: v.instance.clone(),
+            });
+        }
+        let impact = self.across_impact(cg, &spec, &members);
+        Ok(AcrossPlan {
+            group: g,
+            members,
+            impact,
+        })
+    }
+
+    /// The move's impact on protection: none while the CG is the whole of its protection
+    /// groups there (it stays protected throughout, then from the other site); a PG that
+    /// keeps datastores at the source splits across the sites, which a failover of it then
+    /// has to undo: `heightened-mild` (replication within the group, SPEC §3).
+    fn across_impact(
+        &self,
+        cg: &str,
+        spec: &super::replication::GroupSpec,
+        members: &[AcrossMember],
+    ) -> dr::Impact {
+        let t = self.topology();
+        let moving: BTreeSet<&str> = spec.pairs.iter().map(|p| p.datastore.as_str()).collect();
+        let from = spec.source_site.as_str();
+        let to = spec.target_site.as_str();
+        let points = self.groups[self.group_by_key(&spec.key).expect("the plan's group")]
+            .older
+            .len();
+        let mut split = Vec::new();
+        for pg in &t.protection_groups {
+            let touches = pg.datastores.iter().any(|d| moving.contains(d.as_str()))
+                || self.groups.iter().any(|g| {
+                    g.spec.key == spec.key
+                        && g.spec
+                            .pairs
+                            .iter()
+                            .any(|p| pg.datastores.contains(&p.replica))
+                });
+            if !touches {
+                continue;
+            }
+            let staying: Vec<&str> = self
+                .vms
+                .iter()
+                .filter(|v| {
+                    !members.iter().any(|m| m.vm == v.id)
+                        && !v.down
+                        && self.vm_pg(&v.datastore).as_deref() == Some(pg.id.as_str())
+                        && v.site == from
+                })
+                .map(|v| v.id.as_str())
+                .collect();
+            if !staying.is_empty() {
+                split.push(format!("{} keeps {} at {from}", pg.id, staying.join(", ")));
+            }
+        }
+        let mut explanation = format!(
+            "{cg} moves from {from} to {to} on its replicas: replication turns synchronous, so every guest write also crosses the link until the switch; only the blocks changed since the last recovery point ({}) are shipped; all {} VM(s) switch at one instant and their writes are mirrored back to {from} until {to}'s first recovery point of the reversed group is published, so {from} stays a consistent fail-back. Afterwards {to} protects the group and {from} is its recovery site.",
+            self.groups[self.group_by_key(&spec.key).expect("the plan's group")]
+                .published
+                .as_ref()
+                .map_or("none yet".into(), |p| format!(
+                    "cut at {}",
+                    format_time(p.cut_at)
+                )),
+            members.len()
+        );
+        if points > 0 {
+            explanation.push_str(&format!(
+                " The group's {points} older point(s) in time are released at the switch (the replicas become the running copies)."
+            ));
+        }
+        let (rating, fault) = if split.is_empty() {
+            (Rating::None, None)
+        } else {
+            explanation.push_str(&format!(
+                " Its protection group splits across the sites ({}): until the rest follows, a failover of it recovers VMs in both directions.",
+                split.join("; ")
+            ));
+            (Rating::HeightenedMild, Some(Fault::ReplicationWithinGroup))
+        };
+        dr::Impact {
+            from: from.to_string(),
+            to: to.to_string(),
+            allowed: rating == Rating::None,
+            rating,
+            fault,
+            explanation,
+        }
+    }
+
+    /// The protection group of the VMs on `datastore`, either side of a replication pair.
+    fn vm_pg(&self, datastore: &str) -> Option<String> {
+        let t = self.topology();
+        let protected = self
+            .groups
+            .iter()
+            .flat_map(|g| g.spec.pairs.iter())
+            .find(|p| p.datastore == datastore || p.replica == datastore)
+            .map(|p| [p.datastore.clone(), p.replica.clone()]);
+        let names = protected.unwrap_or_else(|| [datastore.to_string(), datastore.to_string()]);
+        t.protection_groups
+            .iter()
+            .find(|pg| names.iter().any(|n| pg.datastores.contains(n)))
+            .map(|pg| pg.id.clone())
+    }
+
+    /// `MigrateAcross(consistency_group, confirm)`.
+    pub(super) fn migrate_across(
+        &mut self,
+        cg: &str,
+        confirm: bool,
+    ) -> Result<Outcome, EngineError> {
+        if let Some(k) = self.active_across() {
+            return Err(EngineError::Rule {
+                object: format!(
+                    "cross-site move of {}",
+                    self.across.saved.ops[k].consistency_group
+                ),
+                rule: "is still running; one cross-site move at a time".into(),
+            });
+        }
+        let plan = self.plan_across(cg)?;
+        if let Some(refused) = self.override_gate(
+            &format!("Cross-site move of {cg}"),
+            &format!("cross-site move of {cg}"),
+            &plan.impact,
+            confirm,
+        ) {
+            return Ok(refused);
+        }
+        let g = plan.group;
+        let spec = self.groups[g].spec.clone();
+        // What is not at the destination yet: the trackers of the group's images.
+        let mut changed = 0;
+        for m in &plan.members {
+            let i = self.vm_index(&m.vm).expect("planned");
+            let path = self.vms[i].image.path().to_path_buf();
+            changed += self
+                .tracker_for(&m.from_datastore, &path)?
+                .map_or(0, |t| t.count());
+        }
+        self.across.saved.next_id += 1;
+        let id = self.across.saved.next_id;
+        let list = plan
+            .members
+            .iter()
+            .map(|m| format!("{} to {} on {}", m.vm, m.to_datastore, m.to_host))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let msg = format!(
+            "Cross-site move of {cg} started, {} to {}: replication is synchronous; the catch-up ships the {changed} block(s) not yet at {} ({list}), rating {}",
+            spec.source_site, spec.target_site, spec.target_site, plan.impact.rating
+        );
+        self.across.saved.ops.push(AcrossOp {
+            id,
+            consistency_group: cg.to_string(),
+            group: spec.key.clone(),
+            from_site: spec.source_site.clone(),
+            to_site: spec.target_site.clone(),
+            rating: plan.impact.rating.as_str().into(),
+            members: plan.members,
+            phase: AcrossPhase::Syncing,
+            started_at: self.now,
+            switched_at: None,
+            ended_at: None,
+            cycles_at_start: self.groups[g].saved.cycles,
+            cycles_at_switch: 0,
+            changed_blocks: changed,
+            catchup_bytes: 0,
+            sync_writes: 0,
+            sync_blocks_applied: 0,
+            reverse_writes: 0,
+            message: msg.clone(),
+            bytes_at_start: self.groups[g].saved.bytes_shipped,
+        });
+        self.info(msg.clone());
+        // The catch-up cycle: now, or right after the cycle in flight.
+        if self.groups[g].transfer.is_some() {
+            self.groups[g].saved.now_requested = true;
+        } else {
+            self.cut_now(g)?;
+        }
+        Ok(Outcome::Done(msg))
+    }
+
+    /// After every publish: a syncing move whose catch-up published switches; a switched
+    /// one whose reversed group published succeeds.
+    pub(super) fn across_after_publish(&mut self) -> Result<(), EngineError> {
+        let Some(k) = self.active_across() else {
+            return Ok(());
+        };
+        let op = &self.across.saved.ops[k];
+        let Some(g) = self.group_by_key(&op.group) else {
+            return Ok(());
+        };
+        let published = self.groups[g].published.as_ref().map(|p| p.cycle);
+        match op.phase {
+            AcrossPhase::Syncing if published.is_some_and(|c| c > op.cycles_at_start) => {
+                self.switch_across(k, g)
+            }
+            AcrossPhase::Switched if published.is_some_and(|c| c > op.cycles_at_switch) => {
+                self.succeed_across(k)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The switch instant: the destination applies the writes replicated since the
+    /// catch-up's cut, every VM moves to its replica, the group reverses.
+    fn switch_across(&mut self, k: usize, g: usize) -> Result<(), EngineError> {
+        let members = self.across.saved.ops[k].members.clone();
+        let mut applied = 0;
+        for m in &members {
+            let i = self.vm_index(&m.vm).expect("a member");
+            let src_path = self.vms[i].image.path().to_path_buf();
+            let dst_path = self
+                .ws
+                .datastore_dir(&m.to_datastore)?
+                .join(&m.instance)
+                .join(crate::workspace::FIRST_DISK);
+            let blocks = self
+                .trackers
+                .get(&src_path)
+                .map(|t| t.take())
+                .unwrap_or_default();
+            let dst = ImageFile::open(&dst_path)?.without_readahead();
+            let mut buf: Block = [0; BLOCK_SIZE];
+            for &b in &blocks {
+                self.vms[i]
+                    .image
+                    .read_block_at(b, &mut buf)
+                    .map_err(io_err(src_path.display().to_string()))?;
+                super::alive()?;
+                dst.write_block(b, &buf)
+                    .map_err(io_err(dst_path.display().to_string()))?;
+            }
+            applied += blocks.len() as u64;
+            debug_assert!(
+                replica::differing_blocks(&self.vms[i].image, &dst).is_ok_and(|d| d.is_empty()),
+                "{}: the destination differs from the source at the switch",
+                m.vm
+            );
+        }
+        super::fault_point("across.applied")?;
+        let now = self.now;
+        let bytes = self.groups[g].saved.bytes_shipped;
+        for m in &members {
+            let i = self.vm_index(&m.vm).expect("a member");
+            let dir = self.ws.datastore_dir(&m.to_datastore)?.join(&m.instance);
+            let horizon = self.next_seq.saturating_sub(1);
+            self.power_on_recovered(i, &m.to_datastore, &dir, &m.to_host, horizon, 0)?;
+        }
+        let scope = BTreeSet::from([g]);
+        let (reversed, deleted, tracked) = self.reverse_groups(&scope)?;
+        debug_assert!(deleted.is_empty(), "a switch deletes nothing: {deleted:?}");
+        let op = &mut self.across.saved.ops[k];
+        op.phase = AcrossPhase::Switched;
+        op.switched_at = Some(now);
+        op.sync_blocks_applied = applied;
+        op.catchup_bytes = bytes.saturating_sub(op.bytes_at_start);
+        op.cycles_at_switch = self.groups[g].saved.cycles;
+        let msg = format!(
+            "Cross-site move of {}: switched at {}: {} VM(s) run at {} on their replicas ({} block(s) of synchronous writes applied, {} shipped by the catch-up); {}; writes are mirrored back to {} until the first reversed point ({tracked} block(s) differ)",
+            op.consistency_group,
+            format_time(now),
+            members.len(),
+            op.to_site,
+            applied,
+            super::replication::human_bytes(op.catchup_bytes),
+            reversed.join("; "),
+            op.from_site
+        );
+        op.message = msg.clone();
+        self.info(msg);
+        self.open_sources(k)?;
+        self.persist_state()?;
+        super::fault_point("across.switched")
+    }
+
+    /// Opens the switched VMs' source images for mirroring back.
+    fn open_sources(&mut self, k: usize) -> Result<(), EngineError> {
+        let members = self.across.saved.ops[k].members.clone();
+        self.across.sources.clear();
+        for m in &members {
+            let Some(i) = self.vm_index(&m.vm) else {
+                continue;
+            };
+            let path = self
+                .ws
+                .datastore_dir(&m.from_datastore)?
+                .join(&m.instance)
+                .join(crate::workspace::FIRST_DISK);
+            let img = ImageFile::open(&path)?.without_readahead();
+            self.across.sources.insert(i, img);
+        }
+        Ok(())
+    }
+
+    fn succeed_across(&mut self, k: usize) -> Result<(), EngineError> {
+        self.across.sources.clear();
+        let op = &self.across.saved.ops[k];
+        let msg = format!(
+            "Cross-site move of {} succeeded: {} protects it now, replicating asynchronously to {}; {} write(s) were mirrored back, none lost",
+            op.consistency_group, op.to_site, op.from_site, op.reverse_writes
+        );
+        self.end_across(k, AcrossPhase::Succeeded, msg);
+        self.persist_state()
+    }
+
+    fn end_across(&mut self, k: usize, phase: AcrossPhase, msg: String) {
+        let now = self.now;
+        let op = &mut self.across.saved.ops[k];
+        op.phase = phase;
+        op.ended_at = Some(now);
+        op.message = msg.clone();
+        let level = match phase {
+            AcrossPhase::Succeeded => LogLevel::Info,
+            _ => LogLevel::Warning,
+        };
+        self.push_log(level, msg);
+    }
+
+    /// Fails the active move back to the source (`why` says what failed): before the
+    /// switch nothing moved; after it every VM returns to its source instance, which holds
+    /// each of its writes, and the group reverses back.
+    fn fail_back_across(&mut self, k: usize, why: &str) -> Result<(), EngineError> {
+        let op = self.across.saved.ops[k].clone();
+        if op.phase == AcrossPhase::Switched {
+            self.across.sources.clear();
+            let g = self.group_by_key(&op.group);
+            if let Some(g) = g {
+                self.abandon_transfer(g, why)?;
+            }
+            for m in &op.members {
+                let Some(i) = self.vm_index(&m.vm) else {
+                    continue;
+                };
+                let dir = self.ws.datastore_dir(&m.from_datastore)?.join(&m.instance);
+                let horizon = self.next_seq.saturating_sub(1);
+                self.power_on_recovered(i, &m.from_datastore, &dir, &m.from_host, horizon, 0)?;
+            }
+            if let Some(g) = g {
+                self.reverse_groups(&BTreeSet::from([g]))?;
+            }
+        }
+        let msg = format!(
+            "Cross-site move of {} failed back ({why}): every VM runs at {} on its source, nothing lost",
+            op.consistency_group, op.from_site
+        );
+        self.end_across(k, AcrossPhase::FailedBack, msg);
+        self.persist_state()
+    }
+
+    /// `CancelAcross(consistency_group)`: fails the running move back.
+    pub(super) fn cancel_across(&mut self, cg: &str) -> Result<Outcome, EngineError> {
+        let Some(k) = self
+            .active_across()
+            .filter(|&k| self.across.saved.ops[k].consistency_group == cg)
+        else {
+            return Err(EngineError::Rule {
+                object: format!("consistency group {cg}"),
+                rule: "has no cross-site move running".into(),
+            });
+        };
+        self.fail_back_across(k, "cancelled by the operator")?;
+        Ok(Outcome::Done(self.across.saved.ops[k].message.clone()))
+    }
+
+    /// The link went down: a running move fails back.
+    pub(super) fn across_link_down(&mut self) -> Result<(), EngineError> {
+        match self.active_across() {
+            Some(k) => self.fail_back_across(k, "the link went down"),
+            None => Ok(()),
+        }
+    }
+
+    /// Site `site` was lost: the destination fails the move back; the source interrupts it.
+    pub(super) fn across_after_disaster(&mut self, site: &str) -> Result<(), EngineError> {
+        let Some(k) = self.active_across() else {
+            return Ok(());
+        };
+        let op = &self.across.saved.ops[k];
+        if site == op.to_site {
+            return self.fail_back_across(k, &format!("destination site {site} was lost"));
+        }
+        if site == op.from_site {
+            self.across.sources.clear();
+            let msg = match op.phase {
+                AcrossPhase::Syncing => format!(
+                    "Cross-site move of {} interrupted: source site {site} was lost before the switch; the replicas decide as in any disaster",
+                    op.consistency_group
+                ),
+                _ => format!(
+                    "Cross-site move of {} interrupted: source site {site} was lost after the switch; the VMs keep running at {}, unprotected until it returns",
+                    op.consistency_group, op.to_site
+                ),
+            };
+            self.end_across(k, AcrossPhase::Interrupted, msg);
+        }
+        Ok(())
+    }
+}
+
+/// The time one guest write takes to cross a link of `mbps` megabits per second.
+pub fn link_write_time(mbps: f64) -> SimTime {
+    let mib_s = mbps.max(1.0) / 8.0 * 1_000_000.0 / (1024.0 * 1024.0);
+    duration_for(BLOCK_SIZE as u64, mib_s)
+}

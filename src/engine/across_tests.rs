@@ -1,0 +1,216 @@
+//! Cross-site live migration of a consistency group (SPEC §12) on real files.
+
+use super::replication_tests::{opts, topology};
+use super::test_support::run_until;
+use super::*;
+
+fn across(cg: &str) -> Command {
+    Command::MigrateAcross {
+        consistency_group: cg.into(),
+        confirm: false,
+    }
+}
+
+fn phase(e: &Engine) -> AcrossPhase {
+    e.across_ops().last().expect("a move").phase
+}
+
+/// Each VM of cg-1 is where `ds` says, consistent, with no write lost.
+fn all_on(e: &Engine, ds: [&str; 3]) {
+    for (vm, ds) in ["a1", "a2", "b1"].into_iter().zip(ds) {
+        assert_eq!(e.location(vm).unwrap().0, ds, "{vm}");
+        let v = e.verify_vm(vm).unwrap();
+        assert!(v.consistent, "{vm}: {v:?}");
+        assert_eq!(v.writes_lost, 0, "{vm}");
+    }
+}
+
+/// The latest write latency of VM `vm`, µs.
+fn last_latency(e: &Engine, vm: &str) -> u64 {
+    let i = e.vm_index(vm).unwrap();
+    e.latencies
+        .iter()
+        .rev()
+        .find(|l| l.1 == i)
+        .expect("a write")
+        .2
+}
+
+/// cg-1 (a1, a2 on ds-1, b1 on ds-2: all of pg-a) moves to ny while its guests write:
+/// rated none, synchronous until the switch (each write pays the link), only what ny lacks
+/// is shipped, all three switch at one instant onto reserved ny hosts, the group reverses,
+/// nothing is lost and no guest stops. With the guests stopped and a cycle published, pa's
+/// instances hold the running images' bytes.
+#[test]
+fn a_cg_moves_across_sites_live_and_its_sources_become_exact_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &topology(20.0, 1, 50), opts(5)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(90 * SECOND).unwrap();
+    let before = last_latency(&e, "a1");
+    let out = e.apply(across("cg-1")).unwrap();
+    assert!(
+        matches!(&out, Outcome::Done(m) if m.contains("synchronous")),
+        "{out:?}"
+    );
+    let op = e.across_ops()[0].clone();
+    assert_eq!(op.rating, "none");
+    assert_eq!((op.from_site.as_str(), op.to_site.as_str()), ("pa", "ny"));
+    assert!(op.changed_blocks > 0);
+    // Synchronous: a write now costs its transfer over the link on top of the storage.
+    let writes = e.snapshot().vms[0].writes;
+    let limit = e.now + MINUTE;
+    run_until(&mut e, limit, "a synchronous write", |e| {
+        e.snapshot().vms[0].writes > writes
+    });
+    assert_eq!(phase(&e), AcrossPhase::Syncing);
+    assert_eq!(
+        last_latency(&e, "a1"),
+        before + link_write_time(20.0),
+        "the write waited for the link"
+    );
+    let limit = e.now + 10 * MINUTE;
+    run_until(&mut e, limit, "the move to succeed", |e| {
+        phase(e) == AcrossPhase::Succeeded
+    });
+    let op = e.across_ops()[0].clone();
+    // Only what ny lacked crossed before the switch: the changed blocks (a cycle's
+    // framing aside), not the disks.
+    assert!(
+        op.catchup_bytes <= op.changed_blocks * 4096 * 11 / 10 + 64 * 1024,
+        "{} bytes for {} changed blocks",
+        op.catchup_bytes,
+        op.changed_blocks
+    );
+    all_on(&e, ["ds-1r", "ds-1r", "ds-2r"]);
+    let snap = e.snapshot();
+    for v in snap.vms.iter().filter(|v| v.id != "c1") {
+        assert!(
+            !v.down && v.site == "ny" && v.host.starts_with('r'),
+            "{v:?}"
+        );
+    }
+    let g = snap.groups.iter().find(|g| g.id == "cg-1").unwrap();
+    assert!(e.reprotected("pg-a"), "{g:?}");
+    assert!(e.expect_protected("a1").0);
+    // The guests never stopped: their writes went on at ny.
+    let at_ny = e.snapshot().vms[0].writes;
+    e.advance(e.now + MINUTE).unwrap();
+    assert!(e.snapshot().vms[0].writes > at_ny);
+    assert_eq!(e.across_write_cost(0), 0, "asynchronous again");
+
+    e.apply(Command::StopWorkloads).unwrap();
+    e.apply(Command::ReplicateNow {
+        datastore: "ds-1r".into(),
+    })
+    .unwrap();
+    let cycle = e.groups[0].saved.cycles;
+    let limit = e.now + 10 * MINUTE;
+    run_until(&mut e, limit, "the last cycle", |e| {
+        e.groups[0]
+            .published
+            .as_ref()
+            .is_some_and(|p| p.cycle >= cycle)
+    });
+    for (vm, from, to) in [
+        ("a1", "ds-1", "ds-1r"),
+        ("a2", "ds-1", "ds-1r"),
+        ("b1", "ds-2", "ds-2r"),
+    ] {
+        let read = |ds: &str| {
+            let p = e
+                .workspace()
+                .datastore_dir(ds)
+                .unwrap()
+                .join(vm)
+                .join("disk0.img");
+            std::fs::read(&p).unwrap_or_else(|err| panic!("{}: {err}", p.display()))
+        };
+        assert!(
+            read(from) == read(to),
+            "{vm}: pa's instance differs from the running one"
+        );
+    }
+}
+
+/// The link goes down while the catch-up is on the wire: the move fails back, the VMs never
+/// left pa, nothing is lost, writes are asynchronous again, and once the link returns the
+/// group publishes again in its old direction.
+#[test]
+fn link_loss_mid_move_fails_back_with_nothing_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &topology(1.0, 1, 50), opts(6)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(90 * SECOND).unwrap();
+    e.apply(across("cg-1")).unwrap();
+    e.advance(e.now + 2 * SECOND).unwrap();
+    assert_eq!(phase(&e), AcrossPhase::Syncing);
+    assert!(
+        e.groups[0].transfer.is_some(),
+        "the catch-up is on the wire"
+    );
+    e.apply(Command::LinkDown).unwrap();
+    assert_eq!(phase(&e), AcrossPhase::FailedBack);
+    assert!(e.across_ops()[0].message.contains("the link went down"));
+    assert_eq!(e.across_write_cost(0), 0);
+    all_on(&e, ["ds-1", "ds-1", "ds-2"]);
+    e.advance(e.now + MINUTE).unwrap();
+    e.apply(Command::LinkUp).unwrap();
+    let cycle = e.groups[0].saved.cycles;
+    let limit = e.now + 30 * MINUTE;
+    run_until(&mut e, limit, "a publish after the link returns", |e| {
+        e.groups[0]
+            .published
+            .as_ref()
+            .is_some_and(|p| p.cycle > cycle)
+    });
+    assert!(!e.reprotected("pg-a"));
+    all_on(&e, ["ds-1", "ds-1", "ds-2"]);
+    // A new move is accepted.
+    assert!(matches!(e.apply(across("cg-1")).unwrap(), Outcome::Done(_)));
+}
+
+/// The destination site is lost mid-move: the group fails back, nothing lost; a cancel
+/// does the same; a move whose VMs do not fit at the other site is refused naming them.
+#[test]
+fn a_lost_destination_or_a_cancel_fails_back_and_a_move_that_does_not_fit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &topology(1.0, 1, 50), opts(7)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(90 * SECOND).unwrap();
+    e.apply(across("cg-1")).unwrap();
+    e.advance(e.now + SECOND).unwrap();
+    e.apply(Command::CancelAcross {
+        consistency_group: "cg-1".into(),
+    })
+    .unwrap();
+    assert_eq!(phase(&e), AcrossPhase::FailedBack);
+    all_on(&e, ["ds-1", "ds-1", "ds-2"]);
+    e.apply(across("cg-1")).unwrap();
+    e.advance(e.now + SECOND).unwrap();
+    e.apply(Command::Disaster { site: "ny".into() }).unwrap();
+    assert_eq!(phase(&e), AcrossPhase::FailedBack);
+    assert!(
+        e.across_ops()[1]
+            .message
+            .contains("destination site ny was lost")
+    );
+    all_on(&e, ["ds-1", "ds-1", "ds-2"]);
+
+    let mut t = topology(1.0, 1, 50);
+    t.hosts.retain(|h| h.id != "r2");
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(&dir.path().join("ws"), &t, opts(7)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(30 * SECOND).unwrap();
+    let err = e.apply(across("cg-1")).unwrap_err().to_string();
+    assert!(
+        err.contains("cg-1") && err.contains("b1") && err.contains("do(es) not fit"),
+        "{err}"
+    );
+    let err = e.apply(across("cg-9")).unwrap_err().to_string();
+    assert!(
+        err.contains("cg-9") && err.contains("not a replicated consistency group"),
+        "{err}"
+    );
+}
