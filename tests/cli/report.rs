@@ -286,7 +286,7 @@ fn names_are_escaped_and_bad_paths_are_errors_naming_them() {
 fn a_failover_to_an_older_point_reports_the_point_and_what_it_gave_up() {
     let (shared, _) = run_sample("point_in_time");
     let ws = &shared.ws;
-    let r = report_json(&ws);
+    let r = report_json(ws);
     let test = events(&r, "test");
     let unplanned = events(&r, "unplanned");
     assert_eq!((test.len(), unplanned.len()), (1, 1), "{r:#}");
