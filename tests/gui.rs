@@ -3,6 +3,8 @@
 
 mod testkit;
 
+#[path = "gui/across.rs"]
+mod across;
 #[path = "gui/demo.rs"]
 mod demo;
 #[path = "gui/failover.rs"]

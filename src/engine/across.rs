@@ -127,10 +127,13 @@ pub(super) struct AcrossRt {
 }
 
 /// The plan of a move: its replication group, members and the impact.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AcrossPlan {
     pub group: usize,
     pub members: Vec<AcrossMember>,
     pub impact: dr::Impact,
+    /// The link's bandwidth, megabits per second: what a synchronous write crosses.
+    pub mbps: f64,
 }
 
 impl Engine {
@@ -314,6 +317,7 @@ impl Engine {
             group: g,
             members,
             impact,
+            mbps: spec.mbps,
         })
     }
 

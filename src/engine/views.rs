@@ -75,6 +75,8 @@ pub struct Snapshot {
     pub placement: Vec<PlacementView>,
     /// Instances on returned sites of VMs failed over away from them (SPEC §11).
     pub stale: Vec<super::StaleInstance>,
+    /// The cross-site moves of consistency groups so far (SPEC §12).
+    pub across: Vec<super::AcrossOp>,
 }
 
 impl Engine {
@@ -99,6 +101,7 @@ impl Engine {
             arrays: self.health_views(),
             hosts: self.hosts_views(),
             group_migrations: self.group_migration_views(),
+            across: self.across_ops().to_vec(),
             placement: self.placement_views(),
             stale: self.stale_instances().to_vec(),
         }

@@ -2,6 +2,7 @@
 //! background threads, the engine runs on its worker thread ([`worker`]), and both report
 //! back over channels drained each frame in `logic`.
 
+pub mod across_panel;
 pub mod bench;
 pub mod capacity_table;
 mod clock;
@@ -243,6 +244,11 @@ pub(crate) enum Action {
         kind: crate::engine::FailoverKind,
         point: Option<crate::engine::SimTime>,
     },
+    /// Ask the worker for a cross-site move's plan (the app adds the workspace's epoch).
+    PlanAcross {
+        id: u64,
+        consistency_group: String,
+    },
     /// Open the Disaster confirmation for this site.
     AskDisaster(String),
     ShowMain(MainTab),
@@ -402,6 +408,14 @@ impl DrApp {
                 self.show_migrations = true;
             }
             Action::AskDisaster(site) => self.disaster = Some(site),
+            Action::PlanAcross {
+                id,
+                consistency_group,
+            } => self.worker.send(Request::PlanAcross {
+                epoch: self.epoch,
+                id,
+                consistency_group,
+            }),
             Action::ScanFailover {
                 id,
                 protection_groups,
@@ -515,6 +529,21 @@ impl DrApp {
                 }
                 self.failover.on_scan(id, at, result);
             }
+            Report::AcrossPlan {
+                epoch,
+                id,
+                consistency_group,
+                at,
+                result,
+            } if epoch == self.epoch => {
+                if let Err(e) = &result {
+                    self.log
+                        .warning(format!("Cross-site move of {consistency_group}: {e}"));
+                }
+                self.resilience
+                    .across
+                    .on_plan(id, consistency_group, at, result);
+            }
             Report::ReportExported { path, result } => self.report_exported(path, result),
             Report::NotApplied { command, reason } => self.log.warning(format!(
                 "{}: {reason}",
@@ -527,6 +556,7 @@ impl DrApp {
             | Report::Preparing { .. }
             | Report::Update { .. }
             | Report::FailoverScan { .. }
+            | Report::AcrossPlan { .. }
             | Report::NotRecorded { .. }
             | Report::Closed { .. } => {}
         }

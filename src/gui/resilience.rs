@@ -5,7 +5,7 @@
 use egui::Ui;
 
 use super::{Action, Document, Live};
-use super::{group_panel, health_panel, hosts_panel, placement_panel, stretch_panel};
+use super::{across_panel, group_panel, health_panel, hosts_panel, placement_panel, stretch_panel};
 
 /// The sections, top to bottom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,7 @@ pub enum Section {
     ArrayHealth,
     Hosts,
     GroupMigration,
+    Across,
     Clusters,
 }
 
@@ -24,6 +25,7 @@ pub struct Panels {
     pub health: health_panel::State,
     pub hosts: hosts_panel::State,
     pub group: group_panel::State,
+    pub across: across_panel::State,
     pub placement: placement_panel::State,
     /// Scroll this section into view on the next frame (the demo player sets it).
     pub focus: Option<Section>,
@@ -61,6 +63,10 @@ pub(crate) fn show(
             ui.separator();
             section(ui, Section::GroupMigration, &mut |ui| {
                 group_panel::show(ui, doc, live, &mut panels.group, actions)
+            });
+            ui.separator();
+            section(ui, Section::Across, &mut |ui| {
+                across_panel::show(ui, live, &mut panels.across, actions)
             });
             ui.separator();
             section(ui, Section::Clusters, &mut |ui| {

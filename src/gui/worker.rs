@@ -85,6 +85,13 @@ pub enum Request {
         /// Recover from the points cut at or before this time (`None`: the latest).
         point: Option<crate::engine::SimTime>,
     },
+    /// What a cross-site move of consistency group `consistency_group` would do, changing
+    /// nothing. Answered by [`Report::AcrossPlan`] with the same `id`.
+    PlanAcross {
+        epoch: u64,
+        id: u64,
+        consistency_group: String,
+    },
     Pause,
     Resume,
     /// Run the clock up to exactly `at` and stop there: the clock never passes a stop;
@@ -207,6 +214,14 @@ pub enum Report {
         /// The simulated time the replicas were scanned at.
         at: SimTime,
         result: Result<FailoverPlan, String>,
+    },
+    /// The answer to [`Request::PlanAcross`]: the plan, or why the move cannot start.
+    AcrossPlan {
+        epoch: u64,
+        id: u64,
+        consistency_group: String,
+        at: SimTime,
+        result: Result<crate::engine::AcrossPlan, String>,
     },
     /// The clock reached the stop set by [`Request::RunUntil`] and is paused there.
     Reached {

@@ -151,9 +151,9 @@ impl DrApp {
             | Action::Command(Command::HostHealthy { .. })
             | Action::Expect(Expectation::OnHost { .. }) => Section::Hosts,
             Action::Command(Command::MigrateGroup { .. })
-            | Action::Command(Command::MigrateAcross { .. })
-            | Action::Command(Command::CancelAcross { .. })
             | Action::Expect(Expectation::GroupMigrated { .. }) => Section::GroupMigration,
+            Action::Command(Command::MigrateAcross { .. })
+            | Action::Command(Command::CancelAcross { .. }) => Section::Across,
             Action::Command(Command::EnterMaintenance { .. })
             | Action::Command(Command::ExitMaintenance { .. })
             | Action::Command(Command::Balance { .. })

@@ -179,6 +179,29 @@ impl Driver {
                     false
                 }
             },
+            Request::PlanAcross {
+                epoch,
+                id,
+                consistency_group,
+            } => {
+                let (at, result) = match self.session.as_ref().filter(|s| s.epoch == epoch) {
+                    Some(s) => (
+                        s.engine.now(),
+                        s.engine
+                            .plan_across(&consistency_group)
+                            .map_err(|e| e.to_string()),
+                    ),
+                    None => (0, Err("no workspace is open".to_string())),
+                };
+                self.report(Report::AcrossPlan {
+                    epoch,
+                    id,
+                    consistency_group,
+                    at,
+                    result,
+                });
+                false
+            }
             Request::ScanFailover {
                 epoch,
                 id,
