@@ -511,12 +511,22 @@ fn vm(
         tag_chips(ui, tags);
     }
     let away = running.is_some_and(|r| r.down || r.recovered);
+    let moved = running.is_some_and(|r| {
+        live.snapshot
+            .as_ref()
+            .is_some_and(|s| super::live::moved_across(s, &v.id, &r.datastore))
+    });
     if let Some(r) = running {
         if r.recovered {
             ui.label(style::toned(
                 ui,
                 format!(
-                    "Failed over: runs at site {} (it was on {} {} at site {})",
+                    "{}: runs at site {} (it was on {} {} at site {})",
+                    if moved {
+                        "Moved across sites live with its consistency group"
+                    } else {
+                        "Failed over"
+                    },
                     r.site,
                     glyph::HOST,
                     v.host,
@@ -540,8 +550,10 @@ fn vm(
             .on_hover_text("Move this VM's disk to another datastore: pick a destination by its DR rating, review, start")
             .on_disabled_hover_text(match running {
                 Some(r) if r.recovered => format!(
-                    "{} failed over: it runs from a replica at site {}, where no migration applies",
-                    v.id, r.site
+                    "{} {}: it runs from a replica at site {}, where no migration applies",
+                    v.id,
+                    if moved { "moved across sites" } else { "failed over" },
+                    r.site
                 ),
                 Some(r) if r.down => format!("{} is not running: {}", v.id, r.down_reason),
                 _ => "A migration of this VM is in flight; see the Migrations panel".to_string(),

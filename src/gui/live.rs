@@ -178,8 +178,27 @@ pub struct Whereabouts {
 pub enum Away {
     /// Not running (its site was lost, its host failed, a planned failover stopped it).
     Down,
-    /// Failed over: runs on this recovery-site host, from this replica datastore.
-    Recovered { host: String, datastore: String },
+    /// Failed over (or, with `moved`, moved across sites live with its consistency group):
+    /// runs on this other-site host, from this replica datastore.
+    Recovered {
+        host: String,
+        datastore: String,
+        moved: bool,
+    },
+}
+
+/// VM `vm` runs where a cross-site move of its consistency group (SPEC §12) put it, not
+/// where a failover did.
+pub fn moved_across(snap: &Snapshot, vm: &str, datastore: &str) -> bool {
+    snap.across.iter().any(|o| {
+        matches!(
+            o.phase,
+            crate::engine::AcrossPhase::Switched | crate::engine::AcrossPhase::Succeeded
+        ) && o
+            .members
+            .iter()
+            .any(|m| m.vm == vm && m.to_datastore == datastore)
+    })
 }
 
 impl Whereabouts {
@@ -194,6 +213,7 @@ impl Whereabouts {
                         Away::Recovered {
                             host: v.host.clone(),
                             datastore: v.datastore.clone(),
+                            moved: moved_across(snap, &v.id, &v.datastore),
                         }
                     } else if v.down {
                         Away::Down

@@ -86,7 +86,13 @@ impl Inventory {
         let mut recovered_on_host: HashMap<String, Vec<usize>> = HashMap::new();
         let mut recovered_on_datastore: HashMap<String, Vec<usize>> = HashMap::new();
         for (id, away) in &at.away {
-            if let (Away::Recovered { host, datastore }, Some(&i)) = (away, vm_index.get(id)) {
+            if let (
+                Away::Recovered {
+                    host, datastore, ..
+                },
+                Some(&i),
+            ) = (away, vm_index.get(id))
+            {
                 recovered_on_host.entry(host.clone()).or_default().push(i);
                 recovered_on_datastore
                     .entry(datastore.clone())
@@ -155,9 +161,18 @@ impl Inventory {
             let label = match self.at.away.get(id) {
                 None => format!("{} {id}", glyph::VM),
                 Some(Away::Down) => format!("{} {id} — not running", glyph::VM),
-                Some(Away::Recovered { host, datastore }) => {
+                Some(Away::Recovered {
+                    host,
+                    datastore,
+                    moved,
+                }) => {
                     let to = if section == 0 { host } else { datastore };
-                    format!("{} {id} — failed over to {to}", glyph::VM)
+                    let how = if *moved {
+                        "moved across to"
+                    } else {
+                        "failed over to"
+                    };
+                    format!("{} {id} — {how} {to}", glyph::VM)
                 }
             };
             self.add(section, Some(parent), label, Selection::Vm(id.clone()));
@@ -165,10 +180,14 @@ impl Inventory {
         for &v in recovered {
             let vm = &t.vms[v];
             let from = t.host(&vm.host).map_or("?", |h| h.site.as_str());
+            let how = match self.at.away.get(&vm.id) {
+                Some(Away::Recovered { moved: true, .. }) => "moved across from",
+                _ => "recovered from",
+            };
             self.add(
                 section,
                 Some(parent),
-                format!("{} {} — recovered from {from}", glyph::VM, vm.id),
+                format!("{} {} — {how} {from}", glyph::VM, vm.id),
                 Selection::Vm(vm.id.clone()),
             );
         }

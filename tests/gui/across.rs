@@ -108,6 +108,17 @@ fn the_cross_site_section_plans_confirms_and_moves_cg_gold_a_to_new_york() {
             >= 1
     );
     h.get_by_label("succeeded");
+    // The inventory says they moved, not that they failed over.
+    assert!(
+        h.query_all_by_label_contains("web-01 — moved across to esx-ny")
+            .count()
+            >= 1
+    );
+    assert_eq!(
+        h.query_all_by_label_contains("web-01 — failed over")
+            .count(),
+        0
+    );
     assert!(
         h.query_all_by_label_contains("Cross-site move of cg-gold-a succeeded: ny protects it now")
             .count()

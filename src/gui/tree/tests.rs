@@ -130,6 +130,7 @@ fn a_lost_site_is_marked_and_failed_over_vms_sit_under_their_recovery_hosts() {
                 Away::Recovered {
                     host: "esx-ny-2".into(),
                     datastore: "ds-gold-1-r".into(),
+                    moved: false,
                 },
             ),
             ("build-01".to_string(), Away::Down),
