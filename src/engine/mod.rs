@@ -107,7 +107,7 @@ pub use replication::{
     pending_publishes,
 };
 use sched::{Ev, Queued, VmIx};
-pub use stretch::DistributedView;
+pub use stretch::{DistributedView, Incident, IncidentStep, StepKind};
 use time::duration_for;
 pub use time::{MINUTE, SECOND, SimTime, format_time, from_minutes, to_minutes};
 use verify::{SiteJournal, history};

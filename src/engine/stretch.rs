@@ -26,10 +26,14 @@ use crate::disk::{BLOCK_SIZE, Block, ImageFile};
 use crate::workspace::Workspace;
 
 mod faults;
+mod incident;
 mod persist;
+mod polarize;
 mod views;
 
+pub use incident::{Incident, IncidentStep, StepKind};
 use persist::{nonzero_blocks, persist_bitmap_byte};
+use polarize::Polarizing;
 pub use views::DistributedView;
 
 /// Blocks copied per rebuild event (4 MiB).
@@ -68,6 +72,12 @@ struct DistSaved {
     /// leg is the one behind.
     #[serde(default)]
     serving_remote: bool,
+    /// The legs lost touch and the sides wait to ask the witness (I/O held).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    polarizing: Option<Polarizing>,
+    /// From each failure to its repair: the failure and every step performed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    incidents: Vec<Incident>,
 }
 
 /// What survives a reopen (a field of `state/engine.ron`).
@@ -376,6 +386,9 @@ impl Engine {
         let Some(rt) = self.stretch.dists.get_mut(&ds) else {
             return Ok(());
         };
+        if gen_ == rt.gen_ && rt.saved.polarizing.is_some() {
+            return self.st_polarization_event(&ds, i);
+        }
         if gen_ != rt.gen_ || !rt.rebuilding {
             return Ok(());
         }
@@ -459,12 +472,47 @@ impl Engine {
         } else {
             rt.rebuilding = false;
             let (rebuilt, total) = (rt.saved.rebuilt, rt.saved.rebuild_total);
+            let started = rt
+                .saved
+                .incidents
+                .last()
+                .and_then(|inc| {
+                    inc.steps
+                        .iter()
+                        .rev()
+                        .find(|s| s.kind == StepKind::RebuildStarted)
+                })
+                .map(|s| s.at);
+            self.st_step_blocks(
+                &ds,
+                StepKind::Rebuilt,
+                rebuilt,
+                format!(
+                    "{rebuilt} block(s) of {total} copied to the leg that was behind ({} MiB{})",
+                    rebuilt * BLOCK_SIZE as u64 / (1024 * 1024),
+                    started.map_or(String::new(), |t| format!(
+                        " in {}",
+                        super::format_time(self.now - t)
+                    ))
+                ),
+            );
+            let rt = self.stretch.dists.get_mut(&ds).expect("checked");
             if rt.saved.serving_remote {
                 // Caught up: the preferred (own) site's leg serves again.
                 self.st_swap_serving(&ds, false)?;
                 self.info(format!(
                     "{ds}: the preferred leg caught up and serves again"
                 ));
+                let site = self
+                    .topology()
+                    .datastore(&ds)
+                    .map(|d| d.site.clone())
+                    .unwrap_or_default();
+                self.st_step(
+                    &ds,
+                    StepKind::PreferredLegServes,
+                    format!("the preferred leg at {site} caught up and serves VM I/O again"),
+                );
             }
             let blocks: u64 = self
                 .st_vms_on(&ds)
@@ -481,12 +529,18 @@ impl Engine {
                 kind: ReportKind::Repaired,
                 message: msg.clone(),
             });
+            self.st_step(&ds, StepKind::Repaired, msg.clone());
             self.info(format!("Report: {msg}"));
         }
         self.persist_state()
     }
 
+    /// Files a compliance report of `ds` (an out-of-compliance one is also a step of the
+    /// open incident).
     fn st_push_report(&mut self, ds: &str, kind: ReportKind, message: String) {
+        if kind == ReportKind::OutOfCompliance {
+            self.st_step(ds, StepKind::OutOfCompliance, message.clone());
+        }
         if let Some(rt) = self.stretch.dists.get_mut(ds) {
             rt.saved.reports.push(ComplianceReport {
                 at: self.now,
@@ -563,6 +617,24 @@ impl Engine {
                 d.luns.join(", "),
                 dist.remote_site,
                 dist.remote_lun
+            );
+            let cut: Vec<String> = self.stretch.partitioned.iter().cloned().collect();
+            self.st_incident_failure(
+                datastore,
+                format!(
+                    "created while site {} was partitioned away (the leg at {} unreachable)",
+                    cut.join(", "),
+                    dist.remote_site
+                ),
+            );
+            self.st_step(
+                datastore,
+                StepKind::LocalLegCreated,
+                format!(
+                    "the local leg at {} ({}) created and exported: it serves VM I/O alone; changed blocks are tracked",
+                    d.site,
+                    d.luns.join(", ")
+                ),
             );
             self.st_push_report(datastore, ReportKind::OutOfCompliance, msg.clone());
             msg
@@ -691,6 +763,20 @@ impl Engine {
     /// serves (migrations use the local leg's directories, which are behind then).
     pub(super) fn stretch_check_move(&self, i: usize, to: &str) -> Result<(), EngineError> {
         for ds in [self.vms[i].datastore.as_str(), to] {
+            if let Some(p) = self
+                .stretch
+                .dists
+                .get(ds)
+                .and_then(|r| r.saved.polarizing.as_ref())
+            {
+                return Err(rule(
+                    format!("VM {:?}", self.vms[i].id),
+                    format!(
+                        "datastore {ds:?} holds its I/O while its witness decides which leg serves (until {}); move the VM after that",
+                        super::format_time(p.decide_at)
+                    ),
+                ));
+            }
             if self
                 .stretch
                 .dists
