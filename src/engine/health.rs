@@ -38,7 +38,7 @@ mod swap;
 mod swap_back;
 mod views;
 
-pub use views::ArrayView;
+pub use views::{ArrayView, HealthPairView};
 
 /// Where a pair is in its swap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

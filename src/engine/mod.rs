@@ -84,7 +84,7 @@ pub use failover::{
 use failover::{PendingFailover, RecoveredVm, VmHistory};
 pub use group::{GroupMemberView, GroupMigrationView, GroupPhase};
 use guest::{GuestOp, OpKind, seed_for};
-pub use health::ArrayView;
+pub use health::{ArrayView, HealthPairView};
 pub use hosts::HostView;
 pub use invariants::Broken;
 pub use lifecycle::{ReprotectRecord, SiteReturn, StaleInstance};
