@@ -261,17 +261,14 @@ fn incidents(ui: &mut Ui, v: &DistributedView) {
             .id_salt(("incident", &v.datastore, n))
             .default_open(n + 1 == v.incidents.len())
             .show(ui, |ui| {
-                egui::Grid::new(("incident-steps", &v.datastore, n))
-                    .num_columns(3)
-                    .striped(true)
-                    .show(ui, |ui| {
-                        for s in &inc.steps {
-                            ui.label(RichText::new(mm_ss(s.at)).monospace());
-                            ui.label(RichText::new(s.kind.label()).strong());
-                            ui.label(RichText::new(&s.detail).small());
-                            ui.end_row();
-                        }
+                for s in &inc.steps {
+                    // Wrapped, so a long detail stays inside the card.
+                    ui.horizontal_wrapped(|ui| {
+                        ui.label(RichText::new(mm_ss(s.at)).monospace());
+                        ui.label(RichText::new(s.kind.label()).strong());
+                        ui.label(RichText::new(&s.detail).small());
                     });
+                }
                 ui.label(
                     RichText::new(format!(
                         "{} block(s) tracked while the legs were apart, {} rebuilt",

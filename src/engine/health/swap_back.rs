@@ -81,8 +81,8 @@ impl Engine {
             .iter()
             .filter(|(t, i, _)| *t >= since && vms.contains(i))
             .fold((0u64, 0u64), |(sum, n), (_, _, l)| (sum + l, n + 1));
-        let recorded = if n == 0 {
-            // Nothing written in the last second: what a write would take on the replicas.
+        // Nothing written in the last second: what a write would take on the replicas.
+        let recorded = sum.checked_div(n).unwrap_or_else(|| {
             let replica_rate = spec
                 .pairs
                 .iter()
@@ -96,9 +96,7 @@ impl Engine {
                     400.0
                 },
             )
-        } else {
-            sum / n
-        };
+        });
         Latencies {
             expected_us: service + wait,
             recorded_us: recorded,
