@@ -265,7 +265,7 @@ fn incidents(ui: &mut Ui, v: &DistributedView) {
                     // Wrapped, so a long detail stays inside the card.
                     ui.horizontal_wrapped(|ui| {
                         ui.label(RichText::new(mm_ss(s.at)).monospace());
-                        ui.label(RichText::new(s.kind.label()).strong());
+                        ui.label(RichText::new(format!("{}:", s.kind.label())).strong());
                         ui.label(RichText::new(&s.detail).small());
                     });
                 }
