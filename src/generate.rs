@@ -451,6 +451,7 @@ fn arrays_of(site: &str, luns: Vec<Lun>) -> Vec<Array> {
             id: format!("array-{site}-{:0w$}", k + 1, w = digits(count)),
             site: site.into(),
             luns: Vec::new(),
+            swap_back: None,
         })
         .collect();
     for (i, lun) in luns.into_iter().enumerate() {

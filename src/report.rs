@@ -7,8 +7,11 @@
 //! SVG charts ([`html::render`]). `drconsole report` and the console's *Export report…*
 //! both build it here. Times are simulated minutes from the workspace's start.
 
+mod distributed;
 pub mod html;
 mod text;
+
+pub use distributed::{DistributedIncident, IncidentStepFact};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -82,6 +85,10 @@ pub struct Report {
     pub groups: Vec<GroupLag>,
     /// Each VM that ever failed over: its hops and the writes lost over all of them.
     pub vms: Vec<VmHistoryFact>,
+    /// The distributed datastores' incidents: each failure and every step performed (SPEC
+    /// §8); left out of the JSON when there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub distributed: Vec<DistributedIncident>,
     /// What the report could not read, in words.
     pub notes: Vec<String>,
 }
@@ -403,6 +410,7 @@ pub fn build(r: &Recorded) -> Report {
         events,
         groups,
         vms,
+        distributed: distributed::facts(&r.incidents),
         notes,
     }
 }

@@ -93,6 +93,59 @@ pub struct Array {
     pub site: String,
     #[serde(default)]
     pub luns: Vec<Lun>,
+    /// When I/O that a fault of this array swapped to the replicas swaps back before the
+    /// resync ends (seed `related-ha-and-replication-abstracts.txt`); none: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_back: Option<SwapBack>,
+}
+
+/// The early swap-back of an array's pairs after a fault (SPEC §8's array health): while the
+/// tracked blocks are copied back, the expected latency of I/O on this array (its service
+/// time plus the wait for the blocks still to copy back) is compared with the latency
+/// recorded on the replicas; once it exceeds it by at most `latency_ms` for `hold_s`
+/// seconds on end (simulated), I/O swaps back without waiting for the resync to end.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapBack {
+    /// The largest latency penalty (expected here − recorded on the replicas), ms.
+    #[serde(default = "default_swap_back_latency_ms")]
+    pub latency_ms: f64,
+    /// How long the penalty must stay within `latency_ms`, simulated seconds.
+    #[serde(default = "default_swap_back_hold_s")]
+    pub hold_s: f64,
+}
+
+/// Default [`SwapBack::latency_ms`].
+pub const SWAP_BACK_LATENCY_MS: f64 = 50.0;
+/// Default [`SwapBack::hold_s`].
+pub const SWAP_BACK_HOLD_S: f64 = 5.0;
+/// The longest hold period or polarization delay a topology may set: one hour.
+pub const MAX_DELAY_S: f64 = 3600.0;
+/// The largest swap-back latency threshold: one minute.
+pub const MAX_SWAP_BACK_LATENCY_MS: f64 = 60_000.0;
+
+fn default_swap_back_latency_ms() -> f64 {
+    SWAP_BACK_LATENCY_MS
+}
+
+fn default_swap_back_hold_s() -> f64 {
+    SWAP_BACK_HOLD_S
+}
+
+impl Default for SwapBack {
+    fn default() -> SwapBack {
+        SwapBack {
+            latency_ms: SWAP_BACK_LATENCY_MS,
+            hold_s: SWAP_BACK_HOLD_S,
+        }
+    }
+}
+
+impl Array {
+    /// The array's early swap-back settings (the defaults if the file sets none).
+    pub fn swap_back(&self) -> SwapBack {
+        self.swap_back.unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +212,15 @@ pub struct Distributed {
     /// datastore's own site (the preferred one) keeps serving.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness: Option<String>,
+    /// With a witness: how long (simulated seconds) both sides hold the datastore's I/O
+    /// after its legs separate before they ask the witness which one serves (seed
+    /// `related-ha-and-replication-abstracts.txt`, polarization). None: 2 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polarization_delay_s: Option<f64>,
+    /// With a witness: the delay an unhealthy side (its leg's array faulted) adds before it
+    /// asks the witness, so that the healthy side wins. None: 5 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_delay_s: Option<f64>,
     /// False: planned, not created yet (`CreateDatastore` creates it; no VM may live on
     /// it until then).
     #[serde(default = "default_true")]
@@ -167,6 +229,23 @@ pub struct Distributed {
 
 fn default_true() -> bool {
     true
+}
+
+/// Default [`Distributed::polarization_delay_s`].
+pub const POLARIZATION_DELAY_S: f64 = 2.0;
+/// Default [`Distributed::unhealthy_delay_s`].
+pub const UNHEALTHY_DELAY_S: f64 = 5.0;
+
+impl Distributed {
+    /// The polarization delay, seconds (the default if the file sets none).
+    pub fn polarization_delay(&self) -> f64 {
+        self.polarization_delay_s.unwrap_or(POLARIZATION_DELAY_S)
+    }
+
+    /// The delay an unhealthy side adds before asking the witness, seconds.
+    pub fn unhealthy_delay(&self) -> f64 {
+        self.unhealthy_delay_s.unwrap_or(UNHEALTHY_DELAY_S)
+    }
 }
 
 /// Datastores managed together: space balancing and maintenance-mode evacuation prefer

@@ -35,9 +35,10 @@ use crate::disk::{BLOCK_SIZE, Block, ImageFile};
 use crate::topology::SiteRole;
 
 mod swap;
+mod swap_back;
 mod views;
 
-pub use views::ArrayView;
+pub use views::{ArrayView, HealthPairView};
 
 /// Where a pair is in its swap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +76,10 @@ pub(super) struct SwapSaved {
     pub swapped_at: Option<SimTime>,
     /// Blocks copied back so far by the resync.
     pub copied: u64,
+    /// When the latencies allowed an early swap-back: the guests are held while the last
+    /// blocks go back (`swap_back`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early: Option<SimTime>,
 }
 
 /// What survives a reopen (a field of `state/engine.ron`).
@@ -106,6 +111,9 @@ pub(super) struct SwapRt {
     vms: Vec<SwapVm>,
     /// Blocks to copy back when the resync started (plus re-copies), for the progress bar.
     resync_total: u64,
+    /// Since when the early swap-back's latency difference has stayed within the threshold
+    /// (not saved: a reopen starts the hold period over).
+    within_since: Option<SimTime>,
 }
 
 /// Runtime state, a field of the engine.
@@ -148,6 +156,7 @@ impl Engine {
                 generation: 1,
                 vms: Vec::new(),
                 resync_total: 0,
+                within_since: None,
             };
             if rt.saved.phase != SwapPhase::Draining {
                 // I/O goes to the replicas again; what is still to copy back is what differs.
@@ -450,11 +459,13 @@ impl Engine {
                     faulted_at: self.now,
                     swapped_at: None,
                     copied: 0,
+                    early: None,
                 },
                 drain_cycle: None,
                 generation: 0,
                 vms: Vec::new(),
                 resync_total: 0,
+                within_since: None,
             });
             let k = self.health.swaps.len() - 1;
             self.drain_step(k)?;

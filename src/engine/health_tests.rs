@@ -11,8 +11,7 @@ use crate::topology::Topology;
 
 /// cg-1 = {ds-1, ds-2} and ds-3 on array "ap" (replicated to "ar" in ny), ds-l not
 /// replicated on "ap", ds-q on "aq" (a protected array with no replicated LUN).
-fn topology() -> Topology {
-    let text = r#"Topology(
+const TOPOLOGY: &str = r#"Topology(
     name: "health test",
     sites: [Site(id: "pa", name: "P", role: Protected), Site(id: "ny", name: "R", role: Recovery)],
     links: [Link(from: "pa", to: "ny", mbps: 100)],
@@ -53,7 +52,9 @@ fn topology() -> Topology {
            disk_mib: 1, vcpus: 2, memory_gib: 8, priority: 1, workload: Some(Workload(write_iops: 100, read_iops: 50))),
     ],
 )"#;
-    Topology::from_ron_str(text, "health-test.ron").unwrap()
+
+fn topology() -> Topology {
+    Topology::from_ron_str(TOPOLOGY, "health-test.ron").unwrap()
 }
 
 const SWAPPED: [&str; 3] = ["a1", "b1", "c1"];
@@ -555,5 +556,164 @@ fn a_vm_whose_group_is_swapped_cannot_migrate() {
     // The unreplicated VM on the faulted array is not swapped and may still move.
     assert!(e.health_refusal(e.vm_index("l1").unwrap()).is_none());
     run(&mut e, 2 * SECOND);
+    assert_all_consistent(&e);
+}
+
+/// The test topology with guests that write faster than the link copies back (the resync
+/// alone would never end) and `swap_back` set on "ap".
+fn busy_engine(dir: &Path, swap_back: &str) -> Engine {
+    let text = TOPOLOGY
+        .replace("write_iops: 150", "write_iops: 3000")
+        .replace(
+            r#"Array(id: "ap", site: "pa", luns: ["#,
+            &format!(r#"Array(id: "ap", site: "pa", swap_back: Some({swap_back}), luns: ["#),
+        );
+    let t = Topology::from_ron_str(&text, "health-busy.ron").unwrap();
+    let opts = EngineOptions {
+        seed: 7,
+        ..EngineOptions::default()
+    };
+    let mut e = Engine::create(&dir.join("ws"), &t, opts).unwrap();
+    done(e.apply(Command::StartWorkloads));
+    run(&mut e, 3 * SECOND);
+    assert!(published_cycles(&e).iter().all(|c| c.is_some()));
+    fault_and_swap(&mut e);
+    run(&mut e, SECOND);
+    e
+}
+
+fn cg1_view(e: &Engine) -> super::views::HealthPairView {
+    e.health_views()
+        .into_iter()
+        .find(|a| a.id == "ap")
+        .unwrap()
+        .pairs
+        .into_iter()
+        .find(|p| p.group == "cg-1")
+        .unwrap()
+}
+
+#[test]
+fn the_latency_comparison_swaps_back_before_a_resync_that_cannot_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = busy_engine(dir.path(), "SwapBack(latency_ms: 1000, hold_s: 2)");
+    done(e.apply(Command::ArrayHealthy { array: "ap".into() }));
+    let healthy_at = e.now();
+    // Run event by event until the early swap-back starts; the countdown shows meanwhile.
+    let mut saw_countdown = false;
+    while e.health.swaps.iter().all(|s| s.saved.early.is_none()) {
+        let t = e.next_event_time().unwrap();
+        assert!(t < healthy_at + 10 * SECOND, "no early swap-back");
+        e.advance(t).unwrap();
+        let v = cg1_view(&e);
+        if v.phase.as_deref() == Some("resyncing") {
+            assert_eq!(v.swap_back_threshold_ms, Some(1000.0));
+            assert_eq!(v.swap_back_hold_s, Some(2.0));
+            let (exp, rec) = (
+                v.expected_latency_ms.unwrap(),
+                v.recorded_latency_ms.unwrap(),
+            );
+            assert!(
+                exp > rec,
+                "blocks still to copy back cost time: {exp} vs {rec}"
+            );
+            if let Some(w) = v.within_for_s {
+                assert!((0.0..=2.0).contains(&w), "{w}");
+                saw_countdown |= w > 0.0;
+            }
+        }
+    }
+    assert!(
+        saw_countdown,
+        "the hold period counted down in simulated time"
+    );
+    let s = e
+        .health
+        .swaps
+        .iter()
+        .find(|s| s.saved.early.is_some())
+        .unwrap();
+    let early_at = s.saved.early.unwrap();
+    assert!(
+        early_at >= healthy_at + 2 * SECOND,
+        "not before the hold period"
+    );
+    assert!(s.tracked() > 0, "the resync had not ended by itself");
+    assert!(cg1_view(&e).swapping_back_early || e.health.swaps.len() == 2);
+    // The guests are held while the last blocks go back, then I/O swaps back.
+    let writes = e.snapshot().vms[0].writes;
+    let limit = e.now() + 5 * SECOND;
+    while !e.health.swaps.is_empty() {
+        let t = e.next_event_time().unwrap();
+        assert!(t <= limit, "the early swap-back did not finish");
+        e.advance(t).unwrap();
+        if e.health
+            .swaps
+            .iter()
+            .any(|s| s.saved.early.is_some() && s.vms.iter().any(|v| v.vm == 0))
+        {
+            assert_eq!(e.snapshot().vms[0].writes, writes, "a1 is held");
+        }
+    }
+    for vm in SWAPPED {
+        assert!(
+            e.expect_served_by(vm, "ap").0,
+            "{vm} is back on its primary"
+        );
+    }
+    let log = e.take_log();
+    assert!(
+        log.iter()
+            .any(|l| l.message.contains("swaps back before its resync ends")
+                && l.message.contains("stayed within 1000 ms")),
+        "the reason is logged: {log:#?}"
+    );
+    assert!(
+        log.iter().any(|l| l
+            .message
+            .contains("swapped back before the resync's end on the latency comparison")),
+        "{log:#?}"
+    );
+    // The guests go on, on the primaries, and replication restarts.
+    let writes = e.snapshot().vms[0].writes;
+    run(&mut e, SECOND);
+    assert!(e.snapshot().vms[0].writes > writes, "the guests run again");
+    done(e.apply(Command::StopWorkloads));
+    run(&mut e, 2 * SECOND);
+    for ds in ["ds-1", "ds-3"] {
+        let (ok, detail) = e.expect_replicating(ds);
+        assert!(ok, "{detail}");
+    }
+    assert_all_consistent(&e);
+}
+
+#[test]
+fn above_the_threshold_the_countdown_never_starts_and_the_resync_end_swaps_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = busy_engine(dir.path(), "SwapBack(latency_ms: 0.5, hold_s: 0)");
+    done(e.apply(Command::ArrayHealthy { array: "ap".into() }));
+    run(&mut e, 4 * SECOND);
+    let v = cg1_view(&e);
+    assert_eq!(
+        v.phase.as_deref(),
+        Some("resyncing"),
+        "the guests outrun the link"
+    );
+    assert_eq!(v.within_for_s, None, "over the threshold: no countdown");
+    assert!(e.health.swaps.iter().all(|s| s.saved.early.is_none()));
+    assert!(v.expected_latency_ms.unwrap() - v.recorded_latency_ms.unwrap() > 0.5);
+    // Stopped guests let the resync end: the swap-back at its end is still there.
+    done(e.apply(Command::StopWorkloads));
+    run(&mut e, 5 * SECOND);
+    assert!(e.health.swaps.is_empty());
+    let log = e.take_log();
+    assert!(
+        log.iter().any(|l| l.message.contains("resync complete")),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.message.contains("before its resync ends"))
+    );
     assert_all_consistent(&e);
 }

@@ -86,7 +86,7 @@ pub use failover::{
 use failover::{PendingFailover, RecoveredVm, VmHistory};
 pub use group::{GroupMemberView, GroupMigrationView, GroupPhase};
 use guest::{GuestOp, OpKind, seed_for};
-pub use health::ArrayView;
+pub use health::{ArrayView, HealthPairView};
 pub use hosts::HostView;
 pub use invariants::Broken;
 pub use lifecycle::{ReprotectRecord, SiteReturn, StaleInstance};
@@ -109,7 +109,7 @@ pub use replication::{
     pending_publishes,
 };
 use sched::{Ev, Queued, VmIx};
-pub use stretch::DistributedView;
+pub use stretch::{DistributedView, Incident, IncidentStep, StepKind};
 use time::duration_for;
 pub use time::{MINUTE, SECOND, SimTime, format_time, from_minutes, to_minutes};
 use verify::{SiteJournal, history};

@@ -13,8 +13,9 @@ use super::failover::VmHistory;
 use super::persist::read_clock_record;
 use super::publog::{PublishLog, read_publish_log};
 use super::replication::GroupSaved;
+use super::stretch::StretchSaved;
 use super::{
-    Engine, EngineError, FailoverReport, GroupSpec, ReprotectRecord, SimTime, SiteReturn,
+    Engine, EngineError, FailoverReport, GroupSpec, Incident, ReprotectRecord, SimTime, SiteReturn,
     groups_of, read_ron,
 };
 use crate::topology::Topology;
@@ -40,6 +41,8 @@ pub struct Recorded {
     pub vms: Vec<VmRecord>,
     /// One record per published recovery point.
     pub publishes: PublishLog,
+    /// The distributed datastores' incidents, from each failure to its repair, oldest first.
+    pub incidents: Vec<Incident>,
 }
 
 /// A site lost in a disaster.
@@ -77,6 +80,8 @@ struct SavedHistory {
     failovers: Vec<FailoverReport>,
     #[serde(default)]
     lifecycle: SavedLifecycle,
+    #[serde(default)]
+    stretch: StretchSaved,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +158,7 @@ pub fn read_recorded(root: &Path) -> Result<Recorded, EngineError> {
             disasters: Vec::new(),
             vms: Vec::new(),
             publishes,
+            incidents: Vec::new(),
         });
     };
     Ok(Recorded {
@@ -172,6 +178,7 @@ pub fn read_recorded(root: &Path) -> Result<Recorded, EngineError> {
         failovers: s.failovers,
         reprotects: s.lifecycle.reprotects,
         publishes,
+        incidents: s.stretch.incidents(),
     })
 }
 
@@ -196,6 +203,7 @@ impl Engine {
             groups: self.groups.iter().map(|g| g.spec.clone()).collect(),
             vms,
             publishes: read_publish_log(self.ws.root())?,
+            incidents: self.stretch_incidents(),
         })
     }
 }

@@ -26,10 +26,15 @@ use crate::disk::{BLOCK_SIZE, Block, ImageFile};
 use crate::workspace::Workspace;
 
 mod faults;
+mod incident;
+mod moves;
 mod persist;
+mod polarize;
 mod views;
 
+pub use incident::{Incident, IncidentStep, StepKind};
 use persist::{nonzero_blocks, persist_bitmap_byte};
+use polarize::Polarizing;
 pub use views::DistributedView;
 
 /// Blocks copied per rebuild event (4 MiB).
@@ -68,6 +73,12 @@ struct DistSaved {
     /// leg is the one behind.
     #[serde(default)]
     serving_remote: bool,
+    /// The legs lost touch and the sides wait to ask the witness (I/O held).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    polarizing: Option<Polarizing>,
+    /// From each failure to its repair: the failure and every step performed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    incidents: Vec<Incident>,
 }
 
 /// What survives a reopen (a field of `state/engine.ron`).
@@ -376,6 +387,9 @@ impl Engine {
         let Some(rt) = self.stretch.dists.get_mut(&ds) else {
             return Ok(());
         };
+        if gen_ == rt.gen_ && rt.saved.polarizing.is_some() {
+            return self.st_polarization_event(&ds, i);
+        }
         if gen_ != rt.gen_ || !rt.rebuilding {
             return Ok(());
         }
@@ -459,12 +473,47 @@ impl Engine {
         } else {
             rt.rebuilding = false;
             let (rebuilt, total) = (rt.saved.rebuilt, rt.saved.rebuild_total);
+            let started = rt
+                .saved
+                .incidents
+                .last()
+                .and_then(|inc| {
+                    inc.steps
+                        .iter()
+                        .rev()
+                        .find(|s| s.kind == StepKind::RebuildStarted)
+                })
+                .map(|s| s.at);
+            self.st_step_blocks(
+                &ds,
+                StepKind::Rebuilt,
+                rebuilt,
+                format!(
+                    "{rebuilt} block(s) of {total} copied to the leg that was behind ({} MiB{})",
+                    rebuilt * BLOCK_SIZE as u64 / (1024 * 1024),
+                    started.map_or(String::new(), |t| format!(
+                        " in {}",
+                        super::format_time(self.now - t)
+                    ))
+                ),
+            );
+            let rt = self.stretch.dists.get_mut(&ds).expect("checked");
             if rt.saved.serving_remote {
                 // Caught up: the preferred (own) site's leg serves again.
                 self.st_swap_serving(&ds, false)?;
                 self.info(format!(
                     "{ds}: the preferred leg caught up and serves again"
                 ));
+                let site = self
+                    .topology()
+                    .datastore(&ds)
+                    .map(|d| d.site.clone())
+                    .unwrap_or_default();
+                self.st_step(
+                    &ds,
+                    StepKind::PreferredLegServes,
+                    format!("the preferred leg at {site} caught up and serves VM I/O again"),
+                );
             }
             let blocks: u64 = self
                 .st_vms_on(&ds)
@@ -481,12 +530,18 @@ impl Engine {
                 kind: ReportKind::Repaired,
                 message: msg.clone(),
             });
+            self.st_step(&ds, StepKind::Repaired, msg.clone());
             self.info(format!("Report: {msg}"));
         }
         self.persist_state()
     }
 
+    /// Files a compliance report of `ds` (an out-of-compliance one is also a step of the
+    /// open incident).
     fn st_push_report(&mut self, ds: &str, kind: ReportKind, message: String) {
+        if kind == ReportKind::OutOfCompliance {
+            self.st_step(ds, StepKind::OutOfCompliance, message.clone());
+        }
         if let Some(rt) = self.stretch.dists.get_mut(ds) {
             rt.saved.reports.push(ComplianceReport {
                 at: self.now,
@@ -564,6 +619,24 @@ impl Engine {
                 dist.remote_site,
                 dist.remote_lun
             );
+            let cut: Vec<String> = self.stretch.partitioned.iter().cloned().collect();
+            self.st_incident_failure(
+                datastore,
+                format!(
+                    "created while site {} was partitioned away (the leg at {} unreachable)",
+                    cut.join(", "),
+                    dist.remote_site
+                ),
+            );
+            self.st_step(
+                datastore,
+                StepKind::LocalLegCreated,
+                format!(
+                    "the local leg at {} ({}) created and exported: it serves VM I/O alone; changed blocks are tracked",
+                    d.site,
+                    d.luns.join(", ")
+                ),
+            );
             self.st_push_report(datastore, ReportKind::OutOfCompliance, msg.clone());
             msg
         };
@@ -617,53 +690,6 @@ impl Engine {
         Ok(())
     }
 
-    /// A migration of VM `i` ended (the hook in `migration_ended`): instances that came or
-    /// went on distributed datastores are reconciled; a cancelled move off one re-tracks
-    /// the data blocks (a roll-back copies back without guest writes).
-    pub(super) fn stretch_migration_ended(
-        &mut self,
-        i: usize,
-        completed: bool,
-    ) -> Result<(), EngineError> {
-        let dss: Vec<String> = self.stretch.dists.keys().cloned().collect();
-        for ds in &dss {
-            self.stretch_reconcile(ds)?;
-        }
-        if !completed {
-            let ds = self.vms[i].datastore.clone();
-            let inst = self.vms[i].instance.clone();
-            let data = nonzero_blocks(&self.vms[i].image)?;
-            if let Some(rt) = self.stretch.dists.get_mut(&ds)
-                && let Some(bits) = rt.bits.get_mut(&inst)
-            {
-                for b in data.ones() {
-                    bits.set(b);
-                }
-                let bytes = bits.to_bytes();
-                let path = self.st_bitmap_path(&ds, &inst);
-                crate::fsutil::write_atomic(&path, &bytes)
-                    .map_err(io_err(path.display().to_string()))?;
-            }
-        }
-        for ds in &dss {
-            if self.stretch.dists[ds].rebuilding {
-                let total = self.stretch.dists[ds].tracked() + self.stretch.dists[ds].saved.rebuilt;
-                self.stretch
-                    .dists
-                    .get_mut(ds)
-                    .expect("listed")
-                    .saved
-                    .rebuild_total = total;
-            }
-            self.st_kick_rebuild(ds);
-        }
-        if dss.is_empty() {
-            Ok(())
-        } else {
-            self.persist_state()
-        }
-    }
-
     /// Swaps the VMs' images of `ds` with the other leg's handles: `to_remote` makes the
     /// second leg serve (the witness's pick), `false` the local leg again.
     fn st_swap_serving(&mut self, ds: &str, to_remote: bool) -> Result<(), EngineError> {
@@ -683,36 +709,6 @@ impl Engine {
             }
         }
         rt.saved.serving_remote = to_remote;
-        Ok(())
-    }
-
-    /// Refuses a move of VM `i` to `to` that the distributed legs cannot take: onto a
-    /// planned (not yet created) distributed datastore, or off or onto one whose second leg
-    /// serves (migrations use the local leg's directories, which are behind then).
-    pub(super) fn stretch_check_move(&self, i: usize, to: &str) -> Result<(), EngineError> {
-        for ds in [self.vms[i].datastore.as_str(), to] {
-            if self
-                .stretch
-                .dists
-                .get(ds)
-                .is_some_and(|r| r.saved.serving_remote)
-            {
-                return Err(rule(
-                    format!("VM {:?}", self.vms[i].id),
-                    format!(
-                        "datastore {ds:?} serves from its second leg during a partition; heal the partition before moving a VM off or onto it"
-                    ),
-                ));
-            }
-        }
-        if let Some(d) = self.topology().datastore(to)
-            && d.distributed.as_ref().is_some_and(|x| !x.created)
-        {
-            return Err(rule(
-                format!("datastore {to:?}"),
-                "is planned but not created yet; create it (CreateDatastore) before moving a VM onto it",
-            ));
-        }
         Ok(())
     }
 }

@@ -79,6 +79,10 @@ fn view(e: &Engine, ds: &str) -> DistributedView {
         .unwrap()
 }
 
+fn writes(e: &Engine, vm: &str) -> u64 {
+    e.snapshot().vms.iter().find(|x| x.id == vm).unwrap().writes
+}
+
 fn assert_consistent(e: &Engine, vm: &str) {
     let v = e.verify_vm(vm).unwrap();
     assert!(v.consistent, "{v:#?}");
@@ -414,10 +418,30 @@ fn with_a_witness_the_second_leg_serves_when_the_own_site_is_cut_off() {
     run_for(&mut e, 2);
     assert_eq!(view(&e, "ds-c").serving_site, "pa");
 
+    let t0 = e.now();
     e.apply(Command::PartitionSite { site: "pa".into() })
         .unwrap();
+    // Both sides hold the I/O for the polarization delay, then ask the witness; pa is cut
+    // off from it, so ny asks first.
+    let v = view(&e, "ds-c");
+    assert_eq!(
+        v.serving_site, "pa",
+        "nothing moves before the witness decides"
+    );
+    assert_eq!(v.polarizing_until, Some(t0 + 2 * SECOND));
+    assert_eq!(v.polarization_winner.as_deref(), Some("ny"));
+    let held = writes(&e, "vm2");
+    e.advance(t0 + 2 * SECOND - 1).unwrap();
+    assert_eq!(
+        writes(&e, "vm2"),
+        held,
+        "I/O is held during the polarization"
+    );
+    assert_eq!(view(&e, "ds-c").serving_site, "pa");
+    e.advance(t0 + 2 * SECOND).unwrap();
     let v = view(&e, "ds-c");
     assert_eq!(v.serving_site, "ny", "the witness picked the other leg");
+    assert_eq!(v.polarizing_until, None);
     assert_eq!(v.local.state, LegState::Behind);
     assert_eq!(v.remote.state, LegState::InSync);
     assert!(v.reports[0].message.contains("witness w-tie"));
@@ -505,3 +529,6 @@ fn an_array_fault_on_the_serving_leg_swaps_to_the_other_leg_and_back() {
     );
     assert_consistent(&e, "vm2");
 }
+
+#[path = "stretch_witness_tests.rs"]
+mod witness;

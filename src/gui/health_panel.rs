@@ -5,7 +5,7 @@ use egui::{RichText, Ui};
 use super::style::{self, Tone};
 use super::worker::Request;
 use super::{Action, Document, Live};
-use crate::engine::Command;
+use crate::engine::{Command, HealthPairView};
 
 /// The accessible names of an array's buttons.
 pub fn fault_name(array: &str) -> String {
@@ -141,12 +141,14 @@ pub(crate) fn show(
                                 .desired_width(260.0)
                                 .text(format!("{} block(s) left", p.blocks_left)),
                         );
+                        swap_back_line(ui, p);
                     }
                     Some("swapped") => {
                         ui.label(format!(
                             "{} block(s) tracked on the replicas",
                             p.tracked_blocks
                         ));
+                        swap_back_line(ui, p);
                     }
                     Some("draining") => {
                         ui.label(format!("final cycle: {} block(s) to ship", p.blocks_left));
@@ -156,4 +158,45 @@ pub(crate) fn show(
             }
         });
     }
+}
+
+/// The early swap-back: its threshold and hold period, and while resyncing the latencies
+/// compared and the countdown.
+fn swap_back_line(ui: &mut Ui, p: &HealthPairView) {
+    let (Some(limit), Some(hold)) = (p.swap_back_threshold_ms, p.swap_back_hold_s) else {
+        return;
+    };
+    let rule = format!(
+        "Swap back early when the latency expected on the primaries stays within {limit} ms of the one recorded on the replicas for {hold} s"
+    );
+    if p.swapping_back_early {
+        ui.label(style::toned(
+            ui,
+            "Swapping back early: guests held while the last blocks go back",
+            Tone::Busy,
+        ))
+        .on_hover_text(rule);
+        return;
+    }
+    let (Some(expected), Some(recorded)) = (p.expected_latency_ms, p.recorded_latency_ms) else {
+        ui.label(RichText::new(rule).weak().small());
+        return;
+    };
+    let diff = expected - recorded;
+    let (text, tone) = match p.within_for_s {
+        Some(w) => (
+            format!(
+                "Latency: expected {expected:.2} ms, recorded {recorded:.2} ms (+{diff:.2} ≤ {limit} ms) · swap back in {:.1} s",
+                (hold - w).max(0.0)
+            ),
+            Tone::Good,
+        ),
+        None => (
+            format!(
+                "Latency: expected {expected:.2} ms, recorded {recorded:.2} ms (+{diff:.2} > {limit} ms) · waiting for the resync"
+            ),
+            Tone::Muted,
+        ),
+    };
+    ui.label(style::toned(ui, text, tone)).on_hover_text(rule);
 }

@@ -7,7 +7,7 @@ use super::style::{self, Tone, glyph};
 use super::worker::Request;
 use super::{Action, Document, Live};
 use crate::disk::BLOCK_SIZE;
-use crate::engine::{Command, DistributedView};
+use crate::engine::{Command, DistributedView, SimTime};
 
 /// This section's own widget state (kept across frames).
 #[derive(Default)]
@@ -106,11 +106,11 @@ pub(crate) fn show(
     });
     for v in &snap.distributed {
         ui.add_space(4.0);
-        card(ui, v, actions);
+        card(ui, v, snap.now, actions);
     }
 }
 
-fn card(ui: &mut Ui, v: &DistributedView, actions: &mut Vec<Action>) {
+fn card(ui: &mut Ui, v: &DistributedView, now: SimTime, actions: &mut Vec<Action>) {
     egui::Frame::group(ui.style()).show(ui, |ui| {
         ui.set_width(ui.available_width());
         ui.horizontal_wrapped(|ui| {
@@ -171,7 +171,13 @@ fn card(ui: &mut Ui, v: &DistributedView, actions: &mut Vec<Action>) {
         }
         ui.horizontal_wrapped(|ui| {
             match &v.witness {
-                Some(w) => ui.label(format!("Witness: {w}")),
+                Some(w) => ui
+                    .label(format!("Witness: {w}"))
+                    .on_hover_text(format!(
+                        "When the legs lose touch both sides hold I/O for {} s, then ask {w}; the first to ask serves. A side whose array reports a fault asks {} s later, so the healthy side wins.",
+                        v.polarization_delay_s.unwrap_or_default(),
+                        v.unhealthy_delay_s.unwrap_or_default()
+                    )),
                 None => ui.label(
                     RichText::new(format!(
                         "No witness: {} (preferred) keeps serving in a partition",
@@ -193,6 +199,22 @@ fn card(ui: &mut Ui, v: &DistributedView, actions: &mut Vec<Action>) {
                 }
             }
         });
+        if let Some(until) = v.polarizing_until {
+            let left = until.saturating_sub(now) as f64 / crate::engine::SECOND as f64;
+            ui.label(style::toned(
+                ui,
+                format!(
+                    "Polarization: I/O held; the witness decides at {} (in {left:.1} s){}",
+                    mm_ss(until),
+                    v.polarization_winner
+                        .as_deref()
+                        .map_or(" — no side reaches it".to_string(), |w| format!(
+                            ": {w} asks first"
+                        ))
+                ),
+                Tone::Busy,
+            ));
+        }
         if v.rebuilding || v.rebuild_total > 0 {
             let frac = if v.rebuild_total == 0 {
                 1.0
@@ -206,6 +228,7 @@ fn card(ui: &mut Ui, v: &DistributedView, actions: &mut Vec<Action>) {
             };
             ui.add(egui::ProgressBar::new(frac).text(text));
         }
+        incidents(ui, v);
         if let Some(r) = v.reports.last() {
             let tone = if v.compliant { Tone::Good } else { Tone::Warn };
             ui.label(style::toned(ui, format!("{} {}", mm_ss(r.at), r.message), tone))
@@ -218,4 +241,41 @@ fn card(ui: &mut Ui, v: &DistributedView, actions: &mut Vec<Action>) {
                 );
         }
     });
+}
+
+/// The datastore's incident reports: each failure and every step performed (the last one
+/// open), newest first.
+fn incidents(ui: &mut Ui, v: &DistributedView) {
+    for (n, inc) in v.incidents.iter().enumerate().rev() {
+        let (state, tone) = match inc.repaired_at {
+            Some(at) => (format!("repaired at {}", mm_ss(at)), Tone::Good),
+            None => ("open".to_string(), Tone::Warn),
+        };
+        let title = format!(
+            "Report {}: {} {} — {state}",
+            n + 1,
+            mm_ss(inc.began_at),
+            inc.failure
+        );
+        egui::CollapsingHeader::new(style::toned(ui, title, tone))
+            .id_salt(("incident", &v.datastore, n))
+            .default_open(n + 1 == v.incidents.len())
+            .show(ui, |ui| {
+                for s in &inc.steps {
+                    // Wrapped, so a long detail stays inside the card.
+                    ui.horizontal_wrapped(|ui| {
+                        ui.label(RichText::new(mm_ss(s.at)).monospace());
+                        ui.label(RichText::new(format!("{}:", s.kind.label())).strong());
+                        ui.label(RichText::new(&s.detail).small());
+                    });
+                }
+                ui.label(
+                    RichText::new(format!(
+                        "{} block(s) tracked while the legs were apart, {} rebuilt",
+                        inc.tracked_blocks, inc.rebuilt_blocks
+                    ))
+                    .weak(),
+                );
+            });
+    }
 }

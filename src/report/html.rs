@@ -94,6 +94,7 @@ pub fn render(r: &Report) -> String {
     rto_charts(&mut o, r);
     details(&mut o, r);
     histories(&mut o, r);
+    super::distributed::html(&mut o, r);
     if !r.notes.is_empty() {
         o.push_str("<h2>Notes</h2>\n<ul>\n");
         for n in &r.notes {

@@ -130,6 +130,7 @@ impl Report {
                 );
             }
         }
+        super::distributed::text(&mut o, self);
         for n in &self.notes {
             let _ = writeln!(o, "\nNote: {n}");
         }

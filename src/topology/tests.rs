@@ -661,3 +661,43 @@ fn retain_points_are_bounded_and_agree_within_a_cg() {
         "{e}"
     );
 }
+
+#[test]
+fn swap_back_defaults_apply_and_bad_values_name_the_array_and_rule() {
+    let t = load(BASE).unwrap();
+    let a = t.arrays.iter().find(|a| a.id == "array-pa").unwrap();
+    assert_eq!(a.swap_back, None);
+    assert_eq!(a.swap_back(), SwapBack::default());
+    let from = r#"Array(id: "array-pa", site: "pa", luns: ["#;
+    let set =
+        |sb: &str| format!(r#"Array(id: "array-pa", site: "pa", swap_back: Some({sb}), luns: ["#);
+    let t = load(&BASE.replacen(from, &set("SwapBack(hold_s: 30)"), 1)).unwrap();
+    let sb = t.arrays[0].swap_back();
+    assert_eq!((sb.latency_ms, sb.hold_s), (SWAP_BACK_LATENCY_MS, 30.0));
+    // Saved only when set: a file without it saves as it was.
+    assert!(!load(BASE).unwrap().to_ron_string().contains("swap_back"));
+    assert_rule(
+        from,
+        &set("SwapBack(latency_ms: 0)"),
+        r#"array "array-pa""#,
+        "swap_back latency_ms must be more than 0",
+    );
+    assert_rule(
+        from,
+        &set("SwapBack(hold_s: -1)"),
+        r#"array "array-pa""#,
+        "swap_back hold_s must be 0 to 3600 seconds",
+    );
+    let ny = r#"Array(id: "array-ny", site: "ny", luns: ["#;
+    assert_rule(
+        ny,
+        r#"Array(id: "array-ny", site: "ny", swap_back: Some(SwapBack()), luns: ["#,
+        r#"array "array-ny""#,
+        "holds no replicated LUN",
+    );
+    let e = load(&BASE.replacen(from, &set("SwapBack(latency_ms: 0)"), 1)).unwrap_err();
+    assert!(
+        e.to_string().contains("t.ron"),
+        "the error names the file: {e}"
+    );
+}

@@ -196,6 +196,9 @@ impl Validator {
                     format!("site {:?} does not exist", a.site),
                 );
             }
+            if let Some(sb) = &a.swap_back {
+                self.check_swap_back(a, sb);
+            }
             for l in &a.luns {
                 let obj = format!("LUN {:?} on array {:?}", l.id, a.id);
                 if l.capacity_gib == 0 {
@@ -355,6 +358,41 @@ impl Validator {
         }
     }
 
+    /// An array's early swap-back: a positive latency threshold, a hold period, and
+    /// replicated LUNs whose I/O can swap at all.
+    fn check_swap_back(&mut self, a: &Array, sb: &SwapBack) {
+        let obj = format!("array {:?}", a.id);
+        if !(sb.latency_ms.is_finite()
+            && sb.latency_ms > 0.0
+            && sb.latency_ms <= MAX_SWAP_BACK_LATENCY_MS)
+        {
+            self.err(
+                &obj,
+                format!(
+                    "swap_back latency_ms must be more than 0 and at most {MAX_SWAP_BACK_LATENCY_MS} (one minute), not {}",
+                    sb.latency_ms
+                ),
+            );
+        }
+        self.seconds(&obj, "swap_back hold_s", sb.hold_s);
+        if !a.luns.iter().any(|l| l.replication.is_some()) {
+            self.err(
+                &obj,
+                "swap_back is set but the array holds no replicated LUN: no I/O swaps off it to a replica",
+            );
+        }
+    }
+
+    /// A delay in simulated seconds: 0 to [`MAX_DELAY_S`].
+    fn seconds(&mut self, obj: &str, field: &str, v: f64) {
+        if !(v.is_finite() && (0.0..=MAX_DELAY_S).contains(&v)) {
+            self.err(
+                obj,
+                format!("{field} must be 0 to {MAX_DELAY_S} seconds (one hour), not {v}"),
+            );
+        }
+    }
+
     /// A distributed datastore: its second leg is one LUN at another site, used by nothing
     /// else; it is not array-replicated (its legs are the copies).
     fn check_distributed<'a>(
@@ -422,6 +460,21 @@ impl Validator {
             && let Some(p) = id_problem(w)
         {
             self.err(&obj, format!("witness {}: {p}", shown_id(w)));
+        }
+        for (field, v) in [
+            ("polarization_delay_s", dist.polarization_delay_s),
+            ("unhealthy_delay_s", dist.unhealthy_delay_s),
+        ] {
+            let Some(v) = v else { continue };
+            if dist.witness.is_none() {
+                self.err(
+                    &obj,
+                    format!(
+                        "{field} is set but the datastore has no witness: without one the preferred leg keeps serving at once, nobody is asked"
+                    ),
+                );
+            }
+            self.seconds(&obj, field, v);
         }
         if !dist.created
             && let Some(vm) = t.vms.iter().find(|v| v.datastore == d.id)

@@ -70,6 +70,10 @@ fn the_round_trip_reports_every_hop_with_what_the_run_recorded() {
     let dir = crate::testkit::scratch();
 
     let r = report_json(&ws);
+    assert!(
+        r.get("distributed").is_none(),
+        "no distributed datastore: the report has no section for it"
+    );
     let kinds: Vec<&str> = r["events"]
         .as_array()
         .unwrap()
@@ -313,4 +317,76 @@ fn a_failover_to_an_older_point_reports_the_point_and_what_it_gave_up() {
         text.contains("to the points at or before 05:00.0"),
         "{text}"
     );
+}
+
+#[test]
+fn a_distributed_datastore_reports_each_failure_and_every_step_performed() {
+    let (dir, run) = run_sample("partition_create_and_heal.ron");
+    let ws = dir.path().join("ws");
+    let r = report_json(&ws);
+    let incidents = r["distributed"].as_array().expect("a distributed section");
+    assert_eq!(
+        incidents.len(),
+        2,
+        "created during a partition, then partitioned again"
+    );
+    let first = &incidents[0];
+    assert_eq!(first["datastore"], "ds-stretch");
+    assert_eq!(first["state"], "repaired");
+    assert!(
+        first["failure"]
+            .as_str()
+            .unwrap()
+            .contains("created while site ny was partitioned away"),
+        "{first:#}"
+    );
+    let steps: Vec<&str> = first["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "local leg created",
+            "out of compliance",
+            "remote leg created",
+            "rebuild started",
+            "blocks rebuilt",
+            "repaired"
+        ]
+    );
+    // The blocks the run's heal said it would rebuild are the ones reported.
+    let heal = step_detail(&run, "HealPartition");
+    let n = first["tracked_blocks"].as_u64().unwrap();
+    assert!(
+        heal.contains(&format!("rebuilding {n} tracked block(s)")),
+        "{heal}"
+    );
+    assert_eq!(first["rebuilt_blocks"].as_u64().unwrap(), n);
+    assert!(
+        incidents[1]["failure"]
+            .as_str()
+            .unwrap()
+            .contains("site ny partitioned away")
+    );
+
+    let text = drconsole_ok(&["report", &ws.display().to_string()]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("Distributed datastores: each failure and every step performed:"),
+        "{text}"
+    );
+    assert!(text.contains("blocks rebuilt: "), "{text}");
+    let page = dir.path().join("r.html");
+    drconsole_ok(&[
+        "report",
+        &ws.display().to_string(),
+        "--html",
+        &page.display().to_string(),
+    ]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<h2>Distributed datastores</h2>"));
+    assert!(html.contains("remote leg created"));
 }

@@ -143,9 +143,11 @@ impl Engine {
         }
         if !self.link_up {
             // The link is down: nothing crosses it; look again in a second, still tracking.
+            self.abandon_early_swap_back(k)?;
             self.queue_health(k, self.now + SECOND);
             return Ok(());
         }
+        self.hold_early_swap_back_guests(k);
         let batch = self.opts.run_blocks() as usize;
         let mut copied = 0u64;
         let mut buf: Block = [0; BLOCK_SIZE];
@@ -172,7 +174,7 @@ impl Engine {
             let secs = bytes as f64 / (self.groups[g].spec.mbps * 1_000_000.0 / 8.0);
             let d = ((secs * SECOND as f64).ceil() as SimTime).max(1);
             self.queue_health(k, self.now + d);
-            return Ok(());
+            return self.consider_early_swap_back(k, g);
         }
         self.swap_back(k, g)
     }
@@ -180,10 +182,30 @@ impl Engine {
     /// Nothing left to copy: I/O back on the primaries, then replication restarts.
     pub(super) fn swap_back(&mut self, k: usize, g: usize) -> Result<(), EngineError> {
         let s = self.health.swaps.remove(k);
+        debug_assert_eq!(
+            s.tracked(),
+            0,
+            "I/O swaps back only with nothing left to copy"
+        );
+        let vms: Vec<usize> = s.vms.iter().map(|v| v.vm).collect();
         for v in s.vms {
             self.unswap_vm(v)?;
         }
         self.groups[g].saved.swapped = false;
+        let why = match s.saved.early {
+            Some(at) => {
+                // The guests held for the last copies go on, on the primaries.
+                for i in vms {
+                    self.start_guest(i);
+                }
+                format!(
+                    "swapped back before the resync's end on the latency comparison (guests held {} while the last block(s) went back; {} block(s) copied back in all)",
+                    format_time(self.now - at),
+                    s.saved.copied
+                )
+            }
+            None => format!("resync complete ({} block(s) copied back)", s.saved.copied),
+        };
         let id = self.groups[g].spec.id.clone();
         let label = self.swap_direction(g);
         let mut restarted = false;
@@ -195,16 +217,14 @@ impl Engine {
         self.health.restarted.insert(s.saved.group.clone(), cycle);
         if restarted {
             self.info(format!(
-                "Array health: {id} resync complete ({} block(s) copied back); I/O back on the primaries; replication restarted {label} (cycle {cycle})",
-                s.saved.copied
+                "Array health: {id} {why}; I/O back on the primaries; replication restarted {label} (cycle {cycle})"
             ));
         } else {
             self.queue_cut(g);
             self.push_log(
                 LogLevel::Warning,
                 format!(
-                    "Array health: {id} resync complete ({} block(s) copied back); I/O back on the primaries; replication cannot run now and restarts when it can",
-                    s.saved.copied
+                    "Array health: {id} {why}; I/O back on the primaries; replication cannot run now and restarts when it can"
                 ),
             );
         }

@@ -22,6 +22,18 @@ pub struct HealthPairView {
     pub direction: String,
     /// The state in words.
     pub state: String,
+    /// The faulted array's early swap-back settings: the largest latency difference, ms,
+    /// and how long it must hold, s (set while the pair is swapped or resyncing).
+    pub swap_back_threshold_ms: Option<f64>,
+    pub swap_back_hold_s: Option<f64>,
+    /// While resyncing: the latency expected on the primaries if I/O swapped back now, and
+    /// the one recorded on the replicas, ms.
+    pub expected_latency_ms: Option<f64>,
+    pub recorded_latency_ms: Option<f64>,
+    /// While resyncing: how long the difference has stayed within the threshold, s.
+    pub within_for_s: Option<f64>,
+    /// The early swap-back is under way: guests held while the last blocks go back.
+    pub swapping_back_early: bool,
 }
 
 /// An array as the console shows it (a field of the snapshot).
@@ -149,7 +161,30 @@ impl Engine {
             ),
             _ => (0, 1.0),
         };
+        let k = self
+            .health
+            .swaps
+            .iter()
+            .position(|s| s.saved.group == grp.spec.key);
+        let settings = k
+            .filter(|_| phase != Some(SwapPhase::Draining))
+            .map(|k| self.swap_back_settings(k));
+        let lat = k
+            .filter(|_| phase == Some(SwapPhase::Resyncing))
+            .map(|k| self.swap_latencies(k, g));
+        let secs = |t: SimTime| t as f64 / SECOND as f64;
         HealthPairView {
+            swap_back_threshold_ms: settings.map(|s| s.latency_ms),
+            swap_back_hold_s: settings.map(|s| s.hold_s),
+            expected_latency_ms: lat.map(|l| swap_back::us_to_ms(l.expected_us)),
+            recorded_latency_ms: lat.map(|l| swap_back::us_to_ms(l.recorded_us)),
+            // Sampled at each resync step: shown up to the hold period.
+            within_for_s: lat
+                .and(swap)
+                .and_then(|s| s.within_since)
+                .zip(settings)
+                .map(|(t, sb)| secs(self.now - t).min(sb.hold_s)),
+            swapping_back_early: swap.is_some_and(|s| s.saved.early.is_some()),
             group: grp.spec.id.clone(),
             datastores: grp
                 .spec

@@ -1,5 +1,6 @@
 //! Site partitions and array faults as distributed datastores live them.
 
+use super::incident::StepKind;
 use super::*;
 
 impl Engine {
@@ -31,32 +32,28 @@ impl Engine {
             let rt = self.stretch.dists.get_mut(&ds).expect("listed");
             rt.rebuilding = false;
             rt.gen_ += 1;
-            let caught_up = rt.saved.remote_present && rt.tracked() == 0;
             let d = self
                 .topology()
                 .datastore(&ds)
                 .expect("created datastores exist")
                 .clone();
             let dist = d.distributed.clone().expect("a distributed datastore");
-            let (mut serving, mut other) = (d.site.clone(), dist.remote_site.clone());
-            let mut how = "keeps serving".to_string();
-            if let Some(w) = &dist.witness
-                && site == d.site
-            {
-                if caught_up {
-                    // The witness sees the preferred site cut off: the other leg serves.
-                    self.st_swap_serving(&ds, true)?;
-                    std::mem::swap(&mut serving, &mut other);
-                    how = format!("serves (witness {w} picked it)");
-                } else {
-                    how = format!(
-                        "keeps serving (witness {w} cannot pick the leg at {other}: it is behind)"
-                    );
-                }
-            }
-            let msg = format!(
-                "{ds} out of compliance: the partition separates its legs; the leg at {serving} {how}, the leg at {other} is behind and changed blocks are tracked"
+            self.st_incident_failure(
+                &ds,
+                format!("site {site} partitioned away (inter-site network failure)"),
             );
+            let msg = if let Some(w) = &dist.witness {
+                // Both sides hold I/O, then ask the witness: the one cut off cannot.
+                let held = self.st_start_polarization(&ds)?;
+                format!(
+                    "{ds} out of compliance: the partition separates its legs; witness {w} decides which leg serves — {held}; the other leg falls behind and changed blocks are tracked"
+                )
+            } else {
+                format!(
+                    "{ds} out of compliance: the partition separates its legs; the leg at {} keeps serving, the leg at {} is behind and changed blocks are tracked",
+                    d.site, dist.remote_site
+                )
+            };
             self.st_push_report(&ds, ReportKind::OutOfCompliance, msg);
             lines.push(format!("{ds} out of compliance"));
         }
@@ -90,6 +87,13 @@ impl Engine {
             if !self.st_legs_reachable(&ds) {
                 continue;
             }
+            if self.st_end_polarization(&ds) {
+                self.st_step(
+                    &ds,
+                    StepKind::WitnessDecision,
+                    "the partition healed before the witness decided: the legs are in touch again, I/O resumes where it was".into(),
+                );
+            }
             if !self.stretch.dists[&ds].saved.remote_present {
                 self.st_create_remote_leg(&ds)?;
                 let remote = self
@@ -101,9 +105,17 @@ impl Engine {
                 self.info(format!(
                     "{ds}: the second leg at {remote} is created (zeros); rebuilding only the tracked blocks"
                 ));
+                self.st_step(
+                    &ds,
+                    StepKind::RemoteLegCreated,
+                    format!(
+                        "the partition healed: the remote leg at {remote} created, known zeros, one instance per VM"
+                    ),
+                );
             }
             let tracked = self.stretch.dists[&ds].tracked();
             self.st_kick_rebuild(&ds);
+            self.st_rebuild_step(&ds, tracked, "the partition healed");
             lines.push(format!("{ds}: rebuilding {tracked} tracked block(s)"));
         }
         if self.stretch.link_taken_down {
@@ -159,6 +171,26 @@ impl Engine {
                 rt.saved.remote_present && rt.tracked() == 0 && was_reachable.contains(ds);
             // The array of the leg that serves now.
             let serving_hit = own_array != serving_remote;
+            let hit_site = if own_array {
+                &d.site
+            } else {
+                &dist.remote_site
+            };
+            let failure = format!("array {array} (the leg at {hit_site}) reported a fault");
+            if was_reachable.contains(ds)
+                && let Some(w) = &dist.witness
+            {
+                // Both sides hold I/O and ask the witness; the unhealthy side asks late.
+                self.st_incident_failure(ds, failure);
+                self.stretch.faulted_arrays.insert(array.to_string());
+                let held = self.st_start_polarization(ds)?;
+                let msg = format!(
+                    "{ds} out of compliance: array {array} reports a fault; witness {w} decides which leg serves — {held}; the other leg falls behind and changed blocks are tracked"
+                );
+                self.st_push_report(ds, ReportKind::OutOfCompliance, msg.clone());
+                lines.push(msg);
+                continue;
+            }
             let msg = if serving_hit && caught_up {
                 self.st_swap_serving(ds, !serving_remote)?;
                 let (to, from) = if serving_remote {
@@ -185,6 +217,21 @@ impl Engine {
             let rt = self.stretch.dists.get_mut(ds).expect("listed");
             rt.rebuilding = false;
             rt.gen_ += 1;
+            self.st_incident_failure(ds, failure);
+            if serving_hit {
+                let to = if serving_remote {
+                    &d.site
+                } else {
+                    &dist.remote_site
+                };
+                self.st_step(
+                    ds,
+                    StepKind::IoMoved,
+                    format!(
+                        "no witness to ask: the unhealthy side gave way at once and VM I/O moved to the leg at {to}"
+                    ),
+                );
+            }
             self.st_push_report(ds, ReportKind::OutOfCompliance, msg.clone());
             lines.push(msg);
         }
@@ -206,8 +253,16 @@ impl Engine {
         let dss = self.st_dists_on_array(array);
         let mut lines = Vec::new();
         for ds in dss {
+            if self.st_end_polarization(&ds) {
+                self.st_step(
+                    &ds,
+                    StepKind::WitnessDecision,
+                    format!("array {array} is healthy before the witness decided: I/O resumes where it was"),
+                );
+            }
             let tracked = self.stretch.dists[&ds].tracked();
             self.st_kick_rebuild(&ds);
+            self.st_rebuild_step(&ds, tracked, &format!("array {array} is healthy"));
             if self.stretch.dists[&ds].rebuilding {
                 lines.push(format!(
                     "{ds}: array {array} healthy; rebuilding {tracked} tracked block(s), then the preferred leg serves"
@@ -215,5 +270,23 @@ impl Engine {
             }
         }
         Ok(lines)
+    }
+}
+
+impl Engine {
+    /// Records the rebuild's start in the open incident of `ds`, if it started.
+    pub(super) fn st_rebuild_step(&mut self, ds: &str, tracked: u64, why: &str) {
+        if !self.stretch.dists.get(ds).is_some_and(|r| r.rebuilding) {
+            return;
+        }
+        let rate = self.st_leg_link_mib_s(ds);
+        self.st_step_blocks(
+            ds,
+            StepKind::RebuildStarted,
+            tracked,
+            format!(
+                "{why}: {tracked} block(s) changed while the legs were apart were tracked; only those are rebuilt, at {rate:.1} MiB/s over the link"
+            ),
+        );
     }
 }

@@ -111,9 +111,27 @@ impl Engine {
                     }
                     let serving_remote = rt.saved.serving_remote;
                     rt.saved.serving_remote = false;
+                    let polarizing = rt.saved.polarizing.is_some();
                     self.stretch.dists.insert(ds.clone(), rt);
                     if serving_remote {
                         self.st_swap_serving(&ds, true)?;
+                    }
+                    if polarizing {
+                        // Still waiting for the witness: the event holds the guests the
+                        // reopen starts, then decides when it is time.
+                        let index = self
+                            .topology()
+                            .datastores
+                            .iter()
+                            .position(|d| d.id == ds)
+                            .unwrap_or(0);
+                        self.schedule(
+                            self.now,
+                            Ev::Stretch {
+                                ds: DsIx(index),
+                                gen_: 0,
+                            },
+                        );
                     }
                 }
                 None => {

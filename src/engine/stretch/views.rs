@@ -56,6 +56,15 @@ pub struct DistributedView {
     /// Sites partitioned away now (all of them, not only this datastore's).
     pub partitioned_sites: Vec<String>,
     pub reports: Vec<ComplianceReport>,
+    /// With a witness: the polarization delay and the delay an unhealthy side adds, s.
+    pub polarization_delay_s: Option<f64>,
+    pub unhealthy_delay_s: Option<f64>,
+    /// The legs lost touch and the sides wait for the witness: I/O held until then.
+    pub polarizing_until: Option<SimTime>,
+    /// The side that will win (the first to ask the witness), while polarizing.
+    pub polarization_winner: Option<String>,
+    /// Every incident from its failure to its repair, oldest first (claims 6 and 11).
+    pub incidents: Vec<Incident>,
 }
 
 impl Engine {
@@ -120,6 +129,15 @@ impl Engine {
                     instances: rt.map_or_else(Vec::new, |r| r.saved.instances.clone()),
                     partitioned_sites: partitioned.clone(),
                     reports: rt.map_or_else(Vec::new, |r| r.saved.reports.clone()),
+                    polarization_delay_s: dist.witness.as_ref().map(|_| dist.polarization_delay()),
+                    unhealthy_delay_s: dist.witness.as_ref().map(|_| dist.unhealthy_delay()),
+                    polarizing_until: rt
+                        .and_then(|r| r.saved.polarizing.as_ref())
+                        .map(|p| p.decide_at),
+                    polarization_winner: rt
+                        .and_then(|r| r.saved.polarizing.as_ref())
+                        .and_then(|p| p.winner.clone()),
+                    incidents: rt.map_or_else(Vec::new, |r| r.saved.incidents.clone()),
                 }
             })
             .collect()
