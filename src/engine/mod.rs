@@ -95,7 +95,10 @@ use persist::{
     EngineState, alive, fault_point, read_clock_record, read_ron, remove_dir_if_exists,
     remove_file_if_exists, write_ron,
 };
-pub use placement::PlacementView;
+pub use placement::{
+    MAX_NEW_DISK_MIB, PlacementError, PlacementOption, PlacementView, check_placement_request,
+    rank_initial_placement, recommended,
+};
 pub use publog::{
     PUBLISH_LOG_FILE, PublishLog, PublishRecord, parse_publish_log, publish_log_path,
     read_publish_log,
@@ -372,24 +375,8 @@ impl Engine {
     /// Free space on a datastore in MiB: its LUNs' capacity less every disk on it,
     /// migration targets included.
     pub fn free_mib(&self, datastore: &str) -> u64 {
-        let t = self.topology();
-        let Some(ds) = t.datastore(datastore) else {
-            return 0;
-        };
-        let capacity: u64 = t.datastore_luns(ds).map(|l| l.capacity_gib * 1024).sum();
-        let used: u64 = t
-            .vms
-            .iter()
-            .filter(|v| v.datastore == datastore)
-            .map(|v| v.disk_mib)
-            .chain(self.vms.iter().filter_map(|v| {
-                v.migration
-                    .as_ref()
-                    .filter(|m| m.rec.to == datastore)
-                    .map(|_| v.blocks * BLOCK_SIZE as u64 / (1024 * 1024))
-            }))
-            .sum();
-        capacity.saturating_sub(used)
+        self.capacity_mib(datastore)
+            .saturating_sub(self.used_mib(datastore))
     }
 
     /// Every feature that follows guest writes (distributed legs, swapped pairs, group
