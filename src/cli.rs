@@ -45,6 +45,10 @@ pub enum Command {
     Tags(TagsArgs),
     /// Rate the DR impact of moving a VM's disk to another datastore.
     Impact(ImpactArgs),
+    /// Rank the datastores a new VM could be placed on, safest first: whether it keeps the
+    /// protection group it is meant for (the impact rules), whether it fits, and how full the
+    /// datastore would be. Free space is the topology's: capacity less the disks on it.
+    Place(PlaceArgs),
     /// Open a workspace (recovering from a crash as opening does) and check every VM's
     /// disk against the journal; exit 1 if any fails. With --repair, also report what the
     /// recovery did.
@@ -295,6 +299,23 @@ pub struct ImpactArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct PlaceArgs {
+    /// The topology file.
+    pub topology: PathBuf,
+    /// The new VM's disk size in MiB (at least 1).
+    #[arg(long, value_name = "N")]
+    pub disk_mib: u64,
+    /// The protection group the new VM is meant to be in.
+    #[arg(long, value_name = "PG")]
+    pub pg: String,
+    /// Print JSON: {"protection_group","disk_mib","recommended","datastores":[{"datastore",
+    /// "rating","fault","keeps_protection","fits","free_mib","free_after_mib","used_after_bp",
+    /// "placeable","reason","explanation",...}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// A failure the CLI reports on stderr with exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -307,6 +328,7 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, CliError> {
         Command::Check(a) => check(a, out).map(|()| 0),
         Command::Tags(a) => tags(a, out).map(|()| 0),
         Command::Impact(a) => impact(a, out).map(|()| 0),
+        Command::Place(a) => place(a, out).map(|()| 0),
         Command::Verify(a) => verify(a, out),
         Command::Run(a) => run_scenario(a, out),
         Command::Recover(a) => recover(a, out).map(|()| 0),
@@ -442,6 +464,69 @@ fn impact(a: &ImpactArgs, out: &mut dyn Write) -> Result<(), CliError> {
         out,
         &format!("{} -> {}: {verdict}\n{}", i.from, i.to, i.explanation),
     )
+}
+
+/// `drconsole place --json`.
+#[derive(Debug, Serialize)]
+struct PlaceOutput<'a> {
+    protection_group: &'a str,
+    disk_mib: u64,
+    /// The first datastore the VM may go to (fits, available), safest first.
+    recommended: Option<&'a str>,
+    datastores: &'a [crate::engine::PlacementOption],
+}
+
+fn place(a: &PlaceArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let t = load(&a.topology)?;
+    let file = a.topology.display();
+    let options = crate::engine::rank_initial_placement(
+        &t,
+        &a.pg,
+        a.disk_mib,
+        &t.free_mib_by_datastore(),
+        &Default::default(),
+    )
+    .map_err(|e| CliError(format!("{file}: {e}")))?;
+    let recommended = crate::engine::recommended(&options).map(|o| o.datastore.as_str());
+    if a.json {
+        return emit_json(
+            out,
+            &PlaceOutput {
+                protection_group: &a.pg,
+                disk_mib: a.disk_mib,
+                recommended,
+                datastores: &options,
+            },
+        );
+    }
+    emit(
+        out,
+        &format!(
+            "A new VM of {} MiB meant for protection group {}: protected-site datastores, safest first",
+            a.disk_mib, a.pg
+        ),
+    )?;
+    let width = options.iter().map(|o| o.datastore.len()).max().unwrap_or(0);
+    for o in &options {
+        let mark = if Some(o.datastore.as_str()) == recommended {
+            "*"
+        } else {
+            " "
+        };
+        emit(
+            out,
+            &format!(
+                "{mark} {:width$}  {:17}  {}",
+                o.datastore,
+                o.rating.as_str(),
+                o.reason
+            ),
+        )?;
+    }
+    match recommended {
+        Some(ds) => emit(out, &format!("* recommended: {ds}")),
+        None => emit(out, "no datastore has room for it"),
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -209,6 +209,49 @@ struct VmRt {
     migrations_done: u64,
 }
 
+impl VmRt {
+    /// A VM up on `place` = (site, datastore, instance, host), its image open at `dir`,
+    /// with no writes known yet and nothing in flight; its guest's random numbers are
+    /// seeded with 0 (the caller seeds them).
+    fn new(
+        vm: &crate::topology::Vm,
+        uuid: RawUuid,
+        place: (String, String, String, String),
+        dir: PathBuf,
+        image: ImageFile,
+    ) -> VmRt {
+        let (site, datastore, instance, host) = place;
+        let blocks = image.block_count();
+        let w = vm.workload.as_ref();
+        VmRt {
+            id: vm.id.clone(),
+            uuid,
+            site,
+            datastore,
+            instance,
+            host,
+            down: false,
+            recovered: None,
+            history: VmHistory::default(),
+            dir,
+            image,
+            blocks,
+            write_iops: w.map_or(0, |w| w.write_iops),
+            read_iops: w.map_or(0, |w| w.read_iops),
+            rng: 0,
+            guest_gen: 0,
+            run_gen: 0,
+            last_seq: vec![0; blocks as usize],
+            waiting: VecDeque::new(),
+            migration: None,
+            writes: 0,
+            reads: 0,
+            read_errors: 0,
+            migrations_done: 0,
+        }
+    }
+}
+
 struct SiteIo {
     journal: JournalWriter,
 }
@@ -357,6 +400,11 @@ impl Engine {
             Command::ExitMaintenance { datastore } => self.exit_maintenance(&datastore)?,
             Command::Balance { cluster, confirm } => self.balance(&cluster, confirm)?,
             Command::Rescan { file } => self.rescan_file(&file)?,
+            Command::AddVm {
+                vm,
+                protection_group,
+                confirm,
+            } => self.add_vm(vm, &protection_group, confirm)?,
         };
         self.persist_state()?;
         self.debug_check_invariants();

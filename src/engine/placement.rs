@@ -16,6 +16,7 @@ use super::{Engine, EngineError, LogLevel, Outcome};
 use crate::dr::{self, Fault, Rating};
 use crate::topology::Topology;
 
+mod add;
 mod initial;
 mod plan;
 mod views;
@@ -76,6 +77,9 @@ pub(super) struct PlacementSaved {
     /// Moves waiting for the operator's override.
     #[serde(default)]
     pending: Vec<SavedRecommendation>,
+    /// VMs added to this workspace (New VM), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    added: Vec<String>,
 }
 
 /// Runtime state, a field of the engine.
@@ -84,6 +88,7 @@ pub(super) struct PlacementRt {
     maintenance: BTreeSet<String>,
     announced_empty: BTreeSet<String>,
     pending: Vec<SavedRecommendation>,
+    added: BTreeSet<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -118,6 +123,7 @@ impl Engine {
             maintenance: self.placement.maintenance.iter().cloned().collect(),
             announced_empty: self.placement.announced_empty.iter().cloned().collect(),
             pending: self.placement.pending.clone(),
+            added: self.placement.added.iter().cloned().collect(),
         }
     }
 
@@ -139,6 +145,7 @@ impl Engine {
             maintenance: saved.maintenance.into_iter().collect(),
             announced_empty: saved.announced_empty.into_iter().collect(),
             pending: saved.pending,
+            added: saved.added.into_iter().collect(),
         };
         Ok(())
     }

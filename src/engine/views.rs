@@ -75,6 +75,8 @@ pub struct Snapshot {
     pub placement: Vec<PlacementView>,
     /// Instances on returned sites of VMs failed over away from them (SPEC §11).
     pub stale: Vec<super::StaleInstance>,
+    /// Protected-site datastores no new VM may go to now, and why (New VM).
+    pub unplaceable: BTreeMap<String, String>,
 }
 
 impl Engine {
@@ -101,6 +103,7 @@ impl Engine {
             group_migrations: self.group_migration_views(),
             placement: self.placement_views(),
             stale: self.stale_instances().to_vec(),
+            unplaceable: self.placement_unavailable(),
         }
     }
 
