@@ -95,6 +95,7 @@ use persist::{
     EngineState, alive, fault_point, read_clock_record, read_ron, remove_dir_if_exists,
     remove_file_if_exists, write_ron,
 };
+pub use placement::percent as placement_percent;
 pub use placement::{
     MAX_NEW_DISK_MIB, PlacementError, PlacementOption, PlacementView, check_placement_request,
     rank_initial_placement, recommended,

@@ -264,6 +264,7 @@ impl NewVm {
                 egui::ScrollArea::vertical()
                     .id_salt("new-vm-datastores")
                     .auto_shrink([false, false])
+                    .scroll([true, true])
                     .show(ui, |ui| match &ranking {
                         Ok(options) => self.table(ui, options, pick.as_ref(), live),
                         Err(e) => {
@@ -357,7 +358,7 @@ impl NewVm {
         );
         ui.add_space(4.0);
         egui::Grid::new("new-vm-datastores")
-            .num_columns(4)
+            .num_columns(5)
             .striped(true)
             .spacing([14.0, 6.0])
             .show(ui, |ui| {
@@ -365,6 +366,7 @@ impl NewVm {
                 ui.strong("Rating");
                 ui.strong("What the VM gets");
                 ui.strong("Free after");
+                ui.strong("Used after");
                 ui.end_row();
                 for o in options {
                     let selected = pick.is_some_and(|p| p.datastore == o.datastore);
@@ -386,8 +388,13 @@ impl NewVm {
                         self.confirmed = false;
                     }
                     ui.label(style::rating_text(ui, o.rating));
-                    ui.add(egui::Label::new(&o.reason).wrap());
+                    if o.placeable {
+                        ui.label(&o.gets);
+                    } else {
+                        ui.label(RichText::new(&o.reason).color(ui.visuals().warn_fg_color));
+                    }
                     ui.label(o.free_after_mib.map_or("—".to_string(), style::mib_text));
+                    ui.label(crate::engine::placement_percent(o.used_after_bp));
                     ui.end_row();
                 }
             });

@@ -50,7 +50,7 @@ fn new_vm_places_it_in_its_group_and_an_unprotected_pick_needs_are_you_sure() {
     assert_eq!(h.state().new_vm.pg, "pg-tier2");
     h.get_by_label_contains("on 🗀 ds-silver-1: none");
     assert!(!add_disabled(&h));
-    h.get_by_label_contains("protected by pg-tier2;");
+    h.get_by_label("protected by pg-tier2");
     h.get_by_label_contains("not replicated: no protection");
 
     // ds-local loses the protection: Add waits for "Are you sure?".

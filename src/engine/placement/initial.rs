@@ -33,7 +33,9 @@ pub struct PlacementOption {
     pub unavailable: Option<String>,
     /// Fits and available: the operator may pick it (with "Are you sure?" above `none`).
     pub placeable: bool,
-    /// A line for a table: what the VM gets there and the room left.
+    /// What the VM gets there, in a few words ("protected by pg-a").
+    pub gets: String,
+    /// A line for a table: what the VM gets there and the room left (or why it cannot go).
     pub reason: String,
     /// The rating's plain-language paragraph.
     pub explanation: String,
@@ -131,6 +133,7 @@ pub fn rank_initial_placement(
                 Some(why) => format!("{why}; {summary}"),
                 None => format!("{summary}; {room}"),
             };
+            let gets = summary;
             PlacementOption {
                 datastore: d.id.clone(),
                 rating,
@@ -146,6 +149,7 @@ pub fn rank_initial_placement(
                 used_after_bp: used_bp(used_after, capacity),
                 placeable: fits && unavailable.is_none(),
                 unavailable,
+                gets,
                 reason,
                 explanation: dr::explain_placement(t, pg, &tags, fault),
             }
