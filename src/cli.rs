@@ -12,6 +12,10 @@ use crate::engine::copy::CopyMode;
 use crate::scenario;
 use crate::topology::{SiteRole, Topology};
 
+mod place;
+pub use place::PlaceArgs;
+use place::place;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "drconsole",
@@ -299,23 +303,6 @@ pub struct ImpactArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct PlaceArgs {
-    /// The topology file.
-    pub topology: PathBuf,
-    /// The new VM's disk size in MiB (at least 1).
-    #[arg(long, value_name = "N")]
-    pub disk_mib: u64,
-    /// The protection group the new VM is meant to be in.
-    #[arg(long, value_name = "PG")]
-    pub pg: String,
-    /// Print JSON: {"protection_group","disk_mib","recommended","datastores":[{"datastore",
-    /// "rating","fault","keeps_protection","fits","free_mib","free_after_mib","used_after_bp",
-    /// "placeable","reason","explanation",...}]}.
-    #[arg(long)]
-    pub json: bool,
-}
-
 /// A failure the CLI reports on stderr with exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -464,69 +451,6 @@ fn impact(a: &ImpactArgs, out: &mut dyn Write) -> Result<(), CliError> {
         out,
         &format!("{} -> {}: {verdict}\n{}", i.from, i.to, i.explanation),
     )
-}
-
-/// `drconsole place --json`.
-#[derive(Debug, Serialize)]
-struct PlaceOutput<'a> {
-    protection_group: &'a str,
-    disk_mib: u64,
-    /// The first datastore the VM may go to (fits, available), safest first.
-    recommended: Option<&'a str>,
-    datastores: &'a [crate::engine::PlacementOption],
-}
-
-fn place(a: &PlaceArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let t = load(&a.topology)?;
-    let file = a.topology.display();
-    let options = crate::engine::rank_initial_placement(
-        &t,
-        &a.pg,
-        a.disk_mib,
-        &t.free_mib_by_datastore(),
-        &Default::default(),
-    )
-    .map_err(|e| CliError(format!("{file}: {e}")))?;
-    let recommended = crate::engine::recommended(&options).map(|o| o.datastore.as_str());
-    if a.json {
-        return emit_json(
-            out,
-            &PlaceOutput {
-                protection_group: &a.pg,
-                disk_mib: a.disk_mib,
-                recommended,
-                datastores: &options,
-            },
-        );
-    }
-    emit(
-        out,
-        &format!(
-            "A new VM of {} MiB meant for protection group {}: protected-site datastores, safest first",
-            a.disk_mib, a.pg
-        ),
-    )?;
-    let width = options.iter().map(|o| o.datastore.len()).max().unwrap_or(0);
-    for o in &options {
-        let mark = if Some(o.datastore.as_str()) == recommended {
-            "*"
-        } else {
-            " "
-        };
-        emit(
-            out,
-            &format!(
-                "{mark} {:width$}  {:17}  {}",
-                o.datastore,
-                o.rating.as_str(),
-                o.reason
-            ),
-        )?;
-    }
-    match recommended {
-        Some(ds) => emit(out, &format!("* recommended: {ds}")),
-        None => emit(out, "no datastore has room for it"),
-    }
 }
 
 #[derive(Debug, Serialize)]

@@ -409,22 +409,12 @@ impl NewVm {
     ) -> Option<Submit> {
         ui.add_space(4.0);
         if let Some(o) = pick.filter(|o| o.rating > Rating::None && o.placeable) {
-            let color = style::rating_color(o.rating, ui.visuals().dark_mode);
-            egui::Frame::group(ui.style())
-                .stroke(egui::Stroke::new(1.5, color))
-                .show(ui, |ui| {
-                    ui.set_width(ui.available_width());
-                    ui.checkbox(
-                        &mut self.confirmed,
-                        format!(
-                            "Are you sure? Place {} on {} anyway and accept the {} risk ({}). The override is recorded in the event log.",
-                            self.name.trim(),
-                            o.datastore,
-                            o.rating,
-                            o.fault.map(|f| f.as_str()).unwrap_or("none")
-                        ),
-                    );
-                });
+            super::wizard::are_you_sure(
+                ui,
+                &mut self.confirmed,
+                &format!("Place {} on {}", self.name.trim(), o.datastore),
+                (o.rating, o.fault),
+            );
             ui.add_space(2.0);
         }
         let state = self.submit_state(doc, live, pick);
