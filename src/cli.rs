@@ -12,6 +12,10 @@ use crate::engine::copy::CopyMode;
 use crate::scenario;
 use crate::topology::{SiteRole, Topology};
 
+mod place;
+pub use place::PlaceArgs;
+use place::place;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "drconsole",
@@ -45,6 +49,10 @@ pub enum Command {
     Tags(TagsArgs),
     /// Rate the DR impact of moving a VM's disk to another datastore.
     Impact(ImpactArgs),
+    /// Rank the datastores a new VM could be placed on, safest first: whether it keeps the
+    /// protection group it is meant for (the impact rules), whether it fits, and how full the
+    /// datastore would be. Free space is the topology's: capacity less the disks on it.
+    Place(PlaceArgs),
     /// Open a workspace (recovering from a crash as opening does) and check every VM's
     /// disk against the journal; exit 1 if any fails. With --repair, also report what the
     /// recovery did.
@@ -307,6 +315,7 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, CliError> {
         Command::Check(a) => check(a, out).map(|()| 0),
         Command::Tags(a) => tags(a, out).map(|()| 0),
         Command::Impact(a) => impact(a, out).map(|()| 0),
+        Command::Place(a) => place(a, out).map(|()| 0),
         Command::Verify(a) => verify(a, out),
         Command::Run(a) => run_scenario(a, out),
         Command::Recover(a) => recover(a, out).map(|()| 0),

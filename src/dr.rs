@@ -8,6 +8,9 @@ use serde::Serialize;
 pub use crate::topology::datastore_cg;
 use crate::topology::{Datastore, Topology};
 
+mod placement;
+pub use placement::{explain_placement, placement_summary, rate_placement};
+
 /// The tags the recovery manager puts on one datastore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DatastoreTags {

@@ -6,6 +6,8 @@ mod testkit;
 mod crash;
 #[path = "cli/crash_replication.rs"]
 mod crash_replication;
+#[path = "cli/place.rs"]
+mod place;
 #[path = "cli/recover.rs"]
 mod recover;
 #[path = "cli/report.rs"]

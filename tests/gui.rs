@@ -21,6 +21,8 @@ mod large;
 mod log;
 #[path = "gui/migration.rs"]
 mod migration;
+#[path = "gui/new_vm.rs"]
+mod new_vm;
 #[path = "gui/placement.rs"]
 mod placement;
 #[path = "gui/story.rs"]

@@ -117,6 +117,15 @@ pub enum Command {
         cluster: String,
         confirm: bool,
     },
+    /// Creates a new VM (initial placement): its instance on `vm.datastore` (vm.ron and a
+    /// zeroed disk), the topology in use and the recovery manager's locations. The
+    /// placement is rated against `protection_group`, the protection the VM is meant to
+    /// have ([`crate::dr::rate_placement`]); above `none` it needs `confirm`.
+    AddVm {
+        vm: crate::topology::Vm,
+        protection_group: String,
+        confirm: bool,
+    },
     /// Rescan arrays (SPEC §2): re-reads the topology file and adopts its arrays, LUNs,
     /// datastores, protection groups, hosts and links; tags and replication groups follow.
     Rescan {
@@ -189,6 +198,14 @@ impl fmt::Display for Command {
             }
             Command::Balance { cluster, .. } => format!("Balance datastore cluster {cluster}"),
             Command::Rescan { file } => format!("Rescan arrays from {}", file.display()),
+            Command::AddVm {
+                vm,
+                protection_group,
+                ..
+            } => format!(
+                "Add VM {} ({} MiB) on {} for {protection_group}",
+                vm.id, vm.disk_mib, vm.datastore
+            ),
         };
         f.write_str(&phrase)
     }

@@ -595,23 +595,31 @@ impl Engine {
         impact: &dr::Impact,
         confirm: bool,
     ) -> Option<Outcome> {
-        if impact.rating == Rating::None {
+        self.rating_gate(refused, overridden, (impact.rating, impact.fault), confirm)
+    }
+
+    /// [`Engine::override_gate`] on a rating and fault (a new VM's placement has no source
+    /// datastore, so no [`dr::Impact`]).
+    pub(super) fn rating_gate(
+        &mut self,
+        refused: &str,
+        overridden: &str,
+        (rating, fault): (Rating, Option<dr::Fault>),
+        confirm: bool,
+    ) -> Option<Outcome> {
+        if rating == Rating::None {
             return None;
         }
-        let fault = impact.fault.map(|f| f.as_str()).unwrap_or("none");
+        let fault = fault.map(|f| f.as_str()).unwrap_or("none");
         if !confirm {
-            let msg = format!(
-                "{refused} refused: rated {} ({fault}) and not confirmed",
-                impact.rating
-            );
+            let msg = format!("{refused} refused: rated {rating} ({fault}) and not confirmed");
             self.push_log(LogLevel::Warning, msg.clone());
             return Some(Outcome::Refused(msg));
         }
         self.push_log(
             LogLevel::Warning,
             format!(
-                "Override: {overridden} confirmed by the operator despite rating {} ({fault})",
-                impact.rating
+                "Override: {overridden} confirmed by the operator despite rating {rating} ({fault})"
             ),
         );
         None

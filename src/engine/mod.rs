@@ -97,7 +97,11 @@ use persist::{
     EngineState, alive, fault_point, read_clock_record, read_ron, remove_dir_if_exists,
     remove_file_if_exists, write_ron,
 };
-pub use placement::PlacementView;
+pub use placement::percent as placement_percent;
+pub use placement::{
+    MAX_NEW_DISK_MIB, PlacementError, PlacementOption, PlacementView, check_placement_request,
+    rank_initial_placement, recommended,
+};
 pub use publog::{
     PUBLISH_LOG_FILE, PublishLog, PublishRecord, parse_publish_log, publish_log_path,
     read_publish_log,
@@ -206,6 +210,49 @@ struct VmRt {
     reads: u64,
     read_errors: u64,
     migrations_done: u64,
+}
+
+impl VmRt {
+    /// A VM up on `place` = (site, datastore, instance, host), its image open at `dir`,
+    /// with no writes known yet and nothing in flight; its guest's random numbers are
+    /// seeded with 0 (the caller seeds them).
+    fn new(
+        vm: &crate::topology::Vm,
+        uuid: RawUuid,
+        place: (String, String, String, String),
+        dir: PathBuf,
+        image: ImageFile,
+    ) -> VmRt {
+        let (site, datastore, instance, host) = place;
+        let blocks = image.block_count();
+        let w = vm.workload.as_ref();
+        VmRt {
+            id: vm.id.clone(),
+            uuid,
+            site,
+            datastore,
+            instance,
+            host,
+            down: false,
+            recovered: None,
+            history: VmHistory::default(),
+            dir,
+            image,
+            blocks,
+            write_iops: w.map_or(0, |w| w.write_iops),
+            read_iops: w.map_or(0, |w| w.read_iops),
+            rng: 0,
+            guest_gen: 0,
+            run_gen: 0,
+            last_seq: vec![0; blocks as usize],
+            waiting: VecDeque::new(),
+            migration: None,
+            writes: 0,
+            reads: 0,
+            read_errors: 0,
+            migrations_done: 0,
+        }
+    }
 }
 
 struct SiteIo {
@@ -364,6 +411,11 @@ impl Engine {
             Command::ExitMaintenance { datastore } => self.exit_maintenance(&datastore)?,
             Command::Balance { cluster, confirm } => self.balance(&cluster, confirm)?,
             Command::Rescan { file } => self.rescan_file(&file)?,
+            Command::AddVm {
+                vm,
+                protection_group,
+                confirm,
+            } => self.add_vm(vm, &protection_group, confirm)?,
         };
         self.persist_state()?;
         self.debug_check_invariants();
@@ -382,24 +434,8 @@ impl Engine {
     /// Free space on a datastore in MiB: its LUNs' capacity less every disk on it,
     /// migration targets included.
     pub fn free_mib(&self, datastore: &str) -> u64 {
-        let t = self.topology();
-        let Some(ds) = t.datastore(datastore) else {
-            return 0;
-        };
-        let capacity: u64 = t.datastore_luns(ds).map(|l| l.capacity_gib * 1024).sum();
-        let used: u64 = t
-            .vms
-            .iter()
-            .filter(|v| v.datastore == datastore)
-            .map(|v| v.disk_mib)
-            .chain(self.vms.iter().filter_map(|v| {
-                v.migration
-                    .as_ref()
-                    .filter(|m| m.rec.to == datastore)
-                    .map(|_| v.blocks * BLOCK_SIZE as u64 / (1024 * 1024))
-            }))
-            .sum();
-        capacity.saturating_sub(used)
+        self.capacity_mib(datastore)
+            .saturating_sub(self.used_mib(datastore))
     }
 
     /// Every feature that follows guest writes (distributed legs, swapped pairs, group

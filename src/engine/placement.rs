@@ -16,9 +16,15 @@ use super::{Engine, EngineError, LogLevel, Outcome};
 use crate::dr::{self, Fault, Rating};
 use crate::topology::Topology;
 
+mod add;
+mod initial;
 mod plan;
 mod views;
 
+pub use initial::{
+    MAX_NEW_DISK_MIB, PlacementError, PlacementOption, check_placement_request,
+    rank_initial_placement, recommended,
+};
 use plan::describe_move;
 pub use plan::{
     Movable, Move, evacuation_candidates, percent, plan_balance, plan_evacuation, used_bp,
@@ -71,6 +77,9 @@ pub(super) struct PlacementSaved {
     /// Moves waiting for the operator's override.
     #[serde(default)]
     pending: Vec<SavedRecommendation>,
+    /// VMs added to this workspace (New VM), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    added: Vec<String>,
 }
 
 /// Runtime state, a field of the engine.
@@ -79,6 +88,7 @@ pub(super) struct PlacementRt {
     maintenance: BTreeSet<String>,
     announced_empty: BTreeSet<String>,
     pending: Vec<SavedRecommendation>,
+    added: BTreeSet<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -113,6 +123,7 @@ impl Engine {
             maintenance: self.placement.maintenance.iter().cloned().collect(),
             announced_empty: self.placement.announced_empty.iter().cloned().collect(),
             pending: self.placement.pending.clone(),
+            added: self.placement.added.iter().cloned().collect(),
         }
     }
 
@@ -134,6 +145,7 @@ impl Engine {
             maintenance: saved.maintenance.into_iter().collect(),
             announced_empty: saved.announced_empty.into_iter().collect(),
             pending: saved.pending,
+            added: saved.added.into_iter().collect(),
         };
         Ok(())
     }
@@ -176,31 +188,23 @@ impl Engine {
         Some(Outcome::Refused(msg))
     }
 
-    fn capacity_mib(&self, ds: &str) -> u64 {
+    pub(super) fn capacity_mib(&self, ds: &str) -> u64 {
         let t = self.topology();
         t.datastore(ds)
-            .map(|d| t.datastore_luns(d).map(|l| l.capacity_gib * 1024).sum())
+            .map(|d| t.datastore_capacity_mib(d))
             .unwrap_or(0)
     }
 
     /// MiB in use on `ds`: every disk on it, migration targets included (as `free_mib`
     /// counts them, without saturating).
-    fn used_mib(&self, ds: &str) -> u64 {
-        let mib = |blocks: u64| blocks * crate::disk::BLOCK_SIZE as u64 / (1024 * 1024);
-        let on: u64 = self
-            .topology()
-            .vms
-            .iter()
-            .filter(|v| v.datastore == ds)
-            .map(|v| v.disk_mib)
-            .sum();
+    pub(super) fn used_mib(&self, ds: &str) -> u64 {
         let incoming: u64 = self
             .vms
             .iter()
             .filter(|v| v.migration.as_ref().is_some_and(|m| m.rec.to == ds))
-            .map(|v| mib(v.blocks))
+            .map(|v| v.blocks * crate::disk::BLOCK_SIZE as u64 / (1024 * 1024))
             .sum();
-        on + incoming
+        self.topology().datastore_used_mib(ds) + incoming
     }
 
     /// VMs living on `ds` (down or not), in topology order.

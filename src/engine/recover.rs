@@ -169,34 +169,13 @@ impl Engine {
                     *s = e.seq;
                 }
             }
-            let w = vm.workload.clone();
-            let down = state.sites_down.contains_key(&site) || state.stopped.contains(&vm.id);
-            vms.push(VmRt {
-                id: vm.id.clone(),
-                uuid,
-                site,
-                datastore,
-                instance,
-                host,
-                down,
-                recovered,
-                history: hist,
-                dir,
-                image,
-                blocks,
-                write_iops: w.as_ref().map_or(0, |w| w.write_iops),
-                read_iops: w.as_ref().map_or(0, |w| w.read_iops),
-                rng: seed_for(state.options.seed, &uuid),
-                guest_gen: 0,
-                run_gen: 0,
-                last_seq,
-                waiting: VecDeque::new(),
-                migration: None,
-                writes: 0,
-                reads: 0,
-                read_errors: 0,
-                migrations_done: 0,
-            });
+            let mut rt = VmRt::new(vm, uuid, (site, datastore, instance, host), dir, image);
+            rt.rng = seed_for(state.options.seed, &uuid);
+            rt.down = state.sites_down.contains_key(&rt.site) || state.stopped.contains(&vm.id);
+            rt.recovered = recovered;
+            rt.history = hist;
+            rt.last_seq = last_seq;
+            vms.push(rt);
         }
 
         let mut sites = BTreeMap::new();

@@ -76,7 +76,7 @@ impl Engine {
                 ),
             }));
         }
-        let new = self.ws.rescan_topology(read, file)?;
+        let new = self.ws.rescan_topology(read, file, self.added_vms())?;
         if &new == self.topology() {
             return Ok(Outcome::Done(format!("Rescan of {file}: nothing changed")));
         }

@@ -77,6 +77,8 @@ pub struct Snapshot {
     pub stale: Vec<super::StaleInstance>,
     /// The cross-site moves of consistency groups so far (SPEC §12).
     pub across: Vec<super::AcrossOp>,
+    /// Protected-site datastores no new VM may go to now, and why (New VM).
+    pub unplaceable: BTreeMap<String, String>,
 }
 
 impl Engine {
@@ -104,6 +106,7 @@ impl Engine {
             across: self.across_ops().to_vec(),
             placement: self.placement_views(),
             stale: self.stale_instances().to_vec(),
+            unplaceable: self.placement_unavailable(),
         }
     }
 

@@ -43,6 +43,16 @@ impl DrApp {
             .default_size(sizes::inventory_default(window.width()))
             .size_range(sizes::inventory_range(window.width()))
             .show_collapsible(ui, &mut self.show_inventory, |ui| {
+                if ui
+                    .button(format!("➕ {}", super::new_vm::MENU))
+                    .on_hover_text(
+                        "Create a VM: its datastores ranked by whether they keep the protection \
+                         group it is meant for, their room and their spread",
+                    )
+                    .clicked()
+                {
+                    actions.push(Action::NewVm);
+                }
                 let out = tree::inventory(
                     ui,
                     &self.doc,
@@ -122,6 +132,16 @@ impl DrApp {
         }
         if let Some(c) = self.wizard.show(ui.ctx(), &self.doc, &self.live) {
             actions.push(Action::Request(Request::Engine(c)));
+        }
+        if let Some(s) = self.new_vm.show(ui.ctx(), &self.doc, &self.live) {
+            match s {
+                super::new_vm::Submit::Engine(c) => {
+                    actions.push(Action::Request(Request::Engine(c)));
+                }
+                super::new_vm::Submit::Topology { vm, pg, overridden } => {
+                    self.add_vm_to_document(vm, &pg, overridden)
+                }
+            }
         }
         if let Some(c) = self.failover.confirm_modal(ui.ctx(), &self.doc, &self.live) {
             actions.push(Action::Request(Request::Engine(c)));

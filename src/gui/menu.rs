@@ -109,6 +109,15 @@ impl DrApp {
                     };
                     self.wizard.open_for(vm);
                 }
+                if ui
+                    .button(super::new_vm::MENU)
+                    .on_hover_text(
+                        "Create a VM on the datastore that keeps the protection group it is meant for",
+                    )
+                    .clicked()
+                {
+                    self.new_vm.open_for(&self.doc.topology);
+                }
             });
             let mut dr_command = None;
             let mut rescan = None;

@@ -19,6 +19,7 @@ mod layout;
 mod live;
 mod log;
 mod menu;
+pub mod new_vm;
 pub mod open_path;
 mod persist;
 mod placement_panel;
@@ -236,6 +237,8 @@ impl SideTab {
 /// What a view asks for; applied after drawing.
 pub(crate) enum Action {
     OpenWizard(Option<String>),
+    /// Open the New VM dialog.
+    NewVm,
     Request(Request),
     /// Ask the worker for a failover plan (the app adds the workspace's epoch).
     ScanFailover {
@@ -286,6 +289,8 @@ pub struct DrApp {
     /// The engine as last reported.
     pub live: Live,
     pub wizard: wizard::Wizard,
+    /// New VM: initial placement.
+    pub new_vm: new_vm::NewVm,
     /// The workspace just opened; its first update brings its topology.
     first_update: bool,
     pub main_tab: MainTab,
@@ -330,6 +335,7 @@ impl DrApp {
             workspace: startup.workspace,
             live: Live::new(Status::Off),
             wizard: wizard::Wizard::default(),
+            new_vm: new_vm::NewVm::default(),
             first_update: false,
             main_tab: MainTab::Details,
             side_tab: SideTab::Migrations,
@@ -402,6 +408,7 @@ impl DrApp {
     fn apply(&mut self, action: Action) {
         match action {
             Action::OpenWizard(vm) => self.wizard.open_for(vm),
+            Action::NewVm => self.new_vm.open_for(&self.doc.topology),
             Action::ShowMain(tab) => self.main_tab = tab,
             Action::ShowSide(tab) => {
                 self.side_tab = tab;

@@ -217,20 +217,12 @@ impl Wizard {
             && let Some((vm, _, impact)) = self.reviewed(doc)
             && impact.rating > Rating::None
         {
-            let color = style::rating_color(impact.rating, ui.visuals().dark_mode);
-            egui::Frame::group(ui.style())
-                .stroke(egui::Stroke::new(1.5, color))
-                .show(ui, |ui| {
-                    ui.set_width(ui.available_width());
-                    ui.checkbox(
-                        &mut self.confirmed,
-                        format!(
-                            "Are you sure? Move {vm} anyway and accept the {} risk ({}). The override is recorded in the event log.",
-                            impact.rating,
-                            impact.fault.map(|f| f.as_str()).unwrap_or("none")
-                        ),
-                    );
-                });
+            are_you_sure(
+                ui,
+                &mut self.confirmed,
+                &format!("Move {vm}"),
+                (impact.rating, impact.fault),
+            );
             ui.add_space(2.0);
         }
         let start = self.start_state(doc, live);
@@ -569,6 +561,29 @@ fn mode_note(ui: &mut Ui, mode: CopyMode) {
                 format!("⚠ {}", mode.disaster_note()),
                 tone,
             ));
+        });
+}
+
+/// The "Are you sure?" box of a move rated above `none` (`what`: "Move web-01"), framed in
+/// the rating's color.
+pub(super) fn are_you_sure(
+    ui: &mut Ui,
+    confirmed: &mut bool,
+    what: &str,
+    (rating, fault): (Rating, Option<crate::dr::Fault>),
+) {
+    let color = style::rating_color(rating, ui.visuals().dark_mode);
+    egui::Frame::group(ui.style())
+        .stroke(egui::Stroke::new(1.5, color))
+        .show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.checkbox(
+                confirmed,
+                format!(
+                    "Are you sure? {what} anyway and accept the {rating} risk ({}). The override is recorded in the event log.",
+                    fault.map(|f| f.as_str()).unwrap_or("none")
+                ),
+            );
         });
 }
 

@@ -171,6 +171,40 @@ fn every_command() -> Vec<(Command, &'static str, &'static str)> {
             r#"Rescan(file: "topo.ron")"#,
             "Rescan arrays from topo.ron",
         ),
+        (
+            Command::AddVm {
+                vm: crate::topology::Vm {
+                    id: s("vm9"),
+                    uuid: s("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"),
+                    host: s("h1"),
+                    datastore: s("ds-1"),
+                    disk_mib: 16,
+                    vcpus: 1,
+                    memory_gib: 2,
+                    priority: 3,
+                    workload: None,
+                },
+                protection_group: s("pg-1"),
+                confirm: false,
+            },
+            r#"AddVm(vm: (id: "vm9", uuid: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", host: "h1", datastore: "ds-1", disk_mib: 16, vcpus: 1, memory_gib: 2, priority: 3, workload: None), protection_group: "pg-1", confirm: false)"#,
+            "Add VM vm9 (16 MiB) on ds-1 for pg-1",
+        ),
+        (
+            Command::MigrateAcross {
+                consistency_group: s("cg-1"),
+                confirm: true,
+            },
+            r#"MigrateAcross(consistency_group: "cg-1", confirm: true)"#,
+            "Move consistency group cg-1 to the other site",
+        ),
+        (
+            Command::CancelAcross {
+                consistency_group: s("cg-1"),
+            },
+            r#"CancelAcross(consistency_group: "cg-1")"#,
+            "Cancel the cross-site move of cg-1",
+        ),
     ]
 }
 

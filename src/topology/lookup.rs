@@ -45,6 +45,32 @@ impl Topology {
     pub fn datastore_luns<'a>(&'a self, ds: &'a Datastore) -> impl Iterator<Item = &'a Lun> + 'a {
         ds.luns.iter().filter_map(|id| self.lun(id).map(|(_, l)| l))
     }
+    /// A datastore's capacity in MiB: its LUNs' capacities added up.
+    pub fn datastore_capacity_mib(&self, ds: &Datastore) -> u64 {
+        self.datastore_luns(ds).map(|l| l.capacity_gib * 1024).sum()
+    }
+    /// MiB of the disks of the VMs this topology places on datastore `id`.
+    pub fn datastore_used_mib(&self, id: &str) -> u64 {
+        self.vms
+            .iter()
+            .filter(|v| v.datastore == id)
+            .map(|v| v.disk_mib)
+            .sum()
+    }
+    /// Free MiB of every protected-site datastore as the topology alone tells it (capacity
+    /// less the disks placed on it); a running workspace also counts migration targets.
+    pub fn free_mib_by_datastore(&self) -> std::collections::BTreeMap<String, u64> {
+        self.datastores
+            .iter()
+            .filter(|d| self.is_protected_datastore(d))
+            .map(|d| {
+                let free = self
+                    .datastore_capacity_mib(d)
+                    .saturating_sub(self.datastore_used_mib(&d.id));
+                (d.id.clone(), free)
+            })
+            .collect()
+    }
     /// The RPO of a datastore whose LUNs are all replicated (validation makes them agree).
     pub fn datastore_rpo_minutes(&self, ds: &Datastore) -> Option<u32> {
         let mut rpo = None;

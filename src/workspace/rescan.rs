@@ -10,8 +10,15 @@ impl Workspace {
     /// changes nothing: the sites must be the same, the VMs the same ones (a rescan neither
     /// deletes a VM nor materializes one), a datastore that leaves must hold no instance, one
     /// that stays keeps its site and its distributed legs (its directories stay where they
-    /// are), and the result must be valid. `file` names the file in errors.
-    pub fn rescan_topology(&self, read: &Topology, file: &str) -> Result<Topology, WorkspaceError> {
+    /// are), and the result must be valid. `file` names the file in errors. VMs in `added`
+    /// (made in this workspace by New VM, maybe not saved to the file yet) stay when the file
+    /// lacks them.
+    pub fn rescan_topology(
+        &self,
+        read: &Topology,
+        file: &str,
+        added: &BTreeSet<String>,
+    ) -> Result<Topology, WorkspaceError> {
         let refuse = |object: String, rule: String| WorkspaceError::RescanRefused {
             file: file.to_string(),
             object,
@@ -28,7 +35,7 @@ impl Workspace {
         }
         let in_file: BTreeSet<&str> = read.vms.iter().map(|v| v.id.as_str()).collect();
         let in_ws: BTreeSet<&str> = old.vms.iter().map(|v| v.id.as_str()).collect();
-        if let Some(vm) = in_ws.difference(&in_file).next() {
+        if let Some(vm) = in_ws.difference(&in_file).find(|vm| !added.contains(**vm)) {
             return Err(refuse(
                 format!("VM {vm:?}"),
                 "removed from the file, but the workspace holds it (its disks and journal); \

@@ -321,8 +321,9 @@ fn a_failover_to_an_older_point_reports_the_point_and_what_it_gave_up() {
 
 #[test]
 fn a_distributed_datastore_reports_each_failure_and_every_step_performed() {
-    let (dir, run) = run_sample("partition_create_and_heal.ron");
-    let ws = dir.path().join("ws");
+    let (shared, run) = run_sample("partition_create_and_heal");
+    let ws = shared.ws.clone();
+    let dir = crate::testkit::scratch();
     let r = report_json(&ws);
     let incidents = r["distributed"].as_array().expect("a distributed section");
     assert_eq!(

@@ -109,7 +109,8 @@ impl DrApp {
                 Command::StartWorkloads
                 | Command::StopWorkloads
                 | Command::CleanupTestFailover
-                | Command::Rescan { .. },
+                | Command::Rescan { .. }
+                | Command::AddVm { .. },
             ) => show(Beat::Direct, Duration::ZERO),
             Action::Command(Command::MigrateGroup { .. })
             | Action::Command(Command::MigrateAcross { .. })
