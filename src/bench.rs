@@ -64,11 +64,13 @@ use crate::disk::{
 use crate::engine::copy::{CopyCore, CopyMode, WriteRoute};
 use crate::replica::{self, ReplicaError};
 
+mod across;
 mod copy;
 mod replicate;
 mod reprotect;
 mod shared;
 
+pub use across::*;
 pub use copy::*;
 pub use replicate::*;
 pub use reprotect::*;
@@ -142,6 +144,8 @@ pub enum BenchError {
     Replicate(String),
     #[error("bench reprotect: {0}")]
     Reprotect(String),
+    #[error("bench across: {0}")]
+    Across(String),
     #[error("{step}: {source}")]
     Replica {
         step: &'static str,

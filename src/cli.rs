@@ -140,6 +140,9 @@ pub enum BenchCommand {
     /// either side (through the engine, on real files): what its first reverse cycle ships
     /// against what differs, and its time against `cp` of the image.
     Reprotect(BenchReprotectCli),
+    /// A consistency group moved to the other site live (SPEC §12): bytes shipped against
+    /// the changed bytes, guest write latency while synchronous against before, the switch.
+    Across(BenchAcrossCli),
     /// Run the whole console headless (engine, workspace in a temp dir, guests writing)
     /// with the inventory expanded and a VM selected, and time N frames (logic, drawing,
     /// tessellation) at 60 Hz; the built-in demo is the baseline.
@@ -158,6 +161,26 @@ pub struct BenchUiCli {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Print JSON: {"frame_ms_p50", "frame_ms_p99", ..., "baseline_frame_ms_p50", ...}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAcrossCli {
+    /// The VM's disk in MiB.
+    #[arg(long, value_name = "N")]
+    pub size_mib: u64,
+    /// Percentage of the disk changed since the last recovery point when the move starts.
+    #[arg(long, value_name = "P")]
+    pub changed_pct: f64,
+    /// The guest's 4 KiB writes per simulated second.
+    #[arg(long, value_name = "W", default_value_t = 2000)]
+    pub write_iops: u32,
+    /// Where to put the workspace (default: the system temp directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print JSON: {"bytes_shipped", "changed_bytes", "shipped_ratio",
+    /// "latency_sync_p50_us", "latency_before_p50_us", "switch_gap_us", ...}.
     #[arg(long)]
     pub json: bool,
 }
@@ -323,6 +346,7 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, CliError> {
         Command::Bench(BenchCommand::Copy(a)) => bench_copy(a, out).map(|()| 0),
         Command::Bench(BenchCommand::Replicate(a)) => bench_replicate(a, out).map(|()| 0),
         Command::Bench(BenchCommand::Reprotect(a)) => bench_reprotect(a, out).map(|()| 0),
+        Command::Bench(BenchCommand::Across(a)) => bench_across(a, out).map(|()| 0),
         // `bench ui` opens the GUI stack, which is above this library's CLI: the binary
         // runs it (src/main.rs, through gui::bench::run_cli).
         Command::Bench(BenchCommand::Ui(_)) => Err(CliError(
@@ -634,6 +658,45 @@ fn bench_copy(a: &BenchCopyCli, out: &mut dyn Write) -> Result<(), CliError> {
             r.guest_write_p50_us,
             r.guest_write_p99_us,
             r.consistent
+        ),
+    )
+}
+
+fn bench_across(a: &BenchAcrossCli, out: &mut dyn Write) -> Result<(), CliError> {
+    let r = crate::bench::bench_across(&crate::bench::BenchAcrossArgs {
+        size_mib: a.size_mib,
+        changed_pct: a.changed_pct,
+        write_iops: a.write_iops,
+        dir: a.dir.clone(),
+    })
+    .map_err(|e| CliError(e.to_string()))?;
+    if a.json {
+        return emit_json(out, &r);
+    }
+    emit(
+        out,
+        &format!(
+            "{} MiB, {}% changed, {} writes/s over {} Mbit/s: shipped {} bytes for {} changed ({:.3}x) plus {} synchronous writes; guest write p50/p99 {:.1}/{:.1} µs while synchronous against {:.1}/{:.1} µs before ({:.2}x); switch gap {:.0} µs against a write interval of {:.0} µs; the move took {:.3} s wall ({:.2}x cp of the image), {:.2} s simulated; consistent: {}, writes lost: {}",
+            r.size_mib,
+            r.changed_pct,
+            r.write_iops,
+            r.link_mbps,
+            r.bytes_shipped,
+            r.changed_bytes,
+            r.shipped_ratio,
+            r.sync_writes,
+            r.latency_sync_p50_us,
+            r.latency_sync_p99_us,
+            r.latency_before_p50_us,
+            r.latency_before_p99_us,
+            r.latency_ratio_p50,
+            r.switch_gap_us,
+            r.write_interval_us,
+            r.seconds,
+            r.cp_ratio,
+            r.move_seconds_sim,
+            r.consistent,
+            r.writes_lost
         ),
     )
 }

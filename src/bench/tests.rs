@@ -502,3 +502,38 @@ fn reprotect_ships_what_differs_and_converges() {
     }
     assert_eq!(fs::read_dir(dir.path()).expect("read_dir").count(), 0);
 }
+
+/// `bench across` through the engine on a small disk: the move ships about the changed
+/// bytes, synchronous writes cost the link, the guest never stops longer than a few write
+/// intervals, and the VM ends at the other site with nothing lost. Bad arguments are named.
+#[test]
+fn across_ships_the_changes_and_the_synchronous_writes_pay_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = bench_across(&BenchAcrossArgs {
+        size_mib: 8,
+        changed_pct: 5.0,
+        write_iops: 500,
+        dir: Some(dir.path().to_path_buf()),
+    })
+    .expect("bench across");
+    assert!(r.changed_blocks > 0, "{r:?}");
+    assert!(r.shipped_ratio >= 1.0 && r.shipped_ratio <= 1.1, "{r:?}");
+    assert!(r.latency_sync_p50_us > r.latency_before_p50_us, "{r:?}");
+    assert!(r.switch_gap_us <= 3.0 * r.write_interval_us, "{r:?}");
+    assert!(r.consistent && r.writes_lost == 0, "{r:?}");
+    for (args, part) in [
+        ((0, 1.0, 10), "--size-mib"),
+        ((8, 0.0, 10), "--changed-pct"),
+        ((8, 1.0, 0), "--write-iops"),
+    ] {
+        let err = bench_across(&BenchAcrossArgs {
+            size_mib: args.0,
+            changed_pct: args.1,
+            write_iops: args.2,
+            dir: Some(dir.path().to_path_buf()),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("bench across: ") && err.contains(part), "{err}");
+    }
+}

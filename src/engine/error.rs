@@ -61,6 +61,15 @@ pub enum EngineError {
     Rule { object: String, rule: String },
 }
 
+/// Like [`io_err`] naming a path, but the name is only made when an error happens: for the
+/// hot paths (every guest read and write, every block of a scan).
+pub(super) fn io_err_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+    move |source| EngineError::Io {
+        what: path.display().to_string(),
+        source,
+    }
+}
+
 pub(super) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
     let what = what.into();
     move |source| EngineError::Io { what, source }

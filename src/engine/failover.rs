@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Engine, EngineError, LogLevel, MINUTE, Outcome, PublishedPoint, SimTime, format_time, io_err,
-    read_ron,
+    io_err_at, read_ron,
 };
 use crate::disk::{self, BLOCK_SIZE, Block, BlockContent, Horizon, ImageFile, VmDisk};
 use crate::recovery::{self, Election};

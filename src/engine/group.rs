@@ -29,7 +29,7 @@ use super::copy::{CopyMode, Direction};
 use super::sched::GroupTick;
 use super::{
     Engine, EngineError, Ev, Location, Locations, LogLevel, Outcome, SECOND, SimTime, fault_point,
-    format_time, io_err, read_ron, write_ron,
+    format_time, io_err, io_err_at, read_ron, write_ron,
 };
 use crate::disk::{BLOCK_SIZE, Block, ImageFile};
 use crate::dr;
@@ -529,7 +529,7 @@ impl Engine {
         };
         super::alive()?;
         src.write_block(block, buf)
-            .map_err(io_err(src.path().display().to_string()))?;
+            .map_err(io_err_at(&src.path()))?;
         if let Some(k) = self.active_group_op() {
             self.group.saved.ops[k].reverse_writes += 1;
         }

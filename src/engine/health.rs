@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::sched::SwapId;
-use super::{Engine, EngineError, Ev, LogLevel, Outcome, SECOND, SimTime, format_time, io_err};
+use super::{Engine, EngineError, Ev, LogLevel, Outcome, SECOND, SimTime, format_time, io_err_at};
 use crate::disk::{BLOCK_SIZE, Block, ImageFile};
 use crate::topology::SiteRole;
 

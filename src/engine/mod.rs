@@ -78,7 +78,7 @@ pub use across::{AcrossMember, AcrossOp, AcrossPhase, AcrossPlan, link_write_tim
 pub use command::{Command, Outcome};
 use copy::{CopyCore, CopyMode, Direction, WriteRoute};
 pub use error::EngineError;
-use error::io_err;
+use error::{io_err, io_err_at};
 pub use failover::{
     FailoverKind, FailoverPlan, FailoverReport, FailoverState, HeldCapacity, HostCapacity, PlanVm,
     VmResult,

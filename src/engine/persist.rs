@@ -71,7 +71,7 @@ pub(super) fn ron_pretty<T: Serialize>(v: &T) -> String {
 }
 
 pub(super) fn read_ron<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EngineError> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path.display().to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(io_err_at(&path))?;
     ron::from_str(&text).map_err(|e| EngineError::State {
         file: path.display().to_string(),
         message: e.to_string(),
@@ -79,8 +79,7 @@ pub(super) fn read_ron<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, E
 }
 
 pub(super) fn write_ron<T: Serialize>(path: &Path, v: &T) -> Result<(), EngineError> {
-    crate::fsutil::write_atomic(path, ron_pretty(v).as_bytes())
-        .map_err(io_err(path.display().to_string()))
+    crate::fsutil::write_atomic(path, ron_pretty(v).as_bytes()).map_err(io_err_at(&path))
 }
 
 /// A named fault point (see [`crate::fault`]): an injected error when a crash test arms it.
@@ -99,7 +98,7 @@ pub(super) fn remove_dir_if_exists(p: &Path) -> Result<(), EngineError> {
     match std::fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(p.display().to_string())(e)),
+        Err(e) => Err(io_err_at(&p)(e)),
     }
 }
 
@@ -109,7 +108,7 @@ pub(super) fn remove_file_if_exists(p: &Path) -> Result<(), EngineError> {
     match std::fs::remove_file(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(p.display().to_string())(e)),
+        Err(e) => Err(io_err_at(&p)(e)),
     }
 }
 
@@ -296,9 +295,9 @@ impl Engine {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(io_err(path.display().to_string()))?;
+            .map_err(io_err_at(&path))?;
         file.write_all_at(&clock_record(self.now), 0)
-            .map_err(io_err(path.display().to_string()))
+            .map_err(io_err_at(&path))
     }
 
     /// Writes engine state and a clean-shutdown marker. Dropping without this is a crash.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Engine, EngineError, LogLevel, PublishedPoint, SimTime, io_err};
+use super::{Engine, EngineError, LogLevel, PublishedPoint, SimTime, io_err_at};
 
 /// The log's file name in the workspace's `state/` directory.
 pub const PUBLISH_LOG_FILE: &str = "publishes.log";
@@ -76,7 +76,7 @@ pub fn read_publish_log(root: &Path) -> Result<PublishLog, EngineError> {
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PublishLog::default()),
-        Err(e) => return Err(io_err(path.display().to_string())(e)),
+        Err(e) => return Err(io_err_at(&path)(e)),
     };
     Ok(parse_publish_log(&String::from_utf8_lossy(&bytes)))
 }

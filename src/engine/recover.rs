@@ -11,7 +11,7 @@ pub(super) fn reconcile_bits(m: &mut Migration) -> Result<u64, EngineError> {
     let seq = |img: &ImageFile, b: u64| -> Result<u64, EngineError> {
         let mut buf: Block = [0; BLOCK_SIZE];
         img.read_block_at(b, &mut buf)
-            .map_err(io_err(img.path().display().to_string()))?;
+            .map_err(io_err_at(&img.path()))?;
         Ok(match disk::inspect(&buf) {
             BlockContent::Stamped(s) => s.seq,
             BlockContent::Zero | BlockContent::Torn => 0,
@@ -46,7 +46,7 @@ pub(super) fn find_stamp(
         let n = CHUNK_BLOCKS.min(img.block_count() - first);
         let bytes = &mut buf[..n as usize * BLOCK_SIZE];
         img.read_at(first * BLOCK_SIZE as u64, bytes)
-            .map_err(io_err(img.path().display().to_string()))?;
+            .map_err(io_err_at(&img.path()))?;
         for (k, chunk) in bytes.chunks_exact(BLOCK_SIZE).enumerate() {
             let b = first + k as u64;
             if &chunk[0..8] == disk::MAGIC
@@ -70,10 +70,10 @@ pub(super) fn repair_journal_tail(path: &Path) -> Result<(), EngineError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::write(path, b"").map_err(io_err(path.display().to_string()))?;
+            std::fs::write(path, b"").map_err(io_err_at(&path))?;
             return Ok(());
         }
-        Err(e) => return Err(io_err(path.display().to_string())(e)),
+        Err(e) => return Err(io_err_at(&path)(e)),
     };
     if bytes.is_empty() || bytes.ends_with(b"\n") {
         return Ok(());
@@ -82,10 +82,10 @@ pub(super) fn repair_journal_tail(path: &Path) -> Result<(), EngineError> {
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
-        .map_err(io_err(path.display().to_string()))?;
+        .map_err(io_err_at(&path))?;
     f.set_len(keep as u64)
         .and_then(|()| f.sync_all())
-        .map_err(io_err(path.display().to_string()))
+        .map_err(io_err_at(&path))
 }
 
 impl Engine {
@@ -304,7 +304,7 @@ impl Engine {
         let mut records = Vec::new();
         if dir.exists() {
             let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .map_err(io_err(dir.display().to_string()))?
+                .map_err(io_err_at(&dir))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "ron"))
                 .collect();
@@ -422,8 +422,8 @@ impl Engine {
         let bitmap_path = Engine::migrations_dir(&self.ws).join(format!("{}.bitmap", rec.id));
         let mut core = CopyCore::new(rec.mode, rec.blocks, self.opts.run_blocks());
         core.cursor = rec.cursor.min(rec.blocks);
-        core.bits = Migration::load_bitmap(&bitmap_path, rec.blocks)
-            .map_err(io_err(bitmap_path.display().to_string()))?;
+        core.bits =
+            Migration::load_bitmap(&bitmap_path, rec.blocks).map_err(io_err_at(&bitmap_path))?;
         Migration::new(rec, core, src_dir, dst_dir, &bitmap_path)
             .map_err(io_err("reopening a migration's images"))
     }

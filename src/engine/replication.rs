@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sched::GroupIx;
 use super::{
-    Engine, EngineError, Ev, LogLevel, MINUTE, Outcome, SECOND, SimTime, format_time, io_err,
+    Engine, EngineError, Ev, LogLevel, MINUTE, Outcome, SECOND, SimTime, format_time, io_err_at,
     read_ron, remove_dir_if_exists, remove_file_if_exists, write_ron,
 };
 use crate::disk::{DirtyTracker, ImageFile};
@@ -224,9 +224,7 @@ impl Entry {
             .join(&self.replica)
             .join(&self.instance)
             .join(crate::workspace::VM_CONFIG_FILE);
-        std::fs::read(&cfg)
-            .map(Some)
-            .map_err(io_err(cfg.display().to_string()))
+        std::fs::read(&cfg).map(Some).map_err(io_err_at(&cfg))
     }
 }
 
@@ -644,9 +642,9 @@ impl Engine {
                 .join("sites")
                 .join(&site)
                 .join("recovery-manager");
-            std::fs::create_dir_all(&dir).map_err(io_err(dir.display().to_string()))?;
+            std::fs::create_dir_all(&dir).map_err(io_err_at(&dir))?;
             crate::fsutil::write_atomic(&dir.join("locations.ron"), &text)
-                .map_err(io_err(dir.display().to_string()))?;
+                .map_err(io_err_at(&dir))?;
         }
         Ok(())
     }

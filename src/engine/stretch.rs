@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::copy::Bitmap;
 use super::sched::DsIx;
-use super::{Engine, EngineError, Ev, LogLevel, Outcome, SimTime, alive, duration_for, io_err};
+use super::{
+    Engine, EngineError, Ev, LogLevel, Outcome, SimTime, alive, duration_for, io_err, io_err_at,
+};
 use crate::disk::{BLOCK_SIZE, Block, ImageFile};
 use crate::workspace::Workspace;
 
@@ -245,8 +247,7 @@ impl Engine {
             std::fs::create_dir_all(self.st_stretch_dir(ds))
                 .map_err(io_err("creating state/stretch"))?;
             let path = self.st_bitmap_path(ds, inst);
-            crate::fsutil::write_atomic(&path, &bits.to_bytes())
-                .map_err(io_err(path.display().to_string()))?;
+            crate::fsutil::write_atomic(&path, &bits.to_bytes()).map_err(io_err_at(&path))?;
             let vm = self.vms[i].id.clone();
             if remote_present {
                 self.st_create_remote_instance(ds, inst, i)?;
@@ -274,7 +275,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let dir = self.st_remote_leg_dir(ds)?.join(inst);
         alive()?;
-        std::fs::create_dir_all(&dir).map_err(io_err(dir.display().to_string()))?;
+        std::fs::create_dir_all(&dir).map_err(io_err_at(&dir))?;
         let img_path = dir.join("disk0.img");
         let img = if img_path.exists() {
             ImageFile::open(&img_path)?
@@ -297,7 +298,7 @@ impl Engine {
     fn st_create_remote_leg(&mut self, ds: &str) -> Result<(), EngineError> {
         let leg = self.st_remote_leg_dir(ds)?;
         alive()?;
-        std::fs::create_dir_all(&leg).map_err(io_err(leg.display().to_string()))?;
+        std::fs::create_dir_all(&leg).map_err(io_err_at(&leg))?;
         for (i, inst) in self.st_vms_on(ds) {
             if self.stretch.dists[ds].saved.instances.contains(&inst) {
                 self.st_create_remote_instance(ds, &inst, i)?;
@@ -434,10 +435,10 @@ impl Engine {
                 alive()?;
                 local
                     .read_at(start * BLOCK_SIZE as u64, &mut buf)
-                    .map_err(io_err(local.path().display().to_string()))?;
+                    .map_err(io_err_at(&local.path()))?;
                 remote
                     .write_at(start * BLOCK_SIZE as u64, &buf)
-                    .map_err(io_err(remote.path().display().to_string()))?;
+                    .map_err(io_err_at(&remote.path()))?;
             }
             let bits = rt.bits.get_mut(&inst).expect("listed");
             for &b in &ones {
@@ -455,8 +456,7 @@ impl Engine {
             .collect();
         for (inst, bytes) in bitmaps {
             let path = self.st_bitmap_path(&ds, &inst);
-            crate::fsutil::write_atomic(&path, &bytes)
-                .map_err(io_err(path.display().to_string()))?;
+            crate::fsutil::write_atomic(&path, &bytes).map_err(io_err_at(&path))?;
         }
         let rt = self.stretch.dists.get_mut(&ds).expect("checked");
         if left > 0 {
@@ -586,7 +586,7 @@ impl Engine {
         // The local leg: the datastore's directory (VMs use it).
         let local = self.ws.datastore_dir(datastore)?;
         alive()?;
-        std::fs::create_dir_all(&local).map_err(io_err(local.display().to_string()))?;
+        std::fs::create_dir_all(&local).map_err(io_err_at(&local))?;
         let mut topo = self.topology().clone();
         if let Some(x) = topo
             .datastores
@@ -675,7 +675,7 @@ impl Engine {
                 alive()?;
                 remote
                     .write_block(block, buf)
-                    .map_err(io_err(remote.path().display().to_string()))?;
+                    .map_err(io_err_at(&remote.path()))?;
             }
             _ => {
                 if bits.set(block) {

@@ -161,10 +161,10 @@ impl Engine {
                 self.vms[v.vm]
                     .image
                     .read_block_at(b, &mut buf)
-                    .map_err(io_err(v.replica_dir.display().to_string()))?;
+                    .map_err(io_err_at(&v.replica_dir))?;
                 v.primary
                     .write_block(b, &buf)
-                    .map_err(io_err(v.primary.path().display().to_string()))?;
+                    .map_err(io_err_at(&v.primary.path()))?;
                 copied += 1;
             }
         }

@@ -93,7 +93,7 @@ impl Engine {
         self.finish_committed_publish(g)?;
         let staging = self.staging_dir(&spec);
         remove_dir_if_exists(&staging)?;
-        std::fs::create_dir_all(&staging).map_err(io_err(staging.display().to_string()))?;
+        std::fs::create_dir_all(&staging).map_err(io_err_at(&staging))?;
         let cycle = self.groups[g].saved.cycles + 1;
         let mut entries = Vec::new();
         let mut barrier = Barrier::new();
@@ -129,8 +129,7 @@ impl Engine {
                     empty_disks: Vec::new(),
                 };
                 let cfg_src = inst.dir.join(crate::workspace::VM_CONFIG_FILE);
-                let cfg = std::fs::read_to_string(&cfg_src)
-                    .map_err(io_err(cfg_src.display().to_string()))?;
+                let cfg = std::fs::read_to_string(&cfg_src).map_err(io_err_at(&cfg_src))?;
                 let rep_inst = rep_dir.join(&inst.name);
                 if read_bytes(&rep_inst.join(crate::workspace::VM_CONFIG_FILE)).as_deref()
                     != Some(cfg.as_bytes())
@@ -169,8 +168,7 @@ impl Engine {
                         continue;
                     }
                     if entry.disks.is_empty() {
-                        std::fs::create_dir_all(&stage)
-                            .map_err(io_err(stage.display().to_string()))?;
+                        std::fs::create_dir_all(&stage).map_err(io_err_at(&stage))?;
                         barrier.dir(&stage);
                         barrier.dir(stage.parent().unwrap_or(&staging));
                     }
@@ -370,7 +368,7 @@ impl Engine {
             let dir = ws.datastore_dir(&e.replica)?.join(&e.instance);
             super::super::alive()?;
             if !dir.exists() {
-                std::fs::create_dir_all(&dir).map_err(io_err(dir.display().to_string()))?;
+                std::fs::create_dir_all(&dir).map_err(io_err_at(&dir))?;
                 barrier.dir(&dir);
             }
             let stage = staging.join(&e.replica).join(&e.instance);
@@ -387,13 +385,12 @@ impl Engine {
                 let path = dir.join(crate::workspace::VM_CONFIG_FILE);
                 if path.exists() {
                     // Replacing a replica's config is atomic (SPEC §4).
-                    crate::fsutil::write_atomic(&path, &text)
-                        .map_err(io_err(dir.display().to_string()))?;
+                    crate::fsutil::write_atomic(&path, &text).map_err(io_err_at(&dir))?;
                 } else {
                     // A new one needs no temp file: until the barrier below the publish
                     // is only committed, and a crash rolls it forward, rewriting it.
                     super::super::alive()?;
-                    std::fs::write(&path, &text).map_err(io_err(path.display().to_string()))?;
+                    std::fs::write(&path, &text).map_err(io_err_at(&path))?;
                     barrier.file(&path);
                 }
             }

@@ -88,7 +88,7 @@ pub(in crate::engine) fn read_older(
     };
     let mut out = Vec::new();
     for e in entries {
-        let e = e.map_err(io_err(dir.display().to_string()))?;
+        let e = e.map_err(io_err_at(&dir))?;
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with("p-") {
             out.push(read_ron::<PointRecord>(&e.path().join("point.ron"))?);
@@ -100,15 +100,14 @@ pub(in crate::engine) fn read_older(
 
 /// Copies an instance directory's files, each recorded in `barrier`.
 fn copy_dir(from: &Path, to: &Path, barrier: &mut Barrier) -> Result<u64, EngineError> {
-    std::fs::create_dir_all(to).map_err(io_err(to.display().to_string()))?;
+    std::fs::create_dir_all(to).map_err(io_err_at(&to))?;
     barrier.dir(to);
     let mut bytes = 0;
-    for entry in std::fs::read_dir(from).map_err(io_err(from.display().to_string()))? {
-        let entry = entry.map_err(io_err(from.display().to_string()))?;
+    for entry in std::fs::read_dir(from).map_err(io_err_at(&from))? {
+        let entry = entry.map_err(io_err_at(&from))?;
         if entry.file_type().is_ok_and(|t| t.is_file()) {
             let dst = to.join(entry.file_name());
-            bytes += std::fs::copy(entry.path(), &dst)
-                .map_err(io_err(entry.path().display().to_string()))?;
+            bytes += std::fs::copy(entry.path(), &dst).map_err(io_err_at(&entry.path()))?;
             barrier.file(&dst);
         }
     }
@@ -139,10 +138,9 @@ fn apply_undo(
                 )?;
             }
             if *config {
-                let text = std::fs::read(kept.join(VM_CONFIG_FILE))
-                    .map_err(io_err(kept.display().to_string()))?;
+                let text = std::fs::read(kept.join(VM_CONFIG_FILE)).map_err(io_err_at(&kept))?;
                 crate::fsutil::write_atomic(&inst.join(VM_CONFIG_FILE), &text)
-                    .map_err(io_err(inst.display().to_string()))?;
+                    .map_err(io_err_at(&inst))?;
             }
             Ok(())
         }
@@ -162,7 +160,7 @@ impl Engine {
         }
         let dir = points_dir(self.ws.root(), &spec).join("pending");
         remove_dir_if_exists(&dir)?;
-        std::fs::create_dir_all(&dir).map_err(io_err(dir.display().to_string()))?;
+        std::fs::create_dir_all(&dir).map_err(io_err_at(&dir))?;
         let staging = self.staging_dir(&spec);
         let mut barrier = Barrier::new();
         let mut entries = Vec::new();
@@ -179,7 +177,7 @@ impl Engine {
                 kept_bytes += copy_dir(&inst, &out.join("whole"), &mut barrier)?;
                 UndoKind::Deleted
             } else {
-                std::fs::create_dir_all(&out).map_err(io_err(out.display().to_string()))?;
+                std::fs::create_dir_all(&out).map_err(io_err_at(&out))?;
                 let mut disks = Vec::new();
                 for (disk, blocks) in &e.disks {
                     let img = inst.join(disk);
@@ -204,8 +202,8 @@ impl Engine {
                 let config = e.config || e.config_text.is_some();
                 if config {
                     let dst = out.join(VM_CONFIG_FILE);
-                    kept_bytes += std::fs::copy(inst.join(VM_CONFIG_FILE), &dst)
-                        .map_err(io_err(dst.display().to_string()))?;
+                    kept_bytes +=
+                        std::fs::copy(inst.join(VM_CONFIG_FILE), &dst).map_err(io_err_at(&dst))?;
                     barrier.file(&dst);
                 }
                 barrier.dir(&out);
@@ -242,7 +240,7 @@ impl Engine {
                 Ok(rec) if rec.undoes == cycle => {
                     let to = point_dir(self.ws.root(), &spec, rec.point.cycle);
                     remove_dir_if_exists(&to)?;
-                    std::fs::rename(&pending, &to).map_err(io_err(to.display().to_string()))?;
+                    std::fs::rename(&pending, &to).map_err(io_err_at(&to))?;
                 }
                 // Left by a cycle that never committed.
                 _ => remove_dir_if_exists(&pending)?,

@@ -28,8 +28,7 @@ impl Engine {
                 }
                 let bytes = bits.to_bytes();
                 let path = self.st_bitmap_path(&ds, &inst);
-                crate::fsutil::write_atomic(&path, &bytes)
-                    .map_err(io_err(path.display().to_string()))?;
+                crate::fsutil::write_atomic(&path, &bytes).map_err(io_err_at(&path))?;
             }
         }
         for ds in &dss {
