@@ -534,6 +534,9 @@ fn across_ships_the_changes_and_the_synchronous_writes_pay_the_link() {
         })
         .unwrap_err()
         .to_string();
-        assert!(err.starts_with("bench across: ") && err.contains(part), "{err}");
+        assert!(
+            err.starts_with("bench across: ") && err.contains(part),
+            "{err}"
+        );
     }
 }

@@ -208,8 +208,7 @@ impl Engine {
         };
         if let Some(src) = self.across.sources.get(&i) {
             super::alive()?;
-            src.write_block(block, buf)
-                .map_err(io_err_at(&src.path()))?;
+            src.write_block(block, buf).map_err(io_err_at(src.path()))?;
             self.across.saved.ops[k].reverse_writes += 1;
         } else if self.across.saved.ops[k].phase == AcrossPhase::Syncing
             && self.across.saved.ops[k]

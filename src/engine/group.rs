@@ -528,8 +528,7 @@ impl Engine {
             return Ok(());
         };
         super::alive()?;
-        src.write_block(block, buf)
-            .map_err(io_err_at(&src.path()))?;
+        src.write_block(block, buf).map_err(io_err_at(src.path()))?;
         if let Some(k) = self.active_group_op() {
             self.group.saved.ops[k].reverse_writes += 1;
         }

@@ -185,7 +185,7 @@ impl Engine {
         };
         alive()?;
         img.write_block(block, &buf)
-            .map_err(io_err_at(&img.path()))?;
+            .map_err(io_err_at(img.path()))?;
         fault_point("guest.data-written")?;
         if clear_after && let Some(m) = vm.migration.as_ref() {
             m.persist_bit(block)
@@ -238,7 +238,7 @@ impl Engine {
             None => vm
                 .image
                 .read_block_at(block, &mut buf)
-                .map_err(io_err_at(&vm.image.path()))?,
+                .map_err(io_err_at(vm.image.path()))?,
         }
         vm.reads += 1;
         let want = vm.last_seq[block as usize];

@@ -650,7 +650,7 @@ impl Engine {
             disk::stamp_block(&uuid, block, seq, &mut buf);
             m.dst
                 .write_block(block, &buf)
-                .map_err(io_err_at(&m.dst.path()))?;
+                .map_err(io_err_at(m.dst.path()))?;
         }
         self.release_waiting(i, t)?;
         let m = self.vms[i].migration.as_ref();

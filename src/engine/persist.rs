@@ -71,7 +71,7 @@ pub(super) fn ron_pretty<T: Serialize>(v: &T) -> String {
 }
 
 pub(super) fn read_ron<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, EngineError> {
-    let text = std::fs::read_to_string(path).map_err(io_err_at(&path))?;
+    let text = std::fs::read_to_string(path).map_err(io_err_at(path))?;
     ron::from_str(&text).map_err(|e| EngineError::State {
         file: path.display().to_string(),
         message: e.to_string(),
@@ -79,7 +79,7 @@ pub(super) fn read_ron<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, E
 }
 
 pub(super) fn write_ron<T: Serialize>(path: &Path, v: &T) -> Result<(), EngineError> {
-    crate::fsutil::write_atomic(path, ron_pretty(v).as_bytes()).map_err(io_err_at(&path))
+    crate::fsutil::write_atomic(path, ron_pretty(v).as_bytes()).map_err(io_err_at(path))
 }
 
 /// A named fault point (see [`crate::fault`]): an injected error when a crash test arms it.
@@ -98,7 +98,7 @@ pub(super) fn remove_dir_if_exists(p: &Path) -> Result<(), EngineError> {
     match std::fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err_at(&p)(e)),
+        Err(e) => Err(io_err_at(p)(e)),
     }
 }
 
@@ -108,7 +108,7 @@ pub(super) fn remove_file_if_exists(p: &Path) -> Result<(), EngineError> {
     match std::fs::remove_file(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err_at(&p)(e)),
+        Err(e) => Err(io_err_at(p)(e)),
     }
 }
 

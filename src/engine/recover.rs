@@ -11,7 +11,7 @@ pub(super) fn reconcile_bits(m: &mut Migration) -> Result<u64, EngineError> {
     let seq = |img: &ImageFile, b: u64| -> Result<u64, EngineError> {
         let mut buf: Block = [0; BLOCK_SIZE];
         img.read_block_at(b, &mut buf)
-            .map_err(io_err_at(&img.path()))?;
+            .map_err(io_err_at(img.path()))?;
         Ok(match disk::inspect(&buf) {
             BlockContent::Stamped(s) => s.seq,
             BlockContent::Zero | BlockContent::Torn => 0,
@@ -46,7 +46,7 @@ pub(super) fn find_stamp(
         let n = CHUNK_BLOCKS.min(img.block_count() - first);
         let bytes = &mut buf[..n as usize * BLOCK_SIZE];
         img.read_at(first * BLOCK_SIZE as u64, bytes)
-            .map_err(io_err_at(&img.path()))?;
+            .map_err(io_err_at(img.path()))?;
         for (k, chunk) in bytes.chunks_exact(BLOCK_SIZE).enumerate() {
             let b = first + k as u64;
             if &chunk[0..8] == disk::MAGIC
@@ -70,10 +70,10 @@ pub(super) fn repair_journal_tail(path: &Path) -> Result<(), EngineError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::write(path, b"").map_err(io_err_at(&path))?;
+            std::fs::write(path, b"").map_err(io_err_at(path))?;
             return Ok(());
         }
-        Err(e) => return Err(io_err_at(&path)(e)),
+        Err(e) => return Err(io_err_at(path)(e)),
     };
     if bytes.is_empty() || bytes.ends_with(b"\n") {
         return Ok(());
@@ -82,10 +82,10 @@ pub(super) fn repair_journal_tail(path: &Path) -> Result<(), EngineError> {
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
-        .map_err(io_err_at(&path))?;
+        .map_err(io_err_at(path))?;
     f.set_len(keep as u64)
         .and_then(|()| f.sync_all())
-        .map_err(io_err_at(&path))
+        .map_err(io_err_at(path))
 }
 
 impl Engine {

@@ -435,10 +435,10 @@ impl Engine {
                 alive()?;
                 local
                     .read_at(start * BLOCK_SIZE as u64, &mut buf)
-                    .map_err(io_err_at(&local.path()))?;
+                    .map_err(io_err_at(local.path()))?;
                 remote
                     .write_at(start * BLOCK_SIZE as u64, &buf)
-                    .map_err(io_err_at(&remote.path()))?;
+                    .map_err(io_err_at(remote.path()))?;
             }
             let bits = rt.bits.get_mut(&inst).expect("listed");
             for &b in &ones {
@@ -675,7 +675,7 @@ impl Engine {
                 alive()?;
                 remote
                     .write_block(block, buf)
-                    .map_err(io_err_at(&remote.path()))?;
+                    .map_err(io_err_at(remote.path()))?;
             }
             _ => {
                 if bits.set(block) {

@@ -12,7 +12,7 @@ pub(in crate::engine) fn stamps_of(
     let mut buf: Block = [0; BLOCK_SIZE];
     for (b, slot) in out.iter_mut().enumerate() {
         img.read_block_at(b as u64, &mut buf)
-            .map_err(io_err_at(&img.path()))?;
+            .map_err(io_err_at(img.path()))?;
         if let BlockContent::Stamped(s) = disk::inspect(&buf)
             && &s.uuid == uuid
             && s.block == b as u64
@@ -26,9 +26,9 @@ pub(in crate::engine) fn stamps_of(
 /// Copies an instance directory's regular files (sparse images stay sparse where the
 /// filesystem's copy allows).
 pub(super) fn copy_instance(from: &Path, to: &Path) -> Result<(), EngineError> {
-    std::fs::create_dir_all(to).map_err(io_err_at(&to))?;
-    for entry in std::fs::read_dir(from).map_err(io_err_at(&from))? {
-        let entry = entry.map_err(io_err_at(&from))?;
+    std::fs::create_dir_all(to).map_err(io_err_at(to))?;
+    for entry in std::fs::read_dir(from).map_err(io_err_at(from))? {
+        let entry = entry.map_err(io_err_at(from))?;
         if entry.file_type().is_ok_and(|t| t.is_file()) {
             std::fs::copy(entry.path(), to.join(entry.file_name()))
                 .map_err(io_err_at(&entry.path()))?;

@@ -140,11 +140,11 @@ impl Engine {
             let (mut a, mut b): (Block, Block) = ([0; BLOCK_SIZE], [0; BLOCK_SIZE]);
             for block in 0..dst.block_count().min(src.block_count()) {
                 dst.read_block_at(block, &mut a)
-                    .map_err(io_err_at(&dst.path()))?;
+                    .map_err(io_err_at(dst.path()))?;
                 src.read_block_at(block, &mut b)
-                    .map_err(io_err_at(&src.path()))?;
+                    .map_err(io_err_at(src.path()))?;
                 if a != b {
-                    src.write_block(block, &a).map_err(io_err_at(&src.path()))?;
+                    src.write_block(block, &a).map_err(io_err_at(src.path()))?;
                     fixed += 1;
                 }
             }

@@ -164,7 +164,7 @@ impl Engine {
                     .map_err(io_err_at(&v.replica_dir))?;
                 v.primary
                     .write_block(b, &buf)
-                    .map_err(io_err_at(&v.primary.path()))?;
+                    .map_err(io_err_at(v.primary.path()))?;
                 copied += 1;
             }
         }

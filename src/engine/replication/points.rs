@@ -100,11 +100,11 @@ pub(in crate::engine) fn read_older(
 
 /// Copies an instance directory's files, each recorded in `barrier`.
 fn copy_dir(from: &Path, to: &Path, barrier: &mut Barrier) -> Result<u64, EngineError> {
-    std::fs::create_dir_all(to).map_err(io_err_at(&to))?;
+    std::fs::create_dir_all(to).map_err(io_err_at(to))?;
     barrier.dir(to);
     let mut bytes = 0;
-    for entry in std::fs::read_dir(from).map_err(io_err_at(&from))? {
-        let entry = entry.map_err(io_err_at(&from))?;
+    for entry in std::fs::read_dir(from).map_err(io_err_at(from))? {
+        let entry = entry.map_err(io_err_at(from))?;
         if entry.file_type().is_ok_and(|t| t.is_file()) {
             let dst = to.join(entry.file_name());
             bytes += std::fs::copy(entry.path(), &dst).map_err(io_err_at(&entry.path()))?;
@@ -140,7 +140,7 @@ fn apply_undo(
             if *config {
                 let text = std::fs::read(kept.join(VM_CONFIG_FILE)).map_err(io_err_at(&kept))?;
                 crate::fsutil::write_atomic(&inst.join(VM_CONFIG_FILE), &text)
-                    .map_err(io_err_at(&inst))?;
+                    .map_err(io_err_at(inst))?;
             }
             Ok(())
         }

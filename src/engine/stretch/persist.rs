@@ -15,7 +15,7 @@ pub(super) fn nonzero_blocks(img: &ImageFile) -> Result<Bitmap, EngineError> {
             let n = COMPARE_CHUNK_BLOCKS.min(end - b);
             let len = n as usize * BLOCK_SIZE;
             img.read_at(b * BLOCK_SIZE as u64, &mut buf[..len])
-                .map_err(io_err_at(&img.path()))?;
+                .map_err(io_err_at(img.path()))?;
             for (k, chunk) in buf[..len].chunks_exact(BLOCK_SIZE).enumerate() {
                 if chunk.iter().any(|&x| x != 0) {
                     bits.set(b + k as u64);
@@ -36,15 +36,15 @@ pub(super) fn persist_bitmap_byte(
     use std::os::unix::fs::FileExt;
     alive()?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io_err_at(&dir))?;
+        std::fs::create_dir_all(dir).map_err(io_err_at(dir))?;
     }
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(io_err_at(&path))?;
-    f.write_all_at(&[byte], index).map_err(io_err_at(&path))
+        .map_err(io_err_at(path))?;
+    f.write_all_at(&[byte], index).map_err(io_err_at(path))
 }
 
 impl Engine {
