@@ -72,31 +72,13 @@ pub struct BenchAcrossReport {
 const LINK_MBPS: f64 = 1000.0;
 
 fn topology(size_mib: u64, write_iops: u32) -> String {
-    let gib = size_mib.div_ceil(1024) + 1;
-    format!(
-        r#"Topology(
-    name: "cross-site move benchmark",
-    sites: [Site(id: "pa", name: "P", role: Protected), Site(id: "ny", name: "R", role: Recovery)],
-    links: [Link(from: "pa", to: "ny", mbps: {LINK_MBPS})],
-    hosts: [Host(id: "h", site: "pa", cpus: 8, memory_gib: 32),
-            Host(id: "r", site: "ny", cpus: 8, memory_gib: 32)],
-    arrays: [
-        Array(id: "ap", site: "pa", luns: [
-            Lun(id: "l1", capacity_gib: {gib}, replication: Some(LunReplication(target: "l1r", rpo_minutes: 60, consistency_group: Some("cg-1")))),
-        ]),
-        Array(id: "ar", site: "ny", luns: [Lun(id: "l1r", capacity_gib: {gib})]),
-    ],
-    datastores: [
-        Datastore(id: "ds-1", site: "pa", luns: ["l1"]),
-        Datastore(id: "ds-1r", site: "ny", luns: ["l1r"]),
-    ],
-    protection_groups: [ProtectionGroup(id: "pg-1", name: "PG", datastores: ["ds-1"])],
-    vms: [
-        Vm(id: "v1", uuid: "bbbbbbbb-0000-4000-8000-000000000002", host: "h", datastore: "ds-1",
-           disk_mib: {size_mib}, vcpus: 2, memory_gib: 4, priority: 1,
-           workload: Some(Workload(write_iops: {write_iops}, read_iops: 0))),
-    ],
-)"#
+    one_vm_topology(
+        "cross-site move benchmark",
+        size_mib,
+        LINK_MBPS,
+        60,
+        "bbbbbbbb-0000-4000-8000-000000000002",
+        &format!("Some(Workload(write_iops: {write_iops}, read_iops: 0))"),
     )
 }
 

@@ -50,30 +50,13 @@ pub struct BenchReprotectReport {
 }
 
 fn topology(size_mib: u64) -> String {
-    let gib = size_mib.div_ceil(1024) + 1;
-    format!(
-        r#"Topology(
-    name: "reprotect benchmark",
-    sites: [Site(id: "pa", name: "P", role: Protected), Site(id: "ny", name: "R", role: Recovery)],
-    links: [Link(from: "pa", to: "ny", mbps: 10000)],
-    hosts: [Host(id: "h", site: "pa", cpus: 8, memory_gib: 32),
-            Host(id: "r", site: "ny", cpus: 8, memory_gib: 32)],
-    arrays: [
-        Array(id: "ap", site: "pa", luns: [
-            Lun(id: "l1", capacity_gib: {gib}, replication: Some(LunReplication(target: "l1r", rpo_minutes: 15, consistency_group: Some("cg-1")))),
-        ]),
-        Array(id: "ar", site: "ny", luns: [Lun(id: "l1r", capacity_gib: {gib})]),
-    ],
-    datastores: [
-        Datastore(id: "ds-1", site: "pa", luns: ["l1"]),
-        Datastore(id: "ds-1r", site: "ny", luns: ["l1r"]),
-    ],
-    protection_groups: [ProtectionGroup(id: "pg-1", name: "PG", datastores: ["ds-1"])],
-    vms: [
-        Vm(id: "v1", uuid: "bbbbbbbb-0000-4000-8000-000000000001", host: "h", datastore: "ds-1",
-           disk_mib: {size_mib}, vcpus: 2, memory_gib: 4, priority: 1),
-    ],
-)"#
+    one_vm_topology(
+        "reprotect benchmark",
+        size_mib,
+        10000.0,
+        15,
+        "bbbbbbbb-0000-4000-8000-000000000001",
+        "None",
     )
 }
 

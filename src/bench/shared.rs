@@ -158,3 +158,41 @@ pub(super) fn splitmix(state: &mut u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
+
+/// The benchmarks' two-site topology: one VM `v1` (uuid `uuid`) with an N MiB disk on ds-1,
+/// replicated in cg-1 (pg-1) to ds-1r over a link of `mbps`, with `workload` (a RON
+/// `Workload(..)` or `None`).
+pub(super) fn one_vm_topology(
+    name: &str,
+    size_mib: u64,
+    mbps: f64,
+    rpo_minutes: u32,
+    uuid: &str,
+    workload: &str,
+) -> String {
+    let gib = size_mib.div_ceil(1024) + 1;
+    format!(
+        r#"Topology(
+    name: "{name}",
+    sites: [Site(id: "pa", name: "P", role: Protected), Site(id: "ny", name: "R", role: Recovery)],
+    links: [Link(from: "pa", to: "ny", mbps: {mbps})],
+    hosts: [Host(id: "h", site: "pa", cpus: 8, memory_gib: 32),
+            Host(id: "r", site: "ny", cpus: 8, memory_gib: 32)],
+    arrays: [
+        Array(id: "ap", site: "pa", luns: [
+            Lun(id: "l1", capacity_gib: {gib}, replication: Some(LunReplication(target: "l1r", rpo_minutes: {rpo_minutes}, consistency_group: Some("cg-1")))),
+        ]),
+        Array(id: "ar", site: "ny", luns: [Lun(id: "l1r", capacity_gib: {gib})]),
+    ],
+    datastores: [
+        Datastore(id: "ds-1", site: "pa", luns: ["l1"]),
+        Datastore(id: "ds-1r", site: "ny", luns: ["l1r"]),
+    ],
+    protection_groups: [ProtectionGroup(id: "pg-1", name: "PG", datastores: ["ds-1"])],
+    vms: [
+        Vm(id: "v1", uuid: "{uuid}", host: "h", datastore: "ds-1",
+           disk_mib: {size_mib}, vcpus: 2, memory_gib: 4, priority: 1, workload: {workload}),
+    ],
+)"#
+    )
+}
