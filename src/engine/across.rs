@@ -523,6 +523,20 @@ impl Engine {
     /// catch-up's cut, every VM moves to its replica, the group reverses.
     fn switch_across(&mut self, k: usize, g: usize) -> Result<(), EngineError> {
         let members = self.across.saved.ops[k].members.clone();
+        // The writes since the catch-up's cut are what its trackers hold: without one the
+        // destination cannot know them, and the move must not switch onto a stale replica.
+        let untracked: Vec<&str> = members
+            .iter()
+            .filter(|m| {
+                self.vm_index(&m.vm)
+                    .is_none_or(|i| !self.trackers.contains_key(self.vms[i].image.path()))
+            })
+            .map(|m| m.vm.as_str())
+            .collect();
+        if !untracked.is_empty() {
+            let why = format!("no change tracking for {}", untracked.join(", "));
+            return self.fail_back_across(k, &why);
+        }
         let mut applied = 0;
         for m in &members {
             let i = self.vm_index(&m.vm).expect("a member");

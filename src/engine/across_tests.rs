@@ -214,3 +214,50 @@ fn a_lost_destination_or_a_cancel_fails_back_and_a_move_that_does_not_fit_is_ref
         "{err}"
     );
 }
+
+/// There and back: cg-1 moves to ny, then back to pa; each leg loses nothing, the VMs end
+/// on their own datastores and hosts (home again, not recovered), replication runs pa to ny
+/// as it began, and a reopen in between keeps the state.
+#[test]
+fn a_cg_moves_across_and_back_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let mut e = Engine::create(&ws, &topology(20.0, 1, 50), opts(8)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(90 * SECOND).unwrap();
+    e.apply(across("cg-1")).unwrap();
+    let limit = e.now + 10 * MINUTE;
+    run_until(&mut e, limit, "the move to ny", |e| {
+        phase(e) == AcrossPhase::Succeeded
+    });
+    all_on(&e, ["ds-1r", "ds-1r", "ds-2r"]);
+    e.advance(e.now + MINUTE).unwrap();
+    e.close().unwrap();
+    let mut e = Engine::open(&ws).unwrap();
+    assert_eq!(e.across_ops().len(), 1);
+    all_on(&e, ["ds-1r", "ds-1r", "ds-2r"]);
+    // The way back: the group now replicates ny to pa, so the move goes to pa.
+    e.apply(across("cg-1")).unwrap();
+    assert_eq!(
+        (
+            e.across_ops()[1].from_site.as_str(),
+            e.across_ops()[1].to_site.as_str()
+        ),
+        ("ny", "pa")
+    );
+    let limit = e.now + 10 * MINUTE;
+    run_until(&mut e, limit, "the move home", |e| {
+        phase(e) == AcrossPhase::Succeeded
+    });
+    all_on(&e, ["ds-1", "ds-1", "ds-2"]);
+    let snap = e.snapshot();
+    for v in snap.vms.iter() {
+        assert!(!v.recovered && v.site == "pa" && v.host == "h", "{v:?}");
+    }
+    let g = snap.groups.iter().find(|g| g.id == "cg-1").unwrap();
+    assert_eq!(
+        (g.source_site.as_str(), g.target_site.as_str()),
+        ("pa", "ny")
+    );
+    assert!(!g.reversed, "{g:?}");
+}

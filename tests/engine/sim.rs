@@ -17,8 +17,9 @@ use harness::{SimConfig, run_seed};
 
 use crate::testkit::scratch;
 
-/// Seeds `cargo test` runs by default (each run is a few simulated seconds to minutes).
-const DEFAULT_SEEDS: u64 = 200;
+/// Seeds `cargo test` runs by default (each run is a few simulated seconds to minutes; CI
+/// has ten minutes for everything, and `DRCONSOLE_SIM_SEEDS=10000` is the long run).
+const DEFAULT_SEEDS: u64 = 100;
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
