@@ -704,6 +704,18 @@ impl Engine {
         Ok(Outcome::Done(self.across.saved.ops[k].message.clone()))
     }
 
+    /// Replication of group `key` (`id`) was paused: a move of it cannot get the point it
+    /// waits for, so it fails back.
+    pub(super) fn across_paused(&mut self, key: &str, id: &str) -> Result<(), EngineError> {
+        match self
+            .active_across()
+            .filter(|&k| self.across.saved.ops[k].group == key)
+        {
+            Some(k) => self.fail_back_across(k, &format!("replication of {id} was paused")),
+            None => Ok(()),
+        }
+    }
+
     /// The link went down: a running move fails back.
     pub(super) fn across_link_down(&mut self) -> Result<(), EngineError> {
         match self.active_across() {

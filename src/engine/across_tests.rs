@@ -171,7 +171,7 @@ fn link_loss_mid_move_fails_back_with_nothing_lost() {
 }
 
 /// The destination site is lost mid-move: the group fails back, nothing lost; a cancel
-/// does the same; a move whose VMs do not fit at the other site is refused naming them.
+/// and a pause of the group's replication do the same; a move whose VMs do not fit at the other site is refused naming them.
 #[test]
 fn a_lost_destination_or_a_cancel_fails_back_and_a_move_that_does_not_fit_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,6 +195,21 @@ fn a_lost_destination_or_a_cancel_fails_back_and_a_move_that_does_not_fit_is_ref
             .message
             .contains("destination site ny was lost")
     );
+    all_on(&e, ["ds-1", "ds-1", "ds-2"]);
+    // Pausing the group's replication mid-move: the catch-up cannot come, so it fails back.
+    e.apply(Command::SiteUp { site: "ny".into() }).unwrap();
+    e.apply(across("cg-1")).unwrap();
+    e.apply(Command::PauseReplication {
+        datastore: "ds-1".into(),
+    })
+    .unwrap();
+    assert_eq!(phase(&e), AcrossPhase::FailedBack);
+    assert!(
+        e.across_ops()[2]
+            .message
+            .contains("replication of cg-1 was paused")
+    );
+    assert_eq!(e.across_write_cost(0), 0);
     all_on(&e, ["ds-1", "ds-1", "ds-2"]);
 
     let mut t = topology(1.0, 1, 50);

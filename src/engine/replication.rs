@@ -546,6 +546,8 @@ impl Engine {
         let id = self.groups[g].spec.id.clone();
         self.groups[g].saved.paused = pause;
         if pause {
+            let key = self.groups[g].spec.key.clone();
+            self.across_paused(&key, &id)?;
             // The transfer in flight may finish; no new cycle starts.
             Ok(format!("Replication of {id} paused"))
         } else {
