@@ -257,21 +257,6 @@ fn minutes(t: SimTime) -> f64 {
     to_minutes(t)
 }
 
-/// The protection group holding datastore `ds`, or holding the datastore `ds` replicates.
-fn pg_of_datastore<'a>(t: &'a Topology, ds: &str) -> Option<&'a str> {
-    t.protection_groups
-        .iter()
-        .find(|pg| {
-            pg.datastores.iter().any(|d| {
-                d == ds
-                    || t.datastore(d)
-                        .and_then(|x| t.replica_of(x))
-                        .is_some_and(|r| r.id == ds)
-            })
-        })
-        .map(|pg| pg.id.as_str())
-}
-
 /// The datastore of an instance path `sites/<site>/datastores/<ds>/<instance>`.
 fn datastore_of_path(path: &str) -> Option<&str> {
     let mut parts = path.split('/');
@@ -565,7 +550,7 @@ fn failover_event(t: &Topology, r: &Recorded, f: &FailoverReport) -> Event {
             });
         let pg_of = ds
             .as_deref()
-            .and_then(|d| pg_of_datastore(t, d))
+            .and_then(|d| t.pg_of_either_side(d))
             .filter(|p| sections.contains_key(*p))
             .map(String::from);
         let key = match (pg_of, f.protection_groups.len()) {

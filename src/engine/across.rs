@@ -24,7 +24,7 @@
 //! either way. A disaster at the source site interrupts the move: before the switch the
 //! replicas decide as in any disaster; after it the VMs keep running at the destination.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -124,8 +124,8 @@ pub(super) struct AcrossSaved {
 #[derive(Default)]
 pub(super) struct AcrossRt {
     saved: AcrossSaved,
-    /// The source images the switched VMs' writes are mirrored back to, by VM index.
-    sources: HashMap<usize, ImageFile>,
+    /// The source images the switched VMs' writes are mirrored back to.
+    sources: super::mirror_back::MirrorBack,
 }
 
 /// The plan of a move: its replication group, members and the impact.
@@ -148,7 +148,7 @@ impl Engine {
     pub(super) fn restore_across(&mut self, saved: AcrossSaved) -> Result<(), EngineError> {
         self.across = AcrossRt {
             saved,
-            sources: HashMap::new(),
+            sources: Default::default(),
         };
         let Some(k) = self.active_across() else {
             return Ok(());
@@ -186,7 +186,7 @@ impl Engine {
         if !op.members.iter().any(|m| &m.vm == vm) {
             return 0;
         }
-        if op.phase == AcrossPhase::Switched && !self.across.sources.contains_key(&i) {
+        if op.phase == AcrossPhase::Switched && !self.across.sources.contains(i) {
             return 0;
         }
         let Some(g) = self.group_by_key(&op.group) else {
@@ -206,9 +206,7 @@ impl Engine {
         let Some(k) = self.active_across() else {
             return Ok(());
         };
-        if let Some(src) = self.across.sources.get(&i) {
-            super::alive()?;
-            src.write_block(block, buf).map_err(io_err_at(src.path()))?;
+        if self.across.sources.write(i, block, buf)? {
             self.across.saved.ops[k].reverse_writes += 1;
         } else if self.across.saved.ops[k].phase == AcrossPhase::Syncing
             && self.across.saved.ops[k]
@@ -313,7 +311,7 @@ impl Engine {
                 instance: v.instance.clone(),
             });
         }
-        let impact = self.across_impact(cg, &spec, &members);
+        let impact = self.across_impact(cg, g, &members);
         Ok(AcrossPlan {
             group: g,
             members,
@@ -326,51 +324,39 @@ impl Engine {
     /// groups there (it stays protected throughout, then from the other site); a PG that
     /// keeps datastores at the source splits across the sites, which a failover of it then
     /// has to undo: `heightened-mild` (replication within the group, SPEC §3).
-    fn across_impact(
-        &self,
-        cg: &str,
-        spec: &super::replication::GroupSpec,
-        members: &[AcrossMember],
-    ) -> dr::Impact {
+    fn across_impact(&self, cg: &str, g: usize, members: &[AcrossMember]) -> dr::Impact {
         let t = self.topology();
-        let moving: BTreeSet<&str> = spec.pairs.iter().map(|p| p.datastore.as_str()).collect();
+        let spec = &self.groups[g].spec;
         let from = spec.source_site.as_str();
         let to = spec.target_site.as_str();
-        let points = self.groups[self.group_by_key(&spec.key).expect("the plan's group")]
-            .older
-            .len();
+        let grp = &self.groups[g];
+        let points = grp.older.len();
+        // The PGs of the moving datastores, and the VMs of theirs that stay at the source.
+        let pgs: BTreeSet<&str> = spec
+            .pairs
+            .iter()
+            .filter_map(|p| t.pg_of_either_side(&p.datastore))
+            .collect();
         let mut split = Vec::new();
-        for pg in &t.protection_groups {
-            let touches = pg.datastores.iter().any(|d| moving.contains(d.as_str()))
-                || self.groups.iter().any(|g| {
-                    g.spec.key == spec.key
-                        && g.spec
-                            .pairs
-                            .iter()
-                            .any(|p| pg.datastores.contains(&p.replica))
-                });
-            if !touches {
-                continue;
-            }
+        for pg in pgs {
             let staying: Vec<&str> = self
                 .vms
                 .iter()
                 .filter(|v| {
                     !members.iter().any(|m| m.vm == v.id)
                         && !v.down
-                        && self.vm_pg(&v.datastore).as_deref() == Some(pg.id.as_str())
                         && v.site == from
+                        && t.pg_of_either_side(&v.datastore) == Some(pg)
                 })
                 .map(|v| v.id.as_str())
                 .collect();
             if !staying.is_empty() {
-                split.push(format!("{} keeps {} at {from}", pg.id, staying.join(", ")));
+                split.push(format!("{pg} keeps {} at {from}", staying.join(", ")));
             }
         }
         let mut explanation = format!(
             "{cg} moves from {from} to {to} on its replicas: replication turns synchronous, so every guest write also crosses the link until the switch; only the blocks changed since the last recovery point ({}) are shipped; all {} VM(s) switch at one instant and their writes are mirrored back to {from} until {to}'s first recovery point of the reversed group is published, so {from} stays a consistent fail-back. Afterwards {to} protects the group and {from} is its recovery site.",
-            self.groups[self.group_by_key(&spec.key).expect("the plan's group")]
-                .published
+            grp.published
                 .as_ref()
                 .map_or("none yet".into(), |p| format!(
                     "cut at {}",
@@ -400,22 +386,6 @@ impl Engine {
             fault,
             explanation,
         }
-    }
-
-    /// The protection group of the VMs on `datastore`, either side of a replication pair.
-    fn vm_pg(&self, datastore: &str) -> Option<String> {
-        let t = self.topology();
-        let protected = self
-            .groups
-            .iter()
-            .flat_map(|g| g.spec.pairs.iter())
-            .find(|p| p.datastore == datastore || p.replica == datastore)
-            .map(|p| [p.datastore.clone(), p.replica.clone()]);
-        let names = protected.unwrap_or_else(|| [datastore.to_string(), datastore.to_string()]);
-        t.protection_groups
-            .iter()
-            .find(|pg| names.iter().any(|n| pg.datastores.contains(n)))
-            .map(|pg| pg.id.clone())
     }
 
     /// `MigrateAcross(consistency_group, confirm)`.

@@ -21,7 +21,6 @@
 //! source CG's copies (the destination replica holds only in-progress targets).
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -125,8 +124,8 @@ pub(super) struct GroupMoveSaved {
 #[derive(Default)]
 pub(super) struct GroupMoveRt {
     saved: GroupMoveSaved,
-    /// The switched VMs' source images (reverse mirroring), by VM index.
-    sources: BTreeMap<usize, ImageFile>,
+    /// The switched VMs' source images (reverse mirroring).
+    sources: super::mirror_back::MirrorBack,
     /// After a reopen in the switched phase: the sources are resynced from the targets at
     /// the first event (replication's trackers exist only then).
     resync: bool,
@@ -524,11 +523,9 @@ impl Engine {
         block: u64,
         buf: &Block,
     ) -> Result<(), EngineError> {
-        let Some(src) = self.group.sources.get(&i) else {
+        if !self.group.sources.write(i, block, buf)? {
             return Ok(());
-        };
-        super::alive()?;
-        src.write_block(block, buf).map_err(io_err_at(src.path()))?;
+        }
         if let Some(k) = self.active_group_op() {
             self.group.saved.ops[k].reverse_writes += 1;
         }

@@ -46,6 +46,7 @@ mod invariants;
 mod lifecycle;
 mod migrate;
 mod migration;
+mod mirror_back;
 mod persist;
 mod placement;
 mod publog;

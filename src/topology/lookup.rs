@@ -109,6 +109,23 @@ impl Topology {
             .collect()
     }
     /// The protected datastore whose replica datastore `ds` is, if any.
+    /// The protection group holding datastore `ds`, or holding the datastore `ds` is the
+    /// replica of: the PG of the VMs on either side of a replication pair.
+    pub fn pg_of_either_side(&self, ds: &str) -> Option<&str> {
+        self.protection_groups
+            .iter()
+            .find(|pg| {
+                pg.datastores.iter().any(|d| {
+                    d == ds
+                        || self
+                            .datastore(d)
+                            .and_then(|x| self.replica_of(x))
+                            .is_some_and(|r| r.id == ds)
+                })
+            })
+            .map(|pg| pg.id.as_str())
+    }
+
     pub fn replica_source(&self, ds: &Datastore) -> Option<&Datastore> {
         // Replicas live at recovery sites; anything else is no one's replica, and asking
         // every protected datastore for its replica is the costly part at scale.
