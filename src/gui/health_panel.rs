@@ -186,14 +186,14 @@ fn swap_back_line(ui: &mut Ui, p: &HealthPairView) {
     let (text, tone) = match p.within_for_s {
         Some(w) => (
             format!(
-                "Latency: expected {expected:.2} ms, recorded {recorded:.2} ms (+{diff:.2} ≤ {limit} ms) · swap back in {:.1} s",
+                "Latency: expected {expected:.2} ms, recorded {recorded:.2} ms ({diff:+.2} ≤ {limit} ms) · swap back in {:.1} s",
                 (hold - w).max(0.0)
             ),
             Tone::Good,
         ),
         None => (
             format!(
-                "Latency: expected {expected:.2} ms, recorded {recorded:.2} ms (+{diff:.2} > {limit} ms) · waiting for the resync"
+                "Latency: expected {expected:.2} ms, recorded {recorded:.2} ms ({diff:+.2} > {limit} ms) · waiting for the resync"
             ),
             Tone::Muted,
         ),

@@ -62,7 +62,31 @@ pub struct NewVm {
     /// The operator's "Are you sure?" for a placement rated above `none`.
     pub confirmed: bool,
     /// The last ranking and what it was computed from.
-    ranked: Option<(RankKey, Result<Vec<PlacementOption>, String>)>,
+    ranked: Option<(RankKey, Ranked)>,
+    /// Without a workspace: the last VM checked against the whole topology (with the
+    /// topology's VM count), and the verdict; the check clones the topology, so it runs
+    /// when the inputs change, not every frame.
+    validated: Option<((Vm, usize), Result<(), String>)>,
+}
+
+/// A ranking, shared between the dialog's state and the frame drawing it.
+type Ranked = std::sync::Arc<Result<Vec<PlacementOption>, String>>;
+
+/// The uuid a VM has in the dialog until Add gives it its own.
+const UNSET_UUID: &str = "00000000-0000-4000-8000-000000000000";
+
+impl Submit {
+    /// The same request for a VM with a new random uuid: made once, when Add is pressed.
+    fn with_new_uuid(mut self) -> Submit {
+        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
+        match &mut self {
+            Submit::Engine(Command::AddVm { vm, .. }) | Submit::Topology { vm, .. } => {
+                vm.uuid = uuid;
+            }
+            Submit::Engine(_) => {}
+        }
+        self
+    }
 }
 
 #[derive(Clone, PartialEq)]
@@ -111,32 +135,39 @@ impl NewVm {
 
     /// The ranking for the current inputs, on the engine's free space when a workspace is
     /// open (recomputed only when an input or the free space changed).
-    fn ranking(&mut self, doc: &Document, live: &Live) -> Result<Vec<PlacementOption>, String> {
+    fn ranking(&mut self, doc: &Document, live: &Live) -> Ranked {
         let t = &doc.topology;
         let open = live.is_open() && !live.free_mib.is_empty();
+        // Without a workspace the ranking takes each datastore's free space from the
+        // topology itself (capacity less the disks placed there).
+        let no_free = std::collections::BTreeMap::new();
+        let no_unavailable = std::collections::BTreeMap::new();
+        let free = if open { &live.free_mib } else { &no_free };
+        let unavailable = live
+            .snapshot
+            .as_ref()
+            .filter(|_| open)
+            .map_or(&no_unavailable, |s| &s.unplaceable);
+        if let Some((k, r)) = &self.ranked
+            && k.pg == self.pg
+            && k.disk_mib == self.disk_mib
+            && k.vms == t.vms.len()
+            && k.free == *free
+            && k.unavailable == *unavailable
+        {
+            return r.clone();
+        }
+        let r = std::sync::Arc::new(
+            rank_initial_placement(t, &self.pg, self.disk_mib, free, unavailable)
+                .map_err(|e| e.to_string()),
+        );
         let key = RankKey {
             pg: self.pg.clone(),
             disk_mib: self.disk_mib,
             vms: t.vms.len(),
-            free: if open {
-                live.free_mib.clone()
-            } else {
-                t.free_mib_by_datastore()
-            },
-            unavailable: live
-                .snapshot
-                .as_ref()
-                .filter(|_| open)
-                .map(|s| s.unplaceable.clone())
-                .unwrap_or_default(),
+            free: free.clone(),
+            unavailable: unavailable.clone(),
         };
-        if let Some((k, r)) = &self.ranked
-            && *k == key
-        {
-            return r.clone();
-        }
-        let r = rank_initial_placement(t, &key.pg, key.disk_mib, &key.free, &key.unavailable)
-            .map_err(|e| e.to_string());
         self.ranked = Some((key, r.clone()));
         r
     }
@@ -145,7 +176,7 @@ impl NewVm {
     fn vm(&self, datastore: &str) -> Vm {
         Vm {
             id: self.name.trim().to_string(),
-            uuid: uuid::Uuid::new_v4().hyphenated().to_string(),
+            uuid: UNSET_UUID.to_string(),
             host: self.host.clone(),
             datastore: datastore.to_string(),
             disk_mib: self.disk_mib,
@@ -161,7 +192,7 @@ impl NewVm {
 
     /// What Add sends now, or why it cannot.
     fn submit_state(
-        &self,
+        &mut self,
         doc: &Document,
         live: &Live,
         pick: Option<&PlacementOption>,
@@ -198,9 +229,23 @@ impl NewVm {
                 confirm: needs_override,
             }));
         }
-        let mut with = t.clone();
-        with.vms.push(vm.clone());
-        match with.validate() {
+        let key = (vm.clone(), t.vms.len());
+        let verdict = match &self.validated {
+            Some((k, v)) if *k == key => v.clone(),
+            _ => {
+                let mut with = t.clone();
+                with.vms.push(vm.clone());
+                let v = with.validate().map_err(|v| {
+                    v.iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                });
+                self.validated = Some((key, v.clone()));
+                v
+            }
+        };
+        match verdict {
             Ok(()) => Ok(Submit::Topology {
                 vm,
                 pg: self.pg.clone(),
@@ -212,11 +257,7 @@ impl NewVm {
                     )
                 }),
             }),
-            Err(v) => Err(v
-                .iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")),
+            Err(why) => Err(why),
         }
     }
 
@@ -231,7 +272,7 @@ impl NewVm {
             .min(area.size() - egui::vec2(32.0, 72.0))
             .max(egui::vec2(300.0, 220.0));
         let ranking = self.ranking(doc, live);
-        let options = ranking.as_deref().unwrap_or(&[]);
+        let options: &[PlacementOption] = ranking.as_ref().as_deref().unwrap_or(&[]);
         if self
             .chosen
             .as_ref()
@@ -265,7 +306,7 @@ impl NewVm {
                     .id_salt("new-vm-datastores")
                     .auto_shrink([false, false])
                     .scroll([true, true])
-                    .show(ui, |ui| match &ranking {
+                    .show(ui, |ui| match ranking.as_ref() {
                         Ok(options) => self.table(ui, options, pick.as_ref(), live),
                         Err(e) => {
                             ui.colored_label(ui.visuals().error_fg_color, e);
@@ -436,7 +477,7 @@ impl NewVm {
                         ));
                     }
                     if button.clicked() {
-                        submit = Some(s);
+                        submit = Some(s.with_new_uuid());
                     }
                 }
                 Err(why) => {

@@ -87,12 +87,6 @@ impl Incident {
             "open"
         }
     }
-
-    /// The report's one-line account: the failure and what was done.
-    pub fn summary(&self) -> String {
-        let steps: Vec<&str> = self.steps.iter().map(|s| s.kind.label()).collect();
-        format!("{}: {}", self.failure, steps.join(" ▶ "))
-    }
 }
 
 impl Engine {
