@@ -18,6 +18,7 @@ mod handles;
 mod image;
 mod journal;
 mod stamp;
+mod undo;
 mod verify;
 
 pub use dirty::*;
@@ -25,6 +26,7 @@ pub use handles::{OPEN_IMAGES_VAR, close_idle_images};
 pub use image::*;
 pub use journal::*;
 pub use stamp::*;
+pub use undo::UndoLog;
 pub use verify::*;
 
 #[cfg(test)]

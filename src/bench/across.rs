@@ -130,6 +130,7 @@ pub fn bench_across(args: &BenchAcrossArgs) -> Result<BenchAcrossReport, BenchEr
     let wall = Instant::now();
     match e
         .apply(EngineCommand::MigrateAcross {
+            consistency: Default::default(),
             consistency_group: "cg-1".into(),
             confirm: false,
         })

@@ -32,8 +32,36 @@ use super::{
     Engine, EngineError, LogLevel, Outcome, SimTime, duration_for, format_time, io_err_at,
 };
 use crate::disk::{BLOCK_SIZE, Block, ImageFile};
-use crate::dr::{self, Fault, Rating};
+use crate::dr;
 use crate::replica;
+
+mod one_by_one;
+mod plan;
+
+/// How a cross-site move treats the CG's consistency (SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Consistency {
+    /// Synchronous replication and one switch instant: consistent throughout.
+    #[default]
+    Keep,
+    /// VMs one by one without synchronous replication; a record of the source CG is the
+    /// fail-back, and consistency is restored at the destination before success
+    /// (`across_break.rs`).
+    Break,
+}
+
+impl Consistency {
+    pub fn is_keep(&self) -> bool {
+        *self == Consistency::Keep
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Keep => "keep",
+            Consistency::Break => "break",
+        }
+    }
+}
 
 /// Where a cross-site move is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +70,11 @@ pub enum AcrossPhase {
     Syncing,
     /// The VMs run at the destination; their writes are mirrored back to the sources.
     Switched,
+    /// `Break`: the VMs move one by one; the group publishes nothing meanwhile.
+    Moving,
+    /// `Break`: every VM runs at the destination; the reversed group's first point, which
+    /// makes the CG consistent again, is on its way.
+    Restoring,
     /// The destination is protected: replication runs reversed and asynchronous.
     Succeeded,
     /// A failure before success: every VM runs on its source again, nothing lost.
@@ -55,6 +88,8 @@ impl AcrossPhase {
         match self {
             AcrossPhase::Syncing => "synchronous catch-up",
             AcrossPhase::Switched => "switched, mirroring back",
+            AcrossPhase::Moving => "moving one by one",
+            AcrossPhase::Restoring => "restoring consistency",
             AcrossPhase::Succeeded => "succeeded",
             AcrossPhase::FailedBack => "failed back",
             AcrossPhase::Interrupted => "interrupted",
@@ -62,12 +97,18 @@ impl AcrossPhase {
     }
 
     pub fn active(self) -> bool {
-        matches!(self, AcrossPhase::Syncing | AcrossPhase::Switched)
+        matches!(
+            self,
+            AcrossPhase::Syncing
+                | AcrossPhase::Switched
+                | AcrossPhase::Moving
+                | AcrossPhase::Restoring
+        )
     }
 }
 
 /// One VM of a cross-site move: where it was and where it goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcrossMember {
     pub vm: String,
     pub from_datastore: String,
@@ -76,6 +117,15 @@ pub struct AcrossMember {
     pub to_host: String,
     /// The instance directory (the same name on both sides).
     pub instance: String,
+    /// `Break`: when it switched to the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_at: Option<SimTime>,
+    /// `Break`: its write history at the record (hops kept, writes since), which a
+    /// fail-back returns to.
+    #[serde(default)]
+    pub hops_at_record: usize,
+    #[serde(default)]
+    pub since_at_record: u64,
 }
 
 /// One cross-site move, persisted with the engine state and shown by the console.
@@ -110,6 +160,31 @@ pub struct AcrossOp {
     pub message: String,
     #[serde(skip)]
     bytes_at_start: u64,
+    #[serde(default)]
+    pub consistency: Consistency,
+    /// `Break`: the record's instant, the last journaled write when the move started.
+    #[serde(default)]
+    pub record_seq: u64,
+    /// `Break`: the members switched so far (the first `moved`), the pre-copy round of
+    /// the next one, and since when it is paused for its last blocks.
+    #[serde(default)]
+    pub moved: usize,
+    #[serde(default)]
+    pub round: u32,
+    #[serde(default)]
+    pub paused_since: Option<SimTime>,
+    /// `Break`: the longest pause of a VM at its switch.
+    #[serde(default)]
+    pub max_pause: SimTime,
+    /// `Break`: the blocks the record kept (saved before their first overwrite).
+    #[serde(default)]
+    pub record_blocks: u64,
+    /// `Break`: writes a fail-back to the record lost (the RPO the variant risks).
+    #[serde(default)]
+    pub writes_lost: u64,
+    /// `Break`: a fail-back under way (why), finished at the next open after a crash.
+    #[serde(default)]
+    pub failing_back: Option<String>,
 }
 
 /// Persisted with the engine state.
@@ -123,9 +198,13 @@ pub(super) struct AcrossSaved {
 
 #[derive(Default)]
 pub(super) struct AcrossRt {
-    saved: AcrossSaved,
+    pub(super) saved: AcrossSaved,
     /// The source images the switched VMs' writes are mirrored back to.
     sources: super::mirror_back::MirrorBack,
+    /// `Break`: the record of each member's source image, by VM index.
+    pub(super) records: BTreeMap<usize, crate::disk::UndoLog>,
+    /// `Break`: the step event that counts (earlier ones are stale).
+    pub(super) step: u64,
 }
 
 /// The plan of a move: its replication group, members and the impact.
@@ -148,11 +227,14 @@ impl Engine {
     pub(super) fn restore_across(&mut self, saved: AcrossSaved) -> Result<(), EngineError> {
         self.across = AcrossRt {
             saved,
-            sources: Default::default(),
+            ..Default::default()
         };
         let Some(k) = self.active_across() else {
             return Ok(());
         };
+        if !self.across.saved.ops[k].consistency.is_keep() {
+            return self.restore_break(k);
+        }
         match self.across.saved.ops[k].phase {
             AcrossPhase::Syncing => {
                 self.end_across(
@@ -171,19 +253,20 @@ impl Engine {
         &self.across.saved.ops
     }
 
-    fn active_across(&self) -> Option<usize> {
+    pub(super) fn active_across(&self) -> Option<usize> {
         self.across.saved.ops.iter().position(|o| o.phase.active())
     }
 
     /// What a guest write of VM `i` costs on top of its own storage: the write's transfer
-    /// over the link while its CG replicates synchronously or mirrors back (SPEC §12).
+    /// over the link while its CG replicates synchronously or mirrors back (SPEC §12;
+    /// nothing when it moves one VM at a time).
     pub(super) fn across_write_cost(&self, i: usize) -> SimTime {
         let Some(k) = self.active_across() else {
             return 0;
         };
         let op = &self.across.saved.ops[k];
         let vm = &self.vms[i].id;
-        if !op.members.iter().any(|m| &m.vm == vm) {
+        if !op.consistency.is_keep() || !op.members.iter().any(|m| &m.vm == vm) {
             return 0;
         }
         if op.phase == AcrossPhase::Switched && !self.across.sources.contains(i) {
@@ -219,180 +302,16 @@ impl Engine {
         Ok(())
     }
 
-    fn group_by_key(&self, key: &str) -> Option<usize> {
+    pub(super) fn group_by_key(&self, key: &str) -> Option<usize> {
         self.groups.iter().position(|g| g.spec.key == key)
     }
 
-    /// Plans moving CG `cg` to the other site: its replication group, each VM's replica
-    /// instance and reserved host, and the rating. An error names the rule it breaks.
-    pub fn plan_across(&self, cg: &str) -> Result<AcrossPlan, EngineError> {
-        let rule = |rule: String| EngineError::Rule {
-            object: format!("consistency group {cg}"),
-            rule,
-        };
-        let g = self
-            .groups
-            .iter()
-            .position(|g| g.spec.consistency_group.as_deref() == Some(cg))
-            .ok_or_else(|| rule("is not a replicated consistency group".into()))?;
-        let spec = self.groups[g].spec.clone();
-        if let Some((site, _)) = self.sites_down.iter().next() {
-            return Err(rule(format!(
-                "site {site} is down: a cross-site move needs both sites"
-            )));
-        }
-        if !self.link_up {
-            return Err(rule("the replication link is down".into()));
-        }
-        if self.pending_failover.is_some() {
-            return Err(rule("a planned failover is running".into()));
-        }
-        if let Some(state) = self.group_blocked(g) {
-            return Err(rule(format!(
-                "its replication group cannot replicate now ({})",
-                state.as_str()
-            )));
-        }
-        let sources: BTreeMap<&str, &str> = spec
-            .pairs
-            .iter()
-            .map(|p| (p.datastore.as_str(), p.replica.as_str()))
-            .collect();
-        let on_group: Vec<usize> = (0..self.vms.len())
-            .filter(|&i| sources.contains_key(self.vms[i].datastore.as_str()))
-            .collect();
-        if on_group.is_empty() {
-            return Err(rule(format!(
-                "has no VM running on {}",
-                spec.pairs
-                    .iter()
-                    .map(|p| p.datastore.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        let busy: Vec<&str> = on_group
-            .iter()
-            .filter(|&&i| self.vms[i].down || self.vms[i].migration.is_some())
-            .map(|&i| self.vms[i].id.as_str())
-            .collect();
-        if !busy.is_empty() {
-            return Err(rule(format!(
-                "{} {} stopped or migrating: every VM of the group must be running and settled",
-                busy.join(", "),
-                if busy.len() == 1 { "is" } else { "are" }
-            )));
-        }
-        let (placed, unplaced, _) = self.reserve(&on_group, &spec.target_site);
-        if !unplaced.is_empty() {
-            return Err(rule(format!(
-                "{} do(es) not fit on the hosts of {} (free vCPUs and memory)",
-                unplaced.join(", "),
-                spec.target_site
-            )));
-        }
-        let mut members = Vec::new();
-        for &i in &on_group {
-            let v = &self.vms[i];
-            let to = sources[v.datastore.as_str()];
-            let replica = self.ws.datastore_dir(to)?.join(&v.instance);
-            if !replica.join(crate::workspace::VM_CONFIG_FILE).exists() {
-                return Err(rule(format!(
-                    "{} has no replica on {to} yet: let the group publish its first point",
-                    v.id
-                )));
-            }
-            members.push(AcrossMember {
-                vm: v.id.clone(),
-                from_datastore: v.datastore.clone(),
-                from_host: v.host.clone(),
-                to_datastore: to.to_string(),
-                to_host: placed[&v.id].clone(),
-                instance: v.instance.clone(),
-            });
-        }
-        let impact = self.across_impact(cg, g, &members);
-        Ok(AcrossPlan {
-            group: g,
-            members,
-            impact,
-            mbps: spec.mbps,
-        })
-    }
-
-    /// The move's impact on protection: none while the CG is the whole of its protection
-    /// groups there (it stays protected throughout, then from the other site); a PG that
-    /// keeps datastores at the source splits across the sites, which a failover of it then
-    /// has to undo: `heightened-mild` (replication within the group, SPEC §3).
-    fn across_impact(&self, cg: &str, g: usize, members: &[AcrossMember]) -> dr::Impact {
-        let t = self.topology();
-        let spec = &self.groups[g].spec;
-        let from = spec.source_site.as_str();
-        let to = spec.target_site.as_str();
-        let grp = &self.groups[g];
-        let points = grp.older.len();
-        // The PGs of the moving datastores, and the VMs of theirs that stay at the source.
-        let pgs: BTreeSet<&str> = spec
-            .pairs
-            .iter()
-            .filter_map(|p| t.pg_of_either_side(&p.datastore))
-            .collect();
-        let mut split = Vec::new();
-        for pg in pgs {
-            let staying: Vec<&str> = self
-                .vms
-                .iter()
-                .filter(|v| {
-                    !members.iter().any(|m| m.vm == v.id)
-                        && !v.down
-                        && v.site == from
-                        && t.pg_of_either_side(&v.datastore) == Some(pg)
-                })
-                .map(|v| v.id.as_str())
-                .collect();
-            if !staying.is_empty() {
-                split.push(format!("{pg} keeps {} at {from}", staying.join(", ")));
-            }
-        }
-        let mut explanation = format!(
-            "{cg} moves from {from} to {to} on its replicas: replication turns synchronous, so every guest write also crosses the link until the switch; only the blocks changed since the last recovery point ({}) are shipped; all {} VM(s) switch at one instant and their writes are mirrored back to {from} until {to}'s first recovery point of the reversed group is published, so {from} stays a consistent fail-back. Afterwards {to} protects the group and {from} is its recovery site.",
-            grp.published
-                .as_ref()
-                .map_or("none yet".into(), |p| format!(
-                    "cut at {}",
-                    format_time(p.cut_at)
-                )),
-            members.len()
-        );
-        if points > 0 {
-            explanation.push_str(&format!(
-                " The group's {points} older point(s) in time are released at the switch (the replicas become the running copies)."
-            ));
-        }
-        let (rating, fault) = if split.is_empty() {
-            (Rating::None, None)
-        } else {
-            explanation.push_str(&format!(
-                " Its protection group splits across the sites ({}): until the rest follows, a failover of it recovers VMs in both directions.",
-                split.join("; ")
-            ));
-            (Rating::HeightenedMild, Some(Fault::ReplicationWithinGroup))
-        };
-        dr::Impact {
-            from: from.to_string(),
-            to: to.to_string(),
-            allowed: rating == Rating::None,
-            rating,
-            fault,
-            explanation,
-        }
-    }
-
-    /// `MigrateAcross(consistency_group, confirm)`.
+    /// `MigrateAcross(consistency_group, confirm, consistency)`.
     pub(super) fn migrate_across(
         &mut self,
         cg: &str,
         confirm: bool,
+        consistency: Consistency,
     ) -> Result<Outcome, EngineError> {
         if let Some(k) = self.active_across() {
             return Err(EngineError::Rule {
@@ -403,7 +322,7 @@ impl Engine {
                 rule: "is still running; one cross-site move at a time".into(),
             });
         }
-        let plan = self.plan_across(cg)?;
+        let plan = self.plan_across(cg, consistency)?;
         if let Some(refused) = self.override_gate(
             &format!("Cross-site move of {cg}"),
             &format!("cross-site move of {cg}"),
@@ -414,6 +333,11 @@ impl Engine {
         }
         let g = plan.group;
         let spec = self.groups[g].spec.clone();
+        if !consistency.is_keep() {
+            // The group publishes nothing while the VMs move one by one; the blocks of a
+            // cycle in flight go back to the trackers, which the moves ship.
+            self.abandon_transfer(g, "a cross-site move one VM at a time holds the group")?;
+        }
         // What is not at the destination yet: the trackers of the group's images.
         let mut changed = 0;
         for m in &plan.members {
@@ -431,10 +355,21 @@ impl Engine {
             .map(|m| format!("{} to {} on {}", m.vm, m.to_datastore, m.to_host))
             .collect::<Vec<_>>()
             .join(", ");
-        let msg = format!(
-            "Cross-site move of {cg} started, {} to {}: replication is synchronous; the catch-up ships the {changed} block(s) not yet at {} ({list}), rating {}",
-            spec.source_site, spec.target_site, spec.target_site, plan.impact.rating
-        );
+        let msg = if consistency.is_keep() {
+            format!(
+                "Cross-site move of {cg} started, {} to {}: replication is synchronous; the catch-up ships the {changed} block(s) not yet at {} ({list}), rating {}",
+                spec.source_site, spec.target_site, spec.target_site, plan.impact.rating
+            )
+        } else {
+            format!(
+                "Cross-site move of {cg} started, {} to {}, one VM at a time without synchronous replication: {} is recorded as the fail-back; the RPO may be violated until consistency is restored at {}; {changed} block(s) are not yet there ({list}), rating {}",
+                spec.source_site,
+                spec.target_site,
+                spec.source_site,
+                spec.target_site,
+                plan.impact.rating
+            )
+        };
         self.across.saved.ops.push(AcrossOp {
             id,
             consistency_group: cg.to_string(),
@@ -456,8 +391,22 @@ impl Engine {
             reverse_writes: 0,
             message: msg.clone(),
             bytes_at_start: self.groups[g].saved.bytes_shipped,
+            consistency,
+            record_seq: 0,
+            moved: 0,
+            round: 0,
+            paused_since: None,
+            max_pause: 0,
+            record_blocks: 0,
+            writes_lost: 0,
+            failing_back: None,
         });
         self.info(msg.clone());
+        if !consistency.is_keep() {
+            let k = self.across.saved.ops.len() - 1;
+            self.start_break(k, g)?;
+            return Ok(Outcome::Done(msg));
+        }
         // The catch-up cycle: now, or right after the cycle in flight.
         if self.groups[g].transfer.is_some() {
             self.groups[g].saved.now_requested = true;
@@ -484,6 +433,9 @@ impl Engine {
             }
             AcrossPhase::Switched if published.is_some_and(|c| c > op.cycles_at_switch) => {
                 self.succeed_across(k)
+            }
+            AcrossPhase::Restoring if published.is_some_and(|c| c > op.cycles_at_switch) => {
+                self.succeed_break(k)
             }
             _ => Ok(()),
         }
@@ -615,7 +567,7 @@ impl Engine {
         self.persist_state()
     }
 
-    fn end_across(&mut self, k: usize, phase: AcrossPhase, msg: String) {
+    pub(super) fn end_across(&mut self, k: usize, phase: AcrossPhase, msg: String) {
         let now = self.now;
         let op = &mut self.across.saved.ops[k];
         op.phase = phase;
@@ -632,6 +584,9 @@ impl Engine {
     /// switch nothing moved; after it every VM returns to its source instance, which holds
     /// each of its writes, and the group reverses back.
     fn fail_back_across(&mut self, k: usize, why: &str) -> Result<(), EngineError> {
+        if !self.across.saved.ops[k].consistency.is_keep() {
+            return self.fail_back_break(k, why);
+        }
         let op = self.across.saved.ops[k].clone();
         if op.phase == AcrossPhase::Switched {
             self.across.sources.clear();
@@ -705,7 +660,16 @@ impl Engine {
         }
         if site == op.from_site {
             self.across.sources.clear();
+            // The record was on the lost site's storage: there is nothing to fail back to.
+            self.across.records.clear();
             let msg = match op.phase {
+                AcrossPhase::Moving => format!(
+                    "Cross-site move of {} interrupted: source site {site} was lost with {} of {} VM(s) moved; those keep running at {}, the rest are recovered from replicas the move left without a consistent point",
+                    op.consistency_group,
+                    op.moved,
+                    op.members.len(),
+                    op.to_site
+                ),
                 AcrossPhase::Syncing => format!(
                     "Cross-site move of {} interrupted: source site {site} was lost before the switch; the replicas decide as in any disaster",
                     op.consistency_group

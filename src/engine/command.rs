@@ -100,6 +100,9 @@ pub enum Command {
     MigrateAcross {
         consistency_group: String,
         confirm: bool,
+        /// `Break` moves the VMs one by one (SPEC §12); `Keep` is the default.
+        #[serde(default, skip_serializing_if = "super::Consistency::is_keep")]
+        consistency: super::Consistency,
     },
     /// Fails a running cross-site move back to its source.
     CancelAcross {
@@ -185,8 +188,17 @@ impl fmt::Display for Command {
                 format!("Migrate consistency group {from} to {to}")
             }
             Command::MigrateAcross {
-                consistency_group, ..
-            } => format!("Move consistency group {consistency_group} to the other site"),
+                consistency_group,
+                consistency,
+                ..
+            } => format!(
+                "Move consistency group {consistency_group} to the other site{}",
+                if consistency.is_keep() {
+                    ""
+                } else {
+                    ", one VM at a time"
+                }
+            ),
             Command::CancelAcross { consistency_group } => {
                 format!("Cancel the cross-site move of {consistency_group}")
             }

@@ -111,6 +111,8 @@ impl Engine {
         let svc = duration_for(BLOCK_SIZE as u64, self.copy_rate(i));
         // A CG moving across sites acknowledges a write once it also crossed the link.
         let sync = self.across_write_cost(i);
+        // A CG moving one VM at a time records a source block before its first overwrite.
+        let record = self.across_before_write(i, op.block)?;
         // A copied VM held for its group's switch keeps mirroring instead of waiting.
         let held = self.group_keeps_mirroring(i);
         let vm = &mut self.vms[i];
@@ -209,7 +211,7 @@ impl Engine {
             self.schedule(lands, Ev::MirrorLand { vm: VmIx(i) });
         }
         // Acknowledged when its first copy lands.
-        let latency = t - op.issued + svc + sync;
+        let latency = t - op.issued + svc + sync + record;
         if self.latencies.len() == LATENCY_SAMPLES {
             self.latencies.pop_front();
         }

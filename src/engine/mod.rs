@@ -75,7 +75,7 @@ use crate::dr::{self, Rating};
 use crate::topology::Topology;
 pub use crate::workspace::Progress;
 use crate::workspace::{MigrationMarks, Workspace, WorkspaceError};
-pub use across::{AcrossMember, AcrossOp, AcrossPhase, AcrossPlan, link_write_time};
+pub use across::{AcrossMember, AcrossOp, AcrossPhase, AcrossPlan, Consistency, link_write_time};
 pub use command::{Command, Outcome};
 use copy::{CopyCore, CopyMode, Direction, WriteRoute};
 pub use error::EngineError;
@@ -116,7 +116,7 @@ pub use replication::{
 use sched::{Ev, Queued, VmIx};
 pub use stretch::{DistributedView, Incident, IncidentStep, StepKind};
 use time::duration_for;
-pub use time::{MINUTE, SECOND, SimTime, format_time, from_minutes, to_minutes};
+pub use time::{MINUTE, SECOND, SimTime, format_duration, format_time, from_minutes, to_minutes};
 use verify::{SiteJournal, history};
 pub use views::{MigrationView, Snapshot, VmView};
 
@@ -402,7 +402,8 @@ impl Engine {
             Command::MigrateAcross {
                 consistency_group,
                 confirm,
-            } => self.migrate_across(&consistency_group, confirm)?,
+                consistency,
+            } => self.migrate_across(&consistency_group, confirm, consistency)?,
             Command::CancelAcross { consistency_group } => {
                 self.cancel_across(&consistency_group)?
             }

@@ -229,7 +229,6 @@ impl Engine {
         engine.restore_group(state.group.clone())?;
         engine.restore_placement(state.placement.clone())?;
         engine.restore_lifecycle(state.lifecycle.clone());
-        engine.restore_across(state.across.clone())?;
         // Removed only now that every image opened: a refused open changes nothing.
         if was_clean {
             std::fs::remove_file(Engine::clean_marker(&engine.ws))
@@ -249,6 +248,8 @@ impl Engine {
         }
         engine.start_replication(&state.groups)?;
         engine.attach_trackers()?;
+        // After the groups and trackers: a move one VM at a time goes on from them.
+        engine.restore_across(state.across.clone())?;
         let first = engine.now + engine.opts.metadata_interval();
         engine.schedule(first, Ev::Metadata { gen_: 0 });
         if state.workloads_on {

@@ -489,6 +489,8 @@ impl Engine {
             || self.sites_down.contains_key(&grp.spec.target_site)
         {
             Some(GroupState::SiteDown)
+        } else if self.across_holds(&grp.spec.key) {
+            Some(GroupState::MovingAcross)
         } else if grp.saved.swapped {
             Some(GroupState::Swapped)
         } else if grp.saved.paused {

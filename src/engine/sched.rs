@@ -42,6 +42,7 @@ pub(super) enum Ev {
     Host { vm: VmIx, gen_: u64 },
     Group { tick: GroupTick, op: u64 },
     Placement { vm: VmIx },
+    Across { op: u64, step: u64 },
     GuestWrite { vm: VmIx, gen_: u64 },
     GuestRead { vm: VmIx, gen_: u64 },
 }
@@ -107,6 +108,7 @@ impl Engine {
                 Ev::Host { vm, gen_ } => self.on_hosts_event(vm.0, gen_)?,
                 Ev::Group { tick, op } => self.on_group_event(tick, op)?,
                 Ev::Placement { vm } => self.on_placement_event(vm.0)?,
+                Ev::Across { op, step } => self.on_across_step(op, step)?,
                 Ev::GuestWrite { vm, gen_ } => self.on_guest_tick(vm, gen_, OpKind::Write, t)?,
                 Ev::GuestRead { vm, gen_ } => self.on_guest_tick(vm, gen_, OpKind::Read, t)?,
             }

@@ -9,10 +9,16 @@ use super::style::{self, Tone};
 use super::worker::Request;
 use super::{Action, Live};
 use crate::dr::Rating;
-use crate::engine::{AcrossOp, AcrossPhase, AcrossPlan, Command, SimTime, link_write_time};
+use crate::engine::{
+    AcrossOp, AcrossPhase, AcrossPlan, Command, Consistency, SimTime, format_duration,
+    link_write_time,
+};
 
 /// Accessible names of the section's controls.
 pub const CG: &str = "Cross-site move consistency group";
+/// The two ways to move (radio buttons).
+pub const KEEP: &str = "Keep consistency: synchronous, one switch for all";
+pub const BREAK: &str = "Break consistency: one VM at a time, no synchronous replication";
 pub const PLAN: &str = "Plan the cross-site move";
 /// The start of the "Are you sure?" checkbox (its label names the move).
 pub const SURE: &str = "Are you sure?";
@@ -23,6 +29,7 @@ pub const CANCEL: &str = "Cancel the cross-site move";
 #[derive(Default)]
 pub struct State {
     pub cg: Option<String>,
+    pub consistency: Consistency,
     pub sure: bool,
     next_id: u64,
     /// The plan asked for and not answered yet.
@@ -65,7 +72,7 @@ pub(crate) fn show(ui: &mut Ui, live: &Live, state: &mut State, actions: &mut Ve
     }
     ui.label(
         RichText::new(
-            "Moves every VM of a replicated CG onto its replicas at the other site while the guests run: replication turns synchronous, only what the other site lacks is shipped, all VMs switch at one instant onto reserved hosts, and their writes are mirrored back until the other site has published a recovery point. A failure before then fails the group back with nothing lost.",
+            "Moves every VM of a replicated CG onto its replicas at the other site while the guests run. Keeping consistency, replication turns synchronous, only what the other site lacks is shipped, all VMs switch at one instant onto reserved hosts, and their writes are mirrored back until the other site has published a recovery point: a failure before then fails the group back with nothing lost. Breaking it, the VMs move one at a time without synchronous replication, a record of the source CG is the fail-back, and consistency is restored at the other site before the move succeeds.",
         )
         .weak(),
     );
@@ -101,12 +108,19 @@ pub(crate) fn show(ui: &mut Ui, live: &Live, state: &mut State, actions: &mut Ve
             actions.push(Action::PlanAcross {
                 id: state.next_id,
                 consistency_group: chosen.clone(),
+                consistency: state.consistency,
             });
         }
     });
-    if chosen != cg {
+    let before = state.consistency;
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut state.consistency, Consistency::Keep, KEEP);
+        ui.radio_value(&mut state.consistency, Consistency::Break, BREAK);
+    });
+    if chosen != cg || before != state.consistency {
         state.sure = false;
         state.plan = None;
+        state.waiting = None;
     }
     state.cg = Some(chosen.clone());
     let running = snap.across.iter().find(|o| o.phase.active());
@@ -164,14 +178,26 @@ fn plan_view(
         }
     });
     ui.label(RichText::new(&plan.impact.explanation).small());
-    ui.label(
-        RichText::new(format!(
-            "While it is synchronous every guest write of the group waits {} µs more: the time a 4 KiB write takes over the {} Mbit/s link.",
-            link_write_time(plan.mbps),
-            plan.mbps
-        ))
-        .small(),
-    );
+    if state.consistency.is_keep() {
+        ui.label(
+            RichText::new(format!(
+                "While it is synchronous every guest write of the group waits {} µs more: the time a 4 KiB write takes over the {} Mbit/s link.",
+                link_write_time(plan.mbps),
+                plan.mbps
+            ))
+            .small(),
+        );
+    } else {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            format!(
+                "The RPO may be violated during this move: {cg} publishes no recovery point until all {} VM(s) run at {} and consistency is restored there. A failure before then returns every VM to the record of {} taken at the start, and the writes made since are lost.",
+                plan.members.len(),
+                plan.impact.to,
+                plan.impact.from
+            ),
+        );
+    }
     let rating = plan.impact.rating;
     let needs_sure = rating > Rating::None;
     if needs_sure {
@@ -195,6 +221,7 @@ fn plan_view(
         actions.push(Action::Request(Request::Engine(Command::MigrateAcross {
             consistency_group: cg.to_string(),
             confirm: state.sure,
+            consistency: state.consistency,
         })));
         state.sure = false;
         state.plan = None;
@@ -203,7 +230,10 @@ fn plan_view(
 
 fn operation(ui: &mut Ui, op: &AcrossOp, actions: &mut Vec<Action>) {
     let tone = match op.phase {
-        AcrossPhase::Syncing | AcrossPhase::Switched => Tone::Busy,
+        AcrossPhase::Syncing
+        | AcrossPhase::Switched
+        | AcrossPhase::Moving
+        | AcrossPhase::Restoring => Tone::Busy,
         AcrossPhase::Succeeded => Tone::Good,
         AcrossPhase::FailedBack => Tone::Warn,
         AcrossPhase::Interrupted => Tone::Bad,
@@ -232,15 +262,34 @@ fn operation(ui: &mut Ui, op: &AcrossOp, actions: &mut Vec<Action>) {
             ui.label(format!("· ended {}", mm_ss(e)));
         }
     });
-    ui.label(format!(
-        "{} block(s) not yet at {} at the start · {} shipped by the catch-up · {} write(s) synchronous, {} applied at the switch · {} mirrored back",
-        op.changed_blocks,
-        op.to_site,
-        crate::engine::human_bytes(op.catchup_bytes),
-        op.sync_writes,
-        op.sync_blocks_applied,
-        op.reverse_writes
-    ));
+    if op.consistency.is_keep() {
+        ui.label(format!(
+            "{} block(s) not yet at {} at the start · {} shipped by the catch-up · {} write(s) synchronous, {} applied at the switch · {} mirrored back",
+            op.changed_blocks,
+            op.to_site,
+            crate::engine::human_bytes(op.catchup_bytes),
+            op.sync_writes,
+            op.sync_blocks_applied,
+            op.reverse_writes
+        ));
+    } else {
+        ui.label(format!(
+            "One VM at a time: {} of {} moved · {} block(s) not yet at {} at the start · {} shipped · the record of {} keeps {} block(s) · longest pause {}{}",
+            op.moved,
+            op.members.len(),
+            op.changed_blocks,
+            op.to_site,
+            crate::engine::human_bytes(op.catchup_bytes),
+            op.from_site,
+            op.record_blocks,
+            format_duration(op.max_pause),
+            if op.phase == AcrossPhase::FailedBack {
+                format!(" · {} write(s) lost by the fail-back", op.writes_lost)
+            } else {
+                String::new()
+            }
+        ));
+    }
     ui.label(
         RichText::new(
             op.members

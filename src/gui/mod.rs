@@ -251,6 +251,7 @@ pub(crate) enum Action {
     PlanAcross {
         id: u64,
         consistency_group: String,
+        consistency: crate::engine::Consistency,
     },
     /// Open the Disaster confirmation for this site.
     AskDisaster(String),
@@ -418,10 +419,12 @@ impl DrApp {
             Action::PlanAcross {
                 id,
                 consistency_group,
+                consistency,
             } => self.worker.send(Request::PlanAcross {
                 epoch: self.epoch,
                 id,
                 consistency_group,
+                consistency,
             }),
             Action::ScanFailover {
                 id,

@@ -383,6 +383,9 @@ fn state_hint(s: GroupState) -> &'static str {
         GroupState::LinkDown => "The link is down: nothing publishes, lag grows",
         GroupState::SiteDown => "One of its sites is lost: it replicates no more",
         GroupState::FailedOver => "Its protection group failed over: the replicas are live now",
+        GroupState::MovingAcross => {
+            "Its VMs are moving to the other site one at a time: it publishes no point until they all run there (Resilience tab)"
+        }
     }
 }
 

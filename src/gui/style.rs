@@ -325,7 +325,7 @@ pub fn group_state_tone(s: crate::engine::GroupState) -> Tone {
     use crate::engine::GroupState;
     match s {
         GroupState::Idle => Tone::Good,
-        GroupState::Transferring => Tone::Busy,
+        GroupState::Transferring | GroupState::MovingAcross => Tone::Busy,
         GroupState::Paused | GroupState::Swapped | GroupState::LinkDown => Tone::Warn,
         GroupState::SiteDown => Tone::Bad,
         GroupState::FailedOver => Tone::Done,

@@ -91,6 +91,7 @@ pub enum Request {
         epoch: u64,
         id: u64,
         consistency_group: String,
+        consistency: crate::engine::Consistency,
     },
     Pause,
     Resume,

@@ -194,9 +194,19 @@ fn every_command() -> Vec<(Command, &'static str, &'static str)> {
             Command::MigrateAcross {
                 consistency_group: s("cg-1"),
                 confirm: true,
+                consistency: crate::engine::Consistency::Keep,
             },
             r#"MigrateAcross(consistency_group: "cg-1", confirm: true)"#,
             "Move consistency group cg-1 to the other site",
+        ),
+        (
+            Command::MigrateAcross {
+                consistency_group: s("cg-1"),
+                confirm: true,
+                consistency: crate::engine::Consistency::Break,
+            },
+            r#"MigrateAcross(consistency_group: "cg-1", confirm: true, consistency: Break)"#,
+            "Move consistency group cg-1 to the other site, one VM at a time",
         ),
         (
             Command::CancelAcross {

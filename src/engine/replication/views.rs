@@ -15,6 +15,8 @@ pub enum GroupState {
     LinkDown,
     SiteDown,
     FailedOver,
+    /// Held by a cross-site move of its VMs one by one: it publishes nothing meanwhile.
+    MovingAcross,
 }
 
 impl GroupState {
@@ -27,6 +29,7 @@ impl GroupState {
             GroupState::LinkDown => "link down",
             GroupState::SiteDown => "site down",
             GroupState::FailedOver => "failed over",
+            GroupState::MovingAcross => "held by a cross-site move",
         }
     }
 }

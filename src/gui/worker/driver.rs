@@ -183,12 +183,13 @@ impl Driver {
                 epoch,
                 id,
                 consistency_group,
+                consistency,
             } => {
                 let (at, result) = match self.session.as_ref().filter(|s| s.epoch == epoch) {
                     Some(s) => (
                         s.engine.now(),
                         s.engine
-                            .plan_across(&consistency_group)
+                            .plan_across(&consistency_group, consistency)
                             .map_err(|e| e.to_string()),
                     ),
                     None => (0, Err("no workspace is open".to_string())),
