@@ -257,6 +257,21 @@ impl Engine {
         self.across.saved.ops.iter().position(|o| o.phase.active())
     }
 
+    /// Why VM `i` cannot start another move now: it belongs to a running cross-site move.
+    pub(super) fn across_busy(&self, i: usize) -> Option<String> {
+        let op = &self.across.saved.ops[self.active_across()?];
+        op.members.iter().any(|m| m.vm == self.vms[i].id).then(|| {
+            format!(
+                "VM {} is moving to {} with {} (cross-site move #{}, {}); cancel it or let it finish first",
+                self.vms[i].id,
+                op.to_site,
+                op.consistency_group,
+                op.id,
+                op.phase.as_str()
+            )
+        })
+    }
+
     /// What a guest write of VM `i` costs on top of its own storage: the write's transfer
     /// over the link while its CG replicates synchronously or mirrors back (SPEC §12;
     /// nothing when it moves one VM at a time).

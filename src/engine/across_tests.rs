@@ -354,6 +354,26 @@ fn a_cg_moves_across_one_vm_at_a_time_and_consistency_is_restored() {
         e.across_ops()[0].record_blocks > 0,
         "pa's writes were recorded"
     );
+    // A member cannot start another move meanwhile, nor its PG a planned failover.
+    let err = e
+        .apply(Command::Migrate {
+            vm: "b1".into(),
+            to: "ds-1".into(),
+            mode: crate::engine::copy::CopyMode::Mirror,
+            confirm: true,
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("b1 is moving to ny with cg-1"), "{err}");
+    let err = e
+        .apply(Command::Failover {
+            protection_groups: vec!["pg-a".into()],
+            kind: FailoverKind::Planned,
+            point: None,
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cancel it or let it finish"), "{err}");
     run_until(&mut e, limit, "the move to succeed", |e| {
         phase(e) == AcrossPhase::Succeeded
     });
@@ -485,4 +505,31 @@ fn a_failure_mid_move_one_vm_at_a_time_reverts_every_vm_to_the_record() {
         assert_eq!(e.location(vm).unwrap().0, ds, "{vm}");
         assert!(e.verify_vm(vm).unwrap().consistent, "{vm}");
     }
+}
+
+/// A close in the middle of the moves: the reopen reads the records back and goes on with
+/// the VMs still at pa; the move succeeds with nothing lost.
+#[test]
+fn a_reopen_mid_move_one_vm_at_a_time_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let mut e = Engine::create(&ws, &topology(2.0, 1, 50), opts(11)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(90 * SECOND).unwrap();
+    e.apply(one_by_one("cg-1", true)).unwrap();
+    let limit = e.now + 30 * MINUTE;
+    run_until(&mut e, limit, "the first VM to switch", |e| {
+        e.across_ops()[0].moved >= 1
+    });
+    let recorded = e.across_ops()[0].record_blocks;
+    e.close().unwrap();
+    let mut e = Engine::open(&ws).unwrap();
+    assert_eq!(phase(&e), AcrossPhase::Moving);
+    assert_eq!(e.across.records.len(), 3, "the records are read back");
+    assert!(e.across.records.values().map(|r| r.saved()).sum::<u64>() >= recorded);
+    let limit = e.now + 30 * MINUTE;
+    run_until(&mut e, limit, "the move to succeed", |e| {
+        phase(e) == AcrossPhase::Succeeded
+    });
+    all_on(&e, ["ds-1r", "ds-1r", "ds-2r"]);
 }

@@ -328,6 +328,12 @@ impl Engine {
             if self.vms[i].migration.is_some() {
                 return Err(EngineError::AlreadyMigrating(self.vms[i].id.clone()));
             }
+            if let Some(rule) = self.across_busy(i) {
+                return Err(EngineError::Rule {
+                    object: cg_obj(from),
+                    rule,
+                });
+            }
         }
         // Largest disks first, each to the destination datastore with the most room left.
         let mut order = members.clone();

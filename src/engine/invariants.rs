@@ -23,7 +23,8 @@ impl Engine {
     pub fn check_invariants(&self) -> Result<(), Broken> {
         self.check_id_maps()?;
         self.check_vms()?;
-        self.check_groups()
+        self.check_groups()?;
+        self.check_across()
     }
 
     /// Panics on a broken invariant in debug builds; nothing in release builds.

@@ -18,6 +18,12 @@ impl Engine {
         if self.vms[i].migration.is_some() {
             return Err(EngineError::AlreadyMigrating(vm.into()));
         }
+        if let Some(rule) = self.across_busy(i) {
+            return Err(EngineError::Rule {
+                object: format!("VM {vm}"),
+                rule,
+            });
+        }
         if let Some(refused) = self.placement_refusal(vm, to) {
             return Ok(refused);
         }

@@ -34,9 +34,11 @@ pub(super) fn duration_for(bytes: u64, mib_s: f64) -> SimTime {
     ((bytes as f64 / bytes_per_us(mib_s)).ceil() as SimTime).max(1)
 }
 
-/// A short duration for logs: "3.2 ms", "1.4 s".
+/// A short duration for logs: "250 µs", "3.2 ms", "1.4 s".
 pub fn format_duration(t: SimTime) -> String {
-    if t < SECOND {
+    if t < 1000 {
+        format!("{t} µs")
+    } else if t < SECOND {
         format!("{:.1} ms", t as f64 / 1000.0)
     } else {
         format!("{:.1} s", t as f64 / SECOND as f64)

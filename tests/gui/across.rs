@@ -1,13 +1,13 @@
 //! The Resilience tab's cross-site section on the demo topology (SPEC §12): plan the move
 //! of cg-gold-a to New York, see where each VM goes and the rating, confirm, and watch the
-//! group switch and New York protect it.
+//! group switch and New York protect it; then move it home one VM at a time.
 
 use std::time::Duration;
 
 use crate::testkit::{app_in, step_until, wait_ready};
 use drconsole::engine::AcrossPhase;
 use drconsole::gui::DrApp;
-use drconsole::gui::across_panel::{CG, PLAN, START, SURE};
+use drconsole::gui::across_panel::{BREAK, CG, PLAN, START, SURE};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
@@ -121,6 +121,49 @@ fn the_cross_site_section_plans_confirms_and_moves_cg_gold_a_to_new_york() {
     );
     assert!(
         h.query_all_by_label_contains("Cross-site move of cg-gold-a succeeded: ny protects it now")
+            .count()
+            >= 1
+    );
+
+    // Home again the other way: one VM at a time. The wizard says plainly that the RPO may
+    // be violated, and it needs "Are you sure?" whatever the PG.
+    press(&mut h, BREAK);
+    press(&mut h, PLAN);
+    step_until(&mut h, "the second plan", Duration::from_secs(30), |a| {
+        a.resilience.across.plan.is_some()
+    });
+    h.run_steps(3);
+    assert!(
+        h.query_all_by_label_contains("The RPO may be violated during this move")
+            .count()
+            >= 1
+    );
+    assert!(h.get_by_label(START).accesskit_node().is_disabled());
+    press(
+        &mut h,
+        &format!("{SURE} Move cg-gold-a across and accept the heightened-mild risk"),
+    );
+    press(&mut h, START);
+    step_until(
+        &mut h,
+        "the move home to succeed",
+        Duration::from_secs(60),
+        |a| {
+            a.live
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.across.len() == 2 && s.across[1].phase == AcrossPhase::Succeeded)
+        },
+    );
+    let snap = h.state().live.snapshot.clone().unwrap();
+    for (vm, ds) in [("web-01", "ds-gold-1"), ("mail-01", "ds-gold-2")] {
+        let v = snap.vms.iter().find(|v| v.id == vm).unwrap();
+        assert_eq!((v.datastore.as_str(), v.site.as_str()), (ds, "pa"), "{vm}");
+        assert!(!v.down, "{vm} never stopped");
+    }
+    h.run_steps(3);
+    assert!(
+        h.query_all_by_label_contains("One VM at a time: 4 of 4 moved")
             .count()
             >= 1
     );

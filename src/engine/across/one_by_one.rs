@@ -50,6 +50,53 @@ pub(super) fn break_explanation(cg: &str, spec: &crate::engine::GroupSpec, vms: 
 }
 
 impl Engine {
+    /// Rule "a move one VM at a time is where it says": while it moves, its first `moved`
+    /// members run on their replicas and the rest on their sources, each of those recorded,
+    /// and its group publishes nothing; once restoring, all run on their replicas.
+    pub(in crate::engine) fn check_across(&self) -> Result<(), crate::engine::Broken> {
+        const RULE: &str = "a move one VM at a time is where it says";
+        let Some(k) = self.active_across() else {
+            return Ok(());
+        };
+        let op = &self.across.saved.ops[k];
+        if op.consistency.is_keep() || op.failing_back.is_some() {
+            return Ok(());
+        }
+        let broken = |detail: String| Err(crate::engine::Broken { rule: RULE, detail });
+        let moving = op.phase == AcrossPhase::Moving;
+        for (n, m) in op.members.iter().enumerate() {
+            let Some(i) = self.vm_index(&m.vm) else {
+                return broken(format!("member {} is not a VM", m.vm));
+            };
+            let moved = !moving || n < op.moved;
+            let want = if moved {
+                &m.to_datastore
+            } else {
+                &m.from_datastore
+            };
+            if &self.vms[i].datastore != want {
+                return broken(format!(
+                    "move #{}: {} runs on {}, not {want} ({} of {} moved)",
+                    op.id,
+                    m.vm,
+                    self.vms[i].datastore,
+                    op.moved,
+                    op.members.len()
+                ));
+            }
+            if moving && !moved && !self.across.records.contains_key(&i) {
+                return broken(format!("move #{}: {} has no record", op.id, m.vm));
+            }
+        }
+        if moving
+            && let Some(g) = self.group_by_key(&op.group)
+            && self.groups[g].transfer.is_some()
+        {
+            return broken(format!("move #{}: its group {} ships", op.id, op.group));
+        }
+        Ok(())
+    }
+
     /// Where member `m`'s record lives: beside its source image, in a directory no instance
     /// can be named after.
     fn record_path(&self, k: usize, m: usize) -> Result<PathBuf, EngineError> {

@@ -398,6 +398,9 @@ impl Engine {
                 problems.push("the link is down: the final replication cycle cannot run".into());
             }
             for &i in &in_scope {
+                if let Some(why) = self.across_busy(i) {
+                    problems.push(why);
+                }
                 if let Some(m) = &self.vms[i].migration {
                     problems.push(format!(
                         "VM {} is migrating ({}); cancel it or let it finish first",
