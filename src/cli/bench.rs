@@ -57,6 +57,9 @@ pub struct BenchAcrossCli {
     /// The guest's 4 KiB writes per simulated second.
     #[arg(long, value_name = "W", default_value_t = 2000)]
     pub write_iops: u32,
+    /// `keep` (synchronous, one switch) or `break` (one VM at a time, SPEC §12).
+    #[arg(long, value_enum, default_value_t = AcrossWay::Keep)]
+    pub consistency: AcrossWay,
     /// Where to put the workspace (default: the system temp directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -64,6 +67,13 @@ pub struct BenchAcrossCli {
     /// "latency_sync_p50_us", "latency_before_p50_us", "switch_gap_us", ...}.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--consistency` of `bench across`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AcrossWay {
+    Keep,
+    Break,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +199,10 @@ pub(super) fn bench_across(a: &BenchAcrossCli, out: &mut dyn Write) -> Result<()
         size_mib: a.size_mib,
         changed_pct: a.changed_pct,
         write_iops: a.write_iops,
+        consistency: match a.consistency {
+            AcrossWay::Keep => crate::engine::Consistency::Keep,
+            AcrossWay::Break => crate::engine::Consistency::Break,
+        },
         dir: a.dir.clone(),
     })
     .map_err(|e| CliError(e.to_string()))?;
@@ -198,7 +212,8 @@ pub(super) fn bench_across(a: &BenchAcrossCli, out: &mut dyn Write) -> Result<()
     emit(
         out,
         &format!(
-            "{} MiB, {}% changed, {} writes/s over {} Mbit/s: shipped {} bytes for {} changed ({:.3}x) plus {} synchronous writes; guest write p50/p99 {:.1}/{:.1} µs while synchronous against {:.1}/{:.1} µs before ({:.2}x); switch gap {:.0} µs against a write interval of {:.0} µs; the move took {:.3} s wall ({:.2}x cp of the image), {:.2} s simulated; consistent: {}, writes lost: {}",
+            "consistency {}: {} MiB, {}% changed, {} writes/s over {} Mbit/s: shipped {} bytes for {} changed ({:.3}x) plus {} synchronous writes; guest write p50/p99 {:.1}/{:.1} µs during the move against {:.1}/{:.1} µs before ({:.2}x); switch gap {:.0} µs against a write interval of {:.0} µs; the move took {:.3} s wall ({:.2}x cp of the image), {:.2} s simulated; consistent: {}, writes lost: {}",
+            r.consistency,
             r.size_mib,
             r.changed_pct,
             r.write_iops,

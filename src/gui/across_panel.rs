@@ -113,10 +113,9 @@ pub(crate) fn show(ui: &mut Ui, live: &Live, state: &mut State, actions: &mut Ve
         }
     });
     let before = state.consistency;
-    ui.horizontal(|ui| {
-        ui.radio_value(&mut state.consistency, Consistency::Keep, KEEP);
-        ui.radio_value(&mut state.consistency, Consistency::Break, BREAK);
-    });
+    // One per line: each says what it does, which a narrow panel must not cut off.
+    ui.radio_value(&mut state.consistency, Consistency::Keep, KEEP);
+    ui.radio_value(&mut state.consistency, Consistency::Break, BREAK);
     if chosen != cg || before != state.consistency {
         state.sure = false;
         state.plan = None;

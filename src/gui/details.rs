@@ -586,9 +586,15 @@ fn where_can_it_go(ui: &mut Ui, doc: &Document, live: &Live, vm: &str) {
     // or whose site is lost.
     match live.vm(vm) {
         Some(r) if r.recovered => {
+            let how = match live.snapshot.as_ref() {
+                Some(s) if super::live::moved_across(s, vm, &r.datastore) => {
+                    "moved across with its consistency group"
+                }
+                _ => "failed over",
+            };
             ui.weak(format!(
-                "{} failed over: it runs from a replica at site {}, and no protected-site move applies.",
-                vm, r.site
+                "{vm} {how}: it runs from a replica at site {}, and no protected-site move applies.",
+                r.site
             ));
             return;
         }

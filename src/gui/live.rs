@@ -188,16 +188,19 @@ pub enum Away {
 }
 
 /// VM `vm` runs where a cross-site move of its consistency group (SPEC §12) put it, not
-/// where a failover did.
+/// where a failover did: all at once, or (moving one VM at a time) once its turn came.
 pub fn moved_across(snap: &Snapshot, vm: &str, datastore: &str) -> bool {
+    use crate::engine::AcrossPhase::*;
     snap.across.iter().any(|o| {
-        matches!(
-            o.phase,
-            crate::engine::AcrossPhase::Switched | crate::engine::AcrossPhase::Succeeded
-        ) && o
-            .members
-            .iter()
-            .any(|m| m.vm == vm && m.to_datastore == datastore)
+        o.members.iter().any(|m| {
+            m.vm == vm
+                && m.to_datastore == datastore
+                && match o.phase {
+                    Switched | Restoring | Succeeded => true,
+                    Moving => m.switched_at.is_some(),
+                    _ => false,
+                }
+        })
     })
 }
 
