@@ -644,14 +644,28 @@ impl Engine {
         Ok(Outcome::Done(self.across.saved.ops[k].message.clone()))
     }
 
-    /// Replication of group `key` (`id`) was paused: a move of it cannot get the point it
-    /// waits for, so it fails back.
+    /// Replication of group `key` (`id`) was paused: a synchronous move of it cannot get
+    /// the point it waits for (while its guests pay every write), so it fails back. A move
+    /// one VM at a time does not replicate while its VMs move, and failing it back would
+    /// lose writes: it waits for the resume to restore consistency instead.
     pub(super) fn across_paused(&mut self, key: &str, id: &str) -> Result<(), EngineError> {
         match self
             .active_across()
             .filter(|&k| self.across.saved.ops[k].group == key)
         {
-            Some(k) => self.fail_back_across(k, &format!("replication of {id} was paused")),
+            Some(k) if self.across.saved.ops[k].consistency.is_keep() => {
+                self.fail_back_across(k, &format!("replication of {id} was paused"))
+            }
+            Some(k) => {
+                let cg = self.across.saved.ops[k].consistency_group.clone();
+                self.push_log(
+                    LogLevel::Warning,
+                    format!(
+                        "Cross-site move of {cg}: replication of {id} is paused; consistency is restored only once it resumes"
+                    ),
+                );
+                Ok(())
+            }
             None => Ok(()),
         }
     }

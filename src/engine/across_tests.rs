@@ -493,7 +493,7 @@ fn a_failure_mid_move_one_vm_at_a_time_reverts_every_vm_to_the_record() {
     assert!(crate::fault::tripped().is_some(), "{crashed:?}");
     crate::fault::disarm();
     drop(e);
-    let e = Engine::open(&ws).unwrap();
+    let mut e = Engine::open(&ws).unwrap();
     let op = e.across_ops()[1].clone();
     assert_eq!(op.phase, AcrossPhase::FailedBack, "{}", op.message);
     assert!(
@@ -503,6 +503,35 @@ fn a_failure_mid_move_one_vm_at_a_time_reverts_every_vm_to_the_record() {
     );
     for (vm, ds) in [("a1", "ds-1"), ("a2", "ds-1"), ("b1", "ds-2")] {
         assert_eq!(e.location(vm).unwrap().0, ds, "{vm}");
+        assert!(e.verify_vm(vm).unwrap().consistent, "{vm}");
+    }
+
+    // Pausing the group does not fail such a move back (that would lose writes); losing
+    // the destination does.
+    e.apply(one_by_one("cg-1", true)).unwrap();
+    e.apply(Command::PauseReplication {
+        datastore: "ds-1".into(),
+    })
+    .unwrap();
+    assert_eq!(phase(&e), AcrossPhase::Moving);
+    let limit = e.now + 30 * MINUTE;
+    run_until(&mut e, limit, "the first VM to switch", |e| {
+        e.across_ops()[2].moved >= 1
+    });
+    e.apply(Command::Disaster { site: "ny".into() }).unwrap();
+    let op = e.across_ops()[2].clone();
+    assert_eq!(op.phase, AcrossPhase::FailedBack, "{}", op.message);
+    assert!(
+        op.message.contains("destination site ny was lost"),
+        "{}",
+        op.message
+    );
+    for (vm, ds) in [("a1", "ds-1"), ("a2", "ds-1"), ("b1", "ds-2")] {
+        assert_eq!(e.location(vm).unwrap().0, ds, "{vm}");
+        assert!(
+            !e.snapshot().vms.iter().any(|v| v.id == vm && v.down),
+            "{vm} runs"
+        );
         assert!(e.verify_vm(vm).unwrap().consistent, "{vm}");
     }
 }

@@ -11,14 +11,14 @@
 //!    no consistent point and the RPO may be violated.
 //! 2. **moving**: for each VM in turn, the blocks its replica lacks (its tracker) are
 //!    shipped over the link while the guest runs, round after round; once few are left (or
-//!    the rounds stop shrinking) the guest pauses, the last blocks cross, and the VM
+//!    after a few rounds) the guest pauses, the last blocks cross, and the VM
 //!    switches onto its replica, on a recovery-site host reserved before the start.
 //! 3. **restoring**: with every VM at the destination the group reverses (as reprotect
 //!    does) and replicates back; its first published point holds every VM at one instant:
 //!    consistency is restored, the record is released and the move succeeds.
 //!
-//! A failure before success (the link goes down, the destination site is lost, a cancel,
-//! a pause of the group) returns every VM to its source, reverted to the record: consistent,
+//! A failure before success (the link goes down, the destination site is lost, a cancel)
+//! returns every VM to its source, reverted to the record: consistent,
 //! with the writes made since lost and counted, as this variant allows. The revert is
 //! marked in the state first, so a crash in the middle of it is finished at the next open.
 
