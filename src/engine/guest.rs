@@ -53,9 +53,10 @@ impl Engine {
         self.info("Guests started".into());
     }
 
-    /// Starts VM `i`'s guest I/O if workloads are on and the VM is up.
+    /// Starts VM `i`'s guest I/O if workloads are on, the VM is up and its guest is not
+    /// held ([`Engine::guest_held`]: the holder starts it when the hold ends).
     pub(super) fn start_guest(&mut self, i: usize) {
-        if !self.workloads_on || self.vms[i].down {
+        if !self.workloads_on || self.vms[i].down || self.guest_held(i) {
             return;
         }
         let now = self.now;
@@ -70,6 +71,14 @@ impl Engine {
                 self.schedule(now + phase, Ev::guest(kind, VmIx(i), gen_));
             }
         }
+    }
+
+    /// Is VM `i`'s guest held, issuing no I/O: its distributed datastore is polarizing
+    /// (no write is acknowledged until a side wins), its group's early swap-back is copying
+    /// the last blocks back, or it pauses for its switch in a cross-site move one VM at a
+    /// time. Starting the workloads again, or a reopen, leaves a held guest alone.
+    pub(super) fn guest_held(&self, i: usize) -> bool {
+        self.polarization_holds(i) || self.early_swap_back_holds(i) || self.across_pauses(i)
     }
 
     pub(super) fn stop_workloads(&mut self) {

@@ -52,6 +52,9 @@ fn an_unhealthy_side_asks_the_witness_late_so_the_healthy_side_wins() {
     assert_eq!(v.polarization_winner.as_deref(), Some("ny"));
     assert_eq!(v.serving_site, "pa");
     let held = writes(&e, "vm2");
+    // Starting the workloads again does not release a held guest.
+    e.apply(Command::StopWorkloads).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
     e.advance(t0 + 3 * SECOND - 1).unwrap();
     assert_eq!(writes(&e, "vm2"), held, "held until the witness decides");
     e.advance(t0 + 3 * SECOND).unwrap();

@@ -176,6 +176,18 @@ impl Engine {
         Ok(2 * duration_for(BLOCK_SIZE as u64, self.copy_rate(i)))
     }
 
+    /// Is VM `i` paused for its last blocks in a move one VM at a time?
+    pub(in crate::engine) fn across_pauses(&self, i: usize) -> bool {
+        self.active_across().is_some_and(|k| {
+            let op = &self.across.saved.ops[k];
+            op.paused_since.is_some()
+                && op
+                    .members
+                    .get(op.moved)
+                    .is_some_and(|m| m.vm == self.vms[i].id)
+        })
+    }
+
     /// Is group `key` held by a move of its VMs one by one (it publishes nothing then)?
     pub(in crate::engine) fn across_holds(&self, key: &str) -> bool {
         self.active_across().is_some_and(|k| {
@@ -276,10 +288,12 @@ impl Engine {
         let m = self.across.saved.ops[k].members[n].clone();
         let dir = self.ws.datastore_dir(&m.to_datastore)?.join(&m.instance);
         let horizon = self.next_seq.saturating_sub(1);
-        self.power_on_recovered(i, &m.to_datastore, &dir, &m.to_host, horizon, 0)?;
         let now = self.now;
+        // The pause ends as it starts there.
+        let paused_since = self.across.saved.ops[k].paused_since.take();
+        self.power_on_recovered(i, &m.to_datastore, &dir, &m.to_host, horizon, 0)?;
         let op = &mut self.across.saved.ops[k];
-        let pause = now - op.paused_since.take().unwrap_or(now);
+        let pause = now - paused_since.unwrap_or(now);
         op.max_pause = op.max_pause.max(pause);
         op.members[n].switched_at = Some(now);
         op.moved += 1;

@@ -147,7 +147,6 @@ impl Engine {
             self.queue_health(k, self.now + SECOND);
             return Ok(());
         }
-        self.hold_early_swap_back_guests(k);
         let batch = self.opts.run_blocks() as usize;
         let mut copied = 0u64;
         let mut buf: Block = [0; BLOCK_SIZE];

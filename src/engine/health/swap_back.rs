@@ -182,15 +182,12 @@ impl Engine {
         self.persist_state()
     }
 
-    /// While an early swap-back copies the last blocks, the guests stay held (again after a
-    /// reopen, which starts every guest).
-    pub(super) fn hold_early_swap_back_guests(&mut self, k: usize) {
-        if self.health.swaps[k].saved.early.is_none() {
-            return;
-        }
-        let vms: Vec<usize> = self.health.swaps[k].vms.iter().map(|v| v.vm).collect();
-        for i in vms {
-            self.vms[i].guest_gen += 1;
-        }
+    /// While an early swap-back copies the last blocks, its guests stay held
+    /// ([`Engine::guest_held`]).
+    pub(in crate::engine) fn early_swap_back_holds(&self, i: usize) -> bool {
+        self.health
+            .swaps
+            .iter()
+            .any(|s| s.saved.early.is_some() && s.vms.iter().any(|v| v.vm == i))
     }
 }

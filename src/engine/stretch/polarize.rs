@@ -139,9 +139,7 @@ impl Engine {
             return Ok(());
         };
         if self.now < p.decide_at {
-            for (v, _) in self.st_vms_on(ds) {
-                self.vms[v].guest_gen += 1;
-            }
+            // (After a reopen: the guests stay held, `guest_held` sees the polarization.)
             let gen_ = self.stretch.dists[ds].gen_;
             self.schedule(p.decide_at, Ev::Stretch { ds: DsIx(i), gen_ });
             return Ok(());
@@ -214,6 +212,17 @@ impl Engine {
             "{ds}: polarization over after {waited}: the leg at {serving_now} serves; I/O resumes"
         ));
         self.persist_state()
+    }
+
+    /// While `ds` polarizes, the guests of the VMs on it stay held ([`Engine::guest_held`]).
+    pub(in crate::engine) fn polarization_holds(&self, i: usize) -> bool {
+        let v = &self.vms[i];
+        v.recovered.is_none()
+            && self
+                .stretch
+                .dists
+                .get(&v.datastore)
+                .is_some_and(|r| r.saved.polarizing.is_some())
     }
 
     /// Ends a polarization of `ds` (decided, or the legs are in touch again): the guests go
