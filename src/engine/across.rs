@@ -25,6 +25,7 @@
 //! replicas decide as in any disaster; after it the VMs keep running at the destination.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -478,11 +479,7 @@ impl Engine {
         for m in &members {
             let i = self.vm_index(&m.vm).expect("a member");
             let src_path = self.vms[i].image.path().to_path_buf();
-            let dst_path = self
-                .ws
-                .datastore_dir(&m.to_datastore)?
-                .join(&m.instance)
-                .join(crate::workspace::FIRST_DISK);
+            let dst_path = self.member_disk(m, true)?;
             let blocks = self
                 .trackers
                 .get(&src_path)
@@ -552,6 +549,20 @@ impl Engine {
         super::fault_point("across.switched")
     }
 
+    /// The disk of member `m`'s instance on its destination (`to`) or source datastore.
+    fn member_disk(&self, m: &AcrossMember, to: bool) -> Result<PathBuf, EngineError> {
+        let ds = if to {
+            &m.to_datastore
+        } else {
+            &m.from_datastore
+        };
+        Ok(self
+            .ws
+            .datastore_dir(ds)?
+            .join(&m.instance)
+            .join(crate::workspace::FIRST_DISK))
+    }
+
     /// Opens the switched VMs' source images for mirroring back.
     fn open_sources(&mut self, k: usize) -> Result<(), EngineError> {
         let members = self.across.saved.ops[k].members.clone();
@@ -560,12 +571,7 @@ impl Engine {
             let Some(i) = self.vm_index(&m.vm) else {
                 continue;
             };
-            let path = self
-                .ws
-                .datastore_dir(&m.from_datastore)?
-                .join(&m.instance)
-                .join(crate::workspace::FIRST_DISK);
-            let img = ImageFile::open(&path)?.without_readahead();
+            let img = ImageFile::open(&self.member_disk(m, false)?)?.without_readahead();
             self.across.sources.insert(i, img);
         }
         Ok(())

@@ -35,6 +35,45 @@ fn all_on(e: &Engine, ds: [&str; 3]) {
     }
 }
 
+/// With the guests stopped and a cycle of the reversed group published, each of pa's
+/// instances holds its running copy's bytes (the source is the replica now).
+fn sources_hold_the_running_bytes(e: &mut Engine) {
+    e.apply(Command::StopWorkloads).unwrap();
+    let in_flight = u64::from(e.groups[0].transfer.is_some());
+    e.apply(Command::ReplicateNow {
+        datastore: "ds-1r".into(),
+    })
+    .unwrap();
+    // The cycle cut now, or the one right after the cycle in flight.
+    let cycle = e.groups[0].saved.cycles + in_flight;
+    let limit = e.now + 10 * MINUTE;
+    run_until(e, limit, "the last cycle", |e| {
+        e.groups[0]
+            .published
+            .as_ref()
+            .is_some_and(|p| p.cycle >= cycle)
+    });
+    for (vm, from, to) in [
+        ("a1", "ds-1", "ds-1r"),
+        ("a2", "ds-1", "ds-1r"),
+        ("b1", "ds-2", "ds-2r"),
+    ] {
+        let read = |ds: &str| {
+            let p = e
+                .workspace()
+                .datastore_dir(ds)
+                .unwrap()
+                .join(vm)
+                .join("disk0.img");
+            std::fs::read(&p).unwrap_or_else(|err| panic!("{}: {err}", p.display()))
+        };
+        assert!(
+            read(from) == read(to),
+            "{vm}: pa's instance differs from the running one"
+        );
+    }
+}
+
 /// The latest write latency of VM `vm`, µs.
 fn last_latency(e: &Engine, vm: &str) -> u64 {
     let i = e.vm_index(vm).unwrap();
@@ -109,38 +148,7 @@ fn a_cg_moves_across_sites_live_and_its_sources_become_exact_replicas() {
     assert!(e.snapshot().vms[0].writes > at_ny);
     assert_eq!(e.across_write_cost(0), 0, "asynchronous again");
 
-    e.apply(Command::StopWorkloads).unwrap();
-    e.apply(Command::ReplicateNow {
-        datastore: "ds-1r".into(),
-    })
-    .unwrap();
-    let cycle = e.groups[0].saved.cycles;
-    let limit = e.now + 10 * MINUTE;
-    run_until(&mut e, limit, "the last cycle", |e| {
-        e.groups[0]
-            .published
-            .as_ref()
-            .is_some_and(|p| p.cycle >= cycle)
-    });
-    for (vm, from, to) in [
-        ("a1", "ds-1", "ds-1r"),
-        ("a2", "ds-1", "ds-1r"),
-        ("b1", "ds-2", "ds-2r"),
-    ] {
-        let read = |ds: &str| {
-            let p = e
-                .workspace()
-                .datastore_dir(ds)
-                .unwrap()
-                .join(vm)
-                .join("disk0.img");
-            std::fs::read(&p).unwrap_or_else(|err| panic!("{}: {err}", p.display()))
-        };
-        assert!(
-            read(from) == read(to),
-            "{vm}: pa's instance differs from the running one"
-        );
-    }
+    sources_hold_the_running_bytes(&mut e);
 }
 
 /// The link goes down while the catch-up is on the wire: the move fails back, the VMs never
@@ -401,38 +409,7 @@ fn a_cg_moves_across_one_vm_at_a_time_and_consistency_is_restored() {
     e.advance(e.now + MINUTE).unwrap();
     assert!(e.snapshot().vms[0].writes > at_ny, "the guests run on");
 
-    e.apply(Command::StopWorkloads).unwrap();
-    let in_flight = u64::from(e.groups[0].transfer.is_some());
-    e.apply(Command::ReplicateNow {
-        datastore: "ds-1r".into(),
-    })
-    .unwrap();
-    // The cycle cut now, or the one right after the cycle in flight.
-    let cycle = e.groups[0].saved.cycles + in_flight;
-    let limit = e.now + 10 * MINUTE;
-    run_until(&mut e, limit, "the last cycle", |e| {
-        e.groups[0]
-            .published
-            .as_ref()
-            .is_some_and(|p| p.cycle >= cycle)
-    });
-    for (vm, from, to) in [
-        ("a1", "ds-1", "ds-1r"),
-        ("a2", "ds-1", "ds-1r"),
-        ("b1", "ds-2", "ds-2r"),
-    ] {
-        let read = |ds: &str| {
-            std::fs::read(
-                e.workspace()
-                    .datastore_dir(ds)
-                    .unwrap()
-                    .join(vm)
-                    .join("disk0.img"),
-            )
-            .unwrap()
-        };
-        assert!(read(from) == read(to), "{vm}: pa's instance differs");
-    }
+    sources_hold_the_running_bytes(&mut e);
 }
 
 /// The link goes down with one VM at ny: every VM returns to pa reverted to the record,

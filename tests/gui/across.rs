@@ -20,6 +20,14 @@ fn press(h: &mut Harness<'static, DrApp>, label: &str) {
     h.run_steps(3);
 }
 
+/// Asks for the plan and waits for it.
+fn ask_plan(h: &mut Harness<'static, DrApp>) {
+    press(h, PLAN);
+    step_until(h, "the plan", Duration::from_secs(30), |a| {
+        a.resilience.across.plan.is_some()
+    });
+}
+
 #[test]
 fn the_cross_site_section_plans_confirms_and_moves_cg_gold_a_to_new_york() {
     let dir = crate::testkit::scratch();
@@ -38,10 +46,7 @@ fn the_cross_site_section_plans_confirms_and_moves_cg_gold_a_to_new_york() {
         .click();
     h.run_steps(3);
     assert_eq!(h.state().resilience.across.cg.as_deref(), Some("cg-gold-a"));
-    press(&mut h, PLAN);
-    step_until(&mut h, "the plan", Duration::from_secs(30), |a| {
-        a.resilience.across.plan.is_some()
-    });
+    ask_plan(&mut h);
     let plan = match &h.state().resilience.across.plan {
         Some((cg, _, Ok(plan))) if cg == "cg-gold-a" => plan.clone(),
         other => panic!("{other:?}"),
@@ -128,10 +133,7 @@ fn the_cross_site_section_plans_confirms_and_moves_cg_gold_a_to_new_york() {
     // Home again the other way: one VM at a time. The wizard says plainly that the RPO may
     // be violated, and it needs "Are you sure?" whatever the PG.
     press(&mut h, BREAK);
-    press(&mut h, PLAN);
-    step_until(&mut h, "the second plan", Duration::from_secs(30), |a| {
-        a.resilience.across.plan.is_some()
-    });
+    ask_plan(&mut h);
     h.run_steps(3);
     assert!(
         h.query_all_by_label_contains("The RPO may be violated during this move")

@@ -235,11 +235,7 @@ impl Engine {
             // Without one the blocks its replica lacks are unknown: it must not switch.
             return self.fail_back_break(k, &format!("no change tracking for {}", m.vm));
         };
-        let dst_path = self
-            .ws
-            .datastore_dir(&m.to_datastore)?
-            .join(&m.instance)
-            .join(crate::workspace::FIRST_DISK);
+        let dst_path = self.member_disk(&m, true)?;
         let dst = ImageFile::open(&dst_path)?.without_readahead();
         let mbps = self
             .group_by_key(&op.group)
@@ -408,7 +404,7 @@ impl Engine {
                 .map(|j| j.of(&uuid).iter().filter(|e| e.seq > op.record_seq).count() as u64)
                 .sum::<u64>();
             let dir = self.ws.datastore_dir(&m.from_datastore)?.join(&m.instance);
-            let src = dir.join(crate::workspace::FIRST_DISK);
+            let src = self.member_disk(m, false)?;
             let path = self.record_path(k, n)?;
             let img = ImageFile::open(&src)?.without_readahead();
             let log = match self.across.records.remove(&i) {
@@ -484,12 +480,7 @@ impl Engine {
                 continue;
             };
             let path = self.record_path(k, n)?;
-            let dir = self
-                .ws
-                .datastore_dir(&self.across.saved.ops[k].members[n].from_datastore)?;
-            let src = dir
-                .join(&self.across.saved.ops[k].members[n].instance)
-                .join(crate::workspace::FIRST_DISK);
+            let src = self.member_disk(&self.across.saved.ops[k].members[n], false)?;
             let blocks = ImageFile::open_read_only(&src)?.block_count();
             let log = UndoLog::open(&path, blocks).map_err(io_err_at(&path))?;
             self.across.records.insert(i, log);
