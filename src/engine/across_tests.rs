@@ -412,6 +412,20 @@ fn a_cg_moves_across_one_vm_at_a_time_and_consistency_is_restored() {
     sources_hold_the_running_bytes(&mut e);
 }
 
+/// A workspace at `ws` whose cg-1 moves one VM at a time over a slow link (seed `seed`),
+/// run until the first VM has switched.
+fn one_moved(ws: &std::path::Path, seed: u64) -> Engine {
+    let mut e = Engine::create(ws, &topology(2.0, 1, 50), opts(seed)).unwrap();
+    e.apply(Command::StartWorkloads).unwrap();
+    e.advance(90 * SECOND).unwrap();
+    e.apply(one_by_one("cg-1", true)).unwrap();
+    let limit = e.now + 30 * MINUTE;
+    run_until(&mut e, limit, "the first VM to switch", |e| {
+        e.across_ops()[0].moved >= 1
+    });
+    e
+}
+
 /// The link goes down with one VM at ny: every VM returns to pa reverted to the record,
 /// consistent, with the writes since counted as lost (the RPO this variant risks); the
 /// group publishes again once the link returns. A crash in the middle of a fail-back (after
@@ -420,14 +434,7 @@ fn a_cg_moves_across_one_vm_at_a_time_and_consistency_is_restored() {
 fn a_failure_mid_move_one_vm_at_a_time_reverts_every_vm_to_the_record() {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
-    let mut e = Engine::create(&ws, &topology(2.0, 1, 50), opts(10)).unwrap();
-    e.apply(Command::StartWorkloads).unwrap();
-    e.advance(90 * SECOND).unwrap();
-    e.apply(one_by_one("cg-1", true)).unwrap();
-    let limit = e.now + 30 * MINUTE;
-    run_until(&mut e, limit, "the first VM to switch", |e| {
-        e.across_ops()[0].moved >= 1
-    });
+    let mut e = one_moved(&ws, 10);
     e.advance(e.now + 5 * SECOND).unwrap();
     e.apply(Command::LinkDown).unwrap();
     let op = e.across_ops()[0].clone();
@@ -519,14 +526,7 @@ fn a_failure_mid_move_one_vm_at_a_time_reverts_every_vm_to_the_record() {
 fn a_reopen_mid_move_one_vm_at_a_time_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
-    let mut e = Engine::create(&ws, &topology(2.0, 1, 50), opts(11)).unwrap();
-    e.apply(Command::StartWorkloads).unwrap();
-    e.advance(90 * SECOND).unwrap();
-    e.apply(one_by_one("cg-1", true)).unwrap();
-    let limit = e.now + 30 * MINUTE;
-    run_until(&mut e, limit, "the first VM to switch", |e| {
-        e.across_ops()[0].moved >= 1
-    });
+    let e = one_moved(&ws, 11);
     let recorded = e.across_ops()[0].record_blocks;
     e.close().unwrap();
     let mut e = Engine::open(&ws).unwrap();

@@ -28,6 +28,27 @@ fn ask_plan(h: &mut Harness<'static, DrApp>) {
     });
 }
 
+/// "Move to the other site" waits for "Are you sure?" on a move rated heightened-mild.
+fn confirm(h: &mut Harness<'static, DrApp>) {
+    assert!(h.get_by_label(START).accesskit_node().is_disabled());
+    press(
+        h,
+        &format!("{SURE} Move cg-gold-a across and accept the heightened-mild risk"),
+    );
+    assert!(!h.get_by_label(START).accesskit_node().is_disabled());
+}
+
+/// Starts the planned move, the `n`th, and waits for it to succeed.
+fn start_and_wait(h: &mut Harness<'static, DrApp>, n: usize) {
+    press(h, START);
+    step_until(h, "the move to succeed", Duration::from_secs(60), |a| {
+        a.live
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.across.len() == n && s.across[n - 1].phase == AcrossPhase::Succeeded)
+    });
+}
+
 #[test]
 fn the_cross_site_section_plans_confirms_and_moves_cg_gold_a_to_new_york() {
     let dir = crate::testkit::scratch();
@@ -66,26 +87,8 @@ fn the_cross_site_section_plans_confirms_and_moves_cg_gold_a_to_new_york() {
             .count()
             >= 1
     );
-    assert!(h.get_by_label(START).accesskit_node().is_disabled());
-    press(
-        &mut h,
-        &format!("{SURE} Move cg-gold-a across and accept the heightened-mild risk"),
-    );
-    assert!(!h.get_by_label(START).accesskit_node().is_disabled());
-    press(&mut h, START);
-
-    step_until(
-        &mut h,
-        "the cross-site move to succeed",
-        Duration::from_secs(60),
-        |a| {
-            a.live.snapshot.as_ref().is_some_and(|s| {
-                s.across
-                    .last()
-                    .is_some_and(|o| o.phase == AcrossPhase::Succeeded)
-            })
-        },
-    );
+    confirm(&mut h);
+    start_and_wait(&mut h, 1);
     let snap = h.state().live.snapshot.clone().unwrap();
     for (vm, ds) in [
         ("web-01", "ds-gold-1-r"),
@@ -140,23 +143,8 @@ fn the_cross_site_section_plans_confirms_and_moves_cg_gold_a_to_new_york() {
             .count()
             >= 1
     );
-    assert!(h.get_by_label(START).accesskit_node().is_disabled());
-    press(
-        &mut h,
-        &format!("{SURE} Move cg-gold-a across and accept the heightened-mild risk"),
-    );
-    press(&mut h, START);
-    step_until(
-        &mut h,
-        "the move home to succeed",
-        Duration::from_secs(60),
-        |a| {
-            a.live
-                .snapshot
-                .as_ref()
-                .is_some_and(|s| s.across.len() == 2 && s.across[1].phase == AcrossPhase::Succeeded)
-        },
-    );
+    confirm(&mut h);
+    start_and_wait(&mut h, 2);
     let snap = h.state().live.snapshot.clone().unwrap();
     for (vm, ds) in [("web-01", "ds-gold-1"), ("mail-01", "ds-gold-2")] {
         let v = snap.vms.iter().find(|v| v.id == vm).unwrap();
