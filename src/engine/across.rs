@@ -394,7 +394,11 @@ impl Engine {
             to_site: spec.target_site.clone(),
             rating: plan.impact.rating.as_str().into(),
             members: plan.members,
-            phase: AcrossPhase::Syncing,
+            phase: if consistency.is_keep() {
+                AcrossPhase::Syncing
+            } else {
+                AcrossPhase::Moving
+            },
             started_at: self.now,
             switched_at: None,
             ended_at: None,

@@ -521,7 +521,8 @@ fn a_failure_mid_move_one_vm_at_a_time_reverts_every_vm_to_the_record() {
 }
 
 /// A close in the middle of the moves: the reopen reads the records back and goes on with
-/// the VMs still at pa; the move succeeds with nothing lost.
+/// the VMs still at pa; the move succeeds with nothing lost. An I/O error in a step of the
+/// move home fails it back.
 #[test]
 fn a_reopen_mid_move_one_vm_at_a_time_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -538,4 +539,22 @@ fn a_reopen_mid_move_one_vm_at_a_time_goes_on() {
         phase(e) == AcrossPhase::Succeeded
     });
     all_on(&e, ["ds-1r", "ds-1r", "ds-2r"]);
+
+    // Home again, and an I/O error as the first VM switches: the move fails back to the
+    // record (at ny now) instead of staying stuck with its group held.
+    e.apply(one_by_one("cg-1", true)).unwrap();
+    crate::fault::fail_next("across.member-switched", 1);
+    let limit = e.now + 30 * MINUTE;
+    run_until(&mut e, limit, "the move home to end", |e| {
+        !phase(e).active()
+    });
+    crate::fault::disarm();
+    let op = e.across_ops()[1].clone();
+    assert_eq!(op.phase, AcrossPhase::FailedBack, "{}", op.message);
+    assert!(op.message.contains("the move failed"), "{}", op.message);
+    for (vm, ds) in [("a1", "ds-1r"), ("a2", "ds-1r"), ("b1", "ds-2r")] {
+        assert_eq!(e.location(vm).unwrap().0, ds, "{vm}");
+        assert!(e.verify_vm(vm).unwrap().consistent, "{vm}");
+    }
+    assert!(!e.groups[0].saved.paused && e.group_blocked(0).is_none());
 }

@@ -111,10 +111,29 @@ impl Engine {
     }
 
     /// Starts move `k` (already in the list) of group `g`: the record, then the first VM.
+    /// A record that cannot be made ends the move before anything moved.
     pub(in crate::engine) fn start_break(&mut self, k: usize, g: usize) -> Result<(), EngineError> {
+        if let Err(e) = self.make_records(k) {
+            self.across.records.clear();
+            let _ = self.drop_records(k);
+            let msg = format!(
+                "Cross-site move of {} did not start: its record could not be made ({e}); nothing moved",
+                self.across.saved.ops[k].consistency_group
+            );
+            self.end_across(k, AcrossPhase::FailedBack, msg);
+            return Err(e);
+        }
         let points = crate::engine::replication::points_dir(self.ws.root(), &self.groups[g].spec);
         remove_dir_if_exists(&points)?;
         self.groups[g].older.clear();
+        self.across.saved.ops[k].record_seq = self.next_seq.saturating_sub(1);
+        self.persist_state()?;
+        fault_point("across.recorded")?;
+        self.step_or_fail_back(k)
+    }
+
+    /// A copy-on-write record of each member's source image, as it is now.
+    fn make_records(&mut self, k: usize) -> Result<(), EngineError> {
         self.across.records.clear();
         for n in 0..self.across.saved.ops[k].members.len() {
             let path = self.record_path(k, n)?;
@@ -132,12 +151,16 @@ impl Engine {
             member.hops_at_record = hist.hops.len();
             member.since_at_record = hist.since;
         }
-        let op = &mut self.across.saved.ops[k];
-        op.phase = AcrossPhase::Moving;
-        op.record_seq = self.next_seq.saturating_sub(1);
-        self.persist_state()?;
-        fault_point("across.recorded")?;
-        self.break_step(k)
+        Ok(())
+    }
+
+    /// The next step; an error in it (a copy that fails, an image that will not open)
+    /// fails the move back to the record rather than leaving it stuck with its group held.
+    fn step_or_fail_back(&mut self, k: usize) -> Result<(), EngineError> {
+        match self.break_step(k) {
+            Ok(()) => Ok(()),
+            Err(e) => self.fail_back_break(k, &format!("the move failed: {e}")),
+        }
     }
 
     /// Saves block `block` of VM `i`'s source image in the record before a guest write
@@ -204,7 +227,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         match self.active_across() {
             Some(k) if self.across.saved.ops[k].id == id && self.across.step == step => {
-                self.break_step(k)
+                self.step_or_fail_back(k)
             }
             _ => Ok(()),
         }
