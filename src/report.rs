@@ -48,6 +48,8 @@ pub enum EventKind {
     /// A failover of reprotected PGs: their VMs come home.
     Failback,
     Reprotect,
+    /// A consistency group moved to the other site while it ran (SPEC §12).
+    CrossSiteMove,
 }
 
 impl EventKind {
@@ -60,6 +62,7 @@ impl EventKind {
             EventKind::Unplanned => "Unplanned failover",
             EventKind::Failback => "Failback",
             EventKind::Reprotect => "Reprotect",
+            EventKind::CrossSiteMove => "Cross-site move",
         }
     }
 
@@ -104,6 +107,8 @@ pub struct Summary {
     pub unplanned: usize,
     pub failbacks: usize,
     pub reprotects: usize,
+    /// Cross-site moves of consistency groups (any outcome).
+    pub cross_site_moves: usize,
     /// VM results of failovers that ran (tests included).
     pub vms_recovered: usize,
     pub vms_not_recovered: usize,
@@ -355,6 +360,9 @@ pub fn build(r: &Recorded) -> Report {
     for rp in &r.reprotects {
         events.push((rp.at, 3, reprotect_event(t, rp)));
     }
+    for op in &r.across {
+        events.push((op.started_at, 3, across_event(t, op)));
+    }
     events.sort_by_key(|e| (e.0, e.1));
     let events: Vec<Event> = events.into_iter().map(|(_, _, e)| e).collect();
 
@@ -465,9 +473,60 @@ fn reprotect_event(t: &Topology, rp: &ReprotectRecord) -> Event {
     }
 }
 
+/// A cross-site move: its CG's protection groups, the sites, its outcome and the engine's
+/// own account of it (the group reverses when it succeeds).
+fn across_event(t: &Topology, op: &crate::engine::AcrossOp) -> Event {
+    let pgs: BTreeSet<String> = op
+        .members
+        .iter()
+        .filter_map(|m| t.pg_of_either_side(&m.from_datastore))
+        .map(String::from)
+        .collect();
+    Event {
+        state: Some(op.phase.as_str().to_string()),
+        protection_groups: pgs.into_iter().collect(),
+        from_site: Some(op.from_site.clone()),
+        to_site: Some(op.to_site.clone()),
+        started_at: minutes(op.started_at),
+        ended_at: op.ended_at.map(minutes),
+        summary: format!(
+            "{} ({} VM(s), consistency {}, rated {}): {}",
+            op.consistency_group,
+            op.members.len(),
+            op.consistency.as_str(),
+            op.rating,
+            op.message
+        ),
+        ..empty_event(EventKind::CrossSiteMove)
+    }
+}
+
+/// Protection group `pg`'s replication direction flipped before `at` this many times:
+/// reprotects of it, and cross-site moves of its CGs that succeeded.
+fn flips_before(t: &Topology, r: &Recorded, pg: &str, at: SimTime) -> usize {
+    let reprotects = r
+        .reprotects
+        .iter()
+        .filter(|rp| rp.at <= at && rp.protection_groups.iter().any(|p| p == pg))
+        .count();
+    let moves = r
+        .across
+        .iter()
+        .filter(|op| {
+            op.phase == crate::engine::AcrossPhase::Succeeded
+                && op.ended_at.is_some_and(|e| e <= at)
+                && op
+                    .members
+                    .iter()
+                    .any(|m| t.pg_of_either_side(&m.from_datastore) == Some(pg))
+        })
+        .count();
+    reprotects + moves
+}
+
 fn failover_event(t: &Topology, r: &Recorded, f: &FailoverReport) -> Event {
     // Where the VMs went: the site of a recovered instance's datastore; else what the PGs'
-    // direction was (reversed by an odd number of reprotects before it).
+    // direction was (reversed by an odd number of reprotects and cross-site moves before it).
     let recovered_ds = f
         .results
         .iter()
@@ -481,13 +540,9 @@ fn failover_event(t: &Topology, r: &Recorded, f: &FailoverReport) -> Event {
     let (to_site, from_site) = match &recovered_ds {
         Some(ds) => (site_of(t, ds), partner_site(t, ds)),
         None => {
-            let reprotects = r
-                .reprotects
-                .iter()
-                .filter(|rp| rp.at <= f.started_at && rp.protection_groups.iter().any(|p| p == pg))
-                .count();
+            let flips = flips_before(t, r, pg, f.started_at);
             match pg_sites(t, pg) {
-                Some((prot, rec)) if reprotects % 2 == 1 => (Some(prot), Some(rec)),
+                Some((prot, rec)) if flips % 2 == 1 => (Some(prot), Some(rec)),
                 Some((prot, rec)) => (Some(rec), Some(prot)),
                 None => (None, None),
             }
@@ -657,6 +712,7 @@ fn summarize(events: &[Event]) -> Summary {
             EventKind::Unplanned => s.unplanned += 1,
             EventKind::Failback => s.failbacks += 1,
             EventKind::Reprotect => s.reprotects += 1,
+            EventKind::CrossSiteMove => s.cross_site_moves += 1,
         }
         for v in e.sections.iter().flat_map(|sec| &sec.vms) {
             if v.recovered {

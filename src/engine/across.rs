@@ -192,7 +192,7 @@ pub struct AcrossOp {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub(super) struct AcrossSaved {
     #[serde(default)]
-    ops: Vec<AcrossOp>,
+    pub(super) ops: Vec<AcrossOp>,
     #[serde(default)]
     next_id: u64,
 }

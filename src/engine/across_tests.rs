@@ -410,6 +410,23 @@ fn a_cg_moves_across_one_vm_at_a_time_and_consistency_is_restored() {
     assert!(e.snapshot().vms[0].writes > at_ny, "the guests run on");
 
     sources_hold_the_running_bytes(&mut e);
+    // The DR report lists the move, and its group's direction counts it.
+    let report = crate::report::build(&e.recorded().unwrap());
+    assert_eq!(report.summary.cross_site_moves, 1);
+    let ev = report
+        .events
+        .iter()
+        .find(|ev| ev.kind == crate::report::EventKind::CrossSiteMove)
+        .unwrap();
+    assert_eq!(
+        (ev.from_site.as_deref(), ev.to_site.as_deref()),
+        (Some("pa"), Some("ny"))
+    );
+    assert_eq!(ev.state.as_deref(), Some("succeeded"));
+    assert_eq!(ev.protection_groups, ["pg-a"]);
+    assert!(ev.summary.contains("consistency break"), "{}", ev.summary);
+    assert!(report.to_text().contains("1 cross-site move(s)"));
+    assert!(crate::report::html::render(&report).contains("k-cross-site-move"));
 }
 
 /// A workspace at `ws` whose cg-1 moves one VM at a time over a slow link (seed `seed`),

@@ -43,6 +43,8 @@ pub struct Recorded {
     pub publishes: PublishLog,
     /// The distributed datastores' incidents, from each failure to its repair, oldest first.
     pub incidents: Vec<Incident>,
+    /// The cross-site moves of consistency groups (SPEC §12), oldest first.
+    pub across: Vec<super::AcrossOp>,
 }
 
 /// A site lost in a disaster.
@@ -82,6 +84,8 @@ struct SavedHistory {
     lifecycle: SavedLifecycle,
     #[serde(default)]
     stretch: StretchSaved,
+    #[serde(default)]
+    across: super::across::AcrossSaved,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +163,7 @@ pub fn read_recorded(root: &Path) -> Result<Recorded, EngineError> {
             vms: Vec::new(),
             publishes,
             incidents: Vec::new(),
+            across: Vec::new(),
         });
     };
     Ok(Recorded {
@@ -179,6 +184,7 @@ pub fn read_recorded(root: &Path) -> Result<Recorded, EngineError> {
         reprotects: s.lifecycle.reprotects,
         publishes,
         incidents: s.stretch.incidents(),
+        across: s.across.ops,
     })
 }
 
@@ -204,6 +210,7 @@ impl Engine {
             vms,
             publishes: read_publish_log(self.ws.root())?,
             incidents: self.stretch_incidents(),
+            across: self.across_ops().to_vec(),
         })
     }
 }

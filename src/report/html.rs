@@ -54,6 +54,7 @@ code { font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; word-brea
 .k-unplanned { background:#fde2e1; color:var(--bad); }
 .k-failback { background:#e6f4ea; color:var(--ok); }
 .k-reprotect { background:#efe7fd; color:var(--violet); }
+.k-cross-site-move { background:#e0f2fe; color:#075985; }
 .ok { color:var(--ok); font-weight:600; } .bad { color:var(--bad); font-weight:600; }
 .muted { color:var(--muted); }
 .event { background:var(--card); border:1px solid var(--line); border-left:5px solid var(--line); border-radius:8px; padding:12px 14px; margin:12px 0; }
@@ -146,6 +147,15 @@ fn cards(o: &mut String, r: &Report) {
         "replication reversed",
         "",
     );
+    if s.cross_site_moves > 0 {
+        card(
+            o,
+            "Cross-site moves",
+            &s.cross_site_moves.to_string(),
+            "consistency groups moved live",
+            "",
+        );
+    }
     card(o, "Tests", &s.tests.to_string(), "isolated copies", "");
     card(o, "Disasters", &s.disasters.to_string(), "sites lost", "");
     card(
@@ -198,6 +208,7 @@ fn kind_class(k: EventKind) -> &'static str {
         EventKind::Unplanned => "unplanned",
         EventKind::Failback => "failback",
         EventKind::Reprotect => "reprotect",
+        EventKind::CrossSiteMove => "cross-site-move",
     }
 }
 
@@ -294,6 +305,7 @@ fn markers(r: &Report, g: &GroupLag) -> Vec<(f64, String, &'static str)> {
                     "#1f7a3f",
                 ),
                 EventKind::Reprotect => ("reprotect".to_string(), "#7c3aed"),
+                EventKind::CrossSiteMove => ("moved across".to_string(), "#075985"),
                 EventKind::Failback => {
                     (format!("failback #{}", e.failover.unwrap_or(0)), "#1f7a3f")
                 }
@@ -615,7 +627,11 @@ fn details(o: &mut String, r: &Report) {
     let shown: Vec<&Event> = r
         .events
         .iter()
-        .filter(|e| e.kind.is_failover() || e.kind == EventKind::Reprotect)
+        .filter(|e| {
+            e.kind.is_failover()
+                || e.kind == EventKind::Reprotect
+                || e.kind == EventKind::CrossSiteMove
+        })
         .collect();
     if shown.is_empty() {
         return;
@@ -630,6 +646,10 @@ fn details(o: &mut String, r: &Report) {
             esc(&e.when()),
             esc(&e.summary)
         );
+        if e.kind == EventKind::CrossSiteMove {
+            o.push_str("</div>\n");
+            continue;
+        }
         if e.kind == EventKind::Reprotect {
             if e.deleted.is_empty() {
                 o.push_str(

@@ -33,8 +33,18 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "{} unplanned, {} planned and {} test failover(s), {} failback(s), {} reprotect(s), {} disaster(s)",
-            s.unplanned, s.planned, s.tests, s.failbacks, s.reprotects, s.disasters
+            "{} unplanned, {} planned and {} test failover(s), {} failback(s), {} reprotect(s), {} disaster(s){}",
+            s.unplanned,
+            s.planned,
+            s.tests,
+            s.failbacks,
+            s.reprotects,
+            s.disasters,
+            if s.cross_site_moves > 0 {
+                format!(", {} cross-site move(s)", s.cross_site_moves)
+            } else {
+                String::new()
+            }
         );
         let _ = writeln!(
             o,
