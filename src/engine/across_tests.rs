@@ -539,7 +539,7 @@ fn a_failure_mid_move_one_vm_at_a_time_reverts_every_vm_to_the_record() {
 
 /// A close in the middle of the moves: the reopen reads the records back and goes on with
 /// the VMs still at pa; the move succeeds with nothing lost. An I/O error in a step of the
-/// move home fails it back.
+/// move home fails it back, and a cancel while a VM pauses for its switch lets it run again.
 #[test]
 fn a_reopen_mid_move_one_vm_at_a_time_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -574,4 +574,22 @@ fn a_reopen_mid_move_one_vm_at_a_time_goes_on() {
         assert!(e.verify_vm(vm).unwrap().consistent, "{vm}");
     }
     assert!(!e.groups[0].saved.paused && e.group_blocked(0).is_none());
+
+    // A cancel while a VM pauses for its last blocks: that VM's guest writes again.
+    e.apply(one_by_one("cg-1", true)).unwrap();
+    let limit = e.now + 30 * MINUTE;
+    run_until(&mut e, limit, "a pause for the last blocks", |e| {
+        e.across_ops()[2].paused_since.is_some()
+    });
+    let vm = e.across_ops()[2].members[e.across_ops()[2].moved]
+        .vm
+        .clone();
+    e.apply(Command::CancelAcross {
+        consistency_group: "cg-1".into(),
+    })
+    .unwrap();
+    let i = e.vm_index(&vm).unwrap();
+    let writes = e.vms[i].writes;
+    e.advance(e.now + 5 * SECOND).unwrap();
+    assert!(e.vms[i].writes > writes, "{vm} runs again after the cancel");
 }

@@ -409,6 +409,8 @@ impl Engine {
             self.persist_state()?;
         }
         fault_point("across.failing-back")?;
+        // A VM paused for its switch is no longer held: it starts again where it goes back.
+        self.across.saved.ops[k].paused_since = None;
         let op = self.across.saved.ops[k].clone();
         let g = self.group_by_key(&op.group);
         if let Some(g) = g {
