@@ -339,12 +339,6 @@ impl Engine {
             return;
         }
         let rate = self.st_leg_link_mib_s(ds);
-        let index = self
-            .topology()
-            .datastores
-            .iter()
-            .position(|d| d.id == ds)
-            .unwrap_or(0);
         let now = self.now;
         let Some(rt) = self.stretch.dists.get_mut(ds) else {
             return;
@@ -369,6 +363,17 @@ impl Engine {
             now + duration_for(first * BLOCK_SIZE as u64, rate)
         };
         let gen_ = rt.gen_;
+        self.st_schedule(ds, at, gen_);
+    }
+
+    /// Queues distributed datastore `ds`'s event of generation `gen_` at `at`.
+    pub(super) fn st_schedule(&mut self, ds: &str, at: SimTime, gen_: u64) {
+        let index = self
+            .topology()
+            .datastores
+            .iter()
+            .position(|d| d.id == ds)
+            .unwrap_or(0);
         self.schedule(
             at,
             Ev::Stretch {

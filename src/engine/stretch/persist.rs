@@ -116,21 +116,9 @@ impl Engine {
                         self.st_swap_serving(&ds, true)?;
                     }
                     if polarizing {
-                        // Still waiting for the witness: the event holds the guests the
-                        // reopen starts, then decides when it is time.
-                        let index = self
-                            .topology()
-                            .datastores
-                            .iter()
-                            .position(|d| d.id == ds)
-                            .unwrap_or(0);
-                        self.schedule(
-                            self.now,
-                            Ev::Stretch {
-                                ds: DsIx(index),
-                                gen_: 0,
-                            },
-                        );
+                        // Still waiting for the witness (`guest_held` keeps the guests the
+                        // reopen starts held): the event decides when it is time.
+                        self.st_schedule(&ds, self.now, 0);
                     }
                 }
                 None => {

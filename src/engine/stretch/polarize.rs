@@ -96,12 +96,6 @@ impl Engine {
             // Held: no write is acknowledged until a side has won.
             self.vms[i].guest_gen += 1;
         }
-        let index = self
-            .topology()
-            .datastores
-            .iter()
-            .position(|x| x.id == ds)
-            .unwrap_or(0);
         let rt = self.stretch.dists.get_mut(ds).expect("created datastores");
         rt.rebuilding = false;
         rt.gen_ += 1;
@@ -111,13 +105,7 @@ impl Engine {
             decide_at,
             winner,
         });
-        self.schedule(
-            decide_at,
-            Ev::Stretch {
-                ds: DsIx(index),
-                gen_,
-            },
-        );
+        self.st_schedule(ds, decide_at, gen_);
         let detail = format!(
             "I/O held for the polarization delay ({} s) before the sides ask witness {witness}: {}",
             dist.polarization_delay(),
