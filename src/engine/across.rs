@@ -166,10 +166,8 @@ pub struct AcrossOp {
     /// `Break`: the record's instant, the last journaled write when the move started.
     #[serde(default)]
     pub record_seq: u64,
-    /// `Break`: the members switched so far (the first `moved`), the pre-copy round of
-    /// the next one, and since when it is paused for its last blocks.
-    #[serde(default)]
-    pub moved: usize,
+    /// `Break`: the pre-copy round of the next member to switch, and since when it is
+    /// paused for its last blocks.
     #[serde(default)]
     pub round: u32,
     #[serde(default)]
@@ -186,6 +184,16 @@ pub struct AcrossOp {
     /// `Break`: a fail-back under way (why), finished at the next open after a crash.
     #[serde(default)]
     pub failing_back: Option<String>,
+}
+
+impl AcrossOp {
+    /// `Break`: the members switched so far, which move in order: the first `moved()`.
+    pub fn moved(&self) -> usize {
+        self.members
+            .iter()
+            .take_while(|m| m.switched_at.is_some())
+            .count()
+    }
 }
 
 /// Persisted with the engine state.
@@ -413,7 +421,6 @@ impl Engine {
             bytes_at_start: self.groups[g].saved.bytes_shipped,
             consistency,
             record_seq: 0,
-            moved: 0,
             round: 0,
             paused_since: None,
             max_pause: 0,
@@ -705,7 +712,7 @@ impl Engine {
                 AcrossPhase::Moving => format!(
                     "Cross-site move of {} interrupted: source site {site} was lost with {} of {} VM(s) moved; those keep running at {}, the rest are recovered from replicas the move left without a consistent point",
                     op.consistency_group,
-                    op.moved,
+                    op.moved(),
                     op.members.len(),
                     op.to_site
                 ),

@@ -349,7 +349,7 @@ fn a_cg_moves_across_one_vm_at_a_time_and_consistency_is_restored() {
     // One at a time: the first has switched while the last still runs at pa.
     let limit = e.now + 10 * MINUTE;
     run_until(&mut e, limit, "the first VM to switch", |e| {
-        e.across_ops()[0].moved >= 1
+        e.across_ops()[0].moved() >= 1
     });
     assert_eq!(e.location("a1").unwrap().0, "ds-1r");
     assert_eq!(e.location("b1").unwrap().0, "ds-2");
@@ -438,7 +438,7 @@ fn one_moved(ws: &std::path::Path, seed: u64) -> Engine {
     e.apply(one_by_one("cg-1", true)).unwrap();
     let limit = e.now + 30 * MINUTE;
     run_until(&mut e, limit, "the first VM to switch", |e| {
-        e.across_ops()[0].moved >= 1
+        e.across_ops()[0].moved() >= 1
     });
     e
 }
@@ -517,7 +517,7 @@ fn a_failure_mid_move_one_vm_at_a_time_reverts_every_vm_to_the_record() {
     assert_eq!(phase(&e), AcrossPhase::Moving);
     let limit = e.now + 30 * MINUTE;
     run_until(&mut e, limit, "the first VM to switch", |e| {
-        e.across_ops()[2].moved >= 1
+        e.across_ops()[2].moved() >= 1
     });
     e.apply(Command::Disaster { site: "ny".into() }).unwrap();
     let op = e.across_ops()[2].clone();
@@ -581,7 +581,7 @@ fn a_reopen_mid_move_one_vm_at_a_time_goes_on() {
     run_until(&mut e, limit, "a pause for the last blocks", |e| {
         e.across_ops()[2].paused_since.is_some()
     });
-    let vm = e.across_ops()[2].members[e.across_ops()[2].moved]
+    let vm = e.across_ops()[2].members[e.across_ops()[2].moved()]
         .vm
         .clone();
     e.apply(Command::CancelAcross {

@@ -274,7 +274,7 @@ fn operation(ui: &mut Ui, op: &AcrossOp, actions: &mut Vec<Action>) {
     } else {
         ui.label(format!(
             "One VM at a time: {} of {} moved · {} block(s) not yet at {} at the start · {} shipped · the record of {} keeps {} block(s) · longest pause {}{}",
-            op.moved,
+            op.moved(),
             op.members.len(),
             op.changed_blocks,
             op.to_site,

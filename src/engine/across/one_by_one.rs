@@ -50,9 +50,9 @@ pub(super) fn break_explanation(cg: &str, spec: &crate::engine::GroupSpec, vms: 
 }
 
 impl Engine {
-    /// Rule "a move one VM at a time is where it says": while it moves, its first `moved`
-    /// members run on their replicas and the rest on their sources, each of those recorded,
-    /// and its group publishes nothing; once restoring, all run on their replicas.
+    /// Rule "a move one VM at a time is where it says": while it moves, its members switch
+    /// in order, the switched ones run on their replicas and the rest on their recorded
+    /// sources, and its group ships nothing; once restoring, all run on their replicas.
     pub(in crate::engine) fn check_across(&self) -> Result<(), crate::engine::Broken> {
         const RULE: &str = "a move one VM at a time is where it says";
         let Some(k) = self.active_across() else {
@@ -64,11 +64,23 @@ impl Engine {
         }
         let broken = |detail: String| Err(crate::engine::Broken { rule: RULE, detail });
         let moving = op.phase == AcrossPhase::Moving;
-        for (n, m) in op.members.iter().enumerate() {
+        let switched = op
+            .members
+            .iter()
+            .filter(|m| m.switched_at.is_some())
+            .count();
+        if switched != op.moved() {
+            return broken(format!(
+                "move #{}: its members switched out of order ({switched} switched, the first {} in order)",
+                op.id,
+                op.moved()
+            ));
+        }
+        for m in &op.members {
             let Some(i) = self.vm_index(&m.vm) else {
                 return broken(format!("member {} is not a VM", m.vm));
             };
-            let moved = !moving || n < op.moved;
+            let moved = !moving || m.switched_at.is_some();
             let want = if moved {
                 &m.to_datastore
             } else {
@@ -80,7 +92,7 @@ impl Engine {
                     op.id,
                     m.vm,
                     self.vms[i].datastore,
-                    op.moved,
+                    op.moved(),
                     op.members.len()
                 ));
             }
@@ -206,7 +218,7 @@ impl Engine {
             op.paused_since.is_some()
                 && op
                     .members
-                    .get(op.moved)
+                    .get(op.moved())
                     .is_some_and(|m| m.vm == self.vms[i].id)
         })
     }
@@ -246,10 +258,10 @@ impl Engine {
     /// its switch; with every VM moved, the restore of consistency.
     fn break_step(&mut self, k: usize) -> Result<(), EngineError> {
         let op = &self.across.saved.ops[k];
-        if op.moved == op.members.len() {
+        if op.moved() == op.members.len() {
             return self.restore_consistency(k);
         }
-        let m = op.members[op.moved].clone();
+        let m = op.members[op.moved()].clone();
         let Some(i) = self.vm_index(&m.vm) else {
             return self.fail_back_break(k, &format!("{} is gone", m.vm));
         };
@@ -303,7 +315,7 @@ impl Engine {
             "{}: the replica differs from the source at its switch",
             self.vms[i].id
         );
-        let n = self.across.saved.ops[k].moved;
+        let n = self.across.saved.ops[k].moved();
         let m = self.across.saved.ops[k].members[n].clone();
         let dir = self.ws.datastore_dir(&m.to_datastore)?.join(&m.instance);
         let horizon = self.next_seq.saturating_sub(1);
@@ -315,7 +327,6 @@ impl Engine {
         let pause = now - paused_since.unwrap_or(now);
         op.max_pause = op.max_pause.max(pause);
         op.members[n].switched_at = Some(now);
-        op.moved += 1;
         op.round = 0;
         let msg = format!(
             "Cross-site move of {}: {} runs at {} on {} on {} (paused {} for its last blocks); {} of {} moved",
@@ -325,7 +336,7 @@ impl Engine {
             m.to_datastore,
             m.to_host,
             crate::engine::format_duration(pause),
-            op.moved,
+            op.moved(),
             op.members.len()
         );
         op.message = msg.clone();
