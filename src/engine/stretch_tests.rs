@@ -83,6 +83,18 @@ fn writes(e: &Engine, vm: &str) -> u64 {
     e.snapshot().vms.iter().find(|x| x.id == vm).unwrap().writes
 }
 
+/// Why moving vm2 to ds-a is refused now (it must be).
+fn vm2_move_refused(e: &mut Engine) -> String {
+    e.apply(Command::Migrate {
+        vm: "vm2".into(),
+        to: "ds-a".into(),
+        mode: CopyMode::Mirror,
+        confirm: true,
+    })
+    .unwrap_err()
+    .to_string()
+}
+
 fn assert_consistent(e: &Engine, vm: &str) {
     let v = e.verify_vm(vm).unwrap();
     assert!(v.consistent, "{v:#?}");
@@ -458,15 +470,7 @@ fn with_a_witness_the_second_leg_serves_when_the_own_site_is_cut_off() {
     );
     assert!(e.stretch_counts("ds-c").unwrap().0 > 0);
     assert_consistent(&e, "vm2");
-    let m = e
-        .apply(Command::Migrate {
-            vm: "vm2".into(),
-            to: "ds-a".into(),
-            mode: CopyMode::Mirror,
-            confirm: true,
-        })
-        .unwrap_err()
-        .to_string();
+    let m = vm2_move_refused(&mut e);
     assert!(m.contains("second leg"), "{m}");
 
     // A reopen mid-partition keeps serving from the second leg.

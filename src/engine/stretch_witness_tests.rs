@@ -135,15 +135,7 @@ fn a_reopen_during_the_polarization_keeps_the_io_held_until_the_decision() {
     let t0 = e.now();
     e.apply(Command::PartitionSite { site: "pa".into() })
         .unwrap();
-    let m = e
-        .apply(Command::Migrate {
-            vm: "vm2".into(),
-            to: "ds-a".into(),
-            mode: CopyMode::Mirror,
-            confirm: true,
-        })
-        .unwrap_err()
-        .to_string();
+    let m = vm2_move_refused(&mut e);
     assert!(m.contains("witness decides"), "{m}");
     e.advance(t0 + SECOND).unwrap();
     e.close().unwrap();

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::testkit::process::{drconsole, repo, sample_run};
+use crate::testkit::process::{drconsole, drconsole_ok, repo, sample_run};
 
 fn run_json(scenario: &Path, ws: &Path) -> (Option<i32>, Vec<u8>) {
     let o = drconsole(&[
@@ -57,13 +57,7 @@ fn sample_scenario_is_deterministic_and_its_seed_drives_the_guests() {
     }));
 
     // verify agrees with the run, and the cancelled target is gone.
-    let o = drconsole(&["verify", &one.ws.display().to_string(), "--json"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = drconsole_ok(&["verify", &one.ws.display().to_string(), "--json"]);
     let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rep["ok"], true);
     assert_eq!(rep["vms"].as_array().unwrap().len(), 10);
@@ -331,13 +325,7 @@ fn a_cg_moved_across_sites_leaves_its_sources_byte_identical() {
             "{vm}: the Palo Alto instance differs from the one running in New York"
         );
     }
-    let o = drconsole(&["verify", &ws.display().to_string(), "--json"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = drconsole_ok(&["verify", &ws.display().to_string(), "--json"]);
     let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rep["ok"], true, "{rep:#}");
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::testkit::{app_in, browse, sample, step_until, wait_for_io, wait_ready};
+use crate::testkit::{app_in, browse, logged, sample, step_until, wait_for_io, wait_ready};
 use drconsole::gui::{DrApp, ExportedEntry, Kind, Level, Persisted, Startup, ThemeChoice};
 use drconsole::topology::TopologySource;
 use egui::accesskit::Role;
@@ -300,13 +300,7 @@ fn the_clock_and_the_log_survive_closing_and_reopening_the_workspace() {
     let dir = crate::testkit::scratch();
     let h = running_for(dir.path(), 60);
     let before = sim_now(h.state());
-    let earlier: Vec<String> = h
-        .state()
-        .log
-        .entries
-        .iter()
-        .map(|e| e.message.clone())
-        .collect();
+    let earlier = logged(h.state());
     assert!(earlier.iter().any(|m| m == "Operator: Start workloads"));
     drop(h); // closes the workspace
 

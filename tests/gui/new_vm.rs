@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::testkit::{app_in, browse, click, open_modal, step_until, wait_ready};
+use crate::testkit::{app_in, browse, click, logged, open_modal, step_until, wait_ready};
 use drconsole::gui::new_vm::{
     ADD, DISK, HOST, MEMORY, MENU, NAME, PG, READS, TITLE, VCPUS, WRITES,
 };
@@ -78,13 +78,7 @@ fn new_vm_places_it_in_its_group_and_an_unprotected_pick_needs_are_you_sure() {
                 .any(|v| v.id == "new-vm-01" && v.datastore == "ds-local")
         }) && a.doc.topology.vm("new-vm-01").is_some()
     });
-    let log: Vec<String> = h
-        .state()
-        .log
-        .entries
-        .iter()
-        .map(|e| e.message.clone())
-        .collect();
+    let log = logged(h.state());
     assert!(
         log.iter()
             .any(|m| m.starts_with("Override: new VM new-vm-01 on ds-local (meant for pg-tier2)")),

@@ -165,6 +165,11 @@ pub fn wait_ready(h: &mut Harness<'static, DrApp>) {
     });
 }
 
+/// Every message of the app's event log, oldest first (whatever its filter shows).
+pub fn logged(app: &DrApp) -> Vec<String> {
+    app.log.entries.iter().map(|e| e.message.clone()).collect()
+}
+
 pub fn click(h: &mut Harness<'static, DrApp>, label: &str) {
     h.get_by_label(label).click();
     h.run_steps(2);
