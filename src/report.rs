@@ -152,6 +152,9 @@ pub struct Event {
     /// Failovers to a point in time (minutes): each group recovered its latest point cut
     /// at or before it; none: the latest points.
     pub point: Option<f64>,
+    /// Cross-site moves: the consistency group that moved (its replication group's id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistency_group: Option<String>,
 }
 
 /// One protection group of a failover.
@@ -475,7 +478,9 @@ impl Event {
         if let Some(site) = &self.site {
             let _ = write!(t, " of site {site}");
         }
-        if !self.protection_groups.is_empty() {
+        if let Some(cg) = &self.consistency_group {
+            let _ = write!(t, " of {cg}");
+        } else if !self.protection_groups.is_empty() {
             let _ = write!(t, " of {}", self.protection_groups.join(", "));
         }
         if let (Some(a), Some(b)) = (&self.from_site, &self.to_site) {

@@ -20,6 +20,7 @@ pub(super) fn empty_event(kind: EventKind) -> Event {
         deleted: Vec::new(),
         sections: Vec::new(),
         point: None,
+        consistency_group: None,
     }
 }
 
@@ -81,9 +82,9 @@ pub(super) fn across_event(t: &Topology, op: &crate::engine::AcrossOp) -> Event 
         to_site: Some(op.to_site.clone()),
         started_at: minutes(op.started_at),
         ended_at: op.ended_at.map(minutes),
+        consistency_group: Some(op.consistency_group.clone()),
         summary: format!(
-            "{} ({} VM(s), consistency {}, rated {}): {}",
-            op.consistency_group,
+            "{} VM(s), consistency {}, rated {}: {}",
             op.members.len(),
             op.consistency.as_str(),
             op.rating,

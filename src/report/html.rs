@@ -289,9 +289,14 @@ fn markers(r: &Report, g: &GroupLag) -> Vec<(f64, String, &'static str)> {
         .filter(|e| {
             e.kind == EventKind::Disaster
                 || e.kind == EventKind::SiteReturn
-                || e.protection_groups
-                    .iter()
-                    .any(|pg| g.protection_groups.contains(pg))
+                // A cross-site move marks its own group, not the rest of its PG.
+                || match &e.consistency_group {
+                    Some(cg) => *cg == g.group,
+                    None => e
+                        .protection_groups
+                        .iter()
+                        .any(|pg| g.protection_groups.contains(pg)),
+                }
         })
         .filter(|e| e.kind != EventKind::Test)
         .map(|e| {
@@ -636,7 +641,7 @@ fn details(o: &mut String, r: &Report) {
     if shown.is_empty() {
         return;
     }
-    o.push_str("<h2>Failovers, failbacks and reprotects</h2>\n");
+    o.push_str("<h2>Failovers, failbacks, reprotects and cross-site moves</h2>\n");
     for e in shown {
         let _ = writeln!(
             o,
